@@ -1,0 +1,64 @@
+"""The gateway's app factory."""
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+
+from apiflask import APIFlask
+from flask import g, request
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from gateway import errors
+from gateway.rpc import RpcPool
+from gateway.routes import audit, auth, health, me
+from kernel.config import Config
+
+log = logging.getLogger("gatehouse.gateway")
+REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+def create_app(config: Config | None = None) -> APIFlask:
+    config = config or Config.from_env()
+    app = APIFlask("gatehouse", title="Gatehouse API", version="1",
+                   spec_path="/api/v1/openapi.json", docs_path="/api/docs")
+    app.config.update(
+        JWT_SECRET=config.jwt_secret,
+        ACCESS_TOKEN_TTL=config.integer("GATEHOUSE_ACCESS_TOKEN_TTL"),
+        AMQP_URI=config.amqp_uri,
+        MAX_CONTENT_LENGTH=256 * 1024,
+        JSON_SORT_KEYS=False,
+    )
+    trusted = config.integer("GATEHOUSE_TRUSTED_PROXIES")
+    if trusted:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=trusted, x_proto=trusted, x_host=trusted)
+
+    timeout = config.number("GATEHOUSE_RPC_TIMEOUT")
+    app.extensions["rpc"] = RpcPool(config.nameko(), config.integer("GATEHOUSE_RPC_POOL_SIZE"), timeout)
+    app.extensions["health_rpc"] = RpcPool(config.nameko(), 2, min(timeout, 2.0))
+
+    errors.register(app)
+    for module in (health, auth, me, audit):
+        app.register_blueprint(module.bp)
+
+    @app.before_request
+    def _start():
+        g.started = time.perf_counter()
+        incoming = request.headers.get("X-Request-ID", "")
+        g.request_id = incoming if REQUEST_ID.match(incoming) else uuid.uuid4().hex
+
+    @app.after_request
+    def _finish(response):
+        response.headers["X-Request-ID"] = g.get("request_id", "")
+        response.headers.setdefault("Cache-Control", "no-store")
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        principal = g.get("principal")
+        log.info("request", extra={
+            "request_id": g.get("request_id"), "method": request.method, "path": request.path,
+            "status": response.status_code, "user_id": principal.user_id if principal else None,
+            "latency_ms": round((time.perf_counter() - g.get("started", time.perf_counter())) * 1000, 2),
+        })
+        return response
+
+    return app

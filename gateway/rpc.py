@@ -1,0 +1,75 @@
+"""A pool of nameko RPC clients that threads can share.
+
+nameko's standalone proxy is not thread-safe, so each call checks one out. The
+pool belongs to one process: after a fork (gunicorn) a fresh one is built lazily.
+A client that failed on its connection or timed out is thrown away, not reused.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import threading
+
+from nameko.exceptions import RpcTimeout
+from nameko.standalone.rpc import ClusterRpcProxy
+
+from kernel.errors import GatehouseError
+
+BROKEN = (RpcTimeout, ConnectionError, OSError)
+
+
+class RpcPool:
+    def __init__(self, nameko_config: dict, size: int, timeout: float):
+        self.nameko_config = {k: v for k, v in nameko_config.items() if k != "GATEHOUSE"}
+        self.size = size
+        self.timeout = timeout
+        self._pid = None
+        self._lock = threading.Lock()
+        self._idle: queue.LifoQueue | None = None
+        self._slots: threading.BoundedSemaphore | None = None
+
+    def _ensure_process(self) -> None:
+        if self._pid != os.getpid():
+            with self._lock:
+                if self._pid != os.getpid():
+                    self._idle = queue.LifoQueue()
+                    self._slots = threading.BoundedSemaphore(self.size)
+                    self._pid = os.getpid()
+
+    @contextlib.contextmanager
+    def client(self):
+        """Yields a cluster proxy: `with pool.client() as rpc: rpc.identity.login(...)`."""
+        self._ensure_process()
+        if not self._slots.acquire(timeout=self.timeout):
+            raise RpcTimeout("no RPC client free")
+        try:
+            try:
+                runner = self._idle.get_nowait()
+            except queue.Empty:
+                runner = ClusterRpcProxy(self.nameko_config, timeout=self.timeout)
+                runner.proxy = runner.start()
+            try:
+                yield runner.proxy
+            except GatehouseError:
+                self._idle.put(runner)  # a domain answer: the client is fine
+                raise
+            except BaseException:
+                _stop_quietly(runner)
+                raise
+            else:
+                self._idle.put(runner)
+        finally:
+            self._slots.release()
+
+    def close(self) -> None:
+        if self._idle is not None:
+            while not self._idle.empty():
+                _stop_quietly(self._idle.get_nowait())
+
+
+def _stop_quietly(runner) -> None:
+    try:
+        runner.stop()
+    except Exception:  # its connection is already gone
+        pass

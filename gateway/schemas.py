@@ -1,0 +1,90 @@
+"""Request and response bodies; unknown fields are refused (marshmallow's default)."""
+from __future__ import annotations
+
+from apiflask import Schema
+from apiflask.fields import Boolean, DateTime, Dict, Integer, List, Nested, String
+from apiflask.validators import Length, OneOf, Range
+
+
+class RegisterIn(Schema):
+    username = String(required=True, validate=Length(1, 32))
+    first_name = String(required=True, validate=Length(1, 64))
+    last_name = String(required=True, validate=Length(1, 64))
+    email = String(required=True, validate=Length(3, 254))
+    password = String(required=True, validate=Length(1, 1024), load_only=True)
+
+
+class LoginIn(Schema):
+    login = String(required=True, validate=Length(1, 254), metadata={"description": "username or email"})
+    password = String(required=True, validate=Length(1, 1024), load_only=True)
+
+
+class UserOut(Schema):
+    id = String()
+    username = String()
+    email = String()
+    first_name = String()
+    last_name = String()
+    full_name = String()
+    company = String()
+    status = String(validate=OneOf(["pending", "invited", "active", "suspended"]))
+    uid_number = Integer()
+    is_first_admin = Boolean()
+    created_at = String(metadata={"format": "date-time"})
+    last_login_at = String(allow_none=True, metadata={"format": "date-time"})
+
+
+class TokenOut(Schema):
+    access_token = String()
+    token_type = String()
+    expires_in = Integer()
+    user = Nested(UserOut)
+
+
+class AuditQuery(Schema):
+    category = String(validate=Length(1, 32))
+    action = String(validate=Length(1, 128))
+    actor_id = String(validate=Length(1, 36))
+    resource_type = String(validate=Length(1, 64))
+    resource_id = String(validate=Length(1, 64))
+    outcome = String(validate=OneOf(["success", "failure"]))
+    limit = Integer(load_default=50, validate=Range(1, 200))
+    cursor = Integer(validate=Range(1))
+
+
+class AuditActor(Schema):
+    user_id = String(allow_none=True)
+    username = String(allow_none=True)
+    ip = String(allow_none=True)
+
+
+class AuditResource(Schema):
+    type = String()
+    id = String(allow_none=True)
+    name = String(allow_none=True)
+
+
+class AuditEventOut(Schema):
+    id = String()
+    seq = Integer()
+    type = String()
+    source = String()
+    category = String()
+    action = String()
+    outcome = String()
+    occurred_at = String(metadata={"format": "date-time"})
+    actor = Nested(AuditActor)
+    request_id = String(allow_none=True)
+    tenant_id = String(allow_none=True)
+    resource = Nested(AuditResource)
+    data = Dict()
+
+
+class AuditPageOut(Schema):
+    items = List(Nested(AuditEventOut))
+    next_cursor = Integer(allow_none=True)
+
+
+class HealthOut(Schema):
+    status = String()
+    checks = Dict()

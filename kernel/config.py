@@ -1,0 +1,125 @@
+"""Every setting Gatehouse reads, in one place.
+
+Each setting is an environment variable with a default; `gatehouse config` prints
+this table and README.md carries it (a test keeps the two in step).
+"""
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from kernel import SERVICES
+
+
+@dataclass(frozen=True)
+class Setting:
+    env: str
+    default: str
+    help: str
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("GATEHOUSE_DATA_DIR", "./data", "Folder for SQLite files, logs, the local broker and generated keys."),
+    Setting("GATEHOUSE_AMQP_URI", "", "RabbitMQ to use. Empty: the run command uses one on 127.0.0.1:5672 or starts its own."),
+    Setting("GATEHOUSE_BROKER_PORT", "5672", "AMQP port of the broker the run command starts when GATEHOUSE_AMQP_URI is empty."),
+    Setting("GATEHOUSE_HTTP_HOST", "127.0.0.1", "Address the gateway listens on."),
+    Setting("GATEHOUSE_HTTP_PORT", "8080", "Port the gateway listens on."),
+    Setting("GATEHOUSE_GATEWAY_WORKERS", "2", "Gateway worker processes (gunicorn)."),
+    Setting("GATEHOUSE_GATEWAY_THREADS", "8", "Threads per gateway worker."),
+    *(
+        Setting(f"GATEHOUSE_{name.upper()}_DB_URL", "",
+                f"SQLAlchemy URL of the {name} database. Empty: sqlite file {name}.db in the data folder.")
+        for name in SERVICES
+    ),
+    Setting("GATEHOUSE_JWT_SECRET", "", "Key that signs access tokens; all gateway instances need the same. Empty: generated once into the data folder."),
+    Setting("GATEHOUSE_ACCESS_TOKEN_TTL", "900", "Lifetime of an access token, in seconds."),
+    Setting("GATEHOUSE_RPC_TIMEOUT", "10", "Seconds the gateway waits for a service to answer."),
+    Setting("GATEHOUSE_RPC_POOL_SIZE", "8", "RPC clients per gateway process."),
+    Setting("GATEHOUSE_TRUSTED_PROXIES", "0", "Reverse proxies in front of the gateway whose X-Forwarded-For is trusted for the client IP."),
+    Setting("GATEHOUSE_SERVICE_MAX_WORKERS", "10", "Concurrent workers per service instance (nameko max_workers, also the prefetch)."),
+    Setting("GATEHOUSE_OUTBOX_POLL_INTERVAL", "1.0", "Seconds between outbox scans when no commit woke the relay (events of other instances, recovery)."),
+    Setting("GATEHOUSE_ADMIN_USERNAME", "superadmin", "Username of the first super admin, created on first start."),
+    Setting("GATEHOUSE_ADMIN_PASSWORD", "", "Password of the first super admin. Empty: a random one is printed once."),
+    Setting("GATEHOUSE_LOG_LEVEL", "INFO", "Log level of every process."),
+    Setting("GATEHOUSE_FAILPOINTS", "", "Test-only fault injection, e.g. outbox.after_commit=identity.user_registered kills the process at that point. Never set in production."),
+)
+
+KNOWN_ENV = frozenset(s.env for s in SETTINGS)
+
+
+@dataclass(frozen=True)
+class Config:
+    """Settings resolved from an environment mapping."""
+
+    values: dict
+
+    @classmethod
+    def from_env(cls, environ=None) -> "Config":
+        environ = os.environ if environ is None else environ
+        return cls({s.env: environ.get(s.env, s.default) or s.default for s in SETTINGS})
+
+    def __getitem__(self, env: str) -> str:
+        return self.values[env]
+
+    @property
+    def data_dir(self) -> Path:
+        path = Path(self["GATEHOUSE_DATA_DIR"]).resolve()
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    @property
+    def amqp_uri(self) -> str:
+        return self["GATEHOUSE_AMQP_URI"] or f"amqp://guest:guest@127.0.0.1:{self['GATEHOUSE_BROKER_PORT']}//"
+
+    def db_url(self, service: str) -> str:
+        return (self[f"GATEHOUSE_{service.upper()}_DB_URL"]
+                or f"sqlite:///{self.data_dir / (service + '.db')}")
+
+    def number(self, env: str) -> float:
+        return float(self[env])
+
+    def integer(self, env: str) -> int:
+        return int(self[env])
+
+    @property
+    def jwt_secret(self) -> str:
+        if self["GATEHOUSE_JWT_SECRET"]:
+            return self["GATEHOUSE_JWT_SECRET"]
+        return _persistent_secret(self.data_dir / "jwt.key")
+
+    def nameko(self) -> dict:
+        """The config dict nameko containers and standalone proxies take."""
+        return {
+            "AMQP_URI": self.amqp_uri,
+            "max_workers": self.integer("GATEHOUSE_SERVICE_MAX_WORKERS"),
+            "serializer": "json",
+            "GATEHOUSE": self,
+        }
+
+
+def _persistent_secret(path: Path) -> str:
+    """A random key created once, readable only by its owner, reused across restarts."""
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    # Written aside then linked into place: concurrent first starts agree on one key.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(secrets.token_urlsafe(48))
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink()
+    return path.read_text().strip()
+
+
+def markdown_table() -> str:
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    rows += [f"| `{s.env}` | `{s.default}` | {s.help} |" for s in SETTINGS]
+    return "\n".join(rows)

@@ -1,0 +1,64 @@
+"""Errors that cross the RPC boundary and become HTTP answers at the gateway.
+
+Each class is registered with nameko once, so the gateway receives an instance of
+the same class (not a bare RemoteError) and maps it with `status` and `code`.
+Messages and details are shown to API callers: never put a secret in them.
+"""
+from __future__ import annotations
+
+from nameko.exceptions import deserialize_to_instance
+
+
+class GatehouseError(Exception):
+    status = 500
+    code = "internal_error"
+
+    def __init__(self, message: str, code: str | None = None, details: dict | None = None):
+        super().__init__(message, code or self.code, details or {})
+        self.message = message
+        self.code = code or type(self).code
+        self.details = details or {}
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@deserialize_to_instance
+class BadRequest(GatehouseError):
+    status, code = 400, "bad_request"
+
+
+@deserialize_to_instance
+class ValidationFailed(GatehouseError):
+    """details maps each field to what is wrong with it."""
+
+    status, code = 422, "validation_error"
+
+
+@deserialize_to_instance
+class Unauthorized(GatehouseError):
+    status, code = 401, "unauthorized"
+
+
+@deserialize_to_instance
+class Forbidden(GatehouseError):
+    status, code = 403, "forbidden"
+
+
+@deserialize_to_instance
+class NotFound(GatehouseError):
+    status, code = 404, "not_found"
+
+
+@deserialize_to_instance
+class Conflict(GatehouseError):
+    status, code = 409, "conflict"
+
+
+@deserialize_to_instance
+class TooManyRequests(GatehouseError):
+    status, code = 429, "too_many_requests"
+
+
+class TransientError(Exception):
+    """A failure worth retrying later (a dependency is briefly unavailable)."""

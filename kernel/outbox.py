@@ -1,0 +1,124 @@
+"""The outbox relay: publishes committed events to RabbitMQ, then marks them sent.
+
+At-least-once: a crash after the broker confirmed but before the row was marked
+publishes that event again on restart; consumers absorb it by event id. On
+PostgreSQL, instances of one service skip each other's rows (FOR UPDATE SKIP LOCKED).
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from datetime import timedelta
+
+import sqlalchemy as sa
+from kombu import Connection, Producer
+
+from kernel import failpoints
+from kernel.db import ServiceDatabase
+from kernel.envelope import utc_now
+from kernel.topology import events_exchange
+
+log = logging.getLogger(__name__)
+
+PUBLISHED_ROWS_KEPT = timedelta(days=1)
+
+
+class AmqpPublisher:
+    """Publishes with publisher confirms: `publish` returns once the broker has the message."""
+
+    def __init__(self, amqp_uri: str):
+        self.amqp_uri = amqp_uri
+        self._connection = None
+        self._producer = None
+        self._declared: set[str] = set()
+
+    def publish(self, exchange: str, routing_key: str, body: str, message_id: str) -> None:
+        producer = self._ensure()
+        if exchange not in self._declared:
+            service = exchange.rsplit(".events", 1)[0]
+            events_exchange(service)(producer.channel).declare()
+            self._declared.add(exchange)
+        producer.publish(
+            body, exchange=exchange, routing_key=routing_key, content_type="application/json",
+            content_encoding="utf-8", delivery_mode=2, message_id=message_id, retry=False,
+        )
+
+    def _ensure(self) -> Producer:
+        if self._producer is None:
+            self._connection = Connection(self.amqp_uri, connect_timeout=5,
+                                          transport_options={"confirm_publish": True})
+            self._producer = Producer(self._connection.channel())
+        return self._producer
+
+    def close(self) -> None:
+        if self._connection is not None:
+            try:
+                self._connection.release()
+            except Exception:  # closing a dead connection
+                pass
+        self._connection = self._producer = None
+        self._declared.clear()
+
+
+class OutboxRelay:
+    def __init__(self, db: ServiceDatabase, publisher, poll_interval: float = 1.0, batch_size: int = 200):
+        self.db = db
+        self.publisher = publisher
+        self.poll_interval = poll_interval
+        self.batch_size = batch_size
+        self._stopping = threading.Event()
+        self._last_cleanup = 0.0
+
+    def relay_once(self) -> int:
+        """Publish one batch of pending events in order; returns how many were sent."""
+        outbox = self.db.outbox
+        pending = (sa.select(outbox.c.seq, outbox.c.event_id, outbox.c.exchange, outbox.c.routing_key, outbox.c.body)
+                   .where(outbox.c.published_at.is_(None)).order_by(outbox.c.seq)
+                   .limit(self.batch_size).with_for_update(skip_locked=True))
+        with self.db.engine.begin() as conn:
+            sent = []
+            try:
+                for row in conn.execute(pending).all():
+                    self.publisher.publish(row.exchange, row.routing_key, row.body, row.event_id)
+                    failpoints.hit("outbox.after_publish", row.routing_key)
+                    sent.append(row.seq)
+            finally:  # what the broker confirmed is marked even if a later publish failed
+                if sent:
+                    conn.execute(sa.update(outbox).where(outbox.c.seq.in_(sent)).values(published_at=utc_now()))
+        return len(sent)
+
+    def cleanup(self) -> int:
+        outbox = self.db.outbox
+        with self.db.engine.begin() as conn:
+            return conn.execute(sa.delete(outbox).where(outbox.c.published_at < utc_now() - PUBLISHED_ROWS_KEPT)).rowcount
+
+    def run(self) -> None:
+        """Relay until stopped: at once after a local commit, else every poll interval."""
+        backoff = 0.5
+        while not self._stopping.is_set():
+            try:
+                sent = self.relay_once()
+                backoff = 0.5
+                if time.monotonic() - self._last_cleanup > 3600:
+                    self._last_cleanup = time.monotonic()
+                    self.cleanup()
+            except Exception:
+                log.warning("outbox relay of %s failed; retrying in %.1fs", self.db.service, backoff, exc_info=True)
+                self.publisher.close()
+                self._stopping.wait(backoff)
+                backoff = min(backoff * 2, 30)
+                continue
+            if sent < self.batch_size:
+                self.db.committed.wait(self.poll_interval)
+                self.db.committed.clear()
+
+    def stop(self) -> None:
+        """Stop after one last pass, so events committed before SIGTERM go out."""
+        self._stopping.set()
+        self.db.committed.set()
+        try:
+            self.relay_once()
+        except Exception:
+            log.warning("final outbox flush of %s failed; events stay queued for the next start", self.db.service)
+        self.publisher.close()

@@ -1,0 +1,1 @@
+"""Operations: the gatehouse CLI, the process supervisor and the local broker."""

@@ -1,0 +1,163 @@
+"""The `gatehouse` command."""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+
+import click
+import requests
+
+from kernel import SERVICES
+from kernel.config import Config, markdown_table
+
+
+@click.group()
+def main():
+    """Gatehouse: users, roles, tenants and audit, propagated to LDAP and Proxmox VE."""
+
+
+@main.command()
+def config():
+    """Print every setting with its default (Markdown)."""
+    click.echo(markdown_table())
+
+
+@main.command()
+@click.argument("services", nargs=-1, type=click.Choice(SERVICES))
+def migrate(services):
+    """Bring service databases to the latest schema (all by default)."""
+    from kernel import migrate as migrations
+
+    cfg = Config.from_env()
+    for name in services or SERVICES:
+        migrations.upgrade(name, cfg.db_url(name))
+        click.echo(f"{name}: schema up to date")
+
+
+@main.command("db-revision")
+@click.argument("service", type=click.Choice(SERVICES))
+@click.option("-m", "--message", required=True)
+def db_revision(service, message):
+    """Autogenerate a migration of SERVICE from its storage.py."""
+    from kernel import migrate as migrations
+
+    migrations.revision(service, Config.from_env().db_url(service), message)
+
+
+@main.command("setup-broker")
+def setup_broker():
+    """Declare every exchange and consumer queue (before producers start)."""
+    from kernel import topology
+    from ops.serve import all_service_classes
+
+    for name in topology.declare(Config.from_env().amqp_uri, all_service_classes()):
+        click.echo(f"queue {name}")
+
+
+@main.command()
+@click.argument("process", type=click.Choice((*SERVICES, "gateway")))
+def serve(process):
+    """Run one service or the gateway in the foreground."""
+    os.execv(sys.executable, [sys.executable, "-m", "ops.serve", process])
+
+
+@main.command("bootstrap-admin")
+@click.option("--username", default=None, help="Default: GATEHOUSE_ADMIN_USERNAME")
+def bootstrap_admin_command(username):
+    """Create the first super admin if there is none (password from GATEHOUSE_ADMIN_PASSWORD or random)."""
+    cfg = Config.from_env()
+    result = bootstrap_admin(cfg, username or cfg["GATEHOUSE_ADMIN_USERNAME"], cfg["GATEHOUSE_ADMIN_PASSWORD"])
+    click.echo(describe_admin(result))
+
+
+def bootstrap_admin(cfg: Config, username: str, password: str | None) -> dict:
+    from nameko.standalone.rpc import ClusterRpcProxy
+
+    from kernel.errors import GatehouseError
+
+    nameko = {k: v for k, v in cfg.nameko().items() if k != "GATEHOUSE"}
+    try:
+        with ClusterRpcProxy(nameko, timeout=60) as rpc:
+            return rpc.identity.bootstrap_admin(username, password or None)
+    except GatehouseError as error:
+        problems = "; ".join(f"{field} {problem}" for field, problem in error.details.items())
+        raise click.ClickException(f"{error.message} {problems}") from None
+
+
+def describe_admin(result: dict) -> str:
+    name = result["user"]["username"]
+    if not result["created"]:
+        return f"First admin: {name} (exists; reset its password with the CLI if lost)"
+    if result["password"]:
+        return f"First admin: {name}  password: {result['password']}  (shown once; change it after signing in)"
+    return f"First admin: {name}  password: from GATEHOUSE_ADMIN_PASSWORD"
+
+
+@main.command()
+def up():
+    """Run everything: broker (unless GATEHOUSE_AMQP_URI), migrations, services, gateway, first admin."""
+    from kernel import migrate as migrations
+    from kernel import topology
+    from ops.broker import LocalRabbit, reachable
+    from ops.serve import all_service_classes
+    from ops.supervisor import Supervisor
+
+    cfg = Config.from_env()
+    data_dir = cfg.data_dir
+    broker = None
+    if not cfg["GATEHOUSE_AMQP_URI"] and not reachable(cfg.amqp_uri):
+        click.echo(f"Starting RabbitMQ on 127.0.0.1:{cfg['GATEHOUSE_BROKER_PORT']} (data in {data_dir / 'rabbitmq'})")
+        broker = LocalRabbit(data_dir / "rabbitmq", cfg.integer("GATEHOUSE_BROKER_PORT")).start()
+    elif not _wait(lambda: reachable(cfg.amqp_uri), 30):
+        raise click.ClickException(f"RabbitMQ at {cfg.amqp_uri} does not answer")
+    env = {**os.environ, "GATEHOUSE_DATA_DIR": str(data_dir), "GATEHOUSE_AMQP_URI": cfg.amqp_uri}
+    cfg = Config.from_env(env)
+    cfg.jwt_secret  # created once here, before workers race for it
+    supervisor = Supervisor(env=env, log_dir=data_dir / "logs", restart=True)
+    stopping = []
+    for sig in (signal.SIGTERM, signal.SIGINT):  # SIGINT may arrive ignored when started in the background
+        signal.signal(sig, lambda *_: stopping.append(1))
+    try:
+        for name in SERVICES:
+            migrations.upgrade(name, cfg.db_url(name))
+        topology.declare(cfg.amqp_uri, all_service_classes())
+        supervisor.start_all()
+        url = f"http://{cfg['GATEHOUSE_HTTP_HOST']}:{cfg['GATEHOUSE_HTTP_PORT']}"
+        if not _wait(lambda: _ready(url), 90):
+            raise click.ClickException(f"Gatehouse did not become ready; logs are in {data_dir / 'logs'}")
+        admin = bootstrap_admin(cfg, cfg["GATEHOUSE_ADMIN_USERNAME"], cfg["GATEHOUSE_ADMIN_PASSWORD"])
+        click.echo(f"\nGatehouse is running at {url}  (API docs: {url}/api/docs)")
+        click.echo(describe_admin(admin))
+        click.echo("Sign in: POST /api/v1/auth/login {\"login\": ..., \"password\": ...}.  Ctrl-C stops everything.",
+                   nl=True)
+        sys.stdout.flush()
+        while not stopping:
+            supervisor.watch_once()
+            time.sleep(1)
+    finally:
+        click.echo("Stopping Gatehouse...")
+        supervisor.stop_all()
+        if broker:
+            broker.stop()
+
+
+def _ready(url: str) -> bool:
+    try:
+        return requests.get(f"{url}/readyz", timeout=3).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def _wait(check, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.5)
+    return False
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,96 @@
+"""Run one process of Gatehouse: `python -m ops.serve identity|rbac|...|gateway`.
+
+Services are eventlet programs and must monkey-patch before anything else is
+imported; the gateway is a plain threaded WSGI server and must not.
+"""
+import sys
+
+import kernel  # noqa: F401  (filters eventlet's import warning first)
+
+if __name__ == "__main__" and len(sys.argv) > 1 and sys.argv[1] != "gateway":
+    import eventlet
+
+    eventlet.monkey_patch()
+
+import importlib  # noqa: E402
+import signal  # noqa: E402
+
+from kernel import SERVICES  # noqa: E402
+from kernel.config import Config  # noqa: E402
+from kernel.logs import configure as configure_logs  # noqa: E402
+
+SERVICE_CLASSES = {
+    "identity": "services.identity.service:IdentityService",
+    "rbac": "services.rbac.service:RbacService",
+    "tenancy": "services.tenancy.service:TenancyService",
+    "audit": "services.audit.service:AuditService",
+    "proxmox_sync": "services.proxmox_sync.service:ProxmoxSyncService",
+}
+
+
+def service_class(name: str):
+    module, _, attr = SERVICE_CLASSES[name].partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def all_service_classes():
+    return [service_class(name) for name in SERVICES]
+
+
+def serve_service(name: str) -> None:
+    import eventlet
+    from nameko.runners import ServiceRunner
+
+    from kernel import topology
+
+    config = Config.from_env()
+    configure_logs(name, config["GATEHOUSE_LOG_LEVEL"])
+    # Every consumer queue exists before this process can publish anything.
+    topology.declare(config.amqp_uri, all_service_classes())
+    runner = ServiceRunner(config.nameko())
+    runner.add_service(service_class(name))
+
+    def shutdown(signum, frame):
+        eventlet.spawn_n(runner.stop)  # graceful: in-flight workers finish, outbox flushes
+
+    signal.signal(signal.SIGTERM, shutdown)
+    signal.signal(signal.SIGINT, shutdown)
+    runner.start()
+    runner.wait()
+
+
+def serve_gateway() -> None:
+    from gunicorn.app.base import BaseApplication
+
+    config = Config.from_env()
+    configure_logs("gateway", config["GATEHOUSE_LOG_LEVEL"])
+
+    class Gateway(BaseApplication):
+        def load_config(self):
+            for key, value in {
+                "bind": f"{config['GATEHOUSE_HTTP_HOST']}:{config['GATEHOUSE_HTTP_PORT']}",
+                "workers": config.integer("GATEHOUSE_GATEWAY_WORKERS"),
+                "threads": config.integer("GATEHOUSE_GATEWAY_THREADS"),
+                "worker_class": "gthread",
+                "timeout": 60,
+                "graceful_timeout": 20,
+                "accesslog": None,
+            }.items():
+                self.cfg.set(key, value)
+
+        def load(self):
+            from gateway.app import create_app
+
+            return create_app(config)
+
+    Gateway().run()
+
+
+if __name__ == "__main__":
+    target = sys.argv[1]
+    if target == "gateway":
+        serve_gateway()
+    elif target in SERVICE_CLASSES:
+        serve_service(target)
+    else:
+        sys.exit(f"unknown process {target!r}; one of: {', '.join(SERVICE_CLASSES)}, gateway")

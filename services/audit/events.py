@@ -1,0 +1,3 @@
+"""Every event audit publishes, in one place (none yet: purges will be the first)."""
+
+ALL = ()

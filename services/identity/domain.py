@@ -1,0 +1,124 @@
+"""Identity rules that need no broker and no database: validation, passwords, login decisions."""
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from argon2 import PasswordHasher, Type
+from argon2.exceptions import InvalidHashError, VerificationError
+from email_validator import EmailNotValidError, validate_email
+
+PENDING, INVITED, ACTIVE, SUSPENDED = "pending", "invited", "active", "suspended"
+STATUSES = (PENDING, INVITED, ACTIVE, SUSPENDED)
+
+FIRST_UID_NUMBER = 10000
+
+# A username becomes a Unix login and an LDAP uid.
+USERNAME_PATTERN = re.compile(r"^[a-z][a-z0-9._-]{0,31}$")
+RESERVED_USERNAMES = frozenset("""
+    root admin administrator daemon bin sys sync games man lp mail news uucp proxy
+    www-data backup list irc gnats nobody nogroup adm wheel sudo staff users operator
+    sshd messagebus postgres rabbitmq openldap ldap systemd-network systemd-resolve
+    systemd-timesync _apt polkitd ftp guest support security system shadow tty disk
+""".split())
+
+# OWASP's argon2id option: m=19 MiB, t=2, p=1.
+HASHER = PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1, type=Type.ID)
+
+
+@dataclass(frozen=True)
+class PasswordPolicy:
+    min_length: int = 12
+    max_length: int = 128
+
+
+@lru_cache(maxsize=1)
+def common_passwords() -> frozenset[str]:
+    path = Path(__file__).with_name("common_passwords.txt")
+    return frozenset(line.strip().lower() for line in path.read_text().splitlines() if line.strip())
+
+
+def username_problem(username: str) -> str | None:
+    if not USERNAME_PATTERN.match(username or ""):
+        return ("must start with a lowercase letter and contain only lowercase letters, "
+                "digits, '.', '_' or '-', at most 32 characters")
+    if username in RESERVED_USERNAMES:
+        return "is reserved for the system"
+    return None
+
+
+def normalize_email(email: str) -> tuple[str | None, str | None]:
+    """(normalized address, None) or (None, what is wrong)."""
+    try:
+        return validate_email(email or "", check_deliverability=False).normalized.lower(), None
+    except EmailNotValidError as error:
+        return None, str(error)
+
+
+def password_problems(password: str, policy: PasswordPolicy, username: str = "") -> list[str]:
+    """Every rule the password breaks, in words a user can act on (NIST 800-63B style)."""
+    problems = []
+    if len(password) < policy.min_length:
+        problems.append(f"must be at least {policy.min_length} characters")
+    if len(password) > policy.max_length:
+        problems.append(f"must be at most {policy.max_length} characters")
+    if password.lower() in common_passwords():
+        problems.append("is a commonly used password")
+    if username and username.lower() in password.lower():
+        problems.append("must not contain the username")
+    return problems
+
+
+def registration_problems(username, first_name, last_name, email, password, policy) -> dict[str, str]:
+    problems = {}
+    if problem := username_problem(username):
+        problems["username"] = problem
+    for field, value in (("first_name", first_name), ("last_name", last_name)):
+        if not (value or "").strip():
+            problems[field] = "is required"
+        elif len(value) > 64:
+            problems[field] = "must be at most 64 characters"
+    if problem := normalize_email(email)[1]:
+        problems["email"] = problem
+    if found := password_problems(password or "", policy, username or ""):
+        problems["password"] = "; ".join(found)
+    return problems
+
+
+def hash_password(password: str) -> str:
+    return HASHER.hash(password)
+
+
+def verify_password(password_hash: str, password: str) -> bool:
+    try:
+        return HASHER.verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def needs_rehash(password_hash: str) -> bool:
+    return HASHER.check_needs_rehash(password_hash)
+
+
+@lru_cache(maxsize=1)
+def dummy_hash() -> str:
+    """Verified against when the account does not exist, so that costs the same time."""
+    return hash_password(secrets.token_urlsafe(16))
+
+
+def generate_password() -> str:
+    return secrets.token_urlsafe(18)  # 144 bits, 24 characters
+
+
+def login_refusal(status: str | None, password_ok: bool) -> str | None:
+    """Why a login is refused (for the audit log), or None when it succeeds."""
+    if status is None:
+        return "unknown_user"
+    if not password_ok:
+        return "bad_password"
+    if status != ACTIVE:
+        return f"status_{status}"
+    return None

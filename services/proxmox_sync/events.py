@@ -1,0 +1,3 @@
+"""Every event proxmox_sync publishes, in one place (none yet)."""
+
+ALL = ()

@@ -1,0 +1,7 @@
+"""proxmox_sync's tables: only the kernel's outbox and inbox so far."""
+import sqlalchemy as sa
+
+from kernel.db import kernel_tables
+
+metadata = sa.MetaData()
+kernel_tables(metadata, "proxmox_sync")

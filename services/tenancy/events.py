@@ -1,0 +1,3 @@
+"""Every event tenancy publishes, in one place (none yet)."""
+
+ALL = ()

@@ -8,6 +8,7 @@ import uuid
 
 from apiflask import APIFlask
 from flask import g, request
+from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from gateway import errors
@@ -17,6 +18,10 @@ from kernel.config import Config
 
 log = logging.getLogger("gatehouse.gateway")
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+MAX_BODY = 256 * 1024
+# An oversize body up to this size is read and dropped so the client sees the 413
+# answer instead of a connection reset; beyond it the connection is just closed.
+DRAINED_BODY = 8 * 1024 * 1024
 
 
 def create_app(config: Config | None = None) -> APIFlask:
@@ -27,7 +32,7 @@ def create_app(config: Config | None = None) -> APIFlask:
         JWT_SECRET=config.jwt_secret,
         ACCESS_TOKEN_TTL=config.integer("GATEHOUSE_ACCESS_TOKEN_TTL"),
         AMQP_URI=config.amqp_uri,
-        MAX_CONTENT_LENGTH=256 * 1024,
+        MAX_CONTENT_LENGTH=MAX_BODY,
         JSON_SORT_KEYS=False,
     )
     trusted = config.integer("GATEHOUSE_TRUSTED_PROXIES")
@@ -47,6 +52,12 @@ def create_app(config: Config | None = None) -> APIFlask:
         g.started = time.perf_counter()
         incoming = request.headers.get("X-Request-ID", "")
         g.request_id = incoming if REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        length = request.content_length or 0
+        if MAX_BODY < length <= DRAINED_BODY:
+            stream = request.environ["wsgi.input"]
+            while length > 0 and (chunk := stream.read(min(length, 65536))):
+                length -= len(chunk)
+            raise RequestEntityTooLarge(f"The request body is larger than {MAX_BODY // 1024} KiB.")
 
     @app.after_request
     def _finish(response):

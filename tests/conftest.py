@@ -1,0 +1,28 @@
+import uuid
+
+import pytest
+
+from ops.broker import LocalRabbit
+from tests.harness import Platform, free_port
+
+
+@pytest.fixture(scope="session")
+def rabbit(tmp_path_factory):
+    """A throwaway RabbitMQ on free loopback ports, for the whole session."""
+    broker = LocalRabbit(tmp_path_factory.mktemp("rabbit"), free_port(), free_port()).start()
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture(scope="session")
+def platform(rabbit, tmp_path_factory):
+    """Every service and the gateway, started once; tests use unique names."""
+    running = Platform(tmp_path_factory.mktemp("platform"), rabbit.amqp_uri).start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def unique():
+    """A short unique suffix for usernames and emails."""
+    return uuid.uuid4().hex[:8]

@@ -76,16 +76,21 @@ class OutboxRelay:
         pending = (sa.select(outbox.c.seq, outbox.c.event_id, outbox.c.exchange, outbox.c.routing_key, outbox.c.body)
                    .where(outbox.c.published_at.is_(None)).order_by(outbox.c.seq)
                    .limit(self.batch_size).with_for_update(skip_locked=True))
+        sent, failure = [], None
         with self.db.engine.begin() as conn:
-            sent = []
-            try:
-                for row in conn.execute(pending).all():
+            for row in conn.execute(pending).all():
+                try:
                     self.publisher.publish(row.exchange, row.routing_key, row.body, row.event_id)
-                    failpoints.hit("outbox.after_publish", row.routing_key)
-                    sent.append(row.seq)
-            finally:  # what the broker confirmed is marked even if a later publish failed
-                if sent:
-                    conn.execute(sa.update(outbox).where(outbox.c.seq.in_(sent)).values(published_at=utc_now()))
+                except Exception as error:
+                    failure = error
+                    break
+                failpoints.hit("outbox.after_publish", row.routing_key)
+                sent.append(row.seq)
+            # What the broker confirmed is marked (and committed) even when a later publish failed.
+            if sent:
+                conn.execute(sa.update(outbox).where(outbox.c.seq.in_(sent)).values(published_at=utc_now()))
+        if failure:
+            raise failure
         return len(sent)
 
     def cleanup(self) -> int:

@@ -42,7 +42,7 @@ def common_passwords() -> frozenset[str]:
 
 
 def username_problem(username: str) -> str | None:
-    if not USERNAME_PATTERN.match(username or ""):
+    if not USERNAME_PATTERN.fullmatch(username or ""):
         return ("must start with a lowercase letter and contain only lowercase letters, "
                 "digits, '.', '_' or '-', at most 32 characters")
     if username in RESERVED_USERNAMES:

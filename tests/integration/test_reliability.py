@@ -1,0 +1,122 @@
+"""Nothing lost, nothing doubled: kills at the worst moments, redeliveries, poison."""
+import json
+import signal
+import sqlite3
+import time
+import uuid
+
+from kombu import Connection, Exchange, Producer
+
+from kernel.envelope import Actor, Event, Resource
+from tests.harness import eventually
+from tests.integration.test_slice import PASSWORD, audit_of, register
+
+
+def publish(platform, exchange, routing_key, body):
+    with Connection(platform.env["GATEHOUSE_AMQP_URI"]) as conn:
+        Producer(conn.channel()).publish(
+            body, exchange=Exchange(exchange, "topic", durable=True), routing_key=routing_key,
+            content_type="application/json", content_encoding="utf-8", delivery_mode=2)
+
+
+def records(admin, action, resource_id=None, name=None):
+    return [e for e in admin.audit(action=action)
+            if (resource_id is None or e["resource"]["id"] == resource_id)
+            and (name is None or e["resource"]["name"] == name)]
+
+
+def settle(platform, unique):
+    """Returns once everything published so far has reached audit (a marker event went through)."""
+    marker = f"m{unique}{uuid.uuid4().hex[:4]}"
+    assert register(platform.api(), marker).status_code == 201
+    audit_of(platform.admin(), marker, "user_registered")
+    time.sleep(0.5)
+
+
+def test_sigkill_after_commit_before_publish_loses_nothing(platform, unique):
+    platform.restart("identity", {"GATEHOUSE_FAILPOINTS": "outbox.after_commit=identity.user_registered"})
+    platform.wait_ready()
+    name = f"k{unique}"
+
+    response = register(platform.api(), name)
+
+    assert response.status_code in (503, 504), response.text
+    identity = platform.process("identity")
+    eventually(lambda: identity.poll() is not None, message="identity killed by its failpoint")
+    assert identity.returncode == -signal.SIGKILL
+    platform.restart("identity")
+    platform.wait_ready()
+    settle(platform, unique)
+    assert len(records(platform.admin(), "user_registered", name=name)) == 1
+    assert register(platform.api(), name).status_code == 409  # the commit itself survived
+
+
+def test_sigkill_after_publish_before_mark_is_absorbed(platform, unique):
+    platform.restart("identity", {"GATEHOUSE_FAILPOINTS": "outbox.after_publish=identity.user_registered"})
+    platform.wait_ready()
+    name = f"r{unique}"
+
+    register(platform.api(), name)  # answered or not: the process dies right after publishing
+
+    identity = platform.process("identity")
+    eventually(lambda: identity.poll() is not None, message="identity killed by its failpoint")
+    platform.restart("identity")
+    platform.wait_ready()
+    db = sqlite3.connect(platform.base_dir / "data" / "identity.db")
+    published = db.execute("SELECT published_at FROM identity_outbox WHERE body LIKE ?", (f'%"name":"{name}"%',)).fetchall()
+    assert len(published) == 1 and published[0][0] is not None  # republished after the restart
+    settle(platform, unique)
+    assert len(records(platform.admin(), "user_registered", name=name)) == 1
+
+
+def test_events_wait_while_audit_is_down(platform, unique):
+    platform.supervisor.kill("audit")
+    names = [f"q{i}{unique}" for i in range(5)]
+    for name in names:
+        assert register(platform.api(), name).status_code == 201
+    platform.restart("audit")
+    platform.wait_ready()
+    admin = platform.admin()
+    for name in names:
+        assert len(audit_of(admin, name, "user_registered")) == 1
+
+
+def test_duplicate_deliveries_change_state_once(platform, unique):
+    """The same event id delivered twice: audit stores it once, rbac acts on it once."""
+    user_id = str(uuid.uuid4())
+    event = Event(type="identity.user_created", source="identity", category="users", actor=Actor(username="system"),
+                  resource=Resource("user", user_id, f"dup{unique}"), data={"first_admin": True})
+    body = json.dumps(event.to_dict())
+    publish(platform, "identity.events", event.type, body)
+    publish(platform, "identity.events", event.type, body)
+    settle(platform, unique)
+    admin = platform.admin()
+    assert len(records(admin, "user_created", resource_id=user_id)) == 1
+    assert len(records(admin, "role_assigned", resource_id=user_id)) == 1
+
+
+def test_poison_message_is_parked_not_dropped(platform, unique):
+    publish(platform, "identity.events", "identity.garbage", json.dumps({"not": "an event", "tag": unique}))
+    with Connection(platform.env["GATEHOUSE_AMQP_URI"]) as conn:
+        channel = conn.channel()
+
+        def parked():
+            message = channel.basic_get("audit.record.dead", no_ack=False)
+            body = message and (message.body if isinstance(message.body, str) else message.body.decode())
+            if message and unique in body:
+                channel.basic_ack(message.delivery_tag)
+                return message
+            if message:
+                channel.basic_reject(message.delivery_tag, requeue=True)
+            return None
+
+        message = eventually(parked, message="poison message in audit.record.dead")
+    assert "x-gatehouse-error" in message.properties["application_headers"]
+    settle(platform, unique)  # audit goes on recording after the poison
+
+
+def test_sigterm_stops_a_service_gracefully(platform, unique):
+    platform.supervisor.kill("rbac", signal.SIGTERM)
+    assert platform.process("rbac").returncode == 0
+    platform.restart("rbac")
+    platform.wait_ready()

@@ -1,0 +1,135 @@
+"""Settings: defaults, environment overrides, derived values and the persisted JWT key."""
+from __future__ import annotations
+
+import stat
+
+import pytest
+
+from kernel import SERVICES
+from kernel.config import KNOWN_ENV, SETTINGS, Config, markdown_table
+
+
+def test_defaults_from_an_empty_environment():
+    config = Config.from_env({})
+    for setting in SETTINGS:
+        assert config[setting.env] == setting.default
+    assert config["GATEHOUSE_HTTP_HOST"] == "127.0.0.1"
+    assert config.integer("GATEHOUSE_HTTP_PORT") == 8080
+    assert config.integer("GATEHOUSE_ACCESS_TOKEN_TTL") == 900
+    assert config.number("GATEHOUSE_OUTBOX_POLL_INTERVAL") == 1.0
+    assert config["GATEHOUSE_ADMIN_USERNAME"] == "superadmin"
+
+
+def test_environment_overrides_and_empty_values_fall_back():
+    config = Config.from_env({
+        "GATEHOUSE_HTTP_PORT": "9090",
+        "GATEHOUSE_RPC_TIMEOUT": "2.5",
+        "GATEHOUSE_LOG_LEVEL": "",  # empty means default
+        "UNRELATED": "x",
+    })
+    assert config.integer("GATEHOUSE_HTTP_PORT") == 9090
+    assert config.number("GATEHOUSE_RPC_TIMEOUT") == 2.5
+    assert config["GATEHOUSE_LOG_LEVEL"] == "INFO"
+    assert "UNRELATED" not in config.values
+
+
+def test_from_env_reads_os_environ_by_default(monkeypatch):
+    monkeypatch.setenv("GATEHOUSE_HTTP_HOST", "0.0.0.0")
+    assert Config.from_env()["GATEHOUSE_HTTP_HOST"] == "0.0.0.0"
+
+
+def test_unknown_setting_is_a_key_error():
+    with pytest.raises(KeyError):
+        Config.from_env({})["GATEHOUSE_NOPE"]
+
+
+def test_default_data_dir_is_relative_to_cwd_and_created(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = Config.from_env({})
+    assert config.data_dir == (tmp_path / "data").resolve()
+    assert config.data_dir.is_dir()
+
+
+def test_data_dir_override_is_created(tmp_path):
+    target = tmp_path / "nested" / "state"
+    config = Config.from_env({"GATEHOUSE_DATA_DIR": str(target)})
+    assert config.data_dir == target.resolve()
+    assert target.is_dir()
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_db_url_defaults_to_sqlite_file_in_data_dir(tmp_path, service):
+    config = Config.from_env({"GATEHOUSE_DATA_DIR": str(tmp_path)})
+    assert config.db_url(service) == f"sqlite:///{tmp_path.resolve() / (service + '.db')}"
+
+
+def test_db_url_override_applies_to_its_service_only(tmp_path):
+    url = "postgresql+pg8000://gh:pw@db/identity"
+    config = Config.from_env({"GATEHOUSE_DATA_DIR": str(tmp_path), "GATEHOUSE_IDENTITY_DB_URL": url})
+    assert config.db_url("identity") == url
+    assert config.db_url("rbac") == f"sqlite:///{tmp_path.resolve() / 'rbac.db'}"
+
+
+def test_amqp_uri_default_uses_broker_port():
+    assert Config.from_env({}).amqp_uri == "amqp://guest:guest@127.0.0.1:5672//"
+    assert Config.from_env({"GATEHOUSE_BROKER_PORT": "5699"}).amqp_uri == "amqp://guest:guest@127.0.0.1:5699//"
+
+
+def test_amqp_uri_override_wins_over_broker_port():
+    uri = "amqp://u:p@rabbit:5672/gh"
+    config = Config.from_env({"GATEHOUSE_AMQP_URI": uri, "GATEHOUSE_BROKER_PORT": "5699"})
+    assert config.amqp_uri == uri
+
+
+def test_nameko_config():
+    config = Config.from_env({"GATEHOUSE_SERVICE_MAX_WORKERS": "4"})
+    nameko = config.nameko()
+    assert nameko["AMQP_URI"] == config.amqp_uri
+    assert nameko["max_workers"] == 4
+    assert nameko["serializer"] == "json"
+    assert nameko["GATEHOUSE"] is config
+
+
+def test_jwt_secret_is_generated_once_persisted_and_private(tmp_path):
+    env = {"GATEHOUSE_DATA_DIR": str(tmp_path)}
+    first = Config.from_env(env).jwt_secret
+    second = Config.from_env(env).jwt_secret
+    assert first == second
+    assert len(first) >= 32
+    key_file = tmp_path / "jwt.key"
+    assert key_file.read_text().strip() == first
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    # no temporary file left behind
+    assert [p.name for p in tmp_path.iterdir()] == ["jwt.key"]
+
+
+def test_jwt_secret_differs_between_data_dirs(tmp_path):
+    a = Config.from_env({"GATEHOUSE_DATA_DIR": str(tmp_path / "a")}).jwt_secret
+    b = Config.from_env({"GATEHOUSE_DATA_DIR": str(tmp_path / "b")}).jwt_secret
+    assert a != b
+
+
+def test_jwt_secret_from_environment_is_used_and_not_written(tmp_path):
+    config = Config.from_env({"GATEHOUSE_DATA_DIR": str(tmp_path), "GATEHOUSE_JWT_SECRET": "k" * 40})
+    assert config.jwt_secret == "k" * 40
+    assert not (tmp_path / "jwt.key").exists()
+
+
+def test_every_service_has_a_db_url_setting():
+    for service in SERVICES:
+        assert f"GATEHOUSE_{service.upper()}_DB_URL" in KNOWN_ENV
+
+
+def test_setting_names_are_unique():
+    assert len(KNOWN_ENV) == len(SETTINGS)
+
+
+def test_markdown_table_lists_every_setting():
+    table = markdown_table()
+    lines = table.splitlines()
+    assert lines[0] == "| variable | default | meaning |"
+    assert lines[1] == "|---|---|---|"
+    assert len(lines) == 2 + len(SETTINGS)
+    for line, setting in zip(lines[2:], SETTINGS):
+        assert line.startswith(f"| `{setting.env}` | `{setting.default}` |")
+        assert setting.help in line

@@ -4,11 +4,18 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
 
 from kombu import Connection
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def reachable(amqp_uri: str, timeout: float = 2.0) -> bool:
@@ -26,7 +33,7 @@ class LocalRabbit:
     def __init__(self, base_dir: Path, port: int, dist_port: int | None = None):
         self.base_dir = Path(base_dir)
         self.port = port
-        self.dist_port = dist_port or port + 20000
+        self.dist_port = dist_port or free_port()
         self.node = f"gatehouse{port}@localhost"
         self.process: subprocess.Popen | None = None
 

@@ -9,7 +9,7 @@ from tests.harness import Platform, free_port
 @pytest.fixture(scope="session")
 def rabbit(tmp_path_factory):
     """A throwaway RabbitMQ on free loopback ports, for the whole session."""
-    broker = LocalRabbit(tmp_path_factory.mktemp("rabbit"), free_port(), free_port()).start()
+    broker = LocalRabbit(tmp_path_factory.mktemp("rabbit"), free_port()).start()
     yield broker
     broker.stop()
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -10,16 +9,11 @@ from pathlib import Path
 
 import requests
 
+from ops.broker import free_port
 from ops.supervisor import PROCESSES, Supervisor
 
 ADMIN_USERNAME = "rootadmin"
 ADMIN_PASSWORD = "Integration-tests-admin-1"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def eventually(check, timeout: float = 10, interval: float = 0.1, message: str = "condition"):

@@ -1,0 +1,65 @@
+"""The run command (`gatehouse up`, what scripts/run ends in) on a machine with no broker running."""
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import psutil
+import pytest
+import requests
+
+from tests.harness import free_port
+
+
+def start_up(env):
+    process = subprocess.Popen([sys.executable, "-m", "ops.cli", "up"], env=env, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    lines = []
+    deadline = time.monotonic() + 150
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if line.startswith("First admin:"):
+            return process, "".join(lines)
+    process.kill()
+    pytest.fail("gatehouse up did not print the first admin:\n" + "".join(lines))
+
+
+def stop(process):
+    descendants = psutil.Process(process.pid).children(recursive=True)
+    process.send_signal(signal.SIGINT)
+    assert process.wait(90) == 0
+    gone, alive = psutil.wait_procs(descendants, timeout=30)
+    assert not [p for p in alive if p.name() != "epmd"], f"left running: {alive}"
+
+
+def login(url, password):
+    return requests.post(f"{url}/api/v1/auth/login", json={"login": "superadmin", "password": password}, timeout=30)
+
+
+def test_up_runs_everything_and_reuses_its_data(tmp_path):
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEHOUSE_")}
+    env.update(GATEHOUSE_DATA_DIR=str(tmp_path / "data"), GATEHOUSE_HTTP_PORT=str(port),
+               GATEHOUSE_BROKER_PORT=str(free_port()))
+    url = f"http://127.0.0.1:{port}"
+
+    process, output = start_up(env)
+    try:
+        assert "Starting RabbitMQ" in output
+        assert f"running at {url}" in output
+        password = re.search(r"password: (\S+)", output).group(1)
+        assert login(url, password).status_code == 200
+    finally:
+        stop(process)
+
+    process, output = start_up(env)  # a second start keeps users and keys
+    try:
+        assert "exists" in output and password not in output
+        assert login(url, password).status_code == 200
+    finally:
+        stop(process)

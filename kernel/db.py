@@ -13,7 +13,7 @@ import threading
 import sqlalchemy as sa
 from sqlalchemy import event as sa_event
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 from kernel import failpoints
 from kernel.envelope import Event, utc_now
@@ -42,6 +42,16 @@ def kernel_tables(metadata: sa.MetaData, service: str) -> tuple[sa.Table, sa.Tab
         sa.Column("processed_at", sa.DateTime(timezone=True), nullable=False),
     )
     return outbox, inbox
+
+
+def service_base(service: str) -> type[DeclarativeBase]:
+    """The declarative base of a service's models; its metadata already holds the outbox and inbox."""
+
+    class Base(DeclarativeBase):
+        metadata = sa.MetaData()
+
+    kernel_tables(Base.metadata, service)
+    return Base
 
 
 def create_engine(url: str) -> sa.Engine:

@@ -114,7 +114,7 @@ def up():
         raise click.ClickException(f"RabbitMQ at {cfg.amqp_uri} does not answer")
     env = {**os.environ, "GATEHOUSE_DATA_DIR": str(data_dir), "GATEHOUSE_AMQP_URI": cfg.amqp_uri}
     cfg = Config.from_env(env)
-    cfg.jwt_secret  # created once here, before workers race for it
+    _ = cfg.jwt_secret  # created once here, before gateway workers race for it
     supervisor = Supervisor(env=env, log_dir=data_dir / "logs", restart=True)
     stopping = []
     for sig in (signal.SIGTERM, signal.SIGINT):  # SIGINT may arrive ignored when started in the background

@@ -5,18 +5,14 @@ import uuid
 from datetime import datetime
 
 import sqlalchemy as sa
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from kernel.db import kernel_tables
+from kernel.db import service_base
 from services.identity.domain import FIRST_UID_NUMBER
 
 
-class Base(DeclarativeBase):
-    metadata = sa.MetaData()
-
-
+Base = service_base("identity")
 metadata = Base.metadata
-kernel_tables(metadata, "identity")
 
 
 class User(Base):

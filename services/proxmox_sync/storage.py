@@ -1,7 +1,5 @@
 """proxmox_sync's tables: only the kernel's outbox and inbox so far."""
-import sqlalchemy as sa
+from kernel.db import service_base
 
-from kernel.db import kernel_tables
-
-metadata = sa.MetaData()
-kernel_tables(metadata, "proxmox_sync")
+Base = service_base("proxmox_sync")
+metadata = Base.metadata

@@ -4,17 +4,13 @@ from __future__ import annotations
 from datetime import datetime
 
 import sqlalchemy as sa
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column
 
-from kernel.db import kernel_tables
-
-
-class Base(DeclarativeBase):
-    metadata = sa.MetaData()
+from kernel.db import service_base
 
 
+Base = service_base("rbac")
 metadata = Base.metadata
-kernel_tables(metadata, "rbac")
 
 
 class RoleAssignment(Base):

@@ -9,7 +9,7 @@ from kombu import Connection, Exchange, Producer
 
 from kernel.envelope import Actor, Event, Resource
 from tests.harness import eventually
-from tests.integration.test_slice import PASSWORD, audit_of, register
+from tests.integration.test_slice import audit_of, register
 
 
 def publish(platform, exchange, routing_key, body):

@@ -6,17 +6,6 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
-from kernel.db import ServiceDatabase, kernel_tables
-
-
-@pytest.fixture
-def db(tmp_path):
-    metadata = sa.MetaData()
-    kernel_tables(metadata, "svc")
-    database = ServiceDatabase("svc", f"sqlite:///{tmp_path / 'svc.db'}", metadata)
-    metadata.create_all(database.engine)
-    yield database
-    database.dispose()
 
 
 def claim(db, event_id, consumer, commit=True) -> bool:

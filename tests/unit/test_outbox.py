@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from kernel.db import ServiceDatabase, kernel_tables
+from kernel.db import kernel_tables
 from kernel.envelope import Actor, Event, Resource, utc_now
 from kernel.outbox import OutboxRelay
 
@@ -29,16 +29,6 @@ class FakePublisher:
 
     def close(self):
         self.closed += 1
-
-
-@pytest.fixture
-def db(tmp_path):
-    metadata = sa.MetaData()
-    kernel_tables(metadata, "svc")
-    database = ServiceDatabase("svc", f"sqlite:///{tmp_path / 'svc.db'}", metadata)
-    metadata.create_all(database.engine)
-    yield database
-    database.dispose()
 
 
 def event(n: int, source: str = "svc") -> Event:

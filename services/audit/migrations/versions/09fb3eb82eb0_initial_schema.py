@@ -1,7 +1,7 @@
 """initial schema
 
 Revision ID: 09fb3eb82eb0
-Revises: 
+Revises:
 Create Date: 2026-11-23 19:23:16.628204
 """
 from alembic import op

@@ -1,7 +1,7 @@
 """initial schema
 
 Revision ID: 26e09143c98a
-Revises: 
+Revises:
 Create Date: 2026-11-23 19:23:14.064477
 """
 from alembic import op

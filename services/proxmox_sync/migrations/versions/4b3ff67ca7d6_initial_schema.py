@@ -1,7 +1,7 @@
 """initial schema
 
 Revision ID: 4b3ff67ca7d6
-Revises: 
+Revises:
 Create Date: 2026-11-23 19:23:17.701920
 """
 from alembic import op

@@ -1,7 +1,7 @@
 """initial schema
 
 Revision ID: 5f56f0cdce17
-Revises: 
+Revises:
 Create Date: 2026-11-23 19:23:14.827438
 """
 from alembic import op

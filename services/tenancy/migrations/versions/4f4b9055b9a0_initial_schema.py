@@ -1,7 +1,7 @@
 """initial schema
 
 Revision ID: 4f4b9055b9a0
-Revises: 
+Revises:
 Create Date: 2026-11-23 19:23:15.807663
 """
 from alembic import op

@@ -10,7 +10,7 @@ import psutil
 import pytest
 import requests
 
-from tests.harness import free_port
+from tests.harness import eventually, free_port
 
 
 def start_up(env):
@@ -54,6 +54,17 @@ def test_up_runs_everything_and_reuses_its_data(tmp_path):
         assert f"running at {url}" in output
         password = re.search(r"password: (\S+)", output).group(1)
         assert login(url, password).status_code == 200
+        [identity] = [p for p in psutil.Process(process.pid).children()
+                      if "ops.serve identity" in " ".join(p.cmdline())]
+        identity.kill()  # a crashed service comes back by itself
+
+        def restarted():
+            return [p for p in psutil.Process(process.pid).children()
+                    if "ops.serve identity" in " ".join(p.cmdline()) and p.pid != identity.pid]
+
+        eventually(restarted, timeout=30, message="a new identity process")
+        eventually(lambda: login(url, password).status_code == 200, timeout=60, interval=0.5,
+                   message="login after identity was restarted")
     finally:
         stop(process)
 

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 from kombu import Connection
 
@@ -76,6 +77,22 @@ class LocalRabbit:
             time.sleep(0.5)
         self.stop()
         raise RuntimeError(f"rabbitmq-server did not answer on port {self.port} within {timeout}s")
+
+    def add_vhost(self, name: str) -> str:
+        """Creates virtual host `name` with full rights for guest; returns its AMQP URI.
+
+        Two Gatehouses on one broker each need their own vhost, or they consume each other's queues.
+        """
+        ctl = "/usr/lib/rabbitmq/bin/rabbitmqctl"
+        if not os.path.exists(ctl):
+            ctl = shutil.which("rabbitmqctl")
+        # Same environment (HOME, hence the Erlang cookie) as the server started with.
+        for args in (["add_vhost", name], ["set_permissions", "-p", name, "guest", ".*", ".*", ".*"]):
+            result = subprocess.run([ctl, "-n", self.node, *args], check=False, capture_output=True, text=True,
+                                    timeout=60)
+            if result.returncode != 0:
+                raise RuntimeError(f"rabbitmqctl {' '.join(args)} failed:\n{result.stdout}{result.stderr}")
+        return f"amqp://guest:guest@127.0.0.1:{self.port}/{quote(name, safe='')}"
 
     def stop(self, timeout: float = 30) -> None:
         if not self.process or self.process.poll() is not None:

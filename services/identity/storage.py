@@ -5,6 +5,7 @@ import uuid
 from datetime import datetime
 
 import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from kernel.db import service_base
@@ -59,9 +60,12 @@ def allocate_uid_number(session: Session) -> int:
     counter = sa.update(UidCounter).where(UidCounter.id == 1).values(next_uid=UidCounter.next_uid + 1)
     allocated = session.execute(counter.returning(UidCounter.next_uid)).scalar_one_or_none()
     if allocated is None:
-        session.add(UidCounter(id=1, next_uid=FIRST_UID_NUMBER + 1))
-        session.flush()
-        return FIRST_UID_NUMBER
+        try:
+            with session.begin_nested():
+                session.add(UidCounter(id=1, next_uid=FIRST_UID_NUMBER + 1))
+            return FIRST_UID_NUMBER
+        except IntegrityError:  # a concurrent transaction created the counter first
+            allocated = session.execute(counter.returning(UidCounter.next_uid)).scalar_one()
     return allocated - 1
 
 

@@ -37,6 +37,13 @@ def stop(process):
     assert not [p for p in alive if p.name() != "epmd"], f"left running: {alive}"
 
 
+def _cmdline(process) -> list[str]:
+    try:
+        return process.cmdline()
+    except psutil.Error:  # exited (or a zombie not yet reaped) between listing and reading
+        return []
+
+
 def login(url, password):
     return requests.post(f"{url}/api/v1/auth/login", json={"login": "superadmin", "password": password}, timeout=30)
 
@@ -55,12 +62,12 @@ def test_up_runs_everything_and_reuses_its_data(tmp_path):
         password = re.search(r"password: (\S+)", output).group(1)
         assert login(url, password).status_code == 200
         [identity] = [p for p in psutil.Process(process.pid).children()
-                      if "ops.serve identity" in " ".join(p.cmdline())]
+                      if "ops.serve identity" in " ".join(_cmdline(p))]
         identity.kill()  # a crashed service comes back by itself
 
         def restarted():
             return [p for p in psutil.Process(process.pid).children()
-                    if "ops.serve identity" in " ".join(p.cmdline()) and p.pid != identity.pid]
+                    if p.pid != identity.pid and "ops.serve identity" in " ".join(_cmdline(p))]
 
         eventually(restarted, timeout=30, message="a new identity process")
         eventually(lambda: login(url, password).status_code == 200, timeout=60, interval=0.5,

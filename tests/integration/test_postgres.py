@@ -1,0 +1,277 @@
+"""Every service on PostgreSQL (pg8000): through the gateway, and the kernel's concurrency on it.
+
+A throwaway PostgreSQL server on a free loopback port serves this module; the
+platform here runs on the session broker in its own vhost, so it never consumes
+the queues of the session's SQLite platform.
+"""
+import importlib
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy.orm import sessionmaker
+
+from kernel import SERVICES, migrate
+from kernel.db import ServiceDatabase, create_engine, kernel_tables
+from kernel.envelope import SYSTEM, Event, Resource
+from kernel.outbox import OutboxRelay
+from ops.postgres import LocalPostgres
+from services.identity import storage as identity_storage
+from services.identity.domain import FIRST_UID_NUMBER
+from tests.harness import ADMIN_USERNAME, Platform, eventually, free_port
+from tests.integration.test_slice import audit_of, register
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    """PostgreSQL with one database per service; stopped and deleted afterwards."""
+    # Not under tmp_path: that folder is private to root, and the server runs as postgres.
+    base = Path(tempfile.mkdtemp(prefix="gatehouse-pg-"))
+    server = LocalPostgres(base, free_port())
+    try:
+        server.start()
+        for name in SERVICES:
+            server.create_database(name)
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def pg_platform(postgres, rabbit, tmp_path_factory):
+    amqp_uri = rabbit.add_vhost(f"gatehouse-pg-{uuid.uuid4().hex[:8]}")
+    env = {f"GATEHOUSE_{name.upper()}_DB_URL": postgres.url(name) for name in SERVICES}
+    running = Platform(tmp_path_factory.mktemp("pg-platform"), amqp_uri, extra_env=env)
+    try:
+        running.start()
+        yield running
+    finally:
+        running.stop()
+
+
+def fresh_database(postgres, prefix: str) -> str:
+    return postgres.url(postgres.create_database(f"{prefix}_{uuid.uuid4().hex[:8]}"))
+
+
+# --- through the gateway -----------------------------------------------------------------
+
+def test_platform_runs_on_postgres_only(pg_platform, postgres):
+    assert pg_platform.api().get("/readyz").status_code == 200
+    assert not list((pg_platform.base_dir / "data").glob("*.db")), "a service fell back to SQLite"
+    engine = create_engine(postgres.url("identity"))
+    try:
+        with engine.connect() as conn:
+            admin = conn.execute(sa.text("SELECT is_first_admin FROM identity_users WHERE username = :u"),
+                                 {"u": ADMIN_USERNAME}).scalar_one()
+    finally:
+        engine.dispose()
+    assert admin is True
+
+
+def test_register_on_postgres_creates_a_pending_user(pg_platform, unique):
+    name = f"pg{unique}"
+    response = register(pg_platform.api(), name)
+    assert response.status_code == 201, response.text
+    assert response.json()["status"] == "pending"
+    assert response.json()["uid_number"] >= 10000
+
+
+def test_admin_login_and_me_on_postgres(pg_platform):
+    me = pg_platform.admin().get("/api/v1/me")
+    assert me.status_code == 200
+    assert me.json()["username"] == ADMIN_USERNAME and me.json()["is_first_admin"] is True
+    assert me.json()["last_login_at"] is not None
+
+
+def test_audit_on_postgres_lists_registration_and_login(pg_platform, unique):
+    name = f"pa{unique}"
+    registered = register(pg_platform.api(), name)
+    assert registered.status_code == 201, registered.text
+    admin = pg_platform.admin()
+    [registration] = audit_of(admin, name, "user_registered")
+    assert registration["resource"]["id"] == registered.json()["id"]
+    assert registration["source"] == "identity"
+    [login, *_] = audit_of(admin, ADMIN_USERNAME, "login_succeeded")
+    assert login["actor"]["username"] == ADMIN_USERNAME and login["outcome"] == "success"
+
+
+def test_duplicate_username_on_postgres_is_a_conflict(pg_platform, unique):
+    name = f"pd{unique}"
+    assert register(pg_platform.api(), name).status_code == 201
+    again = register(pg_platform.api(), name, email=f"other{unique}@example.com")
+    assert again.status_code == 409, again.text
+    assert again.json()["error"]["code"] == "user_exists"
+    assert "username" in again.json()["error"]["details"]
+
+
+# --- the kernel on PostgreSQL, no broker -----------------------------------------------------
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_migrations_on_postgres_build_the_models_and_rerun_as_no_op(postgres, service):
+    url = fresh_database(postgres, f"migrate_{service}")
+    migrate.upgrade(service, url)
+    metadata = importlib.import_module(f"services.{service}.storage").metadata
+    outbox = metadata.tables[f"{service}_outbox"]
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:  # a row that a rebuilt schema would lose
+            conn.execute(sa.insert(outbox).values(event_id="sentinel", exchange="x", routing_key="y", body="{}",
+                                                  created_at=sa.func.now()))
+            version = conn.execute(sa.text(f"SELECT version_num FROM alembic_version_{service}")).scalar_one()
+
+        migrate.upgrade(service, url)
+
+        with engine.connect() as conn:
+            versions = conn.execute(sa.text(f"SELECT version_num FROM alembic_version_{service}")).scalars().all()
+            assert versions == [version]
+            assert conn.execute(sa.select(outbox.c.event_id)).scalars().all() == ["sentinel"]
+            assert set(sa.inspect(conn).get_table_names()) == {*metadata.tables, f"alembic_version_{service}"}
+            context = MigrationContext.configure(conn, opts={"version_table": f"alembic_version_{service}"})
+            assert compare_metadata(context, metadata) == [], f"{service}: migrations and models differ on PostgreSQL"
+    finally:
+        engine.dispose()
+
+
+class SlowRecordingPublisher:
+    """Stands in for AmqpPublisher: records message ids, a little slowly, like a broker round trip."""
+
+    def __init__(self):
+        self.ids = []
+
+    def publish(self, exchange, routing_key, body, message_id):
+        time.sleep(0.002)
+        self.ids.append(message_id)
+
+    def close(self):
+        pass
+
+
+def test_two_outbox_relays_on_postgres_share_the_work_without_doubles(postgres):
+    url = fresh_database(postgres, "relay")
+    metadata = sa.MetaData()
+    kernel_tables(metadata, "svc")
+    databases = [ServiceDatabase("svc", url, metadata) for _ in range(2)]  # two instances of one service
+    metadata.create_all(databases[0].engine)
+    events = [Event(type="svc.thing_happened", source="svc", category="system", actor=SYSTEM,
+                    resource=Resource("thing", str(i))) for i in range(400)]
+    with databases[0].unit_of_work() as uow:
+        uow.emit(*events)
+        uow.commit()
+
+    publishers = [SlowRecordingPublisher() for _ in databases]
+    relays = [OutboxRelay(db, publisher, batch_size=25) for db, publisher in zip(databases, publishers)]
+    start = threading.Barrier(len(relays))
+    errors = []
+
+    def drain(relay):
+        try:
+            start.wait()
+            while relay.db.outbox_backlog():  # rows locked by the other relay count until it commits
+                relay.relay_once()
+        except Exception as error:  # reported below, not lost in the thread
+            errors.append(error)
+
+    threads = [threading.Thread(target=drain, args=(relay,)) for relay in relays]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    try:
+        assert not errors, errors
+        assert not any(thread.is_alive() for thread in threads)
+        first, second = (set(publisher.ids) for publisher in publishers)
+        assert all(len(set(p.ids)) == len(p.ids) for p in publishers), "a relay published an event twice"
+        assert first and second, "the relays did not run concurrently"
+        assert first | second == {event.id for event in events}
+        assert first & second == set(), "SKIP LOCKED let both relays publish the same events"
+        assert databases[0].outbox_backlog() == 0
+    finally:
+        for db in databases:
+            db.dispose()
+
+
+def allocate_concurrently(url, threads=4, per_thread=25):
+    """Each thread allocates uid numbers, one transaction per number; returns them all."""
+    engine = create_engine(url)
+    sessions = sessionmaker(engine)
+    start = threading.Barrier(threads)
+    numbers, errors = [], []
+
+    def allocate():
+        try:
+            start.wait()
+            for _ in range(per_thread):
+                with sessions() as session:
+                    number = identity_storage.allocate_uid_number(session)
+                    session.commit()
+                numbers.append(number)
+        except Exception as error:
+            errors.append(error)
+
+    workers = [threading.Thread(target=allocate) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(60)
+    engine.dispose()
+    assert not errors, errors
+    return numbers
+
+
+def test_uid_numbers_from_concurrent_transactions_on_postgres_are_unique(postgres):
+    url = fresh_database(postgres, "uids")
+    migrate.upgrade("identity", url)
+    engine = create_engine(url)
+    with sessionmaker(engine)() as session:  # the counter row exists (the first admin's number)
+        first = identity_storage.allocate_uid_number(session)
+        session.commit()
+    engine.dispose()
+    numbers = allocate_concurrently(url)
+    assert len(numbers) == 100
+    assert len(set(numbers)) == len(numbers), "a uid number was handed out twice"
+    assert set(numbers) == set(range(first + 1, first + 101))
+
+
+def test_first_uid_allocations_racing_on_postgres_both_succeed(postgres):
+    url = fresh_database(postgres, "uids")
+    migrate.upgrade("identity", url)
+    engine = create_engine(url)
+    sessions = sessionmaker(engine)
+    outcome = {}
+
+    def second_allocation():
+        with sessions() as session:
+            try:
+                outcome["number"] = identity_storage.allocate_uid_number(session)
+                session.commit()
+            except Exception as error:
+                outcome["error"] = error
+
+    try:
+        with sessions() as first:
+            first_number = identity_storage.allocate_uid_number(first)  # counter row inserted, not committed
+            racer = threading.Thread(target=second_allocation)
+            racer.start()
+            eventually(lambda: waiting_on_a_lock(engine), message="second allocation waiting on the first")
+            first.commit()
+        racer.join(30)
+    finally:
+        engine.dispose()
+    if "error" in outcome:
+        raise outcome["error"]
+    assert {first_number, outcome["number"]} == {FIRST_UID_NUMBER, FIRST_UID_NUMBER + 1}
+
+
+def waiting_on_a_lock(engine) -> bool:
+    with engine.connect() as conn:
+        return bool(conn.execute(sa.text(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )).scalar_one())

@@ -33,6 +33,7 @@ SETTINGS: tuple[Setting, ...] = (
                 f"SQLAlchemy URL of the {name} database. Empty: sqlite file {name}.db in the data folder.")
         for name in SERVICES
     ),
+    Setting("GATEHOUSE_DB_POOL_SIZE", "5", "Database connections each service process keeps open (as many again may open under load). PostgreSQL needs max_connections above 2 x this x the number of service processes."),
     Setting("GATEHOUSE_JWT_SECRET", "", "Key that signs access tokens; all gateway instances need the same. Empty: generated once into the data folder."),
     Setting("GATEHOUSE_ACCESS_TOKEN_TTL", "900", "Lifetime of an access token, in seconds."),
     Setting("GATEHOUSE_RPC_TIMEOUT", "10", "Seconds the gateway waits for a service to answer."),

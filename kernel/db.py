@@ -54,7 +54,7 @@ def service_base(service: str) -> type[DeclarativeBase]:
     return Base
 
 
-def create_engine(url: str) -> sa.Engine:
+def create_engine(url: str, pool_size: int = 5) -> sa.Engine:
     if url.startswith("sqlite"):
         engine = sa.create_engine(url, connect_args={"timeout": 5, "check_same_thread": False})
 
@@ -67,15 +67,15 @@ def create_engine(url: str) -> sa.Engine:
             cursor.close()
 
         return engine
-    return sa.create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    return sa.create_engine(url, pool_pre_ping=True, pool_size=pool_size, max_overflow=pool_size)
 
 
 class ServiceDatabase:
     """One service's database; usable with or without nameko (CLI, tests)."""
 
-    def __init__(self, service: str, url: str, metadata: sa.MetaData):
+    def __init__(self, service: str, url: str, metadata: sa.MetaData, pool_size: int = 5):
         self.service = service
-        self.engine = create_engine(url)
+        self.engine = create_engine(url, pool_size)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         self.outbox = metadata.tables[f"{service}_outbox"]
         self.inbox = metadata.tables[f"{service}_inbox"]

@@ -27,7 +27,8 @@ class Database(DependencyProvider):
     def setup(self):
         config = self.container.config["GATEHOUSE"]
         name = self.container.service_name
-        self.db = ServiceDatabase(name, config.db_url(name), self.metadata)
+        self.db = ServiceDatabase(name, config.db_url(name), self.metadata,
+                                  pool_size=config.integer("GATEHOUSE_DB_POOL_SIZE"))
         self.relay = OutboxRelay(self.db, AmqpPublisher(config.amqp_uri),
                                  poll_interval=config.number("GATEHOUSE_OUTBOX_POLL_INTERVAL"))
 

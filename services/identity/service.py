@@ -16,6 +16,8 @@ NOT_ACTIVE = {
     domain.INVITED: "This account has not accepted its invitation yet.",
     domain.SUSPENDED: "This account is disabled.",
 }
+# Computed now, so the first login of an unknown user costs one hash like any other.
+domain.dummy_hash()
 
 
 class IdentityService(ServiceBase):
@@ -97,7 +99,9 @@ class IdentityService(ServiceBase):
                 if refusal.startswith("status_"):
                     raise Unauthorized(NOT_ACTIVE[user.status], code="account_not_active")
                 raise Unauthorized(INVALID_CREDENTIALS, code="invalid_credentials")
-            user = uow.session.merge(user)
+            user = uow.session.get(User, user.id)
+            if user is None or user.status != domain.ACTIVE:  # changed while the hash was checked
+                raise Unauthorized(INVALID_CREDENTIALS, code="invalid_credentials")
             now = utc_now()
             user.last_login_at = now
             if new_hash:

@@ -16,8 +16,6 @@ from nameko.standalone.rpc import ClusterRpcProxy
 
 from kernel.errors import GatehouseError
 
-BROKEN = (RpcTimeout, ConnectionError, OSError)
-
 
 class RpcPool:
     def __init__(self, nameko_config: dict, size: int, timeout: float):

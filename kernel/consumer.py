@@ -6,7 +6,8 @@
 The handler runs inside a unit of work that first claims the event id in the
 service's inbox, so a redelivered event (after a crash, or a duplicate publish)
 changes nothing. A handler that raises a transient error has its message requeued
-after a pause; any other error parks the message in `<queue>.dead` for an admin.
+after a pause; any other error, and a body that cannot even be decoded, is rejected
+and the broker parks it in `<queue>.dead` for an admin.
 """
 from __future__ import annotations
 
@@ -14,13 +15,12 @@ import functools
 import logging
 import time
 
-from kombu import Connection, Producer
-from nameko.messaging import Consumer
+from nameko.messaging import Consumer, QueueConsumer
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from kernel.envelope import Event
 from kernel.errors import TransientError
-from kernel.topology import DEAD_LETTER_EXCHANGE, consumer_queue, dead_letter_queue
+from kernel.topology import consumer_queue
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,25 @@ TRANSIENT = (TransientError, OperationalError, ConnectionError)
 REQUEUE_PAUSE = 1.0
 
 
+class DeadLetteringQueueConsumer(QueueConsumer):
+    """nameko's queue consumer, able to reject a message into its dead-letter queue."""
+
+    def reject_message(self, message):
+        if message.channel.connection:  # else the broker has reclaimed it already
+            try:
+                message.reject(requeue=False)
+            except ConnectionError:
+                pass
+
+    def on_decode_error(self, message, exc):
+        # kombu's default logs and ACKS an undecodable body, i.e. drops it.
+        log.error("undecodable message %s parked: %s", message.properties.get("message_id"), exc)
+        self.reject_message(message)
+
+
 class EventConsumer(Consumer):
+    queue_consumer = DeadLetteringQueueConsumer()
+
     def __init__(self, sources, patterns=("#",), **kwargs):
         self.sources = tuple(sources)
         self.patterns = tuple(patterns)
@@ -48,28 +66,9 @@ class EventConsumer(Consumer):
             time.sleep(REQUEUE_PAUSE)
             self.queue_consumer.requeue_message(message)
             return
-        try:
-            self._dead_letter(message, error)
-        except Exception:
-            log.exception("%s: could not dead-letter a message; requeueing it", self.queue.name)
-            time.sleep(REQUEUE_PAUSE)
-            self.queue_consumer.requeue_message(message)
-            return
-        log.error("%s: message parked in %s.dead: %r", self.queue.name, self.queue.name, error)
-        self.queue_consumer.ack_message(message)
-
-    def _dead_letter(self, message, error: BaseException) -> None:
-        amqp_uri = self.container.config["AMQP_URI"]
-        with Connection(amqp_uri, connect_timeout=5, transport_options={"confirm_publish": True}) as conn:
-            channel = conn.channel()
-            dead_letter_queue(self.queue.name)(channel).declare()
-            Producer(channel).publish(
-                message.body, exchange=DEAD_LETTER_EXCHANGE, routing_key=self.queue.name,
-                content_type=message.content_type, content_encoding=message.content_encoding,
-                delivery_mode=2, retry=False,
-                headers={"x-gatehouse-error": f"{type(error).__name__}: {error}"[:1000],
-                         "x-gatehouse-queue": self.queue.name},
-            )
+        log.error("%s: message %s parked in %s.dead: %s: %s", self.queue.name,
+                  message.properties.get("message_id"), self.queue.name, type(error).__name__, error)
+        self.queue_consumer.reject_message(message)
 
 
 def on_event(*sources: str, types=("#",), dedupe: bool = True):

@@ -56,7 +56,8 @@ def service_base(service: str) -> type[DeclarativeBase]:
 
 def create_engine(url: str, pool_size: int = 5) -> sa.Engine:
     if url.startswith("sqlite"):
-        engine = sa.create_engine(url, connect_args={"timeout": 5, "check_same_thread": False})
+        # hide_parameters: an error message must never carry a password hash or an email into logs.
+        engine = sa.create_engine(url, hide_parameters=True, connect_args={"timeout": 5, "check_same_thread": False})
 
         @sa_event.listens_for(engine, "connect")
         def _pragmas(dbapi_connection, _record):
@@ -67,7 +68,8 @@ def create_engine(url: str, pool_size: int = 5) -> sa.Engine:
             cursor.close()
 
         return engine
-    return sa.create_engine(url, pool_pre_ping=True, pool_size=pool_size, max_overflow=pool_size)
+    return sa.create_engine(url, hide_parameters=True, pool_pre_ping=True, pool_size=pool_size,
+                            max_overflow=pool_size)
 
 
 class ServiceDatabase:

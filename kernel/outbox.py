@@ -22,10 +22,15 @@ from kernel.topology import events_exchange
 log = logging.getLogger(__name__)
 
 PUBLISHED_ROWS_KEPT = timedelta(days=1)
+BROKER_TIMEOUT = 15  # seconds any broker read, write or confirm may take before we reconnect
 
 
 class AmqpPublisher:
-    """Publishes with publisher confirms: `publish` returns once the broker has the message."""
+    """Publishes with publisher confirms: `publish` returns once the broker has routed the message.
+
+    mandatory: an event that no queue would receive is refused (the broker lost its
+    queue definitions, say) instead of being confirmed into the void and marked sent.
+    """
 
     def __init__(self, amqp_uri: str):
         self.amqp_uri = amqp_uri
@@ -42,21 +47,19 @@ class AmqpPublisher:
         producer.publish(
             body, exchange=exchange, routing_key=routing_key, content_type="application/json",
             content_encoding="utf-8", delivery_mode=2, message_id=message_id, retry=False,
+            mandatory=True, confirm_timeout=BROKER_TIMEOUT,
         )
 
     def _ensure(self) -> Producer:
         if self._producer is None:
-            self._connection = Connection(self.amqp_uri, connect_timeout=5,
-                                          transport_options={"confirm_publish": True})
+            self._connection = Connection(self.amqp_uri, connect_timeout=5, transport_options={
+                "confirm_publish": True, "read_timeout": BROKER_TIMEOUT, "write_timeout": BROKER_TIMEOUT})
             self._producer = Producer(self._connection.channel())
         return self._producer
 
     def close(self) -> None:
         if self._connection is not None:
-            try:
-                self._connection.release()
-            except Exception:  # closing a dead connection
-                pass
+            self._connection.collect()  # drops the socket without waiting on a broker that may be gone
         self._connection = self._producer = None
         self._declared.clear()
 
@@ -68,6 +71,8 @@ class OutboxRelay:
         self.poll_interval = poll_interval
         self.batch_size = batch_size
         self._stopping = threading.Event()
+        self._running = threading.Event()
+        self._done = threading.Event()
         self._last_cleanup = 0.0
 
     def relay_once(self) -> int:
@@ -100,8 +105,10 @@ class OutboxRelay:
 
     def run(self) -> None:
         """Relay until stopped: at once after a local commit, else every poll interval."""
+        self._running.set()
         backoff = 0.5
         while not self._stopping.is_set():
+            self.db.committed.clear()  # before reading, so a commit during the pass is not missed
             try:
                 sent = self.relay_once()
                 backoff = 0.5
@@ -116,14 +123,23 @@ class OutboxRelay:
                 continue
             if sent < self.batch_size:
                 self.db.committed.wait(self.poll_interval)
-                self.db.committed.clear()
+        self._flush()
+        self._done.set()
 
-    def stop(self) -> None:
-        """Stop after one last pass, so events committed before SIGTERM go out."""
+    def stop(self, timeout: float = 20) -> None:
+        """Send what was committed before the stop, then return (the running loop does it)."""
         self._stopping.set()
         self.db.committed.set()
+        if not self._running.is_set():
+            self._flush()
+        elif not self._done.wait(timeout):
+            log.warning("outbox relay of %s did not finish in %ss; events stay queued for the next start",
+                        self.db.service, timeout)
+
+    def _flush(self) -> None:
         try:
-            self.relay_once()
+            while self.relay_once() == self.batch_size:
+                pass
         except Exception:
             log.warning("final outbox flush of %s failed; events stay queued for the next start", self.db.service)
         self.publisher.close()

@@ -3,7 +3,7 @@
 Each service publishes to its own topic exchange `<service>.events` with the event
 type as routing key (nameko's convention). Each consumer entrypoint owns one
 durable queue `<service>.<method>` bound to the sources it listens to, and one
-dead-letter queue `<queue>.dead` for messages it could not process.
+dead-letter queue `<queue>.dead` where the broker moves the messages it rejects.
 """
 from __future__ import annotations
 
@@ -21,9 +21,13 @@ def events_exchange(service: str) -> Exchange:
 
 
 def consumer_queue(service: str, method: str, sources, patterns) -> Queue:
+    name = f"{service}.{method}"
     return Queue(
-        f"{service}.{method}", durable=True,
+        name, durable=True,
         bindings=[binding(events_exchange(src), routing_key=p) for src in sources for p in patterns],
+        # A rejected message goes to <name>.dead through the broker itself: nothing is
+        # dropped even if the consumer dies right after deciding to reject.
+        queue_arguments={"x-dead-letter-exchange": DEAD_LETTER_EXCHANGE.name, "x-dead-letter-routing-key": name},
     )
 
 

@@ -54,8 +54,11 @@ class LocalRabbit:
             (self.base_dir / sub).mkdir(parents=True, exist_ok=True)
         plugins = self.base_dir / "enabled_plugins"
         plugins.write_text("[].\n")
-        env = {
+        self.env = {
             **os.environ,
+            # Erlang keeps its cookie in HOME and drops crash dumps in the cwd: both stay here.
+            "HOME": str(self.base_dir),
+            "ERL_CRASH_DUMP": str(self.base_dir / "log" / "erl_crash.dump"),
             "RABBITMQ_NODENAME": self.node,
             "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
             "RABBITMQ_NODE_PORT": str(self.port),
@@ -66,7 +69,7 @@ class LocalRabbit:
             "RABBITMQ_PID_FILE": str(self.base_dir / "rabbit.pid"),
         }
         log = open(self.base_dir / "log" / "server.out", "ab")
-        self.process = subprocess.Popen([server], env=env, stdout=log, stderr=subprocess.STDOUT,
+        self.process = subprocess.Popen([server], env=self.env, stdout=log, stderr=subprocess.STDOUT,
                                         start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -86,10 +89,10 @@ class LocalRabbit:
         ctl = "/usr/lib/rabbitmq/bin/rabbitmqctl"
         if not os.path.exists(ctl):
             ctl = shutil.which("rabbitmqctl")
-        # Same environment (HOME, hence the Erlang cookie) as the server started with.
+        # The server's environment: its HOME holds the Erlang cookie.
         for args in (["add_vhost", name], ["set_permissions", "-p", name, "guest", ".*", ".*", ".*"]):
             result = subprocess.run([ctl, "-n", self.node, *args], check=False, capture_output=True, text=True,
-                                    timeout=60)
+                                    timeout=60, env=self.env)
             if result.returncode != 0:
                 raise RuntimeError(f"rabbitmqctl {' '.join(args)} failed:\n{result.stdout}{result.stderr}")
         return f"amqp://guest:guest@127.0.0.1:{self.port}/{quote(name, safe='')}"

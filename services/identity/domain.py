@@ -113,6 +113,15 @@ def generate_password() -> str:
     return secrets.token_urlsafe(18)  # 144 bits, 24 characters
 
 
+def loggable_login(login: str) -> str:
+    """What a failed login attempt may record of the name typed: never free text, which
+    is sometimes a password typed into the wrong field."""
+    candidate = (login or "").strip().lower()
+    if username_problem(candidate) is None or normalize_email(candidate)[0]:
+        return candidate[:64]
+    return "(not a username or email)"
+
+
 def login_refusal(status: str | None, password_ok: bool) -> str | None:
     """Why a login is refused (for the audit log), or None when it succeeds."""
     if status is None:

@@ -94,7 +94,7 @@ class IdentityService(ServiceBase):
             new_hash = tpool.execute(domain.hash_password, password)
         with self.db.unit_of_work() as uow:
             if refusal:
-                uow.emit(events.login_failed(user, actor, login or "", refusal))
+                uow.emit(events.login_failed(user, actor, domain.loggable_login(login), refusal))
                 uow.commit()
                 if refusal.startswith("status_"):
                     raise Unauthorized(NOT_ACTIVE[user.status], code="account_not_active")

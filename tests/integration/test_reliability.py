@@ -5,9 +5,13 @@ import sqlite3
 import time
 import uuid
 
+import pytest
+import sqlalchemy as sa
 from kombu import Connection, Exchange, Producer
 
+from kernel.db import ServiceDatabase, kernel_tables
 from kernel.envelope import Actor, Event, Resource
+from kernel.outbox import AmqpPublisher, OutboxRelay
 from tests.harness import eventually
 from tests.integration.test_slice import audit_of, register
 
@@ -95,24 +99,53 @@ def test_duplicate_deliveries_change_state_once(platform, unique):
     assert len(records(admin, "role_assigned", resource_id=user_id)) == 1
 
 
-def test_poison_message_is_parked_not_dropped(platform, unique):
-    publish(platform, "identity.events", "identity.garbage", json.dumps({"not": "an event", "tag": unique}))
+def take_parked(platform, tag):
+    """Waits for the message carrying `tag` in audit.record.dead and removes it."""
     with Connection(platform.env["GATEHOUSE_AMQP_URI"]) as conn:
         channel = conn.channel()
 
         def parked():
             message = channel.basic_get("audit.record.dead", no_ack=False)
-            body = message and (message.body if isinstance(message.body, str) else message.body.decode())
-            if message and unique in body:
+            if message is None:
+                return None
+            body = message.body if isinstance(message.body, str) else message.body.decode(errors="replace")
+            if tag in body:
                 channel.basic_ack(message.delivery_tag)
                 return message
-            if message:
-                channel.basic_reject(message.delivery_tag, requeue=True)
+            channel.basic_reject(message.delivery_tag, requeue=True)
             return None
 
-        message = eventually(parked, message="poison message in audit.record.dead")
-    assert "x-gatehouse-error" in message.properties["application_headers"]
+        return eventually(parked, message=f"message {tag} in audit.record.dead")
+
+
+@pytest.mark.parametrize("body", [
+    '{{"not": "an event", "tag": "{tag}"}}',  # valid JSON, not an envelope: the handler refuses it
+    '{{not json at all {tag}',  # cannot even be decoded: kombu would ack and drop it by default
+])
+def test_poison_message_is_parked_not_dropped(platform, unique, body):
+    publish(platform, "identity.events", "identity.garbage", body.format(tag=unique))
+    message = take_parked(platform, unique)
+    [death] = message.properties["application_headers"]["x-death"]
+    assert death["queue"] == "audit.record" and death["reason"] == "rejected"
     settle(platform, unique)  # audit goes on recording after the poison
+
+
+def test_an_event_no_queue_would_receive_stays_in_the_outbox(platform, tmp_path):
+    """mandatory publishing: the broker refuses what it cannot route, the row stays pending."""
+    metadata = sa.MetaData()
+    kernel_tables(metadata, "orphan")  # no consumer is bound to orphan.events
+    db = ServiceDatabase("orphan", f"sqlite:///{tmp_path / 'orphan.db'}", metadata)
+    metadata.create_all(db.engine)
+    with db.unit_of_work() as uow:
+        uow.emit(Event(type="orphan.happened", source="orphan", category="system",
+                       actor=Actor(), resource=Resource("thing")))
+        uow.commit()
+    publisher = AmqpPublisher(platform.env["GATEHOUSE_AMQP_URI"])
+    with pytest.raises(Exception, match="NO_ROUTE|312"):
+        OutboxRelay(db, publisher).relay_once()
+    publisher.close()
+    assert db.outbox_backlog() == 1
+    db.dispose()
 
 
 def test_sigterm_stops_a_service_gracefully(platform, unique):

@@ -5,7 +5,7 @@ import pytest
 
 from services.identity import domain
 from services.identity.domain import (
-    ACTIVE, INVITED, PENDING, SUSPENDED, PasswordPolicy, hash_password, login_refusal, normalize_email,
+    ACTIVE, INVITED, PENDING, SUSPENDED, PasswordPolicy, hash_password, loggable_login, login_refusal, normalize_email,
     password_problems, registration_problems, username_problem, verify_password,
 )
 
@@ -169,3 +169,13 @@ def test_login_refused_for_inactive_accounts(status):
 
 def test_login_allowed_for_active_account_with_good_password():
     assert login_refusal(ACTIVE, True) is None
+
+
+@pytest.mark.parametrize("typed, recorded", [
+    ("Alice", "alice"),
+    ("alice@example.com", "alice@example.com"),
+    ("Tr0ub4dor&3 is my secret!", "(not a username or email)"),
+    ("", "(not a username or email)"),
+])
+def test_failed_login_records_only_what_looks_like_a_login(typed, recorded):
+    assert loggable_login(typed) == recorded

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 from datetime import timedelta
 
 import pytest
@@ -199,4 +201,28 @@ def test_stop_flushes_pending_events_and_closes_the_publisher(db):
     relay.stop()
     assert len(publisher.sent) == 1
     assert publisher.closed == 1
+    assert db.outbox_backlog() == 0
+
+
+class SlowPublisher(FakePublisher):
+    def publish(self, *args):
+        time.sleep(0.001)
+        super().publish(*args)
+
+
+def test_stop_while_the_relay_is_busy_sends_everything_exactly_once(db):
+    """SIGTERM in the middle of a batch: the running loop does the last pass, not a second relay."""
+    events = [event(n) for n in range(300)]
+    emit_committed(db, *events)
+    publisher = SlowPublisher()
+    relay = OutboxRelay(db, publisher, poll_interval=0.05, batch_size=100)
+    runner = threading.Thread(target=relay.run)
+    runner.start()
+    while not publisher.sent:  # mid-batch
+        time.sleep(0.001)
+    relay.stop(timeout=30)
+    runner.join(30)
+    ids = [m[3] for m in publisher.sent]
+    assert sorted(ids) == sorted(e.id for e in events)
+    assert len(ids) == len(set(ids))
     assert db.outbox_backlog() == 0

@@ -54,3 +54,11 @@ def test_dead_letter_queue_naming():
     assert queue.exchange.type == "direct" and queue.exchange.durable
     assert queue.routing_key == "audit.record"
     assert queue.durable is True
+
+
+def test_consumer_queues_dead_letter_through_the_broker():
+    queue = consumer_queue("audit", "record", ["identity"], ["#"])
+    assert queue.queue_arguments == {"x-dead-letter-exchange": "gatehouse.dead-letters",
+                                     "x-dead-letter-routing-key": "audit.record"}
+    dead = dead_letter_queue("audit.record")
+    assert dead.exchange.name == "gatehouse.dead-letters" and dead.routing_key == "audit.record"

@@ -1,5 +1,8 @@
-.PHONY: run test
+.PHONY: run test bench
 run:
 	./scripts/run
 test:
 	./scripts/test
+# Sizes: make bench ARGS='--events 50000 --duration 30' (python -m bench --help)
+bench:
+	./bench/run $(ARGS)

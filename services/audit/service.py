@@ -13,6 +13,7 @@ from services.audit import storage
 from services.audit.storage import AuditRecord
 
 MAX_PAGE = 200
+INSERT_RECORD = sa.insert(AuditRecord)
 
 
 class AuditService(ServiceBase):
@@ -26,7 +27,7 @@ class AuditService(ServiceBase):
         row = storage.record_from_event(event, utc_now())
         try:
             with self.db.engine.begin() as conn:
-                conn.execute(sa.insert(AuditRecord).values(**row))
+                conn.execute(INSERT_RECORD, row)  # parameters apart: the compiled statement is reused
         except IntegrityError:  # event_id is unique: this is a redelivery
             pass
 

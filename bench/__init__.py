@@ -1,0 +1,1 @@
+"""Gatehouse benchmarks: `python -m bench --help`."""

@@ -1,0 +1,161 @@
+"""The benchmark command: `python -m bench` (or `make bench`).
+
+Starts an isolated Gatehouse (its own RabbitMQ on a free port, its own temporary data
+folder), measures every figure that can be measured today against a primitive measured
+in the same run, and prints one table (text, then Markdown for the README). The same
+table goes to bench/results/latest.json. Everything it started is stopped on exit,
+Ctrl-C or failure.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform as host
+import shutil
+import signal
+import sys
+import tempfile
+import time
+import traceback
+from datetime import datetime, timezone
+from pathlib import Path
+
+import kernel  # noqa: F401  (filters eventlet's import warning)
+from bench import figures
+from ops.broker import LocalRabbit, free_port
+from tests.harness import ADMIN_PASSWORD, ADMIN_USERNAME, Platform
+
+COLUMNS = ("figure", "value", "primitive", "ratio", "goal", "met")
+RESULTS = Path(__file__).with_name("results") / "latest.json"
+INGEST_VHOST = "bench-ingest"
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--threads", type=int, default=8, help="concurrent clients of the HTTP and RPC loads")
+    parser.add_argument("--duration", type=float, default=15, help="seconds measured per HTTP/RPC load")
+    parser.add_argument("--warmup", type=float, default=3, help="seconds of load before measuring")
+    parser.add_argument("--primitive-seconds", type=float, default=8, help="seconds of raw argon2id verifying")
+    parser.add_argument("--events", type=int, default=20000, help="events published for the audit ingest")
+    parser.add_argument("--ingest-rate", type=float, default=5000,
+                        help="events/s offered to audit during the ingest (0: as fast as the publisher goes)")
+    parser.add_argument("--only", nargs="+", choices=("logins", "me", "ingest"), default=("logins", "me", "ingest"))
+    parser.add_argument("--keep", action="store_true", help="keep the temporary folder (logs, databases)")
+    return parser.parse_args(argv)
+
+
+def say(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def wait_for_consumer(amqp_uri: str, queue: str, timeout: float = 60) -> None:
+    from kombu import Connection
+
+    deadline = time.monotonic() + timeout
+    with Connection(amqp_uri, connect_timeout=10) as conn:
+        while conn.default_channel.queue_declare(queue=queue, passive=True).consumer_count < 1:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no consumer on {queue} after {timeout}s")
+            time.sleep(0.3)
+
+
+def measure(args, workdir: Path, cleanup: list) -> list[dict]:
+    say(f"starting RabbitMQ and Gatehouse under {workdir}")
+    rabbit = LocalRabbit(workdir / "rabbit", free_port()).start()
+    cleanup.append(rabbit.stop)
+    gatehouse = Platform(workdir / "platform", rabbit.amqp_uri)
+    cleanup.append(gatehouse.stop)
+    gatehouse.start()
+    sampler = figures.RssSampler()
+    for name, process in gatehouse.supervisor.children.items():
+        sampler.watch(name if name != "gateway" else "gateway (gunicorn master + workers)", process.pid)
+    sampler.start()
+    cleanup.append(sampler.stop)
+
+    # The ingest runs on its own vhost with its own audit process and database, so its
+    # backlog cannot slow the other figures down (nor their events mix with its count).
+    ingest = None
+    if "ingest" in args.only:
+        ingest = Platform(workdir / "ingest", rabbit.add_vhost(INGEST_VHOST))
+        cleanup.append(ingest.stop)
+        ingest.gatehouse("migrate", "audit")
+        ingest.gatehouse("setup-broker")
+        sampler.watch("audit (ingest vhost)", ingest.supervisor.start("audit").pid)
+        wait_for_consumer(ingest.env["GATEHOUSE_AMQP_URI"], "audit.record")
+
+    rows = []
+    phases = {
+        "logins": lambda: figures.password_logins(gatehouse, (ADMIN_USERNAME, ADMIN_PASSWORD), args),
+        "me": lambda: figures.authenticated_requests(gatehouse, gatehouse.admin().token, args),  # fresh: TTL 15 min
+        "ingest": lambda: figures.audit_ingest(ingest, ingest.env["GATEHOUSE_AMQP_URI"], args),
+    }
+    for name in args.only:
+        say(f"measuring {name}")
+        try:
+            rows += phases[name]()
+        except Exception as error:  # one broken figure still leaves the others measured
+            traceback.print_exc()
+            rows.append(figures.row(f"{name} (failed)", f"failed: {type(error).__name__}: {error}"[:200], met=False))
+    sampler.stop()
+    return rows + figures.not_yet_measurable() + figures.peak_rss(sampler)
+
+
+def text_table(rows: list[dict]) -> str:
+    widths = {c: max(len(c), *(len(r[c]) for r in rows)) for c in COLUMNS}
+    lines = ["  ".join(c.ljust(widths[c]) for c in COLUMNS), "  ".join("-" * widths[c] for c in COLUMNS)]
+    lines += ["  ".join(r[c].ljust(widths[c]) for c in COLUMNS) for r in rows]
+    return "\n".join(lines)
+
+
+def markdown_table(rows: list[dict]) -> str:
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(r[c].replace("|", "\\|") for c in COLUMNS) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    started, load_before = time.monotonic(), os.getloadavg()
+    workdir = Path(tempfile.mkdtemp(prefix="gatehouse-bench-"))
+    cleanup: list = []
+
+    def terminate(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, terminate)
+    try:
+        rows = measure(args, workdir, cleanup)
+    except KeyboardInterrupt:
+        say("interrupted; stopping everything")
+        return 130
+    finally:
+        for stop in reversed(cleanup):
+            try:
+                stop()
+            except Exception:  # keep stopping the rest
+                traceback.print_exc()
+        if args.keep:
+            say(f"kept {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    elapsed = time.monotonic() - started
+    RESULTS.parent.mkdir(exist_ok=True)
+    RESULTS.write_text(json.dumps({
+        "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "run_seconds": round(elapsed, 1),
+        "machine": {"cpus": os.cpu_count(), "python": host.python_version(), "system": host.platform(),
+                    "loadavg_before": load_before, "loadavg_after": os.getloadavg()},
+        "settings": vars(args) | {"only": list(args.only)},
+        "columns": list(COLUMNS), "rows": rows,
+    }, indent=2, ensure_ascii=False) + "\n")
+    print(text_table(rows))
+    print(f"\nRun time {elapsed:.0f} s on {os.cpu_count()} cores (1-min load average {load_before[0]:.1f} before, "
+          f"{os.getloadavg()[0]:.1f} after: other work on the machine skews every figure); JSON in {RESULTS}")
+    print("\nMarkdown (for README.md):\n")
+    print(markdown_table(rows))
+    return 1 if any(r["value"].startswith("failed") for r in rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -12,6 +12,8 @@ from urllib.parse import quote
 
 from kombu import Connection
 
+from ops.supervisor import stop_group
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -98,11 +100,4 @@ class LocalRabbit:
         return f"amqp://guest:guest@127.0.0.1:{self.port}/{quote(name, safe='')}"
 
     def stop(self, timeout: float = 30) -> None:
-        if not self.process or self.process.poll() is not None:
-            return
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+        stop_group(self.process, signal.SIGTERM, timeout)

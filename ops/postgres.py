@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pg8000.native
 
+from ops.supervisor import stop_group
+
 BIN_DIRS = ("/usr/lib/postgresql/15/bin",)
 
 
@@ -89,14 +91,7 @@ class LocalPostgres:
 
     def stop(self, timeout: float = 30) -> None:
         """Fast shutdown: open sessions are ended, then the server stops cleanly."""
-        if not self.process or self.process.poll() is not None:
-            return
-        os.killpg(self.process.pid, signal.SIGINT)
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+        stop_group(self.process, signal.SIGINT, timeout)
 
     def _connect(self) -> pg8000.native.Connection:
         return pg8000.native.Connection(self.user, password=self.password, host="127.0.0.1", port=self.port,

@@ -14,6 +14,18 @@ from kernel import SERVICES
 PROCESSES = (*SERVICES, "gateway")
 
 
+def stop_group(process: subprocess.Popen | None, sig: int = signal.SIGTERM, timeout: float = 30) -> None:
+    """Signals a process group started with start_new_session; SIGKILL if it outlives the timeout."""
+    if not process or process.poll() is not None:
+        return
+    os.killpg(process.pid, sig)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
 @dataclass
 class Supervisor:
     env: dict

@@ -19,6 +19,18 @@ class LoginIn(Schema):
     password = String(required=True, validate=Length(1, 1024), load_only=True)
 
 
+class RegisteredOut(Schema):
+    """What an anonymous registrant sees of the account just made."""
+
+    id = String()
+    username = String()
+    email = String()
+    first_name = String()
+    last_name = String()
+    status = String(validate=OneOf(["pending", "invited", "active", "suspended"]))
+    created_at = String(metadata={"format": "date-time"})
+
+
 class UserOut(Schema):
     id = String()
     username = String()

@@ -5,14 +5,14 @@ from apiflask import APIBlueprint
 from flask import current_app
 
 from gateway.auth import actor, mint_access_token
-from gateway.schemas import LoginIn, RegisterIn, TokenOut, UserOut
+from gateway.schemas import LoginIn, RegisteredOut, RegisterIn, TokenOut
 
 bp = APIBlueprint("auth", __name__, url_prefix="/api/v1/auth", tag="Authentication")
 
 
 @bp.post("/register")
 @bp.input(RegisterIn, arg_name="body")
-@bp.output(UserOut, status_code=201, description="The new user, pending approval")
+@bp.output(RegisteredOut, status_code=201, description="The new account, pending approval")
 @bp.doc(summary="Register an account", responses={409: "Username or email taken", 422: "Invalid fields"})
 def register(body):
     with current_app.extensions["rpc"].client() as rpc:

@@ -81,7 +81,8 @@ def test_register_on_postgres_creates_a_pending_user(pg_platform, unique):
     response = register(pg_platform.api(), name)
     assert response.status_code == 201, response.text
     assert response.json()["status"] == "pending"
-    assert response.json()["uid_number"] >= 10000
+    stored = pg_platform.admin().get(response.headers["Location"]).json()
+    assert stored["uid_number"] >= 10000 and stored["username"] == name
 
 
 def test_admin_login_and_me_on_postgres(pg_platform):

@@ -39,15 +39,29 @@ def test_register_creates_a_pending_user(platform, unique):
     user = response.json()
     assert user["status"] == "pending"
     assert user["username"] == name and user["email"] == f"{name}@example.com"
-    assert user["uid_number"] >= 10000
     assert "password" not in user and "password_hash" not in user
+    assert "uid_number" not in user and "is_first_admin" not in user  # nothing an anonymous caller needs
     assert response.headers["Location"] == f"/api/v1/users/{user['id']}"
+    admin = platform.admin()
+    stored = admin.get(response.headers["Location"])
+    assert stored.status_code == 200
+    assert stored.json()["status"] == "pending" and stored.json()["uid_number"] >= 10000
+
+
+def test_user_lookup_needs_a_sign_in_and_names_unknown_ids(platform):
+    assert platform.api().get("/api/v1/users/some-id").status_code == 401
+    missing = platform.admin().get("/api/v1/users/0e7bd1c6-0000-4000-8000-000000000000")
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
 
 
 def test_uid_numbers_are_unique_and_increasing(platform, unique):
-    first = register(platform.api(), f"a{unique}").json()["uid_number"]
-    second = register(platform.api(), f"b{unique}").json()["uid_number"]
-    assert second > first
+    admin = platform.admin()
+
+    def uid_of(name):
+        return admin.get(register(platform.api(), name).headers["Location"]).json()["uid_number"]
+
+    first, second = uid_of(f"a{unique}"), uid_of(f"b{unique}")
+    assert second > first >= 10000
 
 
 def test_duplicate_username_or_email_is_a_conflict(platform, unique):
@@ -234,5 +248,6 @@ def test_bootstrap_admin_is_idempotent(platform):
 
 def test_openapi_spec_lists_the_slice(platform):
     spec = platform.api().get("/api/v1/openapi.json").json()
-    for path in ("/api/v1/auth/register", "/api/v1/auth/login", "/api/v1/me", "/api/v1/audit/events"):
+    for path in ("/api/v1/auth/register", "/api/v1/auth/login", "/api/v1/me", "/api/v1/users/{user_id}",
+                 "/api/v1/audit/events"):
         assert path in spec["paths"]

@@ -31,18 +31,13 @@ class RegisteredOut(Schema):
     created_at = String(metadata={"format": "date-time"})
 
 
-class UserOut(Schema):
-    id = String()
-    username = String()
-    email = String()
-    first_name = String()
-    last_name = String()
+class UserOut(RegisteredOut):
+    """A user as the user themself and administrators see them."""
+
     full_name = String()
     company = String()
-    status = String(validate=OneOf(["pending", "invited", "active", "suspended"]))
     uid_number = Integer()
     is_first_admin = Boolean()
-    created_at = String(metadata={"format": "date-time"})
     last_login_at = String(allow_none=True, metadata={"format": "date-time"})
 
 

@@ -36,6 +36,16 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("GATEHOUSE_DB_POOL_SIZE", "5", "Database connections each service process keeps open (as many again may open under load). PostgreSQL needs max_connections above 2 x this x the number of service processes."),
     Setting("GATEHOUSE_JWT_SECRET", "", "Key that signs access tokens; all gateway instances need the same. Empty: generated once into the data folder."),
     Setting("GATEHOUSE_ACCESS_TOKEN_TTL", "900", "Lifetime of an access token, in seconds."),
+    Setting("GATEHOUSE_REFRESH_TOKEN_TTL", "1209600", "A session ends when its refresh token is not used for this many seconds."),
+    Setting("GATEHOUSE_SECRET_KEY", "", "Key that encrypts stored secrets (SMTP password, Proxmox credentials); all instances need the same. Empty: generated once into the data folder."),
+    Setting("GATEHOUSE_PUBLIC_URL", "http://127.0.0.1:8080", "Address users reach Gatehouse at; links in mails start with it."),
+    Setting("GATEHOUSE_LOGIN_MAX_FAILURES", "5", "Wrong passwords in a row after which an account is locked for a while (answers stay the same as for a wrong password)."),
+    Setting("GATEHOUSE_LOGIN_LOCK_SECONDS", "60", "First lock of an account; each further failure doubles it, up to an hour."),
+    Setting("GATEHOUSE_LOGIN_IP_MAX_FAILURES", "50", "Failed logins from one client IP within the window after which it gets 429 for a while."),
+    Setting("GATEHOUSE_LOGIN_FAILURE_WINDOW", "900", "Seconds after which failed login attempts are forgotten."),
+    Setting("GATEHOUSE_INVITATION_TTL", "86400", "Seconds an invitation link stays valid."),
+    Setting("GATEHOUSE_PASSWORD_RESET_TTL", "3600", "Seconds a password reset link stays valid."),
+    Setting("GATEHOUSE_MAIL_MAX_ATTEMPTS", "12", "Delivery attempts of a mail (growing pauses, about 3 hours in all) before it is given up and audited."),
     Setting("GATEHOUSE_RPC_TIMEOUT", "10", "Seconds the gateway waits for a service to answer."),
     Setting("GATEHOUSE_RPC_POOL_SIZE", "8", "RPC clients per gateway process."),
     Setting("GATEHOUSE_TRUSTED_PROXIES", "0", "Reverse proxies in front of the gateway whose X-Forwarded-For is trusted for the client IP."),
@@ -89,6 +99,12 @@ class Config:
         if self["GATEHOUSE_JWT_SECRET"]:
             return self["GATEHOUSE_JWT_SECRET"]
         return _persistent_secret(self.data_dir / "jwt.key")
+
+    @property
+    def secret_key(self) -> str:
+        if self["GATEHOUSE_SECRET_KEY"]:
+            return self["GATEHOUSE_SECRET_KEY"]
+        return _persistent_secret(self.data_dir / "secret.key")
 
     def nameko(self) -> dict:
         """The config dict nameko containers and standalone proxies take."""

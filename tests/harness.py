@@ -48,6 +48,15 @@ class Api:
     def post(self, path, **kwargs):
         return self.request("POST", path, **kwargs)
 
+    def put(self, path, **kwargs):
+        return self.request("PUT", path, **kwargs)
+
+    def patch(self, path, **kwargs):
+        return self.request("PATCH", path, **kwargs)
+
+    def delete(self, path, **kwargs):
+        return self.request("DELETE", path, **kwargs)
+
     def login(self, login: str, password: str) -> "Api":
         response = self.post("/api/v1/auth/login", json={"login": login, "password": password})
         assert response.status_code == 200, response.text

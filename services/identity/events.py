@@ -1,41 +1,174 @@
-"""Every event identity publishes, in one place."""
+"""Every event identity publishes, in one place.
+
+Events describe what changed, never a secret: no password, hash, token or link.
+proxmox_sync and the gateway's session cache rely on the status, removal, password
+and session events to cut access everywhere.
+"""
 from __future__ import annotations
 
 from kernel.envelope import Actor, Event, Resource
 
 USER_REGISTERED = "identity.user_registered"
 USER_CREATED = "identity.user_created"
+USER_UPDATED = "identity.user_updated"
+USER_STATUS_CHANGED = "identity.user_status_changed"
+USER_REMOVED = "identity.user_removed"
+INVITATION_SENT = "identity.invitation_sent"
+INVITATION_ACCEPTED = "identity.invitation_accepted"
+INVITATION_REVOKED = "identity.invitation_revoked"
+INVITATION_EXPIRED = "identity.invitation_expired"
+MAIL_FAILED = "identity.mail_failed"
+PASSWORD_CHANGED = "identity.password_changed"
+PASSWORD_RESET_REQUESTED = "identity.password_reset_requested"
+PASSWORD_RESET_COMPLETED = "identity.password_reset_completed"
 LOGIN_SUCCEEDED = "identity.login_succeeded"
 LOGIN_FAILED = "identity.login_failed"
+LOGIN_THROTTLED = "identity.login_throttled"
+ACCOUNT_UNLOCKED = "identity.account_unlocked"
+LOGOUT = "identity.logout"
+SESSIONS_REVOKED = "identity.sessions_revoked"
+SETTINGS_CHANGED = "identity.settings_changed"
 
-ALL = (USER_REGISTERED, USER_CREATED, LOGIN_SUCCEEDED, LOGIN_FAILED)
+ALL = (USER_REGISTERED, USER_CREATED, USER_UPDATED, USER_STATUS_CHANGED, USER_REMOVED,
+       INVITATION_SENT, INVITATION_ACCEPTED, INVITATION_REVOKED, INVITATION_EXPIRED, MAIL_FAILED,
+       PASSWORD_CHANGED, PASSWORD_RESET_REQUESTED, PASSWORD_RESET_COMPLETED,
+       LOGIN_SUCCEEDED, LOGIN_FAILED, LOGIN_THROTTLED, ACCOUNT_UNLOCKED, LOGOUT, SESSIONS_REVOKED,
+       SETTINGS_CHANGED)
+
+# After any of these, a user's existing access tokens must stop working at once
+# (the gateway's session cache drops what it knows about the user).
+ACCESS_CHANGING = (USER_STATUS_CHANGED, USER_REMOVED, USER_UPDATED, PASSWORD_CHANGED,
+                   PASSWORD_RESET_COMPLETED, LOGOUT, SESSIONS_REVOKED)
 
 
 def _user(user) -> Resource:
-    return Resource("user", user.id, user.username)
+    return Resource("user", user.id, user.username or user.email)
 
 
 def _profile(user) -> dict:
     return {"username": user.username, "email": user.email, "first_name": user.first_name,
-            "last_name": user.last_name, "status": user.status, "uid_number": user.uid_number}
+            "last_name": user.last_name, "company": user.company, "status": user.status,
+            "uid_number": user.uid_number}
 
 
-def user_registered(user, actor: Actor) -> Event:
-    return Event(type=USER_REGISTERED, source="identity", category="users", actor=actor,
-                 resource=_user(user), data=_profile(user))
+def _event(type_: str, category: str, actor: Actor, resource: Resource, data: dict | None = None,
+           outcome: str = "success", tenant_id: str | None = None) -> Event:
+    return Event(type=type_, source="identity", category=category, actor=actor, resource=resource,
+                 data=data or {}, outcome=outcome, tenant_id=tenant_id)
+
+
+# --- accounts ---------------------------------------------------------------
+
+def user_registered(user, actor: Actor, invitation_id: str | None = None) -> Event:
+    """A new account made by its owner: self-registration (pending) or an accepted invitation (active)."""
+    return _event(USER_REGISTERED, "users", actor, _user(user), {**_profile(user), "invitation_id": invitation_id})
 
 
 def user_created(user, actor: Actor, first_admin: bool = False) -> Event:
-    return Event(type=USER_CREATED, source="identity", category="users", actor=actor,
-                 resource=_user(user), data={**_profile(user), "first_admin": first_admin})
+    """A new account made by an administrator (or the bootstrap of the first admin)."""
+    return _event(USER_CREATED, "users", actor, _user(user), {**_profile(user), "first_admin": first_admin})
 
+
+def user_updated(user, actor: Actor, changed: dict) -> Event:
+    """changed: field -> {"from", "to"} for profile fields."""
+    return _event(USER_UPDATED, "users", actor, _user(user), {"changed": changed, "profile": _profile(user)})
+
+
+def user_status_changed(user, actor: Actor, before: str, after: str, reason: str | None = None) -> Event:
+    action = "approved" if (before, after) == ("pending", "active") else None
+    return _event(USER_STATUS_CHANGED, "users", actor, _user(user),
+                  {"from": before, "to": after, "kind": action or f"{before}_to_{after}",
+                   "reason": reason, "profile": _profile(user)})
+
+
+def user_removed(user, actor: Actor) -> Event:
+    return _event(USER_REMOVED, "users", actor, _user(user), _profile(user))
+
+
+# --- invitations and mail ---------------------------------------------------
+
+def _invitation(invitation) -> Resource:
+    return Resource("invitation", invitation.id, invitation.email)
+
+
+def invitation_sent(invitation, actor: Actor, resent: bool = False) -> Event:
+    return _event(INVITATION_SENT, "users", actor, _invitation(invitation),
+                  {"email": invitation.email, "role": invitation.role, "user_id": invitation.user_id,
+                   "expires_at": invitation.expires_at.isoformat(), "resent": resent},
+                  tenant_id=invitation.tenant_id)
+
+
+def invitation_accepted(invitation, user, actor: Actor) -> Event:
+    """rbac assigns `role` in `tenant_id` to `user_id` on this event."""
+    return _event(INVITATION_ACCEPTED, "users", actor, _invitation(invitation),
+                  {"email": invitation.email, "role": invitation.role, "tenant_id": invitation.tenant_id,
+                   "user_id": user.id, "username": user.username}, tenant_id=invitation.tenant_id)
+
+
+def invitation_revoked(invitation, actor: Actor) -> Event:
+    return _event(INVITATION_REVOKED, "users", actor, _invitation(invitation),
+                  {"email": invitation.email}, tenant_id=invitation.tenant_id)
+
+
+def invitation_expired(invitation, actor: Actor) -> Event:
+    return _event(INVITATION_EXPIRED, "users", actor, _invitation(invitation),
+                  {"email": invitation.email}, tenant_id=invitation.tenant_id)
+
+
+def mail_failed(job, actor: Actor, error: str, gave_up: bool) -> Event:
+    return _event(MAIL_FAILED, "system", actor, Resource("mail", job.id, job.kind),
+                  {"kind": job.kind, "ref_id": job.ref_id, "attempts": job.attempts, "error": error[:300],
+                   "gave_up": gave_up}, outcome="failure")
+
+
+# --- passwords --------------------------------------------------------------
+
+def password_changed(user, actor: Actor, by_admin: bool = False) -> Event:
+    return _event(PASSWORD_CHANGED, "auth", actor, _user(user), {"by_admin": by_admin})
+
+
+def password_reset_requested(user, actor: Actor, by_admin: bool = False) -> Event:
+    return _event(PASSWORD_RESET_REQUESTED, "auth", actor, _user(user), {"by_admin": by_admin})
+
+
+def password_reset_completed(user, actor: Actor) -> Event:
+    return _event(PASSWORD_RESET_COMPLETED, "auth", actor, _user(user))
+
+
+# --- sessions and login protection ------------------------------------------
 
 def login_succeeded(user, actor: Actor, session_id: str) -> Event:
-    return Event(type=LOGIN_SUCCEEDED, source="identity", category="auth", actor=actor,
-                 resource=_user(user), data={"session_id": session_id})
+    return _event(LOGIN_SUCCEEDED, "auth", actor, _user(user), {"session_id": session_id})
 
 
 def login_failed(user, actor: Actor, login: str, reason: str) -> Event:
     resource = _user(user) if user else Resource("user", None, login[:64])
-    return Event(type=LOGIN_FAILED, source="identity", category="auth", actor=actor, resource=resource,
-                 outcome="failure", data={"reason": reason, "login": login[:64]})
+    return _event(LOGIN_FAILED, "auth", actor, resource, {"reason": reason, "login": login[:64]},
+                  outcome="failure")
+
+
+def login_throttled(user, actor: Actor, login: str, scope: str, retry_after: int) -> Event:
+    """scope: account or ip."""
+    resource = _user(user) if user else Resource("user", None, login[:64])
+    return _event(LOGIN_THROTTLED, "auth", actor, resource,
+                  {"scope": scope, "login": login[:64], "retry_after": retry_after}, outcome="failure")
+
+
+def account_unlocked(user, actor: Actor) -> Event:
+    return _event(ACCOUNT_UNLOCKED, "auth", actor, _user(user))
+
+
+def logout(user, actor: Actor, session_id: str) -> Event:
+    return _event(LOGOUT, "auth", actor, _user(user), {"session_id": session_id})
+
+
+def sessions_revoked(user, actor: Actor, session_ids: list[str], reason: str) -> Event:
+    """reason: user_request, admin, password_changed, refresh_token_reuse, status_changed, ..."""
+    return _event(SESSIONS_REVOKED, "auth", actor, _user(user), {"session_ids": session_ids, "reason": reason})
+
+
+# --- settings ---------------------------------------------------------------
+
+def settings_changed(key: str, actor: Actor, changed_fields: list[str]) -> Event:
+    """Names the fields that changed, never their values (the SMTP password is one)."""
+    return _event(SETTINGS_CHANGED, "settings", actor, Resource("setting", key, key), {"fields": changed_fields})

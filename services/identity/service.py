@@ -4,11 +4,13 @@ from __future__ import annotations
 from eventlet import tpool
 from sqlalchemy.exc import IntegrityError
 
+from kernel.consumer import on_event
 from kernel.envelope import SYSTEM, Actor, utc_now
 from kernel.errors import Conflict, NotFound, Unauthorized, ValidationFailed
 from kernel.service import Database, ServiceBase, rpc
 from services.identity import domain, events, storage
-from services.identity.storage import LoginSession, User
+from services.identity.storage import LoginSession, User, UserRole
+from services.rbac import events as rbac_events
 
 INVALID_CREDENTIALS = "Invalid username or password."
 NOT_ACTIVE = {
@@ -23,6 +25,22 @@ domain.dummy_hash()
 class IdentityService(ServiceBase):
     name = "identity"
     db = Database(storage.metadata)
+
+    # --- read models fed by other services --------------------------------------
+
+    @on_event("rbac", types=[rbac_events.ROLE_ASSIGNED, rbac_events.ROLE_UNASSIGNED])
+    def track_role(self, event, uow):
+        """The user list's role column: one query sorts and pages users with their role."""
+        data = event.data
+        role = None if event.type == rbac_events.ROLE_UNASSIGNED else data["role"]
+        row = uow.session.get(UserRole, (data["user_id"], data["tenant_id"]))
+        if row is None:
+            uow.session.add(UserRole(user_id=data["user_id"], tenant_id=data["tenant_id"], role=role,
+                                     as_of=event.occurred_at))
+        elif row.as_of <= event.occurred_at:  # events of one user may be handled out of order
+            row.role, row.as_of = role, event.occurred_at
+
+    # --- accounts ------------------------------------------------------------------
 
     @rpc
     def register(self, actor, username, first_name, last_name, email, password):
@@ -76,6 +94,8 @@ class IdentityService(ServiceBase):
             uow.commit()
         return {"created": True, "user": storage.public_user(user), "password": generated}
 
+    # --- sessions and login protection ----------------------------------------------
+
     @rpc
     def login(self, actor, login, password):
         """Check a password; returns the user and a new session id, or raises Unauthorized.
@@ -123,6 +143,10 @@ class IdentityService(ServiceBase):
                 raise Unauthorized("The session is no longer valid.", code="session_invalid")
             return storage.public_user(user)
 
+    # --- invitations, password resets, mail, settings ----------------------------------
+
+    # --- user administration -----------------------------------------------------
+
     @rpc
     def get_user(self, user_id):
         with self.db.unit_of_work() as uow:
@@ -137,6 +161,7 @@ class IdentityService(ServiceBase):
                     email=email, company="", status=status, password_hash=password_hash,
                     uid_number=storage.allocate_uid_number(session), is_first_admin=is_first_admin,
                     created_at=utc_now())
+        user.refresh_search_text()
         session.add(user)
         session.flush()
         return user

@@ -17,34 +17,155 @@ metadata = Base.metadata
 
 
 class User(Base):
+    """An account. Invited users exist before they choose a username (status `invited`)."""
+
     __tablename__ = "identity_users"
+    __table_args__ = (sa.Index("ix_identity_users_name", "first_name", "last_name"),)
 
     id: Mapped[str] = mapped_column(sa.String(36), primary_key=True, default=lambda: str(uuid.uuid4()))
-    username: Mapped[str] = mapped_column(sa.String(32), unique=True)
+    username: Mapped[str | None] = mapped_column(sa.String(32), unique=True)
     email: Mapped[str] = mapped_column(sa.String(254), unique=True)
-    first_name: Mapped[str] = mapped_column(sa.String(64))
-    last_name: Mapped[str] = mapped_column(sa.String(64))
+    first_name: Mapped[str] = mapped_column(sa.String(64), default="")
+    last_name: Mapped[str] = mapped_column(sa.String(64), default="")
     company: Mapped[str] = mapped_column(sa.String(128), default="")
     status: Mapped[str] = mapped_column(sa.String(16), index=True)
-    uid_number: Mapped[int] = mapped_column(sa.Integer, unique=True)
+    # Allocated when the account becomes real (registration, creation, acceptance).
+    uid_number: Mapped[int | None] = mapped_column(sa.Integer, unique=True)
     password_hash: Mapped[str | None] = mapped_column(sa.String(256))
+    must_change_password: Mapped[bool] = mapped_column(sa.Boolean, default=False)
     is_first_admin: Mapped[bool] = mapped_column(sa.Boolean, default=False)
-    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
-    last_login_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    # 2FA state (the TOTP issue fills these in).
+    totp_enrolled: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    totp_required: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    # Lowercased "username first last email": one LIKE serves the user list's search.
+    search_text: Mapped[str] = mapped_column(sa.String(512), default="")
+    # Bumped on every change of the profile or status: the ETag of If-Match updates.
+    version: Mapped[int] = mapped_column(sa.Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), index=True)
+    updated_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    last_login_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True), index=True)
 
     @property
     def full_name(self) -> str:
         return f"{self.first_name} {self.last_name}".strip()
 
+    def refresh_search_text(self) -> None:
+        self.search_text = " ".join(
+            part for part in (self.username, self.first_name, self.last_name, self.email) if part).lower()
+
+
+class UserRole(Base):
+    """Read model of rbac's assignments (fed by rbac events): the user list sorts and
+    filters by role in the same query as everything else."""
+
+    __tablename__ = "identity_user_roles"
+
+    user_id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    role: Mapped[str | None] = mapped_column(sa.String(64), index=True)
+    # occurred_at of the rbac event applied last: a late, older event changes nothing.
+    as_of: Mapped[str] = mapped_column(sa.String(32))
+
 
 class LoginSession(Base):
+    """A signed-in device: access tokens name it, refresh tokens renew it."""
+
     __tablename__ = "identity_sessions"
 
     id: Mapped[str] = mapped_column(sa.String(36), primary_key=True, default=lambda: str(uuid.uuid4()))
     user_id: Mapped[str] = mapped_column(sa.ForeignKey("identity_users.id", ondelete="CASCADE"), index=True)
     created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+    last_used_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    expires_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
     ip: Mapped[str | None] = mapped_column(sa.String(45))
+    user_agent: Mapped[str] = mapped_column(sa.String(256), default="")
     revoked_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    revoked_reason: Mapped[str | None] = mapped_column(sa.String(64))
+
+
+class RefreshToken(Base):
+    """Every refresh token a session was given, by hash: a used one presented again
+    means it was stolen, and the whole session is revoked."""
+
+    __tablename__ = "identity_refresh_tokens"
+
+    token_hash: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    session_id: Mapped[str] = mapped_column(sa.ForeignKey("identity_sessions.id", ondelete="CASCADE"), index=True)
+    issued_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+    used_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+
+
+class LoginThrottle(Base):
+    """Failed password attempts per key (`account:<id>`, `login:<name>`, `ip:<addr>`)."""
+
+    __tablename__ = "identity_login_throttle"
+
+    key: Mapped[str] = mapped_column(sa.String(300), primary_key=True)
+    failures: Mapped[int] = mapped_column(sa.Integer, default=0)
+    first_failure_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+    locked_until: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+
+
+class Invitation(Base):
+    __tablename__ = "identity_invitations"
+
+    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True, default=lambda: str(uuid.uuid4()))
+    email: Mapped[str] = mapped_column(sa.String(254), index=True)
+    # The placeholder user (status `invited`) that shows in the user list until acceptance.
+    user_id: Mapped[str | None] = mapped_column(sa.String(36), index=True)
+    role: Mapped[str] = mapped_column(sa.String(64))
+    tenant_id: Mapped[str] = mapped_column(sa.String(36))
+    status: Mapped[str] = mapped_column(sa.String(16), index=True)  # pending accepted revoked expired
+    # sha256 of the single-use token; minted when the mail is handed to SMTP, never stored in clear.
+    token_hash: Mapped[str | None] = mapped_column(sa.String(64), unique=True)
+    invited_by: Mapped[str | None] = mapped_column(sa.String(36))
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), index=True)
+    sent_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    accepted_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+
+
+class PasswordReset(Base):
+    __tablename__ = "identity_password_resets"
+
+    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True, default=lambda: str(uuid.uuid4()))
+    user_id: Mapped[str] = mapped_column(sa.ForeignKey("identity_users.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str | None] = mapped_column(sa.String(64), unique=True)
+    requested_by: Mapped[str | None] = mapped_column(sa.String(36))
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+    used_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+
+
+class MailJob(Base):
+    """A mail to deliver, retried until SMTP takes it; survives restarts because it is a row.
+
+    It holds no secret: the link's token is minted at delivery time (see mailer.py).
+    """
+
+    __tablename__ = "identity_mail_jobs"
+
+    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True, default=lambda: str(uuid.uuid4()))
+    kind: Mapped[str] = mapped_column(sa.String(32))  # invitation, password_reset
+    ref_id: Mapped[str] = mapped_column(sa.String(36))  # the invitation or password reset
+    recipient: Mapped[str] = mapped_column(sa.String(254))
+    attempts: Mapped[int] = mapped_column(sa.Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), index=True)
+    last_error: Mapped[str | None] = mapped_column(sa.String(500))
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+    sent_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True), index=True)
+    gave_up_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+
+
+class Setting(Base):
+    """Admin-editable settings (smtp, password_policy) as JSON; secrets inside are encrypted."""
+
+    __tablename__ = "identity_settings"
+
+    key: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(sa.Text)
+    updated_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+    updated_by: Mapped[str | None] = mapped_column(sa.String(36))
 
 
 class UidCounter(Base):
@@ -92,7 +213,9 @@ def public_user(user: User) -> dict:
         "id": user.id, "username": user.username, "email": user.email,
         "first_name": user.first_name, "last_name": user.last_name, "full_name": user.full_name,
         "company": user.company, "status": user.status, "uid_number": user.uid_number,
-        "is_first_admin": user.is_first_admin, "created_at": iso(user.created_at),
+        "is_first_admin": user.is_first_admin, "must_change_password": user.must_change_password,
+        "totp_enrolled": user.totp_enrolled, "totp_required": user.totp_required,
+        "version": user.version, "created_at": iso(user.created_at), "updated_at": iso(user.updated_at),
         "last_login_at": iso(user.last_login_at),
     }
 

@@ -55,3 +55,36 @@ BUILTIN_ROLES = {
 
 def permissions_of(role: str | None) -> frozenset[str]:
     return BUILTIN_ROLES.get(role or "", frozenset())
+
+
+@dataclass(frozen=True)
+class BuiltinGroup:
+    id: str
+    cn: str
+    gid_number: int
+    description: str
+    is_admin: bool
+
+
+LDAPUSERS, SYSADMINS = "ldapusers", "sysadmins"
+# Seeded by the rbac migration; GIDs below FIRST_UID_NUMBER so they never equal a uidNumber.
+BUILTIN_GROUPS = (
+    BuiltinGroup("00000000-0000-0000-0000-000000005000", LDAPUSERS, 5000,
+                 "Every user; members may log in to containers over LDAP", False),
+    BuiltinGroup("00000000-0000-0000-0000-000000005001", SYSADMINS, 5001,
+                 "Full administration of the platform and of Proxmox", True),
+)
+
+
+def assignable_problem(role: str, granter_role: str | None) -> str | None:
+    """Why a user holding `granter_role` may not hand out `role`, or None.
+
+    Built-in roles only until custom roles land; nobody grants what they do not hold.
+    """
+    if role not in BUILTIN_ROLES:
+        return "unknown_role"
+    if role == SUPER_ADMIN and granter_role != SUPER_ADMIN:
+        return "super_admin_only"
+    if not BUILTIN_ROLES[role] <= permissions_of(granter_role):
+        return "escalation"
+    return None

@@ -31,12 +31,12 @@ def test_audit_has_one_queue_bound_to_every_service_with_hash():
     assert len(queue.bindings) == len(SERVICES)
 
 
-def test_rbac_grant_first_admin_is_bound_to_identity_user_created():
-    queues = consumer_queues(RbacService)
-    assert [q.name for q in queues] == ["rbac.grant_first_admin"]
-    queue = queues[0]
+def test_rbac_enrols_new_users_from_identity_creation_and_registration():
+    queues = {q.name: q for q in consumer_queues(RbacService)}
+    queue = queues["rbac.enrol_new_user"]
     assert queue.durable is True
-    assert bindings_of(queue) == {("identity.events", "topic", "identity.user_created", True)}
+    assert bindings_of(queue) == {("identity.events", "topic", "identity.user_created", True),
+                                  ("identity.events", "topic", "identity.user_registered", True)}
 
 
 def test_consumer_queue_binds_every_source_and_pattern():

@@ -1,4 +1,6 @@
-"""Request and response bodies; unknown fields are refused (marshmallow's default)."""
+"""Request and response bodies shared across routes; unknown fields are refused (marshmallow's default).
+
+Each area adds its own module here (users.py, sessions.py, mail.py, ...)."""
 from __future__ import annotations
 
 from apiflask import Schema

@@ -31,8 +31,11 @@ HASHER = PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1, type=Type
 
 @dataclass(frozen=True)
 class PasswordPolicy:
+    """Admin-configurable (settings key `password_policy`); no composition rules, no truncation."""
+
     min_length: int = 12
     max_length: int = 128
+    refuse_common: bool = True
 
 
 @lru_cache(maxsize=1)
@@ -65,7 +68,7 @@ def password_problems(password: str, policy: PasswordPolicy, username: str = "")
         problems.append(f"must be at least {policy.min_length} characters")
     if len(password) > policy.max_length:
         problems.append(f"must be at most {policy.max_length} characters")
-    if password.lower() in common_passwords():
+    if policy.refuse_common and password.lower() in common_passwords():
         problems.append("is a commonly used password")
     if username and username.lower() in password.lower():
         problems.append("must not contain the username")

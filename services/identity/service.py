@@ -45,7 +45,8 @@ class IdentityService(ServiceBase):
     @rpc
     def register(self, actor, username, first_name, last_name, email, password):
         """Self-registration: a pending user that an administrator approves."""
-        policy = domain.PasswordPolicy()
+        with self.db.unit_of_work() as uow:
+            policy = storage.password_policy(uow.session)
         problems = domain.registration_problems(username, first_name, last_name, email, password, policy)
         if problems:
             raise ValidationFailed("The registration has invalid fields.", details=problems)
@@ -74,7 +75,9 @@ class IdentityService(ServiceBase):
         problems = {}
         if problem := domain.username_problem(username):
             problems["username"] = problem
-        if found := domain.password_problems(password, domain.PasswordPolicy(), username):
+        with self.db.unit_of_work() as uow:
+            policy = storage.password_policy(uow.session)
+        if found := domain.password_problems(password, policy, username):
             problems["password"] = "; ".join(found)
         if problems:
             raise ValidationFailed("The first administrator's settings are invalid.", details=problems)

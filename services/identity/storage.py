@@ -1,6 +1,7 @@
 """Identity's tables and the queries the service needs; the only module that knows SQL."""
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import datetime
 
@@ -9,7 +10,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from kernel.db import service_base
-from services.identity.domain import FIRST_UID_NUMBER
+from kernel.envelope import utc_now
+from services.identity.domain import FIRST_UID_NUMBER, PasswordPolicy
 
 
 Base = service_base("identity")
@@ -206,6 +208,24 @@ def conflicts(session: Session, username: str, email: str) -> dict[str, str]:
 
 def first_admin(session: Session) -> User | None:
     return session.scalars(sa.select(User).where(User.is_first_admin.is_(True))).first()
+
+
+def read_setting(session: Session, key: str) -> dict | None:
+    row = session.get(Setting, key)
+    return json.loads(row.value) if row else None
+
+
+def write_setting(session: Session, key: str, value: dict, actor_id: str | None) -> None:
+    row = session.get(Setting, key)
+    if row is None:
+        row = Setting(key=key)
+        session.add(row)
+    row.value, row.updated_at, row.updated_by = json.dumps(value), utc_now(), actor_id
+
+
+def password_policy(session: Session) -> PasswordPolicy:
+    """The policy in force: the admins' settings, else the defaults."""
+    return PasswordPolicy(**(read_setting(session, "password_policy") or {}))
 
 
 def public_user(user: User) -> dict:

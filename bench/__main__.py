@@ -29,6 +29,7 @@ from tests.harness import ADMIN_PASSWORD, ADMIN_USERNAME, Platform
 COLUMNS = ("figure", "value", "primitive", "ratio", "goal", "met")
 RESULTS = Path(__file__).with_name("results") / "latest.json"
 INGEST_VHOST = "bench-ingest"
+PHASES = ("logins", "list", "suspend", "users", "ingest")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -40,7 +41,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--events", type=int, default=20000, help="events published for the audit ingest")
     parser.add_argument("--ingest-rate", type=float, default=5000,
                         help="events/s offered to audit during the ingest (0: as fast as the publisher goes)")
-    parser.add_argument("--only", nargs="+", choices=("logins", "me", "ingest"), default=("logins", "me", "ingest"))
+    parser.add_argument("--users", type=int, default=100_000, help="users seeded for the user list figure")
+    parser.add_argument("--suspensions", type=int, default=20, help="users suspended for the revocation figure")
+    parser.add_argument("--only", nargs="+", choices=PHASES, default=PHASES,
+                        help="figures to measure (always run in this order)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (logs, databases)")
     return parser.parse_args(argv)
 
@@ -87,10 +91,13 @@ def measure(args, workdir: Path, cleanup: list) -> list[dict]:
     rows = []
     phases = {
         "logins": lambda: figures.password_logins(gatehouse, (ADMIN_USERNAME, ADMIN_PASSWORD), args),
-        "me": lambda: figures.authenticated_requests(gatehouse, gatehouse.admin().token, args),  # fresh: TTL 15 min
+        "list": lambda: figures.authenticated_requests(gatehouse, gatehouse.admin().token, args),  # fresh: TTL 15 min
+        "suspend": lambda: figures.suspension_to_refusal(gatehouse, args),
+        # after the others: 100k seeded users would slow the authorized-list figure's total count
+        "users": lambda: figures.user_list(gatehouse, gatehouse.admin().token, args),
         "ingest": lambda: figures.audit_ingest(ingest, ingest.env["GATEHOUSE_AMQP_URI"], args),
     }
-    for name in args.only:
+    for name in (p for p in PHASES if p in args.only):
         say(f"measuring {name}")
         try:
             rows += phases[name]()

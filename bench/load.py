@@ -1,6 +1,7 @@
 """Load generators, run in their own process so they do not share the GIL of what they measure.
 
     python -m bench.load http --url http://127.0.0.1:8080 --path /api/v1/me --header 'Authorization: Bearer …'
+        (--path is repeatable: each thread goes round the paths)
     python -m bench.load rpc --amqp amqp://… --service identity --method health
     python -m bench.load publish --amqp amqp://… --exchange identity.events --count 20000 --rate 5000
 
@@ -78,16 +79,19 @@ def closed_loop(threads: int, duration: float, warmup: float, make_call) -> dict
     return summary(latencies, duration, errors[0], threads=threads, first_error=first_error[0] if first_error else None)
 
 
-def http_call_factory(url: str, method: str, path: str, body: str | None, headers: dict, expect: int):
+def http_call_factory(url: str, method: str, paths: list[str], body: str | None, headers: dict, expect: int):
+    """Each thread goes round `paths` (several queries of one endpoint), one keep-alive connection each."""
     parts = urlsplit(url)
     headers = {"Content-Type": "application/json", **headers} if body else headers
 
     def make_call():
-        state = {"conn": None}
+        state = {"conn": None, "n": 0}
 
         def call():
             if state["conn"] is None:
                 state["conn"] = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+            path = paths[state["n"] % len(paths)]
+            state["n"] += 1
             try:
                 state["conn"].request(method, path, body=body, headers=headers)
                 response = state["conn"].getresponse()
@@ -167,7 +171,7 @@ def main(argv=None) -> None:
     http_mode = modes.choices["http"]
     http_mode.add_argument("--url", required=True)
     http_mode.add_argument("--method", default="GET")
-    http_mode.add_argument("--path", required=True)
+    http_mode.add_argument("--path", required=True, action="append", help="repeatable: threads go round them")
     http_mode.add_argument("--body", default=None, help="JSON request body")
     http_mode.add_argument("--header", action="append", default=[], help="'Name: value', repeatable")
     http_mode.add_argument("--expect", type=int, default=200)

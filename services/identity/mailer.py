@@ -80,7 +80,9 @@ class Mailer(DependencyProvider):
     the link lifetimes from the config."""
 
     def setup(self):
-        config = self.container.config["GATEHOUSE"]
+        self.configure(self.container.config["GATEHOUSE"])
+
+    def configure(self, config) -> None:
         self.public_url = config["GATEHOUSE_PUBLIC_URL"]
         self.max_attempts = config.integer("GATEHOUSE_MAIL_MAX_ATTEMPTS")
         self.invitation_ttl = timedelta(seconds=config.integer("GATEHOUSE_INVITATION_TTL"))

@@ -46,6 +46,11 @@ class Mailbox:
             self._controller.stop()
             self._controller = None
 
+    def smtp_settings(self, **overrides) -> dict:
+        """The body of PUT /api/v1/settings/smtp that points Gatehouse at this server."""
+        return {"host": self.host, "port": self.port, "tls_mode": "none", "from_address": "noreply@example.com",
+                **overrides}
+
     def messages_to(self, recipient: str) -> list[EmailMessage]:
         with self.lock:
             return [message for to, message in self.received if to == recipient.lower()]

@@ -36,11 +36,6 @@ BATCH = 20
 SWEEP_INTERVAL = 5.0
 
 
-class SmtpNotConfigured(Exception):
-    def __str__(self):
-        return "SMTP is not configured (PUT /api/v1/settings/smtp)"
-
-
 @dataclass
 class Outgoing:
     """A claimed job ready to send; holds the clear token only in memory."""
@@ -50,13 +45,20 @@ class Outgoing:
     token: str
 
 
-def smtp_settings(session, box: SecretBox) -> dict | None:
-    """The stored SMTP settings with the password opened, or None when unconfigured."""
+class SmtpUnusable(Exception):
+    """The stored settings cannot be used: each mail fails (and is retried) with this reason."""
+
+
+def smtp_settings(session, box: SecretBox) -> dict:
+    """The stored SMTP settings with the password opened; raises SmtpUnusable."""
     stored = storage.read_setting(session, "smtp")
     if not stored:
-        return None
+        raise SmtpUnusable("SMTP is not configured (PUT /api/v1/settings/smtp)")
     sealed = stored.get("password_sealed")
-    return {**stored, "password": box.open(sealed) if sealed else None}
+    try:
+        return {**stored, "password": box.open(sealed) if sealed else None}
+    except ValueError as error:
+        raise SmtpUnusable(f"the stored SMTP password cannot be used: {error}") from None
 
 
 def send(settings: dict, message: EmailMessage, timeout: float = SMTP_TIMEOUT) -> None:
@@ -135,11 +137,14 @@ class Mailer(DependencyProvider):
             sent += self.deliver(outgoing, settings)
         return sent
 
-    def claim(self, now: datetime) -> list[tuple[Outgoing, dict | None]]:
+    def claim(self, now: datetime) -> list[tuple[Outgoing, dict | SmtpUnusable]]:
         """Locks due jobs, mints their tokens, stores the digests, commits: then they may be sent."""
         claimed = []
         with self.db.unit_of_work() as uow:
-            settings = smtp_settings(uow.session, self.box)
+            try:
+                settings = smtp_settings(uow.session, self.box)
+            except SmtpUnusable as problem:
+                settings = problem
             for job in storage.due_mail_jobs(uow.session, now, BATCH):
                 job.next_attempt_at = now + CLAIM_LEASE
                 target = self._target(uow.session, job, now)
@@ -149,7 +154,7 @@ class Mailer(DependencyProvider):
                 token = new_token()
                 target.token_hash = token_digest(token)
                 url = mail.link(self.public_url, job.kind, token)
-                sender = settings["from_address"] if settings else ""
+                sender = settings["from_address"] if isinstance(settings, dict) else ""
                 claimed.append(Outgoing(job.id, mail.build_message(job.kind, sender, job.recipient, url,
                                                                    target.expires_at), token))
             uow.commit()
@@ -166,13 +171,14 @@ class Mailer(DependencyProvider):
             usable = target is not None and target.used_at is None
         return target if usable and mail.aware(target.expires_at) > now else None
 
-    def deliver(self, outgoing: Outgoing, settings: dict | None) -> int:
+    def deliver(self, outgoing: Outgoing, settings: dict | SmtpUnusable) -> int:
+        password = settings.get("password") if isinstance(settings, dict) else None
         try:
-            if settings is None:
-                raise SmtpNotConfigured()
+            if isinstance(settings, SmtpUnusable):
+                raise settings
             send(settings, outgoing.message)
         except Exception as error:
-            text = mail.describe_failure(error, outgoing.token, (settings or {}).get("password") or "")
+            text = mail.describe_failure(error, outgoing.token, password or "")
             self.record_failure(outgoing.job_id, text)
             return 0
         self.record_sent(outgoing.job_id)

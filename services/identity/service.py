@@ -373,19 +373,14 @@ class IdentityService(ServiceBase):
                     "username": settings.get("username") or None}
         if problems := mail.smtp_problems(settings):
             raise ValidationFailed("The SMTP settings have invalid fields.", details=problems)
-        box = self.mailer.box
+        new_password = settings.get("password")  # None: keep the stored one
         with self.db.unit_of_work() as uow:
-            before = storage.read_setting(uow.session, "smtp")
+            before = storage.read_setting(uow.session, "smtp") or {}
             after = {field: settings.get(field) for field in mail.SMTP_FIELDS}
-            sealed_before = (before or {}).get("password_sealed")
-            if "password" not in settings or settings["password"] is None:
-                after["password_sealed"] = sealed_before
-            else:
-                after["password_sealed"] = box.seal(settings["password"]) if settings["password"] else None
+            after["password_sealed"] = before.get("password_sealed")
             changed = mail.changed_fields(before, after, mail.SMTP_FIELDS)
-            old_password = box.open(sealed_before) if sealed_before else None
-            if (settings.get("password") or None) != old_password and "password" in settings \
-                    and settings["password"] is not None:
+            if new_password is not None and new_password != self._stored_smtp_password(before):
+                after["password_sealed"] = self.mailer.box.seal(new_password) if new_password else None
                 changed.append("password")
             storage.write_setting(uow.session, "smtp", after, actor.user_id)
             if changed:
@@ -433,6 +428,13 @@ class IdentityService(ServiceBase):
         if not storage.read_setting(session, "smtp"):
             raise Conflict("SMTP is not configured: configure it in the settings (PUT /api/v1/settings/smtp) "
                            "before sending mail.", code="smtp_not_configured")
+
+    def _stored_smtp_password(self, stored):
+        """"" when none is stored or it cannot be opened any more (GATEHOUSE_SECRET_KEY changed)."""
+        try:
+            return self.mailer.box.open(stored["password_sealed"]) if stored.get("password_sealed") else ""
+        except ValueError:
+            return ""
 
     @staticmethod
     def _public_smtp(stored):

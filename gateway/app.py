@@ -13,7 +13,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from gateway import errors
 from gateway.rpc import RpcPool
-from gateway.routes import audit, auth, health, me, users
+from gateway.routes import audit, auth, health, invitations, me, passwords, settings, users
 from kernel.config import Config
 
 log = logging.getLogger("gatehouse.gateway")
@@ -44,7 +44,7 @@ def create_app(config: Config | None = None) -> APIFlask:
     app.extensions["health_rpc"] = RpcPool(config.nameko(), 2, min(timeout, 2.0))
 
     errors.register(app)
-    for module in (health, auth, me, users, audit):
+    for module in (health, auth, me, users, audit, invitations, passwords, settings):
         app.register_blueprint(module.bp)
 
     @app.before_request
@@ -66,7 +66,8 @@ def create_app(config: Config | None = None) -> APIFlask:
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         principal = g.get("principal")
         log.info("request", extra={
-            "request_id": g.get("request_id"), "method": request.method, "path": request.path,
+            "request_id": g.get("request_id"), "method": request.method,
+            "path": g.get("log_path", request.path),  # a route may hide a token in its path
             "status": response.status_code, "user_id": principal.user_id if principal else None,
             "latency_ms": round((time.perf_counter() - g.get("started", time.perf_counter())) * 1000, 2),
         })

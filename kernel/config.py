@@ -45,7 +45,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("GATEHOUSE_LOGIN_FAILURE_WINDOW", "900", "Seconds after which failed login attempts are forgotten."),
     Setting("GATEHOUSE_INVITATION_TTL", "86400", "Seconds an invitation link stays valid."),
     Setting("GATEHOUSE_PASSWORD_RESET_TTL", "3600", "Seconds a password reset link stays valid."),
-    Setting("GATEHOUSE_MAIL_MAX_ATTEMPTS", "12", "Delivery attempts of a mail (growing pauses, about 3 hours in all) before it is given up and audited."),
+    Setting("GATEHOUSE_MAIL_MAX_ATTEMPTS", "12", "Delivery attempts of a mail (pauses of 2 s doubling up to 30 min: about an hour in all) before it is given up and audited."),
     Setting("GATEHOUSE_RPC_TIMEOUT", "10", "Seconds the gateway waits for a service to answer."),
     Setting("GATEHOUSE_RPC_POOL_SIZE", "8", "RPC clients per gateway process."),
     Setting("GATEHOUSE_TRUSTED_PROXIES", "0", "Reverse proxies in front of the gateway whose X-Forwarded-For is trusted for the client IP."),

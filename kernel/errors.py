@@ -56,6 +56,13 @@ class Conflict(GatehouseError):
 
 
 @deserialize_to_instance
+class Gone(GatehouseError):
+    """It existed but is no longer usable (a used or expired single-use link)."""
+
+    status, code = 410, "gone"
+
+
+@deserialize_to_instance
 class TooManyRequests(GatehouseError):
     status, code = 429, "too_many_requests"
 

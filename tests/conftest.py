@@ -4,6 +4,7 @@ import pytest
 
 from ops.broker import LocalRabbit
 from tests.harness import Platform, free_port
+from tests.mailbox import Mailbox
 
 
 @pytest.fixture(scope="session")
@@ -26,3 +27,11 @@ def platform(rabbit, tmp_path_factory):
 def unique():
     """A short unique suffix for usernames and emails."""
     return uuid.uuid4().hex[:8]
+
+
+@pytest.fixture(scope="session")
+def mailbox():
+    """A real SMTP server on a free loopback port collecting every mail (tests/mailbox.py)."""
+    server = Mailbox().start()
+    yield server
+    server.stop()

@@ -12,8 +12,13 @@ bp = APIBlueprint("auth", __name__, url_prefix="/api/v1/auth", tag="Authenticati
 
 @bp.post("/register")
 @bp.input(RegisterIn, arg_name="body")
-@bp.output(RegisteredOut, status_code=201, description="The new account, pending approval")
-@bp.doc(summary="Register an account", responses={409: "Username or email taken", 422: "Invalid fields"})
+@bp.output(RegisteredOut, status_code=201,
+           description="The new account: pending approval, or active at once through an invitation")
+@bp.doc(summary="Register an account",
+        description="With `invitation_token` (from an invitation link) the invited account becomes active "
+                    "with the invited role; `email` may then be left out (if given it must be the invited one).",
+        responses={404: "`invitation_not_found`", 409: "Username or email taken",
+                   410: "`invitation_expired` or `invitation_used`", 422: "Invalid fields"})
 def register(body):
     with current_app.extensions["rpc"].client() as rpc:
         user = rpc.identity.register(actor().__dict__, **body)

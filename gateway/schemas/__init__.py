@@ -12,8 +12,10 @@ class RegisterIn(Schema):
     username = String(required=True, validate=Length(1, 32))
     first_name = String(required=True, validate=Length(1, 64))
     last_name = String(required=True, validate=Length(1, 64))
-    email = String(required=True, validate=Length(3, 254))
+    email = String(validate=Length(3, 254), metadata={"description": "required unless invitation_token is given"})
     password = String(required=True, validate=Length(1, 1024), load_only=True)
+    invitation_token = String(validate=Length(1, 200), load_only=True,
+                              metadata={"description": "the token of an invitation link"})
 
 
 class LoginIn(Schema):

@@ -1,6 +1,7 @@
 """Identity's tables and the queries the service needs; the only module that knows SQL."""
 from __future__ import annotations
 
+import base64
 import json
 import uuid
 from datetime import datetime
@@ -11,6 +12,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from kernel.db import service_base
 from kernel.envelope import utc_now
+from kernel.errors import ValidationFailed
 from services.identity.domain import FIRST_UID_NUMBER, PasswordPolicy
 
 
@@ -246,3 +248,143 @@ def iso(moment: datetime | None) -> str | None:
     if moment.tzinfo is None:  # SQLite hands back naive datetimes; we only store UTC
         return moment.isoformat(timespec="seconds") + "Z"
     return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+# --- invitations, password resets, mail, settings ------------------------------------
+
+def delete_setting(session: Session, key: str) -> bool:
+    return session.execute(sa.delete(Setting).where(Setting.key == key)).rowcount > 0
+
+
+def email_conflicts(session: Session, emails: list[str]) -> dict[str, str]:
+    """Address -> why it cannot be invited (an account, or a pending invitation's placeholder)."""
+    taken = {}
+    for user in session.scalars(sa.select(User).where(User.email.in_(emails))):
+        taken[user.email] = "has a pending invitation" if user.status == "invited" else "is already registered"
+    return taken
+
+
+def invitation_by_token(session: Session, digest: str) -> Invitation | None:
+    return session.scalars(sa.select(Invitation).where(Invitation.token_hash == digest)).first()
+
+
+def reset_by_token(session: Session, digest: str) -> PasswordReset | None:
+    return session.scalars(sa.select(PasswordReset).where(PasswordReset.token_hash == digest)).first()
+
+
+def consume_invitation(session: Session, invitation_id: str, digest: str, now: datetime) -> bool:
+    """Marks the invitation accepted if it is still pending under this token; exactly one
+    of concurrent acceptances sees True (the row count decides)."""
+    result = session.execute(
+        sa.update(Invitation)
+        .where(Invitation.id == invitation_id, Invitation.status == "pending",
+               Invitation.token_hash == digest, Invitation.expires_at > now)
+        .values(status="accepted", accepted_at=now))
+    return result.rowcount == 1
+
+
+def consume_reset(session: Session, reset_id: str, digest: str, now: datetime) -> bool:
+    """Marks the reset used if it still is unused under this token (single use, atomic)."""
+    result = session.execute(
+        sa.update(PasswordReset)
+        .where(PasswordReset.id == reset_id, PasswordReset.used_at.is_(None),
+               PasswordReset.token_hash == digest, PasswordReset.expires_at > now)
+        .values(used_at=now))
+    return result.rowcount == 1
+
+
+def close_open_resets(session: Session, user_id: str, now: datetime) -> None:
+    """Once a password is set, links sent before stop working (their digests stay: a late
+    click is told the link was used)."""
+    session.execute(sa.update(PasswordReset)
+                    .where(PasswordReset.user_id == user_id, PasswordReset.used_at.is_(None))
+                    .values(used_at=now))
+
+
+def last_reset_requested_at(session: Session, user_id: str) -> datetime | None:
+    return session.scalar(sa.select(sa.func.max(PasswordReset.created_at)).where(PasswordReset.user_id == user_id))
+
+
+def revoke_sessions(session: Session, user_id: str, reason: str, now: datetime) -> list[str]:
+    """Revokes every live session of the user; returns their ids."""
+    ids = list(session.scalars(sa.select(LoginSession.id).where(
+        LoginSession.user_id == user_id, LoginSession.revoked_at.is_(None))))
+    if ids:
+        session.execute(sa.update(LoginSession).where(LoginSession.id.in_(ids))
+                        .values(revoked_at=now, revoked_reason=reason))
+    return ids
+
+
+def list_invitations(session: Session, status: str | None, limit: int, cursor: str | None):
+    """(page of invitations newest first, next cursor or None, total matching)."""
+    query = sa.select(Invitation)
+    if status:
+        query = query.where(Invitation.status == status)
+    total = session.scalar(sa.select(sa.func.count()).select_from(query.subquery()))
+    if cursor:
+        created_at, last_id = _decode_cursor(cursor)
+        query = query.where(sa.or_(Invitation.created_at < created_at,
+                                   sa.and_(Invitation.created_at == created_at, Invitation.id < last_id)))
+    rows = list(session.scalars(query.order_by(Invitation.created_at.desc(), Invitation.id.desc()).limit(limit + 1)))
+    next_cursor = _encode_cursor(rows[limit - 1].created_at, rows[limit - 1].id) if len(rows) > limit else None
+    return rows[:limit], next_cursor, total
+
+
+def _encode_cursor(created_at: datetime, row_id: str) -> str:
+    return base64.urlsafe_b64encode(json.dumps([created_at.isoformat(), row_id]).encode()).decode()
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        created_at, row_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        return datetime.fromisoformat(created_at), str(row_id)
+    except (ValueError, TypeError):
+        raise ValidationFailed("The cursor is not valid.", details={"cursor": "use next_cursor of a previous page"}) from None
+
+
+def cancel_mail_jobs(session: Session, kind: str, ref_id: str, reason: str, now: datetime) -> None:
+    """Mails not sent yet for this invitation or reset are not sent any more."""
+    session.execute(sa.update(MailJob)
+                    .where(MailJob.kind == kind, MailJob.ref_id == ref_id,
+                           MailJob.sent_at.is_(None), MailJob.gave_up_at.is_(None))
+                    .values(gave_up_at=now, last_error=reason))
+
+
+def _waiting_jobs():
+    return sa.and_(MailJob.sent_at.is_(None), MailJob.gave_up_at.is_(None))
+
+
+def due_mail_jobs(session: Session, now: datetime, limit: int) -> list[MailJob]:
+    """Jobs to attempt now, locked; other instances skip them (PostgreSQL; SQLite ignores it)."""
+    query = (sa.select(MailJob).where(_waiting_jobs(), MailJob.next_attempt_at <= now)
+             .order_by(MailJob.next_attempt_at).limit(limit).with_for_update(skip_locked=True))
+    return list(session.scalars(query))
+
+
+def retry_waiting_mail_now(session: Session, now: datetime) -> int:
+    """After the SMTP settings change, waiting mails need not sit out their pause."""
+    return session.execute(sa.update(MailJob).where(_waiting_jobs(), MailJob.next_attempt_at > now)
+                           .values(next_attempt_at=now)).rowcount
+
+
+def expired_invitations(session: Session, now: datetime, limit: int) -> list[Invitation]:
+    query = (sa.select(Invitation).where(Invitation.status == "pending", Invitation.expires_at <= now)
+             .limit(limit).with_for_update(skip_locked=True))
+    return list(session.scalars(query))
+
+
+def delete_placeholder(session: Session, user_id: str | None) -> None:
+    """The `invited` user an invitation made; never a real account."""
+    if user_id:
+        session.execute(sa.delete(User).where(User.id == user_id, User.status == "invited"))
+
+
+def public_invitation(invitation: Invitation) -> dict:
+    """Never the token hash."""
+    return {
+        "id": invitation.id, "email": invitation.email, "role": invitation.role,
+        "tenant_id": invitation.tenant_id, "status": invitation.status, "user_id": invitation.user_id,
+        "invited_by": invitation.invited_by, "created_at": iso(invitation.created_at),
+        "expires_at": iso(invitation.expires_at), "sent_at": iso(invitation.sent_at),
+        "accepted_at": iso(invitation.accepted_at),
+    }

@@ -1,0 +1,68 @@
+"""/api/v1/settings: SMTP (for invitations and password resets) and the password policy."""
+from __future__ import annotations
+
+from apiflask import APIBlueprint
+from flask import current_app
+
+from gateway.auth import actor, requires
+from gateway.schemas.mail import PasswordPolicyIn, PasswordPolicyOut, SmtpSettingsIn, SmtpSettingsOut
+
+bp = APIBlueprint("settings", __name__, url_prefix="/api/v1/settings", tag="Settings")
+
+GUARDED = {401: "Not signed in", 403: "Missing permission admin.settings"}
+
+
+@bp.get("/smtp")
+@requires("admin.settings")
+@bp.output(SmtpSettingsOut)
+@bp.doc(summary="The SMTP settings", description="Needs `admin.settings`. The password is never shown.",
+        responses=GUARDED)
+def get_smtp():
+    with current_app.extensions["rpc"].client() as rpc:
+        return rpc.identity.get_smtp_settings()
+
+
+@bp.put("/smtp")
+@requires("admin.settings")
+@bp.input(SmtpSettingsIn, arg_name="body")
+@bp.output(SmtpSettingsOut)
+@bp.doc(summary="Configure SMTP",
+        description="Needs `admin.settings`. Leave `password` out to keep the stored one. The password is "
+                    "stored encrypted. Mails waiting for a retry are tried again at once.",
+        responses={**GUARDED, 422: "Invalid fields"})
+def put_smtp(body):
+    with current_app.extensions["rpc"].client() as rpc:
+        return rpc.identity.put_smtp_settings(actor().__dict__, body)
+
+
+@bp.delete("/smtp")
+@requires("admin.settings")
+@bp.output({}, status_code=204)
+@bp.doc(summary="Unconfigure SMTP", description="Needs `admin.settings`. Invitations are refused until SMTP "
+        "is configured again.", responses=GUARDED)
+def delete_smtp():
+    with current_app.extensions["rpc"].client() as rpc:
+        rpc.identity.delete_smtp_settings(actor().__dict__)
+    return "", 204
+
+
+@bp.get("/password-policy")
+@requires("admin.settings")
+@bp.output(PasswordPolicyOut)
+@bp.doc(summary="The password policy", description="Needs `admin.settings`.", responses=GUARDED)
+def get_password_policy():
+    with current_app.extensions["rpc"].client() as rpc:
+        return rpc.identity.get_password_policy()
+
+
+@bp.put("/password-policy")
+@requires("admin.settings")
+@bp.input(PasswordPolicyIn, arg_name="body")
+@bp.output(PasswordPolicyOut)
+@bp.doc(summary="Change the password policy",
+        description="Needs `admin.settings`. Missing fields take the defaults (12, 128, true). Applies to "
+                    "passwords set from now on.",
+        responses={**GUARDED, 422: "Invalid fields (max_length below min_length, out of range)"})
+def put_password_policy(body):
+    with current_app.extensions["rpc"].client() as rpc:
+        return rpc.identity.put_password_policy(actor().__dict__, body)

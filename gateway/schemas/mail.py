@@ -1,0 +1,126 @@
+"""Bodies of invitations, password resets and the settings mail depends on."""
+from __future__ import annotations
+
+from apiflask import Schema
+from apiflask.fields import Boolean, Field, Integer, List, Nested, String
+from apiflask.validators import Length, OneOf, Range
+from marshmallow import ValidationError
+
+INVITATION_STATUSES = ["pending", "accepted", "revoked", "expired"]
+
+
+class EmailList(Field):
+    """A comma-separated string of addresses or a list of them; the service checks each address."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, str) and len(value) <= 20000:
+            return value
+        if isinstance(value, list) and len(value) <= 200 and all(isinstance(item, str) and len(item) <= 254
+                                                                  for item in value):
+            return value
+        raise ValidationError("must be a comma-separated string or a list of addresses")
+
+
+class InvitationsIn(Schema):
+    emails = EmailList(required=True, metadata={
+        "description": 'Addresses to invite: "a@x.com, b@y.com" or ["a@x.com", "b@y.com"]',
+        "oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]})
+    role = String(required=True, validate=Length(1, 64), metadata={"description": "role granted on acceptance"})
+
+
+class InvitationOut(Schema):
+    id = String()
+    email = String()
+    role = String()
+    tenant_id = String()
+    status = String(validate=OneOf(INVITATION_STATUSES))
+    user_id = String(allow_none=True, metadata={"description": "the placeholder user (status invited)"})
+    invited_by = String(allow_none=True)
+    created_at = String(metadata={"format": "date-time"})
+    expires_at = String(metadata={"format": "date-time"})
+    sent_at = String(allow_none=True, metadata={"format": "date-time", "description": "when SMTP took the mail"})
+    accepted_at = String(allow_none=True, metadata={"format": "date-time"})
+
+
+class InvitationItemOut(InvitationOut):
+    """An invitation inside a list. Its own class: apiflask registers the spec's schemas by
+    shortest path first, and a class nested before its direct use would be named twice."""
+
+
+class InvitationsOut(Schema):
+    items = List(Nested(InvitationItemOut))
+
+
+class InvitationPageOut(Schema):
+    items = List(Nested(InvitationItemOut))
+    next_cursor = String(allow_none=True)
+    total = Integer()
+
+
+class InvitationQuery(Schema):
+    status = String(validate=OneOf(INVITATION_STATUSES))
+    limit = Integer(load_default=50, validate=Range(1, 200))
+    cursor = String(validate=Length(1, 200))
+
+
+class InvitationPreviewOut(Schema):
+    """What the registration page shows of an invitation link (the email, pre-filled and locked)."""
+
+    email = String()
+    expires_at = String(metadata={"format": "date-time"})
+    role = String()
+
+
+class PasswordResetRequestIn(Schema):
+    email = String(required=True, validate=Length(1, 254))
+
+
+class PasswordResetConfirmIn(Schema):
+    token = String(required=True, validate=Length(1, 200), load_only=True)
+    password = String(required=True, validate=Length(1, 1024), load_only=True)
+
+
+class AcceptedOut(Schema):
+    message = String()
+
+
+class AdminPasswordResetIn(Schema):
+    method = String(required=True, validate=OneOf(["email", "random"]), metadata={
+        "description": "email: mail the user a reset link (202); random: set a generated password, "
+                       "shown once, to be changed at the next sign-in (200)"})
+
+
+class GeneratedPasswordOut(Schema):
+    password = String(metadata={"description": "shown once; the user must change it at the next sign-in"})
+
+
+class SmtpSettingsIn(Schema):
+    host = String(required=True, validate=Length(1, 253))
+    port = Integer(required=True, validate=Range(1, 65535), strict=True)
+    tls_mode = String(required=True, validate=OneOf(["none", "starttls", "tls"]))
+    username = String(allow_none=True, validate=Length(0, 254))
+    password = String(allow_none=True, validate=Length(0, 1024), load_only=True, metadata={
+        "description": "write-only; leave out to keep the stored one, empty string to remove it"})
+    from_address = String(required=True, validate=Length(3, 254))
+
+
+class SmtpSettingsOut(Schema):
+    configured = Boolean()
+    host = String(allow_none=True)
+    port = Integer(allow_none=True)
+    tls_mode = String(allow_none=True)
+    username = String(allow_none=True)
+    from_address = String(allow_none=True)
+    password_set = Boolean(metadata={"description": "a password is stored (it is never shown)"})
+
+
+class PasswordPolicyIn(Schema):
+    min_length = Integer(load_default=12, validate=Range(8, 128), strict=True)
+    max_length = Integer(load_default=128, validate=Range(8, 1024), strict=True)
+    refuse_common = Boolean(load_default=True)
+
+
+class PasswordPolicyOut(Schema):
+    min_length = Integer()
+    max_length = Integer()
+    refuse_common = Boolean()

@@ -1,0 +1,141 @@
+"""Mail and settings rules that need no broker, no database and no network.
+
+Message building, the retry schedule, and validation of the admin settings the
+mail flows depend on (SMTP, password policy). The sending itself is in mailer.py.
+"""
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta, timezone
+from email.message import EmailMessage
+
+from services.identity.domain import PasswordPolicy, normalize_email
+
+INVITATION, PASSWORD_RESET = "invitation", "password_reset"
+TLS_MODES = ("none", "starttls", "tls")
+SMTP_FIELDS = ("host", "port", "tls_mode", "username", "from_address")
+
+FIRST_RETRY_SECONDS = 2
+MAX_RETRY_SECONDS = 30 * 60
+# A new self-service reset mail per account at most this often (mail bombing).
+RESET_MAIL_INTERVAL = timedelta(minutes=1)
+
+HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,62}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}[A-Za-z0-9])?)*\.?$")
+IPV6 = re.compile(r"^\[?[0-9A-Fa-f:.]+\]?$")
+
+
+def aware(moment: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes; we only ever store UTC."""
+    if moment is not None and moment.tzinfo is None:
+        return moment.replace(tzinfo=timezone.utc)
+    return moment
+
+
+# --- retries ------------------------------------------------------------------------
+
+def retry_delay(attempts: int) -> timedelta:
+    """Pause after the `attempts`-th failed delivery: 2, 4, 8 ... s, at most 30 minutes."""
+    return timedelta(seconds=min(FIRST_RETRY_SECONDS * 2 ** max(attempts - 1, 0), MAX_RETRY_SECONDS))
+
+
+def should_give_up(attempts: int, max_attempts: int) -> bool:
+    return attempts >= max_attempts
+
+
+def describe_failure(error: BaseException, *secrets: str) -> str:
+    """What a failed delivery records: the error's kind and text, never a secret we hold."""
+    text = f"{type(error).__name__}: {error}"
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text[:300]
+
+
+def reset_mail_allowed(last_requested_at: datetime | None, now: datetime) -> bool:
+    return last_requested_at is None or aware(now) - aware(last_requested_at) >= RESET_MAIL_INTERVAL
+
+
+# --- messages -----------------------------------------------------------------------
+
+def link(public_url: str, kind: str, token: str) -> str:
+    """The token rides in the fragment: browsers never send it, so no server log holds it."""
+    page = "invite" if kind == INVITATION else "reset-password"
+    return f"{public_url.rstrip('/')}/{page}#token={token}"
+
+
+def _when(moment: datetime) -> str:
+    return aware(moment).astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def build_message(kind: str, sender: str, recipient: str, url: str, expires_at: datetime) -> EmailMessage:
+    """A plain-text mail with one link."""
+    message = EmailMessage()
+    message["From"], message["To"] = sender, recipient
+    if kind == INVITATION:
+        message["Subject"] = "You are invited to Gatehouse"
+        body = (f"You have been invited to create an account on Gatehouse.\n\n"
+                f"Open this link to choose your username and password:\n\n{url}\n\n"
+                f"The link works once and expires at {_when(expires_at)}.\n"
+                f"If you did not expect this invitation, ignore this mail.\n")
+    else:
+        message["Subject"] = "Reset your Gatehouse password"
+        body = (f"Someone asked to reset the password of your Gatehouse account.\n\n"
+                f"Open this link to choose a new password:\n\n{url}\n\n"
+                f"The link works once and expires at {_when(expires_at)}.\n"
+                f"If you did not ask for this, ignore this mail: your password stays as it is.\n")
+    message.set_content(body)
+    return message
+
+
+# --- settings -----------------------------------------------------------------------
+
+def smtp_problems(settings: dict) -> dict[str, str]:
+    """Field -> what is wrong, for the SMTP settings an admin submits."""
+    problems = {}
+    host = (settings.get("host") or "").strip()
+    if not host:
+        problems["host"] = "is required"
+    elif not (HOSTNAME.fullmatch(host) or IPV6.fullmatch(host)):
+        problems["host"] = "must be a host name or IP address"
+    port = settings.get("port")
+    if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
+        problems["port"] = "must be a number from 1 to 65535"
+    if settings.get("tls_mode") not in TLS_MODES:
+        problems["tls_mode"] = f"must be one of {', '.join(TLS_MODES)}"
+    username = settings.get("username") or ""
+    if len(username) > 254:
+        problems["username"] = "must be at most 254 characters"
+    if settings.get("password") and not username:
+        problems["password"] = "needs a username"
+    if problem := normalize_email(settings.get("from_address") or "")[1]:
+        problems["from_address"] = problem
+    return problems
+
+
+def changed_fields(before: dict | None, after: dict | None, fields) -> list[str]:
+    before, after = before or {}, after or {}
+    return [field for field in fields if before.get(field) != after.get(field)]
+
+
+POLICY_FIELDS = ("min_length", "max_length", "refuse_common")
+
+
+def password_policy_problems(values: dict) -> dict[str, str]:
+    problems = {}
+    minimum, maximum = values.get("min_length"), values.get("max_length")
+    if not isinstance(minimum, int) or isinstance(minimum, bool) or not 8 <= minimum <= 128:
+        problems["min_length"] = "must be a number from 8 to 128"
+    if not isinstance(maximum, int) or isinstance(maximum, bool) or not maximum <= 1024:
+        problems["max_length"] = "must be a number of at most 1024"
+    elif "min_length" not in problems and maximum < minimum:
+        problems["max_length"] = "must be at least min_length"
+    if not isinstance(values.get("refuse_common"), bool):
+        problems["refuse_common"] = "must be true or false"
+    return problems
+
+
+def password_policy(values: dict) -> PasswordPolicy:
+    """The policy an admin submitted; missing fields take the defaults."""
+    defaults = PasswordPolicy()
+    return PasswordPolicy(**{field: getattr(defaults, field) if values.get(field) is None else values[field]
+                             for field in POLICY_FIELDS})

@@ -20,7 +20,8 @@ class GatehouseError(Exception):
         self.message = message
         self.code = code or type(self).code
         self.details = details or {}
-        self.retry_after = retry_after  # seconds; the gateway sends it as Retry-After
+        # seconds; the gateway sends it as Retry-After (nameko carries args as text)
+        self.retry_after = int(retry_after) if retry_after not in (None, "None") else None
 
     def __str__(self) -> str:
         return self.message

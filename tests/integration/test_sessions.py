@@ -42,8 +42,10 @@ def login(platform, name, password=PASSWORD, api=None, **headers):
 
 
 def all_me(api, expected_status, probes=ME_PROBES):
-    """True when every one of many /me requests (spread over both workers) answers the status."""
-    return all(api.get("/api/v1/me").status_code == expected_status for _ in range(probes))
+    """True when every one of many /me requests answers the status. Each comes on a new
+    connection (a kept-alive one stays with one worker), so both workers answer some."""
+    return all(api.get("/api/v1/me", headers={"Connection": "close"}).status_code == expected_status
+               for _ in range(probes))
 
 
 def refused_everywhere(api, message):

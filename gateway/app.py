@@ -13,7 +13,8 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from gateway import errors
 from gateway.rpc import RpcPool
-from gateway.routes import audit, auth, health, invitations, me, passwords, settings, users
+from gateway.routes import audit, auth, health, invitations, me, passwords, sessions, settings, users
+from gateway.session_cache import ProcessSessionCache
 from kernel.config import Config
 
 log = logging.getLogger("gatehouse.gateway")
@@ -42,9 +43,10 @@ def create_app(config: Config | None = None) -> APIFlask:
     timeout = config.number("GATEHOUSE_RPC_TIMEOUT")
     app.extensions["rpc"] = RpcPool(config.nameko(), config.integer("GATEHOUSE_RPC_POOL_SIZE"), timeout)
     app.extensions["health_rpc"] = RpcPool(config.nameko(), 2, min(timeout, 2.0))
+    app.extensions["session_cache"] = ProcessSessionCache(config.amqp_uri)
 
     errors.register(app)
-    for module in (health, auth, me, users, audit, invitations, passwords, settings):
+    for module in (health, auth, me, users, sessions, audit, invitations, passwords, settings):
         app.register_blueprint(module.bp)
 
     @app.before_request

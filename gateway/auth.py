@@ -3,12 +3,20 @@
 The gateway mints short-lived signed JWTs after identity accepts a password; every
 guarded request checks the signature locally, then asks identity whether the session
 and user are still live, and rbac whether the user holds the route's permission.
+Both answers go through the process's session cache (gateway/session_cache.py),
+which events empty the moment a session, user or role changes.
+
+An account can owe something before it may use the API (a password change today,
+2FA enrollment later): such a user gets 403 with the requirement's code on every
+guarded route except those that declare the matching allowance, e.g.
+`@requires(allow_password_change=True)`. A new requirement is one `Requirement` entry.
 """
 from __future__ import annotations
 
 import functools
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 import jwt
 from apiflask import APIBlueprint, HTTPTokenAuth
@@ -22,6 +30,28 @@ ISSUER = "gatehouse"
 auth = HTTPTokenAuth(scheme="Bearer", security_scheme_name="BearerAuth",
                      description="An access token from POST /api/v1/auth/login")
 _guard = APIBlueprint("guard", __name__)  # lends its auth_required to routes of any blueprint
+
+
+@dataclass(frozen=True)
+class Requirement:
+    """Something the account must do first; routes that help doing it set `allowance`."""
+
+    code: str  # the 403's error code
+    allowance: str  # keyword of requires() that lets a route through anyway
+    message: str
+    applies: Callable[[dict], bool]
+
+
+REQUIREMENTS = (
+    Requirement("password_change_required", "allow_password_change",
+                "Change your password first (POST /api/v1/me/password).",
+                lambda user: bool(user.get("must_change_password"))),
+)
+ALLOWANCES = frozenset(requirement.allowance for requirement in REQUIREMENTS)
+
+
+def outstanding(user: dict) -> list[Requirement]:
+    return [requirement for requirement in REQUIREMENTS if requirement.applies(user)]
 
 
 @dataclass(frozen=True)
@@ -54,12 +84,27 @@ def _verify(token: str):
         raise Unauthorized("The access token has expired; refresh it or sign in again.", code="token_expired") from None
     except jwt.InvalidTokenError:
         raise Unauthorized("The access token is not valid.", code="token_invalid") from None
-    with current_app.extensions["rpc"].client() as rpc:
-        user = rpc.identity.session_user(claims["sid"])
+    # A user who owes a requirement is never cached: once it is met, the next request sees it.
+    user = session_cache().session_user(claims["sid"], _fetch_session_user,
+                                        cacheable=lambda found: not outstanding(found))
     if user["id"] != claims["sub"]:
         raise Unauthorized("The access token is not valid.", code="token_invalid")
     g.principal = Principal(user=user, session_id=claims["sid"])
     return g.principal
+
+
+def _fetch_session_user(session_id: str) -> dict:
+    with current_app.extensions["rpc"].client() as rpc:
+        return rpc.identity.session_user(session_id)
+
+
+def _fetch_decision(user_id: str, permission: str, tenant_id: str) -> bool:
+    with current_app.extensions["rpc"].client() as rpc:
+        return rpc.rbac.authorize(user_id, permission, tenant_id)
+
+
+def session_cache():
+    return current_app.extensions["session_cache"].cache
 
 
 @auth.error_processor
@@ -79,22 +124,28 @@ def actor() -> Actor:
                  ip=request.remote_addr, request_id=g.get("request_id"))
 
 
-def requires(permission: str | None = None):
-    """Guard a route: a valid session, and `permission` in the active tenant when given."""
+def requires(permission: str | None = None, **allowances: bool):
+    """Guard a route: a valid session, no outstanding requirement unless the route allows
+    it (`allow_password_change=True`), and `permission` in the active tenant when given."""
+    if unknown := set(allowances) - ALLOWANCES:
+        raise TypeError(f"unknown allowance(s) {sorted(unknown)}; known: {sorted(ALLOWANCES)}")
+    allowed_through = {name for name, allowed in allowances.items() if allowed}
 
     def decorate(view):
         @functools.wraps(view)
         def guarded(*args, **kwargs):
-            if permission:
-                principal = current_principal()
-                with current_app.extensions["rpc"].client() as rpc:
-                    allowed = rpc.rbac.authorize(principal.user_id, permission, principal.tenant_id)
-                if not allowed:
-                    raise Forbidden(f"This needs the permission {permission}.", code="permission_denied",
-                                    details={"permission": permission})
+            principal = current_principal()
+            for requirement in outstanding(principal.user):
+                if requirement.allowance not in allowed_through:
+                    raise Forbidden(requirement.message, code=requirement.code)
+            if permission and not session_cache().authorized(principal.user_id, permission,
+                                                             principal.tenant_id, _fetch_decision):
+                raise Forbidden(f"This needs the permission {permission}.", code="permission_denied",
+                                details={"permission": permission})
             return view(*args, **kwargs)
 
         guarded.required_permission = permission
+        guarded.allowances = frozenset(allowed_through)
         return _guard.auth_required(auth)(guarded)
 
     return decorate

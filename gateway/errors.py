@@ -43,7 +43,8 @@ def register(app: APIFlask) -> None:
 
     @app.errorhandler(GatehouseError)
     def domain_error(error: GatehouseError):
-        return error_response(error.status, error.code, error.message, error.details)
+        headers = {"Retry-After": str(error.retry_after)} if error.retry_after else None
+        return error_response(error.status, error.code, error.message, error.details, headers)
 
     @app.errorhandler(RpcTimeout)
     def timeout(error):

@@ -13,11 +13,15 @@ class GatehouseError(Exception):
     status = 500
     code = "internal_error"
 
-    def __init__(self, message: str, code: str | None = None, details: dict | None = None):
-        super().__init__(message, code or self.code, details or {})
+    def __init__(self, message: str, code: str | None = None, details: dict | None = None,
+                 retry_after: int | None = None):
+        # Every field is in args: nameko rebuilds the instance from them at the caller.
+        super().__init__(message, code or self.code, details or {}, retry_after)
         self.message = message
         self.code = code or type(self).code
         self.details = details or {}
+        # seconds; the gateway sends it as Retry-After (nameko carries args as text)
+        self.retry_after = int(retry_after) if retry_after not in (None, "None") else None
 
     def __str__(self) -> str:
         return self.message

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import random
 import subprocess
 import sys
 import time
@@ -28,18 +29,31 @@ def eventually(check, timeout: float = 10, interval: float = 0.1, message: str =
         time.sleep(interval)
 
 
-class Api:
-    """A thin HTTP client of the gateway; `token` signs requests in."""
+def random_client_ip() -> str:
+    return f"10.{random.randrange(256)}.{random.randrange(256)}.{random.randrange(1, 255)}"
 
-    def __init__(self, base_url: str, token: str | None = None):
+
+class Api:
+    """A thin HTTP client of the gateway; `token` signs requests in.
+
+    Each client comes from its own address (X-Forwarded-For; the test platform trusts one
+    proxy), so the per-address sign-in throttle of one test never touches another.
+    After `login`, `refresh_token` and `session_id` hold what the sign-in answered.
+    """
+
+    def __init__(self, base_url: str, token: str | None = None, client_ip: str | None = None):
         self.base_url = base_url
         self.token = token
+        self.client_ip = client_ip or random_client_ip()
+        self.refresh_token: str | None = None
+        self.session_id: str | None = None
         self.http = requests.Session()
 
     def request(self, method: str, path: str, **kwargs) -> requests.Response:
         headers = kwargs.pop("headers", {})
         if self.token:
             headers.setdefault("Authorization", f"Bearer {self.token}")
+        headers.setdefault("X-Forwarded-For", self.client_ip)
         return self.http.request(method, self.base_url + path, headers=headers, timeout=30, **kwargs)
 
     def get(self, path, **kwargs):
@@ -60,7 +74,13 @@ class Api:
     def login(self, login: str, password: str) -> "Api":
         response = self.post("/api/v1/auth/login", json={"login": login, "password": password})
         assert response.status_code == 200, response.text
-        return Api(self.base_url, response.json()["access_token"])
+        return self.signed_in(response.json())
+
+    def signed_in(self, tokens: dict) -> "Api":
+        """A client of the same address using the tokens of a login or refresh answer."""
+        api = Api(self.base_url, tokens["access_token"], self.client_ip)
+        api.refresh_token, api.session_id = tokens.get("refresh_token"), tokens.get("session_id")
+        return api
 
     def audit(self, **filters) -> list[dict]:
         response = self.get("/api/v1/audit/events", params={"limit": 200, **filters})
@@ -84,6 +104,7 @@ class Platform:
             "GATEHOUSE_RPC_TIMEOUT": "5",
             "GATEHOUSE_OUTBOX_POLL_INTERVAL": "0.5",
             "GATEHOUSE_GATEWAY_WORKERS": "2",
+            "GATEHOUSE_TRUSTED_PROXIES": "1",  # each Api sends its own X-Forwarded-For address
             **(extra_env or {}),
         }
         self.env.pop("GATEHOUSE_FAILPOINTS", None)
@@ -127,8 +148,8 @@ class Platform:
     def process(self, name: str) -> subprocess.Popen:
         return self.supervisor.children[name]
 
-    def api(self) -> Api:
-        return Api(self.url)
+    def api(self, client_ip: str | None = None) -> Api:
+        return Api(self.url, client_ip=client_ip)
 
     def admin(self) -> Api:
         return self.api().login(ADMIN_USERNAME, ADMIN_PASSWORD)

@@ -141,9 +141,10 @@ def login_succeeded(user, actor: Actor, session_id: str) -> Event:
     return _event(LOGIN_SUCCEEDED, "auth", actor, _user(user), {"session_id": session_id})
 
 
-def login_failed(user, actor: Actor, login: str, reason: str) -> Event:
+def login_failed(user, actor: Actor, login: str, reason: str, via: str = "login") -> Event:
+    """via: login, or password_change (a wrong current password counts against the account too)."""
     resource = _user(user) if user else Resource("user", None, login[:64])
-    return _event(LOGIN_FAILED, "auth", actor, resource, {"reason": reason, "login": login[:64]},
+    return _event(LOGIN_FAILED, "auth", actor, resource, {"reason": reason, "login": login[:64], "via": via},
                   outcome="failure")
 
 

@@ -388,3 +388,66 @@ def public_invitation(invitation: Invitation) -> dict:
         "expires_at": iso(invitation.expires_at), "sent_at": iso(invitation.sent_at),
         "accepted_at": iso(invitation.accepted_at),
     }
+# --- sessions and login protection -------------------------------------------
+
+def throttle(session: Session, key: str) -> LoginThrottle | None:
+    """The key's row, locked for this transaction where the database can (PostgreSQL)."""
+    return session.scalars(sa.select(LoginThrottle).where(LoginThrottle.key == key).with_for_update()).first()
+
+
+def save_throttle(session: Session, key: str, state) -> None:
+    """Store a sessions.Throttle for the key (insert or update)."""
+    row = throttle(session, key)
+    if row is None:
+        try:
+            with session.begin_nested():
+                session.add(LoginThrottle(key=key, failures=state.failures, first_failure_at=state.first_failure_at,
+                                          locked_until=state.locked_until))
+            return
+        except IntegrityError:  # a concurrent failure created it first
+            row = throttle(session, key)
+    row.failures, row.first_failure_at, row.locked_until = state.failures, state.first_failure_at, state.locked_until
+
+
+def clear_throttle(session: Session, key: str) -> bool:
+    return session.execute(sa.delete(LoginThrottle).where(LoginThrottle.key == key)).rowcount > 0
+
+
+def add_refresh_token(session: Session, session_id: str, digest: str, now: datetime) -> None:
+    session.add(RefreshToken(token_hash=digest, session_id=session_id, issued_at=now))
+
+
+def refresh_token(session: Session, digest: str) -> RefreshToken | None:
+    return session.get(RefreshToken, digest)
+
+
+def use_refresh_token(session: Session, digest: str, now: datetime) -> bool:
+    """Marks the token used; False when it already was (one of two concurrent uses loses)."""
+    used = sa.update(RefreshToken).where(RefreshToken.token_hash == digest, RefreshToken.used_at.is_(None))
+    return session.execute(used.values(used_at=now)).rowcount == 1
+
+
+def live_sessions(session: Session, user_id: str, now: datetime, offset: int = 0,
+                  limit: int | None = None) -> tuple[list[LoginSession], int]:
+    """A user's sessions that are neither revoked nor expired, newest first, and their count."""
+    live = sa.and_(LoginSession.user_id == user_id, LoginSession.revoked_at.is_(None),
+                   sa.or_(LoginSession.expires_at.is_(None), LoginSession.expires_at > now))
+    total = session.execute(sa.select(sa.func.count()).select_from(LoginSession).where(live)).scalar_one()
+    query = (sa.select(LoginSession).where(live)
+             .order_by(LoginSession.created_at.desc(), LoginSession.id).offset(offset))
+    if limit is not None:
+        query = query.limit(limit)
+    return list(session.scalars(query)), total
+
+
+def revoke(sessions: list[LoginSession], now: datetime, reason: str) -> list[str]:
+    for login_session in sessions:
+        login_session.revoked_at, login_session.revoked_reason = now, reason
+    return [login_session.id for login_session in sessions]
+
+
+def public_session(login_session: LoginSession, current_session_id: str | None = None) -> dict:
+    return {"id": login_session.id, "created_at": iso(login_session.created_at),
+            "last_used_at": iso(login_session.last_used_at), "expires_at": iso(login_session.expires_at),
+            "ip": login_session.ip, "user_agent": login_session.user_agent,
+            "current": login_session.id == current_session_id}

@@ -1,0 +1,51 @@
+"""Bodies of sign-in, token refresh, sessions and password change."""
+from __future__ import annotations
+
+from apiflask import Schema
+from apiflask.fields import Boolean, Integer, List, Nested, String
+from apiflask.validators import Length, Range
+
+from gateway.schemas import TokenOut, UserOut
+
+
+class MeOut(UserOut):
+    """The signed-in user, with what the account still owes before it may use the API."""
+
+    must_change_password = Boolean()
+
+
+class SessionTokenOut(TokenOut):
+    refresh_token = String(metadata={"description": "single use: each refresh answers a new one"})
+    session_id = String()
+    user = Nested(MeOut)
+
+
+class RefreshIn(Schema):
+    refresh_token = String(required=True, validate=Length(1, 256), load_only=True)
+
+
+class PasswordChangeIn(Schema):
+    current_password = String(required=True, validate=Length(1, 1024), load_only=True)
+    new_password = String(required=True, validate=Length(1, 1024), load_only=True)
+
+
+class SessionOut(Schema):
+    id = String()
+    created_at = String(metadata={"format": "date-time"})
+    last_used_at = String(allow_none=True, metadata={"format": "date-time",
+                                                      "description": "sign-in or last token refresh"})
+    expires_at = String(allow_none=True, metadata={"format": "date-time"})
+    ip = String(allow_none=True)
+    user_agent = String()
+    current = Boolean(metadata={"description": "the session of the token making this request"})
+
+
+class SessionPageOut(Schema):
+    items = List(Nested(SessionOut))
+    next_cursor = String(allow_none=True)
+    total = Integer()
+
+
+class SessionQuery(Schema):
+    limit = Integer(load_default=50, validate=Range(1, 200))
+    cursor = String(validate=Length(1, 32))

@@ -8,7 +8,7 @@ from nameko.exceptions import RemoteError, deserialize, serialize
 
 from kernel import errors
 from kernel.errors import (
-    BadRequest, Conflict, Forbidden, GatehouseError, NotFound, TooManyRequests, TransientError,
+    BadRequest, Conflict, Forbidden, GatehouseError, NotFound, PreconditionFailed, TooManyRequests, TransientError,
     Unauthorized, ValidationFailed,
 )
 
@@ -19,6 +19,7 @@ EXPECTED = [
     (Forbidden, 403, "forbidden"),
     (NotFound, 404, "not_found"),
     (Conflict, 409, "conflict"),
+    (PreconditionFailed, 412, "precondition_failed"),
     (TooManyRequests, 429, "too_many_requests"),
 ]
 

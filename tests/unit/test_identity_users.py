@@ -192,3 +192,96 @@ def test_conflicts_can_exclude_the_user_being_edited(session, people):
                                                                      "email": "is already registered"}
     assert storage.conflicts(session, "ann", "ann@example.com", excluding=ann.id) == {}
     assert storage.conflicts(session, None, "bob@example.com", excluding=ann.id) == {"email": "is already registered"}
+
+
+# --- the service's own enforcement (no broker: the RPC methods called directly) ------
+
+@pytest.fixture
+def identity(tmp_path):
+    from services.identity.service import IdentityService
+
+    service = IdentityService()
+    service.db = ServiceDatabase("identity", f"sqlite:///{tmp_path / 'svc.db'}", storage.metadata)
+    storage.metadata.create_all(service.db.engine)
+    yield service
+    service.db.dispose()
+
+
+def seed(service, username, status=ACTIVE, first_admin=False):
+    with service.db.unit_of_work() as uow:
+        user = add_user(uow.session, username, "First", "Last", status=status)
+        user.is_first_admin = first_admin
+        uow.commit()
+        return user.id
+
+
+def emitted(service):
+    import json
+
+    import sqlalchemy as sa
+    with service.db.engine.connect() as conn:
+        return [json.loads(body) for body in conn.execute(
+            sa.select(service.db.outbox.c.body).order_by(service.db.outbox.c.seq)).scalars()]
+
+
+def actor(user_id):
+    return {"user_id": user_id, "username": "someone"}
+
+
+def test_update_bumps_the_version_and_emits_changes_and_status(identity):
+    user_id, admin_id = seed(identity, "pat", status=PENDING), seed(identity, "boss")
+    user = identity.update_user(actor(admin_id), user_id, {"status": ACTIVE, "last_name": "New", "company": ""},
+                                expected_version=1)
+    assert user["version"] == 2 and user["status"] == ACTIVE and user["last_name"] == "New"
+    events = emitted(identity)
+    assert [e["type"] for e in events] == ["identity.user_updated", "identity.user_status_changed"]
+    assert events[0]["data"]["changed"] == {"last_name": {"from": "Last", "to": "New"}}  # company was already ""
+    assert events[1]["data"]["kind"] == "approved"
+    assert identity.update_user(actor(admin_id), user_id, {"last_name": "New"})["version"] == 2  # no change
+
+
+def test_update_refuses_stale_versions_and_lifecycle_breaks(identity):
+    from kernel.errors import Conflict, PreconditionFailed
+
+    user_id, admin_id = seed(identity, "pat", status=INVITED), seed(identity, "boss")
+    with pytest.raises(PreconditionFailed):
+        identity.update_user(actor(admin_id), user_id, {"company": "x"}, expected_version=7)
+    with pytest.raises(Conflict) as refused:
+        identity.update_user(actor(admin_id), user_id, {"status": ACTIVE})
+    assert refused.value.code == "invalid_status_change"
+    assert refused.value.details["from"] == INVITED and refused.value.details["to"] == ACTIVE
+    assert emitted(identity) == []
+
+
+def test_service_protects_own_account_and_first_admin(identity):
+    from kernel.errors import Forbidden
+
+    first_id, admin_id = seed(identity, "first", first_admin=True), seed(identity, "boss")
+    refusals = [
+        (lambda: identity.remove_user(actor(admin_id), admin_id), "own_account"),
+        (lambda: identity.update_user(actor(admin_id), admin_id, {"status": SUSPENDED}), "own_account"),
+        (lambda: identity.remove_user(actor(admin_id), first_id), "first_admin_protected"),
+        (lambda: identity.update_user(actor(admin_id), first_id, {"status": SUSPENDED}), "first_admin_protected"),
+        (lambda: identity.update_user(actor(admin_id), first_id, {}, role="viewer"), "first_admin_protected"),
+    ]
+    for attempt, code in refusals:
+        with pytest.raises(Forbidden) as refused:
+            attempt()
+        assert refused.value.code == code
+    assert emitted(identity) == []
+
+
+def test_removing_an_invited_placeholder_revokes_its_invitation(identity):
+    from services.identity.storage import Invitation
+
+    user_id, admin_id = seed(identity, "placeholder", status=INVITED), seed(identity, "boss")
+    with identity.db.unit_of_work() as uow:
+        now = utc_now()
+        uow.session.add(Invitation(id="inv-1", email="placeholder@example.com", user_id=user_id, role="viewer",
+                                   tenant_id="default", status="pending", created_at=now, expires_at=now))
+        uow.commit()
+    identity.remove_user(actor(admin_id), user_id)
+    assert [e["type"] for e in emitted(identity)] == ["identity.invitation_revoked", "identity.user_removed"]
+    with identity.db.unit_of_work() as uow:
+        assert uow.session.get(Invitation, "inv-1").status == "revoked"
+        assert uow.session.get(User, user_id) is None

@@ -169,6 +169,8 @@ class IdentityService(ServiceBase):
             problems["sort"] = f"must be one of {', '.join(domain.USER_SORTS)}"
         if order not in domain.ORDERS:
             problems["order"] = "must be asc or desc"
+        if not (isinstance(limit, int) and 1 <= limit <= 200):
+            problems["limit"] = "must be between 1 and 200"
         offset = domain.decode_cursor(cursor)
         if offset is None:
             problems["cursor"] = "is not a cursor of this list"

@@ -67,6 +67,13 @@ class Gone(GatehouseError):
 
 
 @deserialize_to_instance
+class PreconditionFailed(GatehouseError):
+    """The caller's If-Match names a version that is no longer current."""
+
+    status, code = 412, "precondition_failed"
+
+
+@deserialize_to_instance
 class TooManyRequests(GatehouseError):
     status, code = 429, "too_many_requests"
 

@@ -1,20 +1,129 @@
-"""/api/v1/users: user administration (grows with the identity issue)."""
+"""/api/v1/users: user administration.
+
+Identity owns accounts, rbac owns roles and groups: the routes that change both
+check everything rbac could refuse first, then change identity, then rbac.
+"""
 from __future__ import annotations
 
 from apiflask import APIBlueprint
-from flask import current_app
+from flask import current_app, request
 
-from gateway.auth import requires
-from gateway.schemas import UserOut
+from gateway.auth import actor, current_principal, requires
+from gateway.schemas.users import CreatedUserOut, UserCreateIn, UserDetailOut, UserListQuery, UserPageOut, UserPatchIn
+from kernel.errors import PreconditionFailed, ValidationFailed
 
 bp = APIBlueprint("users", __name__, url_prefix="/api/v1/users", tag="Users")
+
+NEEDS = {401: "Not signed in", 403: "Missing permission admin.users"}
 
 
 @bp.get("/<string:user_id>")
 @requires("admin.users")
-@bp.output(UserOut)
-@bp.doc(summary="One user", description="Needs `admin.users`.",
-        responses={401: "Not signed in", 403: "Missing permission admin.users", 404: "No such user"})
+@bp.output(UserDetailOut)
+@bp.doc(summary="One user", description="Needs `admin.users`. The `ETag` is the user's version, for `If-Match`.",
+        responses={**NEEDS, 404: "No such user"})
 def get_user(user_id):
+    tenant_id = current_principal().tenant_id
     with current_app.extensions["rpc"].client() as rpc:
-        return rpc.identity.get_user(user_id)
+        user = _grant_and_describe(rpc, rpc.identity.get_user(user_id, tenant_id), None, None, tenant_id)
+    return user, 200, _etag(user)
+
+
+@bp.get("")
+@requires("admin.users")
+@bp.input(UserListQuery, location="query", arg_name="query")
+@bp.output(UserPageOut)
+@bp.doc(summary="List users", description=(
+    "Needs `admin.users`. `q` searches name, username and email; filters `status`, `role` (in the "
+    "caller's tenant); `sort` by name, username, email, role, status, totp_enrolled, last_login_at or "
+    "created_at, `order` asc|desc; page with `cursor` = `next_cursor`; `total` counts every match."),
+    responses={**NEEDS, 422: "Invalid query parameter"})
+def list_users(query):
+    with current_app.extensions["rpc"].client() as rpc:
+        return rpc.identity.list_users(tenant_id=current_principal().tenant_id, **query)
+
+
+@bp.post("")
+@requires("admin.users")
+@bp.input(UserCreateIn, arg_name="body")
+@bp.output(CreatedUserOut, status_code=201, description="The new active user and its generated password")
+@bp.doc(summary="Create a user", description=(
+    "Needs `admin.users`. The user is active and must change the generated password, which is "
+    "in this answer only. `role` and `groups` are optional."),
+    responses={**NEEDS, 409: "Username or email taken", 422: "Invalid fields, unknown role or group"})
+def create_user(body):
+    role, groups = body.pop("role", None), body.pop("groups", None)
+    tenant_id = current_principal().tenant_id
+    with current_app.extensions["rpc"].client() as rpc:
+        _check_access(rpc, role, groups, tenant_id)
+        created = rpc.identity.create_user(actor().__dict__, **body)
+        created["user"] = _grant_and_describe(rpc, created["user"], role, groups, tenant_id)
+    return created, 201, {"Location": f"/api/v1/users/{created['user']['id']}"}
+
+
+@bp.patch("/<string:user_id>")
+@requires("admin.users")
+@bp.input(UserPatchIn, arg_name="body")
+@bp.output(UserDetailOut)
+@bp.doc(summary="Change a user", description=(
+    "Needs `admin.users`. Only the fields sent change. `status`: pending→active approves, "
+    "active↔suspended, pending→suspended refuses. `role` replaces the role in the caller's tenant; "
+    "`groups` are added. Send `If-Match: <ETag>` to refuse a change based on a stale read (412)."),
+    responses={**NEEDS, 404: "No such user", 409: "Username or email taken, or a status change not allowed",
+               412: "If-Match names an old version", 422: "Invalid fields, unknown role or group"})
+def update_user(user_id, body):
+    role, groups = body.pop("role", None), body.pop("groups", None)
+    tenant_id = current_principal().tenant_id
+    with current_app.extensions["rpc"].client() as rpc:
+        _check_access(rpc, role, groups, tenant_id)
+        user = rpc.identity.update_user(actor().__dict__, user_id, body, expected_version=_if_match(),
+                                        role=role, tenant_id=tenant_id)
+        user = _grant_and_describe(rpc, user, role, groups, tenant_id)
+    return user, 200, _etag(user)
+
+
+@bp.delete("/<string:user_id>")
+@requires("admin.users")
+@bp.output({}, status_code=204)
+@bp.doc(summary="Remove a user", description=(
+    "Needs `admin.users`. Deletes the account, its sessions, roles and group memberships; the audit "
+    "trail keeps its past actions by name. An invited user's pending invitation is revoked."),
+    responses={**NEEDS, 404: "No such user"})
+def remove_user(user_id):
+    with current_app.extensions["rpc"].client() as rpc:
+        rpc.identity.remove_user(actor().__dict__, user_id)
+    return "", 204
+
+
+def _check_access(rpc, role, groups, tenant_id):
+    """Everything rbac could refuse, asked before any change so that a refusal changes nothing."""
+    if role is not None:
+        rpc.rbac.check_assignable(current_principal().user_id, role, tenant_id)
+    if groups and (unknown := rpc.rbac.unknown_groups(groups)):
+        raise ValidationFailed("Unknown groups.", code="unknown_group",
+                               details={"groups": f"no such group: {', '.join(unknown)}"})
+
+
+def _grant_and_describe(rpc, user, role, groups, tenant_id):
+    """Assigns the role and groups (if any), then the user with rbac's current role and groups."""
+    if role is not None:
+        rpc.rbac.assign_role(actor().__dict__, user["id"], role, tenant_id, username=user["username"])
+    if groups:
+        rpc.rbac.add_to_groups(actor().__dict__, user["id"], groups, username=user["username"])
+    access = rpc.rbac.user_access(user["id"])
+    roles = {entry["tenant_id"]: entry["role"] for entry in access["roles"]}
+    return {**user, "role": roles.get(tenant_id), "groups": access["groups"]}
+
+
+def _etag(user):
+    return {"ETag": f'"{user["version"]}"'}
+
+
+def _if_match():
+    """The version the caller read (If-Match), None when it sent none or `*`."""
+    if "If-Match" not in request.headers or request.if_match.star_tag:
+        return None
+    versions = {tag for tag in request.if_match.as_set(include_weak=True) if tag.isascii() and tag.isdigit()}
+    if len(versions) != 1:
+        raise PreconditionFailed("If-Match must be the ETag of the user, as GET returned it.")
+    return int(versions.pop())

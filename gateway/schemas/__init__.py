@@ -38,10 +38,17 @@ class RegisteredOut(Schema):
 class UserOut(RegisteredOut):
     """A user as the user themself and administrators see them."""
 
+    username = String(allow_none=True, metadata={"description": "null for an invited user not yet registered"})
     full_name = String()
     company = String()
-    uid_number = Integer()
+    uid_number = Integer(allow_none=True)
     is_first_admin = Boolean()
+    must_change_password = Boolean()
+    totp_enrolled = Boolean()
+    totp_required = Boolean()
+    role = String(allow_none=True, metadata={"description": "the role in the caller's tenant (administrator views)"})
+    version = Integer(metadata={"description": "bumped on every change; the ETag of If-Match updates"})
+    updated_at = String(allow_none=True, metadata={"format": "date-time"})
     last_login_at = String(allow_none=True, metadata={"format": "date-time"})
 
 

@@ -1,6 +1,7 @@
 """Identity rules that need no broker and no database: validation, passwords, login decisions."""
 from __future__ import annotations
 
+import base64
 import re
 import secrets
 from dataclasses import dataclass
@@ -76,16 +77,8 @@ def password_problems(password: str, policy: PasswordPolicy, username: str = "")
 
 
 def registration_problems(username, first_name, last_name, email, password, policy) -> dict[str, str]:
-    problems = {}
-    if problem := username_problem(username):
-        problems["username"] = problem
-    for field, value in (("first_name", first_name), ("last_name", last_name)):
-        if not (value or "").strip():
-            problems[field] = "is required"
-        elif len(value) > 64:
-            problems[field] = "must be at most 64 characters"
-    if problem := normalize_email(email)[1]:
-        problems["email"] = problem
+    problems = profile_problems({"username": username, "first_name": first_name, "last_name": last_name,
+                                 "email": email})
     if found := password_problems(password or "", policy, username or ""):
         problems["password"] = "; ".join(found)
     return problems
@@ -134,3 +127,82 @@ def login_refusal(status: str | None, password_ok: bool) -> str | None:
     if status != ACTIVE:
         return f"status_{status}"
     return None
+
+
+# --- user administration ------------------------------------------------------
+
+PROFILE_FIELDS = ("username", "email", "first_name", "last_name", "company")
+_FIELD_LIMITS = {"first_name": 64, "last_name": 64, "company": 128}
+_REQUIRED = frozenset({"first_name", "last_name"})
+
+# Approval, refusal, suspension and reactivation; invited users change only through their invitation.
+STATUS_TRANSITIONS = frozenset({(PENDING, ACTIVE), (PENDING, SUSPENDED), (ACTIVE, SUSPENDED), (SUSPENDED, ACTIVE)})
+
+OWN_ACCOUNT, FIRST_ADMIN_PROTECTED = "own_account", "first_admin_protected"
+DELETE, SUSPEND, CHANGE_ROLE = "delete", "suspend", "change_role"
+
+
+def profile_problems(fields: dict) -> dict[str, str]:
+    """What is wrong with each profile field present in `fields` (a partial update checks only those)."""
+    problems = {}
+    if "username" in fields and (problem := username_problem(fields["username"])):
+        problems["username"] = problem
+    if "email" in fields and (problem := normalize_email(fields["email"])[1]):
+        problems["email"] = problem
+    for field, limit in _FIELD_LIMITS.items():
+        if field not in fields:
+            continue
+        value = (fields[field] or "").strip()
+        if field in _REQUIRED and not value:
+            problems[field] = "is required"
+        elif len(value) > limit:
+            problems[field] = f"must be at most {limit} characters"
+    return problems
+
+
+def clean_profile(fields: dict) -> dict:
+    """The stored form of valid profile fields: trimmed names, normalised email."""
+    cleaned = {key: value.strip() if isinstance(value, str) else value for key, value in fields.items()}
+    if "email" in cleaned:
+        cleaned["email"] = normalize_email(cleaned["email"])[0]
+    return cleaned
+
+
+def status_change_problem(before: str, after: str) -> str | None:
+    if before == after or (before, after) in STATUS_TRANSITIONS:
+        return None
+    if before == INVITED:
+        return "an invited user changes status only by accepting or losing the invitation"
+    return f"a {before} user cannot become {after}"
+
+
+def protection_problem(action: str, actor_id: str | None, target_id: str, target_is_first_admin: bool) -> str | None:
+    """Why an administrator may not `action` (delete, suspend, change_role) the target, or None."""
+    if action in (DELETE, SUSPEND) and actor_id == target_id:
+        return OWN_ACCOUNT
+    if target_is_first_admin:
+        return FIRST_ADMIN_PROTECTED
+    return None
+
+
+# The user list: sort keys as the API names them.
+USER_SORTS = ("name", "username", "email", "role", "status", "totp_enrolled", "last_login_at", "created_at")
+ORDERS = ("asc", "desc")
+
+
+def encode_cursor(offset: int) -> str:
+    return base64.urlsafe_b64encode(f"offset:{offset}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> int | None:
+    """The offset a cursor stands for; None when it is not one of ours."""
+    if not cursor:
+        return 0
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (ValueError, UnicodeDecodeError):
+        return None
+    prefix, _, number = text.partition(":")
+    if prefix != "offset" or not (number.isascii() and number.isdigit()):
+        return None
+    return int(number)

@@ -9,11 +9,11 @@ from nameko.dependency_providers import Config as NamekoConfig
 from sqlalchemy.exc import IntegrityError
 
 from kernel import DEFAULT_TENANT_ID
-
 from kernel.consumer import on_event
 from kernel.crypto import new_token, token_digest
 from kernel.envelope import SYSTEM, Actor, utc_now
-from kernel.errors import Conflict, Gone, NotFound, TooManyRequests, Unauthorized, ValidationFailed
+from kernel.errors import (Conflict, Forbidden, Gone, NotFound, PreconditionFailed, TooManyRequests, Unauthorized,
+                           ValidationFailed)
 from kernel.service import Database, ServiceBase, rpc
 from services.identity import domain, events, mail, sessions, storage
 from services.identity import invitations as invitation_rules
@@ -340,13 +340,6 @@ class IdentityService(ServiceBase):
 
     def _refresh_ttl(self) -> int:
         return self.config["GATEHOUSE"].integer("GATEHOUSE_REFRESH_TOKEN_TTL")
-
-    @staticmethod
-    def _user(uow, user_id) -> User:
-        user = uow.session.get(User, user_id)
-        if not user:
-            raise NotFound("No such user.", details={"user_id": user_id})
-        return user
 
     # --- invitations, password resets, mail, settings ----------------------------------
 
@@ -705,17 +698,161 @@ class IdentityService(ServiceBase):
     # --- user administration -----------------------------------------------------
 
     @rpc
-    def get_user(self, user_id):
+    def get_user(self, user_id, tenant_id=DEFAULT_TENANT_ID):
         with self.db.unit_of_work() as uow:
-            user = uow.session.get(User, user_id)
-            if not user:
-                raise NotFound("No such user.", details={"user_id": user_id})
-            return storage.public_user(user)
+            user = self._user(uow, user_id)
+            return storage.admin_user(user, storage.role_of(uow.session, user_id, tenant_id))
+
+    @rpc
+    def list_users(self, tenant_id=DEFAULT_TENANT_ID, q=None, status=None, role=None, sort="created_at",
+                   order="desc", limit=50, cursor=None):
+        problems = {}
+        if status is not None and status not in domain.STATUSES:
+            problems["status"] = f"must be one of {', '.join(domain.STATUSES)}"
+        if sort not in domain.USER_SORTS:
+            problems["sort"] = f"must be one of {', '.join(domain.USER_SORTS)}"
+        if order not in domain.ORDERS:
+            problems["order"] = "must be asc or desc"
+        if not (isinstance(limit, int) and 1 <= limit <= 200):
+            problems["limit"] = "must be between 1 and 200"
+        offset = domain.decode_cursor(cursor)
+        if offset is None:
+            problems["cursor"] = "is not a cursor of this list"
+        if problems:
+            raise ValidationFailed("The user list query has invalid parameters.", details=problems)
+        with self.db.unit_of_work() as uow:
+            rows, total = storage.list_users(uow.session, tenant_id, q=q, status=status, role=role, sort=sort,
+                                             order=order, limit=limit, offset=offset)
+            items = [storage.admin_user(user, user_role) for user, user_role in rows]
+        more = offset + len(items) < total
+        return {"items": items, "next_cursor": domain.encode_cursor(offset + len(items)) if more else None,
+                "total": total}
+
+    @rpc
+    def create_user(self, actor, username, email, first_name, last_name, company=""):
+        """An active account made by an administrator, with a generated password shown once
+        (returned here, never stored in clear, never in an event) that must be changed."""
+        fields = {"username": username, "email": email, "first_name": first_name, "last_name": last_name,
+                  "company": company or ""}
+        if problems := domain.profile_problems(fields):
+            raise ValidationFailed("The user has invalid fields.", details=problems)
+        fields = domain.clean_profile(fields)
+        with self.db.unit_of_work() as uow:  # fail fast, before paying for a hash
+            self._refuse_taken(uow, fields["username"], fields["email"])
+        password = domain.generate_password()
+        password_hash = tpool.execute(domain.hash_password, password)
+        with self.db.unit_of_work() as uow:
+            self._refuse_taken(uow, fields["username"], fields["email"])
+            try:
+                user = self._new_user(uow.session, fields["username"], fields["first_name"], fields["last_name"],
+                                      fields["email"], domain.ACTIVE, password_hash, company=fields["company"])
+            except IntegrityError:  # a concurrent request took the name first
+                raise Conflict("That username or email is already in use.", code="user_exists") from None
+            user.must_change_password = True
+            uow.emit(events.user_created(user, Actor.from_dict(actor)))
+            uow.commit()
+        return {"user": storage.admin_user(user, None), "password": password}
+
+    @rpc
+    def update_user(self, actor, user_id, changes, expected_version=None, role=None, tenant_id=DEFAULT_TENANT_ID):
+        """Partial update of profile fields and status. `role` is the role the caller is about
+        to assign through rbac: checked here (first admin) before anything changes."""
+        actor = Actor.from_dict(actor)
+        changes = dict(changes)
+        status = changes.pop("status", None)
+        if unknown := set(changes) - set(domain.PROFILE_FIELDS):
+            raise ValidationFailed("Unknown fields.", details={field: "cannot be changed here" for field in unknown})
+        if problems := domain.profile_problems(changes):
+            raise ValidationFailed("The user has invalid fields.", details=problems)
+        if status is not None and status not in domain.STATUSES:
+            raise ValidationFailed("Unknown status.", details={"status": f"must be one of {', '.join(domain.STATUSES)}"})
+        changes = domain.clean_profile(changes)
+        with self.db.unit_of_work() as uow:
+            user = self._user(uow, user_id, for_update=True)
+            if expected_version is not None and expected_version != user.version:
+                raise PreconditionFailed("The user changed since you read it; reload and retry.",
+                                         details={"version": user.version})
+            current_role = storage.role_of(uow.session, user_id, tenant_id)
+            if role is not None and role != current_role:
+                self._refuse_protected(domain.CHANGE_ROLE, actor, user)
+            before = user.status
+            if status is not None and status != before:
+                if problem := domain.status_change_problem(before, status):
+                    raise Conflict(f"The status cannot change from {before} to {status}.",
+                                   code="invalid_status_change", details={"from": before, "to": status,
+                                                                          "status": problem})
+                if status == domain.SUSPENDED:
+                    self._refuse_protected(domain.SUSPEND, actor, user)
+            changed = {field: {"from": getattr(user, field), "to": value}
+                       for field, value in changes.items() if getattr(user, field) != value}
+            taken = storage.conflicts(uow.session, changed.get("username", {}).get("to"),
+                                      changed.get("email", {}).get("to"), excluding=user.id)
+            if taken:
+                raise Conflict("That username or email is already in use.", code="user_exists", details=taken)
+            if not changed and (status is None or status == before):
+                return storage.admin_user(user, current_role)
+            for field, change in changed.items():
+                setattr(user, field, change["to"])
+            if status is not None:
+                user.status = status
+            user.refresh_search_text()
+            user.version += 1
+            user.updated_at = utc_now()
+            try:
+                uow.session.flush()
+            except IntegrityError:  # a concurrent request took the name first
+                raise Conflict("That username or email is already in use.", code="user_exists") from None
+            if changed:
+                uow.emit(events.user_updated(user, actor, changed))
+            if user.status != before:
+                uow.emit(events.user_status_changed(user, actor, before, user.status))
+            uow.commit()
+            return storage.admin_user(user, current_role)
+
+    @rpc
+    def remove_user(self, actor, user_id):
+        """Deletes the account (its sessions go with it); audit keeps what it did, by name."""
+        actor = Actor.from_dict(actor)
+        with self.db.unit_of_work() as uow:
+            user = self._user(uow, user_id, for_update=True)
+            self._refuse_protected(domain.DELETE, actor, user)
+            if user.status == domain.INVITED:
+                pending = uow.session.scalars(sa.select(Invitation).where(
+                    Invitation.user_id == user.id, Invitation.status == "pending"))
+                for invitation in pending:
+                    invitation.status = "revoked"
+                    uow.emit(events.invitation_revoked(invitation, actor))
+            uow.emit(events.user_removed(user, actor))
+            uow.session.execute(sa.delete(User).where(User.id == user.id))
+            uow.commit()
 
     @staticmethod
-    def _new_user(session, username, first_name, last_name, email, status, password_hash, is_first_admin=False):
+    def _user(uow, user_id, for_update=False) -> User:
+        user = uow.session.get(User, user_id, with_for_update=for_update)
+        if not user:
+            raise NotFound("No such user.", details={"user_id": user_id})
+        return user
+
+    @staticmethod
+    def _refuse_taken(uow, username, email):
+        if taken := storage.conflicts(uow.session, username, email):
+            raise Conflict("That username or email is already in use.", code="user_exists", details=taken)
+
+    @staticmethod
+    def _refuse_protected(action, actor, user):
+        problem = domain.protection_problem(action, actor.user_id, user.id, user.is_first_admin)
+        if problem == domain.OWN_ACCOUNT:
+            raise Forbidden(f"You cannot {action} your own account.", code=problem, details={"user_id": user.id})
+        if problem == domain.FIRST_ADMIN_PROTECTED:
+            what = "role changed" if action == domain.CHANGE_ROLE else f"{action}d"
+            raise Forbidden(f"The first administrator cannot be {what}.", code=problem,
+                            details={"user_id": user.id})
+
+    @staticmethod
+    def _new_user(session, username, first_name, last_name, email, status, password_hash, is_first_admin=False,
+                  company=""):
         user = User(username=username, first_name=first_name.strip(), last_name=last_name.strip(),
-                    email=email, company="", status=status, password_hash=password_hash,
+                    email=email, company=company, status=status, password_hash=password_hash,
                     uid_number=storage.allocate_uid_number(session), is_first_admin=is_first_admin,
                     created_at=utc_now())
         user.refresh_search_text()

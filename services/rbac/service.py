@@ -139,3 +139,11 @@ class RbacService(ServiceBase):
         if uow.session.get(GroupMember, (group.id, user_id)) is None:
             uow.session.add(GroupMember(group_id=group.id, user_id=user_id, username=username, added_at=utc_now()))
             uow.emit(events.member_added(group, user_id, username, actor))
+
+    # --- for the gateway's user administration ------------------------------------
+
+    @rpc
+    def unknown_groups(self, cns):
+        """The names among `cns` that are no group: checked before a user is created or approved."""
+        with self.db.unit_of_work() as uow:
+            return [cn for cn in cns if storage.group_by_cn(uow.session, cn) is None]

@@ -276,3 +276,29 @@ def waiting_on_a_lock(engine) -> bool:
         return bool(conn.execute(sa.text(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
         )).scalar_one())
+
+
+def test_user_administration_on_postgres(pg_platform, unique):
+    """The user list's page query (NULLS LAST, subquery) and row-locked edits on PostgreSQL."""
+    admin = pg_platform.admin()
+    ids = []
+    for i, first in enumerate(("Bea", "Al", "Cid")):
+        created = admin.post("/api/v1/users", json={"username": f"pu{i}{unique}", "email": f"pu{i}{unique}@example.com",
+                                                   "first_name": first, "last_name": f"Pg{unique}"})
+        assert created.status_code == 201, created.text
+        ids.append(created.json()["user"]["id"])
+    assert admin.patch(f"/api/v1/users/{ids[0]}", json={"role": "viewer"}).status_code == 200
+    edited = admin.patch(f"/api/v1/users/{ids[2]}", headers={"If-Match": '"1"'}, json={"status": "suspended"})
+    assert edited.status_code == 200 and edited.headers["ETag"] == '"2"', edited.text
+
+    def page(**params):
+        return admin.get("/api/v1/users", params={"q": f"pg{unique}", **params}).json()
+
+    assert [u["first_name"] for u in page(sort="name", order="asc")["items"]] == ["Al", "Bea", "Cid"]
+    eventually(lambda: [u["role"] for u in page(sort="role", order="desc")["items"]] == ["viewer", None, None],
+               20, message="role column on postgres")
+    first = page(sort="name", limit=2)
+    assert first["total"] == 3 and len(first["items"]) == 2
+    assert len(page(sort="name", limit=2, cursor=first["next_cursor"])["items"]) == 1
+    assert admin.delete(f"/api/v1/users/{ids[1]}").status_code == 204
+    assert page()["total"] == 2

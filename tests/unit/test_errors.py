@@ -8,7 +8,8 @@ from nameko.exceptions import RemoteError, deserialize, serialize
 
 from kernel import errors
 from kernel.errors import (
-    BadRequest, Conflict, Forbidden, GatehouseError, Gone, NotFound, TooManyRequests, TransientError,
+    BadRequest, Conflict, Forbidden, GatehouseError, Gone, NotFound, PreconditionFailed, TooManyRequests,
+    TransientError,
     Unauthorized, ValidationFailed,
 )
 
@@ -20,6 +21,7 @@ EXPECTED = [
     (NotFound, 404, "not_found"),
     (Conflict, 409, "conflict"),
     (Gone, 410, "gone"),
+    (PreconditionFailed, 412, "precondition_failed"),
     (TooManyRequests, 429, "too_many_requests"),
 ]
 

@@ -1,0 +1,66 @@
+"""Bodies of /api/v1/users (user administration)."""
+from __future__ import annotations
+
+from apiflask import Schema
+from apiflask.fields import Integer, List, Nested, String
+from apiflask.validators import Length, OneOf, Range
+
+from gateway.schemas import UserOut
+
+# The API's contract; identity checks the same rules again for any other caller.
+SETTABLE_STATUSES = ["pending", "active", "suspended"]
+LISTED_STATUSES = ["pending", "invited", "active", "suspended"]
+USER_SORTS = ["name", "username", "email", "role", "status", "totp_enrolled", "last_login_at", "created_at"]
+
+
+class _AccessIn(Schema):
+    role = String(validate=Length(1, 64), metadata={"description": "role to assign in the caller's tenant"})
+    groups = List(String(validate=Length(1, 64)), validate=Length(max=50),
+                  metadata={"description": "LDAP groups (cn) to add the user to; never removes any"})
+
+
+class UserCreateIn(_AccessIn):
+    username = String(required=True, validate=Length(1, 64))
+    email = String(required=True, validate=Length(1, 254))
+    first_name = String(required=True, validate=Length(1, 64))
+    last_name = String(required=True, validate=Length(1, 64))
+    company = String(validate=Length(0, 128))
+
+
+class UserPatchIn(_AccessIn):
+    username = String(validate=Length(1, 64))
+    email = String(validate=Length(1, 254))
+    first_name = String(validate=Length(1, 64))
+    last_name = String(validate=Length(1, 64))
+    company = String(validate=Length(0, 128))
+    status = String(validate=OneOf(SETTABLE_STATUSES),
+                    metadata={"description": "pending→active approves; active↔suspended; pending→suspended refuses"})
+
+
+class UserListQuery(Schema):
+    q = String(validate=Length(1, 100), metadata={"description": "part of the name, username or email"})
+    status = String(validate=OneOf(LISTED_STATUSES))
+    role = String(validate=Length(1, 64))
+    sort = String(load_default="created_at", validate=OneOf(USER_SORTS))
+    order = String(load_default="desc", validate=OneOf(["asc", "desc"]))
+    limit = Integer(load_default=50, validate=Range(1, 200))
+    cursor = String(validate=Length(1, 64), metadata={"description": "next_cursor of the previous page"})
+
+
+class UserDetailOut(UserOut):
+    groups = List(String(), metadata={"description": "LDAP groups (cn) the user belongs to"})
+
+
+class UserPageOut(Schema):
+    items = List(Nested(UserOut))
+    next_cursor = String(allow_none=True)
+    total = Integer()
+
+
+class NewUserOut(UserDetailOut):
+    """The user just created (its own class: apispec warns when a response schema is also nested)."""
+
+
+class CreatedUserOut(Schema):
+    user = Nested(NewUserOut)
+    password = String(metadata={"description": "the generated password, shown this once only"})

@@ -1,0 +1,287 @@
+"""User administration rules (domain) and the user list query (storage, on SQLite)."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from kernel.db import ServiceDatabase
+from kernel.envelope import utc_now
+from services.identity import domain, storage
+from services.identity.domain import ACTIVE, INVITED, PENDING, SUSPENDED
+from services.identity.storage import User, UserRole
+
+
+# --- domain -------------------------------------------------------------------
+
+def test_profile_problems_check_only_the_fields_given():
+    assert domain.profile_problems({}) == {}
+    assert domain.profile_problems({"company": ""}) == {}
+    assert domain.profile_problems({"username": "root"}) == {"username": "is reserved for the system"}
+    problems = domain.profile_problems({"username": "Bad", "email": "nope", "first_name": " ", "last_name": "x" * 65,
+                                        "company": "c" * 129})
+    assert set(problems) == {"username", "email", "first_name", "last_name", "company"}
+    assert problems["first_name"] == "is required"
+    assert problems["company"] == "must be at most 128 characters"
+
+
+def test_clean_profile_trims_and_normalises_email():
+    assert domain.clean_profile({"first_name": "  Ann ", "email": "Ann@Example.COM"}) == \
+        {"first_name": "Ann", "email": "ann@example.com"}
+
+
+@pytest.mark.parametrize("before, after", [
+    (PENDING, ACTIVE), (PENDING, SUSPENDED), (ACTIVE, SUSPENDED), (SUSPENDED, ACTIVE), (ACTIVE, ACTIVE),
+    (INVITED, INVITED),
+])
+def test_allowed_status_changes(before, after):
+    assert domain.status_change_problem(before, after) is None
+
+
+@pytest.mark.parametrize("before, after", [
+    (ACTIVE, PENDING), (SUSPENDED, PENDING), (INVITED, ACTIVE), (INVITED, SUSPENDED), (ACTIVE, INVITED),
+    (PENDING, INVITED),
+])
+def test_refused_status_changes(before, after):
+    assert domain.status_change_problem(before, after)
+
+
+def test_invited_users_change_only_through_their_invitation():
+    assert "invitation" in domain.status_change_problem(INVITED, ACTIVE)
+
+
+@pytest.mark.parametrize("action, actor, target, first_admin, expected", [
+    (domain.DELETE, "me", "me", False, domain.OWN_ACCOUNT),
+    (domain.SUSPEND, "me", "me", False, domain.OWN_ACCOUNT),
+    (domain.DELETE, "me", "me", True, domain.OWN_ACCOUNT),
+    (domain.CHANGE_ROLE, "me", "me", False, None),
+    (domain.DELETE, "me", "first", True, domain.FIRST_ADMIN_PROTECTED),
+    (domain.SUSPEND, "me", "first", True, domain.FIRST_ADMIN_PROTECTED),
+    (domain.CHANGE_ROLE, "me", "first", True, domain.FIRST_ADMIN_PROTECTED),
+    (domain.DELETE, "me", "other", False, None),
+    (domain.SUSPEND, None, "other", False, None),
+])
+def test_protections(action, actor, target, first_admin, expected):
+    assert domain.protection_problem(action, actor, target, first_admin) == expected
+
+
+@pytest.mark.parametrize("offset", [0, 1, 50, 123456])
+def test_cursor_round_trip(offset):
+    cursor = domain.encode_cursor(offset)
+    assert not cursor.isdigit()  # opaque: callers cannot compute one
+    assert domain.decode_cursor(cursor) == offset
+
+
+@pytest.mark.parametrize("cursor", ["garbage!", "bm90aGluZw", domain.encode_cursor(5)[:-2], "b2Zmc2V0Oi0x",
+                                    "b2Zmc2V0OsKy"])
+def test_foreign_cursors_are_refused(cursor):
+    assert domain.decode_cursor(cursor) is None
+
+
+def test_no_cursor_is_the_first_page():
+    assert domain.decode_cursor(None) == 0 and domain.decode_cursor("") == 0
+
+
+# --- storage: the user list -----------------------------------------------------
+
+@pytest.fixture
+def session(tmp_path):
+    db = ServiceDatabase("identity", f"sqlite:///{tmp_path / 'identity.db'}", storage.metadata)
+    storage.metadata.create_all(db.engine)
+    with db.sessions() as session:
+        yield session
+    db.dispose()
+
+
+def add_user(session, username, first, last, status=ACTIVE, role=None, tenant="default", age=0, login_age=None,
+             totp=False):
+    now = utc_now()
+    user = User(username=username, email=f"{username}@example.com", first_name=first, last_name=last,
+                company="", status=status, created_at=now - timedelta(minutes=age), totp_enrolled=totp,
+                last_login_at=None if login_age is None else now - timedelta(minutes=login_age))
+    user.refresh_search_text()
+    session.add(user)
+    session.flush()
+    if role:
+        session.add(UserRole(user_id=user.id, tenant_id=tenant, role=role, as_of="x"))
+    session.flush()
+    return user
+
+
+@pytest.fixture
+def people(session):
+    return {
+        "ann": add_user(session, "ann", "Ann", "Zed", role="admin", age=5, login_age=1, totp=True),
+        "bob": add_user(session, "bob", "Bob", "Young", status=SUSPENDED, role="viewer", age=4),
+        "cy": add_user(session, "cy_1", "Cy", "Xu", status=PENDING, age=3, login_age=2),
+        "dee": add_user(session, "dee", "Dee", "Wu", role="viewer", tenant="other", age=2),
+        "eve": add_user(session, "eve", "Ann", "Abel", role="viewer", age=1),
+    }
+
+
+def names(rows):
+    return [user.username for user, _ in rows]
+
+
+def test_lists_every_user_with_the_role_of_the_tenant(session, people):
+    rows, total = storage.list_users(session, "default", sort="username", order="asc")
+    assert total == 5
+    assert [(user.username, role) for user, role in rows] == [
+        ("ann", "admin"), ("bob", "viewer"), ("cy_1", None), ("dee", None), ("eve", "viewer")]
+    assert dict((u.username, r) for u, r in storage.list_users(session, "other")[0])["dee"] == "viewer"
+
+
+def test_search_is_case_insensitive_over_name_username_and_email(session, people):
+    assert names(storage.list_users(session, "default", q="ANN", sort="username", order="asc")[0]) == ["ann", "eve"]
+    assert names(storage.list_users(session, "default", q="young")[0]) == ["bob"]
+    assert names(storage.list_users(session, "default", q="dee@example")[0]) == ["dee"]
+
+
+def test_search_wildcards_are_literal(session, people):
+    assert storage.list_users(session, "default", q="%")[1] == 0
+    assert names(storage.list_users(session, "default", q="_")[0]) == ["cy_1"]
+
+
+def test_filters_and_total(session, people):
+    rows, total = storage.list_users(session, "default", role="viewer", sort="username", order="asc")
+    assert names(rows) == ["bob", "eve"] and total == 2
+    rows, total = storage.list_users(session, "default", status=SUSPENDED)
+    assert names(rows) == ["bob"] and total == 1
+    assert storage.list_users(session, "default", role="viewer", status=ACTIVE)[1] == 1
+
+
+def test_sort_by_name_breaks_ties_by_last_name_then_id(session, people):
+    rows, _ = storage.list_users(session, "default", sort="name", order="asc")
+    assert names(rows) == ["eve", "ann", "bob", "cy_1", "dee"]
+    rows, _ = storage.list_users(session, "default", sort="name", order="desc")
+    assert names(rows) == ["dee", "cy_1", "bob", "ann", "eve"]
+
+
+@pytest.mark.parametrize("order", ["asc", "desc"])
+def test_missing_values_sort_last_both_ways(session, people, order):
+    logins = [user.last_login_at for user, _ in storage.list_users(session, "default", sort="last_login_at",
+                                                                  order=order)[0]]
+    assert logins[2:] == [None, None, None] and None not in logins[:2]
+    roles = [role for _, role in storage.list_users(session, "default", sort="role", order=order)[0]]
+    assert roles[3:] == [None, None]
+
+
+def test_other_sorts(session, people):
+    assert names(storage.list_users(session, "default", sort="created_at", order="asc")[0]) == \
+        ["ann", "bob", "cy_1", "dee", "eve"]
+    assert names(storage.list_users(session, "default", sort="totp_enrolled", order="desc")[0])[0] == "ann"
+    statuses = [u.status for u, _ in storage.list_users(session, "default", sort="status", order="asc")[0]]
+    assert statuses == sorted(statuses)
+    assert names(storage.list_users(session, "default", sort="email", order="desc")[0])[0] == "eve"
+
+
+def test_pages_are_stable_and_complete_with_equal_sort_keys(session):
+    for i in range(7):
+        add_user(session, f"same{i}", "Same", "Name")
+    seen = []
+    for offset in range(0, 7, 3):
+        rows, total = storage.list_users(session, "default", sort="name", limit=3, offset=offset)
+        assert total == 7
+        seen += [user.id for user, _ in rows]
+    assert len(seen) == len(set(seen)) == 7
+
+
+def test_conflicts_can_exclude_the_user_being_edited(session, people):
+    ann = people["ann"]
+    assert storage.conflicts(session, "ann", "ann@example.com") == {"username": "is already taken",
+                                                                     "email": "is already registered"}
+    assert storage.conflicts(session, "ann", "ann@example.com", excluding=ann.id) == {}
+    assert storage.conflicts(session, None, "bob@example.com", excluding=ann.id) == {"email": "is already registered"}
+
+
+# --- the service's own enforcement (no broker: the RPC methods called directly) ------
+
+@pytest.fixture
+def identity(tmp_path):
+    from services.identity.service import IdentityService
+
+    service = IdentityService()
+    service.db = ServiceDatabase("identity", f"sqlite:///{tmp_path / 'svc.db'}", storage.metadata)
+    storage.metadata.create_all(service.db.engine)
+    yield service
+    service.db.dispose()
+
+
+def seed(service, username, status=ACTIVE, first_admin=False):
+    with service.db.unit_of_work() as uow:
+        user = add_user(uow.session, username, "First", "Last", status=status)
+        user.is_first_admin = first_admin
+        uow.commit()
+        return user.id
+
+
+def emitted(service):
+    import json
+
+    import sqlalchemy as sa
+    with service.db.engine.connect() as conn:
+        return [json.loads(body) for body in conn.execute(
+            sa.select(service.db.outbox.c.body).order_by(service.db.outbox.c.seq)).scalars()]
+
+
+def actor(user_id):
+    return {"user_id": user_id, "username": "someone"}
+
+
+def test_update_bumps_the_version_and_emits_changes_and_status(identity):
+    user_id, admin_id = seed(identity, "pat", status=PENDING), seed(identity, "boss")
+    user = identity.update_user(actor(admin_id), user_id, {"status": ACTIVE, "last_name": "New", "company": ""},
+                                expected_version=1)
+    assert user["version"] == 2 and user["status"] == ACTIVE and user["last_name"] == "New"
+    events = emitted(identity)
+    assert [e["type"] for e in events] == ["identity.user_updated", "identity.user_status_changed"]
+    assert events[0]["data"]["changed"] == {"last_name": {"from": "Last", "to": "New"}}  # company was already ""
+    assert events[1]["data"]["kind"] == "approved"
+    assert identity.update_user(actor(admin_id), user_id, {"last_name": "New"})["version"] == 2  # no change
+
+
+def test_update_refuses_stale_versions_and_lifecycle_breaks(identity):
+    from kernel.errors import Conflict, PreconditionFailed
+
+    user_id, admin_id = seed(identity, "pat", status=INVITED), seed(identity, "boss")
+    with pytest.raises(PreconditionFailed):
+        identity.update_user(actor(admin_id), user_id, {"company": "x"}, expected_version=7)
+    with pytest.raises(Conflict) as refused:
+        identity.update_user(actor(admin_id), user_id, {"status": ACTIVE})
+    assert refused.value.code == "invalid_status_change"
+    assert refused.value.details["from"] == INVITED and refused.value.details["to"] == ACTIVE
+    assert emitted(identity) == []
+
+
+def test_service_protects_own_account_and_first_admin(identity):
+    from kernel.errors import Forbidden
+
+    first_id, admin_id = seed(identity, "first", first_admin=True), seed(identity, "boss")
+    refusals = [
+        (lambda: identity.remove_user(actor(admin_id), admin_id), "own_account"),
+        (lambda: identity.update_user(actor(admin_id), admin_id, {"status": SUSPENDED}), "own_account"),
+        (lambda: identity.remove_user(actor(admin_id), first_id), "first_admin_protected"),
+        (lambda: identity.update_user(actor(admin_id), first_id, {"status": SUSPENDED}), "first_admin_protected"),
+        (lambda: identity.update_user(actor(admin_id), first_id, {}, role="viewer"), "first_admin_protected"),
+    ]
+    for attempt, code in refusals:
+        with pytest.raises(Forbidden) as refused:
+            attempt()
+        assert refused.value.code == code
+    assert emitted(identity) == []
+
+
+def test_removing_an_invited_placeholder_revokes_its_invitation(identity):
+    from services.identity.storage import Invitation
+
+    user_id, admin_id = seed(identity, "placeholder", status=INVITED), seed(identity, "boss")
+    with identity.db.unit_of_work() as uow:
+        now = utc_now()
+        uow.session.add(Invitation(id="inv-1", email="placeholder@example.com", user_id=user_id, role="viewer",
+                                   tenant_id="default", status="pending", created_at=now, expires_at=now))
+        uow.commit()
+    identity.remove_user(actor(admin_id), user_id)
+    assert [e["type"] for e in emitted(identity)] == ["identity.invitation_revoked", "identity.user_removed"]
+    with identity.db.unit_of_work() as uow:
+        assert uow.session.get(Invitation, "inv-1").status == "revoked"
+        assert uow.session.get(User, user_id) is None

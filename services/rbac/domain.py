@@ -56,6 +56,14 @@ BUILTIN_ROLES = {
 }
 
 
+BUILTIN_ROLE_DESCRIPTIONS = {
+    SUPER_ADMIN: "Everything, in every tenant; manages tenancy",
+    ADMIN: "Everything inside a tenant (tenant admin)",
+    OPERATOR: "Manages infrastructure and runs operations; no user, RBAC or settings administration",
+    VIEWER: "Read-only: every view permission",
+}
+
+
 def permissions_of(role: str | None) -> frozenset[str]:
     return BUILTIN_ROLES.get(role or "", frozenset())
 

@@ -13,7 +13,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from gateway import errors
 from gateway.rpc import RpcPool
-from gateway.routes import audit, auth, health, me, users
+from gateway.routes import audit, auth, health, me, rbac, users
 from kernel.config import Config
 
 log = logging.getLogger("gatehouse.gateway")
@@ -44,7 +44,7 @@ def create_app(config: Config | None = None) -> APIFlask:
     app.extensions["health_rpc"] = RpcPool(config.nameko(), 2, min(timeout, 2.0))
 
     errors.register(app)
-    for module in (health, auth, me, users, audit):
+    for module in (health, auth, me, users, audit, rbac):
         app.register_blueprint(module.bp)
 
     @app.before_request

@@ -522,13 +522,14 @@ def _limit(limit) -> int:
 
 def _builtin_role_out(name, user_count) -> dict:
     return {"id": name, "name": name, "description": domain.BUILTIN_ROLE_DESCRIPTIONS[name],
-            "permissions": sorted(domain.BUILTIN_ROLES[name]), "builtin": True, "tenant_id": None,
+            "permissions": sorted(domain.BUILTIN_ROLES[name]), "builtin": True, "is_global": True, "tenant_id": None,
             "user_count": user_count, "created_at": None, "updated_at": None}
 
 
 def _role_out(role, user_count) -> dict:
     return {"id": role.id, "name": role.name, "description": role.description,
-            "permissions": sorted(role.permissions), "builtin": False, "tenant_id": role.tenant_id,
+            "permissions": sorted(role.permissions), "builtin": False, "is_global": role.tenant_id is None,
+            "tenant_id": role.tenant_id,
             "user_count": user_count, "created_at": iso(role.created_at), "updated_at": iso(role.updated_at)}
 
 

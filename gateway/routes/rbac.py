@@ -87,7 +87,7 @@ def my_permissions():
         "Needs `admin.rbac`.", responses=NEEDS_RBAC)
 def list_roles():
     with rbac_rpc() as rpc:
-        return _listing(rpc.rbac.list_roles(current_principal().user_id, _tenant()))
+        return _listing(rpc.rbac.list_roles(_tenant()))
 
 
 @bp.post("/roles")
@@ -111,7 +111,7 @@ def create_role(body):
 @bp.doc(summary="One role", description="Needs `admin.rbac`.", responses={**NEEDS_RBAC, 404: "No such role"})
 def get_role(role_id):
     with rbac_rpc() as rpc:
-        return rpc.rbac.get_role(current_principal().user_id, role_id, _tenant())
+        return rpc.rbac.get_role(role_id, _tenant())
 
 
 @bp.patch("/roles/<string:role_id>")

@@ -106,7 +106,7 @@ class RbacService(ServiceBase):
     # --- roles -------------------------------------------------------------------
 
     @rpc
-    def list_roles(self, actor_user_id, tenant_id=DEFAULT_TENANT_ID):
+    def list_roles(self, tenant_id=DEFAULT_TENANT_ID):
         """Built-in roles, global custom roles and the tenant's own roles, with how many users hold each there."""
         with self.db.unit_of_work() as uow:
             counts = storage.assignment_counts(uow.session, tenant_id)
@@ -115,7 +115,7 @@ class RbacService(ServiceBase):
         return builtins + custom
 
     @rpc
-    def get_role(self, actor_user_id, role_id, tenant_id=DEFAULT_TENANT_ID):
+    def get_role(self, role_id, tenant_id=DEFAULT_TENANT_ID):
         with self.db.unit_of_work() as uow:
             counts = storage.assignment_counts(uow.session, tenant_id)
             if role_id in domain.BUILTIN_ROLES:

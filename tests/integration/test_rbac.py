@@ -1,10 +1,14 @@
 """RBAC through the gateway: each role's rights, every safety rail, scopes, groups and GIDs."""
+import json
 import sqlite3
 
 import pytest
 
 from gateway.rpc import RpcPool
 from kernel.config import Config
+from kernel.envelope import SYSTEM, Event, Resource
+from kernel.outbox import AmqpPublisher
+from services.identity import events as identity_events
 from tests.harness import eventually
 
 PASSWORD = "a long enough passphrase"
@@ -373,6 +377,22 @@ def test_member_lists_page(platform, admin, unique):
                      params={"limit": 2, "cursor": first["next_cursor"]}).json()
     assert len(rest["items"]) == 1 and rest["next_cursor"] is None
     assert admin.get(f"/api/v1/groups/{group['id']}").json()["member_count"] == 3
+
+
+def test_a_removed_users_assignments_and_memberships_go_too(platform, admin, unique):
+    user, _ = make_user(platform, admin, f"rm{unique}", "operator")
+    eventually(lambda: admin.get(f"/api/v1/users/{user['id']}/groups").json()["items"], 20, 0.2, "ldapusers")
+    # Stopgap until user removal lands in identity: publish the event identity will emit.
+    removed = Event(type=identity_events.USER_REMOVED, source="identity", category="users", actor=SYSTEM,
+                    resource=Resource("user", user["id"], user["username"]))
+    publisher = AmqpPublisher(platform.env["GATEHOUSE_AMQP_URI"])
+    try:
+        publisher.publish(removed.exchange, removed.type, json.dumps(removed.to_dict()), removed.id)
+    finally:
+        publisher.close()
+    eventually(lambda: not admin.get(f"/api/v1/users/{user['id']}/roles").json()["items"]
+               and not admin.get(f"/api/v1/users/{user['id']}/groups").json()["items"], 20, 0.2, "access forgotten")
+    audited(admin, "role_unassigned", user["id"], role="operator")
 
 
 def test_rbac_routes_are_in_the_openapi_spec(platform):

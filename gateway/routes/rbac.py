@@ -13,8 +13,22 @@ from flask import current_app
 
 from gateway.auth import actor, current_principal, requires
 from gateway.schemas.rbac import (
-    AssignmentIn, AssignmentOut, AssignmentPageOut, GroupIn, GroupOut, GroupPageOut, GroupPatchIn, MemberIn,
-    MemberOut, MemberPageOut, MyPermissionsOut, PageQuery, PermissionPageOut, RoleIn, RoleOut, RolePageOut,
+    AssignmentIn,
+    AssignmentOut,
+    AssignmentPageOut,
+    GroupIn,
+    GroupOut,
+    GroupPageOut,
+    GroupPatchIn,
+    MemberIn,
+    MemberOut,
+    MemberPageOut,
+    MyPermissionsOut,
+    PageQuery,
+    PermissionPageOut,
+    RoleIn,
+    RoleOut,
+    RolePageOut,
     RolePatchIn,
 )
 from kernel.errors import ValidationFailed

@@ -100,7 +100,7 @@ class Grant:
     scope: dict = field(default_factory=dict)
 
     @classmethod
-    def of_super_admin(cls, role: str | None = SUPER_ADMIN) -> "Grant":
+    def of_super_admin(cls, role: str | None = SUPER_ADMIN) -> Grant:
         return cls(role=role, permissions=frozenset(PERMISSIONS), super_admin=True)
 
 

@@ -10,7 +10,6 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from kernel.db import service_base
 from services.rbac.domain import SUPER_ADMIN
 
-
 Base = service_base("rbac")
 metadata = Base.metadata
 

@@ -13,10 +13,12 @@ from tests.harness import eventually
 
 PASSWORD = "a long enough passphrase"
 DEFAULT = "default"
-ISSUE_PERMISSIONS = """vm.view vm.console vm.start vm.stop vm.restart vm.create vm.delete vm.config vm.snapshot
-    vm.migrate storage.view storage.manage node.view node.manage backup.view backup.create backup.restore
-    connection.view connection.manage tenant.view tenant.manage sync.view sync.run admin.users admin.rbac
-    admin.audit admin.settings""".split()
+ISSUE_PERMISSIONS = [
+    "vm.view", "vm.console", "vm.start", "vm.stop", "vm.restart", "vm.create", "vm.delete", "vm.config",
+    "vm.snapshot", "vm.migrate", "storage.view", "storage.manage", "node.view", "node.manage", "backup.view",
+    "backup.create", "backup.restore", "connection.view", "connection.manage", "tenant.view", "tenant.manage",
+    "sync.view", "sync.run", "admin.users", "admin.rbac", "admin.audit", "admin.settings",
+]
 
 
 @pytest.fixture(scope="module")

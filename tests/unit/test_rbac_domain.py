@@ -4,9 +4,28 @@ from __future__ import annotations
 import pytest
 
 from services.rbac.domain import (
-    ADMIN, BUILTIN_ROLES, OPERATOR, PERMISSIONS, SUPER_ADMIN, VIEWER, Grant, Permission, assignable_problem,
-    escalation_problem, filter_in_scope, free_gid, gid_problem, grant_of, group_problems, in_scope,
-    normalize_scope, page, permission_diff, permissions_of, role_problems, scope_problems,
+    ADMIN,
+    BUILTIN_ROLES,
+    OPERATOR,
+    PERMISSIONS,
+    SUPER_ADMIN,
+    VIEWER,
+    Grant,
+    Permission,
+    assignable_problem,
+    escalation_problem,
+    filter_in_scope,
+    free_gid,
+    gid_problem,
+    grant_of,
+    group_problems,
+    in_scope,
+    normalize_scope,
+    page,
+    permission_diff,
+    permissions_of,
+    role_problems,
+    scope_problems,
 )
 
 ALL = frozenset(PERMISSIONS)

@@ -207,7 +207,7 @@ class RbacService(ServiceBase):
             self._check_assignable(uow, actor.user_id, role, tenant_id)
             current = uow.session.get(RoleAssignment, (user_id, tenant_id))
             if current and current.role != role:  # nobody demotes a user they could not have promoted
-                self._check_assignable(uow, actor.user_id, current.role, tenant_id)
+                self._check_replaceable(uow, actor.user_id, current.role, tenant_id)
             assignment = self._assign(uow, user_id, username, tenant_id, role, actor, scope=scope)
             uow.commit()
         return _assignment_out(assignment)
@@ -222,7 +222,7 @@ class RbacService(ServiceBase):
                 raise NotFound("The user has no role in that tenant.", code="no_assignment")
             if assignment.locked:
                 raise Forbidden("The first administrator's role cannot be changed.", code="first_admin_protected")
-            self._check_assignable(uow, actor.user_id, assignment.role, tenant_id)
+            self._check_replaceable(uow, actor.user_id, assignment.role, tenant_id)
             uow.session.delete(assignment)
             uow.emit(events.role_unassigned(user_id, username, tenant_id, assignment.role, actor))
             uow.commit()
@@ -421,6 +421,11 @@ class RbacService(ServiceBase):
             error, message = REFUSALS[code]
             details = {"role": role, **({"permissions": missing} if missing else {})}
             raise error(message.format(role=role), code=code, details=details)
+
+    def _check_replaceable(self, uow, actor_user_id, role, tenant_id):
+        """Taking a role away needs what granting it needs; a role that no longer resolves anyone may replace."""
+        if _role_permissions(uow.session, role, tenant_id) is not None:
+            self._check_assignable(uow, actor_user_id, role, tenant_id)
 
     def _check_membership_change(self, session, actor, group):
         """Membership of an administrator group is full administration: only super admins hand it out."""

@@ -46,6 +46,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("GATEHOUSE_INVITATION_TTL", "86400", "Seconds an invitation link stays valid."),
     Setting("GATEHOUSE_PASSWORD_RESET_TTL", "3600", "Seconds a password reset link stays valid."),
     Setting("GATEHOUSE_MAIL_MAX_ATTEMPTS", "12", "Delivery attempts of a mail (pauses of 2 s doubling up to 30 min: about an hour in all) before it is given up and audited."),
+    Setting("GATEHOUSE_GID_MIN", "5000", "Lowest gidNumber given to a new LDAP group when none is chosen; a chosen one must lie in the range too."),
+    Setting("GATEHOUSE_GID_MAX", "9999", "Highest gidNumber of new LDAP groups; kept below 10000, where uidNumbers start."),
     Setting("GATEHOUSE_RPC_TIMEOUT", "10", "Seconds the gateway waits for a service to answer."),
     Setting("GATEHOUSE_RPC_POOL_SIZE", "8", "RPC clients per gateway process."),
     Setting("GATEHOUSE_TRUSTED_PROXIES", "0", "Reverse proxies in front of the gateway whose X-Forwarded-For is trusted for the client IP."),

@@ -1,7 +1,10 @@
 """The permission catalogue and the built-in roles; pure data and rules."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
+
+from services.identity.domain import FIRST_UID_NUMBER
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,14 @@ BUILTIN_ROLES = {
 }
 
 
+BUILTIN_ROLE_DESCRIPTIONS = {
+    SUPER_ADMIN: "Everything, in every tenant; manages tenancy",
+    ADMIN: "Everything inside a tenant (tenant admin)",
+    OPERATOR: "Manages infrastructure and runs operations; no user, RBAC or settings administration",
+    VIEWER: "Read-only: every view permission",
+}
+
+
 def permissions_of(role: str | None) -> frozenset[str]:
     return BUILTIN_ROLES.get(role or "", frozenset())
 
@@ -76,15 +87,158 @@ BUILTIN_GROUPS = (
 )
 
 
-def assignable_problem(role: str, granter_role: str | None) -> str | None:
-    """Why a user holding `granter_role` may not hand out `role`, or None.
+# --- who is granting ---------------------------------------------------------------
 
-    Built-in roles only until custom roles land; nobody grants what they do not hold.
-    """
-    if role not in BUILTIN_ROLES:
-        return "unknown_role"
-    if role == SUPER_ADMIN and granter_role != SUPER_ADMIN:
-        return "super_admin_only"
-    if not BUILTIN_ROLES[role] <= permissions_of(granter_role):
-        return "escalation"
+
+@dataclass(frozen=True)
+class Grant:
+    """What a user holds in one tenant: the input of every escalation rule."""
+
+    role: str | None = None
+    permissions: frozenset[str] = frozenset()
+    super_admin: bool = False  # super_admin anywhere, or member of an administrator group
+    scope: dict = field(default_factory=dict)
+
+    @classmethod
+    def of_super_admin(cls, role: str | None = SUPER_ADMIN) -> Grant:
+        return cls(role=role, permissions=frozenset(PERMISSIONS), super_admin=True)
+
+
+def grant_of(role: str | None, role_permissions, super_admin: bool, scope: dict | None = None) -> Grant:
+    """A super admin (by role anywhere or by administrator group) holds everything, unscoped."""
+    if super_admin:
+        return Grant.of_super_admin(role)
+    return Grant(role=role, permissions=frozenset(role_permissions or ()), scope=normalize_scope(scope))
+
+
+def unknown_permissions(names) -> list[str]:
+    return sorted(set(names) - set(PERMISSIONS))
+
+
+def escalation_problem(permissions, granter: Grant) -> tuple[str, list[str]] | None:
+    """(code, missing permissions) when `granter` may not hand out or shape a role with `permissions`."""
+    if missing := sorted(set(permissions) - granter.permissions):
+        return "escalation", missing
     return None
+
+
+def assignable_problem(role: str, role_permissions, granter: Grant) -> tuple[str, list[str]] | None:
+    """Why `granter` may not hand out `role` (holding `role_permissions`, None if no such role), or None."""
+    if role_permissions is None:
+        return "unknown_role", []
+    if role == SUPER_ADMIN and not granter.super_admin:
+        return "super_admin_only", []
+    return escalation_problem(role_permissions, granter)
+
+
+def permission_diff(before, after) -> dict:
+    return {"added": sorted(set(after) - set(before)), "removed": sorted(set(before) - set(after))}
+
+
+# --- custom roles ------------------------------------------------------------------
+
+ROLE_NAME = re.compile(r"^[a-z][a-z0-9_.-]{1,63}$")
+
+
+def role_problems(name: str | None, description: str | None, permissions) -> dict:
+    """Field -> problem for a custom role's fields (None fields are not being set)."""
+    problems = {}
+    if name is not None:
+        if not ROLE_NAME.match(name):
+            problems["name"] = "2-64 characters: lowercase letters, digits, '_', '.', '-', starting with a letter"
+        elif name in BUILTIN_ROLES:
+            problems["name"] = "is the name of a built-in role"
+    if description is not None and len(description) > 256:
+        problems["description"] = "at most 256 characters"
+    if permissions is not None:
+        if unknown := unknown_permissions(permissions):
+            problems["permissions"] = f"unknown permissions: {', '.join(unknown)}"
+        elif not permissions:
+            problems["permissions"] = "a role needs at least one permission"
+    return problems
+
+
+# --- scopes --------------------------------------------------------------------------
+
+# Assignment scope key -> the resource key it restricts (resources name their ids this way).
+SCOPE_KEYS = {"connections": "connection", "nodes": "node", "storages": "storage"}
+UNSCOPED = {key: [] for key in SCOPE_KEYS}
+
+
+def normalize_scope(scope: dict | None) -> dict:
+    """Every key present, ids as sorted unique strings; empty lists mean everything."""
+    scope = scope or {}
+    return {key: sorted({str(v) for v in scope.get(key) or ()}) for key in SCOPE_KEYS}
+
+
+def scope_problems(scope: dict | None) -> dict:
+    problems = {}
+    for key, values in (scope or {}).items():
+        if key not in SCOPE_KEYS:
+            problems[key] = f"is not a scope; use {', '.join(SCOPE_KEYS)}"
+        elif not isinstance(values, list) or not all(isinstance(v, str) and 0 < len(v) <= 128 for v in values):
+            problems[key] = "a list of ids (non-empty strings up to 128 characters)"
+        elif len(values) > 500:
+            problems[key] = "at most 500 ids"
+    return problems
+
+
+def in_scope(scope: dict | None, resource: dict | None) -> bool:
+    """Whether the resource ({"connection": id, "node": name, "storage": id}, any subset) is visible.
+
+    Exact structured ids only: a scope "pve1" never matches a node "pve10".
+    """
+    scope = normalize_scope(scope)
+    for key, resource_key in SCOPE_KEYS.items():
+        allowed = scope[key]
+        if allowed and resource_key in (resource or {}) and str(resource[resource_key]) not in allowed:
+            return False
+    return True
+
+
+def filter_in_scope(resources, scope: dict | None, key=lambda r: r) -> list:
+    """The resources (or items whose key(item) is a resource) the scope lets a user see."""
+    return [item for item in resources if in_scope(scope, key(item))]
+
+
+# --- LDAP groups ---------------------------------------------------------------------
+
+# A Unix group name, which is also a safe LDAP CN (no escaping needed).
+GROUP_CN = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+
+
+def group_problems(cn: str | None, description: str | None) -> dict:
+    problems = {}
+    if cn is not None and not GROUP_CN.match(cn):
+        problems["cn"] = "1-32 characters: lowercase letters, digits, '_', '-', not starting with a digit or '-'"
+    if description is not None and len(description) > 256:
+        problems["description"] = "at most 256 characters"
+    return problems
+
+
+def gid_problem(gid: int, gid_min: int, gid_max: int) -> str | None:
+    """A given GID must lie in the configured range, which stays below every uidNumber."""
+    upper = min(gid_max, FIRST_UID_NUMBER - 1)
+    if not gid_min <= gid <= upper:
+        return f"must be between {gid_min} and {upper}"
+    return None
+
+
+def free_gid(taken, gid_min: int, gid_max: int) -> int | None:
+    """The lowest GID of the range no group uses, or None when the range is full."""
+    taken = set(taken)
+    for gid in range(gid_min, min(gid_max, FIRST_UID_NUMBER - 1) + 1):
+        if gid not in taken:
+            return gid
+    return None
+
+
+# --- paging small lists --------------------------------------------------------------
+
+
+def page(items: list, limit: int, cursor: str | None) -> dict:
+    """The conventional list answer over an in-memory list; the cursor is an opaque offset."""
+    offset = int(cursor) if cursor and cursor.isdigit() else 0
+    chunk = items[offset:offset + limit]
+    following = offset + limit
+    return {"items": chunk, "next_cursor": str(following) if following < len(items) else None, "total": len(items)}

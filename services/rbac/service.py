@@ -1,27 +1,38 @@
-"""RBAC's entrypoints: authorization decisions, role assignments, LDAP group membership."""
+"""RBAC's entrypoints: authorization decisions, roles, role assignments, LDAP groups and membership.
+
+Every change emits an rbac event in its unit of work: audit records it and the gateway
+drops its cached decisions on it, so a change applies to the very next request.
+"""
 from __future__ import annotations
 
+import uuid
+
 import sqlalchemy as sa
+from nameko.dependency_providers import Config
+from sqlalchemy.exc import IntegrityError
 
 from kernel import DEFAULT_TENANT_ID
 from kernel.consumer import on_event
 from kernel.envelope import SYSTEM, Actor, utc_now
-from kernel.errors import Forbidden, NotFound, ValidationFailed
+from kernel.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from kernel.service import Database, ServiceBase, rpc
 from services.identity import events as identity_events
+from services.identity.storage import iso
 from services.rbac import domain, events, storage
-from services.rbac.storage import GroupMember, RoleAssignment
+from services.rbac.storage import Group, GroupMember, Role, RoleAssignment
 
 REFUSALS = {
     "unknown_role": (ValidationFailed, "There is no role {role!r}."),
     "super_admin_only": (Forbidden, "Only a super admin can grant super_admin."),
     "escalation": (Forbidden, "You cannot grant the role {role!r}: it holds permissions you do not have."),
 }
+MAX_PAGE = 200
 
 
 class RbacService(ServiceBase):
     name = "rbac"
     db = Database(storage.metadata)
+    config = Config()
 
     # --- reacting to identity ------------------------------------------------
 
@@ -54,19 +65,125 @@ class RbacService(ServiceBase):
     # --- decisions -------------------------------------------------------------
 
     @rpc
-    def effective_permissions(self, user_id, tenant_id=DEFAULT_TENANT_ID):
-        with self.db.unit_of_work() as uow:
-            assignment = uow.session.get(RoleAssignment, (user_id, tenant_id))
-            role = assignment.role if assignment else None
-        return {"role": role, "permissions": sorted(domain.permissions_of(role))}
+    def list_permissions(self):
+        return [{"name": p.name, "category": p.category, "description": p.description, "dangerous": p.dangerous}
+                for p in domain.PERMISSIONS.values()]
 
     @rpc
-    def authorize(self, user_id, permission, tenant_id=DEFAULT_TENANT_ID):
-        if permission not in domain.PERMISSIONS:
-            raise ValidationFailed(f"Unknown permission {permission!r}.", code="unknown_permission")
-        return permission in self.effective_permissions(user_id, tenant_id)["permissions"]
+    def effective_permissions(self, user_id, tenant_id=DEFAULT_TENANT_ID):
+        """What the user may do in the tenant: role, permissions, scope, and their groups (for the UI)."""
+        with self.db.unit_of_work() as uow:
+            grant = self._grant(uow.session, user_id, tenant_id)
+            groups = storage.memberships_of(uow.session, user_id)
+        return {"tenant_id": tenant_id, "role": grant.role, "super_admin": grant.super_admin,
+                "permissions": sorted(grant.permissions), "scope": domain.normalize_scope(grant.scope),
+                "groups": [{"cn": g.cn, "is_admin": g.is_admin} for g in groups]}
 
-    # --- assignments and groups ------------------------------------------------
+    @rpc
+    def authorize(self, user_id, permission, tenant_id=DEFAULT_TENANT_ID, resource=None):
+        """Whether the user holds `permission` in the tenant and, given a resource
+        ({"connection": id, "node": name, "storage": id}, any subset), whether their scope covers it."""
+        if permission not in domain.PERMISSIONS:
+            raise ValidationFailed(f"Unknown permission {permission!r}.", code="unknown_permission",
+                                   details={"permission": "is not in the catalogue"})
+        with self.db.unit_of_work() as uow:
+            grant = self._grant(uow.session, user_id, tenant_id)
+        return permission in grant.permissions and domain.in_scope(grant.scope, resource)
+
+    @rpc
+    def scope_of(self, user_id, tenant_id=DEFAULT_TENANT_ID):
+        """The user's scope in the tenant, for filtering lists; empty lists mean everything."""
+        with self.db.unit_of_work() as uow:
+            return domain.normalize_scope(self._grant(uow.session, user_id, tenant_id).scope)
+
+    @rpc
+    def record_denial(self, actor, permission, tenant_id=DEFAULT_TENANT_ID, route=None):
+        """The gateway refused a request for lack of `permission`: audited as authorization_denied."""
+        with self.db.unit_of_work() as uow:
+            uow.emit(events.authorization_denied(Actor.from_dict(actor), permission, tenant_id, route))
+            uow.commit()
+
+    # --- roles -------------------------------------------------------------------
+
+    @rpc
+    def list_roles(self, tenant_id=DEFAULT_TENANT_ID):
+        """Built-in roles, global custom roles and the tenant's own roles, with how many users hold each there."""
+        with self.db.unit_of_work() as uow:
+            counts = storage.assignment_counts(uow.session, tenant_id)
+            builtins = [_builtin_role_out(name, counts.get(name, 0)) for name in domain.BUILTIN_ROLES]
+            custom = [_role_out(role, counts.get(role.name, 0)) for role in storage.visible_roles(uow.session, tenant_id)]
+        return builtins + custom
+
+    @rpc
+    def get_role(self, role_id, tenant_id=DEFAULT_TENANT_ID):
+        with self.db.unit_of_work() as uow:
+            counts = storage.assignment_counts(uow.session, tenant_id)
+            if role_id in domain.BUILTIN_ROLES:
+                return _builtin_role_out(role_id, counts.get(role_id, 0))
+            role = self._visible_role(uow.session, role_id, tenant_id)
+            return _role_out(role, counts.get(role.name, 0))
+
+    @rpc
+    def create_role(self, actor, name, permissions, description="", tenant_id=DEFAULT_TENANT_ID, is_global=False):
+        """A custom role of the tenant, or a global one (super admins only); never beyond the creator's permissions."""
+        actor = Actor.from_dict(actor)
+        if problems := domain.role_problems(name, description, permissions):
+            raise ValidationFailed("The role has invalid fields.", details=problems)
+        with self.db.unit_of_work() as uow:
+            granter = self._grant(uow.session, actor.user_id, tenant_id)
+            if is_global and not granter.super_admin:
+                raise Forbidden("Only a super admin can create global roles.", code="super_admin_only")
+            self._refuse_escalation(granter, permissions)
+            if taken := self._name_clash(uow.session, name, None if is_global else tenant_id):
+                raise Conflict(f"A role named {name!r} already exists{taken}.", code="role_exists",
+                               details={"name": "already in use"})
+            now = utc_now()
+            role = Role(id=str(uuid.uuid4()), name=name, tenant_id=None if is_global else tenant_id,
+                        description=description or "", permissions=sorted(set(permissions)),
+                        created_at=now, updated_at=now)
+            uow.session.add(role)
+            uow.emit(events.role_created(role, actor))
+            uow.commit()
+        return _role_out(role, 0)
+
+    @rpc
+    def update_role(self, actor, role_id, tenant_id=DEFAULT_TENANT_ID, description=None, permissions=None):
+        """Changes a custom role's description and/or permissions (its name is fixed)."""
+        actor = Actor.from_dict(actor)
+        if problems := domain.role_problems(None, description, permissions):
+            raise ValidationFailed("The role has invalid fields.", details=problems)
+        with self.db.unit_of_work() as uow:
+            role, granter = self._changeable_role(uow.session, actor, role_id, tenant_id)
+            # Neither what the role holds now nor what it will hold may exceed the editor's permissions.
+            self._refuse_escalation(granter, set(role.permissions) | set(permissions or ()))
+            diff = domain.permission_diff(role.permissions, role.permissions if permissions is None else permissions)
+            description_changed = description is not None and description != role.description
+            if diff["added"] or diff["removed"] or description_changed:
+                if permissions is not None:
+                    role.permissions = sorted(set(permissions))
+                if description is not None:
+                    role.description = description
+                role.updated_at = utc_now()
+                uow.emit(events.role_updated(role, actor, diff, description_changed))
+                uow.commit()
+            count = storage.assignment_counts(uow.session, tenant_id).get(role.name, 0)
+        return _role_out(role, count)
+
+    @rpc
+    def delete_role(self, actor, role_id, tenant_id=DEFAULT_TENANT_ID):
+        actor = Actor.from_dict(actor)
+        with self.db.unit_of_work() as uow:
+            role, granter = self._changeable_role(uow.session, actor, role_id, tenant_id)
+            self._refuse_escalation(granter, role.permissions)
+            holders = storage.assignment_counts(uow.session, role.tenant_id).get(role.name, 0)
+            if holders:
+                raise Conflict(f"The role {role.name!r} is assigned to {holders} user(s); reassign them first.",
+                               code="role_in_use", details={"users": str(holders)})  # details cross RPC as text
+            uow.session.delete(role)
+            uow.emit(events.role_deleted(role, actor))
+            uow.commit()
+
+    # --- assignments ---------------------------------------------------------------
 
     @rpc
     def check_assignable(self, actor_user_id, role, tenant_id=DEFAULT_TENANT_ID):
@@ -75,13 +192,183 @@ class RbacService(ServiceBase):
             self._check_assignable(uow, actor_user_id, role, tenant_id)
 
     @rpc
-    def assign_role(self, actor, user_id, role, tenant_id=DEFAULT_TENANT_ID, username=None):
+    def assign_role(self, actor, user_id, role, tenant_id=DEFAULT_TENANT_ID, username=None, scope=None,
+                    required_permission=None):
+        """Gives the user `role` in the tenant (replacing their previous one), narrowed by `scope`.
+
+        required_permission: a permission the actor must also hold in that tenant (the gateway
+        checked it only in the actor's active tenant).
+        """
+        actor = Actor.from_dict(actor)
+        if problems := domain.scope_problems(scope):
+            raise ValidationFailed("The scope is invalid.", code="invalid_scope", details=problems)
+        with self.db.unit_of_work() as uow:
+            self._require(uow.session, actor.user_id, required_permission, tenant_id)
+            self._check_assignable(uow, actor.user_id, role, tenant_id)
+            current = uow.session.get(RoleAssignment, (user_id, tenant_id))
+            if current and current.role != role:  # nobody demotes a user they could not have promoted
+                self._check_replaceable(uow, actor.user_id, current.role, tenant_id)
+            assignment = self._assign(uow, user_id, username, tenant_id, role, actor, scope=scope)
+            uow.commit()
+        return _assignment_out(assignment)
+
+    @rpc
+    def unassign_role(self, actor, user_id, tenant_id=DEFAULT_TENANT_ID, username=None, required_permission=None):
         actor = Actor.from_dict(actor)
         with self.db.unit_of_work() as uow:
-            self._check_assignable(uow, actor.user_id, role, tenant_id)
-            self._assign(uow, user_id, username, tenant_id, role, actor)
+            self._require(uow.session, actor.user_id, required_permission, tenant_id)
+            assignment = uow.session.get(RoleAssignment, (user_id, tenant_id))
+            if assignment is None:
+                raise NotFound("The user has no role in that tenant.", code="no_assignment")
+            if assignment.locked:
+                raise Forbidden("The first administrator's role cannot be changed.", code="first_admin_protected")
+            self._check_replaceable(uow, actor.user_id, assignment.role, tenant_id)
+            uow.session.delete(assignment)
+            uow.emit(events.role_unassigned(user_id, username, tenant_id, assignment.role, actor))
             uow.commit()
-        return {"user_id": user_id, "tenant_id": tenant_id, "role": role}
+
+    @rpc
+    def user_roles(self, user_id):
+        with self.db.unit_of_work() as uow:
+            return [_assignment_out(a) for a in uow.session.scalars(
+                sa.select(RoleAssignment).where(RoleAssignment.user_id == user_id).order_by(RoleAssignment.tenant_id))]
+
+    @rpc
+    def user_access(self, user_id):
+        """The user's role in each tenant and their groups."""
+        with self.db.unit_of_work() as uow:
+            roles = uow.session.scalars(sa.select(RoleAssignment).where(RoleAssignment.user_id == user_id))
+            groups = storage.memberships_of(uow.session, user_id)
+            return {"roles": [{"tenant_id": a.tenant_id, "role": a.role, "scope": domain.normalize_scope(a.scope)}
+                              for a in roles],
+                    "groups": [g.cn for g in groups]}
+
+    # --- groups --------------------------------------------------------------------
+
+    @rpc
+    def list_groups(self, limit=50, cursor=None):
+        with self.db.unit_of_work() as uow:
+            counts = storage.member_counts(uow.session)
+            groups = [_group_out(g, counts.get(g.id, 0))
+                      for g in uow.session.scalars(sa.select(Group).order_by(Group.gid_number))]
+        return domain.page(groups, _limit(limit), cursor)
+
+    @rpc
+    def get_group(self, group_id):
+        with self.db.unit_of_work() as uow:
+            group = self._group(uow.session, group_id)
+            return _group_out(group, storage.member_counts(uow.session).get(group.id, 0))
+
+    @rpc
+    def create_group(self, actor, cn, gid_number=None, description="", is_admin=False):
+        actor = Actor.from_dict(actor)
+        problems = domain.group_problems(cn, description)
+        if gid_number is not None and (problem := domain.gid_problem(gid_number, *self._gid_range())):
+            problems["gid_number"] = problem
+        if problems:
+            raise ValidationFailed("The group has invalid fields.", details=problems)
+        with self.db.unit_of_work() as uow:
+            if is_admin:
+                self._require_super_admin(uow.session, actor, "Only a super admin can create an administrator group.")
+            self._refuse_taken(uow.session, cn=cn, gid_number=gid_number)
+            if gid_number is None:
+                gid_number = domain.free_gid(uow.session.scalars(sa.select(Group.gid_number)), *self._gid_range())
+                if gid_number is None:
+                    raise Conflict("Every GID of the configured range is taken.", code="gid_range_exhausted")
+            group = Group(id=str(uuid.uuid4()), cn=cn, gid_number=gid_number, description=description or "",
+                          is_admin=bool(is_admin), builtin=False, created_at=utc_now())
+            uow.session.add(group)
+            uow.emit(events.group_created(group, actor))
+            _commit_unique(uow)
+        return _group_out(group, 0)
+
+    @rpc
+    def update_group(self, actor, group_id, changes):
+        """changes: any of cn, gid_number, description, is_admin. Built-in groups keep cn, GID and flag."""
+        actor = Actor.from_dict(actor)
+        problems = domain.group_problems(changes.get("cn"), changes.get("description"))
+        if changes.get("gid_number") is not None and (
+                problem := domain.gid_problem(changes["gid_number"], *self._gid_range())):
+            problems["gid_number"] = problem
+        if problems:
+            raise ValidationFailed("The group has invalid fields.", details=problems)
+        with self.db.unit_of_work() as uow:
+            group = self._group(uow.session, group_id)
+            diff = {field: {"from": getattr(group, field), "to": value} for field, value in changes.items()
+                    if value is not None and value != getattr(group, field)}
+            if group.builtin and set(diff) - {"description"}:
+                raise Forbidden("A built-in group keeps its cn, GID and administrator flag.",
+                                code="builtin_group_protected", details={f: "cannot change" for f in diff})
+            if group.is_admin or diff.get("is_admin"):
+                self._require_super_admin(uow.session, actor, "Only a super admin can change an administrator group.")
+            self._refuse_taken(uow.session, cn=diff.get("cn", {}).get("to"),
+                               gid_number=diff.get("gid_number", {}).get("to"))
+            if diff:
+                for field, change in diff.items():
+                    setattr(group, field, change["to"])
+                uow.emit(events.group_updated(group, actor, diff))
+                _commit_unique(uow)
+            return _group_out(group, storage.member_counts(uow.session).get(group.id, 0))
+
+    @rpc
+    def delete_group(self, actor, group_id):
+        actor = Actor.from_dict(actor)
+        with self.db.unit_of_work() as uow:
+            group = self._group(uow.session, group_id)
+            if group.builtin:
+                raise Forbidden(f"The built-in group {group.cn!r} cannot be deleted.", code="builtin_group_protected")
+            if group.is_admin:
+                self._require_super_admin(uow.session, actor, "Only a super admin can delete an administrator group.")
+            members = storage.member_counts(uow.session).get(group.id, 0)
+            uow.session.execute(sa.delete(GroupMember).where(GroupMember.group_id == group.id))
+            uow.session.delete(group)
+            uow.emit(events.group_deleted(group, actor, members))
+            uow.commit()
+
+    @rpc
+    def list_members(self, group_id, limit=50, cursor=None):
+        limit = _limit(limit)
+        offset = int(cursor) if cursor and str(cursor).isdigit() else 0
+        with self.db.unit_of_work() as uow:
+            group = self._group(uow.session, group_id)
+            where = GroupMember.group_id == group.id
+            total = uow.session.scalar(sa.select(sa.func.count()).select_from(GroupMember).where(where))
+            rows = uow.session.scalars(sa.select(GroupMember).where(where)
+                                       .order_by(GroupMember.username, GroupMember.user_id)
+                                       .offset(offset).limit(limit))
+            items = [{"user_id": m.user_id, "username": m.username, "added_at": iso(m.added_at)} for m in rows]
+        following = offset + limit
+        return {"items": items, "next_cursor": str(following) if following < total else None, "total": total}
+
+    @rpc
+    def add_member(self, actor, group_id, user_id, username=None):
+        """Returns (membership, added): adding an existing member changes nothing."""
+        actor = Actor.from_dict(actor)
+        with self.db.unit_of_work() as uow:
+            group = self._group(uow.session, group_id)
+            self._check_membership_change(uow.session, actor, group)
+            added = self._add_member(uow, group, user_id, username, actor)
+            uow.commit()
+            member = uow.session.get(GroupMember, (group.id, user_id))
+            return {"user_id": user_id, "username": member.username, "added_at": iso(member.added_at)}, added
+
+    @rpc
+    def remove_member(self, actor, group_id, user_id, username=None):
+        actor = Actor.from_dict(actor)
+        with self.db.unit_of_work() as uow:
+            group = self._group(uow.session, group_id)
+            member = uow.session.get(GroupMember, (group.id, user_id))
+            if member is None:
+                raise NotFound("The user is not a member of that group.", code="not_a_member")
+            self._check_membership_change(uow.session, actor, group)
+            uow.session.delete(member)
+            uow.emit(events.member_removed(group, user_id, username or member.username, actor))
+            uow.commit()
+
+    @rpc
+    def user_groups(self, user_id):
+        with self.db.unit_of_work() as uow:
+            return [_group_out(g) for g in storage.memberships_of(uow.session, user_id)]
 
     @rpc
     def add_to_groups(self, actor, user_id, groups, username=None):
@@ -93,52 +380,129 @@ class RbacService(ServiceBase):
                 raise ValidationFailed("Unknown groups.", code="unknown_group",
                                        details={cn: "no such group" for cn in missing})
             for group in found.values():
+                self._check_membership_change(uow.session, actor, group)
                 self._add_member(uow, group, user_id, username, actor)
             uow.commit()
         return self.user_access(user_id)
 
-    @rpc
-    def user_access(self, user_id):
-        """The user's role in each tenant and their groups."""
-        with self.db.unit_of_work() as uow:
-            roles = uow.session.scalars(sa.select(RoleAssignment).where(RoleAssignment.user_id == user_id))
-            groups = storage.memberships_of(uow.session, user_id)
-            return {"roles": [{"tenant_id": a.tenant_id, "role": a.role} for a in roles],
-                    "groups": [g.cn for g in groups]}
-
     # --- helpers (inside a unit of work) ----------------------------------------
 
     @staticmethod
-    def _check_assignable(uow, actor_user_id, role, tenant_id):
-        granter = uow.session.get(RoleAssignment, (actor_user_id, tenant_id)) if actor_user_id else None
-        problem = domain.assignable_problem(role, granter.role if granter else None)
-        if problem:
-            error, message = REFUSALS[problem]
-            raise error(message.format(role=role), code=problem, details={"role": role})
+    def _grant(session, user_id, tenant_id) -> domain.Grant:
+        if not user_id:
+            return domain.Grant()
+        assignment = session.get(RoleAssignment, (user_id, tenant_id))
+        role = assignment.role if assignment else None
+        super_admin = storage.holds_super_admin(session, user_id) or storage.in_admin_group(session, user_id)
+        return domain.grant_of(role, _role_permissions(session, role, tenant_id) if role else None, super_admin,
+                               assignment.scope if assignment else None)
+
+    def _require(self, session, user_id, permission, tenant_id):
+        if permission and permission not in self._grant(session, user_id, tenant_id).permissions:
+            raise Forbidden(f"This needs the permission {permission} in the tenant {tenant_id}.",
+                            code="permission_denied", details={"permission": permission, "tenant_id": tenant_id})
+
+    def _require_super_admin(self, session, actor, message):
+        if not self._grant(session, actor.user_id, DEFAULT_TENANT_ID).super_admin:
+            raise Forbidden(message, code="super_admin_only")
 
     @staticmethod
-    def _assign(uow, user_id, username, tenant_id, role, actor, lock=False):
+    def _refuse_escalation(granter, permissions):
+        if problem := domain.escalation_problem(permissions, granter):
+            missing = problem[1]
+            raise Forbidden(f"You cannot give a role permissions you do not hold: {', '.join(missing)}.",
+                            code="escalation", details={"permissions": missing})
+
+    def _check_assignable(self, uow, actor_user_id, role, tenant_id):
+        granter = self._grant(uow.session, actor_user_id, tenant_id)
+        problem = domain.assignable_problem(role, _role_permissions(uow.session, role, tenant_id), granter)
+        if problem:
+            code, missing = problem
+            error, message = REFUSALS[code]
+            details = {"role": role, **({"permissions": missing} if missing else {})}
+            raise error(message.format(role=role), code=code, details=details)
+
+    def _check_replaceable(self, uow, actor_user_id, role, tenant_id):
+        """Taking a role away needs what granting it needs; a role that no longer resolves anyone may replace."""
+        if _role_permissions(uow.session, role, tenant_id) is not None:
+            self._check_assignable(uow, actor_user_id, role, tenant_id)
+
+    def _check_membership_change(self, session, actor, group):
+        """Membership of an administrator group is full administration: only super admins hand it out."""
+        if group.is_admin:
+            self._require_super_admin(session, actor, f"Only a super admin can change who is in {group.cn!r}.")
+
+    @staticmethod
+    def _visible_role(session, role_id, tenant_id) -> Role:
+        role = session.get(Role, role_id)
+        if role is None or role.tenant_id not in (None, tenant_id):
+            raise NotFound("No such role.", code="role_not_found")
+        return role
+
+    def _changeable_role(self, session, actor, role_id, tenant_id) -> tuple[Role, domain.Grant]:
+        if role_id in domain.BUILTIN_ROLES:
+            raise Forbidden("Built-in roles cannot be changed or deleted.", code="builtin_role_protected")
+        role = self._visible_role(session, role_id, tenant_id)
+        granter = self._grant(session, actor.user_id, tenant_id)
+        if role.tenant_id is None and not granter.super_admin:
+            raise Forbidden("Only a super admin can change global roles.", code="super_admin_only")
+        return role, granter
+
+    @staticmethod
+    def _name_clash(session, name, tenant_id) -> str | None:
+        """Where a new role's name is already used, or None. A global name clashes with every tenant's."""
+        for role in storage.roles_named(session, name):
+            if role.tenant_id is None:
+                return " (global)"
+            if tenant_id is None or role.tenant_id == tenant_id:
+                return f" in tenant {role.tenant_id}"
+        return None
+
+    @staticmethod
+    def _refuse_taken(session, cn=None, gid_number=None):
+        if cn is not None and storage.group_by_cn(session, cn):
+            raise Conflict(f"A group named {cn!r} already exists.", code="group_exists", details={"cn": "already in use"})
+        if gid_number is not None and session.scalar(sa.select(Group.id).where(Group.gid_number == gid_number)):
+            raise Conflict(f"The GID {gid_number} is already used by another group.", code="gid_taken",
+                           details={"gid_number": "already in use"})
+
+    def _gid_range(self) -> tuple[int, int]:
+        settings = self.config["GATEHOUSE"]
+        return settings.integer("GATEHOUSE_GID_MIN"), settings.integer("GATEHOUSE_GID_MAX")
+
+    def _group(self, session, group_id) -> Group:
+        group = session.get(Group, group_id)
+        if group is None:
+            raise NotFound("No such group.", code="group_not_found")
+        return group
+
+    @staticmethod
+    def _assign(uow, user_id, username, tenant_id, role, actor, lock=False, scope=None):
+        scope = domain.normalize_scope(scope)
         assignment = uow.session.get(RoleAssignment, (user_id, tenant_id))
         previous = assignment.role if assignment else None
         if assignment and assignment.locked and role != assignment.role:
             raise Forbidden("The first administrator's role cannot be changed.", code="first_admin_protected")
-        if previous == role:
-            return
+        if assignment and previous == role and domain.normalize_scope(assignment.scope) == scope:
+            return assignment
         if assignment is None:
-            assignment = RoleAssignment(user_id=user_id, tenant_id=tenant_id, role=role, locked=lock,
+            assignment = RoleAssignment(user_id=user_id, tenant_id=tenant_id, role=role, locked=lock, scope=scope,
                                         assigned_at=utc_now())
             uow.session.add(assignment)
         else:
-            assignment.role, assignment.assigned_at = role, utc_now()
-        uow.emit(events.role_assigned(user_id, username, tenant_id, role, actor, previous))
+            assignment.role, assignment.scope, assignment.assigned_at = role, scope, utc_now()
+        uow.emit(events.role_assigned(user_id, username, tenant_id, role, actor, previous, scope))
+        return assignment
 
     @staticmethod
-    def _add_member(uow, group, user_id, username, actor):
+    def _add_member(uow, group, user_id, username, actor) -> bool:
         if group is None:
-            raise NotFound("No such group.")
+            raise NotFound("No such group.", code="group_not_found")
         if uow.session.get(GroupMember, (group.id, user_id)) is None:
             uow.session.add(GroupMember(group_id=group.id, user_id=user_id, username=username, added_at=utc_now()))
             uow.emit(events.member_added(group, user_id, username, actor))
+            return True
+        return False
 
     # --- for the gateway's user administration ------------------------------------
 
@@ -147,3 +511,50 @@ class RbacService(ServiceBase):
         """The names among `cns` that are no group: checked before a user is created or approved."""
         with self.db.unit_of_work() as uow:
             return [cn for cn in cns if storage.group_by_cn(uow.session, cn) is None]
+
+
+def _role_permissions(session, name, tenant_id) -> frozenset[str] | None:
+    """The permissions of the role `name` as seen from the tenant; None if there is no such role."""
+    if name in domain.BUILTIN_ROLES:
+        return domain.BUILTIN_ROLES[name]
+    role = storage.custom_role(session, name, tenant_id)
+    return frozenset(role.permissions) if role else None
+
+
+def _commit_unique(uow):
+    """Commit; a concurrent writer that took the same cn or GID first makes this a conflict."""
+    try:
+        uow.commit()
+    except IntegrityError:
+        raise Conflict("The group's cn or GID was taken meanwhile; try again.", code="group_exists") from None
+
+
+def _limit(limit) -> int:
+    return max(1, min(int(limit or 50), MAX_PAGE))
+
+
+def _builtin_role_out(name, user_count) -> dict:
+    return {"id": name, "name": name, "description": domain.BUILTIN_ROLE_DESCRIPTIONS[name],
+            "permissions": sorted(domain.BUILTIN_ROLES[name]), "builtin": True, "is_global": True, "tenant_id": None,
+            "user_count": user_count, "created_at": None, "updated_at": None}
+
+
+def _role_out(role, user_count) -> dict:
+    return {"id": role.id, "name": role.name, "description": role.description,
+            "permissions": sorted(role.permissions), "builtin": False, "is_global": role.tenant_id is None,
+            "tenant_id": role.tenant_id,
+            "user_count": user_count, "created_at": iso(role.created_at), "updated_at": iso(role.updated_at)}
+
+
+def _assignment_out(assignment) -> dict:
+    return {"user_id": assignment.user_id, "tenant_id": assignment.tenant_id, "role": assignment.role,
+            "scope": domain.normalize_scope(assignment.scope), "locked": bool(assignment.locked),
+            "assigned_at": iso(assignment.assigned_at)}
+
+
+def _group_out(group, member_count=None) -> dict:
+    out = {"id": group.id, "cn": group.cn, "gid_number": group.gid_number, "description": group.description,
+           "is_admin": group.is_admin, "builtin": group.builtin, "created_at": iso(group.created_at)}
+    if member_count is not None:
+        out["member_count"] = member_count
+    return out

@@ -1,4 +1,5 @@
-"""RBAC's tables: role assignments (one role per user and tenant), LDAP groups and their members."""
+"""RBAC's tables: custom roles, role assignments (one role per user and tenant, optionally scoped),
+LDAP groups and their members. Built-in roles live in code (domain.BUILTIN_ROLES)."""
 from __future__ import annotations
 
 from datetime import datetime
@@ -7,7 +8,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from kernel.db import service_base
-
+from services.rbac.domain import SUPER_ADMIN
 
 Base = service_base("rbac")
 metadata = Base.metadata
@@ -18,10 +19,30 @@ class RoleAssignment(Base):
 
     user_id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
     tenant_id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    # The role's name: built-in, global custom, or custom of this tenant (names never clash).
     role: Mapped[str] = mapped_column(sa.String(64), index=True)
     # The first admin's super_admin: nobody changes or removes it.
     locked: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    # {"connections": [...], "nodes": [...], "storages": [...]}; empty lists mean everything.
+    scope: Mapped[dict] = mapped_column(sa.JSON, default=dict, server_default=sa.text("'{}'"))
     assigned_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+
+
+class Role(Base):
+    """A custom role: global (tenant_id NULL, made by a super admin) or of one tenant.
+
+    The name is fixed once created: assignments and events name roles by it.
+    """
+
+    __tablename__ = "rbac_roles"
+
+    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(64), index=True)
+    tenant_id: Mapped[str | None] = mapped_column(sa.String(36), index=True)
+    description: Mapped[str] = mapped_column(sa.String(256), default="")
+    permissions: Mapped[list] = mapped_column(sa.JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
 
 
 class Group(Base):
@@ -55,3 +76,42 @@ def group_by_cn(session: Session, cn: str) -> Group | None:
 def memberships_of(session: Session, user_id: str) -> list[Group]:
     return list(session.scalars(sa.select(Group).join(GroupMember, GroupMember.group_id == Group.id)
                                 .where(GroupMember.user_id == user_id).order_by(Group.cn)))
+
+
+def custom_role(session: Session, name: str, tenant_id: str) -> Role | None:
+    """The custom role called `name` that users of the tenant can hold: global or the tenant's own."""
+    return session.scalars(sa.select(Role).where(
+        Role.name == name, sa.or_(Role.tenant_id.is_(None), Role.tenant_id == tenant_id))).first()
+
+
+def roles_named(session: Session, name: str) -> list[Role]:
+    return list(session.scalars(sa.select(Role).where(Role.name == name)))
+
+
+def visible_roles(session: Session, tenant_id: str) -> list[Role]:
+    return list(session.scalars(sa.select(Role).where(
+        sa.or_(Role.tenant_id.is_(None), Role.tenant_id == tenant_id)).order_by(Role.name)))
+
+
+def assignment_counts(session: Session, tenant_id: str | None = None) -> dict[str, int]:
+    """Users holding each role name (in one tenant, or anywhere)."""
+    query = sa.select(RoleAssignment.role, sa.func.count()).group_by(RoleAssignment.role)
+    if tenant_id is not None:
+        query = query.where(RoleAssignment.tenant_id == tenant_id)
+    return dict(session.execute(query).all())
+
+
+def member_counts(session: Session) -> dict[str, int]:
+    return dict(session.execute(sa.select(GroupMember.group_id, sa.func.count()).group_by(GroupMember.group_id)).all())
+
+
+def in_admin_group(session: Session, user_id: str) -> bool:
+    return session.scalar(sa.select(sa.func.count()).select_from(GroupMember)
+                          .join(Group, Group.id == GroupMember.group_id)
+                          .where(GroupMember.user_id == user_id, Group.is_admin.is_(True))) > 0
+
+
+def holds_super_admin(session: Session, user_id: str) -> bool:
+    """super_admin in any tenant is super admin in every tenant."""
+    return session.scalar(sa.select(sa.func.count()).select_from(RoleAssignment).where(
+        RoleAssignment.user_id == user_id, RoleAssignment.role == SUPER_ADMIN)) > 0

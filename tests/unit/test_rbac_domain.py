@@ -1,10 +1,31 @@
-"""The permission catalogue and built-in roles."""
+"""The permission catalogue, built-in roles, escalation, scopes, group names and GIDs."""
 from __future__ import annotations
 
 import pytest
 
 from services.rbac.domain import (
-    ADMIN, BUILTIN_ROLES, OPERATOR, PERMISSIONS, SUPER_ADMIN, VIEWER, Permission, permissions_of,
+    ADMIN,
+    BUILTIN_ROLES,
+    OPERATOR,
+    PERMISSIONS,
+    SUPER_ADMIN,
+    VIEWER,
+    Grant,
+    Permission,
+    assignable_problem,
+    escalation_problem,
+    filter_in_scope,
+    free_gid,
+    gid_problem,
+    grant_of,
+    group_problems,
+    in_scope,
+    normalize_scope,
+    page,
+    permission_diff,
+    permissions_of,
+    role_problems,
+    scope_problems,
 )
 
 ALL = frozenset(PERMISSIONS)
@@ -66,3 +87,143 @@ def test_roles_are_nested():
 @pytest.mark.parametrize("role", [None, "", "root", "Super_Admin"])
 def test_unknown_or_missing_role_has_no_permissions(role):
     assert permissions_of(role) == frozenset()
+
+
+# --- escalation ------------------------------------------------------------------------
+
+
+def test_a_super_admin_grant_holds_everything_and_is_never_scoped():
+    grant = grant_of(None, None, super_admin=True, scope={"connections": ["c1"]})
+    assert grant.super_admin and grant.permissions == ALL
+    assert in_scope(grant.scope, {"connection": "elsewhere"})
+
+
+def test_a_role_grant_holds_its_permissions_and_scope():
+    grant = grant_of(OPERATOR, BUILTIN_ROLES[OPERATOR], super_admin=False, scope={"nodes": ["pve1"]})
+    assert not grant.super_admin and grant.permissions == BUILTIN_ROLES[OPERATOR]
+    assert grant.scope == {"connections": [], "nodes": ["pve1"], "storages": []}
+
+
+def test_no_role_holds_nothing():
+    assert grant_of(None, None, super_admin=False).permissions == frozenset()
+
+
+@pytest.mark.parametrize("role, granter_role, problem", [
+    (VIEWER, ADMIN, None),
+    (OPERATOR, ADMIN, None),
+    (ADMIN, ADMIN, None),
+    (SUPER_ADMIN, ADMIN, "super_admin_only"),
+    (ADMIN, OPERATOR, "escalation"),
+    (VIEWER, None, "escalation"),
+    (SUPER_ADMIN, SUPER_ADMIN, None),
+])
+def test_builtin_roles_are_assignable_only_within_the_granters_permissions(role, granter_role, problem):
+    granter = grant_of(granter_role, BUILTIN_ROLES.get(granter_role), super_admin=granter_role == SUPER_ADMIN)
+    found = assignable_problem(role, BUILTIN_ROLES[role], granter)
+    assert (found[0] if found else None) == problem
+
+
+def test_an_unknown_role_is_not_assignable():
+    assert assignable_problem("ghost", None, Grant.of_super_admin()) == ("unknown_role", [])
+
+
+def test_escalation_names_the_missing_permissions():
+    granter = Grant(permissions=frozenset({"admin.rbac", "vm.view"}))
+    assert escalation_problem({"vm.view"}, granter) is None
+    assert escalation_problem({"vm.view", "vm.stop", "vm.start"}, granter) == ("escalation", ["vm.start", "vm.stop"])
+
+
+def test_an_admin_group_member_may_hand_out_super_admin():
+    assert assignable_problem(SUPER_ADMIN, BUILTIN_ROLES[SUPER_ADMIN], grant_of(VIEWER, BUILTIN_ROLES[VIEWER], True)) is None
+
+
+def test_permission_diff():
+    assert permission_diff(["a", "b"], ["b", "c"]) == {"added": ["c"], "removed": ["a"]}
+
+
+# --- custom role fields --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name, permissions, field", [
+    ("viewer", ["vm.view"], "name"),
+    ("Has Upper", ["vm.view"], "name"),
+    ("x", ["vm.view"], "name"),
+    ("ok-name", ["vm.view", "vm.fly"], "permissions"),
+    ("ok-name", [], "permissions"),
+])
+def test_invalid_role_fields_are_named(name, permissions, field):
+    assert field in role_problems(name, "", permissions)
+
+
+def test_valid_role_fields_and_partial_updates_pass():
+    assert role_problems("vm-operators", "run VMs", ["vm.start", "vm.stop"]) == {}
+    assert role_problems(None, None, None) == {}
+
+
+# --- scopes ---------------------------------------------------------------------------------
+
+
+def test_an_empty_scope_sees_everything():
+    assert in_scope(None, {"connection": "c1", "node": "pve1", "storage": "local"})
+    assert in_scope({"connections": [], "nodes": []}, {"connection": "any"})
+
+
+@pytest.mark.parametrize("resource, visible", [
+    ({"connection": "c1"}, True),
+    ({"connection": "c2"}, False),
+    ({"connection": "c1", "node": "pve1"}, True),
+    ({"connection": "c1", "node": "pve10"}, False),  # exact ids: never a prefix match
+    ({"connection": "c", "node": "pve1"}, False),
+    ({"node": "pve"}, False),
+    ({"storage": "anything"}, True),  # storages are not restricted by this scope
+    ({}, True),
+])
+def test_a_scope_matches_structured_ids_exactly(resource, visible):
+    scope = {"connections": ["c1"], "nodes": ["pve1"]}
+    assert in_scope(scope, resource) is visible
+
+
+def test_lists_are_filtered_by_scope():
+    vms = [{"id": 1, "where": {"connection": "c1", "node": "a"}}, {"id": 2, "where": {"connection": "c2", "node": "a"}}]
+    assert [vm["id"] for vm in filter_in_scope(vms, {"connections": ["c2"]}, key=lambda vm: vm["where"])] == [2]
+
+
+def test_scopes_are_normalized_and_validated():
+    assert normalize_scope({"nodes": ["b", "a", "a"]}) == {"connections": [], "nodes": ["a", "b"], "storages": []}
+    assert scope_problems({"connections": ["c1"], "storages": []}) == {}
+    assert set(scope_problems({"vms": ["1"], "nodes": "pve1", "storages": [""]})) == {"vms", "nodes", "storages"}
+
+
+# --- groups -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cn", ["ldapusers", "_svc", "team-a", "a", "x" * 32, "dev_2"])
+def test_valid_group_names(cn):
+    assert group_problems(cn, "") == {}
+
+
+@pytest.mark.parametrize("cn", ["", "Team", "9lives", "-x", "has space", "x" * 33, "cn=a,dc=b", "é"])
+def test_invalid_group_names(cn):
+    assert "cn" in group_problems(cn, None)
+
+
+@pytest.mark.parametrize("gid, problem", [(5000, False), (9999, False), (4999, True), (10000, True)])
+def test_a_given_gid_must_lie_in_the_range(gid, problem):
+    assert bool(gid_problem(gid, 5000, 9999)) is problem
+
+
+def test_a_gid_range_reaching_into_uid_numbers_is_cut_below_them():
+    assert gid_problem(10000, 5000, 20000)
+    assert free_gid(range(5000, 10000), 5000, 20000) is None
+
+
+def test_free_gid_is_the_lowest_unused():
+    assert free_gid([5000, 5001, 5003], 5000, 9999) == 5002
+    assert free_gid([], 6000, 6001) == 6000
+    assert free_gid([6000, 6001], 6000, 6001) is None
+
+
+def test_page_of_a_small_list():
+    first = page(list(range(5)), 2, None)
+    assert first == {"items": [0, 1], "next_cursor": "2", "total": 5}
+    assert page(list(range(5)), 2, "4") == {"items": [4], "next_cursor": None, "total": 5}

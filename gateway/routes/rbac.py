@@ -1,0 +1,302 @@
+"""/api/v1 RBAC routes: the permission catalogue, roles, role assignments with scope, LDAP groups.
+
+Reading and changing roles, assignments and groups needs `admin.rbac` in the active
+tenant; rbac itself enforces the safety rails (escalation, built-ins, roles in use,
+the first admin, administrator groups).
+"""
+from __future__ import annotations
+
+import re
+
+from apiflask import APIBlueprint
+from flask import current_app
+
+from gateway.auth import actor, current_principal, requires
+from gateway.schemas.rbac import (
+    AssignmentIn,
+    AssignmentOut,
+    AssignmentPageOut,
+    GroupIn,
+    GroupOut,
+    GroupPageOut,
+    GroupPatchIn,
+    MemberIn,
+    MemberOut,
+    MemberPageOut,
+    MyPermissionsOut,
+    PageQuery,
+    PermissionPageOut,
+    RoleIn,
+    RoleOut,
+    RolePageOut,
+    RolePatchIn,
+)
+from kernel.errors import ValidationFailed
+
+bp = APIBlueprint("rbac", __name__, url_prefix="/api/v1", tag="RBAC")
+
+ADMIN_RBAC = "admin.rbac"
+NEEDS_RBAC = {401: "Not signed in", 403: "Missing permission admin.rbac"}
+TENANT_ID = re.compile(r"^[A-Za-z0-9_-]{1,36}$")
+
+
+def rbac_rpc():
+    return current_app.extensions["rpc"].client()
+
+
+def _tenant() -> str:
+    return current_principal().tenant_id
+
+
+def _actor() -> dict:
+    return actor().__dict__
+
+
+def _listing(items: list) -> dict:
+    return {"items": items, "next_cursor": None, "total": len(items)}
+
+
+def _checked_tenant(tenant_id: str) -> str:
+    if not TENANT_ID.match(tenant_id):
+        raise ValidationFailed("Invalid tenant id.", details={"tenant_id": "1-36 letters, digits, '_' or '-'"})
+    return tenant_id
+
+
+def _username(rpc, user_id: str) -> str:
+    """The user's name for events; also answers 404 for an unknown user."""
+    return rpc.identity.get_user(user_id)["username"]
+
+
+# --- catalogue and the signed-in user -----------------------------------------------
+
+
+@bp.get("/permissions")
+@requires()
+@bp.output(PermissionPageOut)
+@bp.doc(summary="The permission catalogue", description="Every permission with category, description and "
+        "whether it is dangerous. Any signed-in user.", responses={401: "Not signed in"})
+def permissions():
+    with rbac_rpc() as rpc:
+        return _listing(rpc.rbac.list_permissions())
+
+
+@bp.get("/me/permissions")
+@requires()
+@bp.output(MyPermissionsOut)
+@bp.doc(summary="What the signed-in user may do in the active tenant",
+        description="Role, effective permissions, scope and groups: what the UI shows.", responses={401: "Not signed in"})
+def my_permissions():
+    principal = current_principal()
+    with rbac_rpc() as rpc:
+        return rpc.rbac.effective_permissions(principal.user_id, principal.tenant_id)
+
+
+# --- roles ---------------------------------------------------------------------------
+
+
+@bp.get("/roles")
+@requires(ADMIN_RBAC)
+@bp.output(RolePageOut)
+@bp.doc(summary="Roles of the active tenant", description="Built-in, global and the tenant's own custom roles. "
+        "Needs `admin.rbac`.", responses=NEEDS_RBAC)
+def list_roles():
+    with rbac_rpc() as rpc:
+        return _listing(rpc.rbac.list_roles(_tenant()))
+
+
+@bp.post("/roles")
+@requires(ADMIN_RBAC)
+@bp.input(RoleIn, arg_name="body")
+@bp.output(RoleOut, status_code=201, description="The new role")
+@bp.doc(summary="Create a custom role", description="In the active tenant, or `global` (super admins only). "
+        "Needs `admin.rbac` and every permission the role holds.",
+        responses={**NEEDS_RBAC, 403: "Missing admin.rbac, or a permission of the role (escalation)",
+                   409: "Name taken", 422: "Invalid fields or unknown permissions"})
+def create_role(body):
+    with rbac_rpc() as rpc:
+        role = rpc.rbac.create_role(_actor(), body["name"], body["permissions"], body["description"], _tenant(),
+                                    body["is_global"])
+    return role, 201, {"Location": f"/api/v1/roles/{role['id']}"}
+
+
+@bp.get("/roles/<string:role_id>")
+@requires(ADMIN_RBAC)
+@bp.output(RoleOut)
+@bp.doc(summary="One role", description="Needs `admin.rbac`.", responses={**NEEDS_RBAC, 404: "No such role"})
+def get_role(role_id):
+    with rbac_rpc() as rpc:
+        return rpc.rbac.get_role(role_id, _tenant())
+
+
+@bp.patch("/roles/<string:role_id>")
+@requires(ADMIN_RBAC)
+@bp.input(RolePatchIn, arg_name="body")
+@bp.output(RoleOut)
+@bp.doc(summary="Change a custom role's description or permissions",
+        description="Needs `admin.rbac` and every permission the role holds before and after. Names are fixed; "
+        "built-in roles cannot change.",
+        responses={**NEEDS_RBAC, 403: "Built-in role, global role (super admins only) or escalation",
+                   404: "No such role", 422: "Invalid fields or unknown permissions"})
+def update_role(role_id, body):
+    with rbac_rpc() as rpc:
+        return rpc.rbac.update_role(_actor(), role_id, _tenant(), body.get("description"), body.get("permissions"))
+
+
+@bp.delete("/roles/<string:role_id>")
+@requires(ADMIN_RBAC)
+@bp.output({}, status_code=204)
+@bp.doc(summary="Delete a custom role", description="Needs `admin.rbac`. Refused while anyone holds it.",
+        responses={**NEEDS_RBAC, 403: "Built-in role or escalation", 404: "No such role",
+                   409: "Assigned to users (`details.users` says how many)"})
+def delete_role(role_id):
+    with rbac_rpc() as rpc:
+        rpc.rbac.delete_role(_actor(), role_id, _tenant())
+    return "", 204
+
+
+# --- assignments -----------------------------------------------------------------------
+
+
+@bp.get("/users/<string:user_id>/roles")
+@requires(ADMIN_RBAC)
+@bp.output(AssignmentPageOut)
+@bp.doc(summary="A user's role in each tenant, with scope", description="Needs `admin.rbac`.", responses=NEEDS_RBAC)
+def user_roles(user_id):
+    with rbac_rpc() as rpc:
+        return _listing(rpc.rbac.user_roles(user_id))
+
+
+@bp.put("/users/<string:user_id>/roles/<string:tenant_id>")
+@requires(ADMIN_RBAC)
+@bp.input(AssignmentIn, arg_name="body")
+@bp.output(AssignmentOut)
+@bp.doc(summary="Give a user their role in a tenant, narrowed by a scope",
+        description="Replaces the user's role in that tenant. Needs `admin.rbac` in that tenant and every "
+        "permission of both the new and the replaced role; super_admin only from a super admin.",
+        responses={**NEEDS_RBAC, 403: "Escalation, super_admin_only or first_admin_protected",
+                   404: "No such user", 422: "Unknown role or invalid scope"})
+def assign_role(user_id, tenant_id, body):
+    tenant_id = _checked_tenant(tenant_id)
+    with rbac_rpc() as rpc:
+        username = _username(rpc, user_id)
+        return rpc.rbac.assign_role(_actor(), user_id, body["role"], tenant_id, username, body["scope"], ADMIN_RBAC)
+
+
+@bp.delete("/users/<string:user_id>/roles/<string:tenant_id>")
+@requires(ADMIN_RBAC)
+@bp.output({}, status_code=204)
+@bp.doc(summary="Take a user's role in a tenant away", description="Needs `admin.rbac` in that tenant and the "
+        "role's permissions. The first administrator's role stays.",
+        responses={**NEEDS_RBAC, 403: "Escalation or first_admin_protected", 404: "No such user or no role there"})
+def unassign_role(user_id, tenant_id):
+    tenant_id = _checked_tenant(tenant_id)
+    with rbac_rpc() as rpc:
+        rpc.rbac.unassign_role(_actor(), user_id, tenant_id, _username(rpc, user_id), ADMIN_RBAC)
+    return "", 204
+
+
+# --- groups and members -------------------------------------------------------------------
+
+
+@bp.get("/groups")
+@requires(ADMIN_RBAC)
+@bp.input(PageQuery, location="query", arg_name="query")
+@bp.output(GroupPageOut)
+@bp.doc(summary="LDAP groups, by GID", description="Needs `admin.rbac`.", responses=NEEDS_RBAC)
+def list_groups(query):
+    with rbac_rpc() as rpc:
+        return rpc.rbac.list_groups(query["limit"], query.get("cursor"))
+
+
+@bp.post("/groups")
+@requires(ADMIN_RBAC)
+@bp.input(GroupIn, arg_name="body")
+@bp.output(GroupOut, status_code=201, description="The new group")
+@bp.doc(summary="Create an LDAP group", description="Needs `admin.rbac`; an administrator group needs a super admin. "
+        "Without `gid_number` the lowest free GID of the configured range is used.",
+        responses={**NEEDS_RBAC, 403: "Administrator group by a non super admin", 409: "cn or GID taken, range full",
+                   422: "Invalid cn, GID out of range"})
+def create_group(body):
+    with rbac_rpc() as rpc:
+        group = rpc.rbac.create_group(_actor(), body["cn"], body.get("gid_number"), body["description"],
+                                      body["is_admin"])
+    return group, 201, {"Location": f"/api/v1/groups/{group['id']}"}
+
+
+@bp.get("/groups/<string:group_id>")
+@requires(ADMIN_RBAC)
+@bp.output(GroupOut)
+@bp.doc(summary="One LDAP group", description="Needs `admin.rbac`.", responses={**NEEDS_RBAC, 404: "No such group"})
+def get_group(group_id):
+    with rbac_rpc() as rpc:
+        return rpc.rbac.get_group(group_id)
+
+
+@bp.patch("/groups/<string:group_id>")
+@requires(ADMIN_RBAC)
+@bp.input(GroupPatchIn, arg_name="body")
+@bp.output(GroupOut)
+@bp.doc(summary="Change an LDAP group", description="Needs `admin.rbac`; administrator groups need a super admin. "
+        "Built-in groups only change their description.",
+        responses={**NEEDS_RBAC, 403: "Built-in or administrator group", 404: "No such group",
+                   409: "cn or GID taken", 422: "Invalid cn, GID out of range"})
+def update_group(group_id, body):
+    with rbac_rpc() as rpc:
+        return rpc.rbac.update_group(_actor(), group_id, body)
+
+
+@bp.delete("/groups/<string:group_id>")
+@requires(ADMIN_RBAC)
+@bp.output({}, status_code=204)
+@bp.doc(summary="Delete an LDAP group", description="Needs `admin.rbac`; built-in groups stay.",
+        responses={**NEEDS_RBAC, 403: "Built-in or administrator group", 404: "No such group"})
+def delete_group(group_id):
+    with rbac_rpc() as rpc:
+        rpc.rbac.delete_group(_actor(), group_id)
+    return "", 204
+
+
+@bp.get("/groups/<string:group_id>/members")
+@requires(ADMIN_RBAC)
+@bp.input(PageQuery, location="query", arg_name="query")
+@bp.output(MemberPageOut)
+@bp.doc(summary="Members of an LDAP group", description="Needs `admin.rbac`.",
+        responses={**NEEDS_RBAC, 404: "No such group"})
+def list_members(group_id, query):
+    with rbac_rpc() as rpc:
+        return rpc.rbac.list_members(group_id, query["limit"], query.get("cursor"))
+
+
+@bp.post("/groups/<string:group_id>/members")
+@requires(ADMIN_RBAC)
+@bp.input(MemberIn, arg_name="body")
+@bp.output(MemberOut, status_code=201, description="Added (200 when already a member)")
+@bp.doc(summary="Add a user to an LDAP group", description="Needs `admin.rbac`; administrator groups need a super "
+        "admin. Applies to the user's next request and authentication.",
+        responses={**NEEDS_RBAC, 200: "Already a member", 403: "Administrator group", 404: "No such group or user"})
+def add_member(group_id, body):
+    with rbac_rpc() as rpc:
+        username = _username(rpc, body["user_id"])
+        member, added = rpc.rbac.add_member(_actor(), group_id, body["user_id"], username)
+    location = {"Location": f"/api/v1/groups/{group_id}/members/{body['user_id']}"}
+    return member, 201 if added else 200, location
+
+
+@bp.delete("/groups/<string:group_id>/members/<string:user_id>")
+@requires(ADMIN_RBAC)
+@bp.output({}, status_code=204)
+@bp.doc(summary="Remove a user from an LDAP group", description="Needs `admin.rbac`; administrator groups need a "
+        "super admin.", responses={**NEEDS_RBAC, 403: "Administrator group", 404: "No such group or not a member"})
+def remove_member(group_id, user_id):
+    with rbac_rpc() as rpc:
+        rpc.rbac.remove_member(_actor(), group_id, user_id)
+    return "", 204
+
+
+@bp.get("/users/<string:user_id>/groups")
+@requires(ADMIN_RBAC)
+@bp.output(GroupPageOut)
+@bp.doc(summary="The LDAP groups of a user", description="Needs `admin.rbac`.", responses=NEEDS_RBAC)
+def user_groups(user_id):
+    with rbac_rpc() as rpc:
+        return _listing(rpc.rbac.user_groups(user_id))

@@ -14,6 +14,7 @@ guarded route except those that declare the matching allowance, e.g.
 from __future__ import annotations
 
 import functools
+import logging
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -26,6 +27,7 @@ from kernel import DEFAULT_TENANT_ID
 from kernel.envelope import Actor
 from kernel.errors import Forbidden, Unauthorized
 
+log = logging.getLogger("gatehouse.gateway")
 ISSUER = "gatehouse"
 auth = HTTPTokenAuth(scheme="Bearer", security_scheme_name="BearerAuth",
                      description="An access token from POST /api/v1/auth/login")
@@ -103,6 +105,16 @@ def _fetch_decision(user_id: str, permission: str, tenant_id: str) -> bool:
         return rpc.rbac.authorize(user_id, permission, tenant_id)
 
 
+def _record_denial(permission: str, tenant_id: str) -> None:
+    """Audited as rbac.authorization_denied; the refusal stands even if recording fails."""
+    try:
+        with current_app.extensions["rpc"].client() as rpc:
+            rpc.rbac.record_denial(actor().__dict__, permission, tenant_id, f"{request.method} {request.path}")
+    except Exception:  # noqa: BLE001 - never turn a 403 into a 500
+        log.warning("could not record an authorization denial", exc_info=True,
+                    extra={"request_id": g.get("request_id")})
+
+
 def session_cache():
     return current_app.extensions["session_cache"].cache
 
@@ -140,6 +152,7 @@ def requires(permission: str | None = None, **allowances: bool):
                     raise Forbidden(requirement.message, code=requirement.code)
             if permission and not session_cache().authorized(principal.user_id, permission,
                                                              principal.tenant_id, _fetch_decision):
+                _record_denial(permission, principal.tenant_id)
                 raise Forbidden(f"This needs the permission {permission}.", code="permission_denied",
                                 details={"permission": permission})
             return view(*args, **kwargs)

@@ -6,7 +6,7 @@ them the moment they change:
 
 - identity events that change access (services.identity.events.ACCESS_CHANGING) drop
   everything known about that user (event.resource.id);
-- any rbac event drops every authorization decision.
+- any rbac event that can change a decision drops every authorization decision.
 
 Correctness rules:
 - While the event listener is not connected (startup, broker loss) the cache is not
@@ -31,6 +31,7 @@ from kombu import Connection, Queue, binding
 
 from kernel.topology import events_exchange
 from services.identity import events as identity_events
+from services.rbac import events as rbac_events
 
 log = logging.getLogger("gatehouse.gateway.session_cache")
 
@@ -148,7 +149,7 @@ class SessionCache:
 def listener_queue(name: str) -> Queue:
     """This process's own queue: exclusive and auto-deleted, gone with its connection."""
     bindings = [binding(events_exchange("identity"), routing_key=type_) for type_ in identity_events.ACCESS_CHANGING]
-    bindings.append(binding(events_exchange("rbac"), routing_key="#"))
+    bindings += [binding(events_exchange("rbac"), routing_key=type_) for type_ in rbac_events.DECISION_CHANGING]
     return Queue(name, bindings=bindings, exclusive=True, auto_delete=True, durable=False)
 
 

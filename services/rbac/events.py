@@ -23,6 +23,9 @@ AUTHORIZATION_DENIED = "rbac.authorization_denied"
 ALL = (ROLE_CREATED, ROLE_UPDATED, ROLE_DELETED, ROLE_ASSIGNED, ROLE_UNASSIGNED,
        GROUP_CREATED, GROUP_UPDATED, GROUP_DELETED, MEMBER_ADDED, MEMBER_REMOVED, AUTHORIZATION_DENIED)
 
+# After any of these an authorization decision may differ (the gateway's cache drops its answers).
+DECISION_CHANGING = tuple(type_ for type_ in ALL if type_ != AUTHORIZATION_DENIED)
+
 
 def _event(type_: str, actor: Actor, resource: Resource, data: dict, tenant_id: str | None = None,
            outcome: str = "success") -> Event:

@@ -5,6 +5,7 @@ import pytest
 
 from gateway.session_cache import SessionCache, listener_queue
 from services.identity import events as identity_events
+from services.rbac import events as rbac_events
 
 
 class Clock:
@@ -178,4 +179,6 @@ def test_the_listener_queue_is_private_and_bound_to_what_changes_access():
     queue = listener_queue("gateway.session-cache.test")
     assert queue.exclusive and queue.auto_delete
     keys = {(b.exchange.name, b.routing_key) for b in queue.bindings}
-    assert {("identity.events", t) for t in identity_events.ACCESS_CHANGING} | {("rbac.events", "#")} == keys
+    assert ({("identity.events", t) for t in identity_events.ACCESS_CHANGING}
+            | {("rbac.events", t) for t in rbac_events.DECISION_CHANGING}) == keys
+    assert ("rbac.events", rbac_events.AUTHORIZATION_DENIED) not in keys  # a denial changes no decision

@@ -298,11 +298,10 @@ class IdentityService(ServiceBase):
             user = uow.session.get(User, user.id)
             if user is None or user.password_hash != known_hash:  # removed, or changed meanwhile
                 raise Conflict("The password was changed meanwhile; sign in again.", code="password_changed")
-            now = utc_now()
-            user.password_hash, user.must_change_password, user.updated_at = new_hash, False, now
             storage.clear_throttle(uow.session, account)
             uow.emit(events.password_changed(user, actor))
-            self._revoke_all(uow, user, actor, "password_changed", keep_session_id=session_id)
+            self._set_password(uow, user, new_hash, False, actor, "password_changed", utc_now(),
+                               keep_session_id=session_id)
             uow.commit()
 
     @rpc
@@ -687,13 +686,11 @@ class IdentityService(ServiceBase):
             return Gone("This password reset link has expired; ask for a new one.", code="reset_expired")
         return None
 
-    @staticmethod
-    def _set_password(uow, user, password_hash, must_change, actor, reason, now):
-        """New password: earlier reset links and every session of the user end."""
+    def _set_password(self, uow, user, password_hash, must_change, actor, reason, now, keep_session_id=None):
+        """New password: earlier reset links and every session of the user (but the one kept) end."""
         user.password_hash, user.must_change_password, user.updated_at = password_hash, must_change, now
         storage.close_open_resets(uow.session, user.id, now)
-        if revoked := storage.revoke_sessions(uow.session, user.id, reason, now):
-            uow.emit(events.sessions_revoked(user, actor, revoked, reason))
+        self._revoke_all(uow, user, actor, reason, keep_session_id)
 
     # --- user administration -----------------------------------------------------
 

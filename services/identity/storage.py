@@ -368,16 +368,6 @@ def last_reset_requested_at(session: Session, user_id: str) -> datetime | None:
     return session.scalar(sa.select(sa.func.max(PasswordReset.created_at)).where(PasswordReset.user_id == user_id))
 
 
-def revoke_sessions(session: Session, user_id: str, reason: str, now: datetime) -> list[str]:
-    """Revokes every live session of the user; returns their ids."""
-    ids = list(session.scalars(sa.select(LoginSession.id).where(
-        LoginSession.user_id == user_id, LoginSession.revoked_at.is_(None))))
-    if ids:
-        session.execute(sa.update(LoginSession).where(LoginSession.id.in_(ids))
-                        .values(revoked_at=now, revoked_reason=reason))
-    return ids
-
-
 def list_invitations(session: Session, status: str | None, limit: int, cursor: str | None):
     """(page of invitations newest first, next cursor or None, total matching)."""
     query = sa.select(Invitation)

@@ -12,6 +12,7 @@ from apiflask import APIBlueprint
 from flask import current_app
 
 from gateway.auth import actor, current_principal, requires
+from gateway.schemas import PageQuery
 from gateway.schemas.rbac import (
     AssignmentIn,
     AssignmentOut,
@@ -24,7 +25,6 @@ from gateway.schemas.rbac import (
     MemberOut,
     MemberPageOut,
     MyPermissionsOut,
-    PageQuery,
     PermissionPageOut,
     RoleIn,
     RoleOut,

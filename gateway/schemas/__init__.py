@@ -8,6 +8,19 @@ from apiflask.fields import Boolean, Dict, Integer, List, Nested, String
 from apiflask.validators import Length, OneOf, Range
 
 
+class PageQuery(Schema):
+    """The one paging style: `limit` and the opaque `cursor` a previous page answered as `next_cursor`."""
+
+    limit = Integer(load_default=50, validate=Range(1, 200))
+    cursor = String(validate=Length(1, 200), metadata={"description": "`next_cursor` of the previous page"})
+
+
+def page_of(item_schema, name: str):
+    """The conventional list answer {"items", "next_cursor", "total"} of `item_schema`."""
+    return Schema.from_dict({"items": List(Nested(item_schema)), "next_cursor": String(allow_none=True),
+                             "total": Integer()}, name=name)
+
+
 class RegisterIn(Schema):
     username = String(required=True, validate=Length(1, 32))
     first_name = String(required=True, validate=Length(1, 64))

@@ -6,6 +6,8 @@ from apiflask.fields import Boolean, Field, Integer, List, Nested, String
 from apiflask.validators import Length, OneOf, Range
 from marshmallow import ValidationError
 
+from gateway.schemas import PageQuery
+
 INVITATION_STATUSES = ["pending", "accepted", "revoked", "expired"]
 
 
@@ -57,10 +59,8 @@ class InvitationPageOut(Schema):
     total = Integer()
 
 
-class InvitationQuery(Schema):
+class InvitationQuery(PageQuery):
     status = String(validate=OneOf(INVITATION_STATUSES))
-    limit = Integer(load_default=50, validate=Range(1, 200))
-    cursor = String(validate=Length(1, 200))
 
 
 class InvitationPreviewOut(Schema):

@@ -3,18 +3,9 @@ from __future__ import annotations
 
 from apiflask import Schema
 from apiflask.fields import Boolean, Integer, List, Nested, String
-from apiflask.validators import Length, Range
+from apiflask.validators import Length
 
-
-class PageQuery(Schema):
-    limit = Integer(load_default=50, validate=Range(1, 200))
-    cursor = String(validate=Length(1, 32), metadata={"description": "`next_cursor` of the previous page"})
-
-
-def page_of(item_schema, name: str):
-    """The conventional list answer {"items", "next_cursor", "total"} of `item_schema`."""
-    return Schema.from_dict({"items": List(Nested(item_schema)), "next_cursor": String(allow_none=True),
-                             "total": Integer()}, name=name)
+from gateway.schemas import page_of
 
 
 class PermissionOut(Schema):

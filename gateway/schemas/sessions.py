@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from apiflask import Schema
 from apiflask.fields import Boolean, Integer, List, Nested, String
-from apiflask.validators import Length, Range
+from apiflask.validators import Length
 
-from gateway.schemas import TokenOut, UserOut
+from gateway.schemas import PageQuery, TokenOut, UserOut
 
 
 class MeOut(UserOut):
@@ -46,6 +46,5 @@ class SessionPageOut(Schema):
     total = Integer()
 
 
-class SessionQuery(Schema):
-    limit = Integer(load_default=50, validate=Range(1, 200))
-    cursor = String(validate=Length(1, 32))
+class SessionQuery(PageQuery):
+    pass

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from apiflask import Schema
 from apiflask.fields import Integer, List, Nested, String
-from apiflask.validators import Length, OneOf, Range
+from apiflask.validators import Length, OneOf
 
-from gateway.schemas import UserOut
+from gateway.schemas import PageQuery, UserOut
 
 # The API's contract; identity checks the same rules again for any other caller.
 SETTABLE_STATUSES = ["pending", "active", "suspended"]
@@ -37,14 +37,12 @@ class UserPatchIn(_AccessIn):
                     metadata={"description": "pending→active approves; active↔suspended; pending→suspended refuses"})
 
 
-class UserListQuery(Schema):
+class UserListQuery(PageQuery):
     q = String(validate=Length(1, 100), metadata={"description": "part of the name, username or email"})
     status = String(validate=OneOf(LISTED_STATUSES))
     role = String(validate=Length(1, 64))
     sort = String(load_default="created_at", validate=OneOf(USER_SORTS))
     order = String(load_default="desc", validate=OneOf(["asc", "desc"]))
-    limit = Integer(load_default=50, validate=Range(1, 200))
-    cursor = String(validate=Length(1, 64), metadata={"description": "next_cursor of the previous page"})
 
 
 class UserDetailOut(UserOut):

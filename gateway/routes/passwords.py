@@ -4,7 +4,7 @@ from __future__ import annotations
 from apiflask import APIBlueprint
 from flask import current_app, jsonify
 
-from gateway.auth import actor, requires
+from gateway.auth import actor, requires, session_cache
 from gateway.schemas.mail import (
     AcceptedOut, AdminPasswordResetIn, GeneratedPasswordOut, PasswordResetConfirmIn, PasswordResetRequestIn,
 )
@@ -52,6 +52,7 @@ def confirm_reset(body):
 def admin_reset(user_id, body):
     with current_app.extensions["rpc"].client() as rpc:
         result = rpc.identity.admin_reset_password(actor().__dict__, user_id, body["method"])
+    session_cache().forget_user(user_id)
     if result is None:
         return jsonify(message="A reset link is on its way to the user."), 202
     return result

@@ -6,12 +6,13 @@ the first admin, administrator groups).
 """
 from __future__ import annotations
 
+import contextlib
 import re
 
 from apiflask import APIBlueprint
-from flask import current_app
+from flask import current_app, request
 
-from gateway.auth import actor, current_principal, requires
+from gateway.auth import actor, current_principal, requires, session_cache
 from gateway.schemas import PageQuery
 from gateway.schemas.rbac import (
     AssignmentIn,
@@ -40,8 +41,12 @@ NEEDS_RBAC = {401: "Not signed in", 403: "Missing permission admin.rbac"}
 TENANT_ID = re.compile(r"^[A-Za-z0-9_-]{1,36}$")
 
 
+@contextlib.contextmanager
 def rbac_rpc():
-    return current_app.extensions["rpc"].client()
+    with current_app.extensions["rpc"].client() as rpc:
+        yield rpc
+    if request.method != "GET":  # a change: this process decides afresh at once, the others on the event
+        session_cache().forget_decisions()
 
 
 def _tenant() -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from apiflask import APIBlueprint
 from flask import current_app, request
 
-from gateway.auth import actor, current_principal, requires
+from gateway.auth import actor, current_principal, requires, session_cache
 from gateway.schemas.users import CreatedUserOut, UserCreateIn, UserDetailOut, UserListQuery, UserPageOut, UserPatchIn
 from kernel.errors import PreconditionFailed, ValidationFailed
 
@@ -78,6 +78,7 @@ def update_user(user_id, body):
         _check_access(rpc, role, groups, tenant_id)
         user = rpc.identity.update_user(actor().__dict__, user_id, body, expected_version=_if_match(),
                                         role=role, tenant_id=tenant_id)
+        session_cache().forget_user(user_id)  # this process at once; the others by the event
         user = _grant_and_describe(rpc, user, role, groups, tenant_id)
     return user, 200, _etag(user)
 
@@ -92,6 +93,7 @@ def update_user(user_id, body):
 def remove_user(user_id):
     with current_app.extensions["rpc"].client() as rpc:
         rpc.identity.remove_user(actor().__dict__, user_id)
+    session_cache().forget_user(user_id)
     return "", 204
 
 

@@ -15,6 +15,7 @@ from ops.supervisor import PROCESSES, Supervisor
 
 ADMIN_USERNAME = "rootadmin"
 ADMIN_PASSWORD = "Integration-tests-admin-1"
+PASSWORD = "a long enough passphrase"  # what test users sign in with, unless the platform generated theirs
 
 
 def eventually(check, timeout: float = 10, interval: float = 0.1, message: str = "condition"):
@@ -33,12 +34,20 @@ def random_client_ip() -> str:
     return f"10.{random.randrange(256)}.{random.randrange(256)}.{random.randrange(1, 255)}"
 
 
+def register(api: Api, name: str, **overrides) -> requests.Response:
+    """Self-registration (the user is pending until approved), with PASSWORD unless overridden."""
+    body = {"username": name, "first_name": "Test", "last_name": name.title(),
+            "email": f"{name}@example.com", "password": PASSWORD, **overrides}
+    return api.post("/api/v1/auth/register", json=body)
+
+
 class Api:
     """A thin HTTP client of the gateway; `token` signs requests in.
 
     Each client comes from its own address (X-Forwarded-For; the test platform trusts one
     proxy), so the per-address sign-in throttle of one test never touches another.
-    After `login`, `refresh_token` and `session_id` hold what the sign-in answered.
+    After `login`, `refresh_token` and `session_id` hold what the sign-in answered, and
+    `password` the password it used.
     """
 
     def __init__(self, base_url: str, token: str | None = None, client_ip: str | None = None):
@@ -47,6 +56,7 @@ class Api:
         self.client_ip = client_ip or random_client_ip()
         self.refresh_token: str | None = None
         self.session_id: str | None = None
+        self.password: str | None = None
         self.http = requests.Session()
 
     def request(self, method: str, path: str, **kwargs) -> requests.Response:
@@ -74,12 +84,15 @@ class Api:
     def login(self, login: str, password: str) -> "Api":
         response = self.post("/api/v1/auth/login", json={"login": login, "password": password})
         assert response.status_code == 200, response.text
-        return self.signed_in(response.json())
+        api = self.signed_in(response.json())
+        api.password = password
+        return api
 
     def signed_in(self, tokens: dict) -> "Api":
         """A client of the same address using the tokens of a login or refresh answer."""
         api = Api(self.base_url, tokens["access_token"], self.client_ip)
         api.refresh_token, api.session_id = tokens.get("refresh_token"), tokens.get("session_id")
+        api.password = self.password
         return api
 
     def audit(self, **filters) -> list[dict]:
@@ -153,6 +166,34 @@ class Platform:
 
     def admin(self) -> Api:
         return self.api().login(ADMIN_USERNAME, ADMIN_PASSWORD)
+
+    def create_user(self, name: str, *, role: str | None = None, must_change_password: bool = False,
+                    admin: Api | None = None) -> tuple[dict, Api]:
+        """An active user of its own and a client signed in as it: (user as the admin API shows it, Api).
+
+        By default the user registers with PASSWORD and an administrator approves it, so no
+        password change is owed. With `must_change_password` an administrator creates it
+        instead: it signs in with the generated password (`api.password`) and owes a change.
+        `role` is its role in the administrator's tenant; `admin` approves or creates (rootadmin
+        if not given).
+        """
+        admin = admin or self.admin()
+        extra = {"role": role} if role else {}
+        if must_change_password:
+            response = admin.post("/api/v1/users", json={
+                "username": name, "email": f"{name}@example.com", "first_name": "Test", "last_name": name.title(),
+                **extra})
+            assert response.status_code == 201, response.text
+            user, password = response.json()["user"], response.json()["password"]
+            assert user["must_change_password"] is True, user
+        else:
+            registered = register(self.api(), name)
+            assert registered.status_code == 201, registered.text
+            response = admin.patch(f"/api/v1/users/{registered.json()['id']}", json={"status": "active", **extra})
+            assert response.status_code == 200, response.text
+            user, password = response.json(), PASSWORD
+        assert user["status"] == "active", user
+        return user, self.api().login(name, password)
 
     def logs_tail(self, lines: int = 15) -> str:
         out = []

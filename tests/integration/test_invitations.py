@@ -6,10 +6,8 @@ import threading
 import pytest
 
 from ops.broker import free_port
-from tests.harness import eventually
+from tests.harness import PASSWORD, eventually
 from tests.mailbox import Mailbox
-
-PASSWORD = "a long enough passphrase"
 
 
 @pytest.fixture

@@ -25,8 +25,8 @@ from kernel.outbox import OutboxRelay
 from ops.postgres import LocalPostgres
 from services.identity import storage as identity_storage
 from services.identity.domain import FIRST_UID_NUMBER
-from tests.harness import ADMIN_USERNAME, Platform, eventually, free_port
-from tests.integration.test_slice import audit_of, register
+from tests.harness import ADMIN_USERNAME, Platform, eventually, free_port, register
+from tests.integration.test_slice import audit_of
 
 
 @pytest.fixture(scope="module")

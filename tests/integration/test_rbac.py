@@ -1,17 +1,10 @@
 """RBAC through the gateway: each role's rights, every safety rail, scopes, groups and GIDs."""
-import json
-import sqlite3
-
 import pytest
 
 from gateway.rpc import RpcPool
 from kernel.config import Config
-from kernel.envelope import SYSTEM, Event, Resource
-from kernel.outbox import AmqpPublisher
-from services.identity import events as identity_events
 from tests.harness import eventually
 
-PASSWORD = "a long enough passphrase"
 DEFAULT = "default"
 ISSUE_PERMISSIONS = [
     "vm.view", "vm.console", "vm.start", "vm.stop", "vm.restart", "vm.create", "vm.delete", "vm.config",
@@ -35,21 +28,12 @@ def rpc(platform):
 
 
 def make_user(platform, admin, name, role=None, scope=None):
-    """A signed-in user holding `role` in the default tenant.
-
-    Stopgap until administrators can create or approve users through the API: the user
-    registers (pending) and is activated by a direct update of identity's SQLite file.
-    """
-    registered = platform.api().post("/api/v1/auth/register", json={
-        "username": name, "first_name": "Test", "last_name": "User", "email": f"{name}@example.com",
-        "password": PASSWORD})
-    assert registered.status_code == 201, registered.text
-    user = registered.json()
-    with sqlite3.connect(platform.base_dir / "data" / "identity.db", timeout=10) as db:
-        db.execute("UPDATE identity_users SET status = 'active' WHERE id = ?", (user["id"],))
+    """An active, signed-in user (tests.harness), given `role` in the default tenant through
+    rbac's own assignment route, so that a scope can come with it."""
+    user, api = platform.create_user(name, admin=admin)
     if role:
         assign(admin, user["id"], role, scope).raise_for_status()
-    return user, platform.api().login(name, PASSWORD)
+    return user, api
 
 
 def assign(api, user_id, role, scope=None, tenant=DEFAULT):
@@ -384,14 +368,7 @@ def test_member_lists_page(platform, admin, unique):
 def test_a_removed_users_assignments_and_memberships_go_too(platform, admin, unique):
     user, _ = make_user(platform, admin, f"rm{unique}", "operator")
     eventually(lambda: admin.get(f"/api/v1/users/{user['id']}/groups").json()["items"], 20, 0.2, "ldapusers")
-    # Stopgap until user removal lands in identity: publish the event identity will emit.
-    removed = Event(type=identity_events.USER_REMOVED, source="identity", category="users", actor=SYSTEM,
-                    resource=Resource("user", user["id"], user["username"]))
-    publisher = AmqpPublisher(platform.env["GATEHOUSE_AMQP_URI"])
-    try:
-        publisher.publish(removed.exchange, removed.type, json.dumps(removed.to_dict()), removed.id)
-    finally:
-        publisher.close()
+    assert admin.delete(f"/api/v1/users/{user['id']}").status_code == 204
     eventually(lambda: not admin.get(f"/api/v1/users/{user['id']}/roles").json()["items"]
                and not admin.get(f"/api/v1/users/{user['id']}/groups").json()["items"], 20, 0.2, "access forgotten")
     audited(admin, "role_unassigned", user["id"], role="operator")

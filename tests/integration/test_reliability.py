@@ -12,8 +12,8 @@ from kombu import Connection, Exchange, Producer
 from kernel.db import ServiceDatabase, kernel_tables
 from kernel.envelope import Actor, Event, Resource
 from kernel.outbox import AmqpPublisher, OutboxRelay
-from tests.harness import eventually
-from tests.integration.test_slice import audit_of, register
+from tests.harness import eventually, register
+from tests.integration.test_slice import audit_of
 
 
 def publish(platform, exchange, routing_key, body):

@@ -1,39 +1,13 @@
 """Sessions, refresh tokens, sign-out, password change, login protection, and revocation
 reaching every gateway worker, through the gateway on a real platform."""
-import sqlite3
 import threading
 
 import jwt
-import pytest
 
-from tests.harness import eventually
+from tests.harness import PASSWORD, eventually
 
-PASSWORD = "a long enough passphrase"
 NEW_PASSWORD = "another quite long passphrase"
 ME_PROBES = 24  # enough requests that both gateway workers (and their caches) answer some
-
-
-@pytest.fixture
-def make_user(platform):
-    """An active user of its own, signed in with `user.login()`.
-
-    Activation is written straight to identity's database: approving users over the API
-    belongs to the user administration routes, not to this area.
-    """
-    made = []
-
-    def make(name, must_change_password=False):
-        response = platform.api().post("/api/v1/auth/register", json={
-            "username": name, "first_name": "Test", "last_name": "Session", "email": f"{name}@example.com",
-            "password": PASSWORD})
-        assert response.status_code == 201, response.text
-        with sqlite3.connect(platform.base_dir / "data" / "identity.db") as db:
-            db.execute("UPDATE identity_users SET status='active', must_change_password=? WHERE username=?",
-                       (must_change_password, name))
-        made.append(name)
-        return response.json()
-
-    return make
 
 
 def login(platform, name, password=PASSWORD, api=None, **headers):
@@ -62,8 +36,8 @@ def audit_of(admin, action, user_id, check=lambda event: True):
 
 # --- sign-in and tokens ----------------------------------------------------------
 
-def test_login_answers_access_and_refresh_tokens_and_records_the_device(platform, make_user, unique):
-    user = make_user(f"s{unique}")
+def test_login_answers_access_and_refresh_tokens_and_records_the_device(platform, unique):
+    user, _ = platform.create_user(f"s{unique}")
     api = platform.api()
     response = login(platform, user["username"], api=api, **{"User-Agent": "TestBrowser/1.0 " + "x" * 400})
     assert response.status_code == 200, response.text
@@ -75,17 +49,16 @@ def test_login_answers_access_and_refresh_tokens_and_records_the_device(platform
     assert claims["sid"] == body["session_id"]
 
     sessions = api.signed_in(body).get("/api/v1/me/sessions").json()
-    assert sessions["total"] == 1 and sessions["next_cursor"] is None
-    (session,) = sessions["items"]
-    assert session["id"] == body["session_id"] and session["current"] is True
+    assert sessions["total"] == 2 and sessions["next_cursor"] is None  # create_user signed in too
+    (session,) = [s for s in sessions["items"] if s["current"]]
+    assert session["id"] == body["session_id"]
     assert session["ip"] == api.client_ip
     assert session["user_agent"].startswith("TestBrowser/1.0") and len(session["user_agent"]) == 256
     assert session["expires_at"] > session["created_at"]
 
 
-def test_refresh_rotates_and_a_reused_refresh_token_closes_the_session(platform, make_user, unique):
-    user = make_user(f"r{unique}")
-    first = platform.api().login(user["username"], PASSWORD)
+def test_refresh_rotates_and_a_reused_refresh_token_closes_the_session(platform, unique):
+    user, first = platform.create_user(f"r{unique}")
     response = first.post("/api/v1/auth/refresh", json={"refresh_token": first.refresh_token})
     assert response.status_code == 200, response.text
     second = first.signed_in(response.json())
@@ -102,9 +75,8 @@ def test_refresh_rotates_and_a_reused_refresh_token_closes_the_session(platform,
              lambda e: e["data"]["reason"] == "refresh_token_reuse" and e["data"]["session_ids"] == [first.session_id])
 
 
-def test_two_concurrent_refreshes_exactly_one_wins(platform, make_user, unique):
-    user = make_user(f"c{unique}")
-    api = platform.api().login(user["username"], PASSWORD)
+def test_two_concurrent_refreshes_exactly_one_wins(platform, unique):
+    _, api = platform.create_user(f"c{unique}")
     results, start = [], threading.Barrier(4)
 
     def use():
@@ -128,9 +100,8 @@ def test_bad_refresh_tokens_are_refused(platform):
 
 # --- sign-out and sessions: revocation reaches every worker ---------------------------
 
-def test_logout_refuses_the_token_on_every_worker(platform, make_user, unique):
-    user = make_user(f"l{unique}")
-    api = platform.api().login(user["username"], PASSWORD)
+def test_logout_refuses_the_token_on_every_worker(platform, unique):
+    user, api = platform.create_user(f"l{unique}")
     assert all_me(api, 200)  # both workers have now cached this session
     response = api.post("/api/v1/auth/logout")
     assert response.status_code == 204 and response.content == b""
@@ -139,9 +110,9 @@ def test_logout_refuses_the_token_on_every_worker(platform, make_user, unique):
     audit_of(platform.admin(), "logout", user["id"])
 
 
-def test_my_sessions_one_ended_then_all_others(platform, make_user, unique):
-    user = make_user(f"m{unique}")
-    laptop, phone, tablet = (platform.api().login(user["username"], PASSWORD) for _ in range(3))
+def test_my_sessions_one_ended_then_all_others(platform, unique):
+    user, laptop = platform.create_user(f"m{unique}")
+    phone, tablet = (platform.api().login(user["username"], PASSWORD) for _ in range(2))
     listing = laptop.get("/api/v1/me/sessions").json()
     assert listing["total"] == 3
     assert {s["id"]: s["current"] for s in listing["items"]} == {
@@ -160,18 +131,17 @@ def test_my_sessions_one_ended_then_all_others(platform, make_user, unique):
     assert [s["id"] for s in laptop.get("/api/v1/me/sessions").json()["items"]] == [laptop.session_id]
 
 
-def test_someone_elses_session_is_not_found(platform, make_user, unique):
-    alice, bob = make_user(f"a{unique}"), make_user(f"b{unique}")
-    alice_api = platform.api().login(alice["username"], PASSWORD)
-    bob_api = platform.api().login(bob["username"], PASSWORD)
+def test_someone_elses_session_is_not_found(platform, unique):
+    _, alice_api = platform.create_user(f"a{unique}")
+    _, bob_api = platform.create_user(f"b{unique}")
     response = alice_api.delete(f"/api/v1/me/sessions/{bob_api.session_id}")
     assert response.status_code == 404
     assert bob_api.get("/api/v1/me").status_code == 200
 
 
-def test_admin_lists_and_ends_a_users_sessions(platform, make_user, unique):
-    user = make_user(f"d{unique}")
-    apis = [platform.api().login(user["username"], PASSWORD) for _ in range(2)]
+def test_admin_lists_and_ends_a_users_sessions(platform, unique):
+    user, first = platform.create_user(f"d{unique}")
+    apis = [first, platform.api().login(user["username"], PASSWORD)]
     admin = platform.admin()
     listing = admin.get(f"/api/v1/users/{user['id']}/sessions")
     assert listing.status_code == 200
@@ -194,9 +164,9 @@ def test_admin_lists_and_ends_a_users_sessions(platform, make_user, unique):
 
 # --- password change ------------------------------------------------------------
 
-def test_password_change_checks_both_passwords_and_ends_other_sessions(platform, make_user, unique):
-    user = make_user(f"p{unique}")
-    here, elsewhere = (platform.api().login(user["username"], PASSWORD) for _ in range(2))
+def test_password_change_checks_both_passwords_and_ends_other_sessions(platform, unique):
+    user, here = platform.create_user(f"p{unique}")
+    elsewhere = platform.api().login(user["username"], PASSWORD)
 
     wrong = here.post("/api/v1/me/password", json={"current_password": "wrong password!!", "new_password": NEW_PASSWORD})
     assert wrong.status_code == 401 and wrong.json()["error"]["code"] == "invalid_credentials"
@@ -220,9 +190,8 @@ def test_password_change_checks_both_passwords_and_ends_other_sessions(platform,
     audit_of(admin, "login_failed", user["id"], lambda e: e["data"]["via"] == "password_change")
 
 
-def test_wrong_current_passwords_count_toward_the_account_lock(platform, make_user, unique):
-    user = make_user(f"w{unique}")
-    api = platform.api().login(user["username"], PASSWORD)
+def test_wrong_current_passwords_count_toward_the_account_lock(platform, unique):
+    user, api = platform.create_user(f"w{unique}")
     for _ in range(5):
         response = api.post("/api/v1/me/password", json={"current_password": "wrong password!!",
                                                          "new_password": NEW_PASSWORD})
@@ -233,9 +202,8 @@ def test_wrong_current_passwords_count_toward_the_account_lock(platform, make_us
     assert login(platform, user["username"]).json()["error"]["code"] == "invalid_credentials"
 
 
-def test_must_change_password_allows_only_the_change(platform, make_user, unique):
-    user = make_user(f"f{unique}", must_change_password=True)
-    api = platform.api().login(user["username"], PASSWORD)
+def test_must_change_password_allows_only_the_change(platform, unique):
+    _, api = platform.create_user(f"f{unique}", must_change_password=True)  # by an administrator
     me = api.get("/api/v1/me")
     assert me.status_code == 200 and me.json()["must_change_password"] is True
     blocked = api.get("/api/v1/me/sessions")
@@ -245,7 +213,7 @@ def test_must_change_password_allows_only_the_change(platform, make_user, unique
     assert refreshed.status_code == 200
     api = api.signed_in(refreshed.json())
 
-    assert api.post("/api/v1/me/password", json={"current_password": PASSWORD,
+    assert api.post("/api/v1/me/password", json={"current_password": api.password,
                                                  "new_password": NEW_PASSWORD}).status_code == 204
     assert all_me(api, 200)
     assert api.get("/api/v1/me").json()["must_change_password"] is False
@@ -256,8 +224,8 @@ def test_must_change_password_allows_only_the_change(platform, make_user, unique
 
 # --- login protection -----------------------------------------------------------
 
-def test_a_locked_account_looks_exactly_like_a_wrong_password(platform, make_user, unique):
-    user = make_user(f"k{unique}")
+def test_a_locked_account_looks_exactly_like_a_wrong_password(platform, unique):
+    user, _ = platform.create_user(f"k{unique}")
     attacker = platform.api()
     answers = [login(platform, user["username"], "wrong password!!", api=attacker) for _ in range(5)]
     assert {a.status_code for a in answers} == {401}
@@ -285,16 +253,16 @@ def test_unknown_names_are_throttled_like_known_ones(platform, unique):
     assert events[0]["data"]["scope"] == "account"
 
 
-def test_a_success_clears_the_account_count(platform, make_user, unique):
-    user = make_user(f"o{unique}")
+def test_a_success_clears_the_account_count(platform, unique):
+    user, _ = platform.create_user(f"o{unique}")
     for _ in range(2):
         for _ in range(4):
             assert login(platform, user["username"], "wrong password!!").status_code == 401
         assert login(platform, user["username"]).status_code == 200
 
 
-def test_too_many_failures_from_one_address_get_429(platform, make_user, unique):
-    user = make_user(f"i{unique}")
+def test_too_many_failures_from_one_address_get_429(platform, unique):
+    user, _ = platform.create_user(f"i{unique}")
     attacker = platform.api()
     for n in range(50):  # different names: no account lock gets in the way
         assert login(platform, f"spray{n}{unique}", "wrong password!!", api=attacker).status_code == 401

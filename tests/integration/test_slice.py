@@ -4,15 +4,7 @@ import time
 import jwt
 import pytest
 
-from tests.harness import ADMIN_USERNAME, eventually
-
-PASSWORD = "a long enough passphrase"
-
-
-def register(api, name, **overrides):
-    body = {"username": name, "first_name": "Test", "last_name": name.title(),
-            "email": f"{name}@example.com", "password": PASSWORD, **overrides}
-    return api.post("/api/v1/auth/register", json=body)
+from tests.harness import ADMIN_USERNAME, PASSWORD, eventually, register
 
 
 def audit_of(admin, username, action, count=1):

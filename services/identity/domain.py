@@ -1,7 +1,6 @@
 """Identity rules that need no broker and no database: validation, passwords, login decisions."""
 from __future__ import annotations
 
-import base64
 import re
 import secrets
 from dataclasses import dataclass
@@ -188,21 +187,3 @@ def protection_problem(action: str, actor_id: str | None, target_id: str, target
 # The user list: sort keys as the API names them.
 USER_SORTS = ("name", "username", "email", "role", "status", "totp_enrolled", "last_login_at", "created_at")
 ORDERS = ("asc", "desc")
-
-
-def encode_cursor(offset: int) -> str:
-    return base64.urlsafe_b64encode(f"offset:{offset}".encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str | None) -> int | None:
-    """The offset a cursor stands for; None when it is not one of ours."""
-    if not cursor:
-        return 0
-    try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-    except (ValueError, UnicodeDecodeError):
-        return None
-    prefix, _, number = text.partition(":")
-    if prefix != "offset" or not (number.isascii() and number.isdigit()):
-        return None
-    return int(number)

@@ -8,7 +8,7 @@ from eventlet import tpool
 from nameko.dependency_providers import Config as NamekoConfig
 from sqlalchemy.exc import IntegrityError
 
-from kernel import DEFAULT_TENANT_ID
+from kernel import DEFAULT_TENANT_ID, paging
 from kernel.consumer import on_event
 from kernel.crypto import new_token, token_digest
 from kernel.envelope import SYSTEM, Actor, utc_now
@@ -228,13 +228,11 @@ class IdentityService(ServiceBase):
     @rpc
     def list_sessions(self, user_id, current_session_id=None, limit=50, cursor=None):
         """A user's live sessions, newest first; `cursor` is the previous page's next_cursor."""
-        offset = int(cursor) if cursor and str(cursor).isdigit() else 0
+        offset = paging.offset_of(cursor)
         with self.db.unit_of_work() as uow:
             self._user(uow, user_id)
             rows, total = storage.live_sessions(uow.session, user_id, utc_now(), offset, limit)
-        following = offset + len(rows)
-        return {"items": [storage.public_session(row, current_session_id) for row in rows],
-                "next_cursor": str(following) if following < total else None, "total": total}
+        return paging.page_answer([storage.public_session(row, current_session_id) for row in rows], offset, total)
 
     @rpc
     def revoke_session(self, actor, user_id, session_id):
@@ -712,7 +710,7 @@ class IdentityService(ServiceBase):
             problems["order"] = "must be asc or desc"
         if not (isinstance(limit, int) and 1 <= limit <= 200):
             problems["limit"] = "must be between 1 and 200"
-        offset = domain.decode_cursor(cursor)
+        offset = paging.decode_cursor(cursor)
         if offset is None:
             problems["cursor"] = "is not a cursor of this list"
         if problems:
@@ -721,9 +719,7 @@ class IdentityService(ServiceBase):
             rows, total = storage.list_users(uow.session, tenant_id, q=q, status=status, role=role, sort=sort,
                                              order=order, limit=limit, offset=offset)
             items = [storage.admin_user(user, user_role) for user, user_role in rows]
-        more = offset + len(items) < total
-        return {"items": items, "next_cursor": domain.encode_cursor(offset + len(items)) if more else None,
-                "total": total}
+        return paging.page_answer(items, offset, total)
 
     @rpc
     def create_user(self, actor, username, email, first_name, last_name, company=""):

@@ -232,13 +232,3 @@ def free_gid(taken, gid_min: int, gid_max: int) -> int | None:
             return gid
     return None
 
-
-# --- paging small lists --------------------------------------------------------------
-
-
-def page(items: list, limit: int, cursor: str | None) -> dict:
-    """The conventional list answer over an in-memory list; the cursor is an opaque offset."""
-    offset = int(cursor) if cursor and cursor.isdigit() else 0
-    chunk = items[offset:offset + limit]
-    following = offset + limit
-    return {"items": chunk, "next_cursor": str(following) if following < len(items) else None, "total": len(items)}

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from nameko.dependency_providers import Config
 from sqlalchemy.exc import IntegrityError
 
-from kernel import DEFAULT_TENANT_ID
+from kernel import DEFAULT_TENANT_ID, paging
 from kernel.consumer import on_event
 from kernel.envelope import SYSTEM, Actor, utc_now
 from kernel.errors import Conflict, Forbidden, NotFound, ValidationFailed
@@ -251,7 +251,7 @@ class RbacService(ServiceBase):
             counts = storage.member_counts(uow.session)
             groups = [_group_out(g, counts.get(g.id, 0))
                       for g in uow.session.scalars(sa.select(Group).order_by(Group.gid_number))]
-        return domain.page(groups, _limit(limit), cursor)
+        return paging.page(groups, _limit(limit), cursor)
 
     @rpc
     def get_group(self, group_id):
@@ -328,7 +328,7 @@ class RbacService(ServiceBase):
     @rpc
     def list_members(self, group_id, limit=50, cursor=None):
         limit = _limit(limit)
-        offset = int(cursor) if cursor and str(cursor).isdigit() else 0
+        offset = paging.offset_of(cursor)
         with self.db.unit_of_work() as uow:
             group = self._group(uow.session, group_id)
             where = GroupMember.group_id == group.id
@@ -337,8 +337,7 @@ class RbacService(ServiceBase):
                                        .order_by(GroupMember.username, GroupMember.user_id)
                                        .offset(offset).limit(limit))
             items = [{"user_id": m.user_id, "username": m.username, "added_at": iso(m.added_at)} for m in rows]
-        following = offset + limit
-        return {"items": items, "next_cursor": str(following) if following < total else None, "total": total}
+        return paging.page_answer(items, offset, total)
 
     @rpc
     def add_member(self, actor, group_id, user_id, username=None):

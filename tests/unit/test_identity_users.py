@@ -65,23 +65,6 @@ def test_protections(action, actor, target, first_admin, expected):
     assert domain.protection_problem(action, actor, target, first_admin) == expected
 
 
-@pytest.mark.parametrize("offset", [0, 1, 50, 123456])
-def test_cursor_round_trip(offset):
-    cursor = domain.encode_cursor(offset)
-    assert not cursor.isdigit()  # opaque: callers cannot compute one
-    assert domain.decode_cursor(cursor) == offset
-
-
-@pytest.mark.parametrize("cursor", ["garbage!", "bm90aGluZw", domain.encode_cursor(5)[:-2], "b2Zmc2V0Oi0x",
-                                    "b2Zmc2V0OsKy"])
-def test_foreign_cursors_are_refused(cursor):
-    assert domain.decode_cursor(cursor) is None
-
-
-def test_no_cursor_is_the_first_page():
-    assert domain.decode_cursor(None) == 0 and domain.decode_cursor("") == 0
-
-
 # --- storage: the user list -----------------------------------------------------
 
 @pytest.fixture

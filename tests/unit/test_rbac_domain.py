@@ -21,7 +21,6 @@ from services.rbac.domain import (
     group_problems,
     in_scope,
     normalize_scope,
-    page,
     permission_diff,
     permissions_of,
     role_problems,
@@ -221,9 +220,3 @@ def test_free_gid_is_the_lowest_unused():
     assert free_gid([5000, 5001, 5003], 5000, 9999) == 5002
     assert free_gid([], 6000, 6001) == 6000
     assert free_gid([6000, 6001], 6000, 6001) is None
-
-
-def test_page_of_a_small_list():
-    first = page(list(range(5)), 2, None)
-    assert first == {"items": [0, 1], "next_cursor": "2", "total": 5}
-    assert page(list(range(5)), 2, "4") == {"items": [4], "next_cursor": None, "total": 5}

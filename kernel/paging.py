@@ -1,0 +1,49 @@
+"""The one paging style of every list: `limit` plus an opaque `cursor` (the `next_cursor`
+of the previous page), answered as {"items", "next_cursor", "total"}.
+
+Offset cursors are opaque so that callers take them from `next_cursor` rather than
+computing them; a cursor that is not one of ours is a 422, never a silent first page.
+"""
+from __future__ import annotations
+
+import base64
+
+from kernel.errors import ValidationFailed
+
+
+def encode_cursor(offset: int) -> str:
+    return base64.urlsafe_b64encode(f"offset:{offset}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> int | None:
+    """The offset a cursor stands for (0 for none); None when it is not one of ours."""
+    if not cursor:
+        return 0
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (ValueError, UnicodeDecodeError):
+        return None
+    prefix, _, number = text.partition(":")
+    if prefix != "offset" or not (number.isascii() and number.isdigit()):
+        return None
+    return int(number)
+
+
+def offset_of(cursor: str | None) -> int:
+    """decode_cursor, refusing a foreign cursor with the error callers show."""
+    offset = decode_cursor(cursor)
+    if offset is None:
+        raise ValidationFailed("The cursor is not valid.", details={"cursor": "is not a cursor of this list"})
+    return offset
+
+
+def page_answer(items: list, offset: int, total: int) -> dict:
+    """The list answer for `items` found at `offset` among `total` matches."""
+    following = offset + len(items)
+    return {"items": items, "next_cursor": encode_cursor(following) if following < total else None, "total": total}
+
+
+def page(items: list, limit: int, cursor: str | None) -> dict:
+    """The list answer over a list already in memory."""
+    offset = offset_of(cursor)
+    return page_answer(items[offset:offset + limit], offset, len(items))

@@ -1,0 +1,35 @@
+import pytest
+
+from kernel.errors import ValidationFailed
+from kernel.paging import decode_cursor, encode_cursor, offset_of, page, page_answer
+
+
+@pytest.mark.parametrize("offset", [0, 1, 50, 123456])
+def test_cursor_round_trip(offset):
+    cursor = encode_cursor(offset)
+    assert not cursor.isdigit()  # opaque: callers cannot compute one
+    assert decode_cursor(cursor) == offset
+
+
+@pytest.mark.parametrize("cursor", ["garbage!", "bm90aGluZw", encode_cursor(5)[:-2], "b2Zmc2V0Oi0x",
+                                    "b2Zmc2V0OsKy"])
+def test_foreign_cursors_are_refused(cursor):
+    assert decode_cursor(cursor) is None
+    with pytest.raises(ValidationFailed) as refused:
+        offset_of(cursor)
+    assert "cursor" in refused.value.details
+
+
+def test_no_cursor_is_the_first_page():
+    assert decode_cursor(None) == 0 and decode_cursor("") == 0
+
+
+def test_page_of_a_small_list():
+    first = page(list(range(5)), 2, None)
+    assert first == {"items": [0, 1], "next_cursor": encode_cursor(2), "total": 5}
+    assert page(list(range(5)), 2, encode_cursor(4)) == {"items": [4], "next_cursor": None, "total": 5}
+
+
+def test_the_last_page_has_no_next_cursor():
+    assert page_answer([1, 2], 3, 5) == {"items": [1, 2], "next_cursor": None, "total": 5}
+    assert page_answer([1, 2], 0, 5)["next_cursor"] == encode_cursor(2)

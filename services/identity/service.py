@@ -67,8 +67,7 @@ class IdentityService(ServiceBase):
         email = domain.normalize_email(email)[0]
         password_hash = tpool.execute(domain.hash_password, password)
         with self.db.unit_of_work() as uow:
-            if taken := storage.conflicts(uow.session, username, email):
-                raise Conflict("That username or email is already in use.", code="user_exists", details=taken)
+            self._refuse_taken(uow, username, email)
             try:
                 user = self._new_user(uow.session, username, first_name, last_name, email,
                                       domain.PENDING, password_hash)
@@ -186,10 +185,8 @@ class IdentityService(ServiceBase):
         with self.db.unit_of_work() as uow:
             now = utc_now()
             token = storage.refresh_token(uow.session, digest)
-            session = token and uow.session.get(LoginSession, token.session_id)
-            user = session and uow.session.get(User, session.user_id)
-            if not token or not user or sessions.session_problem(session.revoked_at, session.expires_at,
-                                                                 user.status, now):
+            session, user = self._live_session(uow, token and token.session_id, now)
+            if not user:
                 raise Unauthorized("The refresh token is not valid; sign in again.", code="refresh_token_invalid")
             if not storage.use_refresh_token(uow.session, digest, now):
                 revoked = storage.revoke([session], now, sessions.SESSION_REUSE)
@@ -208,11 +205,7 @@ class IdentityService(ServiceBase):
     def session_user(self, session_id):
         """The user behind a live session; Unauthorized once it is revoked or expired or the user is not active."""
         with self.db.unit_of_work() as uow:
-            session = uow.session.get(LoginSession, session_id)
-            user = session and uow.session.get(User, session.user_id)
-            if not user or sessions.session_problem(session.revoked_at, session.expires_at, user.status, utc_now()):
-                raise Unauthorized("The session is no longer valid.", code="session_invalid")
-            return storage.public_user(user)
+            return storage.public_user(self._signed_in_user(uow, session_id, utc_now()))
 
     @rpc
     def logout(self, actor, session_id):
@@ -267,10 +260,7 @@ class IdentityService(ServiceBase):
         actor = Actor.from_dict(actor)
         rules, now = self._throttle_rules(), utc_now()
         with self.db.unit_of_work() as uow:
-            session = uow.session.get(LoginSession, session_id)
-            user = session and uow.session.get(User, session.user_id)
-            if not user or sessions.session_problem(session.revoked_at, session.expires_at, user.status, now):
-                raise Unauthorized("The session is no longer valid.", code="session_invalid")
+            user = self._signed_in_user(uow, session_id, now)
             account = sessions.account_key(user.id)
             account_wait = sessions.retry_after(self._throttle(uow, account), now)
             policy = storage.password_policy(uow.session)
@@ -311,6 +301,21 @@ class IdentityService(ServiceBase):
             storage.clear_throttle(uow.session, sessions.account_key(user.id))
             uow.emit(events.account_unlocked(user, actor))
             uow.commit()
+
+    @staticmethod
+    def _live_session(uow, session_id, now) -> tuple[LoginSession | None, User | None]:
+        """The session and its user while both may act (not revoked or expired, user active); else (None, None)."""
+        session = session_id and uow.session.get(LoginSession, session_id)
+        user = session and uow.session.get(User, session.user_id)
+        if not user or sessions.session_problem(session.revoked_at, session.expires_at, user.status, now):
+            return None, None
+        return session, user
+
+    def _signed_in_user(self, uow, session_id, now) -> User:
+        _, user = self._live_session(uow, session_id, now)
+        if not user:
+            raise Unauthorized("The session is no longer valid.", code="session_invalid")
+        return user
 
     def _revoke_all(self, uow, user, actor, reason, keep_session_id=None) -> list[str]:
         live, _ = storage.live_sessions(uow.session, user.id, utc_now())
@@ -515,9 +520,7 @@ class IdentityService(ServiceBase):
         actor = Actor.from_dict(actor)
         now = utc_now()
         with self.db.unit_of_work() as uow:
-            user = uow.session.get(User, user_id)
-            if not user:
-                raise NotFound("No such user.", details={"user_id": user_id})
+            user = self._user(uow, user_id)
             if user.status == domain.INVITED:
                 raise Conflict("This user has not accepted the invitation yet; resend the invitation instead.",
                                code="user_invited")
@@ -532,9 +535,7 @@ class IdentityService(ServiceBase):
         password = domain.generate_password()
         password_hash = tpool.execute(domain.hash_password, password)
         with self.db.unit_of_work() as uow:
-            user = uow.session.get(User, user_id)
-            if not user:
-                raise NotFound("No such user.", details={"user_id": user_id})
+            user = self._user(uow, user_id)
             self._set_password(uow, user, password_hash, True, actor, "password_reset_by_admin", utc_now())
             uow.emit(events.password_changed(user, actor, by_admin=True))
             uow.commit()
@@ -778,10 +779,8 @@ class IdentityService(ServiceBase):
                     self._refuse_protected(domain.SUSPEND, actor, user)
             changed = {field: {"from": getattr(user, field), "to": value}
                        for field, value in changes.items() if getattr(user, field) != value}
-            taken = storage.conflicts(uow.session, changed.get("username", {}).get("to"),
-                                      changed.get("email", {}).get("to"), excluding=user.id)
-            if taken:
-                raise Conflict("That username or email is already in use.", code="user_exists", details=taken)
+            self._refuse_taken(uow, changed.get("username", {}).get("to"), changed.get("email", {}).get("to"),
+                               excluding=user.id)
             if not changed and (status is None or status == before):
                 return storage.admin_user(user, current_role)
             for field, change in changed.items():
@@ -811,9 +810,9 @@ class IdentityService(ServiceBase):
             self._refuse_protected(domain.DELETE, actor, user)
             if user.status == domain.INVITED:
                 pending = uow.session.scalars(sa.select(Invitation).where(
-                    Invitation.user_id == user.id, Invitation.status == "pending"))
+                    Invitation.user_id == user.id, Invitation.status == invitation_rules.PENDING))
                 for invitation in pending:
-                    invitation.status = "revoked"
+                    invitation.status = invitation_rules.REVOKED
                     uow.emit(events.invitation_revoked(invitation, actor))
             uow.emit(events.user_removed(user, actor))
             uow.session.execute(sa.delete(User).where(User.id == user.id))
@@ -827,8 +826,8 @@ class IdentityService(ServiceBase):
         return user
 
     @staticmethod
-    def _refuse_taken(uow, username, email):
-        if taken := storage.conflicts(uow.session, username, email):
+    def _refuse_taken(uow, username, email, excluding=None):
+        if taken := storage.conflicts(uow.session, username, email, excluding=excluding):
             raise Conflict("That username or email is already in use.", code="user_exists", details=taken)
 
     @staticmethod

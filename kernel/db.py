@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+from datetime import datetime, timezone
 
 import sqlalchemy as sa
 from sqlalchemy import event as sa_event
@@ -17,6 +18,20 @@ from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 from kernel import failpoints
 from kernel.envelope import Event, utc_now
+
+
+def aware(moment: datetime | None) -> datetime | None:
+    """A stored time as an aware UTC datetime: SQLite hands back naive ones, and we only store UTC."""
+    if moment is not None and moment.tzinfo is None:
+        return moment.replace(tzinfo=timezone.utc)
+    return moment
+
+
+def iso(moment: datetime | None) -> str | None:
+    """A stored time as the API shows it: ISO-8601 UTC to the second, with Z."""
+    if moment is None:
+        return None
+    return aware(moment).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def kernel_tables(metadata: sa.MetaData, service: str) -> tuple[sa.Table, sa.Table]:

@@ -9,6 +9,7 @@ import re
 from datetime import datetime, timedelta, timezone
 from email.message import EmailMessage
 
+from kernel.db import aware
 from services.identity.domain import PasswordPolicy, normalize_email
 
 INVITATION, PASSWORD_RESET = "invitation", "password_reset"
@@ -22,13 +23,6 @@ RESET_MAIL_INTERVAL = timedelta(minutes=1)
 
 HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,62}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}[A-Za-z0-9])?)*\.?$")
 IPV6 = re.compile(r"^\[?[0-9A-Fa-f:.]+\]?$")
-
-
-def aware(moment: datetime | None) -> datetime | None:
-    """SQLite hands back naive datetimes; we only ever store UTC."""
-    if moment is not None and moment.tzinfo is None:
-        return moment.replace(tzinfo=timezone.utc)
-    return moment
 
 
 # --- retries ------------------------------------------------------------------------

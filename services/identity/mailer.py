@@ -21,6 +21,7 @@ from email.message import EmailMessage
 from nameko.extensions import DependencyProvider
 
 from kernel.crypto import SecretBox, new_token, token_digest
+from kernel.db import aware
 from kernel.envelope import SYSTEM, utc_now
 from kernel.service import Database
 from services.identity import events, mail, storage
@@ -169,7 +170,7 @@ class Mailer(DependencyProvider):
         else:
             target = session.get(PasswordReset, job.ref_id)
             usable = target is not None and target.used_at is None
-        return target if usable and mail.aware(target.expires_at) > now else None
+        return target if usable and aware(target.expires_at) > now else None
 
     def deliver(self, outgoing: Outgoing, settings: dict | SmtpUnusable) -> int:
         password = settings.get("password") if isinstance(settings, dict) else None

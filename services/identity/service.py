@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from kernel import DEFAULT_TENANT_ID, paging
 from kernel.consumer import on_event
 from kernel.crypto import new_token, token_digest
+from kernel.db import aware
 from kernel.envelope import SYSTEM, Actor, utc_now
 from kernel.errors import (Conflict, Forbidden, Gone, NotFound, PreconditionFailed, TooManyRequests, Unauthorized,
                            ValidationFailed)
@@ -681,7 +682,7 @@ class IdentityService(ServiceBase):
     def _reset_refusal(reset, now):
         if reset.used_at is not None:
             return Gone("This password reset link was already used.", code="reset_used")
-        if mail.aware(reset.expires_at) <= now:
+        if aware(reset.expires_at) <= now:
             return Gone("This password reset link has expired; ask for a new one.", code="reset_expired")
         return None
 

@@ -10,9 +10,10 @@ failure instead of starting over).
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 from kernel.crypto import token_digest
+from kernel.db import aware
 from services.identity import domain
 
 MAX_LOCK_SECONDS = 3600
@@ -42,13 +43,6 @@ class Throttle:
     failures: int
     first_failure_at: datetime
     locked_until: datetime | None = None
-
-
-def aware(moment: datetime | None) -> datetime | None:
-    """SQLite hands back naive datetimes; everything we store is UTC."""
-    if moment is not None and moment.tzinfo is None:
-        return moment.replace(tzinfo=timezone.utc)
-    return moment
 
 
 def account_key(user_id: str) -> str:

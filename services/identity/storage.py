@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from kernel.db import service_base
+from kernel.db import iso, service_base  # noqa: F401  (iso: storage.iso for the service)
 from kernel.envelope import utc_now
 from kernel.errors import ValidationFailed
 from services.identity.domain import FIRST_UID_NUMBER, PasswordPolicy
@@ -303,14 +303,6 @@ def list_users(session: Session, tenant_id: str, *, q: str | None = None, status
         counted = counted.join(UserRole, role_join)
     total = session.scalar(counted.where(*conditions))
     return rows, total
-
-
-def iso(moment: datetime | None) -> str | None:
-    if moment is None:
-        return None
-    if moment.tzinfo is None:  # SQLite hands back naive datetimes; we only store UTC
-        return moment.isoformat(timespec="seconds") + "Z"
-    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 # --- invitations, password resets, mail, settings ------------------------------------

@@ -13,11 +13,11 @@ from sqlalchemy.exc import IntegrityError
 
 from kernel import DEFAULT_TENANT_ID, paging
 from kernel.consumer import on_event
+from kernel.db import iso
 from kernel.envelope import SYSTEM, Actor, utc_now
 from kernel.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from kernel.service import Database, ServiceBase, rpc
 from services.identity import events as identity_events
-from services.identity.storage import iso
 from services.rbac import domain, events, storage
 from services.rbac.storage import Group, GroupMember, Role, RoleAssignment
 

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from kernel.config import Config
 from kernel.crypto import token_digest
-from kernel.db import ServiceDatabase
+from kernel.db import ServiceDatabase, aware
 from kernel.envelope import utc_now
 from services.identity import invitations, mail, storage
 from services.identity.domain import PasswordPolicy
@@ -234,7 +234,7 @@ def test_a_failed_job_waits_for_its_pause(identity_db, mailer, smtp_server):
     with identity_db.unit_of_work() as uow:
         job = uow.session.scalars(sa.select(MailJob)).one()
         assert job.attempts == 1 and "SMTP is not configured" in job.last_error
-        pause = mail.aware(job.next_attempt_at) - utc_now()
+        pause = aware(job.next_attempt_at) - utc_now()
         assert timedelta(0) < pause <= timedelta(seconds=2)
     configure_smtp(identity_db, mailer, smtp_server.port)
     assert mailer.run_once() == 0  # still pausing

@@ -125,16 +125,16 @@ class SessionCache:
 
     def connected(self) -> None:
         """The listener consumes again: whatever was cached before may have missed events."""
-        with self._lock:
-            self._generation += 1
-            self._clear()
-            self._connected = True
+        self._restart(connected=True)
 
     def disconnected(self) -> None:
+        self._restart(connected=False)
+
+    def _restart(self, connected: bool) -> None:
         with self._lock:
             self._generation += 1
-            self._connected = False
             self._clear()
+            self._connected = connected
 
     @property
     def is_connected(self) -> bool:

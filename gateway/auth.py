@@ -131,9 +131,9 @@ def current_principal() -> Principal:
 def actor() -> Actor:
     """Who is calling, as services record it in events."""
     principal = g.get("principal")
-    return Actor(user_id=principal.user_id if principal else None,
-                 username=principal.user["username"] if principal else None,
-                 ip=request.remote_addr, request_id=g.get("request_id"))
+    user = principal.user if principal else {}
+    return Actor(user_id=user.get("id"), username=user.get("username"), display_name=user.get("full_name"),
+                 email=user.get("email"), ip=request.remote_addr, request_id=g.get("request_id"))
 
 
 def requires(permission: str | None = None, **allowances: bool):

@@ -31,15 +31,24 @@ class Actor:
     username: str | None = None
     ip: str | None = None
     request_id: str | None = None
+    # Snapshots taken when the event happens, so the audit trail still reads as who it
+    # was after the user is renamed or removed.
+    display_name: str | None = None
+    email: str | None = None
 
     @classmethod
     def from_dict(cls, data: dict | None) -> "Actor":
         data = data or {}
-        return cls(**{k: data.get(k) for k in ("user_id", "username", "ip", "request_id")})
+        return cls(**{k: data.get(k) for k in _ACTOR_FIELDS})
 
-    def as_user(self, user_id: str, username: str) -> "Actor":
+    def as_user(self, user_id: str, username: str, display_name: str | None = None,
+                email: str | None = None) -> "Actor":
         """The same request, now known to be made by this user (e.g. after login)."""
-        return Actor(user_id=user_id, username=username, ip=self.ip, request_id=self.request_id)
+        return Actor(user_id=user_id, username=username, ip=self.ip, request_id=self.request_id,
+                     display_name=display_name, email=email)
+
+
+_ACTOR_FIELDS = ("user_id", "username", "ip", "request_id", "display_name", "email")
 
 
 SYSTEM = Actor(username="system")
@@ -61,7 +70,9 @@ class Event:
     resource: Resource
     data: dict = field(default_factory=dict)
     outcome: str = "success"
-    tenant_id: str | None = None
+    # Every tenant whose audit view shows the event: where it happened and, for events
+    # about a user, each tenant that user belongs to.
+    tenant_ids: tuple[str, ...] = ()
     id: str = field(default_factory=lambda: str(uuid.uuid4()))
     occurred_at: str = field(default_factory=lambda: utc_now_iso())
     version: int = SCHEMA_VERSION
@@ -74,6 +85,8 @@ class Event:
         if self.outcome not in OUTCOMES:
             raise ValueError(f"unknown outcome {self.outcome!r}")
         _refuse_secrets(self.data, "data")
+        # Callers pass a list or a single-tenant tuple; keep one ordered, duplicate-free tuple.
+        object.__setattr__(self, "tenant_ids", tuple(dict.fromkeys(t for t in self.tenant_ids if t)))
 
     @property
     def action(self) -> str:
@@ -100,7 +113,7 @@ class Event:
             occurred_at=body["occurred_at"], actor=Actor.from_dict(body.get("actor")),
             resource=Resource(resource.get("type", "unknown"), resource.get("id"), resource.get("name")),
             data=body.get("data") or {}, outcome=body.get("outcome", "success"),
-            tenant_id=body.get("tenant_id"), version=body["version"],
+            tenant_ids=tuple(body.get("tenant_ids") or ()), version=body["version"],
         )
 
 

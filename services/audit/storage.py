@@ -47,7 +47,7 @@ def record_from_event(event, recorded_at) -> dict:
         event_id=event.id, type=event.type, source=event.source, category=event.category,
         action=event.action, outcome=event.outcome, occurred_at=event.occurred_at, recorded_at=recorded_at,
         actor_id=event.actor.user_id, actor_name=event.actor.username, actor_ip=event.actor.ip,
-        request_id=event.actor.request_id, tenant_id=event.tenant_id, resource_type=event.resource.type,
+        request_id=event.actor.request_id, tenant_id=event.tenant_ids[0] if event.tenant_ids else None, resource_type=event.resource.type,
         resource_id=event.resource.id, resource_name=event.resource.name, data=event.data,
     )
 

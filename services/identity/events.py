@@ -52,9 +52,9 @@ def _profile(user) -> dict:
 
 
 def _event(type_: str, category: str, actor: Actor, resource: Resource, data: dict | None = None,
-           outcome: str = "success", tenant_id: str | None = None) -> Event:
+           outcome: str = "success", tenant_ids: tuple[str, ...] = ()) -> Event:
     return Event(type=type_, source="identity", category=category, actor=actor, resource=resource,
-                 data=data or {}, outcome=outcome, tenant_id=tenant_id)
+                 data=data or {}, outcome=outcome, tenant_ids=tenant_ids)
 
 
 # --- accounts ---------------------------------------------------------------
@@ -95,24 +95,24 @@ def invitation_sent(invitation, actor: Actor, resent: bool = False) -> Event:
     return _event(INVITATION_SENT, "users", actor, _invitation(invitation),
                   {"email": invitation.email, "role": invitation.role, "user_id": invitation.user_id,
                    "expires_at": invitation.expires_at.isoformat(), "resent": resent},
-                  tenant_id=invitation.tenant_id)
+                  tenant_ids=(invitation.tenant_id,))
 
 
 def invitation_accepted(invitation, user, actor: Actor) -> Event:
     """rbac assigns `role` in `tenant_id` to `user_id` on this event."""
     return _event(INVITATION_ACCEPTED, "users", actor, _invitation(invitation),
                   {"email": invitation.email, "role": invitation.role, "tenant_id": invitation.tenant_id,
-                   "user_id": user.id, "username": user.username}, tenant_id=invitation.tenant_id)
+                   "user_id": user.id, "username": user.username}, tenant_ids=(invitation.tenant_id,))
 
 
 def invitation_revoked(invitation, actor: Actor) -> Event:
     return _event(INVITATION_REVOKED, "users", actor, _invitation(invitation),
-                  {"email": invitation.email}, tenant_id=invitation.tenant_id)
+                  {"email": invitation.email}, tenant_ids=(invitation.tenant_id,))
 
 
 def invitation_expired(invitation, actor: Actor) -> Event:
     return _event(INVITATION_EXPIRED, "users", actor, _invitation(invitation),
-                  {"email": invitation.email}, tenant_id=invitation.tenant_id)
+                  {"email": invitation.email}, tenant_ids=(invitation.tenant_id,))
 
 
 def mail_failed(job, actor: Actor, error: str, gave_up: bool) -> Event:

@@ -156,7 +156,7 @@ class IdentityService(ServiceBase):
             uow.session.add(session)
             uow.session.flush()
             refresh_token = self._issue_refresh_token(uow, session.id, now)
-            uow.emit(events.login_succeeded(user, actor.as_user(user.id, user.username), session.id))
+            uow.emit(events.login_succeeded(user, actor.as_user(user.id, user.username, user.full_name, user.email), session.id))
             uow.commit()
         return {"user": storage.public_user(user), "session_id": session.id, "refresh_token": refresh_token}
 
@@ -191,7 +191,7 @@ class IdentityService(ServiceBase):
                 raise Unauthorized("The refresh token is not valid; sign in again.", code="refresh_token_invalid")
             if not storage.use_refresh_token(uow.session, digest, now):
                 revoked = storage.revoke([session], now, sessions.SESSION_REUSE)
-                uow.emit(events.sessions_revoked(user, actor.as_user(user.id, user.username), revoked,
+                uow.emit(events.sessions_revoked(user, actor.as_user(user.id, user.username, user.full_name, user.email), revoked,
                                                  sessions.SESSION_REUSE))
                 uow.commit()
                 raise Unauthorized("The refresh token was already used; the session is closed for safety.",
@@ -468,7 +468,7 @@ class IdentityService(ServiceBase):
             except IntegrityError:  # a concurrent registration took the username
                 raise Conflict("That username is already in use.", code="user_exists") from None
             invitation.user_id = user.id
-            user_actor = actor.as_user(user.id, user.username)
+            user_actor = actor.as_user(user.id, user.username, user.full_name, user.email)
             uow.emit(events.user_registered(user, user_actor, invitation_id=invitation.id),
                      events.invitation_accepted(invitation, user, user_actor))
             uow.commit()
@@ -509,7 +509,7 @@ class IdentityService(ServiceBase):
             if not storage.consume_reset(uow.session, reset_id, token_digest(token), now):
                 raise self._reset_refusal(uow.session.get(PasswordReset, reset_id), now)
             user = uow.session.get(User, user.id)
-            user_actor = actor.as_user(user.id, user.username)
+            user_actor = actor.as_user(user.id, user.username, user.full_name, user.email)
             self._set_password(uow, user, password_hash, False, user_actor, "password_reset", now)
             uow.emit(events.password_reset_completed(user, user_actor))
             uow.commit()

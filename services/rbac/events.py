@@ -30,7 +30,7 @@ DECISION_CHANGING = tuple(type_ for type_ in ALL if type_ != AUTHORIZATION_DENIE
 def _event(type_: str, actor: Actor, resource: Resource, data: dict, tenant_id: str | None = None,
            outcome: str = "success") -> Event:
     return Event(type=type_, source="rbac", category="rbac", actor=actor, resource=resource, data=data,
-                 tenant_id=tenant_id, outcome=outcome)
+                 tenant_ids=(tenant_id,) if tenant_id else (), outcome=outcome)
 
 
 def _role(role) -> Resource:

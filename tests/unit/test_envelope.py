@@ -113,10 +113,12 @@ def test_ordinary_keys_pass_at_any_depth():
 
 
 def test_to_dict_from_dict_round_trip():
-    event = make(tenant_id="default", data={"username": "alice", "roles": ["viewer"], "n": {"x": 1}})
+    event = make(tenant_ids=["default", "acme", "default"], data={"username": "alice", "roles": ["viewer"], "n": {"x": 1}})
+    assert event.tenant_ids == ("default", "acme")
     body = event.to_dict()
     assert body["action"] == "user_created"
-    assert body["actor"] == {"user_id": "u-1", "username": "alice", "ip": "10.0.0.7", "request_id": "req-42"}
+    assert body["actor"] == {"user_id": "u-1", "username": "alice", "ip": "10.0.0.7", "request_id": "req-42",
+                             "display_name": None, "email": None}
     assert body["resource"] == {"type": "user", "id": "u-1", "name": "alice"}
     assert Event.from_dict(body) == event
     # and through the wire format
@@ -127,7 +129,7 @@ def test_round_trip_keeps_failure_outcome_and_no_tenant():
     event = make(type="identity.login_failed", category="auth", outcome="failure", data={})
     again = Event.from_dict(event.to_dict())
     assert again == event
-    assert again.outcome == "failure" and again.tenant_id is None
+    assert again.outcome == "failure" and again.tenant_ids == ()
 
 
 @pytest.mark.parametrize("version", [0, 2, "1", None])

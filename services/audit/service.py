@@ -1,19 +1,14 @@
 """Audit: records every domain event of every service, serves them read-only."""
 from __future__ import annotations
 
-import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
-
 from kernel import SERVICES
 from kernel.consumer import on_event
 from kernel.envelope import utc_now
 from kernel.errors import ValidationFailed
 from kernel.service import Database, ServiceBase, rpc
 from services.audit import storage
-from services.audit.storage import AuditRecord
 
 MAX_PAGE = 200
-INSERT_RECORD = sa.insert(AuditRecord)
 
 
 class AuditService(ServiceBase):
@@ -24,12 +19,8 @@ class AuditService(ServiceBase):
     @on_event(*SERVICES, dedupe=False)
     def record(self, event):
         """Append the event once; a redelivered event id is ignored (the id is unique)."""
-        row = storage.record_from_event(event, utc_now())
-        try:
-            with self.db.engine.begin() as conn:
-                conn.execute(INSERT_RECORD, row)  # parameters apart: the compiled statement is reused
-        except IntegrityError:  # event_id is unique: this is a redelivery
-            pass
+        with self.db.engine.begin() as conn:
+            storage.append(conn, [storage.record_from_event(event, utc_now())])
 
     @rpc
     def list_events(self, filters=None, limit=50, before=None):

@@ -23,7 +23,7 @@ import jwt
 from apiflask import APIBlueprint, HTTPTokenAuth
 from flask import current_app, g, request
 
-from kernel import DEFAULT_TENANT_ID
+from kernel import DEFAULT_TENANT_ID, SUPER_ADMIN_ONLY
 from kernel.envelope import Actor
 from kernel.errors import Forbidden, Unauthorized
 
@@ -138,7 +138,8 @@ def actor() -> Actor:
 
 def requires(permission: str | None = None, **allowances: bool):
     """Guard a route: a valid session, no outstanding requirement unless the route allows
-    it (`allow_password_change=True`), and `permission` in the active tenant when given."""
+    it (`allow_password_change=True`), and `permission` in the active tenant when given
+    (`SUPER_ADMIN_ONLY` for routes of super admins alone)."""
     if unknown := set(allowances) - ALLOWANCES:
         raise TypeError(f"unknown allowance(s) {sorted(unknown)}; known: {sorted(ALLOWANCES)}")
     allowed_through = {name for name, allowed in allowances.items() if allowed}
@@ -153,8 +154,9 @@ def requires(permission: str | None = None, **allowances: bool):
             if permission and not session_cache().authorized(principal.user_id, permission,
                                                              principal.tenant_id, _fetch_decision):
                 _record_denial(permission, principal.tenant_id)
-                raise Forbidden(f"This needs the permission {permission}.", code="permission_denied",
-                                details={"permission": permission})
+                message = ("Only super admins may do this." if permission == SUPER_ADMIN_ONLY
+                           else f"This needs the permission {permission}.")
+                raise Forbidden(message, code="permission_denied", details={"permission": permission})
             return view(*args, **kwargs)
 
         guarded.required_permission = permission

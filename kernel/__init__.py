@@ -14,3 +14,7 @@ SERVICES = ("identity", "rbac", "tenancy", "audit", "proxmox_sync")
 
 # Until multi-tenancy is enabled everything lives in this tenant.
 DEFAULT_TENANT_ID = "default"
+
+# A pseudo-permission held by super admins only (never part of a role): routes for super
+# admins alone require it, and rbac's authorize answers it.
+SUPER_ADMIN_ONLY = "super_admin"

@@ -4,6 +4,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from kernel import SUPER_ADMIN_ONLY  # noqa: F401 - re-exported: part of the decision vocabulary
 from services.identity.domain import FIRST_UID_NUMBER
 
 
@@ -181,6 +182,13 @@ def scope_problems(scope: dict | None) -> dict:
         elif len(values) > 500:
             problems[key] = "at most 500 ids"
     return problems
+
+
+def holds(grant: Grant, permission: str, resource: dict | None = None) -> bool:
+    """The authorization decision: permission (or SUPER_ADMIN_ONLY) held, and the resource in scope."""
+    if permission == SUPER_ADMIN_ONLY:
+        return grant.super_admin
+    return permission in grant.permissions and in_scope(grant.scope, resource)
 
 
 def in_scope(scope: dict | None, resource: dict | None) -> bool:

@@ -82,13 +82,14 @@ class RbacService(ServiceBase):
     @rpc
     def authorize(self, user_id, permission, tenant_id=DEFAULT_TENANT_ID, resource=None):
         """Whether the user holds `permission` in the tenant and, given a resource
-        ({"connection": id, "node": name, "storage": id}, any subset), whether their scope covers it."""
-        if permission not in domain.PERMISSIONS:
+        ({"connection": id, "node": name, "storage": id}, any subset), whether their scope covers it.
+        `super_admin` asks whether the user is a super admin there."""
+        if permission not in domain.PERMISSIONS and permission != domain.SUPER_ADMIN_ONLY:
             raise ValidationFailed(f"Unknown permission {permission!r}.", code="unknown_permission",
                                    details={"permission": "is not in the catalogue"})
         with self.db.unit_of_work() as uow:
             grant = self._grant(uow.session, user_id, tenant_id)
-        return permission in grant.permissions and domain.in_scope(grant.scope, resource)
+        return domain.holds(grant, permission, resource)
 
     @rpc
     def scope_of(self, user_id, tenant_id=DEFAULT_TENANT_ID):

@@ -9,6 +9,7 @@ from services.rbac.domain import (
     OPERATOR,
     PERMISSIONS,
     SUPER_ADMIN,
+    SUPER_ADMIN_ONLY,
     VIEWER,
     Grant,
     Permission,
@@ -19,6 +20,7 @@ from services.rbac.domain import (
     gid_problem,
     grant_of,
     group_problems,
+    holds,
     in_scope,
     normalize_scope,
     permission_diff,
@@ -95,6 +97,15 @@ def test_a_super_admin_grant_holds_everything_and_is_never_scoped():
     grant = grant_of(None, None, super_admin=True, scope={"connections": ["c1"]})
     assert grant.super_admin and grant.permissions == ALL
     assert in_scope(grant.scope, {"connection": "elsewhere"})
+
+
+def test_only_super_admins_hold_the_super_admin_pseudo_permission():
+    assert SUPER_ADMIN_ONLY not in PERMISSIONS  # so no role can carry it
+    assert holds(grant_of(None, None, super_admin=True), SUPER_ADMIN_ONLY)
+    assert not holds(grant_of(ADMIN, BUILTIN_ROLES[ADMIN], super_admin=False), SUPER_ADMIN_ONLY)
+    scoped = grant_of(OPERATOR, BUILTIN_ROLES[OPERATOR], super_admin=False, scope={"nodes": ["pve1"]})
+    assert holds(scoped, "vm.start", {"node": "pve1"}) and not holds(scoped, "vm.start", {"node": "pve2"})
+    assert not holds(scoped, "admin.users")
 
 
 def test_a_role_grant_holds_its_permissions_and_scope():

@@ -1,3 +1,3 @@
-"""Every event audit publishes, in one place (none yet: purges will be the first)."""
+"""Every event audit publishes, in one place. They are recorded like any other event."""
 
 ALL = ()

@@ -15,12 +15,16 @@ class AuditService(ServiceBase):
     name = "audit"
     db = Database(storage.metadata)
 
+    # --- recording: ingest, chain verification, retention, dead letters ---------
+
     # Binds "#" on every service's exchange: event types added later arrive with no change here.
     @on_event(*SERVICES, dedupe=False)
     def record(self, event):
         """Append the event once; a redelivered event id is ignored (the id is unique)."""
         with self.db.engine.begin() as conn:
             storage.append(conn, [storage.record_from_event(event, utc_now())])
+
+    # --- reading: lists, search, export, forwarding to a SIEM --------------------
 
     @rpc
     def list_events(self, filters=None, limit=50, before=None):

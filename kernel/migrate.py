@@ -12,6 +12,13 @@ from kernel.db import create_engine
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def modelled(obj, name, type_, reflected, compare_to) -> bool:
+    """Autogenerate compares models only: objects that exist in the database without a
+    model (trigram search tables and indexes written by hand in a migration) are never
+    proposed for dropping."""
+    return not (reflected and compare_to is None)
+
+
 def _alembic(service: str, url: str) -> AlembicConfig:
     storage = importlib.import_module(f"services.{service}.storage")
     cfg = AlembicConfig()

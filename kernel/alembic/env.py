@@ -1,9 +1,13 @@
 """One Alembic environment for every service; kernel.migrate passes the metadata."""
 from alembic import context
 
+from kernel.migrate import modelled
+
 config = context.config
 metadata = config.attributes["target_metadata"]
 service = config.attributes["service"]
+
+
 
 with config.attributes["engine"].connect() as connection:
     context.configure(
@@ -12,6 +16,7 @@ with config.attributes["engine"].connect() as connection:
         version_table=f"alembic_version_{service}",
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_object=modelled,
     )
     with context.begin_transaction():
         context.run_migrations()

@@ -1,6 +1,7 @@
 import pytest
 import sqlalchemy as sa
 
+from kernel import migrate
 from kernel.db import ServiceDatabase, kernel_tables
 
 
@@ -13,3 +14,10 @@ def db(tmp_path):
     metadata.create_all(database.engine)
     yield database
     database.dispose()
+
+
+def migrated(service: str, path, metadata) -> ServiceDatabase:
+    """A service's database on a SQLite file, built by its migrations (as deployed)."""
+    url = f"sqlite:///{path}"
+    migrate.upgrade(service, url)
+    return ServiceDatabase(service, url, metadata)

@@ -10,13 +10,14 @@ import sqlalchemy as sa
 
 from kernel.config import Config
 from kernel.crypto import token_digest
-from kernel.db import ServiceDatabase, aware
+from kernel.db import aware
 from kernel.envelope import utc_now
 from services.identity import invitations, mail, storage
 from services.identity.domain import PasswordPolicy
 from services.identity.mailer import Mailer, send
 from services.identity.storage import Invitation, MailJob, PasswordReset, User
 from tests.mailbox import Mailbox
+from tests.unit.conftest import migrated
 
 NOW = utc_now()
 
@@ -143,8 +144,7 @@ def smtp_server():
 
 @pytest.fixture
 def identity_db(tmp_path):
-    database = ServiceDatabase("identity", f"sqlite:///{tmp_path / 'identity.db'}", storage.metadata)
-    storage.metadata.create_all(database.engine)
+    database = migrated("identity", tmp_path / "identity.db", storage.metadata)
     yield database
     database.dispose()
 

@@ -5,7 +5,7 @@ from datetime import timedelta
 
 import pytest
 
-from kernel.db import ServiceDatabase
+from tests.unit.conftest import migrated
 from kernel.envelope import utc_now
 from services.identity import domain, storage
 from services.identity.domain import ACTIVE, INVITED, PENDING, SUSPENDED
@@ -69,8 +69,7 @@ def test_protections(action, actor, target, first_admin, expected):
 
 @pytest.fixture
 def session(tmp_path):
-    db = ServiceDatabase("identity", f"sqlite:///{tmp_path / 'identity.db'}", storage.metadata)
-    storage.metadata.create_all(db.engine)
+    db = migrated("identity", tmp_path / "identity.db", storage.metadata)
     with db.sessions() as session:
         yield session
     db.dispose()
@@ -125,6 +124,22 @@ def test_search_wildcards_are_literal(session, people):
     assert names(storage.list_users(session, "default", q="_")[0]) == ["cy_1"]
 
 
+def test_search_index_follows_renames_and_removals(session, people):
+    """The trigram index (FTS5 on SQLite) is kept in step with search_text by triggers."""
+    bob = people["bob"]
+    bob.last_name = "Hopper-Quote\"s"
+    bob.refresh_search_text()
+    session.flush()
+    assert names(storage.list_users(session, "default", q="young")[0]) == []
+    assert names(storage.list_users(session, "default", q="hopper-quote\"s")[0]) == ["bob"]
+    assert names(storage.list_users(session, "default", q="r-q")[0]) == ["bob"]  # substring across words
+    assert names(storage.list_users(session, "default", q="bo")[0]) == ["bob"]  # under 3 characters: no trigrams
+    session.delete(people["eve"])
+    session.flush()
+    assert names(storage.list_users(session, "default", q="abel")[0]) == []
+    assert names(storage.list_users(session, "default", q="ann")[0]) == ["ann"]
+
+
 def test_filters_and_total(session, people):
     rows, total = storage.list_users(session, "default", role="viewer", sort="username", order="asc")
     assert names(rows) == ["bob", "eve"] and total == 2
@@ -147,6 +162,23 @@ def test_missing_values_sort_last_both_ways(session, people, order):
     assert logins[2:] == [None, None, None] and None not in logins[:2]
     roles = [role for _, role in storage.list_users(session, "default", sort="role", order=order)[0]]
     assert roles[3:] == [None, None]
+
+
+@pytest.mark.parametrize("order", ["asc", "desc"])
+@pytest.mark.parametrize("status", [None, ACTIVE])
+def test_pages_sorted_by_role_cross_from_role_holders_to_users_without_one(session, order, status):
+    for i in range(7):
+        add_user(session, f"r{i}", "R", f"{i}", role=["admin", "viewer", None][i % 3],
+                 status=[ACTIVE, PENDING][i % 2])
+    everyone, total = storage.list_users(session, "default", sort="role", order=order, status=status, limit=100)
+    expected = sorted(everyone, key=lambda row: row[0].id, reverse=order == "desc")
+    expected = sorted([r for r in expected if r[1]], key=lambda row: row[1], reverse=order == "desc") + \
+        [r for r in expected if not r[1]]
+    assert names(everyone) == names(expected) and total == len(expected)
+    paged = [row for offset in range(0, total, 2)
+             for row in storage.list_users(session, "default", sort="role", order=order, status=status,
+                                           limit=2, offset=offset)[0]]
+    assert names(paged) == names(expected)
 
 
 def test_other_sorts(session, people):
@@ -184,8 +216,7 @@ def identity(tmp_path):
     from services.identity.service import IdentityService
 
     service = IdentityService()
-    service.db = ServiceDatabase("identity", f"sqlite:///{tmp_path / 'svc.db'}", storage.metadata)
-    storage.metadata.create_all(service.db.engine)
+    service.db = migrated("identity", tmp_path / "svc.db", storage.metadata)
     yield service
     service.db.dispose()
 

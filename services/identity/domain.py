@@ -99,8 +99,10 @@ def needs_rehash(password_hash: str) -> bool:
 
 
 @lru_cache(maxsize=1)
+@lru_cache(maxsize=1)
 def dummy_hash() -> str:
-    """Verified against when the account does not exist, so that costs the same time."""
+    """Verified against when the account does not exist, so that costs the same time
+    (made once: hashing it on every such login would make unknown names the slow ones)."""
     return hash_password(secrets.token_urlsafe(16))
 
 

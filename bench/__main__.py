@@ -29,7 +29,7 @@ from tests.harness import ADMIN_PASSWORD, ADMIN_USERNAME, Platform
 COLUMNS = ("figure", "value", "primitive", "ratio", "goal", "met")
 RESULTS = Path(__file__).with_name("results") / "latest.json"
 INGEST_VHOST = "bench-ingest"
-PHASES = ("logins", "list", "suspend", "users", "ingest")
+PHASES = ("logins", "list", "authz", "suspend", "users", "ingest")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -92,6 +92,7 @@ def measure(args, workdir: Path, cleanup: list) -> list[dict]:
     phases = {
         "logins": lambda: figures.password_logins(gatehouse, (ADMIN_USERNAME, ADMIN_PASSWORD), args),
         "list": lambda: figures.authenticated_requests(gatehouse, gatehouse.admin().token, args),  # fresh: TTL 15 min
+        "authz": lambda: figures.authorization_decisions(gatehouse, gatehouse.admin().token, args),
         "suspend": lambda: figures.suspension_to_refusal(gatehouse, args),
         # after the others: 100k seeded users would slow the authorized-list figure's total count
         "users": lambda: figures.user_list(gatehouse, gatehouse.admin().token, args),

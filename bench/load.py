@@ -108,7 +108,7 @@ def http_call_factory(url: str, method: str, paths: list[str], body: str | None,
     return make_call
 
 
-def rpc_call_factory(amqp_uri: str, service: str, method: str, threads: int, timeout: float):
+def rpc_call_factory(amqp_uri: str, service: str, method: str, threads: int, timeout: float, call_args=()):
     from gateway.rpc import RpcPool
 
     pool = RpcPool({"AMQP_URI": amqp_uri, "serializer": "json"}, size=threads, timeout=timeout)
@@ -116,7 +116,7 @@ def rpc_call_factory(amqp_uri: str, service: str, method: str, threads: int, tim
     def make_call():
         def call():
             with pool.client() as rpc:
-                getattr(getattr(rpc, service), method)()
+                getattr(getattr(rpc, service), method)(*call_args)
 
         return call
 
@@ -180,6 +180,7 @@ def main(argv=None) -> None:
     rpc_mode.add_argument("--service", default="identity")
     rpc_mode.add_argument("--method", default="health")
     rpc_mode.add_argument("--timeout", type=float, default=10)
+    rpc_mode.add_argument("--args", default="[]", help="JSON list of the call's arguments")
     pub = modes.add_parser("publish")
     pub.add_argument("--amqp", required=True)
     pub.add_argument("--exchange", default="", help="topic exchange; empty: the default exchange")
@@ -193,7 +194,8 @@ def main(argv=None) -> None:
         factory = http_call_factory(args.url, args.method, args.path, args.body, headers, args.expect)
         result = closed_loop(args.threads, args.duration, args.warmup, factory)
     elif args.mode == "rpc":
-        pool, factory = rpc_call_factory(args.amqp, args.service, args.method, args.threads, args.timeout)
+        pool, factory = rpc_call_factory(args.amqp, args.service, args.method, args.threads, args.timeout,
+                                         json.loads(args.args))
         try:
             result = closed_loop(args.threads, args.duration, args.warmup, factory)
         finally:

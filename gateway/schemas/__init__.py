@@ -86,6 +86,8 @@ class AuditQuery(Schema):
 class AuditActor(Schema):
     user_id = String(allow_none=True)
     username = String(allow_none=True)
+    display_name = String(allow_none=True)
+    email = String(allow_none=True)
     ip = String(allow_none=True)
 
 
@@ -106,7 +108,7 @@ class AuditEventOut(Schema):
     occurred_at = String(metadata={"format": "date-time"})
     actor = Nested(AuditActor)
     request_id = String(allow_none=True)
-    tenant_id = String(allow_none=True)
+    tenant_ids = List(String())
     resource = Nested(AuditResource)
     data = Dict()
 

@@ -50,6 +50,13 @@ class RbacService(ServiceBase):
         self._assign(uow, data["user_id"], data.get("username"), data.get("tenant_id") or DEFAULT_TENANT_ID,
                      data["role"], event.actor)
 
+    @on_event("identity", types=[identity_events.USER_UPDATED])
+    def follow_rename(self, event, uow):
+        """Members are listed, and mirrored to LDAP memberUid, by username: follow a rename."""
+        if "username" in event.data.get("changed", {}):
+            uow.session.execute(sa.update(GroupMember).where(GroupMember.user_id == event.resource.id)
+                                .values(username=event.data["profile"]["username"]))
+
     @on_event("identity", types=[identity_events.USER_REMOVED])
     def forget_removed_user(self, event, uow):
         user_id = event.resource.id

@@ -197,7 +197,7 @@ def test_assignments_are_listed_replaced_removed_and_audited(platform, admin, un
     assert (held["tenant_id"], held["role"], held["locked"]) == (DEFAULT, "operator", False)
     record = audited(admin, "role_assigned", user["id"], role="operator")
     assert record["data"]["previous_role"] == "viewer" and record["data"]["scope"]["connections"] == ["c-1"]
-    assert record["tenant_id"] == DEFAULT
+    assert record["tenant_ids"] == [DEFAULT]
     assert admin.delete(f"/api/v1/users/{user['id']}/roles/{DEFAULT}").status_code == 204
     assert admin.get(f"/api/v1/users/{user['id']}/roles").json()["items"] == []
     audited(admin, "role_unassigned", user["id"], role="operator")
@@ -363,6 +363,22 @@ def test_member_lists_page(platform, admin, unique):
                      params={"limit": 2, "cursor": first["next_cursor"]}).json()
     assert len(rest["items"]) == 1 and rest["next_cursor"] is None
     assert admin.get(f"/api/v1/groups/{group['id']}").json()["member_count"] == 3
+
+
+def test_group_members_follow_a_rename(platform, admin, unique):
+    user, _ = make_user(platform, admin, f"rn{unique}")
+    ldapusers = group_of(admin, "ldapusers")
+    eventually(lambda: admin.get(f"/api/v1/users/{user['id']}/groups").json()["items"], 20, 0.2, "ldapusers")
+    version = admin.get(f"/api/v1/users/{user['id']}").headers["ETag"]
+    renamed = admin.patch(f"/api/v1/users/{user['id']}", json={"username": f"rn2{unique}"},
+                          headers={"If-Match": version})
+    assert renamed.status_code == 200, renamed.text
+
+    def member_name():
+        members = admin.get(f"/api/v1/groups/{ldapusers['id']}/members", params={"limit": 200})
+        return {m["user_id"]: m["username"] for m in members.json()["items"]}.get(user["id"])
+
+    eventually(lambda: member_name() == f"rn2{unique}", 20, 0.2, "member renamed")
 
 
 def test_a_removed_users_assignments_and_memberships_go_too(platform, admin, unique):

@@ -75,8 +75,17 @@ class RecoveryCodesOut(Schema):
     recovery_codes = List(String(), metadata={"description": "10 single-use codes, shown this once"})
 
 
+class JsonBoolean(Boolean):
+    """true or false only (marshmallow's Boolean also takes "yes", "on", 1 ...)."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, bool):
+            raise self.make_error("invalid")
+        return value
+
+
 class TwoFactorPolicy(Schema):
-    require_for_super_admin = Boolean(required=True, metadata={
+    require_for_super_admin = JsonBoolean(required=True, metadata={
         "description": "super admins without TOTP must enroll before anything else (at their next request)"})
 
 

@@ -1007,7 +1007,6 @@ class IdentityService(ServiceBase):
             re_enrollment = user.totp_enrolled
             user.totp_secret, user.totp_pending_secret, user.totp_pending_at = user.totp_pending_secret, None, None
             user.totp_enrolled, user.totp_enrolled_at, user.totp_last_step = True, now, step
-            user.second_factor_failures, user.second_factor_locked_at = 0, None
             recovery_codes = self._new_recovery_codes(uow, user, now)
             self._emit_about(uow, user, events.two_factor_enrolled(user, actor, re_enrollment))
             uow.commit()

@@ -90,4 +90,5 @@ class TwoFactorPolicy(Schema):
 
 
 class RequiredUserOut(UserOut):
-    """The user a requirement was just placed on (its own class: apispec warns when a response schema is also nested)."""
+    """The user a requirement was just placed on (its own class: apispec warns when a response
+    schema is also nested)."""

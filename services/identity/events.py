@@ -168,7 +168,8 @@ def password_reset_completed(user, actor: Actor) -> Event:
 
 def login_succeeded(user, actor: Actor, session_id: str, second_factor: str | None = None) -> Event:
     """second_factor: totp or recovery_code when the password step was followed by one."""
-    return _event(LOGIN_SUCCEEDED, "auth", actor, _user(user), {"session_id": session_id, "second_factor": second_factor})
+    return _event(LOGIN_SUCCEEDED, "auth", actor, _user(user),
+                  {"session_id": session_id, "second_factor": second_factor})
 
 
 def login_failed(user, actor: Actor, login: str, reason: str, via: str = "login") -> Event:
@@ -229,7 +230,8 @@ def two_factor_challenged(user, actor: Actor, methods) -> Event:
 def two_factor_login_failed(user, actor: Actor, reason: str, method: str | None, failures: int | None = None,
                             locked: bool = False, via: str = "login") -> Event:
     """reason: invalid_code, code_reused, recovery_code_invalid, locked or ticket_invalid; method: totp,
-    recovery_code, or None at the password step; via: login (the second sign-in step) or change (a code given to change 2FA itself).
+    recovery_code, or None at the password step; via: login (the second sign-in step) or change
+    (a code given to change 2FA itself).
     failures: wrong codes in a row so far; locked: the second step is locked now."""
     resource = _user(user) if user else Resource("user", None, None)
     return _event(TWO_FACTOR_LOGIN_FAILED, "auth", actor, resource,

@@ -144,7 +144,8 @@ class IdentityService(ServiceBase):
             ip_wait = sessions.retry_after(self._throttle(uow, sessions.ip_key(actor.ip)), now)
             account_wait = sessions.retry_after(self._throttle(uow, account), now)
             if ip_wait:
-                self._emit_about(uow, user, events.login_throttled(user, actor, domain.loggable_login(login), "ip", ip_wait))
+                self._emit_about(uow, user, events.login_throttled(user, actor, domain.loggable_login(login), "ip",
+                                                                   ip_wait))
                 uow.commit()
                 raise TooManyRequests("Too many failed sign-ins from this address; try again later.",
                                       code="too_many_attempts", details={"retry_after": ip_wait},
@@ -961,11 +962,12 @@ class IdentityService(ServiceBase):
             now = utc_now()
             user = self._signed_in_user(uow, session_id, now)
             flags = storage.two_factor_flags(uow.session, [user])[user.id]
+            codes_left = storage.recovery_codes_left(uow.session, user.id) if user.totp_enrolled else 0
             return {"enrolled": user.totp_enrolled, "enrolled_at": storage.iso(user.totp_enrolled_at),
                     "required": user.totp_required, "required_by_policy": flags["totp_required_by_policy"],
                     "enrollment_required": flags["totp_enrollment_required"],
                     "enrollment_pending": not twofactor.enrollment_expired(user.totp_pending_at, now),
-                    "recovery_codes_left": storage.recovery_codes_left(uow.session, user.id) if user.totp_enrolled else 0,
+                    "recovery_codes_left": codes_left,
                     "second_factor_locked": user.second_factor_locked_at is not None}
 
     @rpc

@@ -257,7 +257,8 @@ def test_ten_wrong_codes_lock_the_second_step_until_an_admin_unlocks(platform, a
     error_of(second_step(client, ticket, code=authenticator.wrong_code()), 403, "second_factor_locked")
 
     # Locked: the right code, a recovery code, and the password step itself are refused.
-    error_of(second_step(client, ticket, code=authenticator.totp.at(time.time(), counter_offset=1)), 403, "second_factor_locked")
+    next_code = authenticator.totp.at(time.time(), counter_offset=1)  # right, and never used
+    error_of(second_step(client, ticket, code=next_code), 403, "second_factor_locked")
     error_of(second_step(client, ticket, recovery_code=codes[0]), 403, "second_factor_locked")
     error_of(client.post(LOGIN, json={"login": user["username"], "password": PASSWORD}), 403, "second_factor_locked")
     assert api.get(MY_2FA).json()["second_factor_locked"] is True

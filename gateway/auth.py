@@ -6,10 +6,11 @@ and user are still live, and rbac whether the user holds the route's permission.
 Both answers go through the process's session cache (gateway/session_cache.py),
 which events empty the moment a session, user or role changes.
 
-An account can owe something before it may use the API (a password change today,
-2FA enrollment later): such a user gets 403 with the requirement's code on every
-guarded route except those that declare the matching allowance, e.g.
-`@requires(allow_password_change=True)`. A new requirement is one `Requirement` entry.
+An account can owe something before it may use the API (a password change, a 2FA
+enrollment): such a user gets 403 with the requirement's code on every guarded route
+except those that declare the matching allowance, e.g. `@requires(allow_password_change=True)`.
+The check runs in the guard of every route, never by path. A new requirement is one
+`Requirement` entry.
 """
 from __future__ import annotations
 
@@ -45,6 +46,11 @@ class Requirement:
 
 
 REQUIREMENTS = (
+    # Enrollment first: a user owing both enrolls, then changes the password (the enrollment
+    # routes allow both, the password route only this one).
+    Requirement("2fa_enrollment_required", "allow_2fa_enrollment",
+                "Set up two-factor authentication first (POST /api/v1/me/2fa/enrollment).",
+                lambda user: bool(user.get("totp_enrollment_required"))),
     Requirement("password_change_required", "allow_password_change",
                 "Change your password first (POST /api/v1/me/password).",
                 lambda user: bool(user.get("must_change_password"))),

@@ -5,7 +5,8 @@ each. This cache keeps their answers for a short while and relies on events to f
 them the moment they change:
 
 - identity events that change access (services.identity.events.ACCESS_CHANGING) drop
-  everything known about that user (event.resource.id);
+  everything known about that user (event.resource.id); those that may change what
+  any user owes (EVERYONE_CHANGING: the 2FA policy) drop everything;
 - any rbac event that can change a decision drops every authorization decision.
 
 Correctness rules:
@@ -118,7 +119,9 @@ class SessionCache:
             self._decisions.clear()
 
     def on_event(self, source: str, body: dict) -> None:
-        if source == "identity":
+        if source == "identity" and body.get("type") in identity_events.EVERYONE_CHANGING:
+            self.forget_all()
+        elif source == "identity":
             self.forget_user((body.get("resource") or {}).get("id"))
         else:
             self.forget_decisions()
@@ -148,7 +151,8 @@ class SessionCache:
 
 def listener_queue(name: str) -> Queue:
     """This process's own queue: exclusive and auto-deleted, gone with its connection."""
-    bindings = [binding(events_exchange("identity"), routing_key=type_) for type_ in identity_events.ACCESS_CHANGING]
+    bindings = [binding(events_exchange("identity"), routing_key=type_)
+                for type_ in identity_events.ACCESS_CHANGING + identity_events.EVERYONE_CHANGING]
     bindings += [binding(events_exchange("rbac"), routing_key=type_) for type_ in rbac_events.DECISION_CHANGING]
     return Queue(name, bindings=bindings, exclusive=True, auto_delete=True, durable=False)
 

@@ -45,6 +45,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("GATEHOUSE_LOGIN_FAILURE_WINDOW", "900", "Seconds after which failed login attempts are forgotten."),
     Setting("GATEHOUSE_INVITATION_TTL", "86400", "Seconds an invitation link stays valid."),
     Setting("GATEHOUSE_PASSWORD_RESET_TTL", "3600", "Seconds a password reset link stays valid."),
+    Setting("GATEHOUSE_LOGIN_TICKET_TTL", "300", "Seconds the single-use ticket of a sign-in's password step stays valid for its second factor (TOTP or recovery code); at most 300."),
     Setting("GATEHOUSE_MAIL_MAX_ATTEMPTS", "12", "Delivery attempts of a mail (pauses of 2 s doubling up to 30 min: about an hour in all) before it is given up and audited."),
     Setting("GATEHOUSE_GID_MIN", "5000", "Lowest gidNumber given to a new LDAP group when none is chosen; a chosen one must lie in the range too."),
     Setting("GATEHOUSE_GID_MAX", "9999", "Highest gidNumber of new LDAP groups; kept below 10000, where uidNumbers start."),

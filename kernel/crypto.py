@@ -3,8 +3,10 @@
 - Tokens handed to users (refresh, invitation, password reset) are 256-bit random
   strings; only their SHA-256 is stored. They carry full entropy, so a fast hash is
   the right one (a slow password hash adds nothing against a 2^256 search).
-- Secrets we must use again (SMTP password, Proxmox credentials) are encrypted with
-  Fernet (AES-128-CBC + HMAC-SHA256) under GATEHOUSE_SECRET_KEY.
+- Secrets we must use again (SMTP password, Proxmox credentials, TOTP secrets) are
+  encrypted with Fernet (AES-128-CBC + HMAC-SHA256) under GATEHOUSE_SECRET_KEY.
+- Short secrets we only compare (2FA recovery codes, ~50 bits) get a keyed digest:
+  a plain SHA-256 of so few bits is reversed by brute force from a stolen database alone.
 """
 from __future__ import annotations
 
@@ -34,6 +36,7 @@ class SecretBox:
     def __init__(self, key: str):
         derived = hashlib.sha256(("gatehouse-secret-box:" + key).encode()).digest()
         self._fernet = Fernet(base64.urlsafe_b64encode(derived))
+        self._digest_key = hashlib.sha256(("gatehouse-keyed-digest:" + key).encode()).digest()
 
     def seal(self, plaintext: str) -> str:
         return self._fernet.encrypt(plaintext.encode()).decode()
@@ -43,3 +46,7 @@ class SecretBox:
             return self._fernet.decrypt(sealed.encode()).decode()
         except InvalidToken:
             raise ValueError("stored secret cannot be decrypted: was GATEHOUSE_SECRET_KEY changed?") from None
+
+    def keyed_digest(self, text: str) -> str:
+        """HMAC-SHA256 under (a key derived from) the box's key: useless without that key."""
+        return hmac.new(self._digest_key, text.encode(), hashlib.sha256).hexdigest()

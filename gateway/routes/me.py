@@ -11,7 +11,7 @@ bp = APIBlueprint("me", __name__, url_prefix="/api/v1/me", tag="Me")
 
 
 @bp.get("")
-@requires(allow_password_change=True)
+@requires(allow_password_change=True, allow_2fa_enrollment=True)
 @bp.output(MeOut)
 @bp.doc(summary="The signed-in user", responses={401: "Not signed in"})
 def me():

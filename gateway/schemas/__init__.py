@@ -58,7 +58,10 @@ class UserOut(RegisteredOut):
     is_first_admin = Boolean()
     must_change_password = Boolean()
     totp_enrolled = Boolean()
-    totp_required = Boolean()
+    totp_required = Boolean(metadata={"description": "an administrator requires 2FA of this user"})
+    totp_required_by_policy = Boolean(metadata={"description": "the policy \"Require 2FA for super_admin\" "
+                                                               "applies to this user"})
+    totp_enrollment_required = Boolean(metadata={"description": "the user must enroll TOTP before anything else"})
     role = String(allow_none=True, metadata={"description": "the role in the caller's tenant (administrator views)"})
     version = Integer(metadata={"description": "bumped on every change; the ETag of If-Match updates"})
     updated_at = String(allow_none=True, metadata={"format": "date-time"})

@@ -18,6 +18,9 @@ class SessionTokenOut(TokenOut):
     refresh_token = String(metadata={"description": "single use: each refresh answers a new one"})
     session_id = String()
     user = Nested(MeOut)
+    enrollment_required = Boolean(metadata={
+        "description": "true: these tokens can do nothing but set up 2FA (POST /api/v1/me/2fa/enrollment); "
+                       "every other route answers 403 2fa_enrollment_required"})
 
 
 class RefreshIn(Schema):

@@ -6,6 +6,8 @@ and session events to cut access everywhere.
 """
 from __future__ import annotations
 
+import dataclasses
+
 from kernel.envelope import Actor, Event, Resource
 
 USER_REGISTERED = "identity.user_registered"
@@ -28,17 +30,39 @@ ACCOUNT_UNLOCKED = "identity.account_unlocked"
 LOGOUT = "identity.logout"
 SESSIONS_REVOKED = "identity.sessions_revoked"
 SETTINGS_CHANGED = "identity.settings_changed"
+# Two-factor authentication (category auth).
+TWO_FACTOR_ENROLLMENT_STARTED = "identity.2fa_enrollment_started"
+TWO_FACTOR_ENROLLED = "identity.2fa_enrolled"
+TWO_FACTOR_DISABLED = "identity.2fa_disabled"
+TWO_FACTOR_CHALLENGED = "identity.2fa_challenged"
+TWO_FACTOR_LOGIN_FAILED = "identity.2fa_login_failed"
+TWO_FACTOR_RECOVERY_USED = "identity.2fa_recovery_used"
+TWO_FACTOR_RECOVERY_LOW = "identity.2fa_recovery_low"
+TWO_FACTOR_RECOVERY_REGENERATED = "identity.2fa_recovery_regenerated"
+TWO_FACTOR_REQUIRED_FOR_USER = "identity.2fa_required_for_user"
+TWO_FACTOR_REQUIREMENT_CLEARED = "identity.2fa_requirement_cleared"
+TWO_FACTOR_POLICY_CHANGED = "identity.2fa_policy_changed"
 
 ALL = (USER_REGISTERED, USER_CREATED, USER_UPDATED, USER_STATUS_CHANGED, USER_REMOVED,
        INVITATION_SENT, INVITATION_ACCEPTED, INVITATION_REVOKED, INVITATION_EXPIRED, MAIL_FAILED,
        PASSWORD_CHANGED, PASSWORD_RESET_REQUESTED, PASSWORD_RESET_COMPLETED,
        LOGIN_SUCCEEDED, LOGIN_FAILED, LOGIN_THROTTLED, ACCOUNT_UNLOCKED, LOGOUT, SESSIONS_REVOKED,
-       SETTINGS_CHANGED)
+       SETTINGS_CHANGED,
+       TWO_FACTOR_ENROLLMENT_STARTED, TWO_FACTOR_ENROLLED, TWO_FACTOR_DISABLED, TWO_FACTOR_CHALLENGED,
+       TWO_FACTOR_LOGIN_FAILED, TWO_FACTOR_RECOVERY_USED, TWO_FACTOR_RECOVERY_LOW,
+       TWO_FACTOR_RECOVERY_REGENERATED, TWO_FACTOR_REQUIRED_FOR_USER, TWO_FACTOR_REQUIREMENT_CLEARED,
+       TWO_FACTOR_POLICY_CHANGED)
 
 # After any of these, a user's existing access tokens must stop working at once
-# (the gateway's session cache drops what it knows about the user).
+# (the gateway's session cache drops what it knows about the user). The 2FA ones
+# change whether the user owes an enrollment before anything else.
 ACCESS_CHANGING = (USER_STATUS_CHANGED, USER_REMOVED, USER_UPDATED, PASSWORD_CHANGED,
-                   PASSWORD_RESET_COMPLETED, LOGOUT, SESSIONS_REVOKED)
+                   PASSWORD_RESET_COMPLETED, LOGOUT, SESSIONS_REVOKED,
+                   TWO_FACTOR_ENROLLED, TWO_FACTOR_DISABLED, TWO_FACTOR_REQUIRED_FOR_USER,
+                   TWO_FACTOR_REQUIREMENT_CLEARED)
+
+# After these, what any user owes may have changed: the gateway's session cache drops everything.
+EVERYONE_CHANGING = (TWO_FACTOR_POLICY_CHANGED,)
 
 
 def _user(user) -> Resource:
@@ -55,6 +79,11 @@ def _event(type_: str, category: str, actor: Actor, resource: Resource, data: di
            outcome: str = "success", tenant_ids: tuple[str, ...] = ()) -> Event:
     return Event(type=type_, source="identity", category=category, actor=actor, resource=resource,
                  data=data or {}, outcome=outcome, tenant_ids=tenant_ids)
+
+
+def in_tenants(tenant_ids, *events: Event) -> list[Event]:
+    """The events, shown in these tenants' audit views too (e.g. every tenant of the user they are about)."""
+    return [dataclasses.replace(event, tenant_ids=(*event.tenant_ids, *tenant_ids)) for event in events]
 
 
 # --- accounts ---------------------------------------------------------------
@@ -137,12 +166,14 @@ def password_reset_completed(user, actor: Actor) -> Event:
 
 # --- sessions and login protection ------------------------------------------
 
-def login_succeeded(user, actor: Actor, session_id: str) -> Event:
-    return _event(LOGIN_SUCCEEDED, "auth", actor, _user(user), {"session_id": session_id})
+def login_succeeded(user, actor: Actor, session_id: str, second_factor: str | None = None) -> Event:
+    """second_factor: totp or recovery_code when the password step was followed by one."""
+    return _event(LOGIN_SUCCEEDED, "auth", actor, _user(user),
+                  {"session_id": session_id, "second_factor": second_factor})
 
 
 def login_failed(user, actor: Actor, login: str, reason: str, via: str = "login") -> Event:
-    """via: login, or password_change (a wrong current password counts against the account too)."""
+    """via: login, password_change or 2fa_change (a wrong current password counts against the account too)."""
     resource = _user(user) if user else Resource("user", None, login[:64])
     return _event(LOGIN_FAILED, "auth", actor, resource, {"reason": reason, "login": login[:64], "via": via},
                   outcome="failure")
@@ -173,3 +204,61 @@ def sessions_revoked(user, actor: Actor, session_ids: list[str], reason: str) ->
 def settings_changed(key: str, actor: Actor, changed_fields: list[str]) -> Event:
     """Names the fields that changed, never their values (the SMTP password is one)."""
     return _event(SETTINGS_CHANGED, "settings", actor, Resource("setting", key, key), {"fields": changed_fields})
+
+
+# --- two-factor authentication ----------------------------------------------
+# The service adds the user's tenants (events.in_tenants), so each tenant's audit view shows them.
+
+def two_factor_enrollment_started(user, actor: Actor, re_enrollment: bool) -> Event:
+    return _event(TWO_FACTOR_ENROLLMENT_STARTED, "auth", actor, _user(user), {"re_enrollment": re_enrollment})
+
+
+def two_factor_enrolled(user, actor: Actor, re_enrollment: bool) -> Event:
+    return _event(TWO_FACTOR_ENROLLED, "auth", actor, _user(user), {"re_enrollment": re_enrollment, "method": "totp"})
+
+
+def two_factor_disabled(user, actor: Actor, by: str) -> Event:
+    """by: self (the user, with their password or a code) or admin (a super admin's row action)."""
+    return _event(TWO_FACTOR_DISABLED, "auth", actor, _user(user), {"by": by})
+
+
+def two_factor_challenged(user, actor: Actor, methods) -> Event:
+    """The password was right; a login ticket now waits for the second factor."""
+    return _event(TWO_FACTOR_CHALLENGED, "auth", actor, _user(user), {"methods": list(methods)})
+
+
+def two_factor_login_failed(user, actor: Actor, reason: str, method: str | None, failures: int | None = None,
+                            locked: bool = False, via: str = "login") -> Event:
+    """reason: invalid_code, code_reused, recovery_code_invalid, locked or ticket_invalid; method: totp,
+    recovery_code, or None at the password step; via: login (the second sign-in step) or change
+    (a code given to change 2FA itself).
+    failures: wrong codes in a row so far; locked: the second step is locked now."""
+    resource = _user(user) if user else Resource("user", None, None)
+    return _event(TWO_FACTOR_LOGIN_FAILED, "auth", actor, resource,
+                  {"reason": reason, "method": method, "via": via, "failures": failures, "locked": locked},
+                  outcome="failure")
+
+
+def two_factor_recovery_used(user, actor: Actor, remaining: int) -> Event:
+    return _event(TWO_FACTOR_RECOVERY_USED, "auth", actor, _user(user), {"remaining": remaining})
+
+
+def two_factor_recovery_low(user, actor: Actor, remaining: int) -> Event:
+    return _event(TWO_FACTOR_RECOVERY_LOW, "auth", actor, _user(user), {"remaining": remaining})
+
+
+def two_factor_recovery_regenerated(user, actor: Actor, count: int) -> Event:
+    return _event(TWO_FACTOR_RECOVERY_REGENERATED, "auth", actor, _user(user), {"count": count})
+
+
+def two_factor_required_for_user(user, actor: Actor) -> Event:
+    return _event(TWO_FACTOR_REQUIRED_FOR_USER, "auth", actor, _user(user))
+
+
+def two_factor_requirement_cleared(user, actor: Actor) -> Event:
+    return _event(TWO_FACTOR_REQUIREMENT_CLEARED, "auth", actor, _user(user))
+
+
+def two_factor_policy_changed(actor: Actor, require_for_super_admin: bool) -> Event:
+    return _event(TWO_FACTOR_POLICY_CHANGED, "settings", actor, Resource("setting", "2fa_policy", "2fa_policy"),
+                  {"require_for_super_admin": require_for_super_admin})

@@ -3,21 +3,23 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from datetime import timedelta
 
 import sqlalchemy as sa
 from eventlet import tpool
 from nameko.dependency_providers import Config as NamekoConfig
+from nameko.extensions import DependencyProvider
 from sqlalchemy.exc import IntegrityError
 
 from kernel import DEFAULT_TENANT_ID, paging
 from kernel.consumer import on_event
-from kernel.crypto import new_token, token_digest
+from kernel.crypto import SecretBox, new_token, token_digest
 from kernel.db import aware
 from kernel.envelope import SYSTEM, Actor, utc_now
 from kernel.errors import (Conflict, Forbidden, Gone, NotFound, PreconditionFailed, TooManyRequests, Unauthorized,
                            ValidationFailed)
 from kernel.service import Database, ServiceBase, rpc
-from services.identity import domain, events, mail, sessions, storage
+from services.identity import domain, events, mail, sessions, storage, twofactor
 from services.identity import invitations as invitation_rules
 from services.identity.mailer import Mailer
 from services.identity.storage import Invitation, LoginSession, MailJob, PasswordReset, User, UserRole
@@ -37,10 +39,22 @@ NOT_ACTIVE = {
 domain.dummy_hash()
 
 
+class SecretBoxProvider(DependencyProvider):
+    """Workers get the service's SecretBox (GATEHOUSE_SECRET_KEY): TOTP secrets sealed at rest,
+    keyed digests of recovery codes."""
+
+    def setup(self):
+        self.box = SecretBox(self.container.config["GATEHOUSE"].secret_key)
+
+    def get_dependency(self, worker_ctx):
+        return self.box
+
+
 class IdentityService(ServiceBase):
     name = "identity"
     db = Database(storage.metadata)
     mailer = Mailer()
+    secret_box = SecretBoxProvider()
     config = NamekoConfig()  # config["GATEHOUSE"]: the kernel Config (token lifetimes, throttle limits)
 
     # --- read models fed by other services --------------------------------------
@@ -120,7 +134,8 @@ class IdentityService(ServiceBase):
 
     @rpc
     def login(self, actor, login, password, user_agent=""):
-        """Check a password; returns the user, a new session id and its first refresh token.
+        """Check a password; returns the user, a new session id and its first refresh token,
+        or, for an account with 2FA, only a login ticket for the second step (login_second_factor).
 
         An unknown user costs one hash verification too, and a locked account is
         answered exactly like a wrong password, so neither timing nor answer tells them apart.
@@ -134,7 +149,8 @@ class IdentityService(ServiceBase):
             ip_wait = sessions.retry_after(self._throttle(uow, sessions.ip_key(actor.ip)), now)
             account_wait = sessions.retry_after(self._throttle(uow, account), now)
             if ip_wait:
-                uow.emit(events.login_throttled(user, actor, domain.loggable_login(login), "ip", ip_wait))
+                self._emit_about(uow, user, events.login_throttled(user, actor, domain.loggable_login(login), "ip",
+                                                                   ip_wait))
                 uow.commit()
                 raise TooManyRequests("Too many failed sign-ins from this address; try again later.",
                                       code="too_many_attempts", details={"retry_after": ip_wait},
@@ -151,27 +167,37 @@ class IdentityService(ServiceBase):
             if user is None or user.status != domain.ACTIVE:  # changed while the hash was checked
                 raise Unauthorized(INVALID_CREDENTIALS, code="invalid_credentials")
             now = utc_now()
-            user.last_login_at = now
             if new_hash:
                 user.password_hash = new_hash
             storage.clear_throttle(uow.session, account)  # the address keeps its count
-            session = LoginSession(user_id=user.id, created_at=now, last_used_at=now, ip=actor.ip,
-                                   user_agent=sessions.user_agent(user_agent),
-                                   expires_at=sessions.session_expiry(now, self._refresh_ttl()))
-            uow.session.add(session)
-            uow.session.flush()
-            refresh_token = self._issue_refresh_token(uow, session.id, now)
-            uow.emit(events.login_succeeded(user, actor.as_user(user.id, user.username, user.full_name, user.email), session.id))
+            if user.totp_enrolled:
+                return self._challenge_second_factor(uow, user, actor, now)
+            signed_in = self._open_session(uow, user, actor, user_agent, now)
             uow.commit()
-        return {"user": storage.public_user(user), "session_id": session.id, "refresh_token": refresh_token}
+            return signed_in
+
+    def _open_session(self, uow, user, actor, user_agent, now, second_factor=None) -> dict:
+        """A new session of a user who passed every step of sign-in; the caller commits."""
+        user.last_login_at = now
+        session = LoginSession(user_id=user.id, created_at=now, last_used_at=now, ip=actor.ip,
+                               user_agent=sessions.user_agent(user_agent),
+                               expires_at=sessions.session_expiry(now, self._refresh_ttl()))
+        uow.session.add(session)
+        uow.session.flush()
+        refresh_token = self._issue_refresh_token(uow, session.id, now)
+        self._emit_about(uow, user, events.login_succeeded(
+            user, actor.as_user(user.id, user.username, user.full_name, user.email), session.id, second_factor))
+        return {"user": storage.signed_in_user(uow.session, user), "session_id": session.id,
+                "refresh_token": refresh_token}
 
     def _refuse_login(self, user, actor, login, refusal, password_ok, account, account_wait, rules):
         """Record the refused attempt (audit, throttle counters) and raise its answer."""
         shown = domain.loggable_login(login)
         with self.db.unit_of_work() as uow:
-            uow.emit(events.login_failed(user, actor, shown, refusal))
+            refused = [events.login_failed(user, actor, shown, refusal)]
             if account_wait:
-                uow.emit(events.login_throttled(user, actor, shown, "account", account_wait))
+                refused.append(events.login_throttled(user, actor, shown, "account", account_wait))
+            self._emit_about(uow, user, *refused)
             if sessions.counts_as_failure(refusal, password_ok):
                 self._count_failure(uow, account, rules.max_failures, rules)
                 self._count_failure(uow, sessions.ip_key(actor.ip), rules.ip_max_failures, rules)
@@ -196,8 +222,9 @@ class IdentityService(ServiceBase):
                 raise Unauthorized("The refresh token is not valid; sign in again.", code="refresh_token_invalid")
             if not storage.use_refresh_token(uow.session, digest, now):
                 revoked = storage.revoke([session], now, sessions.SESSION_REUSE)
-                uow.emit(events.sessions_revoked(user, actor.as_user(user.id, user.username, user.full_name, user.email), revoked,
-                                                 sessions.SESSION_REUSE))
+                self._emit_about(uow, user, events.sessions_revoked(
+                    user, actor.as_user(user.id, user.username, user.full_name, user.email), revoked,
+                    sessions.SESSION_REUSE))
                 uow.commit()
                 raise Unauthorized("The refresh token was already used; the session is closed for safety.",
                                    code="refresh_token_reused")
@@ -205,13 +232,15 @@ class IdentityService(ServiceBase):
             session.expires_at = sessions.session_expiry(now, self._refresh_ttl())
             new_token = self._issue_refresh_token(uow, session.id, now)
             uow.commit()
-        return {"user": storage.public_user(user), "session_id": session.id, "refresh_token": new_token}
+            return {"user": storage.signed_in_user(uow.session, user), "session_id": session.id,
+                    "refresh_token": new_token}
 
     @rpc
     def session_user(self, session_id):
-        """The user behind a live session; Unauthorized once it is revoked or expired or the user is not active."""
+        """The user behind a live session (with what 2FA owes: totp_enrollment_required); Unauthorized once
+        it is revoked or expired or the user is not active."""
         with self.db.unit_of_work() as uow:
-            return storage.public_user(self._signed_in_user(uow, session_id, utc_now()))
+            return storage.signed_in_user(uow.session, self._signed_in_user(uow, session_id, utc_now()))
 
     @rpc
     def logout(self, actor, session_id):
@@ -221,7 +250,7 @@ class IdentityService(ServiceBase):
             user = session and uow.session.get(User, session.user_id)
             if user and session.revoked_at is None:
                 storage.revoke([session], utc_now(), "logout")
-                uow.emit(events.logout(user, actor, session.id))
+                self._emit_about(uow, user, events.logout(user, actor, session.id))
                 uow.commit()
 
     @rpc
@@ -244,7 +273,7 @@ class IdentityService(ServiceBase):
             if session.revoked_at is None:
                 user = self._user(uow, user_id)
                 revoked = storage.revoke([session], utc_now(), "user_request")
-                uow.emit(events.sessions_revoked(user, actor, revoked, "user_request"))
+                self._emit_about(uow, user, events.sessions_revoked(user, actor, revoked, "user_request"))
                 uow.commit()
 
     @rpc
@@ -255,7 +284,7 @@ class IdentityService(ServiceBase):
             user = self._user(uow, user_id)
             revoked = self._revoke_all(uow, user, actor, reason, keep_session_id)
             if not revoked and reason == "admin":  # an administrator's action is recorded all the same
-                uow.emit(events.sessions_revoked(user, actor, [], reason))
+                self._emit_about(uow, user, events.sessions_revoked(user, actor, [], reason))
             uow.commit()
         return revoked
 
@@ -264,48 +293,59 @@ class IdentityService(ServiceBase):
         """The signed-in user's own change: the current password is checked (and throttled
         like a login), then every other session of the user ends."""
         actor = Actor.from_dict(actor)
-        rules, now = self._throttle_rules(), utc_now()
         with self.db.unit_of_work() as uow:
-            user = self._signed_in_user(uow, session_id, now)
-            account = sessions.account_key(user.id)
-            account_wait = sessions.retry_after(self._throttle(uow, account), now)
+            user = self._signed_in_user(uow, session_id, utc_now())
             policy = storage.password_policy(uow.session)
             known_hash = user.password_hash
         if problems := domain.password_problems(new_password or "", policy, user.username or ""):
             raise ValidationFailed("The new password is not acceptable.",
                                    details={"new_password": "; ".join(problems)})
-        password_ok = tpool.execute(domain.verify_password, known_hash or domain.dummy_hash(), current_password or "")
-        password_ok = password_ok and known_hash is not None
-        if account_wait or not password_ok:
-            refusal = "account_locked" if account_wait else "bad_password"
-            with self.db.unit_of_work() as uow:
-                uow.emit(events.login_failed(user, actor, user.username or user.email, refusal, via="password_change"))
-                if account_wait:
-                    uow.emit(events.login_throttled(user, actor, user.username or user.email, "account", account_wait))
-                if not password_ok:
-                    self._count_failure(uow, account, rules.max_failures, rules)
-                uow.commit()
-            raise Unauthorized("The current password is not correct.", code="invalid_credentials",
-                               details={"current_password": "is not correct"})
+        self._check_current_password(actor, user, current_password, "current_password", via="password_change")
         new_hash = tpool.execute(domain.hash_password, new_password)
         with self.db.unit_of_work() as uow:
             user = uow.session.get(User, user.id)
             if user is None or user.password_hash != known_hash:  # removed, or changed meanwhile
                 raise Conflict("The password was changed meanwhile; sign in again.", code="password_changed")
-            storage.clear_throttle(uow.session, account)
-            uow.emit(events.password_changed(user, actor))
+            storage.clear_throttle(uow.session, sessions.account_key(user.id))
+            self._emit_about(uow, user, events.password_changed(user, actor))
             self._set_password(uow, user, new_hash, False, actor, "password_changed", utc_now(),
                                keep_session_id=session_id)
             uow.commit()
 
+    def _check_current_password(self, actor, user, password, field, via):
+        """The signed-in user's own password, checked like a sign-in: a wrong one counts toward
+        the account's lock, and a locked account is refused. Raises Unauthorized naming `field`."""
+        rules, now = self._throttle_rules(), utc_now()
+        account = sessions.account_key(user.id)
+        with self.db.unit_of_work() as uow:
+            account_wait = sessions.retry_after(self._throttle(uow, account), now)
+        known_hash = user.password_hash
+        password_ok = tpool.execute(domain.verify_password, known_hash or domain.dummy_hash(), password or "")
+        password_ok = password_ok and known_hash is not None
+        if account_wait or not password_ok:
+            refusal = "account_locked" if account_wait else "bad_password"
+            login = user.username or user.email
+            with self.db.unit_of_work() as uow:
+                refused = [events.login_failed(user, actor, login, refusal, via=via)]
+                if account_wait:
+                    refused.append(events.login_throttled(user, actor, login, "account", account_wait))
+                self._emit_about(uow, user, *refused)
+                if not password_ok:
+                    self._count_failure(uow, account, rules.max_failures, rules)
+                uow.commit()
+            raise Unauthorized("The current password is not correct.", code="invalid_credentials",
+                               details={field: "is not correct"})
+
     @rpc
     def unlock_account(self, actor, user_id):
-        """Lifts an account's lock after failed sign-ins (the client addresses keep theirs)."""
+        """Lifts an account's lock after failed sign-ins (the client addresses keep theirs),
+        and the lock of its second sign-in step after wrong 2FA codes."""
         actor = Actor.from_dict(actor)
         with self.db.unit_of_work() as uow:
-            user = self._user(uow, user_id)
+            user = self._user(uow, user_id, for_update=True)
             storage.clear_throttle(uow.session, sessions.account_key(user.id))
-            uow.emit(events.account_unlocked(user, actor))
+            user.second_factor_failures, user.second_factor_locked_at = 0, None
+            self._emit_about(uow, user, events.account_unlocked(user, actor))
             uow.commit()
 
     @staticmethod
@@ -323,11 +363,18 @@ class IdentityService(ServiceBase):
             raise Unauthorized("The session is no longer valid.", code="session_invalid")
         return user
 
+    @staticmethod
+    def _emit_about(uow, user, *about_user, also=()):
+        """Emits events about `user` (None: unknown) that each of the user's tenants, and the
+        tenants in `also` (where it happened), see in their audit views."""
+        tenant_ids = (*also, *(storage.tenants_of(uow.session, user.id) if user else ()))
+        uow.emit(*events.in_tenants(tenant_ids, *about_user))
+
     def _revoke_all(self, uow, user, actor, reason, keep_session_id=None) -> list[str]:
         live, _ = storage.live_sessions(uow.session, user.id, utc_now())
         revoked = storage.revoke([s for s in live if s.id != keep_session_id], utc_now(), reason)
         if revoked:
-            uow.emit(events.sessions_revoked(user, actor, revoked, reason))
+            self._emit_about(uow, user, events.sessions_revoked(user, actor, revoked, reason))
         return revoked
 
     def _issue_refresh_token(self, uow, session_id, now) -> str:
@@ -516,7 +563,7 @@ class IdentityService(ServiceBase):
             user = uow.session.get(User, user.id)
             user_actor = actor.as_user(user.id, user.username, user.full_name, user.email)
             self._set_password(uow, user, password_hash, False, user_actor, "password_reset", now)
-            uow.emit(events.password_reset_completed(user, user_actor))
+            self._emit_about(uow, user, events.password_reset_completed(user, user_actor))
             uow.commit()
 
     @rpc
@@ -543,7 +590,7 @@ class IdentityService(ServiceBase):
         with self.db.unit_of_work() as uow:
             user = self._user(uow, user_id)
             self._set_password(uow, user, password_hash, True, actor, "password_reset_by_admin", utc_now())
-            uow.emit(events.password_changed(user, actor, by_admin=True))
+            self._emit_about(uow, user, events.password_changed(user, actor, by_admin=True))
             uow.commit()
         return {"password": password}
 
@@ -640,7 +687,7 @@ class IdentityService(ServiceBase):
         uow.session.add(reset)
         uow.session.flush()
         self._queue_mail(uow.session, mail.PASSWORD_RESET, reset.id, user.email, now)
-        uow.emit(events.password_reset_requested(user, actor, by_admin=by_admin))
+        self._emit_about(uow, user, events.password_reset_requested(user, actor, by_admin=by_admin))
 
     @staticmethod
     def _invitation(session, invitation_id):
@@ -703,7 +750,7 @@ class IdentityService(ServiceBase):
     def get_user(self, user_id, tenant_id=DEFAULT_TENANT_ID):
         with self.db.unit_of_work() as uow:
             user = self._user(uow, user_id)
-            return storage.admin_user(user, storage.role_of(uow.session, user_id, tenant_id))
+            return storage.admin_user(uow.session, user, storage.role_of(uow.session, user_id, tenant_id))
 
     @rpc
     def list_users(self, tenant_id=DEFAULT_TENANT_ID, q=None, status=None, role=None, sort="created_at",
@@ -725,7 +772,7 @@ class IdentityService(ServiceBase):
         with self.db.unit_of_work() as uow:
             rows, total = storage.list_users(uow.session, tenant_id, q=q, status=status, role=role, sort=sort,
                                              order=order, limit=limit, offset=offset)
-            items = [storage.admin_user(user, user_role) for user, user_role in rows]
+            items = storage.admin_users(uow.session, rows)
         return paging.page_answer(items, offset, total)
 
     @rpc
@@ -751,7 +798,7 @@ class IdentityService(ServiceBase):
             user.must_change_password = True
             uow.emit(events.user_created(user, Actor.from_dict(actor)))
             uow.commit()
-        return {"user": storage.admin_user(user, None), "password": password}
+            return {"user": storage.admin_user(uow.session, user, None), "password": password}
 
     @rpc
     def update_user(self, actor, user_id, changes, expected_version=None, role=None, tenant_id=DEFAULT_TENANT_ID):
@@ -788,7 +835,7 @@ class IdentityService(ServiceBase):
             self._refuse_taken(uow, changed.get("username", {}).get("to"), changed.get("email", {}).get("to"),
                                excluding=user.id)
             if not changed and (status is None or status == before):
-                return storage.admin_user(user, current_role)
+                return storage.admin_user(uow.session, user, current_role)
             for field, change in changed.items():
                 setattr(user, field, change["to"])
             if status is not None:
@@ -801,11 +848,11 @@ class IdentityService(ServiceBase):
             except IntegrityError:  # a concurrent request took the name first
                 raise Conflict("That username or email is already in use.", code="user_exists") from None
             if changed:
-                uow.emit(events.user_updated(user, actor, changed))
+                self._emit_about(uow, user, events.user_updated(user, actor, changed))
             if user.status != before:
-                uow.emit(events.user_status_changed(user, actor, before, user.status))
+                self._emit_about(uow, user, events.user_status_changed(user, actor, before, user.status))
             uow.commit()
-            return storage.admin_user(user, current_role)
+            return storage.admin_user(uow.session, user, current_role)
 
     @rpc
     def remove_user(self, actor, user_id):
@@ -820,7 +867,7 @@ class IdentityService(ServiceBase):
                 for invitation in pending:
                     invitation.status = invitation_rules.REVOKED
                     uow.emit(events.invitation_revoked(invitation, actor))
-            uow.emit(events.user_removed(user, actor))
+            self._emit_about(uow, user, events.user_removed(user, actor))
             uow.session.execute(sa.delete(User).where(User.id == user.id))
             uow.commit()
 
@@ -857,3 +904,295 @@ class IdentityService(ServiceBase):
         session.add(user)
         session.flush()
         return user
+
+    # --- two-factor authentication ----------------------------------------------------
+    # Rules in twofactor.py. A 2FA change (enroll, re-enroll, disable, new recovery codes) needs
+    # the current password or a current code besides the session: a stolen session alone cannot
+    # plant or replace a factor. A first enrollment needs the password.
+
+    def _challenge_second_factor(self, uow, user, actor, now) -> dict:
+        """The password step of a 2FA account: a single-use login ticket instead of a session."""
+        if user.second_factor_locked_at:
+            self._refuse_second_factor(uow, user, actor, twofactor.LOCKED, None, now, count=False)
+        ticket = new_token()
+        ttl = self._login_ticket_ttl()
+        storage.add_login_ticket(uow.session, user.id, token_digest(ticket), now, now + timedelta(seconds=ttl))
+        self._emit_about(uow, user, events.two_factor_challenged(user, actor, twofactor.METHODS))
+        uow.commit()
+        return {"second_factor_required": True, "login_ticket": ticket, "expires_in": ttl,
+                "methods": list(twofactor.METHODS)}
+
+    @rpc
+    def login_second_factor(self, actor, login_ticket, code=None, recovery_code=None, user_agent=""):
+        """The second sign-in step: the password step's ticket and a TOTP code or a recovery code.
+        Returns what login returns for an account without 2FA. A wrong code does not spend the
+        ticket but counts toward the lock of the second step."""
+        actor = Actor.from_dict(actor)
+        method = "recovery_code" if recovery_code is not None else "totp"
+        digest, now = token_digest(login_ticket), utc_now()
+        with self.db.unit_of_work() as uow:
+            ticket = storage.login_ticket(uow.session, digest)
+            user = ticket and uow.session.get(User, ticket.user_id, with_for_update=True)
+            if not user or ticket.used_at or not user.totp_enrolled or user.status != domain.ACTIVE:
+                self._refuse_second_factor(uow, user, actor, twofactor.TICKET_INVALID, method, now, count=False)
+            if aware(ticket.expires_at) <= now:
+                self._refuse_second_factor(uow, user, actor, twofactor.TICKET_INVALID, method, now, count=False,
+                                           expired=True)
+            if user.second_factor_locked_at:
+                self._refuse_second_factor(uow, user, actor, twofactor.LOCKED, method, now, count=False)
+            if method == "recovery_code":
+                normalized = twofactor.normalize_recovery_code(recovery_code)
+                spent = normalized and storage.use_recovery_code(uow.session, user.id,
+                                                                 self.secret_box.keyed_digest(normalized), now)
+                refusal = None if spent else twofactor.RECOVERY_CODE_INVALID
+            else:
+                refusal = self._accept_totp(uow, user, code, now)
+            if refusal:
+                self._refuse_second_factor(uow, user, actor, refusal, method, now)
+            if not storage.use_login_ticket(uow.session, digest, now):  # a concurrent second step won
+                uow.session.rollback()
+                self._refuse_second_factor(uow, None, actor, twofactor.TICKET_INVALID, method, now, count=False)
+            user.second_factor_failures, user.second_factor_locked_at = 0, None
+            user_actor = actor.as_user(user.id, user.username, user.full_name, user.email)
+            if method == "recovery_code":
+                self._report_recovery_use(uow, user, user_actor)
+            signed_in = self._open_session(uow, user, actor, user_agent, now, second_factor=method)
+            uow.commit()
+            return signed_in
+
+    @rpc
+    def two_factor_status(self, session_id):
+        """The signed-in user's own 2FA state."""
+        with self.db.unit_of_work() as uow:
+            now = utc_now()
+            user = self._signed_in_user(uow, session_id, now)
+            flags = storage.two_factor_flags(uow.session, [user])[user.id]
+            codes_left = storage.recovery_codes_left(uow.session, user.id) if user.totp_enrolled else 0
+            return {"enrolled": user.totp_enrolled, "enrolled_at": storage.iso(user.totp_enrolled_at),
+                    "required": user.totp_required, "required_by_policy": flags["totp_required_by_policy"],
+                    "enrollment_required": flags["totp_enrollment_required"],
+                    "enrollment_pending": not twofactor.enrollment_expired(user.totp_pending_at, now),
+                    "recovery_codes_left": codes_left,
+                    "second_factor_locked": user.second_factor_locked_at is not None}
+
+    @rpc
+    def start_two_factor_enrollment(self, actor, session_id, password=None, code=None):
+        """A new TOTP secret for the signed-in user, shown once (secret, otpauth URI, QR code); it
+        replaces nothing until confirmed with a code of it."""
+        actor = Actor.from_dict(actor)
+        user = self._prove_for_two_factor_change(actor, session_id, password, code)
+        secret = twofactor.new_secret()
+        with self.db.unit_of_work() as uow:
+            user = self._user(uow, user.id, for_update=True)
+            now = utc_now()
+            user.totp_pending_secret, user.totp_pending_at = self.secret_box.seal(secret), now
+            self._emit_about(uow, user, events.two_factor_enrollment_started(user, actor, user.totp_enrolled))
+            uow.commit()
+        uri = twofactor.provisioning_uri(secret, user.username)
+        return {"secret": secret, "otpauth_uri": uri, "qr_svg": twofactor.qr_svg(uri),
+                "qr_png": twofactor.qr_png_base64(uri), "issuer": twofactor.ISSUER, "account": user.username,
+                "algorithm": twofactor.ALGORITHM, "digits": twofactor.DIGITS, "period": twofactor.PERIOD,
+                "expires_at": storage.iso(now + twofactor.ENROLLMENT_TTL)}
+
+    @rpc
+    def confirm_two_factor_enrollment(self, actor, session_id, code):
+        """A code of the secret just started turns 2FA on (or replaces the factor): returns the
+        10 recovery codes, shown this once; earlier recovery codes are dead."""
+        actor = Actor.from_dict(actor)
+        with self.db.unit_of_work() as uow:
+            now = utc_now()
+            user = self._signed_in_user(uow, session_id, now)
+            uow.session.refresh(user, with_for_update=True)
+            if not user.totp_pending_secret or twofactor.enrollment_expired(user.totp_pending_at, now):
+                raise Conflict("Start the enrollment first (POST /api/v1/me/2fa/enrollment); a started one "
+                               "must be confirmed within 15 minutes.", code="2fa_enrollment_not_started")
+            step = twofactor.matching_step(self._open_secret(user.totp_pending_secret), code, now.timestamp())
+            if step is None:
+                raise ValidationFailed("That is not a current code of the new secret; check the authenticator's "
+                                       "clock and try the code it shows now.", code="invalid_code",
+                                       details={"code": "is not a current code of the new secret"})
+            re_enrollment = user.totp_enrolled
+            user.totp_secret, user.totp_pending_secret, user.totp_pending_at = user.totp_pending_secret, None, None
+            user.totp_enrolled, user.totp_enrolled_at, user.totp_last_step = True, now, step
+            recovery_codes = self._new_recovery_codes(uow, user, now)
+            self._emit_about(uow, user, events.two_factor_enrolled(user, actor, re_enrollment))
+            uow.commit()
+        return {"recovery_codes": recovery_codes}
+
+    @rpc
+    def disable_own_two_factor(self, actor, session_id, password=None, code=None):
+        """The signed-in user turns 2FA off (TOTP and recovery codes go); refused while an
+        administrator or the policy requires it."""
+        actor = Actor.from_dict(actor)
+        with self.db.unit_of_work() as uow:
+            self._refuse_self_disable(uow, self._signed_in_user(uow, session_id, utc_now()))
+        user = self._prove_for_two_factor_change(actor, session_id, password, code)
+        with self.db.unit_of_work() as uow:
+            user = self._user(uow, user.id, for_update=True)
+            self._refuse_self_disable(uow, user)
+            storage.remove_two_factor(uow.session, user)
+            self._emit_about(uow, user, events.two_factor_disabled(user, actor, by="self"))
+            uow.commit()
+
+    @rpc
+    def regenerate_recovery_codes(self, actor, session_id, password=None, code=None):
+        """10 new recovery codes, shown this once; the earlier ones are dead."""
+        actor = Actor.from_dict(actor)
+        with self.db.unit_of_work() as uow:
+            if not self._signed_in_user(uow, session_id, utc_now()).totp_enrolled:
+                self._refuse_two_factor_change(twofactor.NOT_ENROLLED)
+        user = self._prove_for_two_factor_change(actor, session_id, password, code)
+        with self.db.unit_of_work() as uow:
+            user = self._user(uow, user.id, for_update=True)
+            if not user.totp_enrolled:
+                self._refuse_two_factor_change(twofactor.NOT_ENROLLED)
+            recovery_codes = self._new_recovery_codes(uow, user, utc_now())
+            self._emit_about(uow, user, events.two_factor_recovery_regenerated(user, actor, len(recovery_codes)))
+            uow.commit()
+        return {"recovery_codes": recovery_codes}
+
+    # super admins' row actions on the user list (the gateway lets only super admins call them)
+
+    @rpc
+    def require_two_factor(self, actor, user_id, tenant_id=DEFAULT_TENANT_ID):
+        """The user must enroll before doing anything else (at once, and at every sign-in until enrolled);
+        the requirement stands after enrollment (the user cannot turn 2FA off) until it is cancelled."""
+        actor = Actor.from_dict(actor)
+        with self.db.unit_of_work() as uow:
+            user = self._user(uow, user_id, for_update=True)
+            self._refuse_two_factor_change(twofactor.require_problem(user.totp_enrolled, user.totp_required))
+            user.totp_required = True
+            self._emit_about(uow, user, events.two_factor_required_for_user(user, actor), also=(tenant_id,))
+            uow.commit()
+            return storage.admin_user(uow.session, user, storage.role_of(uow.session, user_id, tenant_id))
+
+    @rpc
+    def cancel_two_factor_requirement(self, actor, user_id, tenant_id=DEFAULT_TENANT_ID):
+        actor = Actor.from_dict(actor)
+        with self.db.unit_of_work() as uow:
+            user = self._user(uow, user_id, for_update=True)
+            self._refuse_two_factor_change(twofactor.cancel_problem(user.totp_required))
+            user.totp_required = False
+            self._emit_about(uow, user, events.two_factor_requirement_cleared(user, actor), also=(tenant_id,))
+            uow.commit()
+
+    @rpc
+    def admin_disable_two_factor(self, actor, user_id, tenant_id=DEFAULT_TENANT_ID):
+        """Removes the user's TOTP and every recovery code (a user who lost both): never on one's
+        own account, never on a super admin while the policy requires 2FA of super admins."""
+        actor = Actor.from_dict(actor)
+        with self.db.unit_of_work() as uow:
+            user = self._user(uow, user_id, for_update=True)
+            self._refuse_two_factor_change(twofactor.admin_disable_problem(
+                actor.user_id, user.id, user.totp_enrolled, storage.two_factor_policy_on(uow.session),
+                storage.is_super_admin(uow.session, user.id)))
+            storage.remove_two_factor(uow.session, user)
+            self._emit_about(uow, user, events.two_factor_disabled(user, actor, by="admin"), also=(tenant_id,))
+            uow.commit()
+
+    @rpc
+    def get_two_factor_policy(self):
+        with self.db.unit_of_work() as uow:
+            return {"require_for_super_admin": storage.two_factor_policy_on(uow.session)}
+
+    @rpc
+    def put_two_factor_policy(self, actor, require_for_super_admin):
+        """When on, super admins without TOTP must enroll before anything else (at their next request)."""
+        actor = Actor.from_dict(actor)
+        if not isinstance(require_for_super_admin, bool):
+            raise ValidationFailed("The 2FA policy has invalid fields.",
+                                   details={"require_for_super_admin": "must be true or false"})
+        with self.db.unit_of_work() as uow:
+            before = storage.two_factor_policy_on(uow.session)
+            storage.write_setting(uow.session, storage.TWO_FACTOR_POLICY,
+                                  {"require_for_super_admin": require_for_super_admin}, actor.user_id)
+            if before != require_for_super_admin:
+                uow.emit(events.two_factor_policy_changed(actor, require_for_super_admin))
+            uow.commit()
+        return {"require_for_super_admin": require_for_super_admin}
+
+    # helpers of this section
+
+    def _prove_for_two_factor_change(self, actor, session_id, password, code) -> User:
+        """The signed-in user, once they gave the proof a 2FA change needs (twofactor.proof_problem):
+        a wrong password counts like a failed sign-in, a wrong code like a failed second step."""
+        now = utc_now()
+        with self.db.unit_of_work() as uow:
+            user = self._signed_in_user(uow, session_id, now)
+            if problems := twofactor.proof_problem(user.totp_enrolled, password, code):
+                raise ValidationFailed("Confirm this change with your password or a current code.",
+                                       code="proof_required", details=problems)
+            if not password:  # a code of the enrolled factor
+                uow.session.refresh(user, with_for_update=True)
+                if user.second_factor_locked_at:
+                    self._refuse_second_factor(uow, user, actor, twofactor.LOCKED, "totp", now, count=False,
+                                               via="change")
+                if refusal := self._accept_totp(uow, user, code, now):
+                    self._refuse_second_factor(uow, user, actor, refusal, "totp", now, via="change")
+                user.second_factor_failures = 0
+                uow.commit()
+                return user
+        self._check_current_password(actor, user, password, "password", via="2fa_change")
+        return user
+
+    def _accept_totp(self, uow, user, code, now) -> str | None:
+        """Accepts a fresh code of the user's factor (its step is remembered: it never works again);
+        else the reason it is refused."""
+        step, refusal = twofactor.check_code(self._open_secret(user.totp_secret), code, now.timestamp(),
+                                             user.totp_last_step)
+        if step is not None and not storage.remember_step(uow.session, user.id, step):
+            return twofactor.CODE_REUSED  # a concurrent use of the same code won
+        return refusal
+
+    def _refuse_second_factor(self, uow, user, actor, reason, method, now, count=True, via="login", expired=False):
+        """Records a refused second factor (a wrong one counts toward the lock), commits, raises its answer."""
+        failures, locked = None, bool(user and user.second_factor_locked_at)
+        if count:
+            state = twofactor.after_failure(
+                twofactor.SecondFactorState(user.second_factor_failures or 0, user.second_factor_locked_at), now)
+            user.second_factor_failures, user.second_factor_locked_at = state.failures, state.locked_at
+            failures, locked = state.failures, state.locked
+        self._emit_about(uow, user, events.two_factor_login_failed(user, actor, reason, method, failures, locked, via))
+        uow.commit()
+        if reason == twofactor.LOCKED or (count and locked):
+            raise Forbidden("Too many wrong codes: the second sign-in step is locked until an administrator "
+                            "unlocks the account (POST /api/v1/users/{id}/unlock).", code="second_factor_locked")
+        if reason == twofactor.TICKET_INVALID:
+            if expired:
+                raise Unauthorized("The sign-in ticket has expired; sign in with your password again.",
+                                   code="login_ticket_expired")
+            raise Unauthorized("The sign-in ticket is not valid or was already used; sign in with your password "
+                               "again.", code="login_ticket_invalid")
+        messages = {twofactor.INVALID_CODE: "The code is not correct.",
+                    twofactor.CODE_REUSED: "This code was already used; wait for the next one.",
+                    twofactor.RECOVERY_CODE_INVALID: "The recovery code is not valid or was already used."}
+        raise Unauthorized(messages[reason], code=reason)
+
+    def _report_recovery_use(self, uow, user, actor) -> None:
+        remaining = storage.recovery_codes_left(uow.session, user.id)
+        used = [events.two_factor_recovery_used(user, actor, remaining)]
+        if twofactor.recovery_codes_low(remaining):
+            used.append(events.two_factor_recovery_low(user, actor, remaining))
+        self._emit_about(uow, user, *used)
+
+    def _new_recovery_codes(self, uow, user, now) -> list[str]:
+        codes = twofactor.new_recovery_codes()
+        digests = [self.secret_box.keyed_digest(twofactor.normalize_recovery_code(code)) for code in codes]
+        storage.replace_recovery_codes(uow.session, user.id, digests, now)
+        return codes
+
+    def _refuse_self_disable(self, uow, user) -> None:
+        self._refuse_two_factor_change(twofactor.self_disable_problem(
+            user.totp_enrolled, user.totp_required, storage.two_factor_policy_on(uow.session),
+            storage.is_super_admin(uow.session, user.id)))
+
+    @staticmethod
+    def _refuse_two_factor_change(problem: str | None) -> None:
+        if problem:
+            raise Conflict(twofactor.REFUSALS[problem], code=problem)
+
+    def _open_secret(self, sealed: str) -> str:
+        return self.secret_box.open(sealed)
+
+    def _login_ticket_ttl(self) -> int:
+        return min(self.config["GATEHOUSE"].integer("GATEHOUSE_LOGIN_TICKET_TTL"), twofactor.MAX_LOGIN_TICKET_TTL)

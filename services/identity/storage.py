@@ -13,7 +13,9 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from kernel.db import iso, service_base  # noqa: F401  (iso: storage.iso for the service)
 from kernel.envelope import utc_now
 from kernel.errors import ValidationFailed
+from services.identity import twofactor
 from services.identity.domain import FIRST_UID_NUMBER, PasswordPolicy
+from services.rbac.domain import SUPER_ADMIN
 
 
 Base = service_base("identity")
@@ -38,9 +40,17 @@ class User(Base):
     password_hash: Mapped[str | None] = mapped_column(sa.String(256))
     must_change_password: Mapped[bool] = mapped_column(sa.Boolean, default=False)
     is_first_admin: Mapped[bool] = mapped_column(sa.Boolean, default=False)
-    # 2FA state (the TOTP issue fills these in).
+    # 2FA. totp_required: an administrator requires it (it stands after enrollment, until cancelled).
     totp_enrolled: Mapped[bool] = mapped_column(sa.Boolean, default=False)
     totp_required: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    totp_secret: Mapped[str | None] = mapped_column(sa.Text)  # sealed (kernel.crypto.SecretBox)
+    totp_pending_secret: Mapped[str | None] = mapped_column(sa.Text)  # sealed; enrollment started, not confirmed
+    totp_pending_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    totp_enrolled_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    # RFC 6238 time step of the last accepted code: a code of this step or earlier is a replay.
+    totp_last_step: Mapped[int | None] = mapped_column(sa.Integer)
+    second_factor_failures: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
+    second_factor_locked_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
     # Lowercased "username first last email": one LIKE serves the user list's search.
     search_text: Mapped[str] = mapped_column(sa.String(512), default="")
     # Bumped on every change of the profile or status: the ETag of If-Match updates.
@@ -70,6 +80,31 @@ class UserRole(Base):
     role: Mapped[str | None] = mapped_column(sa.String(64), index=True)
     # occurred_at of the rbac event applied last: a late, older event changes nothing.
     as_of: Mapped[str] = mapped_column(sa.String(32))
+
+
+class RecoveryCode(Base):
+    """A 2FA recovery code, by keyed digest only; works once (used_at)."""
+
+    __tablename__ = "identity_recovery_codes"
+
+    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True, default=lambda: str(uuid.uuid4()))
+    user_id: Mapped[str] = mapped_column(sa.ForeignKey("identity_users.id", ondelete="CASCADE"), index=True)
+    digest: Mapped[str] = mapped_column(sa.String(64))
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+    used_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+
+
+class LoginTicket(Base):
+    """What the password step of a 2FA account answers instead of a session: single use,
+    short-lived, stored by digest; the second step trades it (and a code) for a session."""
+
+    __tablename__ = "identity_login_tickets"
+
+    digest: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(sa.ForeignKey("identity_users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+    used_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
 
 
 class LoginSession(Base):
@@ -249,9 +284,20 @@ def public_user(user: User) -> dict:
 
 # --- user administration ------------------------------------------------------
 
-def admin_user(user: User, role: str | None) -> dict:
-    """A user as administrators see them: with their role in the caller's tenant."""
-    return {**public_user(user), "role": role}
+def admin_user(session: Session, user: User, role: str | None) -> dict:
+    """A user as administrators see them: with their role in the caller's tenant and the 2FA flags."""
+    return admin_users(session, [(user, role)])[0]
+
+
+def admin_users(session: Session, rows: list[tuple[User, str | None]]) -> list[dict]:
+    """admin_user of many users with two queries in all (the user list)."""
+    flags = two_factor_flags(session, [user for user, _ in rows])
+    return [{**public_user(user), **flags[user.id], "role": role} for user, role in rows]
+
+
+def signed_in_user(session: Session, user: User) -> dict:
+    """The user of a session, as sign-in answers and the gateway's guards read it (with what 2FA owes)."""
+    return {**public_user(user), **two_factor_flags(session, [user])[user.id]}
 
 
 def role_of(session: Session, user_id: str, tenant_id: str) -> str | None:
@@ -542,3 +588,94 @@ def public_session(login_session: LoginSession, current_session_id: str | None =
             "last_used_at": iso(login_session.last_used_at), "expires_at": iso(login_session.expires_at),
             "ip": login_session.ip, "user_agent": login_session.user_agent,
             "current": login_session.id == current_session_id}
+
+
+# --- two-factor authentication ---------------------------------------------------
+
+TWO_FACTOR_POLICY = "2fa_policy"
+
+
+def two_factor_policy_on(session: Session) -> bool:
+    """The global policy "Require 2FA for super_admin"."""
+    return bool((read_setting(session, TWO_FACTOR_POLICY) or {}).get("require_for_super_admin"))
+
+
+def tenants_of(session: Session, user_id: str) -> tuple[str, ...]:
+    """Every tenant where the user holds a role (the read model of rbac's assignments):
+    events about the user carry them, so each tenant's audit view shows those events."""
+    query = (sa.select(UserRole.tenant_id).where(UserRole.user_id == user_id, UserRole.role.is_not(None))
+             .order_by(UserRole.tenant_id))
+    return tuple(session.scalars(query))
+
+
+def super_admin_ids(session: Session, user_ids: list[str]) -> set[str]:
+    """Those of the users who hold super_admin in any tenant (which makes them super admins everywhere)."""
+    if not user_ids:
+        return set()
+    query = sa.select(UserRole.user_id).where(UserRole.user_id.in_(user_ids), UserRole.role == SUPER_ADMIN)
+    return set(session.scalars(query))
+
+
+def is_super_admin(session: Session, user_id: str) -> bool:
+    return bool(super_admin_ids(session, [user_id]))
+
+
+def two_factor_flags(session: Session, users: list[User]) -> dict[str, dict]:
+    """twofactor.flags of each user (by id): the policy is read once, super admins found in one query."""
+    policy_on = two_factor_policy_on(session)
+    supers = super_admin_ids(session, [user.id for user in users]) if policy_on else set()
+    return {user.id: twofactor.flags(user.totp_enrolled, user.totp_required, policy_on, user.id in supers)
+            for user in users}
+
+
+def recovery_codes_left(session: Session, user_id: str) -> int:
+    return session.scalar(sa.select(sa.func.count()).select_from(RecoveryCode).where(
+        RecoveryCode.user_id == user_id, RecoveryCode.used_at.is_(None)))
+
+
+def replace_recovery_codes(session: Session, user_id: str, digests: list[str], now: datetime) -> None:
+    """The user's recovery codes are these from now on; every earlier one is dead."""
+    session.execute(sa.delete(RecoveryCode).where(RecoveryCode.user_id == user_id))
+    session.add_all(RecoveryCode(user_id=user_id, digest=digest, created_at=now) for digest in digests)
+
+
+def use_recovery_code(session: Session, user_id: str, digest: str, now: datetime) -> bool:
+    """Spends the user's unused code with this digest; False when there is none (or a concurrent use won)."""
+    spend = (sa.update(RecoveryCode)
+             .where(RecoveryCode.user_id == user_id, RecoveryCode.digest == digest, RecoveryCode.used_at.is_(None))
+             .values(used_at=now))
+    return session.execute(spend).rowcount == 1
+
+
+def remember_step(session: Session, user_id: str, step: int) -> bool:
+    """Records the step of an accepted TOTP code; False when this step (or a later one) was
+    already used: of two concurrent uses of one code, one loses."""
+    newer = sa.or_(User.totp_last_step.is_(None), User.totp_last_step < step)
+    return session.execute(sa.update(User).where(User.id == user_id, newer)
+                           .values(totp_last_step=step)).rowcount == 1
+
+
+def add_login_ticket(session: Session, user_id: str, digest: str, now: datetime, expires_at: datetime) -> None:
+    """A new ticket; the user's used and expired ones go (they can never be used again)."""
+    session.execute(sa.delete(LoginTicket).where(
+        LoginTicket.user_id == user_id, sa.or_(LoginTicket.used_at.is_not(None), LoginTicket.expires_at <= now)))
+    session.add(LoginTicket(digest=digest, user_id=user_id, created_at=now, expires_at=expires_at))
+
+
+def login_ticket(session: Session, digest: str) -> LoginTicket | None:
+    return session.get(LoginTicket, digest)
+
+
+def use_login_ticket(session: Session, digest: str, now: datetime) -> bool:
+    """Marks the ticket used; False when it already was (one of two concurrent uses loses)."""
+    used = sa.update(LoginTicket).where(LoginTicket.digest == digest, LoginTicket.used_at.is_(None))
+    return session.execute(used.values(used_at=now)).rowcount == 1
+
+
+def remove_two_factor(session: Session, user: User) -> None:
+    """TOTP and every recovery code and pending login ticket of the user go; the requirement stays."""
+    user.totp_enrolled, user.totp_secret, user.totp_enrolled_at, user.totp_last_step = False, None, None, None
+    user.totp_pending_secret, user.totp_pending_at = None, None
+    user.second_factor_failures, user.second_factor_locked_at = 0, None
+    session.execute(sa.delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
+    session.execute(sa.delete(LoginTicket).where(LoginTicket.user_id == user.id))

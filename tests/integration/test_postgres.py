@@ -303,3 +303,23 @@ def test_user_administration_on_postgres(pg_platform, unique):
     assert len(page(sort="name", limit=2, cursor=first["next_cursor"])["items"]) == 1
     assert admin.delete(f"/api/v1/users/{ids[1]}").status_code == 204
     assert page()["total"] == 2
+
+
+def test_two_factor_sign_in_on_postgres(pg_platform, unique):
+    """The second step's row locks and single-use updates (ticket, code step, recovery code) on PostgreSQL."""
+    from tests.integration.test_twofactor import enroll, error_of, password_step, second_step
+
+    user, api = pg_platform.create_user(f"pt{unique}")
+    authenticator, codes = enroll(api)
+    client = pg_platform.api()
+    ticket = password_step(pg_platform, user["username"], api=client)["login_ticket"]
+    error_of(second_step(client, ticket, code=authenticator.wrong_code()), 401, "invalid_code")
+    code = authenticator.code()
+    assert second_step(client, ticket, code=code).status_code == 200
+    error_of(second_step(client, ticket, code=code), 401, "login_ticket_invalid")
+    again = password_step(pg_platform, user["username"], api=client)["login_ticket"]
+    error_of(second_step(client, again, code=code), 401, "code_reused")
+    assert second_step(client, again, recovery_code=codes[0]).status_code == 200
+    assert api.get("/api/v1/me/2fa").json()["recovery_codes_left"] == 9
+    assert pg_platform.admin().delete(f"/api/v1/users/{user['id']}/2fa").status_code == 204
+    assert api.get("/api/v1/me/2fa").json()["enrolled"] is False

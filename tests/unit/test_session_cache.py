@@ -175,10 +175,25 @@ def test_threads_share_it_safely(cache):
     assert errors == []
 
 
+def test_the_2fa_policy_event_drops_every_session_and_decision(cache):
+    # Turning the policy on makes super admins who were fine a moment ago owe an enrollment.
+    sessions, decide = Counting(user_of), Counting(lambda *args: True)
+    for sid in ("a-1", "b-1"):
+        cache.session_user(sid, sessions)
+    cache.authorized("u-a", "admin.users", "t", decide)
+    cache.on_event("identity", {"type": identity_events.TWO_FACTOR_POLICY_CHANGED,
+                                "resource": {"type": "setting", "id": "2fa_policy"}})
+    for sid in ("a-1", "b-1"):
+        cache.session_user(sid, sessions)
+    cache.authorized("u-a", "admin.users", "t", decide)
+    assert (sessions.calls, decide.calls) == (4, 2)
+
+
 def test_the_listener_queue_is_private_and_bound_to_what_changes_access():
     queue = listener_queue("gateway.session-cache.test")
     assert queue.exclusive and queue.auto_delete
     keys = {(b.exchange.name, b.routing_key) for b in queue.bindings}
-    assert ({("identity.events", t) for t in identity_events.ACCESS_CHANGING}
+    assert ({("identity.events", t) for t in identity_events.ACCESS_CHANGING + identity_events.EVERYONE_CHANGING}
             | {("rbac.events", t) for t in rbac_events.DECISION_CHANGING}) == keys
+    assert ("identity.events", identity_events.TWO_FACTOR_POLICY_CHANGED) in keys
     assert ("rbac.events", rbac_events.AUTHORIZATION_DENIED) not in keys  # a denial changes no decision

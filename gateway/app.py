@@ -13,7 +13,8 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from gateway import errors
 from gateway.rpc import RpcPool
-from gateway.routes import audit, auth, health, invitations, me, passwords, rbac, sessions, settings, users
+from gateway.routes import (audit, auth, connections, health, invitations, me, passwords, rbac, sessions, settings,
+                            tenancy, users)
 from gateway.session_cache import ProcessSessionCache
 from kernel.config import Config
 
@@ -46,7 +47,8 @@ def create_app(config: Config | None = None) -> APIFlask:
     app.extensions["session_cache"] = ProcessSessionCache(config.amqp_uri)
 
     errors.register(app)
-    for module in (health, auth, me, users, sessions, audit, invitations, passwords, settings, rbac):
+    for module in (health, auth, me, users, sessions, audit, invitations, passwords, settings, rbac, tenancy,
+                   connections):
         app.register_blueprint(module.bp)
 
     @app.before_request

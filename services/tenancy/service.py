@@ -417,6 +417,15 @@ class TenancyService(ServiceBase):
             return uow.session.get(Membership, (tenant_id, user_id)) is not None
 
     @rpc
+    def get_membership(self, tenant_id, user_id):
+        with self.db.unit_of_work() as uow:
+            membership = uow.session.get(Membership, (tenant_id, user_id))
+            if membership is None:
+                raise NotFound("The user is not a member of that tenant.", code="not_a_member",
+                               details={"user_id": user_id, "tenant_id": tenant_id})
+            return storage.public_membership(membership)
+
+    @rpc
     def list_members(self, tenant_id, limit=50, cursor=None):
         """Members of a tenant by username."""
         offset = paging.offset_of(cursor)

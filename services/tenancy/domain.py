@@ -21,13 +21,16 @@ SECRET_MAX = 1024
 CA_PEM_MAX = 64 * 1024
 
 TOKEN, PASSWORD = "token", "password"  # the two ways a connection signs in to Proxmox VE
-AUTH_METHODS = (TOKEN, PASSWORD)
+# The fields of each: what names the account, and its secret.
+LOGIN_FIELD = {TOKEN: "token_id", PASSWORD: "username"}
+SECRET_FIELD = {TOKEN: "token_secret", PASSWORD: "password"}
 
 # Proxmox VE's own syntax (pve-realm, pve-userid, pve-tokenid).
 REALM = re.compile(r"^[A-Za-z][A-Za-z0-9._-]{1,31}$")
 USERID = re.compile(r"^[^\s:/@!]{1,64}@[A-Za-z][A-Za-z0-9._-]{1,31}$")
-TOKEN_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9._-]{1,63}$")
-HOSTNAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
+TOKEN_ID = re.compile(r"^[^\s:/@!]{1,64}@[A-Za-z][A-Za-z0-9._-]{1,31}![A-Za-z][A-Za-z0-9._-]{1,63}$")
+LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+HOSTNAME = re.compile(rf"^(?=.{{1,253}}$){LABEL}(\.{LABEL})*$")
 FINGERPRINT = re.compile(r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){31}$")
 
 
@@ -169,11 +172,6 @@ def auth_problems(auth, secret_required: bool) -> dict:
         for field in sorted(unknown):
             problems[f"auth.{field}"] = f"is not a field of {method} authentication"
     return problems
-
-
-TOKEN_ID = re.compile(r"^[^\s:/@!]{1,64}@[A-Za-z][A-Za-z0-9._-]{1,31}![A-Za-z][A-Za-z0-9._-]{1,63}$")
-LOGIN_FIELD = {TOKEN: "token_id", PASSWORD: "username"}
-SECRET_FIELD = {TOKEN: "token_secret", PASSWORD: "password"}
 
 
 def auth_method(auth: dict) -> str | None:

@@ -264,12 +264,11 @@ def _require_admin_users(rpc, tenant_id):
 def _refuse_takeover(rpc, tenant_id, user_id):
     """Someone who does not administer all of a user's tenants may not pull the user into theirs."""
     if is_super_admin():
-        return
-    principal = current_principal()
+        return  # the rule's first case, without asking anyone
     user_tenants = {m["tenant_id"] for m in rpc.tenancy.memberships_of(user_id)}
     if tenant_id in user_tenants:
         return
-    actor_tenants = {m["tenant_id"] for m in rpc.tenancy.memberships_of(principal.user_id)}
+    actor_tenants = {m["tenant_id"] for m in rpc.tenancy.memberships_of(current_principal().user_id)}
     administered = {t for t in user_tenants if holds(ADMIN_USERS, t)}
     refusal = domain.membership_change_refusal(False, actor_tenants, administered, user_tenants, tenant_id)
     if refusal == "user_not_found":

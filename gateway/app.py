@@ -14,7 +14,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from gateway import errors
 from gateway.rpc import RpcPool
 from gateway.routes import (
-    audit, auth, health, invitations, me, passwords, rbac, sessions, settings, twofactor, users,
+    audit, auth, connections, health, invitations, me, passwords, rbac, sessions, settings, tenancy, twofactor, users,
 )
 from gateway.session_cache import ProcessSessionCache
 from kernel.config import Config
@@ -48,7 +48,8 @@ def create_app(config: Config | None = None) -> APIFlask:
     app.extensions["session_cache"] = ProcessSessionCache(config.amqp_uri)
 
     errors.register(app)
-    for module in (health, auth, me, users, sessions, audit, invitations, passwords, settings, rbac, twofactor):
+    for module in (health, auth, me, users, sessions, audit, invitations, passwords, settings, rbac, twofactor,
+                   tenancy, connections):
         app.register_blueprint(module.bp)
 
     @app.before_request

@@ -170,3 +170,15 @@ def requires(permission: str | None = None, **allowances: bool):
         return _guard.auth_required(auth)(guarded)
 
     return decorate
+
+
+def holds(permission: str, tenant_id: str | None = None) -> bool:
+    """Whether the signed-in user holds `permission` in the tenant (the active one by default),
+    through the same cached decisions as requires(); SUPER_ADMIN_ONLY asks for a super admin."""
+    principal = current_principal()
+    return session_cache().authorized(principal.user_id, permission, tenant_id or principal.tenant_id,
+                                      _fetch_decision)
+
+
+def is_super_admin() -> bool:
+    return holds(SUPER_ADMIN_ONLY)

@@ -6,11 +6,12 @@ check everything rbac could refuse first, then change identity, then rbac.
 from __future__ import annotations
 
 from apiflask import APIBlueprint
-from flask import current_app, request
+from flask import current_app
 
 from gateway.auth import actor, current_principal, requires, session_cache
+from gateway.etags import etag, if_match
 from gateway.schemas.users import CreatedUserOut, UserCreateIn, UserDetailOut, UserListQuery, UserPageOut, UserPatchIn
-from kernel.errors import PreconditionFailed, ValidationFailed
+from kernel.errors import ValidationFailed
 
 bp = APIBlueprint("users", __name__, url_prefix="/api/v1/users", tag="Users")
 
@@ -118,14 +119,8 @@ def _grant_and_describe(rpc, user, role, groups, tenant_id):
 
 
 def _etag(user):
-    return {"ETag": f'"{user["version"]}"'}
+    return etag(user)
 
 
 def _if_match():
-    """The version the caller read (If-Match), None when it sent none or `*`."""
-    if "If-Match" not in request.headers or request.if_match.star_tag:
-        return None
-    versions = {tag for tag in request.if_match.as_set(include_weak=True) if tag.isascii() and tag.isdigit()}
-    if len(versions) != 1:
-        raise PreconditionFailed("If-Match must be the ETag of the user, as GET returned it.")
-    return int(versions.pop())
+    return if_match("user")

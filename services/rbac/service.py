@@ -20,6 +20,7 @@ from kernel.service import Database, ServiceBase, rpc
 from services.identity import events as identity_events
 from services.rbac import domain, events, storage
 from services.rbac.storage import Group, GroupMember, Role, RoleAssignment
+from services.tenancy import events as tenancy_events
 
 REFUSALS = {
     "unknown_role": (ValidationFailed, "There is no role {role!r}."),
@@ -68,6 +69,38 @@ class RbacService(ServiceBase):
             uow.session.execute(sa.delete(GroupMember).where(GroupMember.group_id == group.id,
                                                              GroupMember.user_id == user_id))
             uow.emit(events.member_removed(group, user_id, event.resource.name, event.actor))
+
+    # --- reacting to tenancy ---------------------------------------------------------
+
+    @on_event("tenancy", types=[tenancy_events.USER_ASSIGNED_TO_TENANT])
+    def grant_tenant_role(self, event, uow):
+        """The role that came with a membership; the gateway checked that the actor may grant it.
+        The first admin's locked role stays (the gateway refuses that change before, too)."""
+        data = event.data
+        current = uow.session.get(RoleAssignment, (data["user_id"], data["tenant_id"]))
+        if data.get("role") and not (current and current.locked):
+            self._assign(uow, data["user_id"], data.get("username"), data["tenant_id"], data["role"], event.actor)
+
+    @on_event("tenancy", types=[tenancy_events.USER_REMOVED_FROM_TENANT])
+    def revoke_tenant_role(self, event, uow):
+        data = event.data
+        assignment = uow.session.get(RoleAssignment, (data["user_id"], data["tenant_id"]))
+        if assignment is not None and not assignment.locked:
+            uow.session.delete(assignment)
+            uow.emit(events.role_unassigned(data["user_id"], data.get("username"), data["tenant_id"],
+                                            assignment.role, event.actor))
+
+    @on_event("tenancy", types=[tenancy_events.TENANT_DELETED])
+    def forget_deleted_tenant(self, event, uow):
+        """A deleted tenant's role assignments and custom roles go with it."""
+        tenant_id = event.resource.id
+        for assignment in list(uow.session.scalars(sa.select(RoleAssignment)
+                                                   .where(RoleAssignment.tenant_id == tenant_id))):
+            uow.session.delete(assignment)
+            uow.emit(events.role_unassigned(assignment.user_id, None, tenant_id, assignment.role, event.actor))
+        for role in list(uow.session.scalars(sa.select(Role).where(Role.tenant_id == tenant_id))):
+            uow.session.delete(role)
+            uow.emit(events.role_deleted(role, event.actor))
 
     # --- decisions -------------------------------------------------------------
 
@@ -240,6 +273,13 @@ class RbacService(ServiceBase):
         with self.db.unit_of_work() as uow:
             return [_assignment_out(a) for a in uow.session.scalars(
                 sa.select(RoleAssignment).where(RoleAssignment.user_id == user_id).order_by(RoleAssignment.tenant_id))]
+
+    @rpc
+    def roles_in_tenant(self, tenant_id, user_ids):
+        """{user_id: role} of those users holding a role in the tenant (for member lists)."""
+        with self.db.unit_of_work() as uow:
+            return dict(uow.session.execute(sa.select(RoleAssignment.user_id, RoleAssignment.role).where(
+                RoleAssignment.tenant_id == tenant_id, RoleAssignment.user_id.in_(list(user_ids)))).all())
 
     @rpc
     def user_access(self, user_id):

@@ -1,0 +1,153 @@
+"""/api/v1/connections: the Proxmox VE endpoints of a tenant.
+
+Confined to the session's active tenant: a connection of another tenant is 404, never 403.
+Super admins reach every tenant (a list takes `?tenant=<id>` or `?tenant=*`). Secrets go in
+and never come out: answers say `secret_set`.
+"""
+from __future__ import annotations
+
+from apiflask import APIBlueprint
+from flask import current_app
+
+from gateway.auth import actor, current_principal, is_super_admin, requires
+from gateway.etags import etag, if_match
+from gateway.schemas.tenancy import (
+    ConnectionIn,
+    ConnectionListQuery,
+    ConnectionOut,
+    ConnectionPageOut,
+    ConnectionPatchIn,
+    ConnectionTestOut,
+    ReassignIn,
+)
+from kernel import SUPER_ADMIN_ONLY
+from kernel.errors import Forbidden
+
+bp = APIBlueprint("connections", __name__, url_prefix="/api/v1/connections", tag="Connections")
+
+ALL_TENANTS = "*"
+VIEW = {401: "Not signed in", 403: "Missing permission connection.view"}
+MANAGE = {401: "Not signed in", 403: "Missing permission connection.manage"}
+# The test's network steps (TLS probe, sign-in, GET /version) must end within the RPC timeout.
+MAX_TEST_STEP = 5.0
+
+
+def _rpc():
+    return current_app.extensions["rpc"].client()
+
+
+def _actor() -> dict:
+    return actor().__dict__
+
+
+def _scope() -> str | None:
+    """The tenant the caller's requests are confined to; None for super admins (every tenant)."""
+    return None if is_super_admin() else current_principal().tenant_id
+
+
+@bp.get("")
+@requires("connection.view")
+@bp.input(ConnectionListQuery, location="query", arg_name="query")
+@bp.output(ConnectionPageOut)
+@bp.doc(summary="Connections of the active tenant", description=(
+    "Needs `connection.view`. By name. Super admins may pass `tenant` (an id, or `*` for all)."),
+    responses={**VIEW, 403: "Missing connection.view, or `tenant` from someone not a super admin"})
+def list_connections(query):
+    wanted = query.get("tenant")
+    tenant_id = current_principal().tenant_id
+    if wanted and wanted != tenant_id:
+        if not is_super_admin():
+            raise Forbidden("Only super admins list the connections of another tenant.", code="permission_denied",
+                            details={"permission": SUPER_ADMIN_ONLY})
+        tenant_id = None if wanted == ALL_TENANTS else wanted
+    with _rpc() as rpc:
+        return rpc.tenancy.list_connections(tenant_id, query["limit"], query.get("cursor"))
+
+
+@bp.post("")
+@requires("connection.manage")
+@bp.input(ConnectionIn, arg_name="body")
+@bp.output(ConnectionOut, status_code=201, description="The new connection (its secret is never shown)")
+@bp.doc(summary="Add a Proxmox VE connection", description=(
+    "Needs `connection.manage`. In the active tenant, or `tenant_id` (super admins). `auth` is "
+    "`{token_id, token_secret}` or `{username, password}`; the secret is stored encrypted. TLS is verified "
+    "unless `verify_tls` is false; `ca_pem` or `fingerprint` say how."),
+    responses={**MANAGE, 403: "Missing connection.manage, or another tenant from someone not a super admin",
+               404: "No such tenant", 409: "Name taken", 422: "Invalid fields"})
+def create_connection(body):
+    tenant_id = body.pop("tenant_id", None) or current_principal().tenant_id
+    if tenant_id != current_principal().tenant_id and not is_super_admin():
+        raise Forbidden("Only super admins add connections to another tenant.", code="permission_denied",
+                        details={"permission": SUPER_ADMIN_ONLY})
+    with _rpc() as rpc:
+        connection = rpc.tenancy.create_connection(_actor(), tenant_id, body)
+    return connection, 201, {"Location": f"/api/v1/connections/{connection['id']}", **etag(connection)}
+
+
+@bp.get("/<string:connection_id>")
+@requires("connection.view")
+@bp.output(ConnectionOut)
+@bp.doc(summary="One connection", description="Needs `connection.view`. The `ETag` is its version, for `If-Match`.",
+        responses={**VIEW, 404: "No such connection in the active tenant"})
+def get_connection(connection_id):
+    with _rpc() as rpc:
+        connection = rpc.tenancy.get_connection(connection_id, _scope())
+    return connection, 200, etag(connection)
+
+
+@bp.patch("/<string:connection_id>")
+@requires("connection.manage")
+@bp.input(ConnectionPatchIn, arg_name="body")
+@bp.output(ConnectionOut)
+@bp.doc(summary="Change a connection", description=(
+    "Needs `connection.manage`. Only the fields sent change; `ca_pem` or `fingerprint` null removes it; an "
+    "`auth` without its secret keeps the stored one (the method may change only with a new secret). Send "
+    "`If-Match: <ETag>` to refuse a change based on a stale read (412)."),
+    responses={**MANAGE, 404: "No such connection in the active tenant", 409: "Name taken",
+               412: "If-Match names an old version", 422: "Invalid fields"})
+def update_connection(connection_id, body):
+    with _rpc() as rpc:
+        connection = rpc.tenancy.update_connection(_actor(), connection_id, body, _scope(), if_match("connection"))
+    return connection, 200, etag(connection)
+
+
+@bp.delete("/<string:connection_id>")
+@requires("connection.manage")
+@bp.output({}, status_code=204)
+@bp.doc(summary="Delete a connection", description="Needs `connection.manage`.",
+        responses={**MANAGE, 404: "No such connection in the active tenant"})
+def delete_connection(connection_id):
+    with _rpc() as rpc:
+        rpc.tenancy.delete_connection(_actor(), connection_id, _scope())
+    return "", 204
+
+
+@bp.post("/<string:connection_id>/reassign")
+@requires(SUPER_ADMIN_ONLY)
+@bp.input(ReassignIn, arg_name="body")
+@bp.output(ConnectionOut)
+@bp.doc(summary="Move a connection to another tenant", description="Super admins (`tenant.manage`). Audited "
+        "with both tenants.", responses={401: "Not signed in", 403: "Super admins only",
+                                         404: "No such connection or tenant"})
+def reassign_connection(connection_id, body):
+    with _rpc() as rpc:
+        connection = rpc.tenancy.reassign_connection(_actor(), connection_id, body["tenant_id"])
+    return connection, 200, etag(connection)
+
+
+@bp.post("/<string:connection_id>/test")
+@requires("connection.manage")
+@bp.output(ConnectionTestOut)
+@bp.doc(summary="Test a connection", description=(
+    "Needs `connection.manage`. proxmox_sync signs in with the stored credentials and reads `GET /version`: "
+    "`{ok: true, version, release}`, or `{ok: false, error: {code, message}}` with code `unreachable`, "
+    "`timeout`, `tls_verification_failed`, `tls_fingerprint_mismatch`, `authentication_failed`, "
+    "`permission_denied` or `proxmox_error`."),
+    responses={**MANAGE, 404: "No such connection in the active tenant"})
+def test_connection(connection_id):
+    pool = current_app.extensions["rpc"]
+    with pool.client() as rpc:
+        rpc.tenancy.get_connection(connection_id, _scope())
+        # At most three steps of this each, well inside the RPC timeout.
+        step = max(1.0, min(MAX_TEST_STEP, pool.timeout / 4))
+        return rpc.proxmox_sync.test_connection(connection_id, step)

@@ -1,0 +1,160 @@
+"""Bodies of /api/v1/tenancy, /api/v1/tenants and /api/v1/connections."""
+from __future__ import annotations
+
+from apiflask import Schema
+from apiflask.fields import Boolean, Integer, Nested, String
+from apiflask.validators import Length, OneOf
+
+from gateway.schemas import PageQuery, page_of
+
+ISO = {"format": "date-time"}
+
+
+# --- the switch and tenants -------------------------------------------------------------------
+
+
+class TenancyStatusOut(Schema):
+    enabled = Boolean()
+    tenants = Integer(metadata={"description": "how many tenants exist, `default` included"})
+    changed_at = String(allow_none=True, metadata={**ISO, "description": "when multi-tenancy was last switched"})
+    changed_by = String(allow_none=True, metadata={"description": "who switched it (username)"})
+
+
+class TenantIn(Schema):
+    name = String(required=True, validate=Length(1, 64), metadata={"description": "unique, whatever the case"})
+    description = String(load_default="", validate=Length(0, 500))
+
+
+class TenantPatchIn(Schema):
+    name = String(validate=Length(1, 64))
+    description = String(validate=Length(0, 500))
+
+
+class TenantOut(Schema):
+    id = String(metadata={"description": "`default`, or a uuid"})
+    name = String()
+    description = String()
+    is_default = Boolean(metadata={"description": "the default tenant, which cannot be deleted"})
+    connection_count = Integer()
+    user_count = Integer()
+    created_at = String(metadata=ISO)
+    updated_at = String(metadata=ISO)
+    version = Integer(metadata={"description": "the ETag of If-Match edits"})
+
+
+class TenantItemOut(TenantOut):
+    """A tenant in a list (own classes for nested and top-level answers: apispec warns otherwise)."""
+
+
+TenantPageOut = page_of(TenantItemOut, "TenantPage")
+
+
+class TenantMemberIn(Schema):
+    role = String(required=True, validate=Length(1, 64), metadata={"description": "the user's role in this tenant"})
+    default = Boolean(load_default=False, metadata={"description": "make this the tenant the user's sessions "
+                                                                   "start in"})
+
+
+class TenantMemberOut(Schema):
+    tenant_id = String()
+    user_id = String()
+    username = String(allow_none=True)
+    role = String(allow_none=True, metadata={"description": "the user's role in this tenant (rbac)"})
+    is_default = Boolean(metadata={"description": "the tenant the user's sessions start in"})
+    created_at = String(metadata=ISO)
+
+
+TenantMemberPageOut = page_of(TenantMemberOut, "TenantMemberPage")
+
+
+class MembershipOut(TenantMemberOut):
+    """One membership (its own class: apispec warns when a response schema is also nested)."""
+
+
+# --- connections ----------------------------------------------------------------------------------
+
+
+class ConnectionAuthIn(Schema):
+    """Either an API token (token_id, token_secret) or a user (username, password)."""
+
+    token_id = String(validate=Length(1, 160), metadata={"description": "user@realm!tokenname"})
+    token_secret = String(validate=Length(1, 1024), load_only=True)
+    username = String(validate=Length(1, 100), metadata={"description": "user@realm"})
+    password = String(validate=Length(1, 1024), load_only=True)
+
+
+class _ConnectionFields(Schema):
+    name = String(validate=Length(1, 64), metadata={"description": "unique across tenants, whatever the case"})
+    url = String(validate=Length(1, 255), metadata={"description": "https://host[:port] (port 8006 if left out)"})
+    verify_tls = Boolean(metadata={"description": "verify the server's certificate (default true)"})
+    ca_pem = String(allow_none=True, validate=Length(1, 64 * 1024),
+                    metadata={"description": "PEM certificate(s) of the CA that signs the server's certificate"})
+    fingerprint = String(allow_none=True, validate=Length(1, 95),
+                         metadata={"description": "SHA-256 fingerprint of the server's certificate (AB:CD:...)"})
+    realm = String(validate=Length(1, 32),
+                   metadata={"description": "the LDAP realm Proxmox VE uses for Gatehouse users (default gatehouse)"})
+    auth = Nested(ConnectionAuthIn)
+
+
+class ConnectionIn(_ConnectionFields):
+    name = String(required=True, validate=Length(1, 64))
+    url = String(required=True, validate=Length(1, 255))
+    auth = Nested(ConnectionAuthIn, required=True)
+    tenant_id = String(validate=Length(1, 36),
+                       metadata={"description": "owner tenant; the active tenant if left out (others: super admins)"})
+
+
+class ConnectionPatchIn(_ConnectionFields):
+    """Only the fields sent change; an `auth` without its secret keeps the stored one."""
+
+
+class ConnectionAuthOut(Schema):
+    method = String(validate=OneOf(["token", "password"]))
+    token_id = String()
+    username = String()
+    secret_set = Boolean(metadata={"description": "a token secret or password is stored (never shown)"})
+
+
+class ConnectionOut(Schema):
+    id = String()
+    tenant_id = String()
+    name = String()
+    url = String()
+    verify_tls = Boolean()
+    ca_pem = String(allow_none=True)
+    fingerprint = String(allow_none=True)
+    realm = String()
+    auth = Nested(ConnectionAuthOut)
+    created_at = String(metadata=ISO)
+    updated_at = String(metadata=ISO)
+    version = Integer(metadata={"description": "the ETag of If-Match edits"})
+
+
+class ConnectionItemOut(ConnectionOut):
+    """A connection in a list."""
+
+
+ConnectionPageOut = page_of(ConnectionItemOut, "ConnectionPage")
+
+
+class ConnectionListQuery(PageQuery):
+    tenant = String(validate=Length(1, 36), metadata={
+        "description": "super admins: a tenant id, or `*` for every tenant (default: the active tenant)"})
+
+
+class ReassignIn(Schema):
+    tenant_id = String(required=True, validate=Length(1, 36))
+
+
+class ConnectionTestErrorOut(Schema):
+    code = String(metadata={"description": "unreachable, timeout, tls_verification_failed, "
+                                           "tls_fingerprint_mismatch, authentication_failed, "
+                                           "permission_denied or proxmox_error"})
+    message = String()
+
+
+class ConnectionTestOut(Schema):
+    ok = Boolean()
+    version = String(metadata={"description": "pve-manager version, when ok"})
+    release = String(metadata={"description": "Proxmox VE release (x.y), when ok"})
+    error = Nested(ConnectionTestErrorOut, metadata={"description": "why not, when not ok"})

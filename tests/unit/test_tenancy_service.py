@@ -1,0 +1,289 @@
+"""The tenancy service's entrypoints on a migrated SQLite database, without a broker: what they
+store, what they refuse, and the events they leave in the outbox."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import sqlalchemy as sa
+
+from kernel.config import Config
+from kernel.envelope import SYSTEM, Actor, Event, Resource
+from kernel.errors import Conflict, NotFound, PreconditionFailed, ValidationFailed
+from services.identity import events as identity_events
+from services.tenancy import storage
+from services.tenancy.service import TenancyService
+from tests.unit.conftest import migrated
+
+ADMIN = Actor(user_id="admin-1", username="root").__dict__
+TOKEN = {"token_id": "gatehouse@pve!sync", "token_secret": "the-token-secret"}
+
+
+@pytest.fixture
+def tenancy(tmp_path):
+    service = TenancyService()
+    service.db = migrated("tenancy", tmp_path / "tenancy.db", storage.metadata)
+    service.config = {"GATEHOUSE": Config.from_env({"GATEHOUSE_SECRET_KEY": "unit-test-key",
+                                                    "GATEHOUSE_DATA_DIR": str(tmp_path)})}
+    yield service
+    service.db.dispose()
+
+
+def emitted(service, type_=None) -> list[dict]:
+    outbox = service.db.outbox
+    with service.db.engine.connect() as conn:
+        bodies = [json.loads(row.body) for row in conn.execute(sa.select(outbox.c.body).order_by(outbox.c.seq))]
+    return [body for body in bodies if type_ is None or body["type"] == type_]
+
+
+def user_event(type_, user_id, username, tenant_ids=(), **data) -> dict:
+    return Event(type=type_, source="identity", category="users", actor=SYSTEM,
+                 resource=Resource("user", user_id, username), data={"username": username, **data},
+                 tenant_ids=tenant_ids).to_dict()
+
+
+def new_user(service, user_id, username="u"):
+    service.enrol_new_user(user_event(identity_events.USER_CREATED, user_id, username))
+
+
+def enabled_with_tenant(service, name="Acme") -> dict:
+    service.enable(ADMIN)
+    return service.create_tenant(ADMIN, name, "first customer")
+
+
+# --- the switch and tenants -------------------------------------------------------------------------------
+
+
+def test_it_starts_disabled_with_the_default_tenant_only(tenancy):
+    assert tenancy.status() == {"enabled": False, "tenants": 1, "changed_at": None, "changed_by": None}
+    assert tenancy.get_tenant("default")["is_default"] is True
+    with pytest.raises(Conflict) as refused:
+        tenancy.create_tenant(ADMIN, "Acme")
+    assert refused.value.code == "multi_tenancy_disabled"
+
+
+def test_enabling_is_idempotent_and_counts_what_default_holds(tenancy):
+    new_user(tenancy, "u1")
+    tenancy.create_connection(ADMIN, "default", {"name": "pve1", "url": "https://pve1", "auth": TOKEN})
+    assert tenancy.enable(ADMIN)["enabled"] is True
+    assert tenancy.enable(ADMIN)["changed_by"] == "root"
+    [event] = emitted(tenancy, "tenancy.multi_tenancy_enabled")
+    assert event["data"] == {"default_tenant": {"connections": 1, "users": 1}}
+    assert event["tenant_ids"] == ["default"]
+
+
+def test_disabling_is_refused_while_other_tenants_exist(tenancy):
+    acme = enabled_with_tenant(tenancy)
+    with pytest.raises(Conflict) as refused:
+        tenancy.disable(ADMIN)
+    assert refused.value.code == "tenants_exist"
+    tenancy.delete_tenant(ADMIN, acme["id"])
+    assert tenancy.disable(ADMIN)["enabled"] is False
+    assert len(emitted(tenancy, "tenancy.multi_tenancy_disabled")) == 1
+
+
+def test_tenant_names_are_unique_whatever_the_case(tenancy):
+    enabled_with_tenant(tenancy, "Acme")
+    with pytest.raises(Conflict) as refused:
+        tenancy.create_tenant(ADMIN, " ACME ")
+    assert refused.value.code == "tenant_exists"
+    with pytest.raises(Conflict):
+        tenancy.create_tenant(ADMIN, "default")  # the default tenant's name is taken too
+    with pytest.raises(ValidationFailed) as invalid:
+        tenancy.create_tenant(ADMIN, "x" * 65)
+    assert "name" in invalid.value.details
+
+
+def test_renaming_bumps_the_version_and_checks_it(tenancy):
+    acme = enabled_with_tenant(tenancy)
+    renamed = tenancy.update_tenant(ADMIN, acme["id"], {"name": "Acme Corp"}, expected_version=1)
+    assert renamed["name"] == "Acme Corp" and renamed["version"] == 2
+    with pytest.raises(PreconditionFailed):
+        tenancy.update_tenant(ADMIN, acme["id"], {"description": "again"}, expected_version=1)
+    unchanged = tenancy.update_tenant(ADMIN, acme["id"], {"name": "Acme Corp"})
+    assert unchanged["version"] == 2
+    [event] = emitted(tenancy, "tenancy.tenant_updated")
+    assert event["data"]["changes"] == {"name": {"from": "Acme", "to": "Acme Corp"}}
+
+
+def test_deleting_a_tenant_ends_its_memberships_and_spares_default(tenancy):
+    acme = enabled_with_tenant(tenancy)
+    new_user(tenancy, "u1")
+    tenancy.assign_user(ADMIN, acme["id"], "u1", "u", role="viewer")
+    connection = tenancy.create_connection(ADMIN, acme["id"], {"name": "pve1", "url": "https://pve1", "auth": TOKEN})
+    with pytest.raises(Conflict) as refused:
+        tenancy.delete_tenant(ADMIN, acme["id"])
+    assert refused.value.code == "tenant_has_connections" and refused.value.details == {"connections": "1"}
+    tenancy.delete_connection(ADMIN, connection["id"])
+    tenancy.delete_tenant(ADMIN, acme["id"])
+    assert tenancy.memberships_of("u1") == [{"tenant_id": "default", "tenant_name": "Default", "is_default": True}]
+    [removed] = emitted(tenancy, "tenancy.user_removed_from_tenant")
+    assert removed["data"]["reason"] == "tenant_deleted" and removed["tenant_ids"] == [acme["id"], "default"]
+    assert emitted(tenancy)[-1]["type"] == "tenancy.tenant_deleted"
+    with pytest.raises(Conflict) as protected:
+        tenancy.delete_tenant(ADMIN, "default")
+    assert protected.value.code == "default_tenant_protected"
+    with pytest.raises(NotFound):
+        tenancy.get_tenant(acme["id"])
+
+
+# --- connections --------------------------------------------------------------------------------------
+
+
+def test_connection_secrets_are_sealed_and_never_shown(tenancy):
+    created = tenancy.create_connection(ADMIN, "default", {"name": "pve1", "url": "https://PVE1.example.com",
+                                                           "auth": TOKEN})
+    assert created["url"] == "https://pve1.example.com:8006" and created["realm"] == "gatehouse"
+    assert created["auth"] == {"method": "token", "token_id": "gatehouse@pve!sync", "secret_set": True}
+    assert "the-token-secret" not in json.dumps(created)
+    assert "the-token-secret" not in json.dumps(emitted(tenancy))
+    with tenancy.db.engine.connect() as conn:
+        stored = conn.execute(sa.text("select secret_sealed from tenancy_connections")).scalar_one()
+    assert "the-token-secret" not in stored
+    assert tenancy.connection_credentials(created["id"])["secret"] == "the-token-secret"
+
+
+def test_an_edit_keeps_the_secret_unless_a_new_one_is_sent(tenancy):
+    created = tenancy.create_connection(ADMIN, "default", {"name": "pve1", "url": "https://pve1", "auth": TOKEN})
+    edited = tenancy.update_connection(ADMIN, created["id"], {"auth": {"token_id": "gatehouse@pve!other"},
+                                                              "verify_tls": False})
+    assert edited["auth"]["token_id"] == "gatehouse@pve!other" and edited["version"] == 2
+    assert tenancy.connection_credentials(created["id"])["secret"] == "the-token-secret"
+    with pytest.raises(ValidationFailed) as invalid:  # a new method needs its secret
+        tenancy.update_connection(ADMIN, created["id"], {"auth": {"username": "root@pam"}})
+    assert invalid.value.details == {"auth.password": "is required when the authentication method changes"}
+    tenancy.update_connection(ADMIN, created["id"], {"auth": {"username": "root@pam", "password": "pw"}})
+    assert tenancy.connection_credentials(created["id"])["secret"] == "pw"
+    updates = emitted(tenancy, "tenancy.connection_updated")
+    assert updates[0]["data"]["fields"] == ["login", "verify_tls"]
+    assert updates[1]["data"]["fields"] == ["auth_method", "auth_secret", "login"]
+    assert "pw" not in json.dumps(updates[1]["data"]["changes"])
+
+
+def test_tls_settings_are_checked_together(tenancy):
+    with pytest.raises(ValidationFailed) as invalid:
+        tenancy.create_connection(ADMIN, "default", {"name": "pve1", "url": "https://pve1", "auth": TOKEN,
+                                                     "verify_tls": False, "fingerprint": ":".join(["AB"] * 32)})
+    assert set(invalid.value.details) == {"verify_tls"}
+    created = tenancy.create_connection(ADMIN, "default", {"name": "pve1", "url": "https://pve1", "auth": TOKEN,
+                                                           "fingerprint": ":".join(["ab"] * 32)})
+    assert created["fingerprint"] == ":".join(["AB"] * 32)
+    with pytest.raises(ValidationFailed):
+        tenancy.update_connection(ADMIN, created["id"], {"verify_tls": False})
+    assert tenancy.update_connection(ADMIN, created["id"], {"verify_tls": False, "fingerprint": None})["fingerprint"] \
+        is None
+
+
+def test_connections_of_another_tenant_are_not_found(tenancy):
+    acme = enabled_with_tenant(tenancy)
+    theirs = tenancy.create_connection(ADMIN, acme["id"], {"name": "acme-pve", "url": "https://10.0.0.1",
+                                                           "auth": TOKEN})
+    for call in (lambda: tenancy.get_connection(theirs["id"], "default"),
+                 lambda: tenancy.update_connection(ADMIN, theirs["id"], {"name": "x"}, "default"),
+                 lambda: tenancy.delete_connection(ADMIN, theirs["id"], "default"),
+                 lambda: tenancy.reassign_connection(ADMIN, theirs["id"], "default", "default")):
+        with pytest.raises(NotFound):
+            call()
+    assert tenancy.list_connections("default")["total"] == 0
+    assert tenancy.list_connections(None)["total"] == 1
+    moved = tenancy.reassign_connection(ADMIN, theirs["id"], "default")
+    assert moved["tenant_id"] == "default"
+    [event] = emitted(tenancy, "tenancy.connection_reassigned")
+    assert event["data"]["from"] == acme["id"] and event["data"]["to"] == "default"
+    assert event["tenant_ids"] == [acme["id"], "default"]
+
+
+def test_connection_names_are_unique_across_tenants(tenancy):
+    acme = enabled_with_tenant(tenancy)
+    tenancy.create_connection(ADMIN, "default", {"name": "pve", "url": "https://pve1", "auth": TOKEN})
+    with pytest.raises(Conflict) as refused:
+        tenancy.create_connection(ADMIN, acme["id"], {"name": "PVE", "url": "https://pve2", "auth": TOKEN})
+    assert refused.value.code == "connection_exists"
+
+
+# --- memberships --------------------------------------------------------------------------------------------
+
+
+def test_new_users_join_the_tenant_their_event_names_else_default(tenancy):
+    acme = enabled_with_tenant(tenancy)
+    new_user(tenancy, "u1", "ann")
+    tenancy.enrol_new_user(user_event(identity_events.USER_CREATED, "u2", "bob", tenant_ids=(acme["id"],)))
+    tenancy.enrol_new_user(user_event(identity_events.USER_CREATED, "u3", "cat", tenant_ids=("gone",)))
+    assert [m["tenant_id"] for m in tenancy.memberships_of("u1")] == ["default"]
+    assert [m["tenant_id"] for m in tenancy.memberships_of("u2")] == [acme["id"]]
+    assert [m["tenant_id"] for m in tenancy.memberships_of("u3")] == ["default"]
+
+
+def test_an_accepted_invitation_joins_the_invitations_tenant(tenancy):
+    acme = enabled_with_tenant(tenancy)
+    registered = user_event(identity_events.USER_REGISTERED, "u1", "ann", invitation_id="inv-1")
+    accepted = Event(type=identity_events.INVITATION_ACCEPTED, source="identity", category="users", actor=SYSTEM,
+                     resource=Resource("invitation", "inv-1", "ann@example.com"),
+                     data={"user_id": "u1", "username": "ann", "tenant_id": acme["id"], "role": "viewer"},
+                     tenant_ids=(acme["id"],)).to_dict()
+    tenancy.enrol_new_user(registered)
+    tenancy.enrol_new_user(accepted)
+    tenancy.enrol_new_user(accepted)  # a redelivery changes nothing
+    assert tenancy.memberships_of("u1") == [{"tenant_id": acme["id"], "tenant_name": "Acme", "is_default": True}]
+    assert len(emitted(tenancy, "tenancy.user_assigned_to_tenant")) == 1
+
+
+def test_assigning_carries_the_role_and_moves_the_default(tenancy):
+    acme = enabled_with_tenant(tenancy)
+    new_user(tenancy, "u1", "ann")
+    membership, created = tenancy.assign_user(ADMIN, acme["id"], "u1", "ann", role="operator", make_default=True)
+    assert created is True and membership["is_default"] is True
+    assert tenancy.memberships_of("u1") == [
+        {"tenant_id": "default", "tenant_name": "Default", "is_default": False},
+        {"tenant_id": acme["id"], "tenant_name": "Acme", "is_default": True}]
+    _, again = tenancy.assign_user(ADMIN, acme["id"], "u1", "ann", role="viewer")
+    assert again is False
+    events = emitted(tenancy, "tenancy.user_assigned_to_tenant")
+    assert [(e["data"]["role"], e["data"]["already_member"]) for e in events] == [
+        (None, False), ("operator", False), ("viewer", True)]
+    assert events[1]["tenant_ids"] == [acme["id"], "default"]
+    assert tenancy.is_member("u1", acme["id"]) is True and tenancy.is_member("u2", acme["id"]) is False
+
+
+def test_removal_never_strands_a_user_and_hands_the_default_on(tenancy):
+    acme = enabled_with_tenant(tenancy)
+    new_user(tenancy, "u1", "ann")
+    tenancy.assign_user(ADMIN, acme["id"], "u1", "ann", role="viewer")
+    tenancy.remove_user(ADMIN, "default", "u1")
+    assert tenancy.memberships_of("u1") == [{"tenant_id": acme["id"], "tenant_name": "Acme", "is_default": True}]
+    with pytest.raises(Conflict) as refused:
+        tenancy.remove_user(ADMIN, acme["id"], "u1")
+    assert refused.value.code == "last_tenant"
+    with pytest.raises(NotFound) as missing:
+        tenancy.remove_user(ADMIN, "default", "u1")
+    assert missing.value.code == "not_a_member"
+
+
+def test_members_follow_renames_and_removals(tenancy):
+    acme = enabled_with_tenant(tenancy)
+    new_user(tenancy, "u1", "ann")
+    tenancy.assign_user(ADMIN, acme["id"], "u1", "ann", role="viewer")
+    tenancy.follow_rename(user_event(identity_events.USER_UPDATED, "u1", "ann",
+                                     changed={"username": {"from": "ann", "to": "anna"}}, profile={"username": "anna"}))
+    assert [m["username"] for m in tenancy.list_members(acme["id"])["items"]] == ["anna"]
+    tenancy.forget_removed_user(user_event(identity_events.USER_REMOVED, "u1", "anna"))
+    assert tenancy.memberships_of("u1") == []
+    removed = emitted(tenancy, "tenancy.user_removed_from_tenant")
+    assert sorted(e["data"]["tenant_id"] for e in removed) == sorted(["default", acme["id"]])
+    assert {e["data"]["reason"] for e in removed} == {"user_removed"}
+
+
+def test_adoption_puts_users_of_no_tenant_into_default(tenancy):
+    new_user(tenancy, "u1", "ann")
+    adopted = tenancy.adopt_users(ADMIN, [{"id": "u1", "username": "ann"}, {"id": "u0", "username": "old"}])
+    assert adopted == 1
+    assert [m["tenant_id"] for m in tenancy.memberships_of("u0")] == ["default"]
+
+
+def test_member_lists_page(tenancy):
+    for number in range(5):
+        new_user(tenancy, f"u{number}", f"user{number}")
+    first = tenancy.list_members("default", limit=2)
+    assert first["total"] == 5 and [m["username"] for m in first["items"]] == ["user0", "user1"]
+    rest = tenancy.list_members("default", limit=10, cursor=first["next_cursor"])
+    assert [m["username"] for m in rest["items"]] == ["user2", "user3", "user4"] and rest["next_cursor"] is None

@@ -14,7 +14,8 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from gateway import errors
 from gateway.rpc import RpcPool
 from gateway.routes import (
-    audit, auth, connections, health, invitations, me, passwords, rbac, sessions, settings, tenancy, twofactor, users,
+    audit, auth, connections, health, invitations, me, my_tenant, passwords, rbac, sessions, settings, tenancy,
+    twofactor, users,
 )
 from gateway.session_cache import ProcessSessionCache
 from kernel.config import Config
@@ -49,7 +50,7 @@ def create_app(config: Config | None = None) -> APIFlask:
 
     errors.register(app)
     for module in (health, auth, me, users, sessions, audit, invitations, passwords, settings, rbac, twofactor,
-                   tenancy, connections):
+                   tenancy, connections, my_tenant):
         app.register_blueprint(module.bp)
 
     @app.before_request

@@ -11,6 +11,12 @@ enrollment): such a user gets 403 with the requirement's code on every guarded r
 except those that declare the matching allowance, e.g. `@requires(allow_password_change=True)`.
 The check runs in the guard of every route, never by path. A new requirement is one
 `Requirement` entry.
+
+A session works in one tenant (identity chose it at sign-in; POST /api/v1/me/tenant switches
+it). Every guarded route needs access to it: a membership there, or a super admin while the
+tenant exists. Otherwise 403 `tenant_unavailable`, never a silent fall-back to another tenant;
+routes with `allow_without_tenant=True` (who am I, my tenants, switching, sign-out) let the
+user through to switch.
 """
 from __future__ import annotations
 
@@ -55,7 +61,9 @@ REQUIREMENTS = (
                 "Change your password first (POST /api/v1/me/password).",
                 lambda user: bool(user.get("must_change_password"))),
 )
-ALLOWANCES = frozenset(requirement.allowance for requirement in REQUIREMENTS)
+WITHOUT_TENANT = "allow_without_tenant"
+ALLOWANCES = frozenset({*(requirement.allowance for requirement in REQUIREMENTS), WITHOUT_TENANT})
+TENANT_ACCESS = "tenant_access"  # the session cache's key for "may this user work in that tenant"
 
 
 def outstanding(user: dict) -> list[Requirement]:
@@ -66,11 +74,15 @@ def outstanding(user: dict) -> list[Requirement]:
 class Principal:
     user: dict
     session_id: str
-    tenant_id: str = DEFAULT_TENANT_ID
 
     @property
     def user_id(self) -> str:
         return self.user["id"]
+
+    @property
+    def tenant_id(self) -> str:
+        """The session's active tenant: every read and write is confined to it."""
+        return self.user.get("session_tenant_id") or DEFAULT_TENANT_ID
 
 
 def mint_access_token(user: dict, session_id: str) -> tuple[str, int]:
@@ -111,6 +123,22 @@ def _fetch_decision(user_id: str, permission: str, tenant_id: str) -> bool:
         return rpc.rbac.authorize(user_id, permission, tenant_id)
 
 
+def _fetch_tenant_access(user_id: str, _key: str, tenant_id: str) -> bool:
+    """A member of the tenant, or a super admin while it exists (tenancy is the authority)."""
+    with current_app.extensions["rpc"].client() as rpc:
+        if rpc.tenancy.is_member(user_id, tenant_id):
+            return True
+        return rpc.rbac.authorize(user_id, SUPER_ADMIN_ONLY, tenant_id) and rpc.tenancy.tenant_exists(tenant_id)
+
+
+def has_tenant_access(principal: Principal) -> bool:
+    """Cached like decisions; tenancy's membership and tenant events drop the answers. A user
+    identity made in the tenant moments ago (tenancy has not heard yet) is let in uncached."""
+    if session_cache().authorized(principal.user_id, TENANT_ACCESS, principal.tenant_id, _fetch_tenant_access):
+        return True
+    return principal.user.get("tenant_membership") == "provisional"
+
+
 def _record_denial(permission: str, tenant_id: str) -> None:
     """Audited as rbac.authorization_denied; the refusal stands even if recording fails."""
     try:
@@ -144,7 +172,8 @@ def actor() -> Actor:
 
 def requires(permission: str | None = None, **allowances: bool):
     """Guard a route: a valid session, no outstanding requirement unless the route allows
-    it (`allow_password_change=True`), and `permission` in the active tenant when given
+    it (`allow_password_change=True`), access to the session's tenant unless
+    `allow_without_tenant=True`, and `permission` in the active tenant when given
     (`SUPER_ADMIN_ONLY` for routes of super admins alone)."""
     if unknown := set(allowances) - ALLOWANCES:
         raise TypeError(f"unknown allowance(s) {sorted(unknown)}; known: {sorted(ALLOWANCES)}")
@@ -157,6 +186,9 @@ def requires(permission: str | None = None, **allowances: bool):
             for requirement in outstanding(principal.user):
                 if requirement.allowance not in allowed_through:
                     raise Forbidden(requirement.message, code=requirement.code)
+            if WITHOUT_TENANT not in allowed_through and not has_tenant_access(principal):
+                raise Forbidden("Your access to this tenant ended: switch tenant (POST /api/v1/me/tenant).",
+                                code="tenant_unavailable", details={"tenant_id": principal.tenant_id})
             if permission and not session_cache().authorized(principal.user_id, permission,
                                                              principal.tenant_id, _fetch_decision):
                 _record_denial(permission, principal.tenant_id)

@@ -7,7 +7,9 @@ them the moment they change:
 - identity events that change access (services.identity.events.ACCESS_CHANGING) drop
   everything known about that user (event.resource.id); those that may change what
   any user owes (EVERYONE_CHANGING: the 2FA policy) drop everything;
-- any rbac event that can change a decision drops every authorization decision.
+- any rbac event that can change a decision drops every authorization decision;
+- tenancy's membership events drop everything known about that user (their tenant access
+  and sessions), a deleted tenant drops every decision (super admins' access to it).
 
 Correctness rules:
 - While the event listener is not connected (startup, broker loss) the cache is not
@@ -33,6 +35,11 @@ from kombu import Connection, Queue, binding
 from kernel.topology import events_exchange
 from services.identity import events as identity_events
 from services.rbac import events as rbac_events
+from services.tenancy import events as tenancy_events
+
+# Tenancy events that change who may work in a tenant.
+TENANCY_ACCESS_CHANGING = (tenancy_events.USER_ASSIGNED_TO_TENANT, tenancy_events.USER_REMOVED_FROM_TENANT,
+                           tenancy_events.TENANT_DELETED)
 
 log = logging.getLogger("gatehouse.gateway.session_cache")
 
@@ -123,6 +130,8 @@ class SessionCache:
             self.forget_all()
         elif source == "identity":
             self.forget_user((body.get("resource") or {}).get("id"))
+        elif source == "tenancy" and body.get("type") != tenancy_events.TENANT_DELETED:
+            self.forget_user((body.get("data") or {}).get("user_id"))
         else:
             self.forget_decisions()
 
@@ -154,6 +163,7 @@ def listener_queue(name: str) -> Queue:
     bindings = [binding(events_exchange("identity"), routing_key=type_)
                 for type_ in identity_events.ACCESS_CHANGING + identity_events.EVERYONE_CHANGING]
     bindings += [binding(events_exchange("rbac"), routing_key=type_) for type_ in rbac_events.DECISION_CHANGING]
+    bindings += [binding(events_exchange("tenancy"), routing_key=type_) for type_ in TENANCY_ACCESS_CHANGING]
     return Queue(name, bindings=bindings, exclusive=True, auto_delete=True, durable=False)
 
 

@@ -79,7 +79,7 @@ def refresh(body):
 
 
 @bp.post("/logout")
-@requires(allow_password_change=True, allow_2fa_enrollment=True)
+@requires(allow_password_change=True, allow_2fa_enrollment=True, allow_without_tenant=True)
 @bp.output({}, status_code=204)
 @bp.doc(summary="Sign out: ends the current session", responses={401: "Not signed in"})
 def logout():

@@ -11,11 +11,13 @@ bp = APIBlueprint("me", __name__, url_prefix="/api/v1/me", tag="Me")
 
 
 @bp.get("")
-@requires(allow_password_change=True, allow_2fa_enrollment=True)
+@requires(allow_password_change=True, allow_2fa_enrollment=True, allow_without_tenant=True)
 @bp.output(MeOut)
-@bp.doc(summary="The signed-in user", responses={401: "Not signed in"})
+@bp.doc(summary="The signed-in user", description="`tenant_id`: this session's active tenant.",
+        responses={401: "Not signed in"})
 def me():
-    return current_principal().user
+    principal = current_principal()
+    return {**principal.user, "tenant_id": principal.tenant_id}
 
 
 @bp.post("/password")

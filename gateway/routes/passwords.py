@@ -5,6 +5,7 @@ from apiflask import APIBlueprint
 from flask import current_app, jsonify
 
 from gateway.auth import actor, requires, session_cache
+from gateway.isolation import changeable_user
 from gateway.schemas.mail import (
     AcceptedOut, AdminPasswordResetIn, GeneratedPasswordOut, PasswordResetConfirmIn, PasswordResetRequestIn,
 )
@@ -47,10 +48,11 @@ def confirm_reset(body):
         description="Needs `admin.users`. `email`: mails a reset link, answers 202. `random`: sets a "
                     "generated password (answered once, 200) that must be changed at the next sign-in, "
                     "and ends the user's sessions. Administrators never choose a user's password.",
-        responses={202: "Reset link queued", 401: "Not signed in", 403: "Missing permission admin.users",
-                   404: "No such user", 409: "`smtp_not_configured` or `user_invited`"})
+        responses={202: "Reset link queued", 401: "Not signed in", 403: "Missing admin.users, or `cross_tenant_user`",
+                   404: "No such user in the active tenant", 409: "`smtp_not_configured` or `user_invited`"})
 def admin_reset(user_id, body):
     with current_app.extensions["rpc"].client() as rpc:
+        changeable_user(rpc, user_id)
         result = rpc.identity.admin_reset_password(actor().__dict__, user_id, body["method"])
     session_cache().forget_user(user_id)
     if result is None:

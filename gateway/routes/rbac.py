@@ -12,7 +12,8 @@ import re
 from apiflask import APIBlueprint
 from flask import current_app, request
 
-from gateway.auth import actor, current_principal, requires, session_cache
+from gateway.auth import actor, current_principal, is_super_admin, requires, session_cache
+from gateway.isolation import visible_user
 from gateway.schemas import PageQuery
 from gateway.schemas.rbac import (
     AssignmentIn,
@@ -67,8 +68,16 @@ def _checked_tenant(tenant_id: str) -> str:
     return tenant_id
 
 
+def _visible(rpc, user_id: str) -> None:
+    """404 for a user outside the active tenant; super admins manage assignments of every tenant
+    (each names its tenant), so they reach every user here."""
+    if not is_super_admin():
+        visible_user(rpc, user_id)
+
+
 def _username(rpc, user_id: str) -> str:
-    """The user's name for events; also answers 404 for an unknown user."""
+    """The user's name for events; also answers 404 for an unknown user or one of another tenant."""
+    _visible(rpc, user_id)
     return rpc.identity.get_user(user_id)["username"]
 
 
@@ -165,10 +174,16 @@ def delete_role(role_id):
 @bp.get("/users/<string:user_id>/roles")
 @requires(ADMIN_RBAC)
 @bp.output(AssignmentPageOut)
-@bp.doc(summary="A user's role in each tenant, with scope", description="Needs `admin.rbac`.", responses=NEEDS_RBAC)
+@bp.doc(summary="A user's role in each tenant, with scope", description=(
+    "Needs `admin.rbac`. A user of the active tenant; only the active tenant's assignment unless you "
+    "are a super admin (every tenant's)."), responses={**NEEDS_RBAC, 404: "No such user in the active tenant"})
 def user_roles(user_id):
     with rbac_rpc() as rpc:
-        return _listing(rpc.rbac.user_roles(user_id))
+        _visible(rpc, user_id)
+        assignments = rpc.rbac.user_roles(user_id)
+    if not is_super_admin():
+        assignments = [a for a in assignments if a["tenant_id"] == _tenant()]
+    return _listing(assignments)
 
 
 @bp.put("/users/<string:user_id>/roles/<string:tenant_id>")
@@ -304,4 +319,5 @@ def remove_member(group_id, user_id):
 @bp.doc(summary="The LDAP groups of a user", description="Needs `admin.rbac`.", responses=NEEDS_RBAC)
 def user_groups(user_id):
     with rbac_rpc() as rpc:
+        _visible(rpc, user_id)
         return _listing(rpc.rbac.user_groups(user_id))

@@ -23,7 +23,7 @@ from gateway.schemas.tenancy import (
     TenantPageOut,
     TenantPatchIn,
 )
-from kernel import DEFAULT_TENANT_ID, SUPER_ADMIN_ONLY
+from kernel import SUPER_ADMIN_ONLY
 from kernel.errors import Forbidden, NotFound
 from services.tenancy import domain
 
@@ -84,7 +84,7 @@ def _adopt_existing_users(rpc):
     """Users made before tenancy followed identity join `default`, so enabling leaves nobody out."""
     cursor = None
     while True:
-        page = rpc.identity.list_users(tenant_id=DEFAULT_TENANT_ID, sort="created_at", order="asc",
+        page = rpc.identity.list_users(tenant_id=None, sort="created_at", order="asc",
                                        limit=ADOPTION_PAGE, cursor=cursor)
         users = [{"id": u["id"], "username": u["username"]} for u in page["items"] if u["status"] != "invited"]
         if users:

@@ -8,6 +8,7 @@ from apiflask import APIBlueprint
 from flask import current_app
 
 from gateway.auth import actor, current_principal, requires, session_cache
+from gateway.isolation import changeable_user
 from gateway.schemas.twofactor import (
     ConfirmEnrollmentIn, EnrollmentOut, ProofIn, RecoveryCodesOut, RequiredUserOut, TwoFactorPolicy,
     TwoFactorStatusOut,
@@ -111,6 +112,7 @@ def regenerate_recovery_codes(body):
     responses={**SUPER_ADMINS, 409: "`2fa_already_enrolled` or `2fa_requirement_active`"})
 def require(user_id):
     with _rpc() as rpc:
+        changeable_user(rpc, user_id)
         user = rpc.identity.require_two_factor(actor().__dict__, user_id, current_principal().tenant_id)
     session_cache().forget_user(user_id)
     return user
@@ -123,6 +125,7 @@ def require(user_id):
         responses={**SUPER_ADMINS, 409: "`2fa_requirement_not_active`"})
 def cancel_requirement(user_id):
     with _rpc() as rpc:
+        changeable_user(rpc, user_id)
         rpc.identity.cancel_two_factor_requirement(actor().__dict__, user_id, current_principal().tenant_id)
     session_cache().forget_user(user_id)
     return "", 204
@@ -137,6 +140,7 @@ def cancel_requirement(user_id):
     responses={**SUPER_ADMINS, 409: "`2fa_not_enrolled`, `own_account` or `2fa_required_by_policy`"})
 def disable(user_id):
     with _rpc() as rpc:
+        changeable_user(rpc, user_id)
         rpc.identity.admin_disable_two_factor(actor().__dict__, user_id, current_principal().tenant_id)
     session_cache().forget_user(user_id)
     return "", 204

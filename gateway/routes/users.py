@@ -1,4 +1,8 @@
-"""/api/v1/users: user administration.
+"""/api/v1/users: user administration, confined to the session's active tenant.
+
+A user who is not a member of the active tenant is 404 here; a change to a user of other
+tenants too needs admin.users in all of them (gateway/isolation.py). Super admins list across
+tenants with `?tenant=*` or `?tenant=<id>`.
 
 Identity owns accounts, rbac owns roles and groups: the routes that change both
 check everything rbac could refuse first, then change identity, then rbac.
@@ -8,24 +12,31 @@ from __future__ import annotations
 from apiflask import APIBlueprint
 from flask import current_app
 
-from gateway.auth import actor, current_principal, requires, session_cache
+from gateway.auth import actor, current_principal, is_super_admin, requires, session_cache
 from gateway.etags import etag, if_match
-from gateway.schemas.users import CreatedUserOut, UserCreateIn, UserDetailOut, UserListQuery, UserPageOut, UserPatchIn
-from kernel.errors import ValidationFailed
+from gateway.isolation import changeable_user, visible_user
+from gateway.schemas.isolation import UserPageAnyTenantOut
+from gateway.schemas.users import CreatedUserOut, UserCreateIn, UserDetailOut, UserListQuery, UserPatchIn
+from kernel import SUPER_ADMIN_ONLY
+from kernel.errors import Forbidden, NotFound, ValidationFailed
 
 bp = APIBlueprint("users", __name__, url_prefix="/api/v1/users", tag="Users")
 
 NEEDS = {401: "Not signed in", 403: "Missing permission admin.users"}
+CHANGE = {401: "Not signed in", 403: "Missing permission admin.users, or `cross_tenant_user`: the user also "
+          "belongs to tenants you do not administer", 404: "No such user in the active tenant"}
+ALL_TENANTS = "*"
 
 
 @bp.get("/<string:user_id>")
 @requires("admin.users")
 @bp.output(UserDetailOut)
 @bp.doc(summary="One user", description="Needs `admin.users`. The `ETag` is the user's version, for `If-Match`.",
-        responses={**NEEDS, 404: "No such user"})
+        responses={**NEEDS, 404: "No such user in the active tenant"})
 def get_user(user_id):
     tenant_id = current_principal().tenant_id
     with current_app.extensions["rpc"].client() as rpc:
+        visible_user(rpc, user_id)
         user = _grant_and_describe(rpc, rpc.identity.get_user(user_id, tenant_id), None, None, tenant_id)
     return user, 200, _etag(user)
 
@@ -33,15 +44,29 @@ def get_user(user_id):
 @bp.get("")
 @requires("admin.users")
 @bp.input(UserListQuery, location="query", arg_name="query")
-@bp.output(UserPageOut)
+@bp.output(UserPageAnyTenantOut)
 @bp.doc(summary="List users", description=(
-    "Needs `admin.users`. `q` searches name, username and email; filters `status`, `role` (in the "
-    "caller's tenant); `sort` by name, username, email, role, status, totp_enrolled, last_login_at or "
-    "created_at, `order` asc|desc; page with `cursor` = `next_cursor`; `total` counts every match."),
-    responses={**NEEDS, 422: "Invalid query parameter"})
+    "Needs `admin.users`. The members of the active tenant, with their role there. `q` searches name, "
+    "username and email; filters `status`, `role` (in the caller's tenant); `sort` by name, username, email, "
+    "role, status, totp_enrolled, last_login_at or created_at, `order` asc|desc; page with `cursor` = "
+    "`next_cursor`; `total` counts every match. Cross-tenant view (super admins only): `tenant=*` lists every "
+    "user, `tenant=<id>` that tenant's users, each with `tenants` (every tenant of the user and the role in "
+    "each) and `invitation_status`."),
+    responses={**NEEDS, 403: "Missing admin.users, or `tenant` from someone not a super admin",
+               404: "`tenant` names no tenant", 422: "Invalid query parameter"})
 def list_users(query):
+    wanted = query.pop("tenant", None)
     with current_app.extensions["rpc"].client() as rpc:
-        return rpc.identity.list_users(tenant_id=current_principal().tenant_id, **query)
+        if wanted is None:
+            return rpc.identity.list_users(tenant_id=current_principal().tenant_id, **query)
+        if not is_super_admin():
+            raise Forbidden("Only super admins list users across tenants (the `tenant` parameter).",
+                            code="permission_denied", details={"tenant": "only for super admins",
+                                                               "permission": SUPER_ADMIN_ONLY})
+        if wanted != ALL_TENANTS and not rpc.tenancy.tenant_exists(wanted):
+            raise NotFound("No such tenant.", code="tenant_not_found", details={"tenant": wanted})
+        return rpc.identity.list_users(tenant_id=None if wanted == ALL_TENANTS else wanted, with_tenants=True,
+                                       **query)
 
 
 @bp.post("")
@@ -57,7 +82,7 @@ def create_user(body):
     tenant_id = current_principal().tenant_id
     with current_app.extensions["rpc"].client() as rpc:
         _check_access(rpc, role, groups, tenant_id)
-        created = rpc.identity.create_user(actor().__dict__, **body)
+        created = rpc.identity.create_user(actor().__dict__, **body, tenant_id=tenant_id)
         created["user"] = _grant_and_describe(rpc, created["user"], role, groups, tenant_id)
     return created, 201, {"Location": f"/api/v1/users/{created['user']['id']}"}
 
@@ -70,12 +95,13 @@ def create_user(body):
     "Needs `admin.users`. Only the fields sent change. `status`: pending→active approves, "
     "active↔suspended, pending→suspended refuses. `role` replaces the role in the caller's tenant; "
     "`groups` are added. Send `If-Match: <ETag>` to refuse a change based on a stale read (412)."),
-    responses={**NEEDS, 404: "No such user", 409: "Username or email taken, or a status change not allowed",
+    responses={**CHANGE, 409: "Username or email taken, or a status change not allowed",
                412: "If-Match names an old version", 422: "Invalid fields, unknown role or group"})
 def update_user(user_id, body):
     role, groups = body.pop("role", None), body.pop("groups", None)
     tenant_id = current_principal().tenant_id
     with current_app.extensions["rpc"].client() as rpc:
+        changeable_user(rpc, user_id)
         _check_access(rpc, role, groups, tenant_id)
         user = rpc.identity.update_user(actor().__dict__, user_id, body, expected_version=_if_match(),
                                         role=role, tenant_id=tenant_id)
@@ -90,9 +116,10 @@ def update_user(user_id, body):
 @bp.doc(summary="Remove a user", description=(
     "Needs `admin.users`. Deletes the account, its sessions, roles and group memberships; the audit "
     "trail keeps its past actions by name. An invited user's pending invitation is revoked."),
-    responses={**NEEDS, 404: "No such user"})
+    responses=CHANGE)
 def remove_user(user_id):
     with current_app.extensions["rpc"].client() as rpc:
+        changeable_user(rpc, user_id)
         rpc.identity.remove_user(actor().__dict__, user_id)
     session_cache().forget_user(user_id)
     return "", 204

@@ -12,6 +12,7 @@ class MeOut(UserOut):
     """The signed-in user, with what the account still owes before it may use the API."""
 
     must_change_password = Boolean()
+    tenant_id = String(metadata={"description": "this session's active tenant"})
 
 
 class SessionTokenOut(TokenOut):

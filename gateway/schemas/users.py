@@ -43,6 +43,9 @@ class UserListQuery(PageQuery):
     role = String(validate=Length(1, 64))
     sort = String(load_default="created_at", validate=OneOf(USER_SORTS))
     order = String(load_default="desc", validate=OneOf(["asc", "desc"]))
+    tenant = String(validate=Length(1, 36), metadata={
+        "description": "super admins only: `*` lists every user of every tenant, a tenant id that tenant's "
+                       "users; both with each user's tenants and role in each (the cross-tenant view)"})
 
 
 class UserDetailOut(UserOut):

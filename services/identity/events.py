@@ -42,6 +42,7 @@ TWO_FACTOR_RECOVERY_REGENERATED = "identity.2fa_recovery_regenerated"
 TWO_FACTOR_REQUIRED_FOR_USER = "identity.2fa_required_for_user"
 TWO_FACTOR_REQUIREMENT_CLEARED = "identity.2fa_requirement_cleared"
 TWO_FACTOR_POLICY_CHANGED = "identity.2fa_policy_changed"
+TENANT_SWITCHED = "identity.tenant_switched"
 
 ALL = (USER_REGISTERED, USER_CREATED, USER_UPDATED, USER_STATUS_CHANGED, USER_REMOVED,
        INVITATION_SENT, INVITATION_ACCEPTED, INVITATION_REVOKED, INVITATION_EXPIRED, MAIL_FAILED,
@@ -51,7 +52,7 @@ ALL = (USER_REGISTERED, USER_CREATED, USER_UPDATED, USER_STATUS_CHANGED, USER_RE
        TWO_FACTOR_ENROLLMENT_STARTED, TWO_FACTOR_ENROLLED, TWO_FACTOR_DISABLED, TWO_FACTOR_CHALLENGED,
        TWO_FACTOR_LOGIN_FAILED, TWO_FACTOR_RECOVERY_USED, TWO_FACTOR_RECOVERY_LOW,
        TWO_FACTOR_RECOVERY_REGENERATED, TWO_FACTOR_REQUIRED_FOR_USER, TWO_FACTOR_REQUIREMENT_CLEARED,
-       TWO_FACTOR_POLICY_CHANGED)
+       TWO_FACTOR_POLICY_CHANGED, TENANT_SWITCHED)
 
 # After any of these, a user's existing access tokens must stop working at once
 # (the gateway's session cache drops what it knows about the user). The 2FA ones
@@ -59,7 +60,7 @@ ALL = (USER_REGISTERED, USER_CREATED, USER_UPDATED, USER_STATUS_CHANGED, USER_RE
 ACCESS_CHANGING = (USER_STATUS_CHANGED, USER_REMOVED, USER_UPDATED, PASSWORD_CHANGED,
                    PASSWORD_RESET_COMPLETED, LOGOUT, SESSIONS_REVOKED,
                    TWO_FACTOR_ENROLLED, TWO_FACTOR_DISABLED, TWO_FACTOR_REQUIRED_FOR_USER,
-                   TWO_FACTOR_REQUIREMENT_CLEARED)
+                   TWO_FACTOR_REQUIREMENT_CLEARED, TENANT_SWITCHED)
 
 # After these, what any user owes may have changed: the gateway's session cache drops everything.
 EVERYONE_CHANGING = (TWO_FACTOR_POLICY_CHANGED,)
@@ -262,3 +263,12 @@ def two_factor_requirement_cleared(user, actor: Actor) -> Event:
 def two_factor_policy_changed(actor: Actor, require_for_super_admin: bool) -> Event:
     return _event(TWO_FACTOR_POLICY_CHANGED, "settings", actor, Resource("setting", "2fa_policy", "2fa_policy"),
                   {"require_for_super_admin": require_for_super_admin})
+
+
+# --- tenants of a session ------------------------------------------------------
+
+def tenant_switched(user, actor: Actor, session_id: str, from_tenant: str, to_tenant: str) -> Event:
+    """One session of the user now works in `to_tenant`; both tenants' audit views show it."""
+    return _event(TENANT_SWITCHED, "auth", actor, _user(user),
+                  {"session_id": session_id, "from": from_tenant, "to": to_tenant},
+                  tenant_ids=tuple(dict.fromkeys((from_tenant, to_tenant))))

@@ -15,15 +15,16 @@ from kernel import DEFAULT_TENANT_ID, paging
 from kernel.consumer import on_event
 from kernel.crypto import SecretBox, new_token, token_digest
 from kernel.db import aware
-from kernel.envelope import SYSTEM, Actor, utc_now
+from kernel.envelope import SYSTEM, Actor, utc_now, utc_now_iso
 from kernel.errors import (Conflict, Forbidden, Gone, NotFound, PreconditionFailed, TooManyRequests, Unauthorized,
                            ValidationFailed)
 from kernel.service import Database, ServiceBase, rpc
 from services.identity import domain, events, mail, sessions, storage, twofactor
 from services.identity import invitations as invitation_rules
 from services.identity.mailer import Mailer
-from services.identity.storage import Invitation, LoginSession, MailJob, PasswordReset, User, UserRole
+from services.identity.storage import Invitation, LoginSession, MailJob, Membership, PasswordReset, User, UserRole
 from services.rbac import events as rbac_events
+from services.tenancy import events as tenancy_events
 
 # argon2 is memory-hard: more hashes at once than cores only thrash the caches (measured:
 # 8 threads verify ~35% fewer per second than 2). Hashing is all identity runs in threads.
@@ -71,6 +72,23 @@ class IdentityService(ServiceBase):
         elif row.as_of <= event.occurred_at:  # events of one user may be handled out of order
             row.role, row.as_of = role, event.occurred_at
 
+    @on_event("tenancy", types=[tenancy_events.USER_ASSIGNED_TO_TENANT, tenancy_events.USER_REMOVED_FROM_TENANT])
+    def track_membership(self, event, uow):
+        """Which tenants a user belongs to: the user list shows a tenant's members, sign-in
+        starts a session in one of the user's tenants."""
+        data = event.data
+        row = uow.session.get(Membership, (data["user_id"], data["tenant_id"]))
+        if row is not None and row.as_of > event.occurred_at:  # a later change was applied already
+            return
+        if event.type == tenancy_events.USER_ASSIGNED_TO_TENANT:
+            storage.join_tenant(uow.session, data["user_id"], data["tenant_id"], event.occurred_at,
+                                is_default=bool(data.get("is_default")), confirmed=True)
+        elif row is not None:
+            storage.leave_tenant(uow.session, row, event.occurred_at)
+        else:  # removed before identity heard of it: remember, so the late assignment changes nothing
+            uow.session.add(Membership(user_id=data["user_id"], tenant_id=data["tenant_id"], member=False,
+                                       is_default=False, confirmed=True, as_of=event.occurred_at))
+
     # --- accounts ------------------------------------------------------------------
 
     @rpc
@@ -90,10 +108,10 @@ class IdentityService(ServiceBase):
             self._refuse_taken(uow, username, email)
             try:
                 user = self._new_user(uow.session, username, first_name, last_name, email,
-                                      domain.PENDING, password_hash)
+                                      domain.PENDING, password_hash, tenant_id=DEFAULT_TENANT_ID)
             except IntegrityError:  # a concurrent registration took the name first
                 raise Conflict("That username or email is already in use.", code="user_exists") from None
-            uow.emit(events.user_registered(user, Actor.from_dict(actor)))
+            uow.emit(*events.in_tenants((DEFAULT_TENANT_ID,), events.user_registered(user, Actor.from_dict(actor))))
             uow.commit()
         return storage.public_user(user)
 
@@ -125,8 +143,8 @@ class IdentityService(ServiceBase):
             if taken := storage.conflicts(uow.session, username, f"{username}@localhost"):
                 raise Conflict("That username is already in use.", code="user_exists", details=taken)
             user = self._new_user(uow.session, username, "Super", "Admin", f"{username}@localhost",
-                                  domain.ACTIVE, password_hash, is_first_admin=True)
-            uow.emit(events.user_created(user, SYSTEM, first_admin=True))
+                                  domain.ACTIVE, password_hash, is_first_admin=True, tenant_id=DEFAULT_TENANT_ID)
+            uow.emit(*events.in_tenants((DEFAULT_TENANT_ID,), events.user_created(user, SYSTEM, first_admin=True)))
             uow.commit()
         return {"created": True, "user": storage.public_user(user), "password": generated}
 
@@ -181,14 +199,15 @@ class IdentityService(ServiceBase):
         user.last_login_at = now
         session = LoginSession(user_id=user.id, created_at=now, last_used_at=now, ip=actor.ip,
                                user_agent=sessions.user_agent(user_agent),
-                               expires_at=sessions.session_expiry(now, self._refresh_ttl()))
+                               expires_at=sessions.session_expiry(now, self._refresh_ttl()),
+                               tenant_id=storage.starting_tenant(uow.session, user.id))
         uow.session.add(session)
         uow.session.flush()
         refresh_token = self._issue_refresh_token(uow, session.id, now)
         self._emit_about(uow, user, events.login_succeeded(
             user, actor.as_user(user.id, user.username, user.full_name, user.email), session.id, second_factor))
         return {"user": storage.signed_in_user(uow.session, user), "session_id": session.id,
-                "refresh_token": refresh_token}
+                "refresh_token": refresh_token, "tenant_id": session.tenant_id}
 
     def _refuse_login(self, user, actor, login, refusal, password_ok, account, account_wait, rules):
         """Record the refused attempt (audit, throttle counters) and raise its answer."""
@@ -240,7 +259,43 @@ class IdentityService(ServiceBase):
         """The user behind a live session (with what 2FA owes: totp_enrollment_required); Unauthorized once
         it is revoked or expired or the user is not active."""
         with self.db.unit_of_work() as uow:
-            return storage.signed_in_user(uow.session, self._signed_in_user(uow, session_id, utc_now()))
+            session, user = self._live_session(uow, session_id, utc_now())
+            if not user:
+                raise Unauthorized("The session is no longer valid.", code="session_invalid")
+            return self._session_user(uow, session, user)
+
+    @staticmethod
+    def _session_user(uow, session, user) -> dict:
+        """The user with the session's tenant (`session_tenant_id`) and their membership there:
+        `tenant_membership` "confirmed" (tenancy told), "provisional" (identity made the user there
+        moments ago) or None (not a member: the gateway refuses unless a super admin)."""
+        row = storage.membership(uow.session, user.id, session.tenant_id)
+        state = None if row is None else ("confirmed" if row.confirmed else "provisional")
+        return {**storage.signed_in_user(uow.session, user), "session_tenant_id": session.tenant_id,
+                "tenant_membership": state}
+
+    @rpc
+    def switch_tenant(self, actor, session_id, tenant_id):
+        """This session (only) works in `tenant_id` from now on; the gateway checked the user may.
+        Returns what session_user answers."""
+        actor = Actor.from_dict(actor)
+        with self.db.unit_of_work() as uow:
+            session, user = self._live_session(uow, session_id, utc_now())
+            if not user:
+                raise Unauthorized("The session is no longer valid.", code="session_invalid")
+            before = session.tenant_id
+            if before != tenant_id:
+                session.tenant_id = tenant_id
+                uow.emit(events.tenant_switched(user, actor, session.id, before, tenant_id))
+                uow.commit()
+            return self._session_user(uow, session, user)
+
+    @rpc
+    def user_tenants(self, user_id):
+        """The tenants a user belongs to (identity's read model), `default` first; NotFound for no such user."""
+        with self.db.unit_of_work() as uow:
+            self._user(uow, user_id)
+            return [row.tenant_id for row in storage.memberships_of(uow.session, user_id)]
 
     @rpc
     def logout(self, actor, session_id):
@@ -420,6 +475,7 @@ class IdentityService(ServiceBase):
                     placeholder.refresh_search_text()
                     uow.session.add(placeholder)
                     uow.session.flush()
+                    storage.join_tenant(uow.session, placeholder.id, tenant_id, utc_now_iso())
                     invitation = Invitation(email=address, user_id=placeholder.id, role=role, tenant_id=tenant_id,
                                             status=invitation_rules.PENDING, invited_by=actor.user_id,
                                             created_at=now, expires_at=now + self.mailer.invitation_ttl)
@@ -509,7 +565,7 @@ class IdentityService(ServiceBase):
             try:
                 if user is None:  # placeholder gone (should not happen): make the account anew
                     user = self._new_user(uow.session, username, first_name, last_name, invited_email,
-                                          domain.ACTIVE, password_hash)
+                                          domain.ACTIVE, password_hash, tenant_id=invitation.tenant_id)
                 else:
                     user.username, user.first_name, user.last_name = username, first_name.strip(), last_name.strip()
                     user.status, user.password_hash, user.updated_at = domain.ACTIVE, password_hash, now
@@ -521,8 +577,9 @@ class IdentityService(ServiceBase):
                 raise Conflict("That username is already in use.", code="user_exists") from None
             invitation.user_id = user.id
             user_actor = actor.as_user(user.id, user.username, user.full_name, user.email)
-            uow.emit(events.user_registered(user, user_actor, invitation_id=invitation.id),
-                     events.invitation_accepted(invitation, user, user_actor))
+            uow.emit(*events.in_tenants((invitation.tenant_id,),
+                                        events.user_registered(user, user_actor, invitation_id=invitation.id),
+                                        events.invitation_accepted(invitation, user, user_actor)))
             uow.commit()
         return storage.public_user(user)
 
@@ -754,7 +811,9 @@ class IdentityService(ServiceBase):
 
     @rpc
     def list_users(self, tenant_id=DEFAULT_TENANT_ID, q=None, status=None, role=None, sort="created_at",
-                   order="desc", limit=50, cursor=None):
+                   order="desc", limit=50, cursor=None, with_tenants=False):
+        """The members of `tenant_id` (None: every user) with their role there. with_tenants (the
+        cross-tenant view) adds each user's tenants with their role in each, and invitation_status."""
         problems = {}
         if status is not None and status not in domain.STATUSES:
             problems["status"] = f"must be one of {', '.join(domain.STATUSES)}"
@@ -773,12 +832,18 @@ class IdentityService(ServiceBase):
             rows, total = storage.list_users(uow.session, tenant_id, q=q, status=status, role=role, sort=sort,
                                              order=order, limit=limit, offset=offset)
             items = storage.admin_users(uow.session, rows)
+            if with_tenants:
+                ids = [item["id"] for item in items]
+                tenants = storage.tenant_assignments(uow.session, ids)
+                invited = storage.invitation_states(uow.session, ids)
+                items = [{**item, "tenants": tenants[item["id"]], "invitation_status": invited.get(item["id"])}
+                         for item in items]
         return paging.page_answer(items, offset, total)
 
     @rpc
-    def create_user(self, actor, username, email, first_name, last_name, company=""):
-        """An active account made by an administrator, with a generated password shown once
-        (returned here, never stored in clear, never in an event) that must be changed."""
+    def create_user(self, actor, username, email, first_name, last_name, company="", tenant_id=DEFAULT_TENANT_ID):
+        """An active account made by an administrator in their active tenant, with a generated password
+        shown once (returned here, never stored in clear, never in an event) that must be changed."""
         fields = {"username": username, "email": email, "first_name": first_name, "last_name": last_name,
                   "company": company or ""}
         if problems := domain.profile_problems(fields):
@@ -792,11 +857,13 @@ class IdentityService(ServiceBase):
             self._refuse_taken(uow, fields["username"], fields["email"])
             try:
                 user = self._new_user(uow.session, fields["username"], fields["first_name"], fields["last_name"],
-                                      fields["email"], domain.ACTIVE, password_hash, company=fields["company"])
+                                      fields["email"], domain.ACTIVE, password_hash, company=fields["company"],
+                                      tenant_id=tenant_id)
             except IntegrityError:  # a concurrent request took the name first
                 raise Conflict("That username or email is already in use.", code="user_exists") from None
             user.must_change_password = True
-            uow.emit(events.user_created(user, Actor.from_dict(actor)))
+            # Tenancy makes the user a member of the event's first tenant: the creator's active one.
+            uow.emit(*events.in_tenants((tenant_id,), events.user_created(user, Actor.from_dict(actor))))
             uow.commit()
             return {"user": storage.admin_user(uow.session, user, None), "password": password}
 
@@ -895,7 +962,8 @@ class IdentityService(ServiceBase):
 
     @staticmethod
     def _new_user(session, username, first_name, last_name, email, status, password_hash, is_first_admin=False,
-                  company=""):
+                  company="", tenant_id=DEFAULT_TENANT_ID):
+        """The account and, at once, its membership of `tenant_id` (tenancy's event confirms it later)."""
         user = User(username=username, first_name=first_name.strip(), last_name=last_name.strip(),
                     email=email, company=company, status=status, password_hash=password_hash,
                     uid_number=storage.allocate_uid_number(session), is_first_admin=is_first_admin,
@@ -903,6 +971,7 @@ class IdentityService(ServiceBase):
         user.refresh_search_text()
         session.add(user)
         session.flush()
+        storage.join_tenant(session, user.id, tenant_id, utc_now_iso())
         return user
 
     # --- two-factor authentication ----------------------------------------------------

@@ -82,6 +82,27 @@ class UserRole(Base):
     as_of: Mapped[str] = mapped_column(sa.String(32))
 
 
+class Membership(Base):
+    """Read model of tenancy's memberships (fed by its events): the user list joins it to show a
+    tenant's members only, and sign-in picks the session's tenant from it.
+
+    Identity writes a new user's first membership itself in the creating transaction
+    (`confirmed` false) so the user shows at once; tenancy's event confirms it. A row whose
+    membership ended stays as a tombstone (`member` false) so a late, older event changes nothing.
+    """
+
+    __tablename__ = "identity_memberships"
+    __table_args__ = (sa.Index("ix_identity_memberships_tenant_user", "tenant_id", "member", "user_id"),)
+
+    user_id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    member: Mapped[bool] = mapped_column(sa.Boolean, default=True)
+    is_default: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    confirmed: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    # occurred_at of the event applied last (or the creation's time): older events change nothing.
+    as_of: Mapped[str] = mapped_column(sa.String(32))
+
+
 class RecoveryCode(Base):
     """A 2FA recovery code, by keyed digest only; works once (used_at)."""
 
@@ -121,6 +142,8 @@ class LoginSession(Base):
     user_agent: Mapped[str] = mapped_column(sa.String(256), default="")
     revoked_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
     revoked_reason: Mapped[str | None] = mapped_column(sa.String(64))
+    # The session's active tenant: every request of it is confined there (chosen at sign-in, switched).
+    tenant_id: Mapped[str] = mapped_column(sa.String(36), default="default", server_default="default")
 
 
 class RefreshToken(Base):
@@ -316,16 +339,19 @@ def _sort_columns(sort: str) -> list:
 _NULLABLE = {"role", "username", "last_login_at"}
 
 
-def list_users(session: Session, tenant_id: str, *, q: str | None = None, status: str | None = None,
+def list_users(session: Session, tenant_id: str | None, *, q: str | None = None, status: str | None = None,
                role: str | None = None, sort: str = "created_at", order: str = "desc", limit: int = 50,
                offset: int = 0) -> tuple[list[tuple[User, str | None]], int]:
-    """One page of users with their role in `tenant_id`, and how many match in all.
+    """One page of the members of `tenant_id` (None: every user) with their role there, and how
+    many match in all.
 
     The database sorts and pages narrow rows (ids and sort keys) through indexes, then
-    one query loads the page's users; it stays fast with 100,000 users.
+    one query loads the page's users; it stays fast with 100,000 users. Membership is a
+    semi-join on the memberships read model's (tenant, member, user) index.
     """
     has_role = sa.and_(UserRole.user_id == User.id, UserRole.tenant_id == tenant_id)
-    conditions = []
+    members = _members_of(tenant_id)
+    conditions = [] if members is None else [User.id.in_(members)]
     if q:
         conditions.append(_matches(session, q))
     if status:
@@ -333,7 +359,7 @@ def list_users(session: Session, tenant_id: str, *, q: str | None = None, status
     if role:
         conditions.append(UserRole.role == role)
 
-    total = session.scalar(_count(session, tenant_id, q, status, role, conditions, has_role))
+    total = session.scalar(_count(session, tenant_id, members, q, status, role, conditions, has_role))
     if sort == "role" and not role:
         ids = _ids_by_role(session, has_role, conditions, order, limit, offset)
     else:
@@ -351,12 +377,21 @@ def list_users(session: Session, tenant_id: str, *, q: str | None = None, status
     return [found[user_id] for user_id in ids if user_id in found], total
 
 
-def _count(session: Session, tenant_id: str, q, status, role, conditions, has_role):
+def _members_of(tenant_id: str | None):
+    """The ids of the tenant's members, as a subquery (None: no confinement)."""
+    if tenant_id is None:
+        return None
+    return sa.select(Membership.user_id).where(Membership.tenant_id == tenant_id, Membership.member.is_(True))
+
+
+def _count(session: Session, tenant_id: str | None, members, q, status, role, conditions, has_role):
     if role and not (q or status):  # the read model's index counts it alone
-        return sa.select(sa.func.count()).select_from(UserRole).where(
+        counted = sa.select(sa.func.count()).select_from(UserRole).where(
             UserRole.tenant_id == tenant_id, UserRole.role == role)
+        return counted if members is None else counted.where(UserRole.user_id.in_(members))
     if q and not (status or role) and session.get_bind().dialect.name == "sqlite" and len(q.strip()) >= 3:
-        return sa.select(sa.func.count()).select_from(_USER_SEARCH).where(_search_match(q))
+        counted = sa.select(sa.func.count()).select_from(_USER_SEARCH).where(_search_match(q))
+        return counted if members is None else counted.where(_USER_SEARCH.c.user_id.in_(members))
     counted = sa.select(sa.func.count()).select_from(User)
     if role:
         counted = counted.join(UserRole, has_role)
@@ -525,6 +560,87 @@ def public_invitation(invitation: Invitation) -> dict:
         "expires_at": iso(invitation.expires_at), "sent_at": iso(invitation.sent_at),
         "accepted_at": iso(invitation.accepted_at),
     }
+# --- tenants of users and sessions ------------------------------------------------
+
+def memberships_of(session: Session, user_id: str) -> list[Membership]:
+    """The user's tenants (read model), `default` first then by id."""
+    rows = session.scalars(sa.select(Membership).where(Membership.user_id == user_id, Membership.member.is_(True)))
+    return sorted(rows, key=lambda row: (row.tenant_id != "default", row.tenant_id))
+
+
+def membership(session: Session, user_id: str, tenant_id: str) -> Membership | None:
+    row = session.get(Membership, (user_id, tenant_id))
+    return row if row is not None and row.member else None
+
+
+def join_tenant(session: Session, user_id: str, tenant_id: str, as_of: str, *, is_default: bool | None = None,
+                confirmed: bool = False) -> Membership:
+    """Adds (or revives) the membership; is_default None keeps the flag (a new one: default when the
+    user's first). A default membership makes the user's others not default."""
+    row = session.get(Membership, (user_id, tenant_id))
+    if row is None:
+        row = Membership(user_id=user_id, tenant_id=tenant_id, member=False, is_default=False, confirmed=False,
+                         as_of=as_of)
+        session.add(row)
+    if is_default is None and not row.member:
+        is_default = not memberships_of(session, user_id)
+    row.confirmed = confirmed or (row.member and row.confirmed)
+    row.member, row.as_of = True, as_of
+    if is_default is not None:
+        row.is_default = is_default
+    if row.is_default:
+        _only_default(session, user_id, tenant_id)
+    session.flush()
+    return row
+
+
+def leave_tenant(session: Session, row: Membership, as_of: str) -> None:
+    """Ends the membership (a tombstone stays); another tenant becomes the default if this one was."""
+    was_default = row.is_default
+    row.member, row.is_default, row.confirmed, row.as_of = False, False, True, as_of
+    session.flush()
+    rest = memberships_of(session, row.user_id)
+    if was_default and rest:
+        rest[0].is_default = True
+
+
+def _only_default(session: Session, user_id: str, tenant_id: str) -> None:
+    session.execute(sa.update(Membership).where(Membership.user_id == user_id, Membership.tenant_id != tenant_id)
+                    .values(is_default=False))
+
+
+def starting_tenant(session: Session, user_id: str) -> str:
+    """Where a new session of the user starts: their default tenant, else their only or first one;
+    `default` for a user of no tenant (super admins; anyone else is refused there by the gateway)."""
+    rows = memberships_of(session, user_id)
+    chosen = next((row for row in rows if row.is_default), rows[0] if rows else None)
+    return chosen.tenant_id if chosen else "default"
+
+
+def tenant_assignments(session: Session, user_ids: list[str]) -> dict[str, list[dict]]:
+    """Per user: each tenant they belong to, with their role there and whether it is their default."""
+    if not user_ids:
+        return {}
+    roles = {(row.user_id, row.tenant_id): row.role for row in session.scalars(
+        sa.select(UserRole).where(UserRole.user_id.in_(user_ids)))}
+    found: dict[str, list[dict]] = {user_id: [] for user_id in user_ids}
+    rows = session.scalars(sa.select(Membership).where(Membership.user_id.in_(user_ids), Membership.member.is_(True))
+                           .order_by(Membership.tenant_id != "default", Membership.tenant_id))
+    for row in rows:
+        found[row.user_id].append({"tenant_id": row.tenant_id, "role": roles.get((row.user_id, row.tenant_id)),
+                                   "is_default": row.is_default})
+    return found
+
+
+def invitation_states(session: Session, user_ids: list[str]) -> dict[str, str]:
+    """Per user made by an invitation: the state of their latest invitation."""
+    if not user_ids:
+        return {}
+    rows = session.execute(sa.select(Invitation.user_id, Invitation.status).where(Invitation.user_id.in_(user_ids))
+                           .order_by(Invitation.created_at))
+    return {user_id: status for user_id, status in rows}
+
+
 # --- sessions and login protection -------------------------------------------
 
 def throttle(session: Session, key: str) -> LoginThrottle | None:
@@ -601,11 +717,12 @@ def two_factor_policy_on(session: Session) -> bool:
 
 
 def tenants_of(session: Session, user_id: str) -> tuple[str, ...]:
-    """Every tenant where the user holds a role (the read model of rbac's assignments):
-    events about the user carry them, so each tenant's audit view shows those events."""
-    query = (sa.select(UserRole.tenant_id).where(UserRole.user_id == user_id, UserRole.role.is_not(None))
-             .order_by(UserRole.tenant_id))
-    return tuple(session.scalars(query))
+    """Every tenant the user belongs to or holds a role in (the read models of tenancy's
+    memberships and rbac's assignments): events about the user carry them, so each tenant's
+    audit view shows those events."""
+    roles = sa.select(UserRole.tenant_id).where(UserRole.user_id == user_id, UserRole.role.is_not(None))
+    memberships = sa.select(Membership.tenant_id).where(Membership.user_id == user_id, Membership.member.is_(True))
+    return tuple(sorted(set(session.scalars(roles)) | set(session.scalars(memberships))))
 
 
 def super_admin_ids(session: Session, user_ids: list[str]) -> set[str]:

@@ -9,7 +9,7 @@ from tests.unit.conftest import migrated
 from kernel.envelope import utc_now
 from services.identity import domain, storage
 from services.identity.domain import ACTIVE, INVITED, PENDING, SUSPENDED
-from services.identity.storage import User, UserRole
+from services.identity.storage import Membership, User, UserRole
 
 
 # --- domain -------------------------------------------------------------------
@@ -76,7 +76,8 @@ def session(tmp_path):
 
 
 def add_user(session, username, first, last, status=ACTIVE, role=None, tenant="default", age=0, login_age=None,
-             totp=False):
+             totp=False, tenants=("default",)):
+    """A user, member of `tenants` and of `tenant` (where `role` is theirs)."""
     now = utc_now()
     user = User(username=username, email=f"{username}@example.com", first_name=first, last_name=last,
                 company="", status=status, created_at=now - timedelta(minutes=age), totp_enrolled=totp,
@@ -86,6 +87,8 @@ def add_user(session, username, first, last, status=ACTIVE, role=None, tenant="d
     session.flush()
     if role:
         session.add(UserRole(user_id=user.id, tenant_id=tenant, role=role, as_of="x"))
+    for tenant_id in dict.fromkeys((*tenants, tenant)):
+        storage.join_tenant(session, user.id, tenant_id, "x")
     session.flush()
     return user
 
@@ -299,3 +302,42 @@ def test_removing_an_invited_placeholder_revokes_its_invitation(identity):
     with identity.db.unit_of_work() as uow:
         assert uow.session.get(Invitation, "inv-1").status == "revoked"
         assert uow.session.get(User, user_id) is None
+
+
+# --- the list is confined to a tenant's members (memberships read model) ----------------------
+
+def test_lists_only_the_members_of_the_tenant(session, people):
+    outsider = add_user(session, "zoe", "Zoe", "Out", role="admin", tenant="other", tenants=())
+    assert "zoe" not in names(storage.list_users(session, "default", limit=100)[0])
+    assert storage.list_users(session, "default")[1] == 5
+    other = storage.list_users(session, "other", sort="username", order="asc")
+    assert [(user.username, role) for user, role in other[0]] == [("dee", "viewer"), ("zoe", "admin")]
+    assert other[1] == 2
+    # every fast path of the count and of the role sort is confined too
+    assert storage.list_users(session, "default", role="admin")[1] == 1
+    assert storage.list_users(session, "default", q="out")[1] == 0
+    assert "zoe" not in names(storage.list_users(session, "default", sort="role", limit=100)[0])
+    assert storage.list_users(session, "other", q="zoe")[1] == 1
+    # None: the cross-tenant view, every user
+    assert storage.list_users(session, None, limit=100)[1] == 6
+    assert storage.tenant_assignments(session, [outsider.id]) == {
+        outsider.id: [{"tenant_id": "other", "role": "admin", "is_default": True}]}
+
+
+def test_a_membership_that_ended_takes_the_user_out_and_moves_the_default(session, people):
+    dee = people["dee"]
+    assert storage.starting_tenant(session, dee.id) == "default"  # the first one joined is the default
+    storage.leave_tenant(session, storage.membership(session, dee.id, "default"), "y")
+    assert "dee" not in names(storage.list_users(session, "default", limit=100)[0])
+    assert storage.membership(session, dee.id, "default") is None
+    assert storage.starting_tenant(session, dee.id) == "other"
+    storage.join_tenant(session, dee.id, "default", "z", is_default=True)
+    assert storage.starting_tenant(session, dee.id) == "default"
+    assert [row.is_default for row in storage.memberships_of(session, dee.id)] == [True, False]
+
+
+def test_a_user_of_no_tenant_starts_in_default(session):
+    loner = add_user(session, "solo", "So", "Lo", tenants=(), tenant="gone")
+    storage.leave_tenant(session, session.get(Membership, (loner.id, "gone")), "y")
+    assert storage.starting_tenant(session, loner.id) == "default"
+    assert storage.tenants_of(session, loner.id) == ()

@@ -3,7 +3,7 @@ import threading
 
 import pytest
 
-from gateway.session_cache import SessionCache, listener_queue
+from gateway.session_cache import TENANCY_ACCESS_CHANGING, SessionCache, listener_queue
 from services.identity import events as identity_events
 from services.rbac import events as rbac_events
 
@@ -194,6 +194,25 @@ def test_the_listener_queue_is_private_and_bound_to_what_changes_access():
     assert queue.exclusive and queue.auto_delete
     keys = {(b.exchange.name, b.routing_key) for b in queue.bindings}
     assert ({("identity.events", t) for t in identity_events.ACCESS_CHANGING + identity_events.EVERYONE_CHANGING}
-            | {("rbac.events", t) for t in rbac_events.DECISION_CHANGING}) == keys
+            | {("rbac.events", t) for t in rbac_events.DECISION_CHANGING}
+            | {("tenancy.events", t) for t in TENANCY_ACCESS_CHANGING}) == keys
     assert ("identity.events", identity_events.TWO_FACTOR_POLICY_CHANGED) in keys
     assert ("rbac.events", rbac_events.AUTHORIZATION_DENIED) not in keys  # a denial changes no decision
+
+
+def test_a_membership_event_drops_what_is_known_of_that_user_and_a_deleted_tenant_every_decision(cache):
+    sessions, decide = Counting(lambda sid: {"id": "u-" + sid[0]}), Counting(lambda *args: True)
+    for sid in ("a-1", "b-1"):
+        cache.session_user(sid, sessions)
+    cache.authorized("u-a", "tenant_access", "t", decide)
+    cache.authorized("u-b", "tenant_access", "t", decide)
+    cache.on_event("tenancy", {"type": "tenancy.user_removed_from_tenant", "data": {"user_id": "u-a", "tenant_id": "t"},
+                               "resource": {"type": "user", "id": "u-a"}})
+    for sid in ("a-1", "b-1"):
+        cache.session_user(sid, sessions)
+    cache.authorized("u-a", "tenant_access", "t", decide)
+    cache.authorized("u-b", "tenant_access", "t", decide)
+    assert (sessions.calls, decide.calls) == (3, 3)  # only u-a asked again
+    cache.on_event("tenancy", {"type": "tenancy.tenant_deleted", "resource": {"type": "tenant", "id": "t"}})
+    cache.authorized("u-b", "tenant_access", "t", decide)
+    assert decide.calls == 4

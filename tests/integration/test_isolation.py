@@ -1,0 +1,214 @@
+"""Sessions live in a tenant: login lands in the user's default one, switching is per session,
+a tenant the session lost answers 403 tenant_unavailable, and users are confined to the active
+tenant (404 outside it, 403 cross_tenant_user for a change to a user of tenants one does not
+administer). Tenancy is enabled once for the shared platform (like test_tenancy); `default`
+behaves as before.
+"""
+import pytest
+
+from tests.harness import eventually
+from tests.integration.test_connections import create as create_connection
+from tests.integration.test_rbac import audited, error_of
+from tests.integration.test_tenancy import DEFAULT, make_user, member, new_tenant, role_becomes
+
+NEW_PASSWORD = "another long passphrase 2"
+
+
+@pytest.fixture(scope="module")
+def root(platform):
+    return platform.admin()
+
+
+def switch(api, tenant_id):
+    return api.post("/api/v1/me/tenant", json={"tenant_id": tenant_id})
+
+
+def switched(api, tenant_id):
+    answer = switch(api, tenant_id)
+    assert answer.status_code == 200, answer.text
+    return api
+
+
+def me(api) -> dict:
+    answer = api.get("/api/v1/me")
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def user_ids(api, **params) -> set:
+    answer = api.get("/api/v1/users", params={"limit": 200, **params})
+    assert answer.status_code == 200, answer.text
+    return {user["id"] for user in answer.json()["items"]}
+
+
+def user_in(platform, root, tenant_id, name, role):
+    """A user a super admin creates in `tenant_id` (their session switched there), signed in."""
+    switched(root, tenant_id)
+    try:
+        created = root.post("/api/v1/users", json={"username": name, "email": f"{name}@example.com",
+                                                   "first_name": "Iso", "last_name": name.title(), "role": role})
+        assert created.status_code == 201, created.text
+    finally:
+        switched(root, DEFAULT)
+    api = platform.api().login(name, created.json()["password"])
+    changed = api.post("/api/v1/me/password", json={"current_password": api.password, "new_password": NEW_PASSWORD})
+    assert changed.status_code == 204, changed.text
+    api = platform.api().login(name, NEW_PASSWORD)
+    eventually(lambda: api.get("/api/v1/users/" + created.json()["user"]["id"]).status_code in (200, 403), 20, 0.2)
+    return created.json()["user"], api
+
+
+@pytest.fixture(scope="module")
+def world(platform, root):
+    """Tenants A and B, each with its admin, a user and a connection; a user in both."""
+    from uuid import uuid4
+    tag = uuid4().hex[:6]
+    a, b = new_tenant(root, f"Iso A {tag}"), new_tenant(root, f"Iso B {tag}")
+    admin_a, admin_a_api = user_in(platform, root, a["id"], f"isoadma{tag}", "admin")
+    admin_b, admin_b_api = user_in(platform, root, b["id"], f"isoadmb{tag}", "admin")
+    user_a, _ = user_in(platform, root, a["id"], f"isousera{tag}", "viewer")
+    user_b, user_b_api = user_in(platform, root, b["id"], f"isouserb{tag}", "viewer")
+    shared, shared_api = user_in(platform, root, a["id"], f"isoshared{tag}", "viewer")
+    assert member(root, b["id"], shared["id"], "viewer").status_code == 201
+    role_becomes(root, shared["id"], b["id"], "viewer")
+    conn_a = create_connection(root, name=f"iso-a-{tag}", tenant_id=a["id"])
+    conn_b = create_connection(root, name=f"iso-b-{tag}", tenant_id=b["id"])
+    return {"a": a, "b": b, "admin_a": (admin_a, admin_a_api), "admin_b": (admin_b, admin_b_api),
+            "user_a": user_a, "user_b": (user_b, user_b_api), "shared": (shared, shared_api),
+            "conn_a": conn_a, "conn_b": conn_b}
+
+
+def test_login_lands_in_the_default_tenant_and_switching_is_per_session(platform, root, world, unique):
+    a = world["a"]
+    user, first = make_user(platform, root, f"sw{unique}", role="admin")
+    assert member(root, a["id"], user["id"], "admin").status_code == 201
+    role_becomes(root, user["id"], a["id"], "admin")
+    second = platform.api().login(f"sw{unique}", first.password)
+    assert me(first)["tenant_id"] == me(second)["tenant_id"] == DEFAULT
+    mine = first.get("/api/v1/me/tenants").json()
+    assert [t["tenant_id"] for t in mine["items"]] == [DEFAULT, a["id"]] and mine["active_tenant_id"] == DEFAULT
+    assert [t["is_default"] for t in mine["items"]] == [True, False]
+
+    assert switched(first, a["id"]).get("/api/v1/me").json()["tenant_id"] == a["id"]
+    assert me(second)["tenant_id"] == DEFAULT  # the other session keeps its tenant
+    in_a = user_ids(first)
+    assert world["user_a"]["id"] in in_a and user["id"] in in_a and world["user_b"][0]["id"] not in in_a
+    assert user_ids(second) >= {user["id"]} and world["user_a"]["id"] not in user_ids(second)
+    listed = lambda api: {c["id"] for c in api.get("/api/v1/connections", params={"limit": 200}).json()["items"]}
+    assert world["conn_a"]["id"] in listed(first) and world["conn_a"]["id"] not in listed(second)
+    assert world["conn_b"]["id"] not in listed(first)
+    assert first.get("/api/v1/me/tenants").json()["active_tenant_id"] == a["id"]
+
+    error_of(switch(first, world["b"]["id"]), 404, "tenant_not_found")  # not theirs: as if it did not exist
+    error_of(switch(first, "no-such-tenant"), 404, "tenant_not_found")
+    record = audited(root, "tenant_switched", user["id"])
+    assert record["data"]["from"] == DEFAULT and record["data"]["to"] == a["id"]
+    assert set(record["tenant_ids"]) == {DEFAULT, a["id"]}
+
+
+def test_a_session_whose_tenant_went_away_is_refused_until_it_switches(platform, root, unique):
+    user, api = make_user(platform, root, f"gone{unique}", role="admin")
+    c = new_tenant(root, f"Gone {unique}")
+    d = new_tenant(root, f"Going {unique}")
+    for tenant in (c, d):
+        assert member(root, tenant["id"], user["id"], "admin").status_code == 201
+        role_becomes(root, user["id"], tenant["id"], "admin")
+
+    switched(api, c["id"])
+    assert api.get("/api/v1/users").status_code == 200
+    assert root.delete(f"/api/v1/tenants/{c['id']}/users/{user['id']}").status_code == 204
+    eventually(lambda: api.get("/api/v1/users").status_code == 403, 20, 0.2, "membership ended")
+    refused = error_of(api.get("/api/v1/users"), 403, "tenant_unavailable")
+    assert "switch" in refused["message"]
+    error_of(api.get("/api/v1/connections"), 403, "tenant_unavailable")  # never a silent fall-back
+    assert me(api)["tenant_id"] == c["id"]
+    assert c["id"] not in [t["tenant_id"] for t in api.get("/api/v1/me/tenants").json()["items"]]
+    error_of(switch(api, c["id"]), 404, "tenant_not_found")
+    assert switched(api, d["id"]).get("/api/v1/users").status_code == 200
+
+    assert root.delete(f"/api/v1/tenants/{d['id']}").status_code == 204
+    eventually(lambda: api.get("/api/v1/users").status_code == 403, 20, 0.2, "tenant deleted")
+    error_of(api.get("/api/v1/users"), 403, "tenant_unavailable")
+    assert switched(api, DEFAULT).get("/api/v1/users").status_code == 200
+
+
+def test_a_tenant_admin_cannot_see_or_change_users_of_another_tenant(world):
+    _, admin_a = world["admin_a"]
+    user_b = world["user_b"][0]
+    assert user_b["id"] not in user_ids(admin_a)
+    assert world["user_a"]["id"] in user_ids(admin_a)
+    target = f"/api/v1/users/{user_b['id']}"
+    for response in (admin_a.get(target), admin_a.patch(target, json={"company": "taken"}), admin_a.delete(target),
+                     admin_a.get(f"{target}/sessions"), admin_a.delete(f"{target}/sessions"),
+                     admin_a.post(f"{target}/unlock"), admin_a.post(f"{target}/password-reset", json={"method": "random"}),
+                     admin_a.get(f"{target}/roles"), admin_a.get(f"{target}/groups")):
+        error_of(response, 404, "not_found")
+    error_of(admin_a.get("/api/v1/users/no-such-user"), 404, "not_found")  # the same answer: ids cannot be probed
+
+
+def test_a_user_of_two_tenants_is_changed_only_by_an_administrator_of_both(platform, root, world, unique):
+    shared, _ = world["shared"]
+    _, admin_a = world["admin_a"]
+    b = world["b"]
+    target = f"/api/v1/users/{shared['id']}"
+    assert admin_a.get(target).status_code == 200  # visible: a member of A
+    for response in (admin_a.patch(target, json={"company": "takeover"}), admin_a.delete(target),
+                     admin_a.delete(f"{target}/sessions"), admin_a.post(f"{target}/unlock"),
+                     admin_a.post(f"{target}/password-reset", json={"method": "random"}),
+                     admin_a.patch(target, json={"status": "suspended"})):
+        refused = error_of(response, 403, "cross_tenant_user")
+        assert b["id"] not in response.text and b["name"] not in response.text
+    assert admin_a.get(target).json()["company"] != "takeover"
+
+    both, both_api = user_in(platform, root, world["a"]["id"], f"isoboth{unique}", "admin")
+    assert member(root, b["id"], both["id"], "admin").status_code == 201
+    role_becomes(root, both["id"], b["id"], "admin")
+    changed = both_api.patch(target, json={"company": "both tenants"})
+    assert changed.status_code == 200, changed.text
+    switched(root, world["a"]["id"])
+    try:
+        assert root.patch(target, json={"company": "super"}).json()["company"] == "super"
+        assert root.post(f"{target}/unlock").status_code == 204
+    finally:
+        switched(root, DEFAULT)
+
+
+def test_a_super_admin_reaches_users_of_another_tenant_by_switching_or_the_cross_tenant_view(root, world):
+    user_b = world["user_b"][0]
+    error_of(root.get(f"/api/v1/users/{user_b['id']}"), 404, "not_found")  # not in root's active tenant
+    everyone = root.get("/api/v1/users", params={"tenant": "*", "limit": 200, "q": user_b["username"]}).json()
+    row = next(u for u in everyone["items"] if u["id"] == user_b["id"])
+    assert row["tenants"] == [{"tenant_id": world["b"]["id"], "role": "viewer", "is_default": True}]
+    assert row["status"] == "active" and "last_login_at" in row and "invitation_status" in row
+    shared = world["shared"][0]
+    shared_row = root.get("/api/v1/users", params={"tenant": "*", "q": shared["username"]}).json()["items"][0]
+    assert {t["tenant_id"] for t in shared_row["tenants"]} == {world["a"]["id"], world["b"]["id"]}
+    in_b = user_ids(root, tenant=world["b"]["id"])
+    assert user_b["id"] in in_b and shared["id"] in in_b and world["user_a"]["id"] not in in_b
+    error_of(root.get("/api/v1/users", params={"tenant": "no-such-tenant"}), 404, "tenant_not_found")
+    refused = error_of(world["admin_a"][1].get("/api/v1/users", params={"tenant": "*"}), 403, "permission_denied")
+    assert "tenant" in refused["details"]
+    assert switched(root, world["b"]["id"]).get(f"/api/v1/users/{user_b['id']}").status_code == 200
+    switched(root, DEFAULT)
+
+
+def test_connections_audit_and_roles_of_another_tenant_are_invisible(world):
+    _, admin_a = world["admin_a"]
+    b, conn_b = world["b"], world["conn_b"]
+    error_of(admin_a.get(f"/api/v1/connections/{conn_b['id']}"), 404, "connection_not_found")
+    for path in ("/api/v1/connections", "/api/v1/roles", "/api/v1/tenants", "/api/v1/users",
+                 f"/api/v1/users/{world['shared'][0]['id']}/roles", "/api/v1/me/tenants"):
+        nothing_of_b_in(world, admin_a.get(path, params={"limit": 200}))
+
+
+@pytest.mark.xfail(reason="the audit routes are not scoped by the session's tenant on this branch yet (the audit "
+                          "helper's part of issue 6)", strict=False)
+def test_the_audit_view_of_a_tenant_shows_nothing_of_another(world):
+    nothing_of_b_in(world, world["admin_a"][1].get("/api/v1/audit/events", params={"limit": 200}))
+
+
+def nothing_of_b_in(world, answer):
+    assert answer.status_code == 200, answer.text
+    b, conn_b, user_b = world["b"], world["conn_b"], world["user_b"][0]
+    for secret in (b["id"], b["name"], conn_b["id"], conn_b["name"], user_b["id"], user_b["username"]):
+        assert secret not in answer.text, (answer.url, secret)

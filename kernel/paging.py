@@ -37,10 +37,15 @@ def offset_of(cursor: str | None) -> int:
     return offset
 
 
-def page_answer(items: list, offset: int, total: int) -> dict:
-    """The list answer for `items` found at `offset` among `total` matches."""
+def page_answer(items: list, offset: int, total: int, more: bool | None = None, total_exact: bool = True) -> dict:
+    """The list answer for `items` found at `offset` among `total` matches. A list whose
+    total is capped says so (`total_exact` false) and tells `more` itself."""
     following = offset + len(items)
-    return {"items": items, "next_cursor": encode_cursor(following) if following < total else None, "total": total}
+    answer = {"items": items, "next_cursor": encode_cursor(following) if (following < total if more is None else more)
+              else None, "total": total}
+    if not total_exact:
+        answer["total_exact"] = False
+    return answer
 
 
 def page(items: list, limit: int, cursor: str | None) -> dict:

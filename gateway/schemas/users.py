@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from apiflask import Schema
-from apiflask.fields import Integer, List, Nested, String
+from apiflask.fields import Boolean, Integer, List, Nested, String
 from apiflask.validators import Length, OneOf
 
 from gateway.schemas import PageQuery, UserOut
@@ -55,7 +55,9 @@ class UserDetailOut(UserOut):
 class UserPageOut(Schema):
     items = List(Nested(UserOut))
     next_cursor = String(allow_none=True)
-    total = Integer()
+    total = Integer(metadata={"description": "Matches, counted exactly up to 1,000 (see total_exact)"})
+    total_exact = Boolean(load_default=True, dump_default=True,
+                          metadata={"description": "false: more than 1,000 match and total says 1,000"})
 
 
 class NewUserOut(UserDetailOut):

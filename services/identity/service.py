@@ -829,16 +829,16 @@ class IdentityService(ServiceBase):
         if problems:
             raise ValidationFailed("The user list query has invalid parameters.", details=problems)
         with self.db.unit_of_work() as uow:
-            rows, total = storage.list_users(uow.session, tenant_id, q=q, status=status, role=role, sort=sort,
-                                             order=order, limit=limit, offset=offset)
-            items = storage.admin_users(uow.session, rows)
+            found = storage.list_users(uow.session, tenant_id, q=q, status=status, role=role, sort=sort,
+                                       order=order, limit=limit, offset=offset)
+            items = storage.admin_users(uow.session, found.rows)
             if with_tenants:
                 ids = [item["id"] for item in items]
                 tenants = storage.tenant_assignments(uow.session, ids)
                 invited = storage.invitation_states(uow.session, ids)
                 items = [{**item, "tenants": tenants[item["id"]], "invitation_status": invited.get(item["id"])}
                          for item in items]
-        return paging.page_answer(items, offset, total)
+        return paging.page_answer(items, offset, found.total, found.more, found.total_exact)
 
     @rpc
     def create_user(self, actor, username, email, first_name, last_name, company="", tenant_id=DEFAULT_TENANT_ID):

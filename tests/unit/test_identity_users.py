@@ -109,7 +109,7 @@ def names(rows):
 
 
 def test_lists_every_user_with_the_role_of_the_tenant(session, people):
-    rows, total = storage.list_users(session, "default", sort="username", order="asc")
+    rows, total, *_ = storage.list_users(session, "default", sort="username", order="asc")
     assert total == 5
     assert [(user.username, role) for user, role in rows] == [
         ("ann", "admin"), ("bob", "viewer"), ("cy_1", None), ("dee", None), ("eve", "viewer")]
@@ -143,18 +143,32 @@ def test_search_index_follows_renames_and_removals(session, people):
     assert names(storage.list_users(session, "default", q="ann")[0]) == ["ann"]
 
 
+def test_totals_beyond_the_cap_say_so_and_paging_still_ends(session, monkeypatch):
+    monkeypatch.setattr(storage, "TOTAL_CAP", 3)
+    for i in range(5):
+        add_user(session, f"cap{i}", "Cap", f"{i}")
+    found = storage.list_users(session, None, q="cap", sort="username", order="asc", limit=2)
+    assert (found.total, found.total_exact, found.more) == (3, False, True)
+    pages = [storage.list_users(session, None, q="cap", sort="username", order="asc", limit=2, offset=offset)
+             for offset in (0, 2, 4)]
+    assert [names(page.rows) for page in pages] == [["cap0", "cap1"], ["cap2", "cap3"], ["cap4"]]
+    assert [page.more for page in pages] == [True, True, False]
+    exact = storage.list_users(session, None, q="cap3")
+    assert (exact.total, exact.total_exact, exact.more) == (1, True, False)
+
+
 def test_filters_and_total(session, people):
-    rows, total = storage.list_users(session, "default", role="viewer", sort="username", order="asc")
+    rows, total, *_ = storage.list_users(session, "default", role="viewer", sort="username", order="asc")
     assert names(rows) == ["bob", "eve"] and total == 2
-    rows, total = storage.list_users(session, "default", status=SUSPENDED)
+    rows, total, *_ = storage.list_users(session, "default", status=SUSPENDED)
     assert names(rows) == ["bob"] and total == 1
     assert storage.list_users(session, "default", role="viewer", status=ACTIVE)[1] == 1
 
 
 def test_sort_by_name_breaks_ties_by_last_name_then_id(session, people):
-    rows, _ = storage.list_users(session, "default", sort="name", order="asc")
+    rows, *_ = storage.list_users(session, "default", sort="name", order="asc")
     assert names(rows) == ["eve", "ann", "bob", "cy_1", "dee"]
-    rows, _ = storage.list_users(session, "default", sort="name", order="desc")
+    rows, *_ = storage.list_users(session, "default", sort="name", order="desc")
     assert names(rows) == ["dee", "cy_1", "bob", "ann", "eve"]
 
 
@@ -173,7 +187,7 @@ def test_pages_sorted_by_role_cross_from_role_holders_to_users_without_one(sessi
     for i in range(7):
         add_user(session, f"r{i}", "R", f"{i}", role=["admin", "viewer", None][i % 3],
                  status=[ACTIVE, PENDING][i % 2])
-    everyone, total = storage.list_users(session, "default", sort="role", order=order, status=status, limit=100)
+    everyone, total, *_ = storage.list_users(session, "default", sort="role", order=order, status=status, limit=100)
     expected = sorted(everyone, key=lambda row: row[0].id, reverse=order == "desc")
     expected = sorted([r for r in expected if r[1]], key=lambda row: row[1], reverse=order == "desc") + \
         [r for r in expected if not r[1]]
@@ -198,7 +212,7 @@ def test_pages_are_stable_and_complete_with_equal_sort_keys(session):
         add_user(session, f"same{i}", "Same", "Name")
     seen = []
     for offset in range(0, 7, 3):
-        rows, total = storage.list_users(session, "default", sort="name", limit=3, offset=offset)
+        rows, total, *_ = storage.list_users(session, "default", sort="name", limit=3, offset=offset)
         assert total == 7
         seen += [user.id for user, _ in rows]
     assert len(seen) == len(set(seen)) == 7

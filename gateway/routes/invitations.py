@@ -19,7 +19,7 @@ bp = APIBlueprint("invitations", __name__, url_prefix="/api/v1/invitations", tag
         responses={401: "Not signed in", 403: "Missing permission admin.users", 404: "No such invitation"})
 def get_invitation(invitation_id):
     with current_app.extensions["rpc"].client() as rpc:
-        return rpc.identity.get_invitation(invitation_id)
+        return rpc.identity.get_invitation(invitation_id, current_principal().tenant_id)
 
 
 @bp.post("")
@@ -49,7 +49,8 @@ def create_invitations(body):
         responses={401: "Not signed in", 403: "Missing permission admin.users"})
 def list_invitations(query):
     with current_app.extensions["rpc"].client() as rpc:
-        return rpc.identity.list_invitations(query.get("status"), query["limit"], query.get("cursor"))
+        return rpc.identity.list_invitations(query.get("status"), query["limit"], query.get("cursor"),
+                                            current_principal().tenant_id)
 
 
 @bp.post("/<string:invitation_id>/resend")
@@ -61,7 +62,7 @@ def list_invitations(query):
                    409: "`invitation_not_pending` or `smtp_not_configured`"})
 def resend_invitation(invitation_id):
     with current_app.extensions["rpc"].client() as rpc:
-        return rpc.identity.resend_invitation(actor().__dict__, invitation_id)
+        return rpc.identity.resend_invitation(actor().__dict__, invitation_id, current_principal().tenant_id)
 
 
 @bp.delete("/<string:invitation_id>")
@@ -73,7 +74,7 @@ def resend_invitation(invitation_id):
                    409: "`invitation_not_pending`"})
 def revoke_invitation(invitation_id):
     with current_app.extensions["rpc"].client() as rpc:
-        rpc.identity.revoke_invitation(actor().__dict__, invitation_id)
+        rpc.identity.revoke_invitation(actor().__dict__, invitation_id, current_principal().tenant_id)
     return "", 204
 
 

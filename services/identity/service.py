@@ -492,24 +492,24 @@ class IdentityService(ServiceBase):
         return [storage.public_invitation(invitation) for invitation in created]
 
     @rpc
-    def list_invitations(self, status=None, limit=50, cursor=None):
+    def list_invitations(self, status=None, limit=50, cursor=None, tenant_id=DEFAULT_TENANT_ID):
         with self.db.unit_of_work() as uow:
-            rows, next_cursor, total = storage.list_invitations(uow.session, status, limit, cursor)
+            rows, next_cursor, total = storage.list_invitations(uow.session, tenant_id, status, limit, cursor)
             return {"items": [storage.public_invitation(row) for row in rows], "next_cursor": next_cursor,
                     "total": total}
 
     @rpc
-    def get_invitation(self, invitation_id):
+    def get_invitation(self, invitation_id, tenant_id=DEFAULT_TENANT_ID):
         with self.db.unit_of_work() as uow:
-            return storage.public_invitation(self._invitation(uow.session, invitation_id))
+            return storage.public_invitation(self._invitation(uow.session, invitation_id, tenant_id))
 
     @rpc
-    def resend_invitation(self, actor, invitation_id):
+    def resend_invitation(self, actor, invitation_id, tenant_id=DEFAULT_TENANT_ID):
         """A new expiry and a new mail; the previous link stops working at once."""
         actor = Actor.from_dict(actor)
         now = utc_now()
         with self.db.unit_of_work() as uow:
-            invitation = self._pending_invitation(uow.session, invitation_id, now)
+            invitation = self._pending_invitation(uow.session, invitation_id, tenant_id, now)
             self._require_smtp(uow.session)
             invitation.token_hash, invitation.expires_at = None, now + self.mailer.invitation_ttl
             storage.cancel_mail_jobs(uow.session, mail.INVITATION, invitation.id, "superseded by a resend", now)
@@ -520,11 +520,11 @@ class IdentityService(ServiceBase):
         return storage.public_invitation(invitation)
 
     @rpc
-    def revoke_invitation(self, actor, invitation_id):
+    def revoke_invitation(self, actor, invitation_id, tenant_id=DEFAULT_TENANT_ID):
         actor = Actor.from_dict(actor)
         now = utc_now()
         with self.db.unit_of_work() as uow:
-            invitation = self._pending_invitation(uow.session, invitation_id, now)
+            invitation = self._pending_invitation(uow.session, invitation_id, tenant_id, now)
             invitation.status = invitation_rules.REVOKED
             storage.delete_placeholder(uow.session, invitation.user_id)
             storage.cancel_mail_jobs(uow.session, mail.INVITATION, invitation.id, "invitation revoked", now)
@@ -747,15 +747,16 @@ class IdentityService(ServiceBase):
         self._emit_about(uow, user, events.password_reset_requested(user, actor, by_admin=by_admin))
 
     @staticmethod
-    def _invitation(session, invitation_id):
+    def _invitation(session, invitation_id, tenant_id):
+        """An invitation of the tenant; another tenant's is not found (ids cannot be probed)."""
         invitation = session.get(Invitation, invitation_id)
-        if not invitation:
+        if not invitation or invitation.tenant_id != tenant_id:
             raise NotFound("No such invitation.", code="invitation_not_found",
                            details={"invitation_id": invitation_id})
         return invitation
 
-    def _pending_invitation(self, session, invitation_id, now):
-        invitation = self._invitation(session, invitation_id)
+    def _pending_invitation(self, session, invitation_id, tenant_id, now):
+        invitation = self._invitation(session, invitation_id, tenant_id)
         if invitation_rules.token_refusal(invitation.status, invitation.expires_at, now):
             raise Conflict(f"The invitation is {invitation.status}; only pending invitations can change.",
                            code="invitation_not_pending", details={"status": invitation.status})

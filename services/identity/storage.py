@@ -505,9 +505,9 @@ def last_reset_requested_at(session: Session, user_id: str) -> datetime | None:
     return session.scalar(sa.select(sa.func.max(PasswordReset.created_at)).where(PasswordReset.user_id == user_id))
 
 
-def list_invitations(session: Session, status: str | None, limit: int, cursor: str | None):
-    """(page of invitations newest first, next cursor or None, total matching)."""
-    query = sa.select(Invitation)
+def list_invitations(session: Session, tenant_id: str, status: str | None, limit: int, cursor: str | None):
+    """(page of the tenant's invitations newest first, next cursor or None, total matching)."""
+    query = sa.select(Invitation).where(Invitation.tenant_id == tenant_id)
     if status:
         query = query.where(Invitation.status == status)
     total = session.scalar(sa.select(sa.func.count()).select_from(query.subquery()))

@@ -164,3 +164,15 @@ def requires(permission: str | None = None, **allowances: bool):
         return _guard.auth_required(auth)(guarded)
 
     return decorate
+
+
+def is_super_admin() -> bool:
+    """Whether the signed-in user is a super admin (cached like every decision)."""
+    principal = current_principal()
+    return session_cache().authorized(principal.user_id, SUPER_ADMIN_ONLY, principal.tenant_id, _fetch_decision)
+
+
+def forbid(permission: str, message: str, details: dict | None = None):
+    """Refuse inside a route as requires() does: audited, 403 permission_denied naming `permission`."""
+    _record_denial(permission, current_principal().tenant_id)
+    raise Forbidden(message, code="permission_denied", details={"permission": permission, **(details or {})})

@@ -1,6 +1,8 @@
 """One Alembic environment for every service; kernel.migrate passes the metadata."""
 from alembic import context
 
+from kernel.migrate import comparison_options
+
 config = context.config
 metadata = config.attributes["target_metadata"]
 service = config.attributes["service"]
@@ -12,6 +14,7 @@ with config.attributes["engine"].connect() as connection:
         version_table=f"alembic_version_{service}",
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        **comparison_options(connection),
     )
     with context.begin_transaction():
         context.run_migrations()

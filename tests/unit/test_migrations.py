@@ -17,7 +17,8 @@ def test_migrations_match_the_models(service, tmp_path):
     metadata = importlib.import_module(f"services.{service}.storage").metadata
     engine = create_engine(url)
     with engine.connect() as conn:
-        context = MigrationContext.configure(conn, opts={"version_table": f"alembic_version_{service}"})
+        context = MigrationContext.configure(conn, opts={"version_table": f"alembic_version_{service}",
+                                                         **migrate.comparison_options(conn)})
         drift = compare_metadata(context, metadata)
     engine.dispose()
     assert drift == [], f"{service}: storage.py and its migrations differ; run gatehouse db-revision {service}"

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -123,19 +123,150 @@ def _time(filters: dict, name: str, problems: dict) -> datetime | None:
     return aware(moment).astimezone(timezone.utc)
 
 
-def _matching(criteria: Criteria) -> list:
-    """WHERE clauses of everything but the free text."""
-    clauses = [EXACT[name][0] == value for name, value in criteria.exact]
+# --- finding records: which stream of candidates to walk ---------------------------------
+#
+# A first page is cheap when the query walks, newest first, a stream of candidates in
+# which matches are dense, checking the other conditions on each. The streams: the
+# search index (q), the tenant index, the (column, seq) index of an exact filter, or every
+# record. SQLite's planner cannot tell a tenant holding 40% of the trail from one holding
+# 0.2%, nor a common word from a rare one (it keeps no per-value statistics), so on
+# SQLite `find` counts each candidate stream up to COUNT_CAP within the seq window and
+# walks the smallest. PostgreSQL keeps such statistics: it gets one plain query.
+
+COUNT_CAP = 10_000
+FEW = 2_000  # a stream this small is walked without counting the others (a few ms at most)
+# How far recorded_at may run out of seq order (a record stamped, then appended a little
+# later, e.g. by another instance): time filters become seq windows this much wider, which
+# the walk then narrows exactly.
+DISORDER = timedelta(minutes=5)
+# The (column, seq) index of each exact filter; resource_type has (type, id, seq).
+INDEXES = {"category": "ix_audit_records_category_seq", "action": "ix_audit_records_action_seq",
+           "actor_id": "ix_audit_records_actor_seq", "actor": "ix_audit_records_actor_username_seq",
+           "resource_id": "ix_audit_records_resource_id_seq"}
+RESOURCE_INDEX = "ix_audit_records_resource_seq"
+records_table = AuditRecord.__table__
+
+
+@dataclass(frozen=True)
+class Stream:
+    """Candidates to walk newest first: `table` (joined to the records by `source`) rows
+    meeting `condition`, which stands in for the criteria named in `covers`."""
+
+    covers: tuple[str, ...]
+    table: sa.FromClause
+    seq: sa.ColumnElement
+    condition: sa.ColumnElement
+    source: sa.FromClause = records_table
+    index: str | None = None  # SQLite: the audit_records index to walk (INDEXED BY)
+    ordered: bool = True  # False: the index does not give seq order (a sort follows)
+
+
+EVERY_RECORD = Stream((), records_table, AuditRecord.seq, sa.true())
+
+
+def _conditions(criteria: Criteria) -> dict:
+    """Each criterion as a condition on one record (a probe), by name."""
+    conditions = {name: EXACT[name][0] == value for name, value in criteria.exact}
     if criteria.tenant is not None:
-        # EXISTS on the tenant index's primary key (tenant_id, seq): the planner may walk
-        # it newest first for a tenant alone, or probe it per candidate of another filter.
-        clauses.append(sa.exists().where(AuditRecordTenant.tenant_id == criteria.tenant,
-                                         AuditRecordTenant.seq == AuditRecord.seq))
+        conditions["tenant"] = sa.exists().where(AuditRecordTenant.tenant_id == criteria.tenant,
+                                                 AuditRecordTenant.seq == AuditRecord.seq)
+    if criteria.text is not None:
+        conditions["q"] = _like(criteria.text)
     if criteria.since:
-        clauses.append(AuditRecord.recorded_at >= criteria.since)
+        conditions["since"] = AuditRecord.recorded_at >= criteria.since
     if criteria.until:
-        clauses.append(AuditRecord.recorded_at < criteria.until)
-    return clauses
+        conditions["until"] = AuditRecord.recorded_at < criteria.until
+    return conditions
+
+
+def _streams(criteria: Criteria, searchable: bool) -> list[Stream]:
+    """The streams that could drive the walk; `searchable`: the search index may answer q."""
+    exact = dict(criteria.exact)
+    streams = []
+    if searchable:
+        streams.append(Stream(("q",), search_index, search_index.c.rowid, _match(criteria.text),
+                              sa.join(search_index, records_table, AuditRecord.seq == search_index.c.rowid)))
+    streams += [Stream((name,), records_table, AuditRecord.seq, EXACT[name][0] == exact[name], index=index)
+                for name, index in INDEXES.items()
+                if name in exact and not (name == "resource_id" and "resource_type" in exact)]
+    if "resource_type" in exact:
+        names = ("resource_type", "resource_id") if "resource_id" in exact else ("resource_type",)
+        streams.append(Stream(names, records_table, AuditRecord.seq,
+                              sa.and_(*(EXACT[name][0] == exact[name] for name in names)),
+                              index=RESOURCE_INDEX, ordered=len(names) == 2))
+    if criteria.tenant is not None:
+        streams.append(Stream(("tenant",), AuditRecordTenant.__table__, AuditRecordTenant.seq,
+                              AuditRecordTenant.tenant_id == criteria.tenant,
+                              sa.join(AuditRecordTenant, records_table, AuditRecord.seq == AuditRecordTenant.seq)))
+    return streams
+
+
+def _within(query, stream: Stream, low: int, high: int | None):
+    """Bound a query on the stream's seq (low < seq < high) and walk the stream's index."""
+    if low:
+        query = query.where(stream.seq > low)
+    if high is not None:
+        query = query.where(stream.seq < high)
+    if stream.index:
+        query = query.with_hint(AuditRecord, f"INDEXED BY {stream.index}", "sqlite")
+    return query
+
+
+def _count(session: Session, stream: Stream, low: int, high: int | None) -> int:
+    """How many candidates the stream holds in the window, up to COUNT_CAP."""
+    query = _within(sa.select(stream.seq).select_from(stream.table).where(stream.condition), stream, low, high)
+    return session.scalar(sa.select(sa.func.count()).select_from(query.limit(COUNT_CAP).subquery()))
+
+
+def _choose(session: Session, streams: list[Stream], low: int, high: int | None) -> Stream:
+    """The stream to walk: a small one if there is (walked whole, it costs a few ms at
+    most), else the search index (it yields only records holding the text), else the
+    smallest. Counting the search index would cost as much as walking it: it is not counted."""
+    search = [stream for stream in streams if stream.covers == ("q",)]
+    others = [stream for stream in streams if stream.covers != ("q",)]
+    if search and not others:
+        return search[0]
+    if len(others) == 1 and others[0].ordered and not search:
+        return others[0]
+    counted = []
+    for stream in others:
+        count = _count(session, stream, low, high)
+        if count < FEW:
+            return stream
+        counted.append((count, stream))
+    if search:
+        return search[0]
+    usable = [(count, rank, stream) for rank, (count, stream) in enumerate(counted)
+              if stream.ordered or count < COUNT_CAP]
+    return min(usable, key=lambda entry: entry[:2])[2] if usable else EVERY_RECORD
+
+
+def _walk(session: Session, criteria: Criteria, low: int, high: int | None, limit: int,
+          searchable: bool) -> list[sa.Row]:
+    """Up to `limit` matches with low < seq < high, newest first."""
+    if high is not None and high <= low + 1:
+        return []
+    sqlite = session.get_bind().dialect.name == "sqlite"
+    stream = _choose(session, _streams(criteria, searchable), low, high) if sqlite else EVERY_RECORD
+    others = [condition for name, condition in _conditions(criteria).items() if name not in stream.covers]
+    # Rows, not ORM objects: a page is read, never changed, and loading objects costs more than the query.
+    query = sa.select(records_table).select_from(stream.source).where(stream.condition, *others)
+    return list(session.execute(_within(query, stream, low, high).order_by(stream.seq.desc()).limit(limit)))
+
+
+def _window(session: Session, criteria: Criteria, before: int | None) -> tuple[int, int | None]:
+    """The seq window (low < seq < high) that holds every record of the time filters."""
+    low, high = 0, before
+    if criteria.since:
+        earlier = session.scalar(sa.select(AuditRecord.seq).where(AuditRecord.recorded_at < criteria.since - DISORDER)
+                                 .order_by(AuditRecord.recorded_at.desc()).limit(1))
+        low = earlier or 0
+    if criteria.until:
+        later = session.scalar(sa.select(AuditRecord.seq).where(AuditRecord.recorded_at >= criteria.until + DISORDER)
+                               .order_by(AuditRecord.recorded_at).limit(1))
+        if later is not None:
+            high = later if high is None else min(high, later)
+    return low, high
 
 
 def _like(text: str):
@@ -143,9 +274,9 @@ def _like(text: str):
     return AuditRecord.search_text.like(f"%{escaped}%", escape="\\")
 
 
-def _phrase(text: str) -> str:
-    """An FTS5 string literal: with the trigram tokenizer, a substring match."""
-    return '"' + text.replace('"', '""') + '"'
+def _match(text: str):
+    """An FTS5 phrase: with the trigram tokenizer, a substring match."""
+    return sa.literal_column("audit_search").op("MATCH")('"' + text.replace('"', '""') + '"')
 
 
 def indexed_up_to(session: Session) -> int:
@@ -153,28 +284,18 @@ def indexed_up_to(session: Session) -> int:
     return session.scalar(sa.select(sa.func.max(search_index.c.rowid))) or 0
 
 
-def _select(clauses: list, before: int | None, limit: int):
-    if before is not None:
-        clauses = [*clauses, AuditRecord.seq < before]
-    return sa.select(AuditRecord).where(*clauses).order_by(AuditRecord.seq.desc()).limit(limit)
-
-
-def find(session: Session, criteria: Criteria, before: int | None, limit: int) -> list[AuditRecord]:
+def find(session: Session, criteria: Criteria, before: int | None, limit: int) -> list[sa.Row]:
     """Up to `limit` records matching, newest first, below seq `before` when given."""
-    clauses = _matching(criteria)
+    low, high = _window(session, criteria, before)
     text = criteria.text
-    if text is None:
-        return list(session.scalars(_select(clauses, before, limit)))
-    if len(text) < TRIGRAM or session.get_bind().dialect.name != "sqlite":
-        return list(session.scalars(_select([*clauses, _like(text)], before, limit)))
-    # SQLite: records the index does not hold yet by a scan (few, and the newest), then the index.
+    if text is None or len(text) < TRIGRAM or session.get_bind().dialect.name != "sqlite":
+        return _walk(session, criteria, low, high, limit, searchable=False)
+    # The records the search index does not hold yet (the newest, few) by a scan; then the index.
     indexed = indexed_up_to(session)
-    found = list(session.scalars(_select([*clauses, AuditRecord.seq > indexed, _like(text)], before, limit)))
+    found = _walk(session, criteria, max(low, indexed), high, limit, searchable=False)
     if len(found) < limit:
-        in_index = AuditRecord.seq.in_(sa.select(search_index.c.rowid).where(
-            sa.literal_column("audit_search").op("MATCH")(_phrase(text))))
-        below = indexed + 1 if before is None else min(before, indexed + 1)
-        found += session.scalars(_select([*clauses, in_index], below, limit - len(found)))
+        below = indexed + 1 if high is None else min(high, indexed + 1)
+        found += _walk(session, criteria, low, below, limit - len(found), searchable=True)
     return found
 
 
@@ -186,7 +307,8 @@ def read_page(session: Session, criteria: Criteria, cursor: str | None, limit: i
     return {"items": items, "next_cursor": encode_keyset_cursor(items[-1]["seq"]) if len(records) > limit else None}
 
 
-def public_record(record: AuditRecord) -> dict:
+def public_record(record) -> dict:
+    """An audit record (a row or an AuditRecord) as the API shows it."""
     return {
         "id": record.event_id, "seq": record.seq, "type": record.type, "source": record.source,
         "category": record.category, "action": record.action, "outcome": record.outcome,

@@ -91,34 +91,48 @@ def records(count: int, seed: int = 11):
         yield storage.record_from_event(event, start + step * i + timedelta(milliseconds=5))
 
 
-def seed(url: str, count: int, say=print) -> float:
-    """A migrated audit database at `url` holding `count` records; returns the records/s it took."""
+def seed(url: str, count: int, say=print) -> tuple[float, float]:
+    """A migrated audit database at `url` holding `count` records, indexed for search as the
+    service's SearchIndexer does. Returns (records/s appended, records/s indexed)."""
     from kernel import migrate
     from kernel.db import create_engine
-    from services.audit import storage
+    from services.audit import queries, storage
 
     migrate.upgrade("audit", url)
     engine = create_engine(url)
-    started, batch = time.perf_counter(), []
     try:
+        started, batch = time.perf_counter(), []
         for i, record in enumerate(records(count), start=1):
             batch.append(record)
             if len(batch) == SEED_BATCH or i == count:
                 with engine.begin() as conn:
+                    # A scratch database: no fsync, a big page cache (the unique event-id index is random).
+                    conn.exec_driver_sql("PRAGMA synchronous=OFF")
+                    conn.exec_driver_sql("PRAGMA cache_size=-262144")
                     storage.append(conn, batch)
                 batch = []
                 if i % 200_000 == 0:
                     say(f"seeded {i:,} audit records ({i / (time.perf_counter() - started):,.0f}/s)")
-        rate = count / (time.perf_counter() - started)
+        appended = count / (time.perf_counter() - started)
+        started, indexed = time.perf_counter(), 0
+        while True:
+            with engine.begin() as conn:
+                conn.exec_driver_sql("PRAGMA synchronous=OFF")
+                done = queries.index_search(conn, 5000)
+            if not done:
+                break
+            indexed += done
+        indexing = indexed / (time.perf_counter() - started) if indexed else 0.0
+        say(f"search index built ({indexing:,.0f} records/s)")
         with engine.begin() as conn:
             conn.exec_driver_sql("ANALYZE")
     finally:
         engine.dispose()
-    return rate
+    return appended, indexing
 
 
-# Filter shapes: (name, who reads, filters(rnd)). "tenant admin" reads the default tenant
-# (or the small one), "super admin" reads every tenant.
+# Filter shapes: (filters, whose view, filters(rnd)): a super admin reads every tenant; a
+# tenant admin reads the default tenant (40% of the records) or a small one (0.2%).
 def _actor_id(rnd):
     return actor(rnd.randrange(ACTORS))["actor_id"]
 
@@ -132,27 +146,27 @@ def _window(rnd, days: int):
     return {"since": (end - timedelta(days=days)).isoformat(), "until": end.isoformat()}
 
 
+READERS = {"*": "super admin", "default": "default tenant, 40%", SMALL_TENANT: "small tenant, 0.2%"}
 SHAPES = (
     ("no filter", "*", lambda rnd: {}),
-    ("tenant (default)", "default", lambda rnd: {}),
-    ("tenant (small, 0.2%)", SMALL_TENANT, lambda rnd: {}),
+    ("no filter", "default", lambda rnd: {}),
+    ("no filter", SMALL_TENANT, lambda rnd: {}),
     ("category", "*", lambda rnd: {"category": rnd.choice(("users", "rbac", "settings"))}),
-    ("tenant + category", "default", lambda rnd: {"category": rnd.choice(("users", "rbac", "settings"))}),
-    ("small tenant + category", SMALL_TENANT, lambda rnd: {"category": rnd.choice(("users", "settings"))}),
+    ("category", "default", lambda rnd: {"category": rnd.choice(("users", "rbac", "settings"))}),
+    ("category", SMALL_TENANT, lambda rnd: {"category": rnd.choice(("users", "settings"))}),
     ("actor_id", "*", lambda rnd: {"actor_id": _actor_id(rnd)}),
-    ("tenant + actor (username)", "default", lambda rnd: {"actor": _username(rnd)}),
+    ("actor (username)", "default", lambda rnd: {"actor": _username(rnd)}),
     ("resource type + id", "*", lambda rnd: {"resource_type": "user", "resource_id": _actor_id(rnd)}),
-    ("tenant + resource id", "default", lambda rnd: {"resource_id": _actor_id(rnd)}),
-    ("tenant + outcome failure", "default", lambda rnd: {"outcome": "failure"}),
+    ("resource id", "default", lambda rnd: {"resource_id": _actor_id(rnd)}),
+    ("outcome failure", "default", lambda rnd: {"outcome": "failure"}),
     ("q common word", "*", lambda rnd: {"q": rnd.choice(("login", "user", "sync"))}),
     ("q rare (a username)", "*", lambda rnd: {"q": _username(rnd)}),
-    ("tenant + q name part", "default", lambda rnd: {"q": rnd.choice(LAST_NAMES) + str(rnd.randrange(100))}),
-    ("small tenant + q common", SMALL_TENANT, lambda rnd: {"q": rnd.choice(("login", "hopper", "sync"))}),
-    ("tenant + q + category", "default", lambda rnd: {"q": rnd.choice(LAST_NAMES), "category": "users"}),
-    ("q 2 chars (scan)", "*", lambda rnd: {"q": rnd.choice(("lo", "ad", "sy"))}),
-    ("time window 1 day", "*", lambda rnd: _window(rnd, 1)),
-    ("tenant + time window 30 days + category", "default",
-     lambda rnd: {**_window(rnd, 30), "category": "rbac"}),
+    ("q name part", "default", lambda rnd: {"q": rnd.choice(LAST_NAMES) + str(rnd.randrange(100))}),
+    ("q common", SMALL_TENANT, lambda rnd: {"q": rnd.choice(("login", "hopper", "sync"))}),
+    ("q name + category", "default", lambda rnd: {"q": rnd.choice(LAST_NAMES), "category": "users"}),
+    ("q of 2 characters (no trigram: a scan)", "*", lambda rnd: {"q": rnd.choice(("lo", "ad", "sy"))}),
+    ("time window of 1 day", "*", lambda rnd: _window(rnd, 1)),
+    ("time window of 30 days + category", "default", lambda rnd: {**_window(rnd, 30), "category": "rbac"}),
 )
 
 
@@ -175,10 +189,10 @@ def measure(url: str, calls: int, say=print) -> list[dict]:
                 if i >= 3:
                     timings.append(time.perf_counter() - began)
                     sizes.append(len(page["items"]))
-            stats = {"shape": name, "scope": scope, "calls": calls,
+            stats = {"shape": name, "reader": READERS[scope], "calls": calls,
                      "mean_items": sum(sizes) / len(sizes),
                      **{f"p{p}_ms": percentile(timings, p) * 1000 for p in (50, 95, 99)}}
-            say("{shape:42} p50 {p50_ms:7.1f}  p95 {p95_ms:7.1f}  p99 {p99_ms:7.1f} ms  ({mean_items:.0f} items)"
+            say("{shape:42} {reader:20} p50 {p50_ms:7.1f}  p95 {p95_ms:7.1f}  p99 {p99_ms:7.1f} ms  ({mean_items:.0f} items)"
                 .format(**stats))
             results.append(stats)
     finally:
@@ -187,20 +201,21 @@ def measure(url: str, calls: int, say=print) -> list[dict]:
 
 
 def audit_query(workdir: Path, args, say=print) -> list[dict]:
-    """The bench phase: seed args.audit_records, measure every shape, one row per shape."""
-    url = f"sqlite:///{workdir / 'audit-query.db'}"
-    say(f"seeding {args.audit_records:,} audit records")
-    seeded = seed(url, args.audit_records, say)
-    size = (workdir / "audit-query.db").stat().st_size
+    """The bench phase: seed args.audit_records, measure every shape; one row per shape and the worst."""
+    path = workdir / "audit-query.db"
+    url = f"sqlite:///{path}"
+    say(f"seeding {args.audit_records:,} audit records into {path}")
+    appended, indexing = seed(url, args.audit_records, say)
     results = measure(url, args.audit_query_calls, say)
-    rows = [row(f"Audit first page (50) at {args.audit_records:,} records: {r['shape']} "
-                f"({'super admin' if r['scope'] == '*' else 'tenant ' + r['scope']})",
+    rows = [row(f"Audit first page (50) at {args.audit_records:,} records: {r['shape']} ({r['reader']})",
                 f"p95 {r['p95_ms']:.1f} ms (p50 {r['p50_ms']:.1f} / p99 {r['p99_ms']:.1f} ms, "
                 f"{r['mean_items']:.0f} items)", goal="p95 < 50 ms", met=r["p95_ms"] < 50, **r)
             for r in results]
     worst = max(results, key=lambda r: r["p95_ms"])
     rows.append(row(f"Audit first-page query p95 at {args.audit_records:,} records, worst of {len(results)} "
-                    f"filter shapes ({worst['shape']})", f"p95 {worst['p95_ms']:.1f} ms",
-                    f"seeded through storage.append at {seeded:,.0f} records/s; database {size / 2**20:,.0f} MiB",
-                    goal="p95 < 50 ms", met=worst["p95_ms"] < 50, seed_per_second=seeded, db_bytes=size))
+                    f"filter shapes ({worst['shape']}, {worst['reader']})", f"p95 {worst['p95_ms']:.1f} ms",
+                    f"seeded through storage.append at {appended:,.0f} records/s, search index built at "
+                    f"{indexing:,.0f}/s; database {path.stat().st_size / 2**20:,.0f} MiB",
+                    goal="p95 < 50 ms", met=worst["p95_ms"] < 50, seed_per_second=appended,
+                    index_per_second=indexing, db_bytes=path.stat().st_size))
     return rows

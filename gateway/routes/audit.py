@@ -9,18 +9,19 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from apiflask import APIBlueprint, FileSchema
-from flask import Response, current_app, stream_with_context
+from flask import Response, current_app, request, stream_with_context
 
 from gateway.audit_export import MEDIA_TYPES, WRITERS
 from gateway.auth import actor, current_principal, forbid, is_super_admin, requires
 from gateway.schemas.audit import AuditExportQuery, AuditPageOut, AuditQuery, ForwardingIn, ForwardingOut
 from kernel import EVERY_TENANT, SUPER_ADMIN_ONLY
+from kernel.errors import ValidationFailed
 
 bp = APIBlueprint("audit", __name__, url_prefix="/api/v1", tag="Audit")
 
 EXPORT_PAGE = 1000
 NEEDS = {401: "Not signed in", 403: "Missing permission admin.audit, or `tenant` given by a non super admin",
-         422: "Invalid filter or cursor (details name it)"}
+         422: "Invalid or unknown filter, or a foreign cursor (details name it)"}
 FILTERS_DOC = (
     "Filters (all optional, combined with AND): `since`/`until` (ISO-8601, on `recorded_at`: at or after / "
     "before), `category`, `action`, `actor_id`, `actor` (username), `resource_type`, `resource_id`, "
@@ -38,6 +39,13 @@ def _scope(filters: dict) -> str:
         forbid(SUPER_ADMIN_ONLY, "Only super admins may filter the audit trail by tenant.",
                {"tenant": "only super admins may filter by tenant"})
     return current_principal().tenant_id
+
+
+def _refuse_unknown(schema) -> None:
+    """A mistyped filter must not silently widen an audit search (query strings ignore unknown names)."""
+    if unknown := sorted(set(request.args) - set(schema().fields)):
+        raise ValidationFailed("The request has invalid fields.",
+                               details={"query": {name: ["Unknown field."] for name in unknown}})
 
 
 def _filters(query: dict) -> dict:
@@ -59,6 +67,7 @@ def _page(scope: str, filters: dict, limit: int, cursor: str | None) -> dict:
     "`next_cursor`: pages stay consistent while new records arrive. No `total`: counting a million records "
     "would cost more than the page."), responses=NEEDS)
 def events(query):
+    _refuse_unknown(AuditQuery)
     limit, cursor = query.pop("limit"), query.pop("cursor", None)
     return _page(_scope(query), _filters(query), limit, cursor)
 
@@ -80,6 +89,7 @@ def events(query):
         "headers": {"Content-Disposition": {"schema": {"type": "string"},
                                             "description": 'attachment; filename="audit-<time>.<format>"'}}}})
 def export(query):
+    _refuse_unknown(AuditExportQuery)
     kind = query.pop("format")
     filename = f"audit-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}.{kind}"
     scope, filters = _scope(query), _filters(query)

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
 
 from kernel.db import aware, iso
 from kernel.envelope import utc_now
@@ -306,13 +307,20 @@ class Forwarder:
     # The lease: updated_at is renewed on every write; others wait until it is LEASE old.
 
     def _claim(self, db) -> int | None:
-        """The last_seq to continue from if this instance holds (or just took) the lease, else None."""
+        """The last_seq to continue from if there is something to send and this instance holds
+        (or just took) the lease, else None. An idle forwarder writes nothing."""
         now = self.clock()
         with db.unit_of_work() as uow:
             state = uow.session.get(ForwarderState, NAME)
-            if state is None:
+            last_seq = state.last_seq if state else 0
+            if uow.session.scalar(sa.select(AuditRecord.seq).where(AuditRecord.seq > last_seq).limit(1)) is None:
+                return None
+            if state is None:  # forwarding was switched on before this table knew it: from the start
                 uow.session.add(ForwarderState(name=NAME, last_seq=0, updated_at=now))
-                uow.session.commit()
+                try:
+                    uow.session.commit()
+                except IntegrityError:  # another instance made it first
+                    return None
                 self.lease = now
                 return 0
             seen = aware(state.updated_at)
@@ -323,7 +331,7 @@ class Forwarder:
             ).values(updated_at=now)).rowcount
             uow.session.commit()
             self.lease = now if taken else None
-            return state.last_seq if taken else None
+            return last_seq if taken else None
 
     def _advance(self, db, last_seq: int) -> bool:
         now = self.clock()

@@ -351,6 +351,7 @@ class SearchIndexer(Periodic):
     """
 
     TAIL = 20_000
+    batch = SEARCH_BATCH
     interval = 1.0
 
     def setup(self):
@@ -369,7 +370,7 @@ class SearchIndexer(Periodic):
         indexed = 0
         while behind - indexed > keep and not self.stopping.is_set():
             with db.engine.begin() as conn:
-                done = index_search(conn)
+                done = index_search(conn, self.batch)
             if not done:
                 break
             indexed += done

@@ -243,3 +243,20 @@ def test_page_size_is_bounded(db):
     with db.unit_of_work() as uow:
         assert len(queries.read_page(uow.session, queries.criteria(EVERY_TENANT), None, 0)["items"]) == 1
         assert queries.read_page(uow.session, queries.criteria(EVERY_TENANT), None, 10**6)["next_cursor"] is None
+
+
+def test_the_indexer_gives_way_to_recording_and_catches_up_when_it_pauses(db):
+    indexer = queries.SearchIndexer()
+    indexer.setup()
+    indexer.TAIL, indexer.batch = 10, 5
+
+    def behind():
+        with db.unit_of_work() as uow:
+            return uow.session.scalar(sa.select(sa.func.max(storage.AuditRecord.seq))) - queries.indexed_up_to(uow.session)
+
+    append(db, [event(i) for i in range(30)])
+    assert indexer.run_once(db) == 25 and behind() == 5  # records arriving, tail over TAIL: down to TAIL / 2
+    append(db, [event(i) for i in range(30, 33)])
+    assert indexer.run_once(db) == 0 and behind() == 8  # still arriving, tail within TAIL: recording goes first
+    assert indexer.run_once(db) == 8 and behind() == 0  # a pause: everything
+    assert seqs(page(db, q="alice", limit=3)) == [33, 32, 31]

@@ -24,6 +24,7 @@ import logging
 import os
 import select
 import socket
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -247,17 +248,15 @@ def sender_for(target: Target):
 class Forwarder:
     """Sends the records after ForwarderState.last_seq to the configured collector.
 
-    `run_once(db, target)` is called about every second (the audit service's timer); it
+    `run_once(db, target)` is called about every second (the Forwarding loop below); it
     sends until caught up, a failure, or the lease is lost. Not thread-safe: one caller.
     """
 
-    def __init__(self, hostname: str | None = None, clock=utc_now, monotonic=None):
-        import time
-
+    def __init__(self, hostname: str | None = None, clock=utc_now, monotonic=time.monotonic):
         self.hostname = hostname or socket.gethostname()
         self.procid = os.getpid()
         self.clock = clock
-        self.monotonic = monotonic or time.monotonic
+        self.monotonic = monotonic
         self.sender = None
         self.lease: datetime | None = None  # the updated_at this instance last wrote
         self.pause = 0.0

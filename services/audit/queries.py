@@ -346,8 +346,9 @@ class SearchIndexer(Periodic):
     """Keeps the SQLite search index close behind the appender, giving way to recording.
 
     While records are arriving it indexes only what exceeds TAIL (the unindexed records
-    a search scans: ~15 ms at 20,000); when recording pauses it catches up fully. The
-    index work (~50-100 us a record) thus never competes with an ingest burst.
+    a search scans: 20-80 ms at 20,000 on a busy 2-core machine); when recording pauses it
+    catches up fully. The index work (50-150 us a record, in the service's one thread)
+    thus waits out ingest bursts of up to TAIL records (the ingest figure's 20,000).
     """
 
     TAIL = 20_000

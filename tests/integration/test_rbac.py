@@ -197,7 +197,7 @@ def test_assignments_are_listed_replaced_removed_and_audited(platform, admin, un
     assert (held["tenant_id"], held["role"], held["locked"]) == (DEFAULT, "operator", False)
     record = audited(admin, "role_assigned", user["id"], role="operator")
     assert record["data"]["previous_role"] == "viewer" and record["data"]["scope"]["connections"] == ["c-1"]
-    assert record["tenant_id"] == DEFAULT
+    assert record["tenant_ids"] == [DEFAULT]
     assert admin.delete(f"/api/v1/users/{user['id']}/roles/{DEFAULT}").status_code == 204
     assert admin.get(f"/api/v1/users/{user['id']}/roles").json()["items"] == []
     audited(admin, "role_unassigned", user["id"], role="operator")

@@ -293,9 +293,10 @@ def test_forwarding_over_udp_sends_each_new_record_as_rfc5424(platform, admin, u
         receiver.stop()
 
 
-def test_forwarding_over_tcp_survives_a_collector_outage_without_losing_records(platform, admin, unique,
-                                                                               switched_off_after):
-    receiver = SyslogReceiver("tcp").start()
+@pytest.mark.parametrize("protocol", ["tcp", "udp"])  # UDP: on loopback the outage shows as ICMP unreachable
+def test_forwarding_survives_a_collector_outage_without_losing_records(platform, admin, unique, switched_off_after,
+                                                                       protocol):
+    receiver = SyslogReceiver(protocol).start()
     tag = f"o{unique}"
     try:
         configure(admin, receiver)

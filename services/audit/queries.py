@@ -370,8 +370,12 @@ class SearchIndexer(Periodic):
         keep = self.TAIL // 2 if busy and behind > self.TAIL else (self.TAIL if busy else 0)
         indexed = 0
         while behind - indexed > keep and not self.stopping.is_set():
-            with db.engine.begin() as conn:
+            with db.engine.connect() as conn:
+                # The write lock first (as the appender does): another process's commit between
+                # our read and our write would otherwise fail the batch instead of waiting.
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
                 done = index_search(conn, self.batch)
+                conn.commit()
             if not done:
                 break
             indexed += done

@@ -22,14 +22,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import kernel  # noqa: F401  (filters eventlet's import warning)
-from bench import figures
+from bench import audit_query, figures
 from ops.broker import LocalRabbit, free_port
 from tests.harness import ADMIN_PASSWORD, ADMIN_USERNAME, Platform
 
 COLUMNS = ("figure", "value", "primitive", "ratio", "goal", "met")
 RESULTS = Path(__file__).with_name("results") / "latest.json"
 INGEST_VHOST = "bench-ingest"
-PHASES = ("logins", "list", "authz", "suspend", "users", "ingest")
+PHASES = ("logins", "list", "authz", "suspend", "users", "ingest", "audit-query")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -43,6 +43,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="events/s offered to audit during the ingest (0: as fast as the publisher goes)")
     parser.add_argument("--users", type=int, default=100_000, help="users seeded for the user list figure")
     parser.add_argument("--suspensions", type=int, default=20, help="users suspended for the revocation figure")
+    parser.add_argument("--audit-records", type=int, default=1_000_000,
+                        help="records seeded for the audit query figure (a scratch database, no platform)")
+    parser.add_argument("--audit-query-calls", type=int, default=200, help="first pages timed per audit query shape")
     parser.add_argument("--only", nargs="+", choices=PHASES, default=PHASES,
                         help="figures to measure (always run in this order)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (logs, databases)")
@@ -65,6 +68,11 @@ def wait_for_consumer(amqp_uri: str, queue: str, timeout: float = 60) -> None:
 
 
 def measure(args, workdir: Path, cleanup: list) -> list[dict]:
+    rows = []
+    if "audit-query" in args.only:  # first, on a quiet machine: it needs no platform
+        rows += _phase("audit-query", lambda: audit_query.audit_query(workdir, args, say))
+    if not set(args.only) - {"audit-query"}:
+        return rows + figures.not_yet_measurable()
     say(f"starting RabbitMQ and Gatehouse under {workdir}")
     rabbit = LocalRabbit(workdir / "rabbit", free_port()).start()
     cleanup.append(rabbit.stop)
@@ -88,7 +96,6 @@ def measure(args, workdir: Path, cleanup: list) -> list[dict]:
         sampler.watch("audit (ingest vhost)", ingest.supervisor.start("audit").pid)
         wait_for_consumer(ingest.env["GATEHOUSE_AMQP_URI"], "audit.record")
 
-    rows = []
     phases = {
         "logins": lambda: figures.password_logins(gatehouse, (ADMIN_USERNAME, ADMIN_PASSWORD), args),
         "list": lambda: figures.authenticated_requests(gatehouse, gatehouse.admin().token, args),  # fresh: TTL 15 min
@@ -98,15 +105,19 @@ def measure(args, workdir: Path, cleanup: list) -> list[dict]:
         "users": lambda: figures.user_list(gatehouse, gatehouse.admin().token, args),
         "ingest": lambda: figures.audit_ingest(ingest, ingest.env["GATEHOUSE_AMQP_URI"], args),
     }
-    for name in (p for p in PHASES if p in args.only):
-        say(f"measuring {name}")
-        try:
-            rows += phases[name]()
-        except Exception as error:  # one broken figure still leaves the others measured
-            traceback.print_exc()
-            rows.append(figures.row(f"{name} (failed)", f"failed: {type(error).__name__}: {error}"[:200], met=False))
+    for name in (p for p in PHASES if p in args.only and p in phases):
+        rows += _phase(name, phases[name])
     sampler.stop()
     return rows + figures.not_yet_measurable() + figures.peak_rss(sampler)
+
+
+def _phase(name: str, run) -> list[dict]:
+    say(f"measuring {name}")
+    try:
+        return run()
+    except Exception as error:  # one broken figure still leaves the others measured
+        traceback.print_exc()
+        return [figures.row(f"{name} (failed)", f"failed: {type(error).__name__}: {error}"[:200], met=False)]
 
 
 def text_table(rows: list[dict]) -> str:

@@ -214,3 +214,9 @@ def holds(permission: str, tenant_id: str | None = None) -> bool:
 
 def is_super_admin() -> bool:
     return holds(SUPER_ADMIN_ONLY)
+
+
+def forbid(permission: str, message: str, details: dict | None = None):
+    """Refuse inside a route as requires() does: audited, 403 permission_denied naming `permission`."""
+    _record_denial(permission, current_principal().tenant_id)
+    raise Forbidden(message, code="permission_denied", details={"permission": permission, **(details or {})})

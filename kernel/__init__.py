@@ -18,3 +18,6 @@ DEFAULT_TENANT_ID = "default"
 # A pseudo-permission held by super admins only (never part of a role): routes for super
 # admins alone require it, and rbac's authorize answers it.
 SUPER_ADMIN_ONLY = "super_admin"
+
+# The scope of a cross-tenant read (super admins' views): every tenant, where a tenant id would go.
+EVERY_TENANT = "*"

@@ -1,8 +1,13 @@
 """The one paging style of every list: `limit` plus an opaque `cursor` (the `next_cursor`
 of the previous page), answered as {"items", "next_cursor", "total"}.
 
-Offset cursors are opaque so that callers take them from `next_cursor` rather than
-computing them; a cursor that is not one of ours is a 422, never a silent first page.
+Cursors are opaque so that callers take them from `next_cursor` rather than computing
+them; a cursor that is not one of ours is a 422, never a silent first page. Two kinds
+share one encoding (URL-safe base64 of "<kind>:<number>"):
+
+- offset cursors count the rows already seen, for small lists read in one go;
+- keyset cursors name the key of the last row seen, for lists that grow at the top
+  while they are read (the audit trail): a new row never shifts the next page.
 """
 from __future__ import annotations
 
@@ -10,31 +15,61 @@ import base64
 
 from kernel.errors import ValidationFailed
 
+OFFSET, KEYSET = "offset", "before"
+
+
+def _encode(kind: str, number: int) -> str:
+    return base64.urlsafe_b64encode(f"{kind}:{number}".encode()).decode().rstrip("=")
+
+
+def _decode(kind: str, cursor: str) -> int | None:
+    """The number a cursor of `kind` stands for; None when it is not one of ours."""
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (ValueError, UnicodeDecodeError):
+        return None
+    prefix, _, number = text.partition(":")
+    if prefix != kind or not (number.isascii() and number.isdigit()):
+        return None
+    return int(number)
+
+
+def _refuse_cursor() -> ValidationFailed:
+    return ValidationFailed("The cursor is not valid.", details={"cursor": "is not a cursor of this list"})
+
 
 def encode_cursor(offset: int) -> str:
-    return base64.urlsafe_b64encode(f"offset:{offset}".encode()).decode().rstrip("=")
+    return _encode(OFFSET, offset)
 
 
 def decode_cursor(cursor: str | None) -> int | None:
     """The offset a cursor stands for (0 for none); None when it is not one of ours."""
     if not cursor:
         return 0
-    try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-    except (ValueError, UnicodeDecodeError):
-        return None
-    prefix, _, number = text.partition(":")
-    if prefix != "offset" or not (number.isascii() and number.isdigit()):
-        return None
-    return int(number)
+    return _decode(OFFSET, cursor)
 
 
 def offset_of(cursor: str | None) -> int:
     """decode_cursor, refusing a foreign cursor with the error callers show."""
     offset = decode_cursor(cursor)
     if offset is None:
-        raise ValidationFailed("The cursor is not valid.", details={"cursor": "is not a cursor of this list"})
+        raise _refuse_cursor()
     return offset
+
+
+def encode_keyset_cursor(key: int) -> str:
+    """The cursor of the page after the row whose key is `key` (rows come in descending key order)."""
+    return _encode(KEYSET, key)
+
+
+def keyset_of(cursor: str | None) -> int | None:
+    """The key a keyset cursor names (None for the first page); a foreign cursor is a 422."""
+    if not cursor:
+        return None
+    key = _decode(KEYSET, cursor)
+    if key is None:
+        raise _refuse_cursor()
+    return key
 
 
 def page_answer(items: list, offset: int, total: int, more: bool | None = None, total_exact: bool = True) -> dict:

@@ -1,5 +1,9 @@
-"""What every nameko service of Gatehouse has: a database with its outbox relay, and health."""
+"""What every nameko service of Gatehouse has: a database with its outbox relay, and health;
+and `Periodic`, the base of background loops (followers of a service's tables)."""
 from __future__ import annotations
+
+import logging
+import threading
 
 from nameko.extensions import DependencyProvider
 from nameko.rpc import Rpc
@@ -7,6 +11,8 @@ from nameko.rpc import Rpc
 from kernel.db import ServiceDatabase
 from kernel.errors import GatehouseError
 from kernel.outbox import AmqpPublisher, OutboxRelay
+
+log = logging.getLogger(__name__)
 
 
 def rpc(fn=None, **options):
@@ -55,3 +61,45 @@ class ServiceBase:
     @rpc
     def health(self):
         return {"service": self.name, "status": "ok", "outbox_backlog": self.db.outbox_backlog()}
+
+
+class Periodic(DependencyProvider):
+    """A managed thread of a service calling `run_once(db)` every `interval` seconds, or
+    sooner after `wake()`; workers get the provider itself. Subclasses set `interval` and
+    write `run_once`; an error is logged and the loop goes on."""
+
+    interval = 1.0
+
+    def setup(self):
+        self.wakeup = threading.Event()  # green under eventlet
+        self.stopping = threading.Event()
+        self.db: ServiceDatabase | None = None
+
+    def start(self):
+        # The service's Database provider opened the database in its setup (all setups run before any start).
+        self.db = next(dep.db for dep in self.container.dependencies if isinstance(dep, Database))
+        self.container.spawn_managed_thread(self.run)
+
+    def stop(self):
+        self.stopping.set()
+        self.wakeup.set()
+
+    kill = stop
+
+    def get_dependency(self, worker_ctx):
+        return self
+
+    def wake(self) -> None:
+        self.wakeup.set()
+
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            self.wakeup.clear()  # before the pass, so a wake() during it is not missed
+            try:
+                self.run_once(self.db)
+            except Exception:
+                log.warning("%s pass failed; retrying", type(self).__name__, exc_info=True)
+            self.wakeup.wait(self.interval)
+
+    def run_once(self, db: ServiceDatabase) -> None:
+        raise NotImplementedError

@@ -1,6 +1,6 @@
 """Request and response bodies shared across routes; unknown fields are refused (marshmallow's default).
 
-Each area adds its own module here (users.py, sessions.py, mail.py, ...)."""
+Each area adds its own module here (users.py, sessions.py, mail.py, audit.py, ...)."""
 from __future__ import annotations
 
 from apiflask import Schema
@@ -73,52 +73,6 @@ class TokenOut(Schema):
     token_type = String()
     expires_in = Integer()
     user = Nested(UserOut)
-
-
-class AuditQuery(Schema):
-    category = String(validate=Length(1, 32))
-    action = String(validate=Length(1, 128))
-    actor_id = String(validate=Length(1, 36))
-    resource_type = String(validate=Length(1, 64))
-    resource_id = String(validate=Length(1, 64))
-    outcome = String(validate=OneOf(["success", "failure"]))
-    limit = Integer(load_default=50, validate=Range(1, 200))
-    cursor = Integer(validate=Range(1))
-
-
-class AuditActor(Schema):
-    user_id = String(allow_none=True)
-    username = String(allow_none=True)
-    display_name = String(allow_none=True)
-    email = String(allow_none=True)
-    ip = String(allow_none=True)
-
-
-class AuditResource(Schema):
-    type = String()
-    id = String(allow_none=True)
-    name = String(allow_none=True)
-
-
-class AuditEventOut(Schema):
-    id = String()
-    seq = Integer()
-    type = String()
-    source = String()
-    category = String()
-    action = String()
-    outcome = String()
-    occurred_at = String(metadata={"format": "date-time"})
-    actor = Nested(AuditActor)
-    request_id = String(allow_none=True)
-    tenant_ids = List(String())
-    resource = Nested(AuditResource)
-    data = Dict()
-
-
-class AuditPageOut(Schema):
-    items = List(Nested(AuditEventOut))
-    next_cursor = Integer(allow_none=True)
 
 
 class HealthOut(Schema):

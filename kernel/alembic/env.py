@@ -1,7 +1,7 @@
 """One Alembic environment for every service; kernel.migrate passes the metadata."""
 from alembic import context
 
-from kernel.migrate import modelled
+from kernel.migrate import comparison_options
 
 config = context.config
 metadata = config.attributes["target_metadata"]
@@ -16,7 +16,7 @@ with config.attributes["engine"].connect() as connection:
         version_table=f"alembic_version_{service}",
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
-        include_object=modelled,
+        **comparison_options(connection),
     )
     with context.begin_transaction():
         context.run_migrations()

@@ -26,6 +26,9 @@ class AuditRecord(Base):
         sa.Index("ix_audit_records_actor_seq", "actor_id", "seq"),
         sa.Index("ix_audit_records_resource_seq", "resource_type", "resource_id", "seq"),
         sa.Index("ix_audit_records_recorded_at", "recorded_at"),
+        # Reading (services/audit/queries.py): filters by actor name alone and by resource id alone.
+        sa.Index("ix_audit_records_actor_username_seq", "actor_username", "seq"),
+        sa.Index("ix_audit_records_resource_id_seq", "resource_id", "seq"),
     )
 
     seq: Mapped[int] = mapped_column(sa.Integer, primary_key=True,
@@ -145,41 +148,3 @@ def append(conn: sa.Connection, rows: list[dict]) -> int:
             conn.execute(sa.insert(AuditRecordTenant), tenants)
         conn.execute(sa.update(ChainHead).where(ChainHead.id == 1).values(seq=seq, hash=prev))
     return len(records)
-
-
-def public_record(record: AuditRecord) -> dict:
-    return {
-        "id": record.event_id, "seq": record.seq, "type": record.type, "source": record.source,
-        "category": record.category, "action": record.action, "outcome": record.outcome,
-        "occurred_at": record.occurred_at,
-        "actor": {"user_id": record.actor_id, "username": record.actor_username,
-                  "display_name": record.actor_display_name, "email": record.actor_email, "ip": record.actor_ip},
-        "request_id": record.request_id, "tenant_ids": record.tenant_ids,
-        "resource": {"type": record.resource_type, "id": record.resource_id, "name": record.resource_name},
-        "data": record.data,
-    }
-
-
-FILTERS = {
-    "tenant_id": AuditRecordTenant.tenant_id,  # through the tenant index, see page_query
-    "category": AuditRecord.category,
-    "action": AuditRecord.action,
-    "actor_id": AuditRecord.actor_id,
-    "resource_type": AuditRecord.resource_type,
-    "resource_id": AuditRecord.resource_id,
-    "outcome": AuditRecord.outcome,
-}
-
-
-def page_query(filters: dict, limit: int, before: int | None):
-    """Newest first; `before` is the seq cursor, stable while new records arrive."""
-    query = sa.select(AuditRecord)
-    for name, value in filters.items():
-        if name == "tenant_id":
-            query = query.where(AuditRecord.seq.in_(
-                sa.select(AuditRecordTenant.seq).where(AuditRecordTenant.tenant_id == value)))
-        else:
-            query = query.where(FILTERS[name] == value)
-    if before is not None:
-        query = query.where(AuditRecord.seq < before)
-    return query.order_by(AuditRecord.seq.desc()).limit(limit)

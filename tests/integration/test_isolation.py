@@ -218,8 +218,6 @@ def test_invitations_of_another_tenant_are_invisible_and_untouchable(root, world
     assert admin_b.get(f"/api/v1/invitations/{invitation['id']}").json()["status"] == "pending"
 
 
-@pytest.mark.xfail(reason="the audit routes are not scoped by the session's tenant on this branch yet (the audit "
-                          "helper's part of issue 6)", strict=False)
 def test_the_audit_view_of_a_tenant_shows_nothing_of_another(world):
     nothing_of_b_in(world, world["admin_a"][1].get("/api/v1/audit/events", params={"limit": 200}))
 

@@ -136,7 +136,7 @@ def test_migrations_on_postgres_build_the_models_and_rerun_as_no_op(postgres, se
             assert conn.execute(sa.select(outbox.c.event_id)).scalars().all() == ["sentinel"]
             assert set(sa.inspect(conn).get_table_names()) == {*metadata.tables, f"alembic_version_{service}"}
             context = MigrationContext.configure(conn, opts={"version_table": f"alembic_version_{service}",
-                                                                   "include_object": migrate.modelled})
+                                                             **migrate.comparison_options(conn)})
             assert compare_metadata(context, metadata) == [], f"{service}: migrations and models differ on PostgreSQL"
     finally:
         engine.dispose()

@@ -18,7 +18,7 @@ def test_migrations_match_the_models(service, tmp_path):
     engine = create_engine(url)
     with engine.connect() as conn:
         context = MigrationContext.configure(conn, opts={"version_table": f"alembic_version_{service}",
-                                                    "include_object": migrate.modelled})
+                                                         **migrate.comparison_options(conn)})
         drift = compare_metadata(context, metadata)
     engine.dispose()
     assert drift == [], f"{service}: storage.py and its migrations differ; run gatehouse db-revision {service}"

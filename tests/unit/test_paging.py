@@ -1,7 +1,8 @@
 import pytest
 
 from kernel.errors import ValidationFailed
-from kernel.paging import decode_cursor, encode_cursor, offset_of, page, page_answer
+from kernel.paging import (decode_cursor, encode_cursor, encode_keyset_cursor, keyset_of, offset_of, page,
+                           page_answer)
 
 
 @pytest.mark.parametrize("offset", [0, 1, 50, 123456])
@@ -33,3 +34,27 @@ def test_page_of_a_small_list():
 def test_the_last_page_has_no_next_cursor():
     assert page_answer([1, 2], 3, 5) == {"items": [1, 2], "next_cursor": None, "total": 5}
     assert page_answer([1, 2], 0, 5)["next_cursor"] == encode_cursor(2)
+
+
+# --- keyset cursors -----------------------------------------------------------------
+
+@pytest.mark.parametrize("key", [1, 50, 987654321])
+def test_keyset_cursor_round_trip(key):
+    cursor = encode_keyset_cursor(key)
+    assert not cursor.isdigit() and cursor != encode_cursor(key)
+    assert keyset_of(cursor) == key
+
+
+def test_no_keyset_cursor_is_the_first_page():
+    assert keyset_of(None) is None and keyset_of("") is None
+
+
+@pytest.mark.parametrize("cursor", ["garbage!", encode_cursor(5), "YmVmb3JlOi0x", "12345"])
+def test_foreign_keyset_cursors_are_refused(cursor):
+    with pytest.raises(ValidationFailed) as refused:
+        keyset_of(cursor)
+    assert "cursor" in refused.value.details
+
+
+def test_a_keyset_cursor_is_not_an_offset_cursor():
+    assert decode_cursor(encode_keyset_cursor(5)) is None

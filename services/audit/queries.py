@@ -299,23 +299,26 @@ def find(session: Session, criteria: Criteria, before: int | None, limit: int) -
     return found
 
 
-def read_page(session: Session, criteria: Criteria, cursor: str | None, limit: int) -> dict:
-    """One page: {"items": public records, "next_cursor": keyset cursor or None}."""
+def read_page(session: Session, criteria: Criteria, cursor: str | None, limit: int,
+              shown_tenant: str | None = None) -> dict:
+    """One page: {"items": public records, "next_cursor": keyset cursor or None}. A reader
+    confined to `shown_tenant` sees only that tenant among a record's tenant_ids: an event
+    about a user of several tenants must not name the others."""
     limit = max(1, min(int(limit), MAX_PAGE))
     records = find(session, criteria, keyset_of(cursor), limit + 1)
-    items = [public_record(record) for record in records[:limit]]
+    items = [public_record(record, shown_tenant) for record in records[:limit]]
     return {"items": items, "next_cursor": encode_keyset_cursor(items[-1]["seq"]) if len(records) > limit else None}
 
 
-def public_record(record) -> dict:
-    """An audit record (a row or an AuditRecord) as the API shows it."""
+def public_record(record, shown_tenant: str | None = None) -> dict:
+    """An audit record (a row or an AuditRecord) as the API shows it (see read_page for shown_tenant)."""
     return {
         "id": record.event_id, "seq": record.seq, "type": record.type, "source": record.source,
         "category": record.category, "action": record.action, "outcome": record.outcome,
         "occurred_at": record.occurred_at, "recorded_at": _iso(record.recorded_at),
         "actor": {"user_id": record.actor_id, "username": record.actor_username,
                   "display_name": record.actor_display_name, "email": record.actor_email, "ip": record.actor_ip},
-        "request_id": record.request_id, "tenant_ids": record.tenant_ids,
+        "request_id": record.request_id, "tenant_ids": [shown_tenant] if shown_tenant else record.tenant_ids,
         "resource": {"type": record.resource_type, "id": record.resource_id, "name": record.resource_name},
         "data": record.data,
     }

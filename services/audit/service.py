@@ -35,7 +35,8 @@ class AuditService(ServiceBase):
         previous page's `next_cursor`. Answers {"items", "next_cursor"} (no total)."""
         criteria = queries.criteria(scope, filters)
         with self.db.unit_of_work() as uow:
-            return queries.read_page(uow.session, criteria, cursor, limit)
+            return queries.read_page(uow.session, criteria, cursor, limit,
+                                     None if scope == queries.EVERY_TENANT else scope)
 
     @rpc
     def get_forwarding(self):

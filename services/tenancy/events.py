@@ -116,17 +116,17 @@ def _user(user_id: str, username: str | None) -> Resource:
     return Resource("user", user_id, username)
 
 
-def user_assigned_to_tenant(membership, actor: Actor, role: str | None, already_member: bool,
-                            user_tenants) -> Event:
-    """rbac gives the user `role` in the tenant when one is named. user_tenants: every tenant of the user."""
+def user_assigned_to_tenant(membership, actor: Actor, role: str | None, already_member: bool) -> Event:
+    """rbac gives the user `role` in the tenant when one is named. Shown in that tenant's audit
+    view only: the user's other tenants must not learn of it."""
     return _event(USER_ASSIGNED_TO_TENANT, actor, _user(membership.user_id, membership.username),
                   {"user_id": membership.user_id, "username": membership.username, "tenant_id": membership.tenant_id,
                    "role": role, "is_default": membership.is_default, "already_member": already_member},
-                  (membership.tenant_id, *user_tenants))
+                  (membership.tenant_id,))
 
 
-def user_removed_from_tenant(membership, actor: Actor, reason: str, user_tenants) -> Event:
-    """rbac takes the user's role in the tenant away. user_tenants: the tenants the user is left in."""
+def user_removed_from_tenant(membership, actor: Actor, reason: str) -> Event:
+    """rbac takes the user's role in the tenant away. Shown in that tenant's audit view only."""
     return _event(USER_REMOVED_FROM_TENANT, actor, _user(membership.user_id, membership.username),
                   {"user_id": membership.user_id, "username": membership.username, "tenant_id": membership.tenant_id,
-                   "reason": reason}, (membership.tenant_id, *user_tenants))
+                   "reason": reason}, (membership.tenant_id,))

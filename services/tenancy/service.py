@@ -489,7 +489,7 @@ class TenancyService(ServiceBase):
             membership.is_default = True
         if created or default_changed or role or always_emit:
             uow.session.flush()
-            uow.emit(events.user_assigned_to_tenant(membership, actor, role, not created, sorted(mine)))
+            uow.emit(events.user_assigned_to_tenant(membership, actor, role, not created))
         return membership, created
 
     @staticmethod
@@ -502,7 +502,7 @@ class TenancyService(ServiceBase):
             successor = domain.next_default([(tenant.id, tenant.name) for _, tenant in rest])
             for other, _ in rest:
                 other.is_default = other.tenant_id == successor
-        uow.emit(events.user_removed_from_tenant(membership, actor, reason, sorted(t.id for _, t in rest)))
+        uow.emit(events.user_removed_from_tenant(membership, actor, reason))
 
 
 CONNECTION_FIELDS = {"name", "url", "verify_tls", "ca_pem", "fingerprint", "realm", "auth"}

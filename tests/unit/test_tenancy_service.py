@@ -118,7 +118,7 @@ def test_deleting_a_tenant_ends_its_memberships_and_spares_default(tenancy):
     tenancy.delete_tenant(ADMIN, acme["id"])
     assert tenancy.memberships_of("u1") == [{"tenant_id": "default", "tenant_name": "Default", "is_default": True}]
     [removed] = emitted(tenancy, "tenancy.user_removed_from_tenant")
-    assert removed["data"]["reason"] == "tenant_deleted" and removed["tenant_ids"] == [acme["id"], "default"]
+    assert removed["data"]["reason"] == "tenant_deleted" and removed["tenant_ids"] == [acme["id"]]
     assert emitted(tenancy)[-1]["type"] == "tenancy.tenant_deleted"
     with pytest.raises(Conflict) as protected:
         tenancy.delete_tenant(ADMIN, "default")
@@ -241,7 +241,7 @@ def test_assigning_carries_the_role_and_moves_the_default(tenancy):
     events = emitted(tenancy, "tenancy.user_assigned_to_tenant")
     assert [(e["data"]["role"], e["data"]["already_member"]) for e in events] == [
         (None, False), ("operator", False), ("viewer", True)]
-    assert events[1]["tenant_ids"] == [acme["id"], "default"]
+    assert events[1]["tenant_ids"] == [acme["id"]]  # the user's other tenants must not learn of it
     assert tenancy.is_member("u1", acme["id"]) is True and tenancy.is_member("u2", acme["id"]) is False
 
 

@@ -13,7 +13,9 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from gateway import errors
 from gateway.rpc import RpcPool
-from gateway.routes import audit, auth, health, invitations, me, passwords, rbac, sessions, settings, users
+from gateway.routes import (
+    audit, audit_chain, auth, health, invitations, me, passwords, rbac, sessions, settings, users,
+)
 from gateway.session_cache import ProcessSessionCache
 from kernel.config import Config
 
@@ -43,10 +45,12 @@ def create_app(config: Config | None = None) -> APIFlask:
     timeout = config.number("GATEHOUSE_RPC_TIMEOUT")
     app.extensions["rpc"] = RpcPool(config.nameko(), config.integer("GATEHOUSE_RPC_POOL_SIZE"), timeout)
     app.extensions["health_rpc"] = RpcPool(config.nameko(), 2, min(timeout, 2.0))
+    # Calls that read a whole store (audit verify) may take minutes.
+    app.extensions["long_rpc"] = RpcPool(config.nameko(), 2, config.number("GATEHOUSE_AUDIT_VERIFY_TIMEOUT"))
     app.extensions["session_cache"] = ProcessSessionCache(config.amqp_uri)
 
     errors.register(app)
-    for module in (health, auth, me, users, sessions, audit, invitations, passwords, settings, rbac):
+    for module in (health, auth, me, users, sessions, audit, audit_chain, invitations, passwords, settings, rbac):
         app.register_blueprint(module.bp)
 
     @app.before_request

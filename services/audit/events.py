@@ -1,3 +1,20 @@
 """Every event audit publishes, in one place. They are recorded like any other event."""
+from __future__ import annotations
 
-ALL = ()
+from datetime import datetime
+
+from kernel.db import iso
+from kernel.envelope import SYSTEM, Event, Resource
+
+RECORDS_PURGED = "audit.records_purged"
+
+ALL = (RECORDS_PURGED,)
+
+TRAIL = Resource("audit_trail", None, "audit trail")
+
+
+def records_purged(count: int, through_seq: int, cutoff: datetime, retention_days: int) -> Event:
+    """The retention job removed records 1..through_seq (those left before it) recorded before cutoff."""
+    return Event(type=RECORDS_PURGED, source="audit", category="audit", actor=SYSTEM, resource=TRAIL,
+                 data={"count": count, "through_seq": through_seq, "cutoff": iso(cutoff),
+                       "retention_days": retention_days})

@@ -1,0 +1,276 @@
+"""Audit recording: every event once, a verifiable chain, retention, dead letters, kills and two instances.
+
+Tests that edit the audit database, kill audit or run a second instance use a Gatehouse
+of their own (`store`, its own vhost and data folder, a one-second purge interval) so
+the session's shared platform never sees a broken chain or a missing audit.
+"""
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import threading
+import time
+import uuid
+from contextlib import closing
+
+import pytest
+from kombu import Connection, Exchange, Producer
+
+from kernel import SERVICES
+from kernel.envelope import Actor, Event, Resource
+from tests.harness import Platform, eventually, register
+
+RETENTION_DAYS = 30
+
+
+@pytest.fixture(scope="module")
+def store(rabbit, tmp_path_factory):
+    amqp_uri = rabbit.add_vhost(f"audit-store-{uuid.uuid4().hex[:8]}")
+    running = Platform(tmp_path_factory.mktemp("audit-store"), amqp_uri, extra_env={
+        "GATEHOUSE_AUDIT_PURGE_INTERVAL": "1", "GATEHOUSE_AUDIT_RETENTION_DAYS": str(RETENTION_DAYS)})
+    try:
+        running.start()
+        yield running
+    finally:
+        running.stop()
+
+
+# --- helpers -----------------------------------------------------------------------
+
+def probe(source: str, run: str, n: int, type_: str = "recording_probe", **fields) -> Event:
+    """A real event envelope, as a service's outbox relay would publish it."""
+    return Event(type=f"{source}.{type_}", source=source, category="system", resource=Resource("probe", f"{run}-{n}"),
+                 actor=fields.pop("actor", Actor(username="probe")), data={"n": n}, **fields)
+
+
+def publish(platform, messages, rate: float = 0) -> None:
+    """Publish (exchange, routing key, body) persistently, at `rate` per second (0: at once)."""
+    with Connection(platform.env["GATEHOUSE_AMQP_URI"], connect_timeout=10) as conn:
+        producer = Producer(conn.channel())
+        started = time.monotonic()
+        for i, (exchange, routing_key, body) in enumerate(messages):
+            if rate and (ahead := started + i / rate - time.monotonic()) > 0:
+                time.sleep(ahead)
+            producer.publish(body, exchange=Exchange(exchange, "topic", durable=True), routing_key=routing_key,
+                             content_type="application/json", content_encoding="utf-8", delivery_mode=2,
+                             retry=True)
+
+
+def as_message(event: Event) -> tuple[str, str, str]:
+    return event.exchange, event.type, json.dumps(event.to_dict())
+
+
+def audit_db(platform):
+    return closing(sqlite3.connect(f"file:{platform.base_dir / 'data' / 'audit.db'}?mode=ro", uri=True, timeout=10))
+
+
+def stored_ids(platform, type_: str, run: str) -> list[str]:
+    with audit_db(platform) as db:
+        return [row[0] for row in db.execute("SELECT event_id FROM audit_records WHERE type = ? AND resource_id LIKE ?",
+                                             (type_, f"{run}-%"))]
+
+
+def wait_stored(platform, type_: str, run: str, count: int, timeout: float = 60) -> list[str]:
+    return eventually(lambda: (ids := stored_ids(platform, type_, run)) and len(ids) >= count and ids,
+                      timeout, 0.3, f"{count} {type_} records of run {run}")
+
+
+def verify(platform) -> dict:
+    response = platform.admin().get("/api/v1/audit/verify")
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def consumers(platform, queue: str = "audit.record") -> int:
+    with Connection(platform.env["GATEHOUSE_AMQP_URI"], connect_timeout=10) as conn:
+        return conn.default_channel.queue_declare(queue=queue, passive=True).consumer_count
+
+
+def remove_parked(platform, tag: str) -> int:
+    """Takes the messages carrying `tag` out of audit.record.dead (others go back); returns how many."""
+    removed = 0
+    with Connection(platform.env["GATEHOUSE_AMQP_URI"], connect_timeout=10) as conn:
+        channel = conn.channel()
+        while (message := channel.basic_get("audit.record.dead", no_ack=False)) is not None:
+            if tag.encode() in (message.body if isinstance(message.body, bytes) else message.body.encode()):
+                channel.basic_ack(message.delivery_tag)
+                removed += 1
+        channel.close()  # the rest, unacked, return to the queue
+    return removed
+
+
+# --- recording, on the shared platform ----------------------------------------------------
+
+def test_every_services_events_are_recorded_once_with_their_snapshots(platform, unique):
+    """Types nobody declared before (added later) included; the same id published twice is one record."""
+    actor = Actor(user_id="u-" + unique, username=f"snap{unique}", display_name="Snap Shot",
+                  email=f"snap{unique}@example.com", ip="10.1.2.3", request_id="req-" + unique)
+    sent = [probe(source, unique, i, actor=actor, tenant_ids=("default", "t-" + unique))
+            for i, source in enumerate(SERVICES)]
+    publish(platform, [as_message(e) for e in sent] + [as_message(sent[0])])
+    admin = platform.admin()
+    for event in sent:
+        [record] = eventually(lambda: [r for r in admin.audit(action="recording_probe")
+                                       if r["id"] == event.id], 20, 0.3, f"{event.type} recorded")
+        assert record["type"] == event.type and record["source"] == event.source
+        assert record["resource"] == {"type": "probe", "id": event.resource.id, "name": None}
+        assert record["actor"]["username"] == actor.username and record["actor"]["ip"] == "10.1.2.3"
+        assert record["occurred_at"] == event.occurred_at and record["data"] == event.data
+    assert len([r for r in admin.audit(action="recording_probe") if r["id"] == sent[0].id]) == 1
+
+
+def test_verify_is_for_super_admins_only(platform, unique):
+    _, member = platform.create_user(f"ver{unique}")
+    assert platform.api().get("/api/v1/audit/verify").status_code == 401
+    refused = member.get("/api/v1/audit/verify")
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "permission_denied"
+    assert member.get("/api/v1/audit/dead-letters").status_code == 403
+
+
+def test_the_shared_trail_verifies(platform, unique):
+    register(platform.api(), f"vv{unique}")
+    result = verify(platform)
+    assert result["valid"] is True and result["first_break"] is None, result
+    assert result["checked"] >= 1 and result["head_seq"] >= result["checked"]
+
+
+def test_poison_is_parked_listed_and_counted_while_the_rest_is_recorded(platform, unique):
+    run = f"dl{unique}"
+    valid = [probe("rbac", run, i) for i in range(3)]
+    invalid = probe("rbac", run, 99).to_dict() | {"category": "no-such-category", "tag": run}
+    publish(platform, [as_message(valid[0]), ("rbac.events", "rbac.garbage", f"{{not json {run}"),
+                       as_message(valid[1]), ("rbac.events", invalid["type"], json.dumps(invalid)),
+                       as_message(valid[2])])
+    wait_stored(platform, "rbac.recording_probe", run, 3)
+    admin = platform.admin()
+    try:
+        def listed():
+            page = admin.get("/api/v1/audit/dead-letters", params={"limit": 200}).json()
+            mine = [item for item in page["items"] if run in item["body_preview"]]
+            return (page, mine) if len(mine) == 2 else None
+
+        page, mine = eventually(listed, 20, 0.5, "both poison messages listed")
+        assert page["queue"] == "audit.record.dead" and page["total"] >= 2 and page["next_cursor"] is None
+        garbage, refused = sorted(mine, key=lambda item: item["event_type"] is not None)
+        assert garbage["event_type"] is None and garbage["routing_key"] == "rbac.garbage"
+        assert refused["event_type"] == invalid["type"] and refused["event_id"] == invalid["id"]
+        for item in mine:
+            assert item["exchange"] == "rbac.events" and item["queue"] == "audit.record"
+            assert item["reason"] == "rejected" and item["died_at"].endswith("Z") and item["size"] > 0
+        again = admin.get("/api/v1/audit/dead-letters", params={"limit": 200}).json()
+        assert len([item for item in again["items"] if run in item["body_preview"]]) == 2  # reading lost nothing
+        assert admin.get("/api/v1/audit/dead-letters", params={"limit": 0}).status_code == 422
+    finally:
+        assert remove_parked(platform, run) == 2
+    assert len(stored_ids(platform, "rbac.recording_probe", run)) == 3
+
+
+# --- tampering, retention, kills and a second instance: on a Gatehouse of their own ------
+
+def test_verify_names_a_record_edited_in_the_database(store, unique):
+    run = f"tm{unique}"
+    publish(store, [as_message(probe("identity", run, i)) for i in range(5)])
+    [target, *_] = sorted(wait_stored(store, "identity.recording_probe", run, 5))
+    path = store.base_dir / "data" / "audit.db"
+    with closing(sqlite3.connect(path, timeout=10)) as db:
+        seq, name = db.execute("SELECT seq, resource_name FROM audit_records WHERE event_id = ?",
+                               (target,)).fetchone()
+        with db:
+            db.execute("UPDATE audit_records SET resource_name = 'someone else' WHERE seq = ?", (seq,))
+        try:
+            result = verify(store)
+        finally:
+            with db:
+                db.execute("UPDATE audit_records SET resource_name = ? WHERE seq = ?", (name, seq))
+    assert result["valid"] is False
+    assert result["first_break"] == {"seq": seq, "event_id": target, "reason": "content_changed"}
+    assert verify(store)["valid"] is True  # restored
+
+
+def test_retention_purges_the_oldest_records_and_the_chain_still_verifies(store, unique):
+    register(store.api(), f"rt{unique}")  # something newer than what is backdated
+    path = store.base_dir / "data" / "audit.db"
+    with closing(sqlite3.connect(path, timeout=10)) as db:
+        first, last = db.execute("SELECT min(seq), max(seq) FROM audit_records").fetchone()
+        through = first + 3
+        assert last > through + 1, "needs records newer than the backdated ones"
+        with db:  # how age is simulated: the oldest records were recorded long ago
+            db.execute("UPDATE audit_records SET recorded_at = '2020-01-01 00:00:00.000000' WHERE seq <= ?",
+                       (through,))
+
+    def purged():
+        with audit_db(store) as ro:
+            return ro.execute("SELECT start_seq, purged FROM audit_chain_checkpoints ORDER BY id DESC").fetchone()
+
+    assert eventually(purged, 30, 0.3, "a purge checkpoint") == (through + 1, through - first + 1)
+    with audit_db(store) as ro:
+        assert ro.execute("SELECT min(seq) FROM audit_records").fetchone()[0] == through + 1
+        assert ro.execute("SELECT count(*) FROM audit_record_tenants WHERE seq <= ?", (through,)).fetchone()[0] == 0
+    admin = store.admin()
+    [record] = eventually(lambda: [r for r in admin.audit(action="records_purged")
+                                   if r["data"]["through_seq"] == through], 20, 0.3, "the purge's own record")
+    assert record["category"] == "audit" and record["source"] == "audit"
+    assert record["data"]["count"] == through - first + 1 and record["data"]["retention_days"] == RETENTION_DAYS
+    result = verify(store)
+    assert result["valid"] is True and result["start_seq"] == through + 1, result
+
+
+def test_a_kill_between_commit_and_ack_stores_each_event_once(store, unique):
+    """The failpoint kills audit right after its first batch commits, before the ack: redelivered, deduped."""
+    run = f"fp{unique}"
+    store.restart("audit", {"GATEHOUSE_FAILPOINTS": "audit.after_commit=ingest"})
+    audit = store.process("audit")
+    publish(store, [as_message(probe("tenancy", run, i)) for i in range(50)])
+    eventually(lambda: audit.poll() is not None, 30, 0.2, "audit killed by its failpoint")
+    assert audit.returncode == -signal.SIGKILL
+    assert stored_ids(store, "tenancy.recording_probe", run), "the batch was committed before the kill"
+    store.restart("audit")
+    ids = wait_stored(store, "tenancy.recording_probe", run, 50)
+    time.sleep(1)  # any further redelivery would have landed by now
+    assert sorted(stored_ids(store, "tenancy.recording_probe", run)) == sorted(ids) and len(ids) == 50
+    assert verify(store)["valid"] is True
+
+
+def test_sigkill_under_load_loses_and_doubles_nothing(store, unique):
+    run, count = f"sk{unique}", 3000
+    sent = [probe("proxmox_sync", run, i) for i in range(count)]
+    publisher = threading.Thread(target=publish, args=(store, [as_message(e) for e in sent], 300))
+    publisher.start()
+    try:
+        for _ in range(2):  # each kill once the (re)started audit is busy storing, while events keep arriving
+            threshold = len(stored_ids(store, "proxmox_sync.recording_probe", run)) + 200
+            eventually(lambda: len(stored_ids(store, "proxmox_sync.recording_probe", run)) >= threshold,
+                       60, 0.05, f"{threshold} stored before the kill")
+            assert publisher.is_alive(), "the kill must land mid-stream"
+            store.supervisor.kill("audit", signal.SIGKILL)
+            assert store.process("audit").returncode == -signal.SIGKILL
+            store.restart("audit")
+    finally:
+        publisher.join(120)
+    ids = wait_stored(store, "proxmox_sync.recording_probe", run, count, timeout=120)
+    time.sleep(1)
+    stored = stored_ids(store, "proxmox_sync.recording_probe", run)
+    assert len(stored) == count and set(stored) == {e.id for e in sent} == set(ids)
+    result = verify(store)
+    assert result["valid"] is True, result
+
+
+def test_two_audit_instances_keep_one_valid_chain(store, unique):
+    run, count = f"two{unique}", 3000
+    second = store.supervisor.start("audit", instance=1)
+    try:
+        eventually(lambda: consumers(store) == 2, 60, 0.3, "two consumers on audit.record")
+        sent = [probe("identity", run, i) for i in range(count)]
+        publish(store, [as_message(e) for e in sent])
+        wait_stored(store, "identity.recording_probe", run, count, timeout=120)
+        assert second.poll() is None, "the second instance kept running"
+    finally:
+        store.supervisor.kill("audit#1", signal.SIGTERM)
+    stored = stored_ids(store, "identity.recording_probe", run)
+    assert len(stored) == count and set(stored) == {e.id for e in sent}
+    with audit_db(store) as db:
+        seqs = [row[0] for row in db.execute("SELECT seq FROM audit_records ORDER BY seq")]
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), "one gapless sequence"
+    result = verify(store)
+    assert result["valid"] is True and result["checked"] >= len(seqs), result  # the admin's sign-in adds one

@@ -7,19 +7,27 @@ the session's shared platform never sees a broken chain or a missing audit.
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import sqlite3
+import tempfile
 import threading
 import time
 import uuid
 from contextlib import closing
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from kombu import Connection, Exchange, Producer
 
-from kernel import SERVICES
+from kernel import SERVICES, migrate
+from kernel.db import create_engine
 from kernel.envelope import Actor, Event, Resource
-from tests.harness import Platform, eventually, register
+from ops.postgres import LocalPostgres
+from services.audit import storage
+from tests.harness import Platform, eventually, free_port, register
 
 RETENTION_DAYS = 30
 
@@ -274,3 +282,72 @@ def test_two_audit_instances_keep_one_valid_chain(store, unique):
     assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), "one gapless sequence"
     result = verify(store)
     assert result["valid"] is True and result["checked"] >= len(seqs), result  # the admin's sign-in adds one
+
+
+# --- the same writer rules on PostgreSQL (several instances share one database there) --------
+
+@pytest.fixture(scope="module")
+def audit_on_postgres():
+    """A throwaway PostgreSQL holding a migrated audit database; yields its URL."""
+    base = Path(tempfile.mkdtemp(prefix="gatehouse-audit-pg-"))  # reachable by the postgres user
+    server = LocalPostgres(base, free_port())
+    try:
+        server.start()
+        url = server.url(server.create_database("audit"))
+        migrate.upgrade("audit", url)
+        yield url
+    finally:
+        server.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_concurrent_appenders_on_postgres_make_one_chain_and_purge_keeps_it(audit_on_postgres):
+    """Four writers (as four audit instances would) append at once: FOR UPDATE on the head serializes them."""
+    engines = [create_engine(audit_on_postgres) for _ in range(4)]
+    start, errors, per_writer, batch = threading.Barrier(len(engines)), [], 300, 25
+    recorded_at = datetime.now(timezone.utc)
+
+    def write(engine, writer):
+        start.wait()
+        try:
+            for first in range(0, per_writer, batch):
+                rows = [storage.record_from_event(probe("identity", f"pg{writer}", n), recorded_at)
+                        for n in range(first, first + batch)]
+                with engine.connect() as conn:
+                    storage.begin_write(conn)
+                    storage.append(conn, rows)
+                    conn.commit()
+        except Exception as error:  # reported below, not lost in the thread
+            errors.append(error)
+
+    threads = [threading.Thread(target=write, args=(engine, i)) for i, engine in enumerate(engines)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    try:
+        assert not errors, errors
+        with engines[0].connect() as conn:
+            seqs = conn.scalars(sa.select(storage.AuditRecord.seq).order_by(storage.AuditRecord.seq)).all()
+        with engines[0].connect() as conn:
+            storage.begin_snapshot(conn)
+            result = storage.verify(conn, chunk=500)
+        assert seqs == list(range(1, len(engines) * per_writer + 1))
+        assert result == {"valid": True, "checked": len(seqs), "start_seq": 1, "head_seq": len(seqs),
+                          "first_break": None}
+
+        with engines[0].begin() as conn:  # the first 100 grew old
+            conn.execute(sa.update(storage.AuditRecord).where(storage.AuditRecord.seq <= 100)
+                         .values(recorded_at=recorded_at - timedelta(days=RETENTION_DAYS + 1)))
+        with engines[1].connect() as conn:
+            storage.begin_write(conn)
+            purged = storage.purge(conn, recorded_at - timedelta(days=RETENTION_DAYS), recorded_at, 10_000)
+            conn.commit()
+        assert purged == {"count": 100, "through_seq": 100, "start_seq": 101}
+        with engines[2].connect() as conn:
+            storage.begin_snapshot(conn)
+            assert storage.verify(conn) == {"valid": True, "checked": len(seqs) - 100, "start_seq": 101,
+                                            "head_seq": len(seqs), "first_break": None}
+    finally:
+        for engine in engines:
+            engine.dispose()

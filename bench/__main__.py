@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import kernel  # noqa: F401  (filters eventlet's import warning)
-from bench import figures
+from bench import figures, ingest as ingest_figures
 from ops.broker import LocalRabbit, free_port
 from tests.harness import ADMIN_PASSWORD, ADMIN_USERNAME, Platform
 
@@ -38,7 +38,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=15, help="seconds measured per HTTP/RPC load")
     parser.add_argument("--warmup", type=float, default=3, help="seconds of load before measuring")
     parser.add_argument("--primitive-seconds", type=float, default=8, help="seconds of raw argon2id verifying")
-    parser.add_argument("--events", type=int, default=20000, help="events published for the audit ingest")
+    parser.add_argument("--events", type=int, default=50000, help="events published for the audit ingest")
     parser.add_argument("--ingest-rate", type=float, default=5000,
                         help="events/s offered to audit during the ingest (0: as fast as the publisher goes)")
     parser.add_argument("--users", type=int, default=100_000, help="users seeded for the user list figure")
@@ -95,7 +95,7 @@ def measure(args, workdir: Path, cleanup: list) -> list[dict]:
         "suspend": lambda: figures.suspension_to_refusal(gatehouse, args),
         # after the others: 100k seeded users would slow the authorized-list figure's total count
         "users": lambda: figures.user_list(gatehouse, gatehouse.admin().token, args),
-        "ingest": lambda: figures.audit_ingest(ingest, ingest.env["GATEHOUSE_AMQP_URI"], args),
+        "ingest": lambda: ingest_figures.audit_ingest(ingest, rabbit.process.pid, args),
     }
     for name in (p for p in PHASES if p in args.only):
         say(f"measuring {name}")

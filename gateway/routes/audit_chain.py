@@ -32,8 +32,8 @@ def verify():
 @bp.input(DeadLetterQuery, location="query", arg_name="query")
 @bp.output(DeadLetterPageOut)
 @bp.doc(summary="Events audit could not record",
-        description="Super admins only. Messages audit's ingest rejected (not a valid event, or refused by "
-                    "the database) wait in its dead-letter queue: their count and the first `limit`, read "
+        description="Super admins only. Messages audit's ingest rejected (not a valid event, or one that "
+                    "could not be stored) wait in its dead-letter queue: their count and the first `limit`, read "
                     "without removing them.",
         responses=SUPER_ADMINS_ONLY)
 def dead_letters(query):

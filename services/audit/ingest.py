@@ -8,7 +8,7 @@ with one multiple-ack only after the commit. Failure rules:
 
 - the broker goes away: everything unacked goes back to the queue; we reconnect, backing off;
 - the database is briefly unavailable (locked, connection lost): the same, after a pause;
-- a message that cannot be decoded, or that the database refuses, is rejected into
+- a message that is not a valid event, or that cannot be stored, is rejected into
   `<queue>.dead` (the batch is halved until the refused rows are found) while the rest of
   its batch is stored.
 
@@ -39,6 +39,7 @@ from services.audit import storage
 log = logging.getLogger(__name__)
 
 QUEUE_METHOD = "record"
+CONNECTION_NAME = "audit ingest"  # how the broker's connection list shows it
 HEARTBEAT = 30  # seconds; the broker drops a consumer that misses two
 MAX_RECONNECT_PAUSE = 30.0
 IDLE_WAIT = 1.0  # seconds between checks for a stop request or a heartbeat when no event comes
@@ -52,7 +53,7 @@ def decode(body: bytes | str, recorded_at) -> dict:
 def store_isolating(items: list, append) -> list[tuple[object, Exception]]:
     """Append `items` in one transaction (`append(items)`); returns the items refused, with why.
 
-    When the database refuses a batch for good (not a transient error, which propagates),
+    When a batch fails for good (not a transient error, which propagates),
     the halves are stored in order, recursively, so one bad row costs about log2(n) extra
     transactions and every other row is stored, in delivery order.
     """
@@ -146,7 +147,9 @@ class BatchIngest(DependencyProvider):
 
     def _consume(self):
         self._pending = []
-        self._connection = connection = Connection(self.amqp_uri, heartbeat=HEARTBEAT, connect_timeout=10)
+        self._connection = connection = Connection(
+            self.amqp_uri, heartbeat=HEARTBEAT, connect_timeout=10,
+            transport_options={"client_properties": {"connection_name": CONNECTION_NAME}})
         connection.ensure_connection(max_retries=1)
         channel = connection.channel()
         # Four batches in flight: the broker keeps streaming while a batch is written.
@@ -193,7 +196,7 @@ class BatchIngest(DependencyProvider):
         # A transient error propagates: the connection closes, the broker requeues, _run pauses.
         refused = store_isolating(items, self._append)
         for (message, _), error in refused:
-            self._park(message, "refused by the database", error)
+            self._park(message, "could not be stored", error)
         refused_messages = {id(message) for (message, _), _ in refused}
         stored = [message for message, _ in items if id(message) not in refused_messages]
         failpoints.hit("audit.after_commit", "ingest")

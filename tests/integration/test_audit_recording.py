@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import shutil
 import signal
+import subprocess
 import sqlite3
 import tempfile
 import threading
@@ -144,34 +145,40 @@ def test_the_shared_trail_verifies(platform, unique):
 
 
 def test_poison_is_parked_listed_and_counted_while_the_rest_is_recorded(platform, unique):
+    """Three kinds of poison among valid events: not JSON, not a valid envelope, valid but unstorable."""
     run = f"dl{unique}"
-    valid = [probe("rbac", run, i) for i in range(3)]
-    invalid = probe("rbac", run, 99).to_dict() | {"category": "no-such-category", "tag": run}
+    valid = [probe("rbac", run, i) for i in range(4)]
+    invalid = probe("rbac", run, 98).to_dict() | {"category": "no-such-category", "tag": run}
+    # A lone surrogate passes the envelope's checks but cannot be encoded for hashing or storing.
+    unstorable = probe("rbac", run, 99).to_dict() | {"resource": {"type": "probe", "id": f"{run}-99", "name": "\ud800"}}
     publish(platform, [as_message(valid[0]), ("rbac.events", "rbac.garbage", f"{{not json {run}"),
                        as_message(valid[1]), ("rbac.events", invalid["type"], json.dumps(invalid)),
-                       as_message(valid[2])])
-    wait_stored(platform, "rbac.recording_probe", run, 3)
+                       as_message(valid[2]), ("rbac.events", unstorable["type"], json.dumps(unstorable)),
+                       as_message(valid[3])])
+    wait_stored(platform, "rbac.recording_probe", run, 4)
     admin = platform.admin()
     try:
         def listed():
             page = admin.get("/api/v1/audit/dead-letters", params={"limit": 200}).json()
-            mine = [item for item in page["items"] if run in item["body_preview"]]
-            return (page, mine) if len(mine) == 2 else None
+            mine = {item["event_id"]: item for item in page["items"] if run in item["body_preview"]}
+            return (page, mine) if len(mine) == 3 else None
 
-        page, mine = eventually(listed, 20, 0.5, "both poison messages listed")
-        assert page["queue"] == "audit.record.dead" and page["total"] >= 2 and page["next_cursor"] is None
-        garbage, refused = sorted(mine, key=lambda item: item["event_type"] is not None)
-        assert garbage["event_type"] is None and garbage["routing_key"] == "rbac.garbage"
-        assert refused["event_type"] == invalid["type"] and refused["event_id"] == invalid["id"]
-        for item in mine:
+        page, mine = eventually(listed, 20, 0.5, "the three poison messages listed")
+        assert page["queue"] == "audit.record.dead" and page["total"] >= 3 and page["next_cursor"] is None
+        assert mine[None]["event_type"] is None and mine[None]["routing_key"] == "rbac.garbage"
+        assert mine[invalid["id"]]["event_type"] == invalid["type"]
+        assert mine[unstorable["id"]]["routing_key"] == unstorable["type"]
+        for item in mine.values():
             assert item["exchange"] == "rbac.events" and item["queue"] == "audit.record"
             assert item["reason"] == "rejected" and item["died_at"].endswith("Z") and item["size"] > 0
         again = admin.get("/api/v1/audit/dead-letters", params={"limit": 200}).json()
-        assert len([item for item in again["items"] if run in item["body_preview"]]) == 2  # reading lost nothing
+        assert len([item for item in again["items"] if run in item["body_preview"]]) == 3  # reading lost nothing
         assert admin.get("/api/v1/audit/dead-letters", params={"limit": 0}).status_code == 422
     finally:
-        assert remove_parked(platform, run) == 2
-    assert len(stored_ids(platform, "rbac.recording_probe", run)) == 3
+        assert remove_parked(platform, run) == 3
+    assert len(stored_ids(platform, "rbac.recording_probe", run)) == 4
+    log = (platform.base_dir / "logs" / "audit.log").read_text()
+    assert "not a valid event" in log and "could not be stored" in log
 
 
 # --- tampering, retention, kills and a second instance: on a Gatehouse of their own ------
@@ -351,3 +358,28 @@ def test_concurrent_appenders_on_postgres_make_one_chain_and_purge_keeps_it(audi
     finally:
         for engine in engines:
             engine.dispose()
+
+
+def test_the_ingest_reconnects_by_itself_when_the_broker_drops_it(store, rabbit, unique):
+    """The broker closes the ingest's connection (as on a broker restart): audit reconnects, nothing is lost."""
+    run = f"rc{unique}"
+    closed = close_connections(rabbit, "audit ingest")
+    assert closed >= 1
+    publish(store, [as_message(probe("rbac", run, i)) for i in range(20)])
+    assert len(wait_stored(store, "rbac.recording_probe", run, 20, timeout=60)) == 20
+    assert store.process("audit").poll() is None, "audit reconnected instead of dying"
+    log = (store.base_dir / "logs" / "audit.log").read_text()
+    assert "reconnecting" in log
+
+
+def close_connections(rabbit, name: str) -> int:
+    """Closes the broker connections whose client calls itself `name`; returns how many."""
+    def ctl(*args):
+        return subprocess.run(["/usr/lib/rabbitmq/bin/rabbitmqctl", "-n", rabbit.node, "-q", *args], env=rabbit.env,
+                              capture_output=True, text=True, timeout=60, check=True).stdout
+
+    pids = [line.split("\t")[0] for line in ctl("list_connections", "pid", "client_properties").splitlines()
+            if f'"{name}"' in line or f"<<\"{name}\">>" in line]
+    for pid in pids:
+        ctl("close_connection", pid, "test: the broker drops the ingest")
+    return len(pids)

@@ -12,6 +12,9 @@ with one multiple-ack only after the commit. Failure rules:
   `<queue>.dead` (the batch is halved until the refused rows are found) while the rest of
   its batch is stored.
 
+Batches stay bounded (SQLite blocks the eventlet hub while it writes: tens of ms per
+batch), and the loop yields after each, so RPCs and the outbox relay keep their turn.
+
 A crash between commit and ack redelivers stored events: storage.append skips event ids
 it already holds, so each event is stored exactly once. The queue is `audit.record`
 (what the nameko handler it replaces consumed), declared by `kernel.topology.declare`
@@ -75,7 +78,7 @@ class IngestStats:
 
     queue: str
     connected: bool = False
-    stored: int = 0
+    acked: int = 0  # events stored (or found stored already) and acknowledged
     batches: int = 0
     parked: int = 0
     reconnects: int = 0
@@ -182,7 +185,8 @@ class BatchIngest(DependencyProvider):
         self._flush(channel)  # stopping: keep what is in hand
 
     def _flush(self, channel):
-        batch, self._pending[:] = list(self._pending), []
+        batch = list(self._pending)
+        self._pending.clear()  # in place: the consumer's callback appends to this list
         if not batch:
             return
         recorded_at = utc_now()
@@ -197,13 +201,13 @@ class BatchIngest(DependencyProvider):
         refused = store_isolating(items, self._append)
         for (message, _), error in refused:
             self._park(message, "could not be stored", error)
-        refused_messages = {id(message) for (message, _), _ in refused}
-        stored = [message for message, _ in items if id(message) not in refused_messages]
+        refused_messages = {id(message) for (message, _row), _error in refused}
+        kept = [message for message, _row in items if id(message) not in refused_messages]
         failpoints.hit("audit.after_commit", "ingest")
-        if stored:
-            channel.basic_ack(stored[-1].delivery_tag, multiple=True)
+        if kept:  # every earlier delivery is stored or already rejected: one ack settles them all
+            channel.basic_ack(kept[-1].delivery_tag, multiple=True)
         self.stats.batches += 1
-        self.stats.stored += len(stored)
+        self.stats.acked += len(kept)
 
     def _append(self, items) -> None:
         with self.db.engine.connect() as conn:

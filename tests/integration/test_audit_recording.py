@@ -129,6 +129,16 @@ def test_every_services_events_are_recorded_once_with_their_snapshots(platform, 
     assert len([r for r in admin.audit(action="recording_probe") if r["id"] == sent[0].id]) == 1
 
 
+def test_audits_health_reports_its_ingest(platform, unique):
+    from nameko.standalone.rpc import ClusterRpcProxy
+
+    register(platform.api(), f"hl{unique}")
+    with ClusterRpcProxy({"AMQP_URI": platform.env["GATEHOUSE_AMQP_URI"], "serializer": "json"}, timeout=10) as rpc:
+        ingest = eventually(lambda: (health := rpc.audit.health())["ingest"]["acked"] and health["ingest"], 20, 0.3,
+                            "audit acked events")
+    assert ingest["queue"] == "audit.record" and ingest["connected"] is True and ingest["batches"] >= 1
+
+
 def test_verify_is_for_super_admins_only(platform, unique):
     _, member = platform.create_user(f"ver{unique}")
     assert platform.api().get("/api/v1/audit/verify").status_code == 401

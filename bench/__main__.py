@@ -41,6 +41,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--events", type=int, default=50000, help="events published for the audit ingest")
     parser.add_argument("--ingest-rate", type=float, default=5000,
                         help="events/s offered to audit during the ingest (0: as fast as the publisher goes)")
+    parser.add_argument("--steady-rate", type=float, default=1000,
+                        help="events/s offered for ten seconds to measure the ingest lag without a backlog")
     parser.add_argument("--users", type=int, default=100_000, help="users seeded for the user list figure")
     parser.add_argument("--suspensions", type=int, default=20, help="users suspended for the revocation figure")
     parser.add_argument("--only", nargs="+", choices=PHASES, default=PHASES,

@@ -18,6 +18,7 @@ import uuid
 from contextlib import closing
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
 import sqlalchemy as sa
@@ -109,6 +110,21 @@ def remove_parked(platform, tag: str) -> int:
     return removed
 
 
+def close_connections(rabbit, platform, name: str) -> int:
+    """Closes the platform's broker connections whose client calls itself `name`; returns how many."""
+    vhost = unquote(platform.env["GATEHOUSE_AMQP_URI"].rsplit("/", 1)[1])
+
+    def ctl(*args):
+        return subprocess.run(["/usr/lib/rabbitmq/bin/rabbitmqctl", "-n", rabbit.node, "-q", *args], env=rabbit.env,
+                              capture_output=True, text=True, timeout=60, check=True).stdout
+
+    rows = [line.split("\t", 2) for line in ctl("list_connections", "pid", "vhost", "client_properties").splitlines()]
+    pids = [pid for pid, on, properties in rows if on == vhost and f'"{name}"' in properties]
+    for pid in pids:
+        ctl("close_connection", pid, "test: the broker drops the ingest")
+    return len(pids)
+
+
 # --- recording, on the shared platform ----------------------------------------------------
 
 def test_every_services_events_are_recorded_once_with_their_snapshots(platform, unique):
@@ -145,6 +161,14 @@ def test_verify_is_for_super_admins_only(platform, unique):
     refused = member.get("/api/v1/audit/verify")
     assert refused.status_code == 403 and refused.json()["error"]["code"] == "permission_denied"
     assert member.get("/api/v1/audit/dead-letters").status_code == 403
+
+
+def test_the_openapi_spec_documents_verify_and_dead_letters(platform):
+    paths = platform.api().get("/api/v1/openapi.json").json()["paths"]
+    for path in ("/api/v1/audit/verify", "/api/v1/audit/dead-letters"):
+        operation = paths[path]["get"]
+        assert operation["summary"] and operation["security"] and {"200", "401", "403"} <= set(operation["responses"])
+    assert [p["name"] for p in paths["/api/v1/audit/dead-letters"]["get"]["parameters"]] == ["limit"]
 
 
 def test_the_shared_trail_verifies(platform, unique):
@@ -301,6 +325,18 @@ def test_two_audit_instances_keep_one_valid_chain(store, unique):
     assert result["valid"] is True and result["checked"] >= len(seqs), result  # the admin's sign-in adds one
 
 
+def test_the_ingest_reconnects_by_itself_when_the_broker_drops_it(store, rabbit, unique):
+    """The broker closes the ingest's connection (as on a broker restart): audit reconnects, nothing is lost."""
+    run = f"rc{unique}"
+    closed = close_connections(rabbit, store, "audit ingest")
+    assert closed >= 1
+    publish(store, [as_message(probe("rbac", run, i)) for i in range(20)])
+    assert len(wait_stored(store, "rbac.recording_probe", run, 20, timeout=60)) == 20
+    assert store.process("audit").poll() is None, "audit reconnected instead of dying"
+    log = (store.base_dir / "logs" / "audit.log").read_text()
+    assert "reconnecting" in log
+
+
 # --- the same writer rules on PostgreSQL (several instances share one database there) --------
 
 @pytest.fixture(scope="module")
@@ -368,28 +404,3 @@ def test_concurrent_appenders_on_postgres_make_one_chain_and_purge_keeps_it(audi
     finally:
         for engine in engines:
             engine.dispose()
-
-
-def test_the_ingest_reconnects_by_itself_when_the_broker_drops_it(store, rabbit, unique):
-    """The broker closes the ingest's connection (as on a broker restart): audit reconnects, nothing is lost."""
-    run = f"rc{unique}"
-    closed = close_connections(rabbit, "audit ingest")
-    assert closed >= 1
-    publish(store, [as_message(probe("rbac", run, i)) for i in range(20)])
-    assert len(wait_stored(store, "rbac.recording_probe", run, 20, timeout=60)) == 20
-    assert store.process("audit").poll() is None, "audit reconnected instead of dying"
-    log = (store.base_dir / "logs" / "audit.log").read_text()
-    assert "reconnecting" in log
-
-
-def close_connections(rabbit, name: str) -> int:
-    """Closes the broker connections whose client calls itself `name`; returns how many."""
-    def ctl(*args):
-        return subprocess.run(["/usr/lib/rabbitmq/bin/rabbitmqctl", "-n", rabbit.node, "-q", *args], env=rabbit.env,
-                              capture_output=True, text=True, timeout=60, check=True).stdout
-
-    pids = [line.split("\t")[0] for line in ctl("list_connections", "pid", "client_properties").splitlines()
-            if f'"{name}"' in line or f"<<\"{name}\">>" in line]
-    for pid in pids:
-        ctl("close_connection", pid, "test: the broker drops the ingest")
-    return len(pids)

@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass
 import eventlet
 from kombu import Connection, Consumer
 from nameko.extensions import DependencyProvider
+from sqlalchemy.exc import InterfaceError, InternalError, ProgrammingError
 
 from kernel import SERVICES, failpoints
 from kernel.consumer import REQUEUE_PAUSE, is_transient
@@ -48,6 +49,16 @@ MAX_RECONNECT_PAUSE = 30.0
 IDLE_WAIT = 1.0  # seconds between checks for a stop request or a heartbeat when no event comes
 
 
+# The store itself is broken (schema not migrated, driver confused), not one message:
+# parking every message into the dead-letter queue would only make work for an admin.
+STORE_BROKEN = (ProgrammingError, InterfaceError, InternalError)
+
+
+def retry_later(error: BaseException) -> bool:
+    """Nothing is acked and the batch comes back after a pause (versus: the message is poison)."""
+    return is_transient(error) or isinstance(error, STORE_BROKEN)
+
+
 def decode(body: bytes | str, recorded_at) -> dict:
     """The stored columns of one message body; raises if it is not a valid event (poison)."""
     return storage.record_from_event(Event.from_dict(json.loads(body)), recorded_at)
@@ -56,7 +67,7 @@ def decode(body: bytes | str, recorded_at) -> dict:
 def store_isolating(items: list, append) -> list[tuple[object, Exception]]:
     """Append `items` in one transaction (`append(items)`); returns the items refused, with why.
 
-    When a batch fails for good (not a transient error, which propagates),
+    When a batch fails for good (an error worth retrying later propagates instead),
     the halves are stored in order, recursively, so one bad row costs about log2(n) extra
     transactions and every other row is stored, in delivery order.
     """
@@ -64,7 +75,7 @@ def store_isolating(items: list, append) -> list[tuple[object, Exception]]:
         append(items)
         return []
     except Exception as error:
-        if is_transient(error):
+        if retry_later(error):
             raise
         if len(items) == 1:
             return [(items[0], error)]
@@ -109,6 +120,7 @@ class BatchIngest(DependencyProvider):
         self._connection: Connection | None = None
         self._stopping = False
         self._thread = None
+        self._pause = REQUEUE_PAUSE
 
     def start(self):
         self.db = next(dep.db for dep in self.container.dependencies if isinstance(dep, Database))
@@ -130,7 +142,6 @@ class BatchIngest(DependencyProvider):
     # --- the consuming loop ------------------------------------------------------
 
     def _run(self):
-        pause = REQUEUE_PAUSE
         while not self._stopping:
             try:
                 self._consume()
@@ -140,12 +151,10 @@ class BatchIngest(DependencyProvider):
                 self.stats.connected, self.stats.last_error = False, f"{type(error).__name__}: {error}"[:300]
                 self.stats.reconnects += 1
                 log.warning("audit ingest: %s; unacked events return to %s; reconnecting in %.0f s",
-                            self.stats.last_error, self.queue.name, pause)
+                            self.stats.last_error, self.queue.name, self._pause)
                 self._close()
-                self._sleep(pause)
-                pause = min(pause * 2, MAX_RECONNECT_PAUSE)
-            else:
-                pause = REQUEUE_PAUSE
+                self._sleep(self._pause)
+                self._pause = min(self._pause * 2, MAX_RECONNECT_PAUSE)  # a batch stored resets it
         self._close()
 
     def _consume(self):
@@ -197,8 +206,9 @@ class BatchIngest(DependencyProvider):
             except Exception as error:  # noqa: BLE001 - any way of not being an event
                 # Rejected before the multiple-ack below, which must not cover it.
                 self._park(message, "not a valid event", error)
-        # A transient error propagates: the connection closes, the broker requeues, _run pauses.
+        # An error worth retrying propagates: the connection closes, the broker requeues, _run pauses.
         refused = store_isolating(items, self._append)
+        self._pause = REQUEUE_PAUSE
         for (message, _), error in refused:
             self._park(message, "could not be stored", error)
         refused_messages = {id(message) for (message, _row), _error in refused}

@@ -7,12 +7,12 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
 from kernel.db import create_engine
 from kernel.envelope import Actor, Event, Resource
 from services.audit import chain, deadletters, events, retention, storage
-from services.audit.ingest import decode, store_isolating
+from services.audit.ingest import decode, retry_later, store_isolating
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
 
@@ -288,6 +288,17 @@ def test_a_transient_error_propagates_so_nothing_is_acked():
     append, stored, _ = refusing({5}, transient_on={50})
     with pytest.raises(OperationalError):
         store_isolating(list(range(100)), append)
+
+
+def test_a_broken_store_is_retried_later_not_blamed_on_the_messages():
+    def append(items):
+        raise ProgrammingError("INSERT", {}, Exception("column hash does not exist"))
+
+    with pytest.raises(ProgrammingError):
+        store_isolating(list(range(10)), append)
+    assert retry_later(OperationalError("x", {}, Exception("database is locked")))
+    assert not retry_later(IntegrityError("x", {}, Exception("refused")))
+    assert not retry_later(UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates not allowed"))
 
 
 # --- dead letters ------------------------------------------------------------------

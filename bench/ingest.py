@@ -1,7 +1,8 @@
 """The audit ingest figure: events/s and publish → stored lag, next to a raw kombu → SQLite loop.
 
-Both consumers get the same offer in the same run: `count` event envelopes published by
-a separate process (bench.load publish) at `rate`/s, persistent, through a topic exchange.
+Both consumers get the same offer in the same run, twice, alternating (the best of each
+counts, as other work on the machine comes and goes): `count` event envelopes published
+by a separate process (bench.load publish) at `rate`/s, persistent, via a topic exchange.
 The raw loop is the floor audit is built on: a plain kombu consumer that json-decodes each
 body and inserts the same columns into audit's own table (same indexes) in batches of the
 same size and wait, acking after each commit; no envelope validation, no hash chain, no
@@ -27,6 +28,7 @@ from bench.load import percentile
 EXCHANGE = "identity.events"  # the product path: audit.record is bound "#" here
 ROUTING_KEY = "identity.bench_ingested"
 RAW_EXCHANGE, RAW_QUEUE = "bench_raw.events", "bench.raw_ingest"
+ROUNDS = 2
 
 
 def cpu_seconds(pid: int) -> float:
@@ -173,9 +175,12 @@ def audit_ingest(ingest, broker_pid: int, args) -> list[dict]:
     config = ingest.env
     batch, wait = int(config.get("GATEHOUSE_AUDIT_BATCH_SIZE", 500)), float(config.get("GATEHOUSE_AUDIT_BATCH_WAIT", 0.05))
     timeout = max(120, args.events / 200)
-    raw = raw_loop(ingest.env["GATEHOUSE_AMQP_URI"], ingest.base_dir / "raw.db", broker_pid, args.events,
-                   args.ingest_rate, batch, wait, timeout)
-    audit = audit_run(ingest, broker_pid, args.events, args.ingest_rate, timeout)
+    raws, audits = [], []
+    for _ in range(ROUNDS):  # alternated, best of each: other work on the machine comes and goes
+        raws.append(raw_loop(ingest.env["GATEHOUSE_AMQP_URI"], ingest.base_dir / "raw.db", broker_pid, args.events,
+                             args.ingest_rate, batch, wait, timeout))
+        audits.append(audit_run(ingest, broker_pid, args.events, args.ingest_rate, timeout))
+    raw, audit = (max(runs, key=lambda run: run["per_second"]) for runs in (raws, audits))
     steady_count = max(1000, int(args.steady_rate * 10))  # ten seconds
     steady = audit_run(ingest, broker_pid, steady_count, args.steady_rate, timeout)
     offered = f"at {fmt(args.ingest_rate)}/s" if args.ingest_rate else "unpaced"
@@ -187,7 +192,8 @@ def audit_ingest(ingest, broker_pid: int, args) -> list[dict]:
             f"{fmt(audit['per_second'])}/s",
             f"{fmt(raw['per_second'])}/s raw kombu→sqlite3 loop, same offer, same table, batches of {batch} / "
             f"{wait * 1000:.0f} ms, no validation or hash chain",
-            audit["per_second"] / raw["per_second"], "≥ 5,000/s", audit["per_second"] >= 5000, audit=audit, raw=raw),
+            audit["per_second"] / raw["per_second"], "≥ 5,000/s", audit["per_second"] >= 5000, audit=audit, raw=raw,
+            audit_rounds=audits, raw_rounds=raws),
         row("Audit ingest lag, publish → recorded_at, same events", _lag_text(audit["lag_s"]),
             f"raw loop {_lag_text(raw['lag_s'])}", goal="p99 < 1 s", met=audit["lag_s"]["p99"] < 1.0),
         row(f"Audit ingest lag at {fmt(args.steady_rate)}/s offered ({steady_count:,} events; "

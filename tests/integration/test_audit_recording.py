@@ -130,7 +130,7 @@ def close_connections(rabbit, platform, name: str) -> int:
 def test_every_services_events_are_recorded_once_with_their_snapshots(platform, unique):
     """Types nobody declared before (added later) included; the same id published twice is one record."""
     actor = Actor(user_id="u-" + unique, username=f"snap{unique}", display_name="Snap Shot",
-                  email=f"snap{unique}@example.com", ip="10.1.2.3", request_id="req-" + unique)
+                  email=f"Snap{unique}@Example.com", ip="10.1.2.3", request_id="req-" + unique)
     sent = [probe(source, unique, i, actor=actor, tenant_ids=("default", "t-" + unique))
             for i, source in enumerate(SERVICES)]
     publish(platform, [as_message(e) for e in sent] + [as_message(sent[0])])
@@ -138,11 +138,21 @@ def test_every_services_events_are_recorded_once_with_their_snapshots(platform, 
     for event in sent:
         [record] = eventually(lambda: [r for r in admin.audit(action="recording_probe")
                                        if r["id"] == event.id], 20, 0.3, f"{event.type} recorded")
-        assert record["type"] == event.type and record["source"] == event.source
-        assert record["resource"] == {"type": "probe", "id": event.resource.id, "name": None}
-        assert record["actor"]["username"] == actor.username and record["actor"]["ip"] == "10.1.2.3"
-        assert record["occurred_at"] == event.occurred_at and record["data"] == event.data
-    assert len([r for r in admin.audit(action="recording_probe") if r["id"] == sent[0].id]) == 1
+        assert (record["type"], record["source"], record["category"]) == (event.type, event.source, "system")
+    with audit_db(platform) as db:
+        rows = db.execute(
+            "SELECT event_id, occurred_at, actor_id, actor_username, actor_display_name, actor_email, actor_ip, "
+            "request_id, resource_type, resource_id, tenant_ids, data, search_text, seq FROM audit_records "
+            "WHERE resource_id LIKE ? ORDER BY seq", (f"{unique}-%",)).fetchall()
+        assert [row[0] for row in rows] == [e.id for e in sent]  # once each, in publish order
+        for row, event in zip(rows, sent):
+            assert row[1:12] == (event.occurred_at, actor.user_id, actor.username, "Snap Shot", actor.email,
+                                 "10.1.2.3", actor.request_id, "probe", event.resource.id,
+                                 json.dumps(["default", "t-" + unique]), json.dumps(event.data))
+            assert row[12] == f"snap{unique} snap shot snap{unique}@example.com recording_probe"
+            tenants = db.execute("SELECT tenant_id FROM audit_record_tenants WHERE seq = ? ORDER BY tenant_id",
+                                 (row[13],)).fetchall()
+            assert [t[0] for t in tenants] == ["default", "t-" + unique]
 
 
 def test_audits_health_reports_its_ingest(platform, unique):

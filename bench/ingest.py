@@ -176,8 +176,9 @@ def audit_ingest(ingest, broker_pid: int, args) -> list[dict]:
     batch, wait = int(config.get("GATEHOUSE_AUDIT_BATCH_SIZE", 500)), float(config.get("GATEHOUSE_AUDIT_BATCH_WAIT", 0.05))
     timeout = max(120, args.events / 200)
     raws, audits = [], []
-    for _ in range(ROUNDS):  # alternated, best of each: other work on the machine comes and goes
-        raws.append(raw_loop(ingest.env["GATEHOUSE_AMQP_URI"], ingest.base_dir / "raw.db", broker_pid, args.events,
+    for round_ in range(ROUNDS):  # alternated, best of each: other work on the machine comes and goes
+        raws.append(raw_loop(ingest.env["GATEHOUSE_AMQP_URI"], ingest.base_dir / f"raw{round_}.db", broker_pid,
+                             args.events,
                              args.ingest_rate, batch, wait, timeout))
         audits.append(audit_run(ingest, broker_pid, args.events, args.ingest_rate, timeout))
     raw, audit = (max(runs, key=lambda run: run["per_second"]) for runs in (raws, audits))

@@ -178,8 +178,7 @@ def audit_ingest(ingest, broker_pid: int, args) -> list[dict]:
     raws, audits = [], []
     for round_ in range(ROUNDS):  # alternated, best of each: other work on the machine comes and goes
         raws.append(raw_loop(ingest.env["GATEHOUSE_AMQP_URI"], ingest.base_dir / f"raw{round_}.db", broker_pid,
-                             args.events,
-                             args.ingest_rate, batch, wait, timeout))
+                             args.events, args.ingest_rate, batch, wait, timeout))
         audits.append(audit_run(ingest, broker_pid, args.events, args.ingest_rate, timeout))
     raw, audit = (max(runs, key=lambda run: run["per_second"]) for runs in (raws, audits))
     steady_count = max(1000, int(args.steady_rate * 10))  # ten seconds

@@ -23,6 +23,7 @@ from pathlib import Path
 import psutil
 
 from bench.figures import fmt, row
+from kernel.config import Config
 from bench.load import percentile
 
 EXCHANGE = "identity.events"  # the product path: audit.record is bound "#" here
@@ -172,8 +173,8 @@ def _cpu_text(run: dict, consumer: str) -> str:
 def audit_ingest(ingest, broker_pid: int, args) -> list[dict]:
     """The ingest rows: rate and lag of audit vs the raw loop, the CPU each spent per event, and the
     lag at a rate within the machine's capacity (batching's own delay, without a backlog)."""
-    config = ingest.env
-    batch, wait = int(config.get("GATEHOUSE_AUDIT_BATCH_SIZE", 500)), float(config.get("GATEHOUSE_AUDIT_BATCH_WAIT", 0.05))
+    config = Config.from_env(ingest.env)  # what the audit process under test reads
+    batch, wait = config.integer("GATEHOUSE_AUDIT_BATCH_SIZE"), config.number("GATEHOUSE_AUDIT_BATCH_WAIT")
     timeout = max(120, args.events / 200)
     raws, audits = [], []
     for round_ in range(ROUNDS):  # alternated, best of each: other work on the machine comes and goes

@@ -39,7 +39,8 @@ class AuditService(ServiceBase):
     @rpc
     def dead_letters(self, limit=50):
         """The events the ingest parked: how many, and the first `limit` described."""
-        return deadletters.peek(self.config["GATEHOUSE"].amqp_uri, self.ingest.queue, max(1, min(int(limit), MAX_PAGE)))
+        limit = max(1, min(int(limit), MAX_PAGE))
+        return deadletters.peek(self.config["GATEHOUSE"].amqp_uri, self.ingest.queue, limit)
 
     @retention.every("GATEHOUSE_AUDIT_PURGE_INTERVAL")
     def purge_expired(self):

@@ -102,10 +102,11 @@ def test_an_edited_record_is_named(engine, column, value):
 def test_an_edited_record_with_a_recomputed_hash_breaks_the_next_link(engine):
     append(engine, [event(i) for i in range(6)])
     with engine.begin() as conn:
-        row = conn.execute(sa.select(storage.AuditRecord.__table__).where(storage.AuditRecord.seq == 3)).mappings().one()
+        third = storage.AuditRecord.seq == 3
+        row = conn.execute(sa.select(storage.AuditRecord.__table__).where(third)).mappings().one()
         forged = {**row, "resource_name": "forged"}
-        conn.execute(sa.update(storage.AuditRecord).where(storage.AuditRecord.seq == 3)
-                     .values(resource_name="forged", hash=chain.record_hash(row["prev_hash"], chain.content_of(forged))))
+        forged_hash = chain.record_hash(row["prev_hash"], chain.content_of(forged))
+        conn.execute(sa.update(storage.AuditRecord).where(third).values(resource_name="forged", hash=forged_hash))
     assert verify(engine)["first_break"] == {"seq": 4, "event_id": event_id_at(engine, 4), "reason": "link_broken"}
 
 
@@ -309,7 +310,8 @@ def test_a_dead_letter_is_described_with_its_origin_and_secrets_masked():
     properties = {"message_id": "m1", "application_headers": {"x-death": [
         {"count": 1, "reason": "rejected", "queue": "audit.record", "time": died, "exchange": "identity.events",
          "routing-keys": ["identity.x"]}]}}
-    described = deadletters.describe(body, properties, {"routing_key": "audit.record", "exchange": "gatehouse.dead-letters"})
+    delivery = {"routing_key": "audit.record", "exchange": "gatehouse.dead-letters"}
+    described = deadletters.describe(body, properties, delivery)
     assert described == {
         "message_id": "m1", "event_id": "e1", "event_type": "identity.x", "exchange": "identity.events",
         "routing_key": "identity.x", "queue": "audit.record", "reason": "rejected", "died_at": "2026-11-23T10:00:05Z",

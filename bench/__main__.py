@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import kernel  # noqa: F401  (filters eventlet's import warning)
-from bench import audit_query, figures
+from bench import audit_query, figures, ingest as ingest_figures
 from ops.broker import LocalRabbit, free_port
 from tests.harness import ADMIN_PASSWORD, ADMIN_USERNAME, Platform
 
@@ -38,9 +38,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=15, help="seconds measured per HTTP/RPC load")
     parser.add_argument("--warmup", type=float, default=3, help="seconds of load before measuring")
     parser.add_argument("--primitive-seconds", type=float, default=8, help="seconds of raw argon2id verifying")
-    parser.add_argument("--events", type=int, default=20000, help="events published for the audit ingest")
+    parser.add_argument("--events", type=int, default=50000, help="events published for the audit ingest")
     parser.add_argument("--ingest-rate", type=float, default=5000,
                         help="events/s offered to audit during the ingest (0: as fast as the publisher goes)")
+    parser.add_argument("--steady-rate", type=float, default=1000,
+                        help="events/s offered for ten seconds to measure the ingest lag without a backlog")
     parser.add_argument("--users", type=int, default=100_000, help="users seeded for the user list figure")
     parser.add_argument("--suspensions", type=int, default=20, help="users suspended for the revocation figure")
     parser.add_argument("--audit-records", type=int, default=1_000_000,
@@ -103,7 +105,7 @@ def measure(args, workdir: Path, cleanup: list) -> list[dict]:
         "suspend": lambda: figures.suspension_to_refusal(gatehouse, args),
         # after the others: 100k seeded users would slow the authorized-list figure's total count
         "users": lambda: figures.user_list(gatehouse, gatehouse.admin().token, args),
-        "ingest": lambda: figures.audit_ingest(ingest, ingest.env["GATEHOUSE_AMQP_URI"], args),
+        "ingest": lambda: ingest_figures.audit_ingest(ingest, rabbit.process.pid, args),
     }
     for name in (p for p in PHASES if p in args.only and p in phases):
         rows += _phase(name, phases[name])

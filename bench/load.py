@@ -148,7 +148,7 @@ def publish(amqp_uri: str, exchange: str, routing_key: str, count: int, rate: fl
         channel = conn.default_channel
         if exchange:
             Exchange(exchange, "topic", durable=True)(channel).declare()
-        started = time.time()
+        started, cpu_started = time.time(), time.process_time()
         for i, (event_id, head, tail) in enumerate(prepared):
             if rate and (ahead := started + i / rate - time.time()) > 0:
                 time.sleep(ahead)
@@ -157,7 +157,8 @@ def publish(amqp_uri: str, exchange: str, routing_key: str, count: int, rate: fl
                                   exchange=exchange, routing_key=routing_key)
         ended = time.time()
     return {"published": count, "first_ts": started, "last_ts": ended, "seconds": round(ended - started, 3),
-            "per_second": count / (ended - started) if ended > started else 0.0}
+            "per_second": count / (ended - started) if ended > started else 0.0,
+            "cpu_seconds": time.process_time() - cpu_started}
 
 
 def main(argv=None) -> None:

@@ -14,8 +14,8 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from gateway import errors
 from gateway.rpc import RpcPool
 from gateway.routes import (
-    audit, auth, connections, health, invitations, me, my_tenant, passwords, rbac, sessions, settings, tenancy,
-    twofactor, users,
+    audit, audit_chain, auth, connections, health, invitations, me, my_tenant, passwords, rbac, sessions, settings,
+    tenancy, twofactor, users,
 )
 from gateway.session_cache import ProcessSessionCache
 from kernel.config import Config
@@ -46,11 +46,13 @@ def create_app(config: Config | None = None) -> APIFlask:
     timeout = config.number("GATEHOUSE_RPC_TIMEOUT")
     app.extensions["rpc"] = RpcPool(config.nameko(), config.integer("GATEHOUSE_RPC_POOL_SIZE"), timeout)
     app.extensions["health_rpc"] = RpcPool(config.nameko(), 2, min(timeout, 2.0))
+    # Calls that read a whole store (audit verify) may take minutes.
+    app.extensions["long_rpc"] = RpcPool(config.nameko(), 2, config.number("GATEHOUSE_AUDIT_VERIFY_TIMEOUT"))
     app.extensions["session_cache"] = ProcessSessionCache(config.amqp_uri)
 
     errors.register(app)
-    for module in (health, auth, me, users, sessions, audit, invitations, passwords, settings, rbac, twofactor,
-                   tenancy, connections, my_tenant):
+    for module in (health, auth, me, users, sessions, audit, audit_chain, invitations, passwords, settings, rbac,
+                   twofactor, tenancy, connections, my_tenant):
         app.register_blueprint(module.bp)
 
     @app.before_request

@@ -28,6 +28,11 @@ TRANSIENT = (TransientError, OperationalError, ConnectionError)
 REQUEUE_PAUSE = 1.0
 
 
+def is_transient(error: BaseException) -> bool:
+    """Worth retrying later (a dependency briefly away), as opposed to a message that will never succeed."""
+    return isinstance(error, TRANSIENT) or (isinstance(error, DBAPIError) and error.connection_invalidated)
+
+
 class DeadLetteringQueueConsumer(QueueConsumer):
     """nameko's queue consumer, able to reject a message into its dead-letter queue."""
 
@@ -61,7 +66,7 @@ class EventConsumer(Consumer):
             self.queue_consumer.ack_message(message)
             return
         error = exc_info[1]
-        if isinstance(error, TRANSIENT) or (isinstance(error, DBAPIError) and error.connection_invalidated):
+        if is_transient(error):
             log.warning("%s: transient failure, requeueing: %s", self.queue.name, error)
             time.sleep(REQUEUE_PAUSE)
             self.queue_consumer.requeue_message(message)

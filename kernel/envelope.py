@@ -129,10 +129,15 @@ def utc_now_iso() -> str:
     return utc_now().isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
+def looks_secret(key) -> bool:
+    """A data key that must never appear in an event (nor in anything showing one)."""
+    return bool(_SECRET_KEY.search(str(key)))
+
+
 def _refuse_secrets(value, path: str) -> None:
     if isinstance(value, dict):
         for key, inner in value.items():
-            if _SECRET_KEY.search(str(key)):
+            if looks_secret(key):
                 raise SecretInEvent(f"event field {path}.{key} looks like a secret; events never carry secrets")
             _refuse_secrets(inner, f"{path}.{key}")
     elif isinstance(value, (list, tuple)):

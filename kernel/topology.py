@@ -36,7 +36,11 @@ def dead_letter_queue(queue_name: str) -> Queue:
 
 
 def consumer_queues(service_cls) -> list[Queue]:
-    """The queues of every event consumer a service class declares."""
+    """The queues of every event consumer a service class declares.
+
+    Besides @on_event entrypoints, a dependency provider that consumes by itself (audit's
+    batching ingest) names its queues with a `consumer_queues(service_name)` method.
+    """
     from kernel.consumer import EventConsumer
 
     queues = []
@@ -44,6 +48,9 @@ def consumer_queues(service_cls) -> list[Queue]:
         for entrypoint in getattr(method, "nameko_entrypoints", ()):
             if isinstance(entrypoint, EventConsumer):
                 queues.append(consumer_queue(service_cls.name, method_name, entrypoint.sources, entrypoint.patterns))
+    for _, member in inspect.getmembers(service_cls):
+        if not inspect.isclass(member) and callable(getattr(member, "consumer_queues", None)):
+            queues.extend(member.consumer_queues(service_cls.name))
     return queues
 
 

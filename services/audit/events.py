@@ -1,7 +1,24 @@
 """Every event audit publishes, in one place. They are recorded like any other event."""
 from __future__ import annotations
 
-from kernel.envelope import Actor, Event, Resource
+from datetime import datetime
+
+from kernel.db import iso
+from kernel.envelope import SYSTEM, Actor, Event, Resource
+
+# --- recording: retention ---------------------------------------------------------
+
+RECORDS_PURGED = "audit.records_purged"
+
+TRAIL = Resource("audit_trail", None, "audit trail")
+
+
+def records_purged(count: int, through_seq: int, cutoff: datetime, retention_days: int) -> Event:
+    """The retention job removed records 1..through_seq (those left before it) recorded before cutoff."""
+    return Event(type=RECORDS_PURGED, source="audit", category="audit", actor=SYSTEM, resource=TRAIL,
+                 data={"count": count, "through_seq": through_seq, "cutoff": iso(cutoff),
+                       "retention_days": retention_days})
+
 
 # --- reading: forwarding to a SIEM ---------------------------------------------------
 
@@ -15,6 +32,4 @@ def forwarding_changed(actor: Actor, config: dict, changed_fields: list[str]) ->
                  data={"fields": changed_fields, **config})
 
 
-READING = (FORWARDING_CHANGED,)
-
-ALL = (*READING,)
+ALL = (RECORDS_PURGED, FORWARDING_CHANGED)

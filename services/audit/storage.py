@@ -6,7 +6,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
-from kernel.db import service_base
+from kernel.db import aware, service_base
 from services.audit import chain
 
 
@@ -121,6 +121,29 @@ def record_from_event(event, recorded_at: datetime) -> dict:
     )
 
 
+def begin_write(conn: sa.Connection) -> None:
+    """Open `conn`'s transaction as the chain's writer (before any other statement on it).
+
+    SQLite: BEGIN IMMEDIATE takes the file's write lock at once, so two processes on one
+    file take turns instead of one failing when its read lock cannot be upgraded.
+    PostgreSQL: nothing here; the head row's FOR UPDATE in append/purge serializes writers.
+    """
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def begin_snapshot(conn: sa.Connection) -> None:
+    """Make every read of `conn`'s next transaction see one moment (a long walk over the chain)."""
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql("BEGIN")  # the WAL snapshot is taken at the first read and kept until the end
+    else:
+        conn.execution_options(isolation_level="REPEATABLE READ")
+
+
+def _lock_head(conn: sa.Connection):
+    return conn.execute(sa.select(ChainHead.seq, ChainHead.hash).where(ChainHead.id == 1).with_for_update()).one()
+
+
 def append(conn: sa.Connection, rows: list[dict]) -> int:
     """Chain and insert records (from `record_from_event`) in this transaction; returns how many.
 
@@ -128,7 +151,7 @@ def append(conn: sa.Connection, rows: list[dict]) -> int:
     head row is locked first, so concurrent appenders (several audit instances on
     PostgreSQL) take turns and the chain stays one sequence.
     """
-    head = conn.execute(sa.select(ChainHead.seq, ChainHead.hash).where(ChainHead.id == 1).with_for_update()).one()
+    head = _lock_head(conn)
     ids = list(dict.fromkeys(row["event_id"] for row in rows))
     stored = set(conn.scalars(sa.select(AuditRecord.event_id).where(AuditRecord.event_id.in_(ids))))
     seq, prev = head.seq, head.hash
@@ -148,3 +171,92 @@ def append(conn: sa.Connection, rows: list[dict]) -> int:
             conn.execute(sa.insert(AuditRecordTenant), tenants)
         conn.execute(sa.update(ChainHead).where(ChainHead.id == 1).values(seq=seq, hash=prev))
     return len(records)
+
+
+def chain_start(conn: sa.Connection) -> tuple[int, str]:
+    """(first seq, hash before it) the chain is verified from: the latest purge checkpoint, else genesis."""
+    checkpoint = conn.execute(sa.select(ChainCheckpoint.start_seq, ChainCheckpoint.start_hash)
+                              .order_by(ChainCheckpoint.id.desc()).limit(1)).first()
+    return (checkpoint.start_seq, checkpoint.start_hash) if checkpoint else (1, chain.GENESIS)
+
+
+_CHAINED = [AuditRecord.__table__.c[name] for name in chain.CHAINED_FIELDS]
+
+
+def chained_records(conn: sa.Connection, from_seq: int, chunk: int, pause=lambda: None):
+    """(content, prev_hash, hash) of every record from `from_seq` on, in seq order, `chunk` rows per query."""
+    after = from_seq - 1
+    while True:
+        rows = conn.execute(sa.select(*_CHAINED, AuditRecord.prev_hash, AuditRecord.hash)
+                            .where(AuditRecord.seq > after).order_by(AuditRecord.seq).limit(chunk)).all()
+        for row in rows:
+            yield chain.content_of(row._mapping), row.prev_hash, row.hash
+        if len(rows) < chunk:
+            return
+        after = rows[-1].seq
+        pause()  # between queries: the caller may let other work run
+
+
+def verify(conn: sa.Connection, chunk: int = 2000, pause=lambda: None) -> dict:
+    """Recompute the chain from its start and compare its end with the head row.
+
+    Run it in one snapshot (`begin_snapshot`) so appends and purges during the walk are not
+    mistaken for breaks. first_break names the first record that does not follow; reason
+    "head_mismatch" means the records end elsewhere than the head says (records removed
+    from the end, added past it, or the head edited).
+    """
+    start_seq, start_hash = chain_start(conn)
+    head = conn.execute(sa.select(ChainHead.seq, ChainHead.hash).where(ChainHead.id == 1)).one()
+    walked = {"count": 0, "seq": start_seq - 1, "hash": start_hash, "event_id": None, "past_head": None}
+
+    def walk():
+        for content, prev_hash, stored_hash in chained_records(conn, start_seq, chunk, pause):
+            walked.update(count=walked["count"] + 1, seq=content["seq"], hash=stored_hash,
+                          event_id=content["event_id"])
+            if content["seq"] == head.seq + 1:
+                walked["past_head"] = content["event_id"]
+            yield content, prev_hash, stored_hash
+
+    broken = chain.first_break(start_hash, start_seq, walk())
+    if broken is None and (walked["seq"], walked["hash"]) != (head.seq, head.hash):
+        if walked["seq"] < head.seq:  # the head names records that are gone
+            broken = chain.Break(walked["seq"] + 1, None, "head_mismatch")
+        elif walked["seq"] > head.seq:
+            broken = chain.Break(head.seq + 1, walked["past_head"], "head_mismatch")
+        else:
+            broken = chain.Break(head.seq, walked["event_id"], "head_mismatch")
+    return {
+        "valid": broken is None, "checked": walked["count"], "start_seq": start_seq, "head_seq": head.seq,
+        "first_break": None if broken is None else {"seq": broken.seq, "event_id": broken.event_id,
+                                                    "reason": broken.reason},
+    }
+
+
+def purge(conn: sa.Connection, cutoff: datetime, now: datetime, limit: int) -> dict | None:
+    """Delete the oldest records recorded before `cutoff` (at most `limit`) and checkpoint the new start.
+
+    Only a prefix of the chain goes: the first record that has not expired stops the purge,
+    so the rest still verifies from the checkpoint (first kept seq, the hash before it).
+    Holds the head lock (run `begin_write` first). Returns what was purged, or None.
+    """
+    head = _lock_head(conn)
+    start_seq, _ = chain_start(conn)
+    oldest = conn.execute(sa.select(AuditRecord.seq, AuditRecord.recorded_at).where(AuditRecord.seq >= start_seq)
+                          .order_by(AuditRecord.seq).limit(limit)).all()
+    first_kept = next((row.seq for row in oldest if aware(row.recorded_at) >= cutoff),
+                      oldest[-1].seq + 1 if oldest else start_seq)
+    if first_kept <= start_seq:
+        return None
+    start_hash = (head.hash if first_kept > head.seq
+                  else conn.scalar(sa.select(AuditRecord.prev_hash).where(AuditRecord.seq == first_kept)))
+    tenants = {tenant for tenant_ids in conn.scalars(sa.select(AuditRecord.tenant_ids)
+                                                     .where(AuditRecord.seq < first_kept))
+               for tenant in tenant_ids}
+    if tenants:  # through the (tenant_id, seq) key: no scan of the whole index
+        conn.execute(sa.delete(AuditRecordTenant).where(AuditRecordTenant.tenant_id.in_(tenants),
+                                                        AuditRecordTenant.seq < first_kept))
+    count = conn.execute(sa.delete(AuditRecord).where(AuditRecord.seq < first_kept)).rowcount
+    conn.execute(sa.insert(ChainCheckpoint).values(start_seq=first_kept, start_hash=start_hash, purged=count,
+                                                   created_at=now))
+    return {"count": count, "through_seq": first_kept - 1, "start_seq": first_kept}
+

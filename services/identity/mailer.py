@@ -18,12 +18,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 
-from nameko.extensions import DependencyProvider
-
 from kernel.crypto import SecretBox, new_token, token_digest
 from kernel.db import aware
 from kernel.envelope import SYSTEM, utc_now
-from kernel.service import Database
+from kernel.service import Periodic
 from services.identity import events, mail, storage
 from services.identity.storage import Invitation, MailJob, PasswordReset
 
@@ -78,11 +76,12 @@ def send(settings: dict, message: EmailMessage, timeout: float = SMTP_TIMEOUT) -
         client.send_message(message)
 
 
-class Mailer(DependencyProvider):
+class Mailer(Periodic):
     """Workers get the mailer itself: `wake()` after committing a MailJob; `box` seals secrets;
-    the link lifetimes from the config."""
+    the link lifetimes from the config. Its loop (kernel.service.Periodic) delivers due mails."""
 
     def setup(self):
+        super().setup()
         self.configure(self.container.config["GATEHOUSE"])
 
     def configure(self, config) -> None:
@@ -90,43 +89,14 @@ class Mailer(DependencyProvider):
         self.max_attempts = config.integer("GATEHOUSE_MAIL_MAX_ATTEMPTS")
         self.invitation_ttl = timedelta(seconds=config.integer("GATEHOUSE_INVITATION_TTL"))
         self.reset_ttl = timedelta(seconds=config.integer("GATEHOUSE_PASSWORD_RESET_TTL"))
-        self.poll_interval = 1.0
         self.box = SecretBox(config.secret_key)
         self.wakeup = threading.Event()  # green under eventlet
         self.stopping = threading.Event()
         self.db = None
         self._last_sweep = 0.0
 
-    def start(self):
-        # The service's Database provider opened the database in its setup (all setups run before any start).
-        self.db = next(dep.db for dep in self.container.dependencies if isinstance(dep, Database))
-        self.container.spawn_managed_thread(self.run)
-
-    def stop(self):
-        self.stopping.set()
-        self.wakeup.set()
-
-    kill = stop
-
-    def get_dependency(self, worker_ctx):
-        return self
-
-    def wake(self) -> None:
-        self.wakeup.set()
-
-    # --- the loop ---------------------------------------------------------------------
-
-    def run(self) -> None:
-        while not self.stopping.is_set():
-            self.wakeup.clear()  # before reading, so a job queued during the pass is not missed
-            try:
-                self.run_once()
-            except Exception:
-                log.warning("mail delivery pass failed; retrying", exc_info=True)
-            self.wakeup.wait(self.poll_interval)
-
-    def run_once(self) -> int:
-        """One pass: expire invitations now and then, deliver due mails; returns mails sent."""
+    def run_once(self, db=None) -> int:
+        """One pass over self.db: expire invitations now and then, deliver due mails; returns mails sent."""
         now = utc_now()
         if now.timestamp() - self._last_sweep >= SWEEP_INTERVAL:
             self._last_sweep = now.timestamp()

@@ -1,7 +1,8 @@
 """A Proxmox VE stand-in for tests: a real HTTPS server that refuses what Proxmox VE would.
 
-It loads the official API schema (`../shared/pve-api/apidata.json.gz`, or the file named by
-GATEHOUSE_PVE_APIDATA), routes `/api2/json/<path>` by the schema's path templates and
+It loads the official API schema (`tests/data/pve-api/apidata.json.gz`, a copy of the
+Proxmox VE API viewer's data kept in the repository so any checkout can test; or the file
+named by GATEHOUSE_PVE_APIDATA), routes `/api2/json/<path>` by the schema's path templates and
 answers HTTP 400 in Proxmox's shape (`{"errors": {param: message}, "data": null}`) to any
 path, method or parameter the schema does not allow: unknown parameters, wrong types,
 enums, patterns, simple formats, lengths and bounds, missing required ones. Code that
@@ -54,7 +55,7 @@ from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
 APIDATA = Path(os.environ.get("GATEHOUSE_PVE_APIDATA")
-               or Path(__file__).resolve().parents[2] / "shared" / "pve-api" / "apidata.json.gz")
+               or Path(__file__).resolve().parent / "data" / "pve-api" / "apidata.json.gz")
 PREFIX = "/api2/json"
 
 

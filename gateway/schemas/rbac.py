@@ -25,6 +25,7 @@ class Scope(Schema):
     connections = _ids()
     nodes = _ids()
     storages = _ids()
+    vms = _ids()
 
 
 class GroupRef(Schema):

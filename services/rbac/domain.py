@@ -162,7 +162,7 @@ def role_problems(name: str | None, description: str | None, permissions) -> dic
 # --- scopes --------------------------------------------------------------------------
 
 # Assignment scope key -> the resource key it restricts (resources name their ids this way).
-SCOPE_KEYS = {"connections": "connection", "nodes": "node", "storages": "storage"}
+SCOPE_KEYS = {"connections": "connection", "nodes": "node", "storages": "storage", "vms": "vm"}
 UNSCOPED = {key: [] for key in SCOPE_KEYS}
 
 

@@ -23,7 +23,7 @@ class RoleAssignment(Base):
     role: Mapped[str] = mapped_column(sa.String(64), index=True)
     # The first admin's super_admin: nobody changes or removes it.
     locked: Mapped[bool] = mapped_column(sa.Boolean, default=False)
-    # {"connections": [...], "nodes": [...], "storages": [...]}; empty lists mean everything.
+    # {"connections": [...], "nodes": [...], "storages": [...], "vms": [...]}; empty lists mean everything.
     scope: Mapped[dict] = mapped_column(sa.JSON, default=dict, server_default=sa.text("'{}'"))
     assigned_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
 

@@ -222,7 +222,7 @@ def test_a_permission_change_applies_to_the_next_request(platform, admin, unique
 
 
 def test_scope_narrows_authorization_on_exact_ids(platform, admin, rpc, unique):
-    scope = {"connections": ["conn-a"], "nodes": ["pve1"], "storages": []}
+    scope = {"connections": ["conn-a"], "nodes": ["pve1"], "storages": [], "vms": []}
     user, api = make_user(platform, admin, f"sc{unique}", "operator", scope)
     mine = api.get("/api/v1/me/permissions").json()
     assert mine["scope"] == scope

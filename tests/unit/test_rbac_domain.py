@@ -111,7 +111,7 @@ def test_only_super_admins_hold_the_super_admin_pseudo_permission():
 def test_a_role_grant_holds_its_permissions_and_scope():
     grant = grant_of(OPERATOR, BUILTIN_ROLES[OPERATOR], super_admin=False, scope={"nodes": ["pve1"]})
     assert not grant.super_admin and grant.permissions == BUILTIN_ROLES[OPERATOR]
-    assert grant.scope == {"connections": [], "nodes": ["pve1"], "storages": []}
+    assert grant.scope == {"connections": [], "nodes": ["pve1"], "storages": [], "vms": []}
 
 
 def test_no_role_holds_nothing():
@@ -193,15 +193,22 @@ def test_a_scope_matches_structured_ids_exactly(resource, visible):
     assert in_scope(scope, resource) is visible
 
 
+def test_a_vm_scope_narrows_to_those_vmids():
+    scope = {"vms": ["100", "101"]}
+    assert in_scope(scope, {"connection": "c1", "node": "a", "vm": 100})
+    assert not in_scope(scope, {"connection": "c1", "node": "a", "vm": 1000})
+    assert in_scope(scope, {"connection": "c1", "storage": "local"})  # storages are not narrowed by a vm scope
+
+
 def test_lists_are_filtered_by_scope():
     vms = [{"id": 1, "where": {"connection": "c1", "node": "a"}}, {"id": 2, "where": {"connection": "c2", "node": "a"}}]
     assert [vm["id"] for vm in filter_in_scope(vms, {"connections": ["c2"]}, key=lambda vm: vm["where"])] == [2]
 
 
 def test_scopes_are_normalized_and_validated():
-    assert normalize_scope({"nodes": ["b", "a", "a"]}) == {"connections": [], "nodes": ["a", "b"], "storages": []}
+    assert normalize_scope({"nodes": ["b", "a", "a"]}) == {"connections": [], "nodes": ["a", "b"], "storages": [], "vms": []}
     assert scope_problems({"connections": ["c1"], "storages": []}) == {}
-    assert set(scope_problems({"vms": ["1"], "nodes": "pve1", "storages": [""]})) == {"vms", "nodes", "storages"}
+    assert set(scope_problems({"clusters": ["1"], "nodes": "pve1", "storages": [""]})) == {"clusters", "nodes", "storages"}
 
 
 # --- groups -----------------------------------------------------------------------------------

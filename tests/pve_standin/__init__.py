@@ -55,7 +55,7 @@ from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
 APIDATA = Path(os.environ.get("GATEHOUSE_PVE_APIDATA")
-               or Path(__file__).resolve().parent / "data" / "pve-api" / "apidata.json.gz")
+               or Path(__file__).resolve().parent.parent / "data" / "pve-api" / "apidata.json.gz")
 PREFIX = "/api2/json"
 
 
@@ -515,3 +515,7 @@ def _make_certificates(folder: Path) -> tuple[str, str, str, str, str]:
     digest = hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest().upper()
     fingerprint = ":".join(digest[i:i + 2] for i in range(0, len(digest), 2))
     return ca_pem, cert_pem, fingerprint, str(certfile), str(keyfile)
+
+
+# The handlers of each area register themselves on import (module-wide `@handler`).
+from tests.pve_standin import access, cluster  # noqa: E402,F401

@@ -1,0 +1,1 @@
+"""The stand-in's access control: users, groups, roles, ACLs and realms (/access/...)."""

@@ -1,0 +1,1 @@
+"""The stand-in's cluster: inventory (/cluster/resources) and VM/CT power actions."""

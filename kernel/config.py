@@ -54,6 +54,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("GATEHOUSE_TRUSTED_PROXIES", "0", "Reverse proxies in front of the gateway whose X-Forwarded-For is trusted for the client IP."),
     Setting("GATEHOUSE_SERVICE_MAX_WORKERS", "10", "Concurrent workers per service instance (nameko max_workers, also the prefetch)."),
     Setting("GATEHOUSE_OUTBOX_POLL_INTERVAL", "1.0", "Seconds between outbox scans when no commit woke the relay (events of other instances, recovery)."),
+    Setting("GATEHOUSE_SYNC_INTERVAL", "300", "Seconds between full reconciles of each sync target (LDAP, every Proxmox connection); events propagate changes at once in between, and a reconcile also runs at start and on demand."),
     Setting("GATEHOUSE_AUDIT_RETENTION_DAYS", "365", "Days an audit record is kept; older ones are purged (oldest first), the chain stays verifiable from a checkpoint, and each purge is itself audited."),
     Setting("GATEHOUSE_AUDIT_PURGE_INTERVAL", "3600", "Seconds between purges of expired audit records (the first runs when audit starts)."),
     Setting("GATEHOUSE_AUDIT_BATCH_SIZE", "500", "Events audit stores per transaction at most (it prefetches four batches from the broker)."),

@@ -11,6 +11,7 @@ from flask import current_app
 
 from gateway.auth import actor, current_principal, is_super_admin, requires
 from gateway.etags import etag, if_match
+from gateway.schemas.sync import RealmIn, RealmOut
 from gateway.schemas.tenancy import (
     ConnectionIn,
     ConnectionListQuery,
@@ -151,3 +152,22 @@ def test_connection(connection_id):
         # At most three steps of this each, well inside the RPC timeout.
         step = max(1.0, min(MAX_TEST_STEP, pool.timeout / 4))
         return rpc.proxmox_sync.test_connection(connection_id, step)
+
+
+@bp.post("/<string:connection_id>/realm")
+@requires("connection.manage")
+@bp.input(RealmIn, arg_name="body")
+@bp.output(RealmOut)
+@bp.doc(summary="Create or update the connection's LDAP realm", description=(
+    "Needs `connection.manage`. Makes, on the connection's Proxmox VE, the LDAP realm named by the "
+    "connection's `realm` pointing at Gatehouse's directory (`ou=people`, `uid`), so Proxmox checks "
+    "passwords against LDAP; no password is pushed to Proxmox. `result` is `created`, `updated` or "
+    "`unchanged`; a failure answers `{ok: false, error}` (e.g. `realm_conflict` when a realm of another "
+    "type has that name) and is audited."),
+    responses={**MANAGE, 404: "No such connection in the active tenant",
+               422: "The LDAP directory is not configured"})
+def configure_realm(connection_id, body):
+    with _rpc() as rpc:
+        rpc.tenancy.get_connection(connection_id, _scope())
+        return rpc.proxmox_sync.configure_realm(_actor(), connection_id, _scope(), body.get("server"),
+                                                body.get("port"), body.get("mode"))

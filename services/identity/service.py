@@ -842,6 +842,17 @@ class IdentityService(ServiceBase):
         return paging.page_answer(items, offset, found.total, found.more, found.total_exact)
 
     @rpc
+    def directory_entries(self, user_ids=None, tenant_id=None, after=None, limit=2000):
+        """INTERNAL, for proxmox_sync only (the gateway never routes here): users with a username, by id,
+        with their argon2id hash for LDAP's userPassword. `user_ids` and/or `tenant_id` (members) narrow
+        it; page with `after` = the answer's `next`."""
+        limit = max(1, min(int(limit), 5000))
+        with self.db.unit_of_work() as uow:
+            items = storage.directory_people(uow.session, user_ids=user_ids, tenant_id=tenant_id, after=after,
+                                             limit=limit)
+        return {"items": items, "next": items[-1]["user_id"] if len(items) == limit else None}
+
+    @rpc
     def create_user(self, actor, username, email, first_name, last_name, company="", tenant_id=DEFAULT_TENANT_ID):
         """An active account made by an administrator in their active tenant, with a generated password
         shown once (returned here, never stored in clear, never in an event) that must be changed."""

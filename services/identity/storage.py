@@ -452,6 +452,24 @@ def _search_match(q: str):
 
 # --- invitations, password resets, mail, settings ------------------------------------
 
+def directory_people(session: Session, *, user_ids: list[str] | None = None, tenant_id: str | None = None,
+                     after: str | None = None, limit: int = 2000) -> list[dict]:
+    """Users with a username and a uidNumber, by id: what LDAP and Proxmox are given (internal)."""
+    columns = (User.id, User.username, User.first_name, User.last_name, User.email, User.uid_number, User.status,
+               User.password_hash)
+    query = sa.select(*columns).where(User.username.is_not(None), User.uid_number.is_not(None))
+    if user_ids is not None:
+        query = query.where(User.id.in_(list(user_ids)))
+    if tenant_id is not None:
+        query = query.where(_is_member(User.id, tenant_id))
+    if after is not None:
+        query = query.where(User.id > after)
+    rows = session.execute(query.order_by(User.id).limit(limit))
+    return [{"user_id": r.id, "username": r.username, "first_name": r.first_name, "last_name": r.last_name,
+             "email": r.email, "uid_number": r.uid_number, "status": r.status, "password_hash": r.password_hash}
+            for r in rows]
+
+
 def delete_setting(session: Session, key: str) -> bool:
     return session.execute(sa.delete(Setting).where(Setting.key == key)).rowcount > 0
 

@@ -6,7 +6,9 @@ compare it with what the target holds; the engine (`engine`) decides when.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 ACTIVE = "active"
 
@@ -94,3 +96,47 @@ class CustomRole:
     @classmethod
     def from_dict(cls, data: dict) -> CustomRole:
         return cls(name=data["name"], permissions=frozenset(data.get("permissions") or ()))
+
+
+# --- the directory's settings -------------------------------------------------------------------
+
+DIRECTORY_FIELDS = ("url", "bind_dn", "base_dn", "start_tls", "verify_tls", "ca_pem", "login_shell", "realm_server")
+_DN = re.compile(r"^[A-Za-z][\w-]*=[^,=]+(,[A-Za-z][\w-]*=[^,=]+)*$")
+
+
+def directory_problems(fields: dict, password_stored: bool) -> dict:
+    """field -> what is wrong with the LDAP directory's settings."""
+    problems = {}
+    url = urlsplit(fields.get("url") or "")
+    if url.scheme not in ("ldap", "ldaps") or not url.hostname or url.path not in ("", "/"):
+        problems["url"] = "must be ldap://host[:port] or ldaps://host[:port]"
+    else:
+        try:
+            url.port  # noqa: B018 - raises on a bad port
+        except ValueError:
+            problems["url"] = "has an invalid port"
+    for name in ("bind_dn", "base_dn"):
+        if not _DN.match(fields.get(name) or ""):
+            problems[name] = "must be a distinguished name such as dc=example,dc=org"
+    if fields.get("start_tls") and url.scheme == "ldaps":
+        problems["start_tls"] = "is for ldap:// URLs; ldaps:// is TLS already"
+    shell = fields.get("login_shell") or ""
+    if not shell.startswith("/") or any(c.isspace() for c in shell):
+        problems["login_shell"] = "must be an absolute path such as /bin/bash"
+    if fields.get("ca_pem") and "-----BEGIN CERTIFICATE-----" not in fields["ca_pem"]:
+        problems["ca_pem"] = "must be a PEM certificate"
+    if not password_stored and not fields.get("password"):
+        problems["password"] = "is required when the directory is first configured"
+    return problems
+
+
+def realm_fields(realm: str, settings, server: str | None = None, port: int | None = None,
+                 mode: str | None = None) -> dict:
+    """The Proxmox LDAP realm that points at our directory's people (pve.RealmSpec's fields).
+    Server, port and mode follow the directory's URL unless given (how Proxmox nodes reach it)."""
+    url = urlsplit(settings.url)
+    default_mode = "ldaps" if url.scheme == "ldaps" else ("ldap+starttls" if settings.start_tls else "ldap")
+    return {"realm": realm, "server": server or url.hostname, "port": int(port or url.port or
+                                                                         (636 if url.scheme == "ldaps" else 389)),
+            "mode": mode or default_mode, "base_dn": f"ou=people,{settings.base_dn}", "user_attr": "uid",
+            "comment": "Gatehouse directory (managed by Gatehouse)"}

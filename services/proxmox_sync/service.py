@@ -1,14 +1,66 @@
-"""proxmox_sync: propagation to LDAP and Proxmox VE (the sync lands with issue 8); today the
-connection test."""
-from nameko.rpc import RpcProxy
+"""proxmox_sync: propagates users, groups and rights to the LDAP directory and to every Proxmox VE
+connection, repairs drift, and talks to Proxmox for the platform (connection tests)."""
+from __future__ import annotations
 
+from nameko.dependency_providers import Config
+from nameko.extensions import DependencyProvider
+from nameko.rpc import RpcProxy
+from nameko.timer import timer
+
+from kernel.consumer import on_event
+from kernel.crypto import SecretBox
+from kernel.envelope import Actor, utc_now
+from kernel.errors import NotFound, ValidationFailed
 from kernel.service import Database, ServiceBase, rpc
-from services.proxmox_sync import pve, storage
+from services.identity import events as identity_events
+from services.proxmox_sync import domain, engine, events, ldap_directory, ldap_plan, pve, storage
+from services.proxmox_sync.domain import LDAP_TARGET, pve_target
+from services.rbac import events as rbac_events
+from services.tenancy import events as tenancy_events
+
+TICK = 0.25  # seconds between looks for due work (events also run their work at once)
+
+# Identity's events that change a user's directory entry or Proxmox user.
+USER_EVENTS = (identity_events.USER_REGISTERED, identity_events.USER_CREATED, identity_events.USER_UPDATED,
+               identity_events.USER_STATUS_CHANGED, identity_events.USER_REMOVED)
+PASSWORD_EVENTS = (identity_events.PASSWORD_CHANGED, identity_events.PASSWORD_RESET_COMPLETED)
+
+
+class SyncEngine(DependencyProvider):
+    """The process's engine (its lease owner id and schedule), given to every worker."""
+
+    def setup(self):
+        self.config = self.container.config["GATEHOUSE"]
+        self.box = SecretBox(self.config.secret_key)
+        self.engine: engine.Engine | None = None
+        self.next_schedule = 0.0  # monotonic time of the next look for due full reconciles
+        self.started = False  # the first look marks a full reconcile of every target
+
+    def start(self):
+        db = next(dep.db for dep in self.container.dependencies if isinstance(dep, Database))
+        self.engine = engine.Engine(db, self.directory_settings)
+        self.db = db
+
+    def get_dependency(self, worker_ctx):
+        return self
+
+    def directory_settings(self) -> ldap_plan.LdapSettings | None:
+        with self.db.unit_of_work() as uow:
+            row = uow.session.get(storage.DirectorySettings, 1)
+            if row is None:
+                return None
+            return ldap_plan.LdapSettings(url=row.url, bind_dn=row.bind_dn, password=self.box.open(row.password_sealed),
+                                          base_dn=row.base_dn, start_tls=row.start_tls, verify_tls=row.verify_tls,
+                                          ca_pem=row.ca_pem, login_shell=row.login_shell)
 
 
 class ProxmoxSyncService(ServiceBase):
     name = "proxmox_sync"
     db = Database(storage.metadata)
+    sync = SyncEngine()
+    config = Config()
+    identity = RpcProxy("identity")
+    rbac = RpcProxy("rbac")
     tenancy = RpcProxy("tenancy")
 
     # --- connections --------------------------------------------------------------
@@ -25,3 +77,201 @@ class ProxmoxSyncService(ServiceBase):
             return {"ok": True, **pve.probe(endpoint, float(timeout))}
         except pve.PveFailure as failure:
             return {"ok": False, "error": failure.as_dict()}
+
+    # --- sync: running ------------------------------------------------------------------
+
+    def _sources(self) -> engine.Sources:
+        return engine.Sources(self.identity, self.rbac, self.tenancy)
+
+    @timer(interval=TICK)
+    def run_due_work(self):
+        """Runs due work (retries of failed runs, work another instance left), and marks full
+        reconciles: of every target at start, then each one GATEHOUSE_SYNC_INTERVAL after its last."""
+        sync = self.sync
+        now = utc_now().timestamp()
+        if now >= sync.next_schedule:
+            sync.next_schedule = now + min(5.0, sync.config.number("GATEHOUSE_SYNC_INTERVAL"))
+            sync.engine.schedule_fulls(self._sources(), sync.config.number("GATEHOUSE_SYNC_INTERVAL"),
+                                       everything=not sync.started,
+                                       directory_configured=sync.directory_settings() is not None)
+            sync.started = True
+        sync.engine.process_due(self._sources())
+
+    def _mark(self, targets, subject=storage.FULL, hint=None) -> None:
+        """Marks the work and runs it at once (the latency users see); a failure leaves it queued."""
+        self.sync.engine.enqueue(targets, subject, hint)
+        self.sync.engine.process_due(self._sources(), only={target for target, _ in targets})
+
+    def _connections_of(self, tenant_ids=None) -> list[tuple[str, str]]:
+        """(target, tenant) of the connections of these tenants (None: every connection)."""
+        return [(pve_target(c["id"]), c["tenant_id"]) for c in self._sources().connections()
+                if tenant_ids is None or c["tenant_id"] in tenant_ids]
+
+    def _directory(self) -> list[tuple[str, None]]:
+        return [(LDAP_TARGET, None)] if self.sync.directory_settings() is not None else []
+
+    @on_event("identity", types=USER_EVENTS + PASSWORD_EVENTS, dedupe=False)
+    def on_user_changed(self, event):
+        data = event.data.get("profile") or event.data
+        usernames = [name for name in (data.get("username"),
+                                       ((event.data.get("changed") or {}).get("username") or {}).get("from")) if name]
+        self._mark(self._directory(), engine.user_subject(event.resource.id),
+                   {"uid_number": data.get("uid_number"), "usernames": usernames})
+        if event.type in USER_EVENTS:
+            self._mark(self._connections_of(set(event.tenant_ids) if event.tenant_ids else None))
+
+    @on_event("rbac", types=(rbac_events.MEMBER_ADDED, rbac_events.MEMBER_REMOVED), dedupe=False)
+    def on_membership_changed(self, event):
+        user_id = event.data.get("user_id")
+        if user_id:
+            self._mark(self._directory(), engine.user_subject(user_id))
+        self._mark(self._connections_of())  # group members, and administrator groups make super admins
+
+    @on_event("rbac", types=(rbac_events.GROUP_CREATED, rbac_events.GROUP_UPDATED, rbac_events.GROUP_DELETED),
+              dedupe=False)
+    def on_group_changed(self, event):
+        self._mark(self._directory() + self._connections_of())
+
+    @on_event("rbac", types=(rbac_events.ROLE_ASSIGNED, rbac_events.ROLE_UNASSIGNED, rbac_events.ROLE_CREATED,
+                             rbac_events.ROLE_UPDATED, rbac_events.ROLE_DELETED), dedupe=False)
+    def on_rights_changed(self, event):
+        """A super_admin anywhere is Administrator everywhere; other rights stay in their tenant."""
+        tenant_id = event.data.get("tenant_id")
+        everywhere = event.data.get("role") == "super_admin" or not tenant_id
+        self._mark(self._connections_of(None if everywhere else {tenant_id}))
+
+    @on_event("tenancy", types=(tenancy_events.USER_ASSIGNED_TO_TENANT, tenancy_events.USER_REMOVED_FROM_TENANT,
+                                tenancy_events.CONNECTION_CREATED, tenancy_events.CONNECTION_UPDATED,
+                                tenancy_events.CONNECTION_REASSIGNED, tenancy_events.CONNECTION_DELETED,
+                                tenancy_events.MULTI_TENANCY_ENABLED, tenancy_events.MULTI_TENANCY_DISABLED),
+              dedupe=False)
+    def on_tenancy_changed(self, event):
+        if event.type == tenancy_events.CONNECTION_DELETED:
+            with self.db.unit_of_work() as uow:
+                storage.forget_target(uow.session, pve_target(event.resource.id))
+                uow.commit()
+            return
+        if event.resource.type == "connection":
+            self._mark([(pve_target(event.resource.id), event.data.get("tenant_id") or event.data.get("to_tenant"))])
+            return
+        self._mark(self._connections_of(set(event.tenant_ids) if event.tenant_ids else None))
+
+    # --- sync: status and requests ------------------------------------------------------------
+
+    @rpc
+    def sync_status(self, tenant_id=None):
+        """Every target (those of one tenant's connections and the directory, when tenant_id is given)."""
+        with self.db.unit_of_work() as uow:
+            pending, next_at = storage.pending_counts(uow.session), storage.next_attempts(uow.session)
+            rows = uow.session.query(storage.SyncTarget).order_by(storage.SyncTarget.target).all()
+            items = [storage.public_target(row, pending.get(row.target, 0), next_at.get(row.target))
+                     for row in rows if tenant_id is None or row.target == LDAP_TARGET or row.tenant_id == tenant_id]
+        return {"items": items, "directory_configured": self.sync.directory_settings() is not None}
+
+    @rpc
+    def request_sync(self, actor, targets=None, tenant_id=None):
+        """Marks a full reconcile of the given targets ("ldap", "pve:<connection>") or of all of them
+        (those of one tenant when tenant_id is given); they run at once, in the background."""
+        known = self._directory() + self._connections_of(None if tenant_id is None else {tenant_id})
+        by_name = dict(known)
+        if targets:
+            unknown = [t for t in targets if t not in by_name]
+            if unknown:
+                raise NotFound("No such sync target.", code="target_not_found",
+                               details={"targets": ", ".join(sorted(unknown))})
+            known = [(t, by_name[t]) for t in targets]
+        self.sync.engine.enqueue(known)
+        with self.db.unit_of_work() as uow:
+            uow.emit(events.sync_requested(Actor.from_dict(actor), [t for t, _ in known], tenant_id))
+            uow.commit()
+        return {"queued": [t for t, _ in known]}
+
+    # --- the directory's settings -------------------------------------------------------------
+
+    @rpc
+    def get_directory_settings(self):
+        with self.db.unit_of_work() as uow:
+            return _public_directory(uow.session.get(storage.DirectorySettings, 1))
+
+    @rpc
+    def put_directory_settings(self, actor, fields):
+        """Replaces the LDAP directory's settings; a missing password keeps the stored one. The
+        directory must accept the bind before anything is stored."""
+        actor = Actor.from_dict(actor)
+        fields = {"start_tls": False, "verify_tls": True, "ca_pem": None, "login_shell": "/bin/bash",
+                  "realm_server": None, **fields}
+        with self.db.unit_of_work() as uow:
+            before = uow.session.get(storage.DirectorySettings, 1)
+        if problems := domain.directory_problems(fields, password_stored=before is not None):
+            raise ValidationFailed("The LDAP directory settings have invalid fields.", details=problems)
+        password = fields.get("password") or self.sync.box.open(before.password_sealed)
+        settings = ldap_plan.LdapSettings(url=fields["url"], bind_dn=fields["bind_dn"], password=password,
+                                          base_dn=fields["base_dn"], start_tls=fields["start_tls"],
+                                          verify_tls=fields["verify_tls"], ca_pem=fields["ca_pem"],
+                                          login_shell=fields["login_shell"])
+        try:
+            with ldap_directory.Directory(settings) as directory:
+                directory.ensure_subtrees()
+        except ldap_directory.DirectoryUnavailable as failure:
+            raise ValidationFailed(f"The directory refused: {failure.message}", code=f"ldap_{failure.code}",
+                                   details={"url": failure.message}) from None
+        with self.db.unit_of_work() as uow:
+            row = uow.session.get(storage.DirectorySettings, 1)
+            changed = [name for name in domain.DIRECTORY_FIELDS
+                       if row is None or getattr(row, name) != fields.get(name)]
+            if row is None:
+                row = storage.DirectorySettings(id=1, version=0)
+                uow.session.add(row)
+            if fields.get("password") and (before is None or self.sync.box.open(before.password_sealed) != password):
+                changed.append("password")
+            for name in domain.DIRECTORY_FIELDS:
+                setattr(row, name, fields.get(name))
+            row.password_sealed = self.sync.box.seal(password)
+            row.version += 1
+            row.updated_at = utc_now()
+            if changed:
+                uow.emit(events.directory_settings_changed(actor, changed))
+            storage.ensure_target(uow.session, LDAP_TARGET, None)
+            storage.enqueue(uow.session, LDAP_TARGET, storage.FULL, utc_now())
+            uow.commit()
+            return _public_directory(row)
+
+    # --- Proxmox realms ------------------------------------------------------------------------
+
+    @rpc
+    def configure_realm(self, actor, connection_id, tenant_id=None, server=None, port=None, mode=None):
+        """Creates or updates, on the connection's Proxmox, the LDAP realm (the connection's `realm`)
+        pointing at our directory's people: Proxmox then checks passwords against LDAP."""
+        actor = Actor.from_dict(actor)
+        credentials = self.tenancy.connection_credentials(connection_id)
+        if tenant_id is not None and credentials["tenant_id"] != tenant_id:
+            raise NotFound("No such connection.", code="connection_not_found", details={"connection_id": connection_id})
+        settings = self.sync.directory_settings()
+        if settings is None:
+            raise ValidationFailed("Configure the LDAP directory first (PUT /api/v1/settings/ldap).",
+                                   code="directory_not_configured", details={"ldap": "not configured"})
+        with self.db.unit_of_work() as uow:
+            realm_server = uow.session.get(storage.DirectorySettings, 1).realm_server
+        spec = pve.RealmSpec(**domain.realm_fields(credentials["realm"], settings, server or realm_server, port, mode))
+        try:
+            with pve.session(pve.Endpoint.from_credentials(credentials)) as api:
+                result = pve.ensure_realm(api, spec)
+        except pve.PveFailure as failure:
+            with self.db.unit_of_work() as uow:
+                uow.emit(events.realm_configured(actor, connection_id, credentials["tenant_id"], spec.realm, "failed",
+                                                 "failure", failure.as_dict()))
+                uow.commit()
+            return {"ok": False, "realm": spec.realm, "error": failure.as_dict()}
+        with self.db.unit_of_work() as uow:
+            uow.emit(events.realm_configured(actor, connection_id, credentials["tenant_id"], spec.realm, result))
+            uow.commit()
+        return {"ok": True, "realm": spec.realm, "result": result, "server": spec.server, "port": spec.port,
+                "mode": spec.mode, "base_dn": spec.base_dn}
+
+
+def _public_directory(row) -> dict:
+    if row is None:
+        return {"configured": False, **{name: None for name in domain.DIRECTORY_FIELDS}, "password_set": False}
+    return {"configured": True, **{name: getattr(row, name) for name in domain.DIRECTORY_FIELDS},
+            "password_set": bool(row.password_sealed), "updated_at": storage.iso(row.updated_at)}
+

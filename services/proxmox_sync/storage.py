@@ -1,5 +1,185 @@
-"""proxmox_sync's tables: only the kernel's outbox and inbox so far."""
-from kernel.db import service_base
+"""proxmox_sync's tables: the directory's settings, the sync targets with their status and lease,
+and the work waiting for each target."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from kernel.db import iso, service_base
+from services.proxmox_sync.domain import connection_of
 
 Base = service_base("proxmox_sync")
 metadata = Base.metadata
+
+# --- sync -------------------------------------------------------------------------------------
+
+FULL = "full"  # the work subject of a full reconcile; others are "user:<id>"
+
+
+class DirectorySettings(Base):
+    """The LDAP directory Gatehouse writes to (one row). The bind password is sealed (SecretBox)."""
+
+    __tablename__ = "proxmox_sync_directory"
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    url: Mapped[str] = mapped_column(sa.String(512))
+    bind_dn: Mapped[str] = mapped_column(sa.String(512))
+    password_sealed: Mapped[str] = mapped_column(sa.Text)
+    base_dn: Mapped[str] = mapped_column(sa.String(512))
+    start_tls: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    verify_tls: Mapped[bool] = mapped_column(sa.Boolean, default=True)
+    ca_pem: Mapped[str | None] = mapped_column(sa.Text)
+    login_shell: Mapped[str] = mapped_column(sa.String(128), default="/bin/bash")
+    # How Proxmox nodes reach the directory, when not at `url` (realms are made from it).
+    realm_server: Mapped[str | None] = mapped_column(sa.String(255))
+    version: Mapped[int] = mapped_column(sa.Integer, default=1)
+    updated_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+
+
+class SyncTarget(Base):
+    """One target (the directory, or a Proxmox connection): who works on it (a lease, so one
+    instance at a time), and how its last run went."""
+
+    __tablename__ = "proxmox_sync_targets"
+
+    target: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    tenant_id: Mapped[str | None] = mapped_column(sa.String(36), index=True)
+    lease_owner: Mapped[str | None] = mapped_column(sa.String(64))
+    lease_until: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    running: Mapped[str | None] = mapped_column(sa.String(16))  # "full" | "targeted" while a run goes on
+    progress_done: Mapped[int] = mapped_column(sa.Integer, default=0)
+    progress_total: Mapped[int] = mapped_column(sa.Integer, default=0)
+    last_started_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    last_finished_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    last_mode: Mapped[str | None] = mapped_column(sa.String(16))
+    last_duration_ms: Mapped[int | None] = mapped_column(sa.Integer)
+    last_changes: Mapped[int] = mapped_column(sa.Integer, default=0)
+    last_error: Mapped[dict | None] = mapped_column(sa.JSON)  # {"code", "message"} of the last failed run
+    last_full_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    failing_since: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    conflicts: Mapped[list | None] = mapped_column(sa.JSON)  # objects left alone: not ours, in our way
+    changes_total: Mapped[int] = mapped_column(sa.Integer, default=0)
+
+
+class SyncWork(Base):
+    """Work a target owes: a full reconcile or one user's entries. Rows are merged (one per
+    subject); `generation` grows with each new reason, so work that arrives while a run goes on
+    is not lost when the run deletes what it did."""
+
+    __tablename__ = "proxmox_sync_work"
+
+    target: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    subject: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    generation: Mapped[int] = mapped_column(sa.Integer, default=1)
+    hint: Mapped[dict] = mapped_column(sa.JSON, default=dict)  # e.g. uid_number, former usernames
+    attempts: Mapped[int] = mapped_column(sa.Integer, default=0)
+    not_before: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), index=True)
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+
+
+def ensure_target(session: Session, target: str, tenant_id: str | None) -> SyncTarget:
+    row = session.get(SyncTarget, target)
+    if row is None:
+        row = SyncTarget(target=target, tenant_id=tenant_id, progress_done=0, progress_total=0, last_changes=0,
+                         changes_total=0)
+        session.add(row)
+    elif tenant_id is not None:
+        row.tenant_id = tenant_id
+    return row
+
+
+def enqueue(session: Session, target: str, subject: str, now: datetime, hint: dict | None = None) -> None:
+    """Adds work (or a new reason for waiting work, which then runs at once)."""
+    row = session.get(SyncWork, (target, subject))
+    if row is None:
+        session.add(SyncWork(target=target, subject=subject, generation=1, hint=dict(hint or {}), attempts=0,
+                             not_before=now, created_at=now))
+        return
+    row.generation += 1
+    row.not_before = now
+    merged = dict(row.hint or {})
+    for key, value in (hint or {}).items():
+        if isinstance(value, list):
+            merged[key] = sorted(set(merged.get(key) or []) | set(value))
+        else:
+            merged[key] = value
+    row.hint = merged
+
+
+def forget_target(session: Session, target: str) -> None:
+    session.execute(sa.delete(SyncWork).where(SyncWork.target == target))
+    session.execute(sa.delete(SyncTarget).where(SyncTarget.target == target))
+
+
+def due_targets(session: Session, now: datetime) -> list[str]:
+    return list(session.scalars(sa.select(SyncWork.target).where(SyncWork.not_before <= now).distinct()))
+
+
+def take_lease(session: Session, target: str, owner: str, now: datetime, seconds: float) -> bool:
+    """The target's lease for `owner`, if nobody else holds a live one. Its own transaction."""
+    taken = session.execute(sa.update(SyncTarget).where(
+        SyncTarget.target == target,
+        sa.or_(SyncTarget.lease_owner.is_(None), SyncTarget.lease_owner == owner, SyncTarget.lease_until < now),
+    ).values(lease_owner=owner, lease_until=now + timedelta(seconds=seconds)))
+    return taken.rowcount == 1
+
+
+def renew_lease(session: Session, target: str, owner: str, now: datetime, seconds: float) -> bool:
+    renewed = session.execute(sa.update(SyncTarget).where(SyncTarget.target == target, SyncTarget.lease_owner == owner)
+                              .values(lease_until=now + timedelta(seconds=seconds)))
+    return renewed.rowcount == 1
+
+
+def release_lease(session: Session, target: str, owner: str) -> None:
+    session.execute(sa.update(SyncTarget).where(SyncTarget.target == target, SyncTarget.lease_owner == owner)
+                    .values(lease_owner=None, lease_until=None))
+
+
+def due_work(session: Session, target: str, now: datetime) -> list[SyncWork]:
+    return list(session.scalars(sa.select(SyncWork).where(SyncWork.target == target, SyncWork.not_before <= now)
+                                .order_by(SyncWork.created_at)))
+
+
+def finish_work(session: Session, done: dict[tuple[str, str], int]) -> None:
+    """Deletes the work done, unless a new reason arrived meanwhile (its generation moved on)."""
+    for (target, subject), generation in done.items():
+        session.execute(sa.delete(SyncWork).where(SyncWork.target == target, SyncWork.subject == subject,
+                                                  SyncWork.generation == generation))
+
+
+def postpone_work(session: Session, done: dict[tuple[str, str], int], now: datetime, backoff) -> None:
+    """The work failed: try again later, later each time (backoff(attempts) seconds)."""
+    for (target, subject), _ in done.items():
+        row = session.get(SyncWork, (target, subject))
+        if row is not None:
+            row.attempts += 1
+            row.not_before = now + timedelta(seconds=backoff(row.attempts))
+
+
+def pending_counts(session: Session) -> dict[str, int]:
+    return dict(session.execute(sa.select(SyncWork.target, sa.func.count()).group_by(SyncWork.target)).all())
+
+
+def next_attempts(session: Session) -> dict[str, datetime]:
+    return dict(session.execute(sa.select(SyncWork.target, sa.func.min(SyncWork.not_before))
+                                .group_by(SyncWork.target)).all())
+
+
+def public_target(row: SyncTarget, pending: int, next_attempt: datetime | None) -> dict:
+    connection_id = connection_of(row.target)
+    return {
+        "target": row.target, "kind": "proxmox" if connection_id else "ldap", "connection_id": connection_id,
+        "tenant_id": row.tenant_id,
+        "state": "running" if row.running else ("failing" if row.failing_since else "idle"),
+        "running": row.running,
+        "progress": {"done": row.progress_done, "total": row.progress_total} if row.running else None,
+        "last_run": None if row.last_started_at is None else {
+            "started_at": iso(row.last_started_at), "finished_at": iso(row.last_finished_at),
+            "mode": row.last_mode, "duration_ms": row.last_duration_ms, "changes": row.last_changes,
+            "error": row.last_error},
+        "last_full_at": iso(row.last_full_at), "failing_since": iso(row.failing_since),
+        "conflicts": row.conflicts or [], "changes_total": row.changes_total,
+        "pending": pending, "next_attempt_at": iso(next_attempt) if pending else None,
+    }

@@ -291,6 +291,37 @@ class RbacService(ServiceBase):
                               for a in roles],
                     "groups": [g.cn for g in groups]}
 
+    # --- for proxmox_sync (internal) ----------------------------------------------------
+
+    @rpc
+    def directory_groups(self, user_ids=None):
+        """Every group with its members' ids (only those among `user_ids` when given): LDAP's
+        posixGroups and Proxmox's mirrored groups."""
+        with self.db.unit_of_work() as uow:
+            return [{"group_id": group.id, "cn": group.cn, "gid_number": group.gid_number,
+                     "description": group.description, "is_admin": group.is_admin, "member_ids": members}
+                    for group, members in storage.groups_with_members(uow.session, user_ids)]
+
+    @rpc
+    def access_in_tenant(self, tenant_id):
+        """The rights of everyone holding a role in the tenant, and of every super admin (who holds
+        everything everywhere), plus the custom roles visible there: what Proxmox ACLs are made of."""
+        with self.db.unit_of_work() as uow:
+            roles = {role.name: frozenset(role.permissions) for role in storage.visible_roles(uow.session, tenant_id)}
+            super_admins = storage.super_admin_ids(uow.session)
+            assignments = {a.user_id: a for a in uow.session.scalars(
+                sa.select(RoleAssignment).where(RoleAssignment.tenant_id == tenant_id))}
+        access = []
+        for user_id in sorted(set(assignments) | super_admins):
+            assignment = assignments.get(user_id)
+            role = assignment.role if assignment else None
+            permissions = domain.BUILTIN_ROLES.get(role) if role in domain.BUILTIN_ROLES else roles.get(role)
+            grant = domain.grant_of(role, permissions, user_id in super_admins, assignment.scope if assignment else None)
+            access.append({"user_id": user_id, "role": grant.role, "permissions": sorted(grant.permissions),
+                           "scope": domain.normalize_scope(grant.scope), "super_admin": grant.super_admin})
+        return {"access": access,
+                "custom_roles": [{"name": name, "permissions": sorted(permissions)} for name, permissions in roles.items()]}
+
     # --- groups --------------------------------------------------------------------
 
     @rpc

@@ -115,3 +115,21 @@ def holds_super_admin(session: Session, user_id: str) -> bool:
     """super_admin in any tenant is super admin in every tenant."""
     return session.scalar(sa.select(sa.func.count()).select_from(RoleAssignment).where(
         RoleAssignment.user_id == user_id, RoleAssignment.role == SUPER_ADMIN)) > 0
+
+
+def super_admin_ids(session: Session) -> set[str]:
+    """Every super admin: super_admin in some tenant, or member of an administrator group."""
+    by_role = session.scalars(sa.select(RoleAssignment.user_id).where(RoleAssignment.role == SUPER_ADMIN))
+    by_group = session.scalars(sa.select(GroupMember.user_id).join(Group, Group.id == GroupMember.group_id)
+                               .where(Group.is_admin.is_(True)))
+    return set(by_role) | set(by_group)
+
+
+def groups_with_members(session: Session, user_ids: list[str] | None = None) -> list[tuple[Group, list[str]]]:
+    members: dict[str, list[str]] = {}
+    query = sa.select(GroupMember.group_id, GroupMember.user_id)
+    if user_ids is not None:
+        query = query.where(GroupMember.user_id.in_(list(user_ids)))
+    for group_id, user_id in session.execute(query):
+        members.setdefault(group_id, []).append(user_id)
+    return [(group, members.get(group.id, [])) for group in session.scalars(sa.select(Group).order_by(Group.gid_number))]

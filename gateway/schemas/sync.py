@@ -1,0 +1,104 @@
+"""Bodies of /api/v1/sync, /api/v1/settings/ldap and the realm action of a connection."""
+from __future__ import annotations
+
+from apiflask import Schema
+from apiflask.fields import Boolean, Dict, Integer, List, Nested, String
+from apiflask.validators import Length, OneOf, Range
+
+ISO = {"format": "date-time"}
+
+
+class SyncErrorOut(Schema):
+    code = String()
+    message = String()
+
+
+class SyncRunOut(Schema):
+    started_at = String(metadata=ISO)
+    finished_at = String(allow_none=True, metadata=ISO)
+    mode = String(metadata={"description": "`full` (a reconcile) or `targeted` (the users events named)"})
+    duration_ms = Integer(allow_none=True)
+    changes = Integer(metadata={"description": "writes made to the target"})
+    error = Nested(SyncErrorOut, allow_none=True)
+
+
+class ProgressOut(Schema):
+    done = Integer()
+    total = Integer()
+
+
+class SyncTargetOut(Schema):
+    target = String(metadata={"description": "`ldap`, or `pve:<connection id>`"})
+    kind = String(metadata={"description": "`ldap` or `proxmox`"})
+    connection_id = String(allow_none=True)
+    tenant_id = String(allow_none=True)
+    state = String(metadata={"description": "`idle`, `running` or `failing` (its work is retried with backoff)"})
+    running = String(allow_none=True, metadata={"description": "`full` or `targeted` while a run goes on"})
+    progress = Nested(ProgressOut, allow_none=True, metadata={"description": "changes written of those planned"})
+    last_run = Nested(SyncRunOut, allow_none=True)
+    last_full_at = String(allow_none=True, metadata=ISO)
+    failing_since = String(allow_none=True, metadata=ISO)
+    conflicts = List(Dict(), metadata={"description": "objects in the way that Gatehouse does not manage"})
+    changes_total = Integer()
+    pending = Integer(metadata={"description": "units of work waiting (a full reconcile, users)"})
+    next_attempt_at = String(allow_none=True, metadata=ISO)
+
+
+class SyncStatusOut(Schema):
+    items = List(Nested(SyncTargetOut))
+    directory_configured = Boolean()
+
+
+class SyncRunIn(Schema):
+    targets = List(String(validate=Length(1, 64)), validate=Length(1, 200), metadata={
+        "description": "`ldap` and/or `pve:<connection id>`; leave out for every target you can see"})
+
+
+class SyncQueuedOut(Schema):
+    queued = List(String())
+
+
+class DirectorySettingsIn(Schema):
+    url = String(required=True, validate=Length(1, 512), metadata={"description": "ldap://host[:port] or ldaps://..."})
+    bind_dn = String(required=True, validate=Length(1, 512))
+    password = String(validate=Length(1, 1024), load_only=True, metadata={
+        "description": "write-only; required the first time, leave out to keep the stored one"})
+    base_dn = String(required=True, validate=Length(1, 512), metadata={
+        "description": "users go under ou=people, groups under ou=groups of it"})
+    start_tls = Boolean(load_default=False)
+    verify_tls = Boolean(load_default=True)
+    ca_pem = String(allow_none=True, load_default=None, validate=Length(0, 65536))
+    login_shell = String(load_default="/bin/bash", validate=Length(1, 128))
+    realm_server = String(allow_none=True, load_default=None, validate=Length(1, 255), metadata={
+        "description": "host Proxmox nodes reach the directory at, when not the URL's"})
+
+
+class DirectorySettingsOut(Schema):
+    configured = Boolean()
+    url = String(allow_none=True)
+    bind_dn = String(allow_none=True)
+    base_dn = String(allow_none=True)
+    start_tls = Boolean(allow_none=True)
+    verify_tls = Boolean(allow_none=True)
+    ca_pem = String(allow_none=True)
+    login_shell = String(allow_none=True)
+    realm_server = String(allow_none=True)
+    password_set = Boolean(metadata={"description": "a bind password is stored (it is never shown)"})
+    updated_at = String(allow_none=True, metadata=ISO)
+
+
+class RealmIn(Schema):
+    server = String(validate=Length(1, 255), metadata={"description": "default: the directory's realm_server or URL host"})
+    port = Integer(validate=Range(1, 65535), strict=True)
+    mode = String(validate=OneOf(["ldap", "ldaps", "ldap+starttls"]))
+
+
+class RealmOut(Schema):
+    ok = Boolean()
+    realm = String()
+    result = String(metadata={"description": "`created`, `updated` or `unchanged`, when ok"})
+    server = String()
+    port = Integer()
+    mode = String()
+    base_dn = String()
+    error = Nested(SyncErrorOut, metadata={"description": "why not, when not ok"})

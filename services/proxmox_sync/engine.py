@@ -1,0 +1,333 @@
+"""The sync engine: when each target converges, and how a run is recorded.
+
+Events mark work (`storage.enqueue`): a user's entries in the directory, or a full reconcile of
+a target. A run takes the target's lease (one instance at a time), reads the desired state from
+the services that own it (`Sources`, over RPC), compares it with what the target holds, writes
+the difference, and deletes the work it did. A target that fails keeps its work, which is tried
+again later and later (`backoff`) until the target answers: nothing is lost while it is down.
+Proxmox connections always converge by a full reconcile (a tenant's users are few; four reads);
+the directory, shared by everyone, converges per user and reconciles in full periodically.
+"""
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from kernel.envelope import utc_now
+from kernel.errors import NotFound
+from services.proxmox_sync import events, ldap_directory, ldap_plan, pve, pve_plan, storage
+from services.proxmox_sync.domain import (LDAP_TARGET, Access, CustomRole, Group, Person, connection_of,
+                                          pve_target)
+from services.proxmox_sync.storage import FULL
+
+log = logging.getLogger(__name__)
+
+LEASE_SECONDS = 60.0
+PROGRESS_EVERY = 0.5  # seconds between progress writes of a long run
+PAGE = 2000
+
+
+def backoff(attempts: int) -> float:
+    """Seconds before the next try: 1, 2, 4, ... up to a minute."""
+    return float(min(60, 2 ** max(0, attempts - 1)))
+
+
+def user_subject(user_id: str) -> str:
+    return f"user:{user_id}"
+
+
+class TargetFailure(Exception):
+    """A run could not finish; `error` ({"code", "message"}) never holds a secret."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.error = {"code": code, "message": message}
+
+
+@dataclass
+class Outcome:
+    changes: list[dict] = field(default_factory=list)  # describe() of each change made
+    conflicts: list[dict] = field(default_factory=list)
+
+
+class Sources:
+    """The desired state's inputs, read from identity, rbac and tenancy (a worker's RPC proxies)."""
+
+    def __init__(self, identity, rbac, tenancy):
+        self.identity, self.rbac, self.tenancy = identity, rbac, tenancy
+
+    def people(self, user_ids: list[str] | None = None, tenant_id: str | None = None) -> list[Person]:
+        found, after = [], None
+        while True:
+            page = self.identity.directory_entries(user_ids=user_ids, tenant_id=tenant_id, after=after, limit=PAGE)
+            found += [Person.from_dict(item) for item in page["items"]]
+            after = page["next"]
+            if after is None:
+                return found
+
+    def groups(self, user_ids: list[str] | None = None) -> list[Group]:
+        return [Group.from_dict(item) for item in self.rbac.directory_groups(user_ids=user_ids)]
+
+    def access(self, tenant_id: str) -> tuple[dict[str, Access], list[CustomRole]]:
+        answer = self.rbac.access_in_tenant(tenant_id)
+        return ({item["user_id"]: Access.from_dict(item) for item in answer["access"]},
+                [CustomRole.from_dict(item) for item in answer["custom_roles"]])
+
+    def connections(self) -> list[dict]:
+        found, cursor = [], None
+        while True:
+            page = self.tenancy.list_connections(tenant_id=None, limit=200, cursor=cursor)
+            found += page["items"]
+            cursor = page.get("next_cursor")
+            if not cursor:
+                return found
+
+    def credentials(self, connection_id: str) -> dict | None:
+        try:
+            return self.tenancy.connection_credentials(connection_id)
+        except NotFound:
+            return None
+
+
+class Engine:
+    """One per service process (see service.SyncEngine): runs the work of due targets."""
+
+    def __init__(self, db, directory_settings, owner: str | None = None):
+        self.db = db
+        self.directory_settings = directory_settings  # () -> ldap_plan.LdapSettings | None
+        self.owner = owner or f"sync-{uuid.uuid4().hex[:12]}"
+
+    # --- marking work -----------------------------------------------------------------
+
+    def enqueue(self, targets: list[tuple[str, str | None]], subject: str = FULL, hint: dict | None = None) -> None:
+        """targets: (target, tenant id) pairs."""
+        if not targets:
+            return
+        now = utc_now()
+        with self.db.unit_of_work() as uow:
+            for target, tenant_id in targets:
+                storage.ensure_target(uow.session, target, tenant_id)
+                storage.enqueue(uow.session, target, subject, now, hint)
+            uow.commit()
+
+    # --- running ------------------------------------------------------------------------
+
+    def process_due(self, sources: Sources, only: set[str] | None = None) -> None:
+        with self.db.unit_of_work() as uow:
+            due = storage.due_targets(uow.session, utc_now())
+        for target in due:
+            if only is None or target in only:
+                self.process(target, sources)
+
+    def process(self, target: str, sources: Sources) -> None:
+        with self.db.unit_of_work() as uow:
+            taken = storage.take_lease(uow.session, target, self.owner, utc_now(), LEASE_SECONDS)
+            uow.commit()
+        if not taken:
+            return  # another instance is on it; its work stays queued for it
+        try:
+            with self.db.unit_of_work() as uow:
+                rows = storage.due_work(uow.session, target, utc_now())
+                work = {(row.target, row.subject): row.generation for row in rows}
+                hints = {row.subject: dict(row.hint or {}) for row in rows}
+            if work:
+                self._run(target, work, hints, sources)
+        finally:
+            with self.db.unit_of_work() as uow:
+                storage.release_lease(uow.session, target, self.owner)
+                uow.commit()
+
+    def _run(self, target: str, work: dict, hints: dict, sources: Sources) -> None:
+        mode = "full" if FULL in hints else "targeted"
+        started, clock = utc_now(), time.monotonic()
+        self._set(target, running=mode, progress_done=0, progress_total=0, last_started_at=started)
+        try:
+            outcome = self._converge(target, mode, hints, sources)
+        except TargetFailure as failure:
+            self._failed(target, work, failure.error, started, clock, mode)
+            return
+        except Exception as error:  # noqa: BLE001 - any failure keeps the work for later
+            log.warning("sync of %s failed", target, exc_info=True)
+            code = "source_unavailable" if type(error).__name__ in {"RpcTimeout", "UnknownService"} else "internal_error"
+            self._failed(target, work, {"code": code, "message": f"The run failed ({type(error).__name__})."},
+                         started, clock, mode)
+            return
+        self._succeeded(target, work, outcome, started, clock, mode)
+
+    def _converge(self, target: str, mode: str, hints: dict, sources: Sources) -> Outcome:
+        if target == LDAP_TARGET:
+            settings = self.directory_settings()
+            if settings is None:
+                return Outcome()  # no directory configured: nothing to write to
+            if mode == "full":
+                return self._ldap_full(target, settings, sources)
+            return self._ldap_people(settings, hints, sources)
+        connection_id = connection_of(target)
+        if connection_id is None:
+            raise TargetFailure("unknown_target", f"{target} is not a sync target.")
+        return self._proxmox(target, connection_id, sources)
+
+    # --- the directory ----------------------------------------------------------------------
+
+    def _ldap_full(self, target: str, settings, sources: Sources) -> Outcome:
+        people, groups = sources.people(), sources.groups()
+        with self._directory(settings) as directory:
+            directory.ensure_subtrees()
+            changes = ldap_plan.plan_full(people, groups, directory.read_all(), settings)
+            return Outcome(self._apply(target, directory.apply, changes))
+
+    def _ldap_people(self, settings, hints: dict, sources: Sources) -> Outcome:
+        user_ids = [subject.partition(":")[2] for subject in hints if subject.startswith("user:")]
+        found = {person.user_id: person for person in sources.people(user_ids=user_ids)}
+        groups = sources.groups(user_ids=user_ids)
+        people: dict[int, Person | None] = {}
+        usernames: set[str] = set()
+        for user_id in user_ids:
+            hint = hints[user_subject(user_id)]
+            person = found.get(user_id)
+            usernames.update(hint.get("usernames") or ())
+            if person is not None:
+                people[person.uid_number] = person
+                usernames.add(person.username)
+            elif hint.get("uid_number") is not None:
+                people[int(hint["uid_number"])] = None  # removed: its entry goes
+        if not people:
+            return Outcome()
+        groups_of = {person.uid_number: {g.cn for g in groups if person.user_id in g.member_ids} if person.active
+                     else set() for person in people.values() if person is not None}
+        groups_of.update({uid_number: set() for uid_number, person in people.items() if person is None})
+        wanted = set().union(*groups_of.values()) if groups_of else set()
+        primary = _primary_gid(groups, settings)
+        with self._directory(settings) as directory:
+            actual = directory.read_for_people(set(people), usernames, wanted | {settings.primary_group})
+            changes = ldap_plan.plan_people(people, groups_of, actual, settings, primary)
+            return Outcome(self._apply(None, directory.apply, changes))
+
+    def _directory(self, settings):
+        try:
+            return ldap_directory.Directory(settings)
+        except ldap_directory.DirectoryUnavailable as failure:
+            raise TargetFailure(failure.code, failure.message) from None
+
+    # --- Proxmox ------------------------------------------------------------------------------
+
+    def _proxmox(self, target: str, connection_id: str, sources: Sources) -> Outcome:
+        credentials = sources.credentials(connection_id)
+        if credentials is None:
+            with self.db.unit_of_work() as uow:  # the connection is gone: so is its target
+                storage.forget_target(uow.session, target)
+                uow.commit()
+            return Outcome()
+        tenant_id, realm = credentials["tenant_id"], credentials["realm"]
+        members = sources.people(tenant_id=tenant_id)
+        access, custom_roles = sources.access(tenant_id)
+        groups = sources.groups(user_ids=[person.user_id for person in members])
+        desired = pve_plan.desired_state(realm, connection_id, members, access, groups, custom_roles)
+        endpoint = pve.Endpoint.from_credentials(credentials)
+        try:
+            with pve.session(endpoint) as api:
+                actual = pve_plan.managed(pve.read_state(api, realm), realm)
+                changes = pve_plan.plan(desired, actual)
+                conflicts = [change.describe() for change in changes if change.op == "conflict"]
+                changes = [change for change in changes if change.op != "conflict"]
+                made = self._apply(target, lambda todo, progress: pve.apply(api, todo), changes)
+                return Outcome(made, conflicts)
+        except pve.PveFailure as failure:
+            raise TargetFailure(failure.code, failure.message) from None
+
+    # --- bookkeeping -----------------------------------------------------------------------------
+
+    def _apply(self, target: str | None, apply, changes: list) -> list[dict]:
+        """Applies the changes, reporting progress of a full run on `target`; their descriptions."""
+        if not changes:
+            return []
+        described = [change.describe() for change in changes]
+        if target is not None:
+            self._set(target, progress_total=len(changes))
+        last = [time.monotonic()]
+
+        def progress(done: int) -> None:
+            if target is not None and time.monotonic() - last[0] >= PROGRESS_EVERY:
+                last[0] = time.monotonic()
+                self._set(target, progress_done=done)
+                with self.db.unit_of_work() as uow:
+                    storage.renew_lease(uow.session, target, self.owner, utc_now(), LEASE_SECONDS)
+                    uow.commit()
+
+        try:
+            apply(changes, progress)
+        except ldap_directory.DirectoryUnavailable as failure:
+            raise TargetFailure(failure.code, failure.message) from None
+        except pve.PveFailure as failure:
+            raise TargetFailure(failure.code, failure.message) from None
+        return described
+
+    def _set(self, target: str, **values) -> None:
+        with self.db.unit_of_work() as uow:
+            row = storage.ensure_target(uow.session, target, None)
+            for name, value in values.items():
+                setattr(row, name, value)
+            uow.commit()
+
+    def _succeeded(self, target, work, outcome: Outcome, started, clock, mode) -> None:
+        now, duration = utc_now(), int((time.monotonic() - clock) * 1000)
+        with self.db.unit_of_work() as uow:
+            storage.finish_work(uow.session, work)
+            row = uow.session.get(storage.SyncTarget, target)
+            if row is None:  # forgotten during the run (connection deleted)
+                uow.commit()
+                return
+            if row.failing_since is not None:
+                uow.emit(events.target_recovered(target, row.tenant_id, (now - row.failing_since).total_seconds()))
+                row.failing_since = None
+            row.running, row.last_mode, row.last_finished_at, row.last_duration_ms = None, mode, now, duration
+            row.last_changes, row.last_error = len(outcome.changes), None
+            row.changes_total += len(outcome.changes)
+            row.progress_done = row.progress_total
+            if mode == "full":
+                row.last_full_at, row.conflicts = started, outcome.conflicts
+            if outcome.changes or (mode == "full" and outcome.conflicts):
+                uow.emit(events.target_synced(target, row.tenant_id, mode, outcome.changes, duration, outcome.conflicts))
+            uow.commit()
+
+    def _failed(self, target, work, error: dict, started, clock, mode) -> None:
+        now = utc_now()
+        with self.db.unit_of_work() as uow:
+            storage.postpone_work(uow.session, work, now, backoff)
+            row = storage.ensure_target(uow.session, target, None)
+            if row.failing_since is None:
+                row.failing_since = now
+                uow.emit(events.target_failed(target, row.tenant_id, error))
+            row.running, row.last_mode, row.last_finished_at = None, mode, now
+            row.last_duration_ms, row.last_changes, row.last_error = int((time.monotonic() - clock) * 1000), 0, error
+            uow.commit()
+
+    # --- schedule --------------------------------------------------------------------------------
+
+    def schedule_fulls(self, sources: Sources, interval: float, everything: bool, directory_configured: bool) -> None:
+        """Marks a full reconcile for each target whose last one is older than `interval` (all of
+        them when `everything`), and registers connections the engine has not seen yet."""
+        known = [(pve_target(c["id"]), c["tenant_id"]) for c in sources.connections()]
+        if directory_configured:
+            known.append((LDAP_TARGET, None))
+        now = utc_now()
+        with self.db.unit_of_work() as uow:
+            live = {target for target, _ in known}
+            for row in uow.session.query(storage.SyncTarget).all():  # connections deleted while we were away
+                if row.target not in live:
+                    storage.forget_target(uow.session, row.target)
+            for target, tenant_id in known:
+                row = storage.ensure_target(uow.session, target, tenant_id)
+                stale = row.last_full_at is None or (now - row.last_full_at).total_seconds() >= interval
+                if everything or stale:
+                    storage.enqueue(uow.session, target, FULL, now)
+            uow.commit()
+
+
+def _primary_gid(groups: list[Group], settings) -> int:
+    for group in groups:
+        if group.cn == settings.primary_group:
+            return group.gid_number
+    raise TargetFailure("primary_group_missing", f"The primary group {settings.primary_group} does not exist.")

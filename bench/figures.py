@@ -168,6 +168,7 @@ def seed_users(identity_db: Path, count: int) -> None:
                       200000 + i, None, 0, 0, 0, 0, f"{username} {first} {last} {email}", 1,
                       fmt_time(created), None, login and fmt_time(login)))
         user_roles.append((user_id, "default", rnd.choice(roles), "2026-01-01T00:00:00Z"))
+    memberships = [(user_id, "default", 1, 1, 1, "2026-01-01T00:00:00Z") for user_id, *_ in users]
     with db:
         db.executemany(
             "INSERT INTO identity_users (id, username, email, first_name, last_name, company, status, uid_number, "
@@ -175,6 +176,9 @@ def seed_users(identity_db: Path, count: int) -> None:
             "version, created_at, updated_at, last_login_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", users)
         db.executemany("INSERT INTO identity_user_roles (user_id, tenant_id, role, as_of) VALUES (?,?,?,?)",
                        user_roles)
+        # The user list shows a tenant's members only (identity's read model of tenancy's memberships).
+        db.executemany("INSERT INTO identity_memberships (user_id, tenant_id, member, is_default, confirmed, as_of) "
+                       "VALUES (?,?,?,?,?,?)", memberships)
     db.execute("ANALYZE")
     db.close()
 

@@ -100,6 +100,13 @@ def item_of(row) -> dict:
     return {**item, **figures, "seen_at": iso(row.seen_at)}
 
 
+def status_of(status) -> dict:
+    """How a connection's polls went (an InventoryStatus), as the API shows it."""
+    error = {"code": status.error_code, "message": status.error_message} if status.error_code else None
+    return {"connection_id": status.connection_id, "polled_at": iso(status.polled_at),
+            "succeeded_at": iso(status.succeeded_at), "error": error}
+
+
 def visible(rows, scope: dict | None, filters: dict | None = None) -> list:
     """The rows the scope lets a user see that match the filters (connection_id, node, status,
     type: each an exact value; absent or None: any)."""

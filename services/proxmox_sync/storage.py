@@ -6,7 +6,9 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from kernel.db import iso, service_base  # noqa: F401 - iso: shared with the service
+from kernel.db import iso, service_base  # noqa: F401 - shared with the service
+from kernel.envelope import utc_now  # noqa: F401 - shared with the service
+from services.proxmox_sync.inventory import GUESTS
 
 Base = service_base("proxmox_sync")
 metadata = Base.metadata
@@ -65,8 +67,21 @@ def replace_inventory(session: Session, connection_id: str, tenant_id: str, rows
     session.add_all(InventoryItem(connection_id=connection_id, tenant_id=tenant_id, **row) for row in rows)
 
 
+def guest_row(session: Session, tenant_id: str, connection_id: str, vmid: int) -> InventoryItem | None:
+    return session.scalar(sa.select(InventoryItem).where(
+        InventoryItem.tenant_id == tenant_id, InventoryItem.connection_id == connection_id,
+        InventoryItem.kind.in_(GUESTS), InventoryItem.vmid == vmid))
+
+
 def forget_inventory(session: Session, connection_id: str) -> None:
     session.execute(sa.delete(InventoryItem).where(InventoryItem.connection_id == connection_id))
+
+
+def forget_connections(session: Session, connection_ids) -> None:
+    """Drops the inventory and poll status of deleted connections."""
+    ids = list(connection_ids)
+    session.execute(sa.delete(InventoryItem).where(InventoryItem.connection_id.in_(ids)))
+    session.execute(sa.delete(InventoryStatus).where(InventoryStatus.connection_id.in_(ids)))
 
 
 def forget_connections_but(session: Session, connection_ids) -> None:

@@ -137,7 +137,8 @@ def power(endpoint: pve.Endpoint, kind: str, node: str, vmid: int, action: str,
         try:
             return api.nodes(node)(kind)(vmid).status(action).post()
         except ResourceException as error:
-            if error.status_code == 500:  # Proxmox VE's "die": the reason is its own words, e.g. "VM 100 already running"
+            # Proxmox VE's "die" answers 500 with its reason in its own words, e.g. "VM 100 already running".
+            if error.status_code == 500:
                 reason = str(error.content or "refused").strip()[:200]  # proxmoxer keeps the reason phrase here
                 raise pve.PveFailure(ACTION_REFUSED, f"Proxmox VE refused to {action} {kind} {vmid}: {reason}") \
                     from None

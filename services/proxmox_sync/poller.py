@@ -9,11 +9,12 @@ between network steps, never while one is under way.
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 
 import eventlet
 from nameko.standalone.rpc import ClusterRpcProxy
 
-from kernel.db import ServiceDatabase
+from kernel.db import ServiceDatabase, aware
 from kernel.envelope import utc_now
 from kernel.errors import GatehouseError
 from kernel.service import Periodic
@@ -25,13 +26,17 @@ PAGE = 200  # connections asked of tenancy per call
 CONCURRENT_POLLS = 8
 
 
-def save_poll(uow, connection_id: str, tenant_id: str, rows: list[dict] | None,
+def save_poll(uow, connection_id: str, tenant_id: str, started_at: datetime, rows: list[dict] | None,
               failure: pve.PveFailure | None = None) -> None:
     """Inside a unit of work: the rows of a successful poll replace the connection's, or the
-    failure is recorded and the rows stay."""
+    failure is recorded and the rows stay. A poll that started before the stored one (the
+    loop's and a power action's overlap) changes nothing: it would bring back an older state."""
+    status = uow.session.get(storage.InventoryStatus, connection_id)
+    if status is not None and status.polled_at is not None and aware(status.polled_at) > started_at:
+        return
     if failure is None:
         storage.replace_inventory(uow.session, connection_id, tenant_id, rows)
-    storage.record_poll(uow.session, connection_id, tenant_id, utc_now(), failure.as_dict() if failure else None)
+    storage.record_poll(uow.session, connection_id, tenant_id, started_at, failure.as_dict() if failure else None)
 
 
 class InventoryPoller(Periodic):
@@ -66,14 +71,14 @@ class InventoryPoller(Periodic):
 
     @staticmethod
     def _poll(db: ServiceDatabase, connection: dict, endpoint: pve.Endpoint) -> None:
-        rows, failure = None, None
+        rows, failure, started_at = None, None, utc_now()
         try:
-            rows = inventory.poll_connection(endpoint, utc_now())
+            rows = inventory.poll_connection(endpoint, started_at)
         except pve.PveFailure as error:
             failure = error
             log.info("inventory poll of connection %s failed: %s", connection["id"], error.code)
         with db.unit_of_work() as uow:
-            save_poll(uow, connection["id"], connection["tenant_id"], rows, failure)
+            save_poll(uow, connection["id"], connection["tenant_id"], started_at, rows, failure)
             uow.commit()
 
 

@@ -4,7 +4,7 @@ from nameko.rpc import RpcProxy
 
 from kernel import paging
 from kernel.consumer import on_event
-from kernel.envelope import Actor
+from kernel.envelope import Actor, utc_now
 from kernel.errors import BadGateway, Conflict, NotFound, ValidationFailed
 from kernel.service import Database, ServiceBase, rpc
 from services.proxmox_sync import events, inventory, pve, storage
@@ -93,13 +93,13 @@ class ProxmoxSyncService(ServiceBase):
                 uow.commit()
             error = Conflict if failure.code == inventory.ACTION_REFUSED else BadGateway
             raise error(failure.message, code=failure.code, details={"vm": vm_id, "action": action}) from None
-        rows, poll_failure = None, None
+        rows, poll_failure, started_at = None, None, utc_now()
         try:
-            rows = inventory.poll_connection(endpoint, storage.utc_now(), step)
+            rows = inventory.poll_connection(endpoint, started_at, step)
         except pve.PveFailure as failure:
             poll_failure = failure
         with self.db.unit_of_work() as uow:
-            save_poll(uow, connection_id, tenant_id, rows, poll_failure)
+            save_poll(uow, connection_id, tenant_id, started_at, rows, poll_failure)
             uow.emit(events.vm_action(actor, tenant_id, guest, action, task=task))
             uow.commit()
         return {"vm": guest["id"], "action": action, "task": task}

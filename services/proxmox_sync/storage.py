@@ -6,8 +6,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from kernel.db import iso, service_base  # noqa: F401 - shared with the service
-from kernel.envelope import utc_now  # noqa: F401 - shared with the service
+from kernel.db import service_base
 from services.proxmox_sync.inventory import GUESTS
 
 Base = service_base("proxmox_sync")

@@ -193,3 +193,52 @@ def test_power_against_a_stopped_standin_is_unreachable(standin):
     with pytest.raises(pve.PveFailure) as gone:
         inventory.power(endpoint, "qemu", "n1", 100, "start", timeout=2)
     assert gone.value.code == pve.UNREACHABLE
+
+
+# --- storing polls -------------------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def db(tmp_path):
+    from kernel.db import ServiceDatabase
+    from services.proxmox_sync import storage
+    database = ServiceDatabase("proxmox_sync", f"sqlite:///{tmp_path / 'inv.db'}", storage.metadata)
+    storage.metadata.create_all(database.engine)
+    yield database
+    database.dispose()
+
+
+def saved(db, started_at, resources=None, failure=None):
+    from services.proxmox_sync.poller import save_poll
+    with db.unit_of_work() as uow:
+        rows = inventory.rows_of(resources, started_at) if resources is not None else None
+        save_poll(uow, CONN, "t", started_at, rows, failure)
+        uow.commit()
+
+
+def stored(db) -> dict:
+    from services.proxmox_sync import storage
+    with db.unit_of_work() as uow:
+        rows = storage.inventory_rows(uow.session, "t", inventory.GUESTS + (inventory.NODE, inventory.STORAGE))
+        status = inventory.status_of(uow.session.get(storage.InventoryStatus, CONN))
+        return {"keys": keys(rows), "status": status}
+
+
+def test_a_poll_replaces_the_rows_and_a_failed_one_keeps_them(db):
+    later = NOW.replace(minute=1)
+    saved(db, NOW, RESOURCES)
+    saved(db, later, RESOURCES[:3])  # lxc 200 and the storage are gone
+    assert stored(db)["keys"] == [("node", "n1"), ("node", "n2"), ("qemu", "100")]
+    saved(db, NOW.replace(minute=2), failure=pve.PveFailure(pve.UNREACHABLE, "cannot be reached"))
+    after = stored(db)
+    assert after["keys"] == [("node", "n1"), ("node", "n2"), ("qemu", "100")]
+    assert after["status"]["error"] == {"code": "unreachable", "message": "cannot be reached"}
+    assert after["status"]["succeeded_at"] == "2026-11-24T12:01:00Z"
+    assert after["status"]["polled_at"] == "2026-11-24T12:02:00Z"
+
+
+def test_a_poll_that_started_before_the_stored_one_changes_nothing(db):
+    saved(db, NOW.replace(minute=5), RESOURCES[:3])
+    saved(db, NOW, RESOURCES)  # began earlier, finished later: an older state
+    assert stored(db)["keys"] == [("node", "n1"), ("node", "n2"), ("qemu", "100")]
+    assert stored(db)["status"]["polled_at"] == "2026-11-24T12:05:00Z"

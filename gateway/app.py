@@ -14,8 +14,8 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from gateway import errors
 from gateway.rpc import RpcPool
 from gateway.routes import (
-    audit, audit_chain, auth, connections, health, invitations, me, my_tenant, passwords, rbac, sessions, settings,
-    sync, tenancy, twofactor, users,
+    audit, audit_chain, auth, connections, health, inventory, invitations, me, my_tenant, passwords, rbac, sessions,
+    settings, sync, tenancy, twofactor, users,
 )
 from gateway.session_cache import ProcessSessionCache
 from kernel.config import Config
@@ -52,7 +52,7 @@ def create_app(config: Config | None = None) -> APIFlask:
 
     errors.register(app)
     for module in (health, auth, me, users, sessions, audit, audit_chain, invitations, passwords, settings, rbac,
-                   twofactor, tenancy, connections, my_tenant, sync):
+                   twofactor, tenancy, connections, my_tenant, sync, inventory):
         app.register_blueprint(module.bp)
 
     @app.before_request

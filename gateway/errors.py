@@ -21,7 +21,7 @@ HTTP_CODES = {
     400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
     409: "conflict", 410: "gone", 412: "precondition_failed", 413: "payload_too_large",
     415: "unsupported_media_type", 422: "validation_error",
-    429: "too_many_requests", 500: "internal_error", 503: "service_unavailable", 504: "service_timeout",
+    429: "too_many_requests", 500: "internal_error", 502: "bad_gateway", 503: "service_unavailable", 504: "service_timeout",
 }
 
 

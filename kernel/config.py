@@ -60,6 +60,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("GATEHOUSE_AUDIT_BATCH_SIZE", "500", "Events audit stores per transaction at most (it prefetches four batches from the broker)."),
     Setting("GATEHOUSE_AUDIT_BATCH_WAIT", "0.05", "Seconds audit waits for a batch to fill before storing what it has: the added latency when traffic is low."),
     Setting("GATEHOUSE_AUDIT_VERIFY_TIMEOUT", "600", "Seconds the gateway waits for an audit chain verification (it reads every kept record)."),
+    Setting("GATEHOUSE_INVENTORY_INTERVAL", "30", "Seconds between polls of every Proxmox VE connection's inventory (nodes, VMs, containers, storages); a failed poll keeps the last inventory."),
     Setting("GATEHOUSE_ADMIN_USERNAME", "superadmin", "Username of the first super admin, created on first start."),
     Setting("GATEHOUSE_ADMIN_PASSWORD", "", "Password of the first super admin. Empty: a random one is printed once."),
     Setting("GATEHOUSE_LOG_LEVEL", "INFO", "Log level of every process."),

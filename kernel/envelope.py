@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 
 SCHEMA_VERSION = 1
 
-CATEGORIES = frozenset({"auth", "users", "rbac", "tenancy", "sync", "settings", "audit", "system"})
+CATEGORIES = frozenset({"auth", "users", "rbac", "tenancy", "sync", "operations", "settings", "audit", "system"})
 OUTCOMES = frozenset({"success", "failure"})
 
 # Names that must never appear as keys of event data, at any depth: events are

@@ -78,5 +78,12 @@ class TooManyRequests(GatehouseError):
     status, code = 429, "too_many_requests"
 
 
+@deserialize_to_instance
+class BadGateway(GatehouseError):
+    """A system we call for the caller (a Proxmox VE) failed; `code` says how (unreachable, timeout, ...)."""
+
+    status, code = 502, "bad_gateway"
+
+
 class TransientError(Exception):
     """A failure worth retrying later (a dependency is briefly unavailable)."""

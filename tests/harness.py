@@ -116,6 +116,7 @@ class Platform:
             "GATEHOUSE_ADMIN_PASSWORD": ADMIN_PASSWORD,
             "GATEHOUSE_RPC_TIMEOUT": "5",
             "GATEHOUSE_OUTBOX_POLL_INTERVAL": "0.5",
+            "GATEHOUSE_INVENTORY_INTERVAL": "1",  # inventory tests see Proxmox changes quickly
             "GATEHOUSE_GATEWAY_WORKERS": "2",
             "GATEHOUSE_TRUSTED_PROXIES": "1",  # each Api sends its own X-Forwarded-For address
             **(extra_env or {}),

@@ -18,7 +18,10 @@ REALM_CONFIGURED = "proxmox_sync.realm_configured"
 SYNC_EVENTS = (DIRECTORY_SETTINGS_CHANGED, SYNC_REQUESTED, TARGET_SYNCED, TARGET_FAILED, TARGET_RECOVERED,
                REALM_CONFIGURED)
 
-ALL = SYNC_EVENTS
+# --- inventory -------------------------------------------------------------------------
+VM_ACTION = "proxmox_sync.vm_action"
+
+ALL = (*SYNC_EVENTS, VM_ACTION)
 
 SYSTEM = Actor(user_id=None, username="system")
 SAMPLE = 20  # changes described in one event; the count says how many there were
@@ -55,7 +58,9 @@ def target_synced(target: str, tenant_id: str | None, mode: str, changes: list[d
 
 
 def target_failed(target: str, tenant_id: str | None, error: dict) -> Event:
-    return _event(TARGET_FAILED, SYSTEM, _target(target), {"error": error}, tenant_id, outcome="failure")
+    """error: {"code", "message"}, recorded as error and error_message (events carry no key named like a code)."""
+    return _event(TARGET_FAILED, SYSTEM, _target(target), {"error": error["code"], "error_message": error["message"]},
+                  tenant_id, outcome="failure")
 
 
 def target_recovered(target: str, tenant_id: str | None, down_seconds: float) -> Event:
@@ -65,4 +70,22 @@ def target_recovered(target: str, tenant_id: str | None, down_seconds: float) ->
 def realm_configured(actor: Actor, connection_id: str, tenant_id: str, realm: str, result: str,
                      outcome: str = "success", error: dict | None = None) -> Event:
     return _event(REALM_CONFIGURED, actor, Resource("connection", connection_id, realm),
-                  {"realm": realm, "result": result, "error": error}, tenant_id, outcome)
+                  {"realm": realm, "result": result, "error": error and error["code"],
+                   "error_message": error and error["message"]}, tenant_id, outcome)
+
+
+# --- inventory -------------------------------------------------------------------------
+
+def vm_action(actor: Actor, tenant_id: str, guest: dict, action: str, task: str | None = None,
+              failure: dict | None = None) -> Event:
+    """A power action on a VM or container, with its outcome. guest: id, connection_id, node,
+    vmid, type, name; failure: {"code", "message"} of a failed action (recorded as error and
+    error_message: events carry no key named like a code)."""
+    data = {"action": action, "connection_id": guest["connection_id"], "node": guest["node"], "vmid": guest["vmid"],
+            "type": guest["type"], "task": task}
+    if failure:
+        data.update(error=failure["code"], error_message=failure["message"])
+    return Event(type=VM_ACTION, source="proxmox_sync", category="operations", actor=actor,
+                 resource=Resource("vm", guest["id"], guest.get("name")), data=data,
+                 outcome="failure" if failure else "success", tenant_ids=(tenant_id,))
+

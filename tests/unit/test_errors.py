@@ -8,7 +8,7 @@ from nameko.exceptions import RemoteError, deserialize, serialize
 
 from kernel import errors
 from kernel.errors import (
-    BadRequest, Conflict, Forbidden, GatehouseError, Gone, NotFound, PreconditionFailed, TooManyRequests,
+    BadGateway, BadRequest, Conflict, Forbidden, GatehouseError, Gone, NotFound, PreconditionFailed, TooManyRequests,
     TransientError,
     Unauthorized, ValidationFailed,
 )
@@ -23,6 +23,7 @@ EXPECTED = [
     (Gone, 410, "gone"),
     (PreconditionFailed, 412, "precondition_failed"),
     (TooManyRequests, 429, "too_many_requests"),
+    (BadGateway, 502, "bad_gateway"),
 ]
 
 

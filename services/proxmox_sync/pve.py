@@ -204,8 +204,8 @@ def read_state(api, realm: str) -> PveState:
         raise PveFailure(REALM_MISSING, f"The realm '{realm}' does not exist on this Proxmox VE; create it first.")
     users = {entry["userid"]: PveUser(userid=entry["userid"], firstname=entry.get("firstname") or "",
                                       lastname=entry.get("lastname") or "", email=entry.get("email") or "",
-                                      enable=_flag(entry.get("enable", 1)), groups=frozenset(_names(entry.get("groups"))),
-                                      comment=entry.get("comment") or "")
+                                      enable=_flag(entry.get("enable", 1)),
+                                      groups=frozenset(_names(entry.get("groups"))), comment=entry.get("comment") or "")
              for entry in api.access.users.get(full=1)}
     groups = {entry["groupid"]: PveGroup(entry["groupid"], entry.get("comment") or "")
               for entry in api.access.groups.get()}
@@ -228,7 +228,8 @@ def apply(api, changes: list[PveChange]) -> int:
         except ResourceException as error:
             if error.status_code in (401, 403):
                 raise
-            failures.append({"change": change.describe(), "message": _refusal(error, change.op, change.kind, change.key)})
+            failures.append({"change": change.describe(),
+                             "message": _refusal(error, change.op, change.kind, change.key)})
     if failures:
         raise ChangesFailed(applied, failures)
     return applied

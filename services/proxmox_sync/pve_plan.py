@@ -218,8 +218,8 @@ def managed(actual_full: PveState, realm: str) -> PveState:
     groups = {groupid: group for groupid, group in actual_full.groups.items() if group.comment.startswith(prefix)}
     foreign = {(USER, userid) for userid in actual_full.users.keys() - users.keys()}
     foreign |= {(GROUP, groupid) for groupid in actual_full.groups.keys() - groups.keys()}
-    return PveState(users=users, groups=groups,
-                    roles={roleid: privs for roleid, privs in actual_full.roles.items() if roleid.startswith(ROLE_PREFIX)},
+    roles = {roleid: privs for roleid, privs in actual_full.roles.items() if roleid.startswith(ROLE_PREFIX)}
+    return PveState(users=users, groups=groups, roles=roles,
                     acls=frozenset(entry for entry in actual_full.acls
                                    if (entry.type == USER and entry.ugid in users)
                                    or (entry.type == GROUP and entry.ugid in groups)),

@@ -224,7 +224,8 @@ def test_groups_list_their_members_and_deleting_one_removes_memberships_and_acls
 def test_built_in_roles_have_their_privileges_and_cannot_be_changed(root):
     roles = {role["roleid"]: role for role in root.access.roles.get()}
     assert {"Administrator", "PVEAdmin", "PVEVMAdmin", "PVEVMUser", "PVEAuditor", "PVEDatastoreAdmin",
-            "PVEDatastoreUser", "PVEUserAdmin", "PVESysAdmin", "PVEPoolAdmin", "NoAccess", "PVETemplateUser"} <= set(roles)
+            "PVEDatastoreUser", "PVEUserAdmin", "PVESysAdmin", "PVEPoolAdmin", "NoAccess",
+            "PVETemplateUser"} <= set(roles)
     assert all(role["special"] == 1 for role in roles.values())
     assert set(root.access.roles("PVEVMUser").get()) >= {"VM.Audit", "VM.Console", "VM.PowerMgmt", "VM.Backup"}
     assert "VM.Allocate" not in root.access.roles("PVEVMUser").get()

@@ -27,6 +27,8 @@ from proxmoxer import ProxmoxAPI
 from proxmoxer.core import AuthenticationError, ResourceException
 from requests.adapters import HTTPAdapter
 
+from services.proxmox_sync import pve_plan
+from services.proxmox_sync.pve_plan import AclEntry, PveChange, PveGroup, PveState, PveUser
 from services.tenancy.domain import PASSWORD, TOKEN, host_and_port
 
 log = logging.getLogger(__name__)
@@ -41,6 +43,8 @@ TLS_FINGERPRINT_MISMATCH = "tls_fingerprint_mismatch"
 AUTHENTICATION_FAILED = "authentication_failed"
 PERMISSION_DENIED = "permission_denied"
 PROXMOX_ERROR = "proxmox_error"
+REALM_MISSING = "realm_missing"
+REALM_CONFLICT = "realm_conflict"
 
 
 class PveFailure(Exception):
@@ -50,6 +54,18 @@ class PveFailure(Exception):
 
     def as_dict(self) -> dict:
         return {"code": self.code, "message": self.message}
+
+
+class ChangesFailed(PveFailure):
+    """Some changes of an apply were refused; the others were made (`applied` of them)."""
+
+    def __init__(self, applied: int, failures: list[dict]):
+        super().__init__(PROXMOX_ERROR, f"{len(failures)} of {applied + len(failures)} changes failed; first: "
+                                        f"{failures[0]['message']}")
+        self.applied, self.failures = applied, failures
+
+    def as_dict(self) -> dict:
+        return {**super().as_dict(), "applied": self.applied, "failures": self.failures}
 
 
 @dataclass(frozen=True)
@@ -172,3 +188,132 @@ class _PinnedAdapter(HTTPAdapter):
     def init_poolmanager(self, *args, **kwargs):
         kwargs["assert_fingerprint"] = self._fingerprint
         super().init_poolmanager(*args, **kwargs)
+
+
+# --- access propagation: users, groups, roles, ACLs, the realm ------------------------------------
+# Called inside `session(...)`: a network, 401 or 403 failure ends the call, and session() turns
+# it into its PveFailure. Proxmox's own refusals of a change are reported with its reason (they
+# quote ids and names we sent, never a secret: no secret is ever sent here).
+
+
+def read_state(api, realm: str) -> PveState:
+    """Everything the Proxmox VE holds of users, groups, roles and ACLs (pve_plan.managed picks
+    Gatehouse's part). PveFailure realm_missing when `realm` does not exist there: its users
+    could not be created (ensure_realm makes it)."""
+    if realm not in {entry["realm"] for entry in api.access.domains.get()}:
+        raise PveFailure(REALM_MISSING, f"The realm '{realm}' does not exist on this Proxmox VE; create it first.")
+    users = {entry["userid"]: PveUser(userid=entry["userid"], firstname=entry.get("firstname") or "",
+                                      lastname=entry.get("lastname") or "", email=entry.get("email") or "",
+                                      enable=_flag(entry.get("enable", 1)),
+                                      groups=frozenset(_names(entry.get("groups"))), comment=entry.get("comment") or "")
+             for entry in api.access.users.get(full=1)}
+    groups = {entry["groupid"]: PveGroup(entry["groupid"], entry.get("comment") or "")
+              for entry in api.access.groups.get()}
+    roles = {entry["roleid"]: frozenset(_names(entry.get("privs"))) for entry in api.access.roles.get()}
+    acls = frozenset(AclEntry(entry["path"], entry["roleid"], entry["ugid"], entry["type"],
+                              _flag(entry.get("propagate", 1)))
+                     for entry in api.access.acl.get() if entry["type"] in (pve_plan.USER, pve_plan.GROUP))
+    return PveState(users=users, groups=groups, roles=roles, acls=acls)
+
+
+def apply(api, changes: list[PveChange]) -> int:
+    """Makes the changes in pve_plan's order (roles, groups, users, ACLs; deletes last, ACL
+    entries first) and answers how many were made; conflicts are skipped. A change Proxmox
+    refuses does not stop the others: ChangesFailed names them all at the end."""
+    applied, failures = 0, []
+    for change in pve_plan.ordered(change for change in changes if change.op != pve_plan.CONFLICT):
+        try:
+            _apply_one(api, change)
+            applied += 1
+        except ResourceException as error:
+            if error.status_code in (401, 403):
+                raise
+            failures.append({"change": change.describe(),
+                             "message": _refusal(error, change.op, change.kind, change.key)})
+    if failures:
+        raise ChangesFailed(applied, failures)
+    return applied
+
+
+def _apply_one(api, change: PveChange) -> None:
+    op, key, fields = change.op, change.key, change.fields
+    if change.kind == pve_plan.ACL:
+        who = {f"{fields['type']}s": fields["ugid"]}
+        api.access.acl.put(path=fields["path"], roles=fields["roleid"], propagate=int(fields["propagate"]), **who,
+                           **({"delete": 1} if op == pve_plan.DELETE else {}))
+        return
+    collection = {pve_plan.ROLE: api.access.roles, pve_plan.GROUP: api.access.groups,
+                  pve_plan.USER: api.access.users}[change.kind]
+    values = _form(fields)
+    if op == pve_plan.CREATE:
+        id_name = {pve_plan.ROLE: "roleid", pve_plan.GROUP: "groupid", pve_plan.USER: "userid"}[change.kind]
+        collection.post(**{id_name: key}, **{name: value for name, value in values.items() if value != ""})
+    elif op == pve_plan.UPDATE:
+        collection(key).put(**values)  # "" clears a text field, and `groups` ""  every membership
+    else:
+        collection(key).delete()
+
+
+def _form(fields: dict) -> dict:
+    """Change fields as Proxmox takes them: sets as comma lists, booleans as 0/1."""
+    return {name: ",".join(sorted(value)) if isinstance(value, (set, frozenset))
+            else int(value) if isinstance(value, bool) else value
+            for name, value in fields.items()}
+
+
+def _refusal(error: ResourceException, *doing: str) -> str:
+    errors = f" ({', '.join(sorted(error.errors))})" if isinstance(error.errors, dict) and error.errors else ""
+    return f"{' '.join(doing)}: Proxmox VE answered HTTP {error.status_code}: {error.content}{errors}"
+
+
+def _flag(value) -> bool:
+    return str(value).lower() in ("1", "true")
+
+
+def _names(value) -> list[str]:
+    """A Proxmox list: a JSON array or a comma-separated string."""
+    if isinstance(value, list):
+        return value
+    return [name for name in (value or "").split(",") if name]
+
+
+@dataclass(frozen=True)
+class RealmSpec:
+    """The LDAP realm through which Proxmox VE checks Gatehouse users' passwords against our
+    directory (no password is ever pushed to Proxmox)."""
+
+    realm: str
+    server: str
+    port: int
+    mode: str  # ldap | ldaps | ldap+starttls
+    base_dn: str  # where the users are (ou=people,...)
+    user_attr: str = "uid"
+    comment: str = "Gatehouse directory"
+
+    def options(self) -> dict:
+        return {"server1": self.server, "port": int(self.port), "mode": self.mode, "base_dn": self.base_dn,
+                "user_attr": self.user_attr, "comment": self.comment}
+
+
+def ensure_realm(api, spec: RealmSpec) -> str:
+    """Creates the LDAP realm or brings its options to `spec`: "created", "updated" or
+    "unchanged". A realm of that name of another type is not ours: PveFailure realm_conflict."""
+    realms = {entry["realm"]: entry for entry in api.access.domains.get()}
+    try:
+        if spec.realm not in realms:
+            api.access.domains.post(realm=spec.realm, type="ldap", **spec.options())
+            return "created"
+        if (kind := realms[spec.realm].get("type")) != "ldap":
+            raise PveFailure(REALM_CONFLICT, f"The realm '{spec.realm}' exists on this Proxmox VE as type '{kind}', "
+                                             "not ldap; Gatehouse does not change it (choose another realm name).")
+        config = api.access.domains(spec.realm).get()
+        have = {"mode": "ldap", **config}
+        changed = {name: value for name, value in spec.options().items() if str(have.get(name, "")) != str(value)}
+        if not changed:
+            return "unchanged"
+        api.access.domains(spec.realm).put(**changed, **({"digest": config["digest"]} if "digest" in config else {}))
+        return "updated"
+    except ResourceException as error:
+        if error.status_code in (401, 403):
+            raise
+        raise PveFailure(PROXMOX_ERROR, _refusal(error, "realm", spec.realm)) from None

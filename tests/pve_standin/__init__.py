@@ -298,9 +298,10 @@ def _create_ticket(pve: "PveStandin", call: Call):
 
 
 class PveStandin:
-    def __init__(self, schema: Schema | None = None, host: str = "127.0.0.1"):
+    def __init__(self, schema: Schema | None = None, host: str = "127.0.0.1", port: int = 0):
         self.schema = schema or _default_schema()
         self.host = host
+        self._port = port  # 0: any free port
         self.state = State()
         self.handlers = dict(HANDLERS)
         self.calls: list[dict] = []
@@ -330,7 +331,7 @@ class PveStandin:
         self.ca_pem, self.cert_pem, self.fingerprint, certfile, keyfile = _make_certificates(Path(self._dir.name))
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(certfile, keyfile)
-        self._server = make_server(self.host, 0, self._wsgi, threaded=True, ssl_context=context,
+        self._server = make_server(self.host, self._port, self._wsgi, threaded=True, ssl_context=context,
                                    request_handler=_QuietHandler)
         self._thread = threading.Thread(target=self._server.serve_forever, name="pve-standin", daemon=True)
         self._thread.start()

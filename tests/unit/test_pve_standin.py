@@ -106,7 +106,7 @@ def test_unknown_paths_and_methods_are_refused(pve):
 
 
 def test_a_call_the_schema_allows_but_no_handler_serves_is_501(pve):
-    assert api(pve, "/access/users", headers=token_headers()).status_code == 501
+    assert api(pve, "/pools", headers=token_headers()).status_code == 501
 
 
 def test_without_valid_credentials_the_answer_is_401(pve):
@@ -126,7 +126,7 @@ def test_tickets_need_the_csrf_token_on_writes(pve):
     assert api(pve, "/access/acl", "PUT", data=body, cookies=cookies).status_code == 401
     with_csrf = api(pve, "/access/acl", "PUT", data=body, cookies=cookies,
                     headers={"CSRFPreventionToken": ticket["CSRFPreventionToken"]})
-    assert with_csrf.status_code == 501  # past authentication and the schema: no handler yet
+    assert with_csrf.status_code == 200, with_csrf.text
     assert api(pve, "/access/ticket", "POST", data={"username": "alice@pve", "password": "nope"}).status_code == 401
 
 
@@ -151,3 +151,183 @@ def test_tls_is_verifiable_with_the_ca_and_the_fingerprint(pve, tmp_path):
     served = ssl.get_server_certificate((pve.host, pve.port))
     digest = hashlib.sha256(ssl.PEM_cert_to_DER_cert(served)).hexdigest().upper()
     assert ":".join(digest[i:i + 2] for i in range(0, 64, 2)) == pve.fingerprint
+
+
+# --- access control (/access/...) ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def root():
+    """A fresh stand-in and proxmoxer signed in to it as root@pam (token)."""
+    with PveStandin() as server:
+        server.add_token("root@pam!t", TOKEN_SECRET)
+        yield ProxmoxAPI(server.host, port=server.port, user="root@pam", token_name="t", token_value=TOKEN_SECRET,
+                         verify_ssl=False)
+
+
+def refused(call) -> ResourceException:
+    with pytest.raises(ResourceException) as raised:
+        call()
+    return raised.value
+
+
+def test_users_are_created_read_updated_listed_and_deleted(root):
+    root.access.groups.post(groupid="ops", comment="Operations")
+    root.access.groups.post(groupid="devs")
+    root.access.users.post(userid="bob@pve", firstname="Bob", email="bob@example.org", groups="ops", comment="c")
+    assert root.access.users("bob@pve").get() == {"enable": 1, "expire": 0, "firstname": "Bob",
+                                                  "email": "bob@example.org", "comment": "c", "groups": ["ops"],
+                                                  "tokens": {}}
+    root.access.users("bob@pve").put(groups="devs", append=1, enable=0, email="")
+    bob = root.access.users("bob@pve").get()
+    assert bob["groups"] == ["devs", "ops"] and bob["enable"] == 0 and "email" not in bob
+    root.access.users("bob@pve").put(groups="devs")  # without append: exactly these
+    assert root.access.users("bob@pve").get()["groups"] == ["devs"]
+    listed = {user["userid"]: user for user in root.access.users.get(full=1)}
+    assert set(listed) == {"root@pam", "bob@pve"}
+    assert listed["bob@pve"]["groups"] == "devs" and listed["bob@pve"]["realm-type"] == "pve"
+    assert "groups" not in root.access.users.get()[0]
+    assert [user["userid"] for user in root.access.users.get(enabled=0)] == ["bob@pve"]
+    root.access.users("bob@pve").delete()
+    assert refused(root.access.users("bob@pve").get).content == "no such user ('bob@pve')"
+
+
+def test_user_refusals_are_worded_like_proxmox(root):
+    root.access.users.post(userid="ann@pve")
+    duplicate = refused(lambda: root.access.users.post(userid="ann@pve"))
+    assert (duplicate.status_code, duplicate.content) == (500, "create user failed: user 'ann@pve' already exists")
+    assert refused(lambda: root.access.users.post(userid="x@nowhere")).content == \
+        "create user failed: domain 'nowhere' does not exist"
+    assert refused(lambda: root.access.users.post(userid="y@pve", groups="nope")).content == \
+        "create user failed: no such group 'nope'"
+    bad_id = refused(lambda: root.access.users.post(userid="no-realm"))
+    assert bad_id.status_code == 400 and "userid" in bad_id.errors
+    assert refused(root.access.users("ghost@pve").delete).content == "delete user failed: no such user ('ghost@pve')"
+    assert refused(lambda: root.access.users("ann@pve").put(groups="nope")).status_code == 500
+    assert "y@pve" not in {user["userid"] for user in root.access.users.get()}  # no partial writes
+
+
+def test_groups_list_their_members_and_deleting_one_removes_memberships_and_acls(root):
+    root.access.groups.post(groupid="ops", comment="Operations")
+    root.access.users.post(userid="bob@pve", groups="ops")
+    assert root.access.groups("ops").get() == {"comment": "Operations", "members": ["bob@pve"]}
+    assert root.access.groups.get() == [{"groupid": "ops", "comment": "Operations", "users": "bob@pve"}]
+    root.access.groups("ops").put(comment="Ops")
+    root.access.acl.put(path="/vms/100", roles="PVEVMUser", groups="ops")
+    assert refused(lambda: root.access.groups.post(groupid="ops")).content == \
+        "create group failed: group 'ops' already exists"
+    root.access.groups("ops").delete()
+    assert root.access.users("bob@pve").get()["groups"] == [] and root.access.acl.get() == []
+    assert refused(root.access.groups("ops").get).content == "group 'ops' does not exist"
+
+
+def test_built_in_roles_have_their_privileges_and_cannot_be_changed(root):
+    roles = {role["roleid"]: role for role in root.access.roles.get()}
+    assert {"Administrator", "PVEAdmin", "PVEVMAdmin", "PVEVMUser", "PVEAuditor", "PVEDatastoreAdmin",
+            "PVEDatastoreUser", "PVEUserAdmin", "PVESysAdmin", "PVEPoolAdmin", "NoAccess",
+            "PVETemplateUser"} <= set(roles)
+    assert all(role["special"] == 1 for role in roles.values())
+    assert set(root.access.roles("PVEVMUser").get()) >= {"VM.Audit", "VM.Console", "VM.PowerMgmt", "VM.Backup"}
+    assert "VM.Allocate" not in root.access.roles("PVEVMUser").get()
+    assert root.access.roles("NoAccess").get() == {}
+    assert "Sys.Modify" not in roles["PVEAdmin"]["privs"] and "Sys.Modify" in roles["Administrator"]["privs"]
+    assert refused(lambda: root.access.roles("PVEAdmin").put(privs="VM.Audit")).status_code == 500
+    assert refused(root.access.roles("PVEAuditor").delete).status_code == 500
+    reserved = refused(lambda: root.access.roles.post(roleid="PVEMine", privs="VM.Audit"))
+    assert reserved.status_code == 400 and "roleid" in reserved.errors
+
+
+def test_custom_roles_take_only_known_privileges(root):
+    root.access.roles.post(roleid="GH_helpdesk", privs="VM.Audit,VM.Console")
+    assert root.access.roles("GH_helpdesk").get() == {"VM.Audit": 1, "VM.Console": 1}
+    root.access.roles("GH_helpdesk").put(privs="VM.PowerMgmt", append=1)
+    assert set(root.access.roles("GH_helpdesk").get()) == {"VM.Audit", "VM.Console", "VM.PowerMgmt"}
+    root.access.roles("GH_helpdesk").put(privs="VM.Audit")
+    assert root.access.roles("GH_helpdesk").get() == {"VM.Audit": 1}
+    unknown = refused(lambda: root.access.roles.post(roleid="GH_x", privs="VM.Audit,VM.Teleport"))
+    assert (unknown.status_code, unknown.content) == (500, "create role failed: invalid privilege 'VM.Teleport'")
+    malformed = refused(lambda: root.access.roles.post(roleid="GH_x", privs="VM.Audit!"))
+    assert malformed.status_code == 400 and "privs" in malformed.errors
+    assert refused(root.access.roles("GH_x").get).content == "role 'GH_x' does not exist"
+    root.access.users.post(userid="bob@pve")
+    root.access.acl.put(path="/", roles="GH_helpdesk", users="bob@pve")
+    root.access.roles("GH_helpdesk").delete()
+    assert root.access.acl.get() == []
+
+
+def test_acl_entries_are_set_listed_and_deleted_like_proxmox(root):
+    root.access.users.post(userid="bob@pve")
+    root.access.groups.post(groupid="ops")
+    root.access.acl.put(path="/vms/100", roles="PVEVMUser,PVEAuditor", users="bob@pve", groups="ops", propagate=0)
+    root.access.acl.put(path="//storage/local/", roles="PVEDatastoreUser", users="bob@pve")
+    assert root.access.acl.get() == [
+        {"path": "/storage/local", "type": "user", "ugid": "bob@pve", "roleid": "PVEDatastoreUser", "propagate": 1},
+        {"path": "/vms/100", "type": "group", "ugid": "ops", "roleid": "PVEAuditor", "propagate": 0},
+        {"path": "/vms/100", "type": "group", "ugid": "ops", "roleid": "PVEVMUser", "propagate": 0},
+        {"path": "/vms/100", "type": "user", "ugid": "bob@pve", "roleid": "PVEAuditor", "propagate": 0},
+        {"path": "/vms/100", "type": "user", "ugid": "bob@pve", "roleid": "PVEVMUser", "propagate": 0}]
+    root.access.acl.put(path="/vms/100", roles="PVEVMUser,PVEAuditor", groups="ops", delete=1)
+    root.access.users("bob@pve").delete()
+    assert root.access.acl.get() == []
+    assert refused(lambda: root.access.acl.put(path="/", roles="PVEAuditor", users="ghost@pve")).content == \
+        "ACL update failed: user 'ghost@pve' does not exist"
+    assert refused(lambda: root.access.acl.put(path="/", roles="Nope", groups="ops")).content == \
+        "ACL update failed: role 'Nope' does not exist"
+    assert "path" in refused(lambda: root.access.acl.put(path="/vms/7", roles="PVEAuditor", groups="ops")).errors
+    assert "users" in refused(lambda: root.access.acl.put(path="/", roles="PVEAuditor")).errors
+
+
+def test_realms_are_created_read_updated_and_deleted(root):
+    assert {realm["realm"]: realm["type"] for realm in root.access.domains.get()} == {"pam": "pam", "pve": "pve"}
+    root.access.domains.post(realm="gatehouse", type="ldap", server1="ldap.example.org", port=636, mode="ldaps",
+                             base_dn="ou=people,dc=example,dc=org", user_attr="uid", password="bind-secret")
+    config = root.access.domains("gatehouse").get()
+    assert config["port"] == 636 and config["mode"] == "ldaps" and "password" not in config and config["digest"]
+    root.access.domains("gatehouse").put(comment="Directory", delete="port", digest=config["digest"])
+    assert "port" not in root.access.domains("gatehouse").get()
+    stale = refused(lambda: root.access.domains("gatehouse").put(comment="x", digest=config["digest"]))
+    assert stale.status_code == 500 and "modified" in stale.content
+    assert refused(lambda: root.access.domains.post(realm="gatehouse", type="ldap", server1="x", base_dn="y",
+                                                    user_attr="uid")).content == \
+        "create auth server failed: domain 'gatehouse' already exists"
+    missing = refused(lambda: root.access.domains.post(realm="other", type="ldap", server1="x"))
+    assert missing.status_code == 400 and {"base_dn", "user_attr"} <= set(missing.errors)
+    wrong_option = refused(lambda: root.access.domains.post(realm="oidc", type="openid", server1="x",
+                                                            **{"issuer-url": "https://x", "client-id": "c"}))
+    assert wrong_option.status_code == 400 and "server1" in wrong_option.errors
+    assert refused(lambda: root.access.domains.post(realm="pve2", type="pve")).status_code == 500
+    assert refused(root.access.domains("pve").delete).status_code == 500
+    root.access.users.post(userid="bob@gatehouse")
+    root.access.domains("gatehouse").delete()
+    assert refused(root.access.domains("gatehouse").get).content == "domain 'gatehouse' does not exist"
+
+
+def test_the_access_state_is_safe_under_concurrent_requests(root):
+    import concurrent.futures
+
+    def create(n):
+        root.access.users.post(userid=f"user{n}@pve")
+        root.access.acl.put(path=f"/vms/{100 + n}", roles="PVEAuditor", users=f"user{n}@pve")
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        list(pool.map(create, range(16)))
+    assert len(root.access.users.get()) == 17 and len(root.access.acl.get()) == 16
+
+
+def test_the_dev_tool_prints_where_and_how_to_sign_in():
+    import subprocess
+    import sys
+
+    tool = subprocess.Popen([sys.executable, "-m", "tests.pve_standin", "--port", "0", "--token", "dev@pve!cli=abc123"],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        lines = [tool.stdout.readline() for _ in range(4)]
+        url = lines[0].split(" at ")[1].strip()
+        assert url.startswith("https://127.0.0.1:") and "dev@pve!cli" in lines[3] and "abc123" in lines[3]
+        host, port = url[len("https://"):].split(":")
+        by_token = ProxmoxAPI(host, port=int(port), user="dev@pve", token_name="cli", token_value="abc123",
+                              verify_ssl=False)
+        assert by_token.version.get()["version"]
+    finally:
+        tool.terminate()
+        assert tool.wait(10) == 0

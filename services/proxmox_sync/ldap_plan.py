@@ -69,6 +69,8 @@ _UNESCAPED_COMMA = re.compile(r"(?<!\\),")
 
 def dn_key(dn: str) -> str:
     """A DN's comparison key: attribute types and values lowercased, spaces around separators gone."""
+    if " " not in dn and "\\" not in dn:
+        return dn.lower()  # the common case, ten times faster
     parts = []
     for rdn in _UNESCAPED_COMMA.split(dn):
         attribute, _, value = rdn.partition("=")
@@ -83,14 +85,16 @@ def parent_key(dn: str) -> str:
 def _normalize(attributes: dict[str, Iterable[str]]) -> dict[str, tuple[str, ...]]:
     normalized: dict[str, tuple[str, ...]] = {}
     for name, values in attributes.items():
-        name = CANONICAL_ATTRIBUTE.get(name.lower(), name.lower())
-        if isinstance(values, str):
-            values = (values,)
-        values = {str(value) for value in values if value is not None and str(value) != ""}
+        name = CANONICAL_ATTRIBUTE.get(name.lower()) or name.lower()
+        if isinstance(values, (str, int)):
+            values = {str(values)}
+        else:
+            values = {str(value) for value in values if value is not None}
+        values.discard("")
         if name == "objectClass":
-            values = {CANONICAL_CLASS.get(value.lower(), value.lower()) for value in values} - IGNORED_CLASSES
+            values = {CANONICAL_CLASS.get(value.lower()) or value.lower() for value in values} - IGNORED_CLASSES
         if values:
-            normalized[name] = tuple(sorted(values))
+            normalized[name] = tuple(sorted(values)) if len(values) > 1 else tuple(values)
     return normalized
 
 

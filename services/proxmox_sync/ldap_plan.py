@@ -86,6 +86,8 @@ def _normalize(attributes: dict[str, Iterable[str]]) -> dict[str, tuple[str, ...
     normalized: dict[str, tuple[str, ...]] = {}
     for name, values in attributes.items():
         name = CANONICAL_ATTRIBUTE.get(name.lower()) or name.lower()
+        if values is None:
+            continue
         if isinstance(values, (str, int)):
             values = {str(values)}
         else:

@@ -59,7 +59,6 @@ class Directory:
         self.settings = settings
         self.timeout = timeout
         self.workers = max(1, workers)
-        self._server = self._make_server()
         self._idle: queue.LifoQueue = queue.LifoQueue()
         self._open: list[ldap3.Connection] = []
         self._lock = threading.Lock()
@@ -75,14 +74,15 @@ class Directory:
         return ldap3.Server(url, get_info=ldap3.NONE, tls=tls, connect_timeout=self.timeout)
 
     def _connect(self) -> ldap3.Connection:
-        conn = ldap3.Connection(self._server, user=self.settings.bind_dn, password=self.settings.password,
+        # A new Server each time: ldap3's Server remembers an address that once refused (for a while).
+        conn = ldap3.Connection(self._make_server(), user=self.settings.bind_dn, password=self.settings.password,
                                 receive_timeout=math.ceil(self.timeout),  # ldap3 packs it as an integer
                                 raise_exceptions=False, read_only=False,
                                 check_names=False)  # no schema: values decoded as text, much faster
         try:
             conn.open()
             if self.settings.start_tls and not conn.start_tls():
-                raise DirectoryUnavailable("unreachable", f"StartTLS refused by {self._server.host}")
+                raise DirectoryUnavailable("unreachable", f"StartTLS refused by {self.settings.url}")
             if not conn.bind():
                 code = conn.result.get("result")
                 if code == INVALID_CREDENTIALS:
@@ -104,14 +104,20 @@ class Directory:
         return DirectoryUnavailable("unreachable", f"{self.settings.url} is unreachable{tls}: "
                                                    f"{type(exc).__name__}")
 
-    def _checkout(self) -> ldap3.Connection:
+    def _checkout(self) -> tuple[ldap3.Connection, bool]:
+        """A pooled connection (reused True) or a new one."""
         try:
-            return self._idle.get_nowait()
+            return self._idle.get_nowait(), True
         except queue.Empty:
-            return self._connect()
+            return self._connect(), False
 
-    def _checkin(self, conn: ldap3.Connection) -> None:
-        self._idle.put(conn)
+    def _drop_idle(self) -> None:
+        """After one connection broke the idle ones are likely dead too (server restarted)."""
+        while True:
+            try:
+                self._discard(self._idle.get_nowait())
+            except queue.Empty:
+                return
 
     def _discard(self, conn: ldap3.Connection) -> None:
         with self._lock:
@@ -122,18 +128,24 @@ class Directory:
         except Exception:  # already broken: nothing to release
             pass
 
-    def _run(self, work: Callable[[ldap3.Connection], object]):
-        """Runs `work` on a pooled connection; a broken connection is dropped, not reused."""
-        conn = self._checkout()
+    def _run(self, work: Callable[[ldap3.Connection], object], retry: bool = False):
+        """Runs `work` on a pooled connection; a broken connection is dropped, not reused.
+
+        retry (reads only): a pooled connection found dead is replaced by a new one, once.
+        """
+        conn, reused = self._checkout()
         try:
             result = work(conn)
         except DirectoryUnavailable:
-            self._checkin(conn)
+            self._idle.put(conn)
             raise
         except (ldap_errors.LDAPException, OSError) as exc:
             self._discard(conn)
+            self._drop_idle()
+            if retry and reused:
+                return self._run(work)
             raise self._unreachable(exc) from None
-        self._checkin(conn)
+        self._idle.put(conn)
         return result
 
     def close(self) -> None:
@@ -169,13 +181,13 @@ class Directory:
                     raise _refused("add", dn, conn.result)
                 writes += 1
             return writes
-        return self._run(ensure)
+        return self._run(ensure, retry=True)
 
     def read_all(self) -> dict[str, Entry]:
         """Every entry directly under ou=people and ou=groups, keyed by dn_key."""
         return self._run(lambda conn: {
             **self._search(conn, self.settings.people_dn, "(objectClass=*)"),
-            **self._search(conn, self.settings.groups_dn, "(objectClass=*)")})
+            **self._search(conn, self.settings.groups_dn, "(objectClass=*)")}, retry=True)
 
     def read_for_people(self, uid_numbers: Iterable[int], usernames: Iterable[str],
                         group_cns: Iterable[str]) -> dict[str, Entry]:
@@ -196,7 +208,7 @@ class Directory:
             for chunk in _chunks(terms):
                 groups.update(self._search(conn, self.settings.groups_dn, f"(|{''.join(chunk)})"))
             return {**people, **groups}
-        return self._run(read)
+        return self._run(read, retry=True)
 
     def _search(self, conn: ldap3.Connection, base: str, search_filter: str) -> dict[str, Entry]:
         """A paged one-level search; an absent subtree reads as empty."""

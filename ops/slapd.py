@@ -90,8 +90,12 @@ class Slapd:
     """slapd on ldap://127.0.0.1:`port`, config, data and log under `base_dir`."""
 
     def __init__(self, base_dir: Path, port: int | None = None, base_dn: str = "dc=gatehouse,dc=test",
-                 admin_dn: str = "cn=admin,dc=gatehouse,dc=test", admin_password: str = "gatehouse-admin"):
+                 admin_dn: str = "cn=admin,dc=gatehouse,dc=test", admin_password: str = "gatehouse-admin",
+                 tls: tuple[str, str] | None = None):
+        """tls: (certificate file, key file) to serve StartTLS and ldaps:// on `ldaps_port` too."""
         self.base_dir = Path(base_dir)
+        self.tls = tls
+        self.ldaps_port = free_port() if tls else None
         self.port = port or free_port()
         self.base_dn = base_dn
         self.admin_dn = admin_dn
@@ -101,6 +105,10 @@ class Slapd:
     @property
     def url(self) -> str:
         return f"ldap://127.0.0.1:{self.port}"
+
+    @property
+    def ldaps_url(self) -> str | None:
+        return f"ldaps://127.0.0.1:{self.ldaps_port}" if self.tls else None
 
     @property
     def config_path(self) -> Path:
@@ -119,7 +127,8 @@ class Slapd:
             self._load(base_entry_ldif(self.base_dn))
         log = open(self.log_path, "ab")
         # -d 0: stays in the foreground (our child, so stop() ends it) and logs nothing routine.
-        self.process = subprocess.Popen([_binary("slapd"), "-f", str(self.config_path), "-h", self.url + "/", "-d", "0"],
+        command = [_binary("slapd"), "-f", str(self.config_path), "-h", self._listeners(), "-d", "0"]
+        self.process = subprocess.Popen(command,
                                         stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
         deadline = time.monotonic() + timeout
@@ -153,8 +162,13 @@ class Slapd:
     def __exit__(self, *exc) -> None:
         self.stop()
 
+    def _listeners(self) -> str:
+        return " ".join(url + "/" for url in (self.url, self.ldaps_url) if url)
+
     def _write_config(self) -> None:
         includes = "\n".join(f"include {SCHEMA_DIR / name}.schema" for name in SCHEMAS)
+        if self.tls:
+            includes += f"\nTLSCertificateFile {self.tls[0]}\nTLSCertificateKeyFile {self.tls[1]}"
         self.config_path.write_text(CONFIG.format(includes=includes, base=self.base_dir, modules=MODULE_DIR,
                                                   suffix=self.base_dn, rootdn=self.admin_dn,
                                                   rootpw=ssha(self.admin_password)))

@@ -91,10 +91,10 @@ class Directory:
                                                f"the directory refused the bind of {self.settings.bind_dn}")
                 raise _refused("bind", self.settings.bind_dn, conn.result)
         except DirectoryUnavailable:
-            conn.unbind()
+            _unbind(conn)
             raise
         except (ldap_errors.LDAPException, OSError) as exc:
-            conn.unbind()
+            _unbind(conn)
             raise self._unreachable(exc) from None
         _lean_search_entries(conn)
         with self._lock:
@@ -125,10 +125,7 @@ class Directory:
         with self._lock:
             if conn in self._open:
                 self._open.remove(conn)
-        try:
-            conn.unbind()
-        except Exception:  # already broken: nothing to release
-            pass
+        _unbind(conn)
 
     def _run(self, work: Callable[[ldap3.Connection], object], retry: bool = False):
         """Runs `work` on a pooled connection; a broken connection is dropped, not reused.
@@ -154,10 +151,7 @@ class Directory:
         with self._lock:
             conns, self._open = self._open, []
         for conn in conns:
-            try:
-                conn.unbind()
-            except Exception:  # closing: a dead connection has nothing to release
-                pass
+            _unbind(conn)
         self._idle = queue.LifoQueue()
 
     def __enter__(self) -> "Directory":
@@ -325,6 +319,13 @@ class Directory:
                 conn.modify(change.dn, {name: [(ACTIONS[action], [value])]})
                 if conn.result["result"] not in (SUCCESS, NO_SUCH_ATTRIBUTE, VALUE_EXISTS):
                     raise _refused(change.op, change.dn, conn.result)
+
+
+def _unbind(conn: ldap3.Connection) -> None:
+    try:
+        conn.unbind()
+    except (ldap_errors.LDAPException, OSError):  # already broken: nothing left to release
+        pass
 
 
 def _lean_search_entries(conn: ldap3.Connection) -> None:

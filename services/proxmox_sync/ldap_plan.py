@@ -143,12 +143,12 @@ class LdapChange:
 
     def describe(self) -> dict:
         """What changes, by attribute name only: never a value (userPassword's least of all)."""
-        described = {"op": self.op, "dn": self.dn}
         if self.op == "add":
-            described["attributes"] = sorted(self.attributes)
-        elif self.op == "modify":
-            described["attributes"] = sorted({name for _, name, _ in self.modifications})
-        elif self.op == "rename":
+            names = sorted(self.attributes)
+        else:
+            names = sorted({name for _, name, _ in self.modifications})
+        described = {"op": self.op, "dn": self.dn, "attributes": names}
+        if self.op == "rename":
             described["new_dn"] = self.new_dn
         return described
 

@@ -12,6 +12,7 @@ import ldap3
 import pytest
 
 from services.identity.domain import HASHER
+from ops.slapd import Slapd
 from services.proxmox_sync.domain import Group, Person
 from services.proxmox_sync.ldap_directory import Directory, DirectoryUnavailable
 from services.proxmox_sync.ldap_plan import LdapChange, LdapSettings, plan_full, plan_people
@@ -256,3 +257,33 @@ def test_apply_works_under_eventlet_monkey_patching(slapd, settings):
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["41", "0"]
+
+
+@pytest.fixture
+def tls_slapd(tmp_path):
+    """A slapd of its own serving StartTLS and ldaps:// with a certificate from a private CA."""
+    from tests.pve_standin import _make_certificates
+
+    ca_pem, _, _, certfile, keyfile = _make_certificates(tmp_path)
+    server = Slapd(tmp_path / "slapd", tls=(certfile, keyfile)).start()
+    yield server, ca_pem
+    server.stop()
+
+
+@pytest.mark.parametrize("scheme", ["ldaps", "starttls"])
+def test_tls_with_the_given_ca_and_refused_without_it(tls_slapd, scheme):
+    server, ca_pem = tls_slapd
+    url = server.ldaps_url if scheme == "ldaps" else server.url
+    settings = LdapSettings(url, server.admin_dn, server.admin_password, server.base_dn,
+                            start_tls=scheme == "starttls", ca_pem=ca_pem)
+    ada = person("ada", 10061)
+    with Directory(settings) as directory:
+        assert directory.ensure_subtrees() == 2
+        sync(directory, [ada], groups([ada]))
+    assert ldapwhoami(server.url, dn(settings, "ada"), PASSWORD) == 0
+
+    with Directory(replace(settings, ca_pem=None)) as untrusted, pytest.raises(DirectoryUnavailable) as refused:
+        untrusted.read_all()  # the system's CAs do not know the private CA
+    assert refused.value.code == "unreachable"
+    with Directory(replace(settings, ca_pem=None, verify_tls=False)) as unverified:
+        assert len(unverified.read_all()) == 3

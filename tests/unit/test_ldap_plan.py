@@ -4,7 +4,7 @@ from dataclasses import replace
 import pytest
 
 from services.proxmox_sync.domain import Group, Person
-from services.proxmox_sync.ldap_plan import (LdapSettings, dn_key, desired_group, desired_person, plan_full,
+from services.proxmox_sync.ldap_plan import (Entry, LdapSettings, dn_key, desired_group, desired_person, plan_full,
                                              plan_people)
 
 SETTINGS = LdapSettings("ldap://127.0.0.1:389", "cn=admin,dc=ex,dc=test", "admin-secret", "dc=ex,dc=test")
@@ -26,12 +26,7 @@ def groups_for(people, ops_members=()) -> list[Group]:
 def directory(people, groups) -> dict:
     """What the directory holds after a perfect sync."""
     plan = plan_full(people, groups, {}, SETTINGS)
-    return {dn_key(change.dn): _entry(change) for change in plan}
-
-
-def _entry(change):
-    from services.proxmox_sync.ldap_plan import Entry
-    return Entry(change.dn, dict(change.attributes))
+    return {dn_key(change.dn): Entry(change.dn, dict(change.attributes)) for change in plan}
 
 
 def ops(plan) -> list[tuple[str, str]]:
@@ -95,7 +90,6 @@ def test_an_in_sync_directory_plans_nothing_whatever_the_case_and_order_of_what_
     groups = groups_for(people, ops_members=people)
     actual = directory(people, groups)
     # the server may spell names and classes differently, add `top`, and order values its own way
-    from services.proxmox_sync.ldap_plan import Entry
     shuffled = {}
     for key, entry in actual.items():
         attributes = {name.upper(): tuple(reversed(values)) for name, values in entry.attributes.items()}
@@ -114,7 +108,6 @@ def test_a_changed_attribute_is_modified_alone():
 
 
 def test_an_attribute_added_behind_the_planners_back_is_removed_and_extra_entries_deleted():
-    from services.proxmox_sync.ldap_plan import Entry
     people = [person("ada", 1001)]
     actual = directory(people, groups_for(people))
     key = dn_key("uid=ada,ou=people,dc=ex,dc=test")
@@ -181,7 +174,6 @@ def test_swapped_usernames_go_through_a_parking_name():
 
 
 def test_an_entry_of_another_structural_class_is_replaced_not_modified():
-    from services.proxmox_sync.ldap_plan import Entry
     ada = person("ada", 1001)
     actual = directory([ada], groups_for([ada]))
     key = dn_key("uid=ada,ou=people,dc=ex,dc=test")

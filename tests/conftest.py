@@ -3,6 +3,7 @@ import uuid
 import pytest
 
 from ops.broker import LocalRabbit
+from ops.slapd import Slapd
 from tests.harness import Platform, free_port
 from tests.mailbox import Mailbox
 
@@ -33,5 +34,14 @@ def unique():
 def mailbox():
     """A real SMTP server on a free loopback port collecting every mail (tests/mailbox.py)."""
     server = Mailbox().start()
+    yield server
+    server.stop()
+
+
+# --- LDAP
+@pytest.fixture(scope="session")
+def slapd(tmp_path_factory):
+    """A throwaway OpenLDAP server (ops/slapd.py) on a free loopback port, for the whole session."""
+    server = Slapd(tmp_path_factory.mktemp("slapd")).start()
     yield server
     server.stop()

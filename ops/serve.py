@@ -12,6 +12,7 @@ if __name__ == "__main__" and len(sys.argv) > 1 and sys.argv[1] != "gateway":
 
     eventlet.monkey_patch()
 
+import faulthandler  # noqa: E402
 import importlib  # noqa: E402
 import signal  # noqa: E402
 
@@ -55,8 +56,26 @@ def serve_service(name: str) -> None:
 
     signal.signal(signal.SIGTERM, shutdown)
     signal.signal(signal.SIGINT, shutdown)
+    signal.signal(signal.SIGUSR1, _dump_green_stacks)
+    faulthandler.register(signal.SIGUSR2, all_threads=True)  # the running stack, even when stuck in C
     runner.start()
     runner.wait()
+
+
+def _dump_green_stacks(signum, frame) -> None:
+    """SIGUSR1: every green thread's stack to stderr (where a stuck service waits)."""
+    import gc
+    import traceback
+
+    import greenlet
+
+    for thread in gc.get_objects():
+        try:
+            if isinstance(thread, greenlet.greenlet) and thread.gr_frame:
+                print(f"--- {thread!r}\n{''.join(traceback.format_stack(thread.gr_frame))}", file=sys.stderr,
+                      flush=True)
+        except ReferenceError:  # a proxy whose object is gone
+            continue
 
 
 def serve_gateway() -> None:

@@ -15,6 +15,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
+from kernel.db import aware
 from kernel.envelope import utc_now
 from kernel.errors import NotFound
 from services.proxmox_sync import events, ldap_directory, ldap_plan, pve, pve_plan, storage
@@ -98,6 +99,7 @@ class Engine:
         self.db = db
         self.directory_settings = directory_settings  # () -> ldap_plan.LdapSettings | None
         self.owner = owner or f"sync-{uuid.uuid4().hex[:12]}"
+        self._holding: dict[str, str] = {}  # target -> the lease holder name of the run on it
 
     # --- marking work -----------------------------------------------------------------
 
@@ -122,11 +124,14 @@ class Engine:
                 self.process(target, sources)
 
     def process(self, target: str, sources: Sources) -> None:
+        # Each run holds the lease under its own name: two workers of one process are two holders.
+        holder = f"{self.owner}/{uuid.uuid4().hex[:8]}"
         with self.db.unit_of_work() as uow:
-            taken = storage.take_lease(uow.session, target, self.owner, utc_now(), LEASE_SECONDS)
+            taken = storage.take_lease(uow.session, target, holder, utc_now(), LEASE_SECONDS)
             uow.commit()
         if not taken:
-            return  # another instance is on it; its work stays queued for it
+            return  # another run is on it; its work stays queued for it (or for the next look)
+        self._holding[target] = holder
         try:
             with self.db.unit_of_work() as uow:
                 rows = storage.due_work(uow.session, target, utc_now())
@@ -135,8 +140,9 @@ class Engine:
             if work:
                 self._run(target, work, hints, sources)
         finally:
+            self._holding.pop(target, None)
             with self.db.unit_of_work() as uow:
-                storage.release_lease(uow.session, target, self.owner)
+                storage.release_lease(uow.session, target, holder)
                 uow.commit()
 
     def _run(self, target: str, work: dict, hints: dict, sources: Sources) -> None:
@@ -147,6 +153,9 @@ class Engine:
             outcome = self._converge(target, mode, hints, sources)
         except TargetFailure as failure:
             self._failed(target, work, failure.error, started, clock, mode)
+            return
+        except (ldap_directory.DirectoryUnavailable, pve.PveFailure) as failure:
+            self._failed(target, work, failure.as_dict(), started, clock, mode)
             return
         except Exception as error:  # noqa: BLE001 - any failure keeps the work for later
             log.warning("sync of %s failed", target, exc_info=True)
@@ -205,11 +214,9 @@ class Engine:
             changes = ldap_plan.plan_people(people, groups_of, actual, settings, primary)
             return Outcome(self._apply(None, directory.apply, changes))
 
-    def _directory(self, settings):
-        try:
-            return ldap_directory.Directory(settings)
-        except ldap_directory.DirectoryUnavailable as failure:
-            raise TargetFailure(failure.code, failure.message) from None
+    @staticmethod
+    def _directory(settings):
+        return ldap_directory.Directory(settings)
 
     # --- Proxmox ------------------------------------------------------------------------------
 
@@ -225,17 +232,12 @@ class Engine:
         access, custom_roles = sources.access(tenant_id)
         groups = sources.groups(user_ids=[person.user_id for person in members])
         desired = pve_plan.desired_state(realm, connection_id, members, access, groups, custom_roles)
-        endpoint = pve.Endpoint.from_credentials(credentials)
-        try:
-            with pve.session(endpoint) as api:
-                actual = pve_plan.managed(pve.read_state(api, realm), realm)
-                changes = pve_plan.plan(desired, actual)
-                conflicts = [change.describe() for change in changes if change.op == "conflict"]
-                changes = [change for change in changes if change.op != "conflict"]
-                made = self._apply(target, lambda todo, progress: pve.apply(api, todo), changes)
-                return Outcome(made, conflicts)
-        except pve.PveFailure as failure:
-            raise TargetFailure(failure.code, failure.message) from None
+        with pve.session(pve.Endpoint.from_credentials(credentials)) as api:
+            actual = pve_plan.managed(pve.read_state(api, realm), realm)
+            changes = pve_plan.plan(desired, actual)
+            conflicts = [change.describe() for change in changes if change.op == "conflict"]
+            changes = [change for change in changes if change.op != "conflict"]
+            return Outcome(self._apply(target, lambda todo, progress: pve.apply(api, todo), changes), conflicts)
 
     # --- bookkeeping -----------------------------------------------------------------------------
 
@@ -253,15 +255,10 @@ class Engine:
                 last[0] = time.monotonic()
                 self._set(target, progress_done=done)
                 with self.db.unit_of_work() as uow:
-                    storage.renew_lease(uow.session, target, self.owner, utc_now(), LEASE_SECONDS)
+                    storage.renew_lease(uow.session, target, self._holding.get(target, ""), utc_now(), LEASE_SECONDS)
                     uow.commit()
 
-        try:
-            apply(changes, progress)
-        except ldap_directory.DirectoryUnavailable as failure:
-            raise TargetFailure(failure.code, failure.message) from None
-        except pve.PveFailure as failure:
-            raise TargetFailure(failure.code, failure.message) from None
+        apply(changes, progress)
         return described
 
     def _set(self, target: str, **values) -> None:
@@ -280,8 +277,9 @@ class Engine:
                 uow.commit()
                 return
             if row.failing_since is not None:
-                uow.emit(events.target_recovered(target, row.tenant_id, (now - row.failing_since).total_seconds()))
+                uow.emit(events.target_recovered(target, row.tenant_id, (now - aware(row.failing_since)).total_seconds()))
                 row.failing_since = None
+                storage.retry_now(uow.session, target, now)  # it answers again: what waits need not wait
             row.running, row.last_mode, row.last_finished_at, row.last_duration_ms = None, mode, now, duration
             row.last_changes, row.last_error = len(outcome.changes), None
             row.changes_total += len(outcome.changes)
@@ -320,7 +318,7 @@ class Engine:
                     storage.forget_target(uow.session, row.target)
             for target, tenant_id in known:
                 row = storage.ensure_target(uow.session, target, tenant_id)
-                stale = row.last_full_at is None or (now - row.last_full_at).total_seconds() >= interval
+                stale = row.last_full_at is None or (now - aware(row.last_full_at)).total_seconds() >= interval
                 if everything or stale:
                     storage.enqueue(uow.session, target, FULL, now)
             uow.commit()

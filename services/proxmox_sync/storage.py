@@ -159,6 +159,11 @@ def postpone_work(session: Session, done: dict[tuple[str, str], int], now: datet
             row.not_before = now + timedelta(seconds=backoff(row.attempts))
 
 
+def retry_now(session: Session, target: str, now: datetime) -> None:
+    session.execute(sa.update(SyncWork).where(SyncWork.target == target, SyncWork.not_before > now)
+                    .values(not_before=now))
+
+
 def pending_counts(session: Session) -> dict[str, int]:
     return dict(session.execute(sa.select(SyncWork.target, sa.func.count()).group_by(SyncWork.target)).all())
 

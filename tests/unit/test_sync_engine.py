@@ -111,6 +111,7 @@ def test_one_instance_at_a_time_holds_a_target(db, monkeypatch):
 
     def nested(*args):
         second.process(TARGET, sources=None)  # the other instance finds the lease taken
+        first.process(TARGET, sources=None)  # and so does another worker of the same process
         ran.append("first")
         return Outcome()
 

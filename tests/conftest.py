@@ -20,7 +20,6 @@ def rabbit(tmp_path_factory):
 def platform(rabbit, tmp_path_factory):
     """Every service and the gateway, started once; tests use unique names."""
     running = Platform(tmp_path_factory.mktemp("platform"), rabbit.amqp_uri).start()
-    global _platform_for_debug; _platform_for_debug = running  # DEBUG
     yield running
     running.stop()
 

@@ -124,16 +124,7 @@ def settled(admin, target: str) -> dict:
     def idle():
         item = status(admin).get(target)
         return item if item and item["pending"] == 0 and not item["running"] else None
-    try:
-        return eventually(idle, WAIT, 0.2, f"{target} settled")
-    except AssertionError:  # DEBUG
-        import os, signal, time
-        from tests.conftest import _platform_for_debug as plat
-        pid = plat.process("proxmox_sync").pid
-        os.kill(pid, signal.SIGUSR2); time.sleep(1); os.kill(pid, signal.SIGUSR1); time.sleep(3)
-        print(open(plat.base_dir / "logs" / "proxmox_sync.log").read()[-40000:])
-        print(status(admin))
-        raise
+    return eventually(idle, WAIT, 0.2, f"{target} settled")
 
 
 def patch_user(admin, user_id: str, **changes) -> dict:

@@ -35,7 +35,8 @@ def people(n: int, password_hash: str) -> list[Person]:
                    password_hash=password_hash) for i in range(n)]
 
 
-def measure(slapd_url: str, bind_dn: str, password: str, base_dn: str, n: int = 10_000) -> dict:
+def measure(slapd_url: str, bind_dn: str, password: str, base_dn: str, n: int = 10_000, library: bool = True) -> dict:
+    """library=False: the primitive (a) only (the platform bench times the engine's own sync)."""
     run = uuid.uuid4().hex[:8]
     persons = people(n, HASHER.hash(f"bench password {run}"))
     groups = [Group("bench-ldapusers", "ldapusers", PRIMARY_GID, "every user", False,
@@ -53,6 +54,9 @@ def measure(slapd_url: str, bind_dn: str, password: str, base_dn: str, n: int = 
         if not conn.add(entry.dn, attributes={name: list(values) for name, values in entry.attributes.items()}):
             raise RuntimeError(f"raw add of {entry.dn} failed: {conn.result['description']}")
     raw_seconds = time.perf_counter() - started
+    if not library:
+        conn.unbind()
+        return {"n": n, "raw_add_seconds": round(raw_seconds, 3)}
 
     # (b) our full sync into fresh subtrees
     sync_base = f"ou=sync-{run},{base_dn}"

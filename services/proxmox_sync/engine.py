@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 LEASE_SECONDS = 60.0
 PROGRESS_EVERY = 0.5  # seconds between progress writes of a long run
 PAGE = 2000
+MAX_RUNS_PER_LEASE = 10  # then the lease goes back, so other instances get their turn
 
 
 def backoff(attempts: int) -> float:
@@ -133,19 +134,22 @@ class Engine:
             return  # another run is on it; its work stays queued for it (or for the next look)
         self._holding[target] = holder
         try:
-            with self.db.unit_of_work() as uow:
-                rows = storage.due_work(uow.session, target, utc_now())
-                work = {(row.target, row.subject): row.generation for row in rows}
-                hints = {row.subject: dict(row.hint or {}) for row in rows}
-            if work:
-                self._run(target, work, hints, sources)
+            # Work that arrived during a run (its events found the lease taken) runs right after it.
+            for _ in range(MAX_RUNS_PER_LEASE):
+                with self.db.unit_of_work() as uow:
+                    rows = storage.due_work(uow.session, target, utc_now())
+                    work = {(row.target, row.subject): row.generation for row in rows}
+                    hints = {row.subject: dict(row.hint or {}) for row in rows}
+                if not work or not self._run(target, work, hints, sources):
+                    break
         finally:
             self._holding.pop(target, None)
             with self.db.unit_of_work() as uow:
                 storage.release_lease(uow.session, target, holder)
                 uow.commit()
 
-    def _run(self, target: str, work: dict, hints: dict, sources: Sources) -> None:
+    def _run(self, target: str, work: dict, hints: dict, sources: Sources) -> bool:
+        """One run; whether it succeeded."""
         mode = "full" if FULL in hints else "targeted"
         started, clock = utc_now(), time.monotonic()
         self._set(target, running=mode, progress_done=0, progress_total=0, last_started_at=started)
@@ -153,17 +157,18 @@ class Engine:
             outcome = self._converge(target, mode, hints, sources)
         except TargetFailure as failure:
             self._failed(target, work, failure.error, started, clock, mode)
-            return
+            return False
         except (ldap_directory.DirectoryUnavailable, pve.PveFailure) as failure:
             self._failed(target, work, failure.as_dict(), started, clock, mode)
-            return
+            return False
         except Exception as error:  # noqa: BLE001 - any failure keeps the work for later
             log.warning("sync of %s failed", target, exc_info=True)
             code = "source_unavailable" if type(error).__name__ in {"RpcTimeout", "UnknownService"} else "internal_error"
             self._failed(target, work, {"code": code, "message": f"The run failed ({type(error).__name__})."},
                          started, clock, mode)
-            return
+            return False
         self._succeeded(target, work, outcome, started, clock, mode)
+        return True
 
     def _converge(self, target: str, mode: str, hints: dict, sources: Sources) -> Outcome:
         if target == LDAP_TARGET:

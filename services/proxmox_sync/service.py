@@ -3,6 +3,8 @@ connection, repairs drift; polls each connection's inventory and runs VM/CT powe
 connections."""
 from __future__ import annotations
 
+import logging
+
 from nameko.dependency_providers import Config
 from nameko.extensions import DependencyProvider
 from nameko.rpc import RpcProxy
@@ -12,7 +14,7 @@ from kernel import paging
 from kernel.consumer import on_event
 from kernel.crypto import SecretBox
 from kernel.envelope import Actor, utc_now
-from kernel.errors import BadGateway, Conflict, NotFound, ValidationFailed
+from kernel.errors import BadGateway, Conflict, NotFound, TransientError, ValidationFailed
 from kernel.service import Database, ServiceBase, rpc
 from services.identity import events as identity_events
 from services.proxmox_sync import domain, engine, events, inventory, ldap_directory, ldap_plan, pve, storage
@@ -21,7 +23,9 @@ from services.proxmox_sync.domain import LDAP_TARGET, pve_target
 from services.rbac import events as rbac_events
 from services.tenancy import events as tenancy_events
 
-TICK = 0.25  # seconds between looks for due work (events also run their work at once)
+log = logging.getLogger(__name__)
+
+TICK = 1.0  # seconds between looks for due work: retries (events run their work at once)
 MAX_PAGE = 200
 
 # Identity's events that change a user's directory entry or Proxmox user.
@@ -94,22 +98,33 @@ class ProxmoxSyncService(ServiceBase):
         reconciles: of every target at start, then each one GATEHOUSE_SYNC_INTERVAL after its last."""
         sync = self.sync
         now = utc_now().timestamp()
-        if now >= sync.next_schedule:
-            sync.next_schedule = now + min(5.0, sync.config.number("GATEHOUSE_SYNC_INTERVAL"))
-            sync.engine.schedule_fulls(self._sources(), sync.config.number("GATEHOUSE_SYNC_INTERVAL"),
-                                       everything=not sync.started,
-                                       directory_configured=sync.directory_settings() is not None)
-            sync.started = True
-        sync.engine.process_due(self._sources())
+        try:
+            if now >= sync.next_schedule:
+                sync.next_schedule = now + min(5.0, sync.config.number("GATEHOUSE_SYNC_INTERVAL"))
+                sync.engine.schedule_fulls(self._sources(), sync.config.number("GATEHOUSE_SYNC_INTERVAL"),
+                                           everything=not sync.started,
+                                           directory_configured=sync.directory_settings() is not None)
+                sync.started = True
+            sync.engine.process_due(self._sources())
+        except Exception as error:  # noqa: BLE001 - e.g. tenancy not up yet: the next tick tries again
+            log.warning("sync tick: %s: %s", type(error).__name__, error)
 
     def _mark(self, targets, subject=storage.FULL, hint=None) -> None:
         """Marks the work and runs it at once (the latency users see); a failure leaves it queued."""
         self.sync.engine.enqueue(targets, subject, hint)
-        self.sync.engine.process_due(self._sources(), only={target for target, _ in targets})
+        try:
+            self.sync.engine.process_due(self._sources(), only={target for target, _ in targets})
+        except Exception as error:  # noqa: BLE001 - the work is queued: the timer runs it
+            log.warning("sync of %s deferred: %s: %s", [t for t, _ in targets], type(error).__name__, error)
 
     def _connections_of(self, tenant_ids=None) -> list[tuple[str, str]]:
-        """(target, tenant) of the connections of these tenants (None: every connection)."""
-        return [(pve_target(c["id"]), c["tenant_id"]) for c in self._sources().connections()
+        """(target, tenant) of the connections of these tenants (None: every connection). Without
+        tenancy's answer the event cannot be placed: it goes back to the queue (TransientError)."""
+        try:
+            connections = self._sources().connections()
+        except Exception as error:  # noqa: BLE001
+            raise TransientError(f"tenancy did not list connections: {type(error).__name__}") from None
+        return [(pve_target(c["id"]), c["tenant_id"]) for c in connections
                 if tenant_ids is None or c["tenant_id"] in tenant_ids]
 
     def _directory(self) -> list[tuple[str, None]]:

@@ -204,7 +204,7 @@ def test_assignments_are_listed_replaced_removed_and_audited(platform, admin, un
     error_of(admin.delete(f"/api/v1/users/{user['id']}/roles/{DEFAULT}"), 404, "no_assignment")
     error_of(assign(admin, "0e7bd1c6-0000-4000-8000-000000000000", "viewer"), 404, "not_found")
     error_of(admin.put(f"/api/v1/users/{user['id']}/roles/{DEFAULT}",
-                       json={"role": "viewer", "scope": {"vms": ["1"]}}), 422, "validation_error")
+                       json={"role": "viewer", "scope": {"clusters": ["1"]}}), 422, "validation_error")
 
 
 def test_a_permission_change_applies_to_the_next_request(platform, admin, unique):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import pwd
-import shutil
 import signal
 import stat
 import subprocess
@@ -17,19 +16,14 @@ from pathlib import Path
 
 import pg8000.native
 
+from ops import binaries
 from ops.supervisor import stop_group
 
 BIN_DIRS = ("/usr/lib/postgresql/15/bin",)
 
 
 def _binary(name: str) -> str:
-    for folder in BIN_DIRS:
-        if os.path.exists(os.path.join(folder, name)):
-            return os.path.join(folder, name)
-    found = shutil.which(name)
-    if not found:
-        raise RuntimeError(f"PostgreSQL's {name} is not installed (apt-get install postgresql)")
-    return found
+    return binaries.find(name, BIN_DIRS, "apt-get install postgresql")
 
 
 class LocalPostgres:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
-import shutil
 import signal
 import subprocess
 import time
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import ldap3
 
+from ops import binaries
 from ops.broker import free_port
 from ops.supervisor import stop_group
 
@@ -62,13 +62,7 @@ def ssha(password: str) -> str:
 
 
 def _binary(name: str) -> str:
-    for folder in ("/usr/sbin", "/usr/bin"):
-        if os.path.exists(os.path.join(folder, name)):
-            return os.path.join(folder, name)
-    found = shutil.which(name)
-    if not found:
-        raise RuntimeError(f"{name} is not installed (apt-get install slapd ldap-utils)")
-    return found
+    return binaries.find(name, ("/usr/sbin", "/usr/bin"), "apt-get install slapd ldap-utils")
 
 
 def base_entry_ldif(base_dn: str) -> str:

@@ -157,7 +157,7 @@ class ProxmoxSyncService(ServiceBase):
     def on_rights_changed(self, event):
         """A super_admin anywhere is Administrator everywhere; other rights stay in their tenant."""
         tenant_id = event.data.get("tenant_id")
-        everywhere = event.data.get("role") == "super_admin" or not tenant_id
+        everywhere = "super_admin" in (event.data.get("role"), event.data.get("previous_role")) or not tenant_id
         self._mark(self._connections_of(None if everywhere else {tenant_id}))
 
     @on_event("tenancy", types=(tenancy_events.USER_ASSIGNED_TO_TENANT, tenancy_events.USER_REMOVED_FROM_TENANT,

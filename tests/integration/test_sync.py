@@ -354,3 +354,29 @@ def test_a_connection_gets_only_its_tenants_members(platform, admin, pve, unique
         assert removed.status_code == 204, removed.text
         eventually(lambda: pve_user(other, insider["username"]) is None, WAIT, 0.2, "gone with the membership")
         admin.delete(f"/api/v1/connections/{connection['id']}")
+
+
+def test_a_proxmox_outage_loses_nothing(platform, admin, directory, unique):
+    server = PveStandin(port=free_port())  # the same port after a restart (its certificate changes: no TLS pin)
+    server.add_token(TOKEN_ID, TOKEN_SECRET)
+    server.add_token(ROOT_TOKEN, ROOT_SECRET)
+    server.start()
+    created = admin.post("/api/v1/connections", json={
+        "name": f"outage-{unique}", "url": server.url, "verify_tls": False, "realm": REALM,
+        "auth": {"token_id": TOKEN_ID, "token_secret": TOKEN_SECRET}})
+    assert created.status_code == 201, created.text
+    connection, target = created.json(), f"pve:{created.json()['id']}"
+    try:
+        assert admin.post(f"/api/v1/connections/{connection['id']}/realm", json={}).json()["ok"]
+        user, _ = make_user(platform, admin, f"po{unique}")
+        eventually(lambda: (pve_user(server, user["username"]) or {}).get("enable") == 1, WAIT, 0.2, "propagated")
+        server.stop()
+        patch_user(admin, user["id"], status="suspended")
+        failing = eventually(lambda: (s := status(admin)[target])["state"] == "failing" and s, WAIT, 0.2, "failing")
+        assert failing["pending"] >= 1 and failing["last_run"]["error"]["code"] == "unreachable"
+        server.start()
+        eventually(lambda: pve_user(server, user["username"])["enable"] == 0, 90, 0.5, "the suspension reached Proxmox")
+        assert settled(admin, target)["state"] == "idle"
+    finally:
+        server.stop()
+        admin.delete(f"/api/v1/connections/{connection['id']}")

@@ -15,6 +15,7 @@ connection, is covered by the first check only.
 from __future__ import annotations
 
 import contextlib
+from concurrent.futures import ThreadPoolExecutor
 import hashlib
 import logging
 import os
@@ -94,8 +95,7 @@ def session(endpoint: Endpoint, timeout: float = STEP_TIMEOUT):
     with _verification(endpoint, host, port, timeout) as verify:
         try:
             api = ProxmoxAPI(host, port=port, verify_ssl=verify, timeout=timeout, **_auth(endpoint))
-            if endpoint.fingerprint:
-                api._store["session"].mount("https://", _PinnedAdapter(endpoint.fingerprint))
+            api._store["session"].mount("https://", _TlsAdapter(_tls_context(endpoint), endpoint.fingerprint))
             yield api
         except PveFailure:
             raise
@@ -178,15 +178,29 @@ def _mismatch(where: str) -> PveFailure:
                       "fingerprint.")
 
 
-class _PinnedAdapter(HTTPAdapter):
-    """Every connection of the session must present the certificate with this SHA-256 fingerprint."""
+def _tls_context(endpoint: Endpoint) -> ssl.SSLContext:
+    """One TLS context per session, its trust loaded once: urllib3 would load the system's CAs
+    again for every new connection (~40 ms each, even unverified)."""
+    if endpoint.fingerprint or not endpoint.verify_tls:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE  # a pin is checked instead, or nothing
+        return context
+    return ssl.create_default_context(cadata=endpoint.ca_pem) if endpoint.ca_pem else ssl.create_default_context()
 
-    def __init__(self, fingerprint: str):
-        self._fingerprint = fingerprint.replace(":", "").lower()
+
+class _TlsAdapter(HTTPAdapter):
+    """The session's connections use `context`; with a fingerprint, each must present the
+    certificate with that SHA-256 fingerprint."""
+
+    def __init__(self, context: ssl.SSLContext, fingerprint: str | None):
+        self._context = context
+        self._fingerprint = fingerprint.replace(":", "").lower() if fingerprint else None
         super().__init__()
 
     def init_poolmanager(self, *args, **kwargs):
-        kwargs["assert_fingerprint"] = self._fingerprint
+        kwargs["ssl_context"] = self._context
+        if self._fingerprint:
+            kwargs["assert_fingerprint"] = self._fingerprint
         super().init_poolmanager(*args, **kwargs)
 
 
@@ -200,19 +214,24 @@ def read_state(api, realm: str) -> PveState:
     """Everything the Proxmox VE holds of users, groups, roles and ACLs (pve_plan.managed picks
     Gatehouse's part). PveFailure realm_missing when `realm` does not exist there: its users
     could not be created (ensure_realm makes it)."""
-    if realm not in {entry["realm"] for entry in api.access.domains.get()}:
+    # Five independent reads: in parallel, a pass costs one round trip instead of five.
+    reads = {"domains": api.access.domains.get, "users": lambda: api.access.users.get(full=1),
+             "groups": api.access.groups.get, "roles": api.access.roles.get, "acl": api.access.acl.get}
+    with ThreadPoolExecutor(len(reads)) as pool:
+        pending = {name: pool.submit(read) for name, read in reads.items()}
+        answer = {name: future.result() for name, future in pending.items()}
+    if realm not in {entry["realm"] for entry in answer["domains"]}:
         raise PveFailure(REALM_MISSING, f"The realm '{realm}' does not exist on this Proxmox VE; create it first.")
     users = {entry["userid"]: PveUser(userid=entry["userid"], firstname=entry.get("firstname") or "",
                                       lastname=entry.get("lastname") or "", email=entry.get("email") or "",
                                       enable=_flag(entry.get("enable", 1)),
                                       groups=frozenset(_names(entry.get("groups"))), comment=entry.get("comment") or "")
-             for entry in api.access.users.get(full=1)}
-    groups = {entry["groupid"]: PveGroup(entry["groupid"], entry.get("comment") or "")
-              for entry in api.access.groups.get()}
-    roles = {entry["roleid"]: frozenset(_names(entry.get("privs"))) for entry in api.access.roles.get()}
+             for entry in answer["users"]}
+    groups = {entry["groupid"]: PveGroup(entry["groupid"], entry.get("comment") or "") for entry in answer["groups"]}
+    roles = {entry["roleid"]: frozenset(_names(entry.get("privs"))) for entry in answer["roles"]}
     acls = frozenset(AclEntry(entry["path"], entry["roleid"], entry["ugid"], entry["type"],
                               _flag(entry.get("propagate", 1)))
-                     for entry in api.access.acl.get() if entry["type"] in (pve_plan.USER, pve_plan.GROUP))
+                     for entry in answer["acl"] if entry["type"] in (pve_plan.USER, pve_plan.GROUP))
     return PveState(users=users, groups=groups, roles=roles, acls=acls)
 
 

@@ -130,6 +130,9 @@ class ProxmoxSyncService(ServiceBase):
     def _directory(self) -> list[tuple[str, None]]:
         return [(LDAP_TARGET, None)] if self.sync.directory_settings() is not None else []
 
+    # The directory and the connections have handlers (queues) of their own, so one event's
+    # runs on both go in parallel, each at once.
+
     @on_event("identity", types=USER_EVENTS + PASSWORD_EVENTS, dedupe=False)
     def on_user_changed(self, event):
         data = event.data.get("profile") or event.data
@@ -137,14 +140,18 @@ class ProxmoxSyncService(ServiceBase):
                                        ((event.data.get("changed") or {}).get("username") or {}).get("from")) if name]
         self._mark(self._directory(), engine.user_subject(event.resource.id),
                    {"uid_number": data.get("uid_number"), "usernames": usernames})
-        if event.type in USER_EVENTS:
-            self._mark(self._connections_of(set(event.tenant_ids) if event.tenant_ids else None))
+
+    @on_event("identity", types=USER_EVENTS, dedupe=False)
+    def on_user_changed_for_proxmox(self, event):
+        self._mark(self._connections_of(set(event.tenant_ids) if event.tenant_ids else None))
 
     @on_event("rbac", types=(rbac_events.MEMBER_ADDED, rbac_events.MEMBER_REMOVED), dedupe=False)
     def on_membership_changed(self, event):
-        user_id = event.data.get("user_id")
-        if user_id:
+        if user_id := event.data.get("user_id"):
             self._mark(self._directory(), engine.user_subject(user_id))
+
+    @on_event("rbac", types=(rbac_events.MEMBER_ADDED, rbac_events.MEMBER_REMOVED), dedupe=False)
+    def on_membership_changed_for_proxmox(self, event):
         self._mark(self._connections_of())  # group members, and administrator groups make super admins
 
     @on_event("rbac", types=(rbac_events.GROUP_CREATED, rbac_events.GROUP_UPDATED, rbac_events.GROUP_DELETED),

@@ -58,9 +58,10 @@ def test_tls_verification_uses_the_ca_or_the_fingerprint(standin):
 
 def test_the_pinned_fingerprint_guards_every_connection_of_the_session(standin):
     with pve.session(endpoint(standin, verify_tls=True, fingerprint=standin.fingerprint)) as api:
-        assert isinstance(api._store["session"].get_adapter(standin.url), pve._PinnedAdapter)
+        assert isinstance(api._store["session"].get_adapter(standin.url), pve._TlsAdapter)
     with pytest.raises(PveFailure) as raised, pve.session(endpoint(standin, fingerprint=standin.fingerprint)) as api:
-        api._store["session"].mount("https://", pve._PinnedAdapter(":".join(["AB"] * 32)))  # another server now
+        pinned = endpoint(standin, fingerprint=":".join(["AB"] * 32))  # another server now
+        api._store["session"].mount("https://", pve._TlsAdapter(pve._tls_context(pinned), pinned.fingerprint))
         api.version.get()
     assert raised.value.code == "tls_fingerprint_mismatch"
 

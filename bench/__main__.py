@@ -129,16 +129,26 @@ def measure(args, workdir: Path, cleanup: list) -> list[dict]:
     for name in (p for p in PHASES if p in args.only and p in phases):
         rows += _phase(name, phases[name])
     sampler.stop()
-    return rows + figures.peak_rss(sampler)
+    return rows + [{**r, "phase": "rss"} for r in figures.peak_rss(sampler)]
 
 
 def _phase(name: str, run) -> list[dict]:
     say(f"measuring {name}")
     try:
-        return run()
+        rows = run()
     except Exception as error:  # one broken figure still leaves the others measured
         traceback.print_exc()
-        return [figures.row(f"{name} (failed)", f"failed: {type(error).__name__}: {error}"[:200], met=False)]
+        rows = [figures.row(f"{name} (failed)", f"failed: {type(error).__name__}: {error}"[:200], met=False)]
+    return [{**r, "phase": name} for r in rows]
+
+
+def merged_with_earlier(rows: list[dict], measured: set[str]) -> list[dict]:
+    """A run of some phases (--only) replaces their rows in the last results and keeps the others'."""
+    if not RESULTS.exists():
+        return rows
+    earlier = json.loads(RESULTS.read_text()).get("rows", [])
+    kept = [r for r in earlier if r.get("phase") and r["phase"] not in measured]
+    return kept + rows
 
 
 def text_table(rows: list[dict]) -> str:
@@ -180,6 +190,7 @@ def main(argv=None) -> int:
         else:
             shutil.rmtree(workdir, ignore_errors=True)
     elapsed = time.monotonic() - started
+    rows = merged_with_earlier(rows, set(args.only) | ({"rss"} if set(args.only) - {"audit-query"} else set()))
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps({
         "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -193,6 +193,8 @@ class ProxmoxSyncService(ServiceBase):
             rows = uow.session.query(storage.SyncTarget).order_by(storage.SyncTarget.target).all()
             items = [storage.public_target(row, pending.get(row.target, 0), next_at.get(row.target))
                      for row in rows if tenant_id is None or row.target == LDAP_TARGET or row.tenant_id == tenant_id]
+        if tenant_id is not None:  # the directory holds every tenant's people: a tenant sees its state, not names
+            items = [_without_names(item) if item["target"] == LDAP_TARGET else item for item in items]
         return {"items": items, "directory_configured": self.sync.directory_settings() is not None}
 
     @rpc
@@ -384,6 +386,14 @@ class ProxmoxSyncService(ServiceBase):
         if row is None:
             raise _no_such_guest(vm_id)
         return row
+
+
+def _without_names(item: dict) -> dict:
+    """The directory's status without what could name another tenant's users (DNs in errors, conflicts)."""
+    run = item["last_run"]
+    if run and run["error"]:
+        run = {**run, "error": {"code": run["error"]["code"], "message": "The directory run failed."}}
+    return {**item, "last_run": run, "conflicts": []}
 
 
 def _public_directory(row) -> dict:

@@ -127,3 +127,12 @@ def test_one_instance_at_a_time_holds_a_target(db, monkeypatch):
 
 def test_backoff_doubles_up_to_a_minute():
     assert [engine.backoff(n) for n in (1, 2, 3, 6, 7, 20)] == [1, 2, 4, 32, 60, 60]
+
+
+def test_a_tenants_view_of_the_directory_names_nobody():
+    from services.proxmox_sync.service import _without_names
+
+    item = {"target": "ldap", "conflicts": [{"dn": "uid=bob,ou=people,dc=x"}], "last_run": {
+        "error": {"code": "ldap_error", "message": "add uid=bob,ou=people,dc=x refused"}, "changes": 0}}
+    seen = _without_names(item)
+    assert "bob" not in repr(seen) and seen["last_run"]["error"]["code"] == "ldap_error"

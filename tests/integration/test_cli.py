@@ -112,3 +112,23 @@ def test_status_lists_every_service(platform):
     assert result.returncode in (0, 3)  # 3: a sync target of another test is failing
     text = platform.run_gatehouse("status").stdout
     assert all(name in text for name in report["services"])
+
+
+def test_status_names_a_silent_service_and_exits_1(platform):
+    platform.supervisor.kill("tenancy")
+    try:
+        result = platform.run_gatehouse("status", "--json")
+        assert result.returncode == 1, result.stdout + result.stderr
+        report = json.loads(result.stdout)
+        assert report["services"]["tenancy"]["status"].startswith("unavailable")
+        assert report["services"]["identity"]["status"] == "ok"
+    finally:
+        platform.restart("tenancy")
+        platform.wait_ready()
+
+
+def test_the_gateway_cannot_ask_for_a_super_admin(platform, unique):
+    response = platform.admin().post("/api/v1/users", json={
+        "username": f"gw{unique}", "email": f"gw{unique}@example.com", "first_name": "G", "last_name": "W",
+        "super_admin": True})
+    assert response.status_code == 422, response.text

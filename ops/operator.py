@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import getpass
 import json
+import os
 import socket
 import sys
 import time
@@ -197,16 +198,27 @@ def audit_export(kind, since, until, output):
                 if not cursor:
                     return
 
-        with (open(output, "w", encoding="utf-8", newline="") if output else _stdout()) as out:
+        with _destination(output) as out:
             for chunk in WRITERS[kind](pages()):
                 out.write(chunk)
     click.echo(f"{counted[0]} records exported" + (f" to {output}" if output else ""), err=True)
 
 
 @contextlib.contextmanager
-def _stdout():
-    yield sys.stdout
-    sys.stdout.flush()
+def _destination(path: str | None):
+    """stdout, or the file: written beside it and renamed at the end, so a failed export leaves no half file."""
+    if not path:
+        yield sys.stdout
+        sys.stdout.flush()
+        return
+    partial = f"{path}.part"
+    try:
+        with open(partial, "w", encoding="utf-8", newline="") as out:
+            yield out
+        os.replace(partial, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(partial)
 
 
 # --- status -----------------------------------------------------------------------------------

@@ -131,9 +131,9 @@ class Platform:
         assert result.returncode == 0, result.stdout + result.stderr
         return result.stdout
 
-    def run_gatehouse(self, *args: str) -> subprocess.CompletedProcess:
-        """Runs the gatehouse CLI, whatever its exit code."""
-        return subprocess.run([sys.executable, "-m", "ops.cli", *args], env=self.env,
+    def run_gatehouse(self, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+        """Runs the gatehouse CLI, whatever its exit code (`env` overrides some of the platform's settings)."""
+        return subprocess.run([sys.executable, "-m", "ops.cli", *args], env={**self.env, **(env or {})},
                               capture_output=True, text=True, timeout=120)
 
     def start(self) -> "Platform":

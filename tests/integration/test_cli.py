@@ -4,6 +4,7 @@ import io
 import json
 import re
 
+from ops.broker import free_port
 from tests.harness import PASSWORD, eventually
 
 NEW_PASSWORD = "a brand new passphrase for the cli"
@@ -97,6 +98,7 @@ def test_audit_verify_and_export(platform, unique, tmp_path):
     since = records[0]["recorded_at"]
     platform.gatehouse("audit", "export", "--format", "csv", "--since", since, "-o", str(target))
     rows = list(csv.DictReader(io.StringIO(target.read_text())))
+    assert [path.name for path in tmp_path.iterdir()] == ["audit.csv"]  # no partial file left
     assert rows and all(row["recorded_at"] >= since for row in rows)
 
     bad = platform.run_gatehouse("audit", "export", "--since", "yesterday")
@@ -132,3 +134,13 @@ def test_the_gateway_cannot_ask_for_a_super_admin(platform, unique):
         "username": f"gw{unique}", "email": f"gw{unique}@example.com", "first_name": "G", "last_name": "W",
         "super_admin": True})
     assert response.status_code == 422, response.text
+
+
+def test_without_a_broker_status_says_so_and_commands_fail_clearly(platform, unique):
+    nowhere = {"GATEHOUSE_AMQP_URI": f"amqp://guest:secret-{unique}@127.0.0.1:{free_port()}/"}
+    result = platform.run_gatehouse("status", env=nowhere)
+    assert result.returncode == 1 and "broker        unavailable" in result.stdout
+    created = platform.run_gatehouse("admin", "create", f"cli{unique}", "--email", f"cli{unique}@example.com",
+                                     env=nowhere)
+    assert created.returncode == 1 and "does not answer" in created.stderr
+    assert f"secret-{unique}" not in created.stderr  # the broker's password is masked

@@ -60,10 +60,6 @@ def services(timeout: float | None = None, cfg: Config | None = None):
                                    "(`gatehouse status`)") from None
 
 
-def emit_json(value) -> None:
-    click.echo(json.dumps(value, indent=2, sort_keys=True))
-
-
 # --- admin ------------------------------------------------------------------------------------
 
 
@@ -142,10 +138,7 @@ def sync_status(as_json):
     """Every sync target: state, last run, changes, error, work pending."""
     with services() as rpc:
         status = rpc.proxmox_sync.sync_status()
-    if as_json:
-        emit_json(status)
-    else:
-        click.echo(cli_format.sync_table(status))
+    click.echo(json.dumps(status, indent=2, sort_keys=True) if as_json else cli_format.sync_table(status))
 
 
 @sync.command("run")
@@ -172,7 +165,7 @@ def audit_verify(as_json):
     with services(timeout=VERIFY_TIMEOUT) as rpc:
         result = rpc.audit.verify()
     text, code = cli_format.verify_report(result)
-    emit_json(result) if as_json else click.echo(text)
+    click.echo(json.dumps(result, indent=2, sort_keys=True) if as_json else text)
     sys.exit(code)
 
 
@@ -230,7 +223,7 @@ def status(as_json):
     """Broker, each service's health (outbox backlog) and each sync target; exit 1 when something is
     down, 3 when a sync target fails, 0 when all is well."""
     report = collect_status()
-    emit_json(report) if as_json else click.echo(cli_format.status_text(report))
+    click.echo(json.dumps(report, indent=2, sort_keys=True) if as_json else cli_format.status_text(report))
     sys.exit(cli_format.status_exit_code(report))
 
 

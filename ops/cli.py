@@ -11,11 +11,16 @@ import requests
 
 from kernel import SERVICES
 from kernel.config import Config, markdown_table
+from ops.operator import COMMANDS, services
 
 
 @click.group()
 def main():
     """Gatehouse: users, roles, tenants and audit, propagated to LDAP and Proxmox VE."""
+
+
+for command in COMMANDS:  # admin, sync, audit, status: ops/operator.py
+    main.add_command(command)
 
 
 @main.command()
@@ -73,17 +78,8 @@ def bootstrap_admin_command(username):
 
 
 def bootstrap_admin(cfg: Config, username: str, password: str | None) -> dict:
-    from nameko.standalone.rpc import ClusterRpcProxy
-
-    from kernel.errors import GatehouseError
-
-    nameko = {k: v for k, v in cfg.nameko().items() if k != "GATEHOUSE"}
-    try:
-        with ClusterRpcProxy(nameko, timeout=60) as rpc:
-            return rpc.identity.bootstrap_admin(username, password or None)
-    except GatehouseError as error:
-        problems = "; ".join(f"{field} {problem}" for field, problem in error.details.items())
-        raise click.ClickException(f"{error.message} {problems}") from None
+    with services(timeout=60, cfg=cfg) as rpc:
+        return rpc.identity.bootstrap_admin(username, password or None)
 
 
 def describe_admin(result: dict) -> str:

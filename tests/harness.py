@@ -126,11 +126,15 @@ class Platform:
         self.supervisor = Supervisor(env=self.env, log_dir=self.base_dir / "logs")
 
     def gatehouse(self, *args: str) -> str:
-        """Runs the gatehouse CLI as an operator would."""
-        result = subprocess.run([sys.executable, "-m", "ops.cli", *args], env=self.env,
-                                capture_output=True, text=True, timeout=120)
+        """Runs the gatehouse CLI as an operator would; it must succeed. Its standard output."""
+        result = self.run_gatehouse(*args)
         assert result.returncode == 0, result.stdout + result.stderr
         return result.stdout
+
+    def run_gatehouse(self, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+        """Runs the gatehouse CLI, whatever its exit code (`env` overrides some of the platform's settings)."""
+        return subprocess.run([sys.executable, "-m", "ops.cli", *args], env={**self.env, **(env or {})},
+                              capture_output=True, text=True, timeout=120)
 
     def start(self) -> "Platform":
         self.gatehouse("migrate")

@@ -94,9 +94,11 @@ def user_registered(user, actor: Actor, invitation_id: str | None = None) -> Eve
     return _event(USER_REGISTERED, "users", actor, _user(user), {**_profile(user), "invitation_id": invitation_id})
 
 
-def user_created(user, actor: Actor, first_admin: bool = False) -> Event:
-    """A new account made by an administrator (or the bootstrap of the first admin)."""
-    return _event(USER_CREATED, "users", actor, _user(user), {**_profile(user), "first_admin": first_admin})
+def user_created(user, actor: Actor, first_admin: bool = False, super_admin: bool = False) -> Event:
+    """A new account made by an administrator (or the bootstrap of the first admin). super_admin: made
+    a super admin by an operator (`gatehouse admin create`); rbac grants the role on this event."""
+    return _event(USER_CREATED, "users", actor, _user(user),
+                  {**_profile(user), "first_admin": first_admin, "super_admin": super_admin})
 
 
 def user_updated(user, actor: Actor, changed: dict) -> Event:

@@ -853,9 +853,11 @@ class IdentityService(ServiceBase):
         return {"items": items, "next": items[-1]["user_id"] if len(items) == limit else None}
 
     @rpc
-    def create_user(self, actor, username, email, first_name, last_name, company="", tenant_id=DEFAULT_TENANT_ID):
+    def create_user(self, actor, username, email, first_name, last_name, company="", tenant_id=DEFAULT_TENANT_ID,
+                    super_admin=False):
         """An active account made by an administrator in their active tenant, with a generated password
-        shown once (returned here, never stored in clear, never in an event) that must be changed."""
+        shown once (returned here, never stored in clear, never in an event) that must be changed.
+        super_admin (the operator CLI only; the gateway never passes it): rbac makes the user a super admin."""
         fields = {"username": username, "email": email, "first_name": first_name, "last_name": last_name,
                   "company": company or ""}
         if problems := domain.profile_problems(fields):
@@ -875,7 +877,8 @@ class IdentityService(ServiceBase):
                 raise Conflict("That username or email is already in use.", code="user_exists") from None
             user.must_change_password = True
             # Tenancy makes the user a member of the event's first tenant: the creator's active one.
-            uow.emit(*events.in_tenants((tenant_id,), events.user_created(user, Actor.from_dict(actor))))
+            uow.emit(*events.in_tenants((tenant_id,), events.user_created(user, Actor.from_dict(actor),
+                                                                          super_admin=bool(super_admin))))
             uow.commit()
             return {"user": storage.admin_user(uow.session, user, None), "password": password}
 

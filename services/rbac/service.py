@@ -39,11 +39,14 @@ class RbacService(ServiceBase):
 
     @on_event("identity", types=[identity_events.USER_CREATED, identity_events.USER_REGISTERED])
     def enrol_new_user(self, event, uow):
-        """Every new user joins ldapusers; the bootstrapped first admin is super_admin (only that event grants it)."""
+        """Every new user joins ldapusers; the bootstrapped first admin (locked) and the super admins an operator
+        creates with the CLI are super_admin (only these events grant it: the gateway cannot ask for it)."""
         user_id, username = event.resource.id, event.data.get("username")
         self._add_member(uow, storage.group_by_cn(uow.session, domain.LDAPUSERS), user_id, username, SYSTEM)
         if event.data.get("first_admin"):
             self._assign(uow, user_id, username, DEFAULT_TENANT_ID, domain.SUPER_ADMIN, SYSTEM, lock=True)
+        elif event.data.get("super_admin"):
+            self._assign(uow, user_id, username, DEFAULT_TENANT_ID, domain.SUPER_ADMIN, event.actor)
 
     @on_event("identity", types=[identity_events.INVITATION_ACCEPTED])
     def grant_invited_role(self, event, uow):

@@ -239,11 +239,14 @@ def test_verify_names_a_record_edited_in_the_database(store, unique):
             db.execute("UPDATE audit_records SET resource_name = 'someone else' WHERE seq = ?", (seq,))
         try:
             result = verify(store)
+            cli = store.run_gatehouse("audit", "verify")  # the operator's check, for scripts
         finally:
             with db:
                 db.execute("UPDATE audit_records SET resource_name = ? WHERE seq = ?", (name, seq))
     assert result["valid"] is False
     assert result["first_break"] == {"seq": seq, "event_id": target, "reason": "content_changed"}
+    assert cli.returncode == 2, cli.stdout + cli.stderr
+    assert f"BROKEN at seq {seq}" in cli.stdout and target in cli.stdout and "content_changed" in cli.stdout
     assert verify(store)["valid"] is True  # restored
 
 

@@ -2,7 +2,16 @@
 
 This module runs its own RabbitMQ (it restarts it) and its own PostgreSQL (instances of
 one service share their database). The load is a few threads of the same mixed
-workload; every answer is recorded and judged afterwards against the audit trail.
+workload (register, approve with a role, sign in, join a group, list users, read audit,
+sync status); every answer is recorded and judged afterwards against the audit trail:
+2xx/4xx, or 5xx with our error shape; every 2xx change visible and recorded exactly
+once, an unsure one (5xx, no answer) at most once; the chain verifies; identity's role
+column converges.
+
+The SIGKILL test kills instance 0 of every service 8 s in, leaves instance 1 alone for
+5 s, then starts instance 0 again (as the run command's supervisor would). The gateway
+runs its two gunicorn workers; none of them is killed (a killed worker drops its
+open connections, which no answer can help).
 """
 import shutil
 import tempfile
@@ -67,6 +76,7 @@ def scaled(own_rabbit, scale_postgres, tmp_path_factory):
 class Outcomes:
     """What the load saw: every answer's status, and what each state change answered."""
 
+    group_id: str = ""  # the group the load adds members to
     statuses: Counter = field(default_factory=Counter)
     bad_answers: list = field(default_factory=list)  # neither 2xx/4xx nor a 5xx with our error shape
     registered: dict = field(default_factory=dict)  # username -> user id (201)
@@ -156,8 +166,7 @@ def run_load(platform: Platform, prefix: str, seconds: float, disturb) -> Outcom
     admin = platform.admin()
     group = admin.post("/api/v1/groups", json={"cn": f"g{prefix}"})
     assert group.status_code == 201, group.text
-    outcomes = Outcomes()
-    outcomes.group_id = group.json()["id"]
+    outcomes = Outcomes(group_id=group.json()["id"])
     stop = threading.Event()
     errors = []
 

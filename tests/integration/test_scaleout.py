@@ -28,7 +28,9 @@ import requests
 from kernel import SERVICES
 from ops.broker import LocalRabbit
 from ops.postgres import LocalPostgres
+from ops.slapd import Slapd
 from tests.harness import PASSWORD, Platform, eventually, free_port, register
+from tests.integration.test_sync import binds, status
 
 LOAD_THREADS = 3
 
@@ -56,8 +58,17 @@ def scale_postgres():
 
 
 @pytest.fixture(scope="module")
-def scaled(own_rabbit, scale_postgres, tmp_path_factory):
-    """Every service twice (instances 0 and 1), the gateway with its two workers, on PostgreSQL."""
+def own_slapd(tmp_path_factory):
+    """A directory of this module alone: a full reconcile removes people it does not know."""
+    server = Slapd(tmp_path_factory.mktemp("scale-slapd")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def scaled(own_rabbit, scale_postgres, own_slapd, tmp_path_factory):
+    """Every service twice (instances 0 and 1), the gateway with its two workers, on PostgreSQL,
+    propagating to an LDAP directory."""
     env = {f"GATEHOUSE_{name.upper()}_DB_URL": scale_postgres.url(name) for name in SERVICES}
     running = Platform(tmp_path_factory.mktemp("scale-platform"), own_rabbit.amqp_uri, extra_env=env)
     try:
@@ -65,6 +76,10 @@ def scaled(own_rabbit, scale_postgres, tmp_path_factory):
         for name in SERVICES:
             running.supervisor.start(name, instance=1)
         running.wait_ready()
+        directory = running.admin().put("/api/v1/settings/ldap", json={
+            "url": own_slapd.url, "bind_dn": own_slapd.admin_dn, "password": own_slapd.admin_password,
+            "base_dn": own_slapd.base_dn})
+        assert directory.status_code == 200, directory.text
         yield running
     finally:
         running.stop()
@@ -214,7 +229,7 @@ def user_ids_named(admin, prefix: str) -> dict:
             return found
 
 
-def assert_nothing_lost_or_doubled(platform: Platform, outcomes: Outcomes, prefix: str) -> None:
+def assert_nothing_lost_or_doubled(platform: Platform, outcomes: Outcomes, prefix: str, directory: Slapd) -> None:
     assert not outcomes.bad_answers, f"answers without our error shape: {outcomes.bad_answers[:10]}"
     admin = platform.admin()
     users = user_ids_named(admin, prefix)
@@ -255,13 +270,27 @@ def assert_nothing_lost_or_doubled(platform: Platform, outcomes: Outcomes, prefi
     # identity's read model of roles (fed by rbac's events) shows every approved user's role
     eventually(lambda: all(users_role == "viewer" for uid, users_role in user_ids_named(admin, prefix).values()
                            if uid in outcomes.approved), 60, 1, "role column of every approved user")
+    # propagation converges: the directory's work drains and every approved user signs in there
+    # A run of the killed instance holds the directory's lease until it expires (60 s): then another takes over.
+    last = {}
+
+    def directory_settled():
+        last.update(status(admin)["ldap"])
+        return last["pending"] == 0 and not last["running"]
+
+    try:
+        eventually(directory_settled, 90, 1, "directory settled")
+    except AssertionError:
+        raise AssertionError(f"directory sync did not settle: {last}") from None
+    eventually(lambda: all(binds(directory, name, PASSWORD) for name, user_id in outcomes.registered.items()
+                           if user_id in outcomes.approved), 60, 1, "every approved user in the directory")
     verify = admin.get("/api/v1/audit/verify")
     assert verify.status_code == 200 and verify.json()["valid"] is True, verify.text
 
 
 # --- the tests ------------------------------------------------------------------------------
 
-def test_two_instances_of_everything_survive_sigkill_of_one_each(scaled):
+def test_two_instances_of_everything_survive_sigkill_of_one_each(scaled, own_slapd):
     prefix = f"so{uuid.uuid4().hex[:4]}"
 
     def kill_one_of_each():
@@ -276,10 +305,10 @@ def test_two_instances_of_everything_survive_sigkill_of_one_each(scaled):
     print(f"\nscale-out load: {dict(outcomes.statuses)}, {len(outcomes.registered)} users registered")
     scaled.wait_ready()
     assert len(outcomes.registered) >= 5, outcomes.statuses  # the load got through
-    assert_nothing_lost_or_doubled(scaled, outcomes, prefix)
+    assert_nothing_lost_or_doubled(scaled, outcomes, prefix, own_slapd)
 
 
-def test_broker_restart_during_load_loses_nothing_acknowledged(scaled, own_rabbit):
+def test_broker_restart_during_load_loses_nothing_acknowledged(scaled, own_rabbit, own_slapd):
     prefix = f"br{uuid.uuid4().hex[:4]}"
     back = {}
 
@@ -300,4 +329,4 @@ def test_broker_restart_during_load_loses_nothing_acknowledged(scaled, own_rabbi
     outcomes = run_load(scaled, prefix, 25, restart_broker)
     print(f"\nbroker restart load: {dict(outcomes.statuses)}, answering again after {back['seconds']:.1f}s")
     assert outcomes.registered, outcomes.statuses
-    assert_nothing_lost_or_doubled(scaled, outcomes, prefix)
+    assert_nothing_lost_or_doubled(scaled, outcomes, prefix, own_slapd)

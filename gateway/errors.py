@@ -10,6 +10,7 @@ import logging
 
 from apiflask import APIFlask, HTTPError
 from flask import g, jsonify
+from kombu.exceptions import OperationalError
 from nameko.exceptions import RemoteError, RpcTimeout, UnknownService
 from werkzeug.exceptions import HTTPException
 
@@ -57,6 +58,7 @@ def register(app: APIFlask) -> None:
         return error_response(503, "service_unavailable", "A service is not available right now.")
 
     @app.errorhandler(ConnectionError)
+    @app.errorhandler(OperationalError)  # kombu's: the broker refused or dropped the connection
     def broker_down(error):
         return error_response(503, "service_unavailable", "The message broker is not reachable.")
 

@@ -2,7 +2,10 @@
 
 nameko's standalone proxy is not thread-safe, so each call checks one out. The
 pool belongs to one process: after a fork (gunicorn) a fresh one is built lazily.
-A client that failed on its connection or timed out is thrown away, not reused.
+A client that failed on its connection or timed out is thrown away, not reused, and
+so is every idle client older than that failure: they share the broker's fate, and
+after a broker restart an idle client's reply queue is gone, so its next call would
+publish a request whose answer the broker drops (a timeout per stale client).
 """
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ import contextlib
 import os
 import queue
 import threading
+import time
 
 from nameko.exceptions import RpcTimeout
 from nameko.standalone.rpc import ClusterRpcProxy
@@ -26,6 +30,7 @@ class RpcPool:
         self._lock = threading.Lock()
         self._idle: queue.LifoQueue | None = None
         self._slots: threading.BoundedSemaphore | None = None
+        self._failed_at = float("-inf")  # when a client last failed on the broker or timed out
 
     def _ensure_process(self) -> None:
         if self._pid != os.getpid():
@@ -42,23 +47,35 @@ class RpcPool:
         if not self._slots.acquire(timeout=self.timeout):
             raise RpcTimeout("no RPC client free")
         try:
-            try:
-                runner = self._idle.get_nowait()
-            except queue.Empty:
-                runner = ClusterRpcProxy(self.nameko_config, timeout=self.timeout)
-                runner.proxy = runner.start()
+            runner = self._checkout()
             try:
                 yield runner.proxy
             except GatehouseError:
                 self._idle.put(runner)  # a domain answer: the client is fine
                 raise
             except BaseException:
+                self._failed_at = time.monotonic()
                 _stop_quietly(runner)
                 raise
             else:
                 self._idle.put(runner)
         finally:
             self._slots.release()
+
+    def _checkout(self):
+        """An idle client started after the last failure, or a new one."""
+        while True:
+            try:
+                runner = self._idle.get_nowait()
+            except queue.Empty:
+                break
+            if runner.started_at > self._failed_at:
+                return runner
+            _stop_quietly(runner)
+        runner = ClusterRpcProxy(self.nameko_config, timeout=self.timeout)
+        runner.started_at = time.monotonic()
+        runner.proxy = runner.start()
+        return runner
 
     def close(self) -> None:
         if self._idle is not None:

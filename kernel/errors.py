@@ -85,5 +85,12 @@ class BadGateway(GatehouseError):
     status, code = 502, "bad_gateway"
 
 
+@deserialize_to_instance
+class ServiceUnavailable(GatehouseError):
+    """The request was not carried out; trying again later may work."""
+
+    status, code = 503, "service_unavailable"
+
+
 class TransientError(Exception):
     """A failure worth retrying later (a dependency is briefly unavailable)."""

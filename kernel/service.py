@@ -5,20 +5,65 @@ from __future__ import annotations
 import logging
 import threading
 
+from amqp.exceptions import ConnectionError as AmqpConnectionError
+from kombu.exceptions import OperationalError
 from nameko.extensions import DependencyProvider
 from nameko.rpc import Rpc
 
 from kernel.db import ServiceDatabase
-from kernel.errors import GatehouseError
+from kernel.errors import GatehouseError, ServiceUnavailable
 from kernel.outbox import AmqpPublisher, OutboxRelay
 
 log = logging.getLogger(__name__)
 
+BROKER_ERRORS = (OperationalError, AmqpConnectionError, OSError)  # the broker went away
+
+
+class AtMostOnceRpc(Rpc):
+    """nameko's RPC entrypoint, carrying out each request at most once.
+
+    A request the broker delivers again (its consumer died, or lost the broker, before
+    acking it) may already have been carried out: a login would open a second session and
+    record a second login_succeeded. Its caller has been told (or will be: 504) that the
+    change may have happened, so running it again only doubles it. It is answered with
+    503 service_unavailable instead, and not run.
+
+    An answer that cannot be sent because the broker is gone is dropped (the caller
+    times out: 504), not raised: nameko would take the exception for a crash of the
+    service and stop it, so a broker restart used to kill every service that was
+    answering a call at that moment.
+    """
+
+    def handle_message(self, body, message):
+        if message.delivery_info.get("redelivered"):
+            log.warning("redelivered rpc %s not run again", message.delivery_info.get("routing_key"))
+            error = ServiceUnavailable("The request was interrupted; it may or may not have been applied.",
+                                       code="request_interrupted")
+            self._answer(message, None, (type(error), error, None))
+            return
+        super().handle_message(body, message)
+
+    def handle_result(self, message, worker_ctx, result, exc_info):
+        return self._answer(message, result, exc_info)
+
+    def _answer(self, message, result, exc_info):
+        try:
+            return self.rpc_consumer.handle_result(message, result, exc_info)
+        except BROKER_ERRORS as error:
+            log.warning("rpc answer to %s lost with the broker: %s", message.delivery_info.get("routing_key"),
+                        type(error).__name__)
+            try:  # done is done: no redelivery (if the ack cannot go either, the redelivery gets a 503)
+                self.rpc_consumer.queue_consumer.ack_message(message)
+            except BROKER_ERRORS:
+                pass
+            return result, exc_info
+
 
 def rpc(fn=None, **options):
-    """nameko's @rpc, with domain errors expected (answered, not logged as crashes)."""
+    """nameko's @rpc, at most once per request (AtMostOnceRpc), with domain errors expected
+    (answered, not logged as crashes)."""
     options.setdefault("expected_exceptions", (GatehouseError,))
-    decorator = Rpc.decorator(**options)
+    decorator = AtMostOnceRpc.decorator(**options)
     return decorator(fn) if fn else decorator
 
 

@@ -101,3 +101,9 @@ class LocalRabbit:
 
     def stop(self, timeout: float = 30) -> None:
         stop_group(self.process, signal.SIGTERM, timeout)
+
+    def restart(self, down_for: float = 0) -> "LocalRabbit":
+        """Stops the node and starts it again: same name, port and data folder (durable queues survive)."""
+        self.stop()
+        time.sleep(down_for)
+        return self.start()

@@ -8,7 +8,8 @@ from nameko.exceptions import RemoteError, deserialize, serialize
 
 from kernel import errors
 from kernel.errors import (
-    BadGateway, BadRequest, Conflict, Forbidden, GatehouseError, Gone, NotFound, PreconditionFailed, TooManyRequests,
+    BadGateway, BadRequest, Conflict, Forbidden, GatehouseError, Gone, NotFound, PreconditionFailed, ServiceUnavailable,
+    TooManyRequests,
     TransientError,
     Unauthorized, ValidationFailed,
 )
@@ -24,6 +25,7 @@ EXPECTED = [
     (PreconditionFailed, 412, "precondition_failed"),
     (TooManyRequests, 429, "too_many_requests"),
     (BadGateway, 502, "bad_gateway"),
+    (ServiceUnavailable, 503, "service_unavailable"),
 ]
 
 

@@ -1,0 +1,62 @@
+"""Schemathesis fuzzes every operation of the running gateway's OpenAPI document, anonymously
+and as a super admin: no answer may be a 5xx, and each must match the spec (status documented,
+content type, body schema). It runs against a platform of its own (own vhost, own data), so
+what the fuzzer creates, changes or deletes touches no other test.
+
+The admin's token must survive the run: operations that end the caller's own sessions or
+demand something of the caller before anything else (2FA policy) run last, by themselves, and
+fuzz_hooks.py keeps the admin's own id and active tenant out of generated paths.
+"""
+import os
+import subprocess
+import sys
+import uuid
+
+import pytest
+
+from kernel import DEFAULT_TENANT_ID
+from tests.harness import Platform
+
+CHECKS = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"
+MAX_EXAMPLES = "5"
+# Operations that end or restrict the admin's own session; fuzzed as the admin's last run.
+SELF_ENDING = ("/api/v1/auth/logout", "/api/v1/me/sessions", "/api/v1/me/password", "/api/v1/settings/2fa-policy")
+
+pytestmark = pytest.mark.timeout(900)
+
+
+@pytest.fixture(scope="module")
+def fuzzed(rabbit, tmp_path_factory):
+    amqp_uri = rabbit.add_vhost(f"fuzz-{uuid.uuid4().hex[:8]}")
+    running = Platform(tmp_path_factory.mktemp("fuzz"), amqp_uri)
+    try:
+        running.start()
+        yield running
+    finally:
+        running.stop()
+
+
+def fuzz(platform: Platform, *options: str, token: str | None = None, protected: tuple[str, ...] = ()) -> None:
+    """One schemathesis run over the platform's spec; fails with schemathesis's report."""
+    headers = ["-H", f"Authorization: Bearer {token}"] if token else []
+    env = {**os.environ, "SCHEMATHESIS_HOOKS": "tests.integration.fuzz_hooks",
+           "GATEHOUSE_FUZZ_PROTECTED_IDS": ",".join(protected), "PYTHONPATH": os.getcwd()}
+    result = subprocess.run(
+        [sys.executable, "-m", "schemathesis.cli", "run", f"{platform.url}/api/v1/openapi.json",
+         "--checks", CHECKS, "--max-examples", MAX_EXAMPLES, "--workers", "2", "--request-timeout", "30",
+         "--suppress-health-check", "all", "--no-color", *headers, *options],
+        env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, f"{result.stdout[-20000:]}\n{result.stderr[-3000:]}\n{platform.logs_tail(30)}"
+
+
+def test_anonymous_answers_match_the_spec(fuzzed):
+    fuzz(fuzzed)
+
+
+def test_super_admin_answers_match_the_spec(fuzzed):
+    admin = fuzzed.admin()
+    me = admin.get("/api/v1/me").json()
+    protected = (me["id"], me.get("tenant_id") or DEFAULT_TENANT_ID)
+    self_ending = f"^({'|'.join(SELF_ENDING)})"
+    fuzz(fuzzed, "--exclude-path-regex", self_ending, token=admin.token, protected=protected)
+    fuzz(fuzzed, "--include-path-regex", self_ending, token=admin.token, protected=protected)

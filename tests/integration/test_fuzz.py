@@ -1,5 +1,5 @@
 """Schemathesis fuzzes every operation of the running gateway's OpenAPI document, anonymously
-and as a super admin: no answer may be a 5xx, and each must match the spec (status documented,
+and as a super admin (all phases: examples, coverage, fuzzing, stateful): no answer may be a 5xx, and each must match the spec (status documented,
 content type, body schema). It runs against a platform of its own (own vhost, own data), so
 what the fuzzer creates, changes or deletes touches no other test.
 
@@ -19,8 +19,9 @@ from tests.harness import Platform
 
 CHECKS = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"
 MAX_EXAMPLES = "5"
-# Operations that end or restrict the admin's own session; fuzzed as the admin's last run.
-SELF_ENDING = ("/api/v1/auth/logout", "/api/v1/me/sessions", "/api/v1/me/password", "/api/v1/settings/2fa-policy")
+# Operations that end, restrict or move (active tenant) the admin's own session; fuzzed as its last run.
+SELF_ENDING = ("/api/v1/auth/logout", "/api/v1/me/sessions", "/api/v1/me/password", "/api/v1/me/tenant",
+               "/api/v1/settings/2fa-policy")
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -47,6 +48,13 @@ def fuzz(platform: Platform, *options: str, token: str | None = None, protected:
          "--suppress-health-check", "all", "--no-color", *headers, *options],
         env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, f"{result.stdout[-20000:]}\n{result.stderr[-3000:]}\n{platform.logs_tail(30)}"
+    print(result.stdout[-2500:])  # the summary and warnings, with `pytest -s`
+
+
+def still_acting(admin) -> None:
+    """The run reached the routes' logic: the admin's session still passes every guard."""
+    response = admin.get("/api/v1/users", params={"limit": 1})
+    assert response.status_code == 200, response.text
 
 
 def test_anonymous_answers_match_the_spec(fuzzed):
@@ -59,4 +67,5 @@ def test_super_admin_answers_match_the_spec(fuzzed):
     protected = (me["id"], me.get("tenant_id") or DEFAULT_TENANT_ID)
     self_ending = f"^({'|'.join(SELF_ENDING)})"
     fuzz(fuzzed, "--exclude-path-regex", self_ending, token=admin.token, protected=protected)
+    still_acting(admin)
     fuzz(fuzzed, "--include-path-regex", self_ending, token=admin.token, protected=protected)

@@ -11,7 +11,7 @@ from flask import g, request
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from gateway import errors
+from gateway import errors, headers, openapi
 from gateway.rpc import RpcPool
 from gateway.routes import (
     audit, audit_chain, auth, connections, health, inventory, invitations, me, my_tenant, passwords, rbac, sessions,
@@ -38,6 +38,8 @@ def create_app(config: Config | None = None) -> APIFlask:
         AMQP_URI=config.amqp_uri,
         MAX_CONTENT_LENGTH=MAX_BODY,
         JSON_SORT_KEYS=False,
+        HTTP_ERROR_SCHEMA=openapi.ErrorOut,
+        VALIDATION_ERROR_SCHEMA=openapi.ErrorOut,
     )
     trusted = config.integer("GATEHOUSE_TRUSTED_PROXIES")
     if trusted:
@@ -51,6 +53,7 @@ def create_app(config: Config | None = None) -> APIFlask:
     app.extensions["session_cache"] = ProcessSessionCache(config.amqp_uri)
 
     errors.register(app)
+    openapi.install(app)
     for module in (health, auth, me, users, sessions, audit, audit_chain, invitations, passwords, settings, rbac,
                    twofactor, tenancy, connections, my_tenant, sync, inventory):
         app.register_blueprint(module.bp)
@@ -70,8 +73,6 @@ def create_app(config: Config | None = None) -> APIFlask:
     @app.after_request
     def _finish(response):
         response.headers["X-Request-ID"] = g.get("request_id", "")
-        response.headers.setdefault("Cache-Control", "no-store")
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
         principal = g.get("principal")
         log.info("request", extra={
             "request_id": g.get("request_id"), "method": request.method,
@@ -81,4 +82,5 @@ def create_app(config: Config | None = None) -> APIFlask:
         })
         return response
 
+    headers.install(app, config)  # after _start: a preflight answer carries the request id too
     return app

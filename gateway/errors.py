@@ -20,8 +20,8 @@ log = logging.getLogger("gatehouse.gateway")
 
 HTTP_CODES = {
     400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
-    409: "conflict", 410: "gone", 412: "precondition_failed", 413: "payload_too_large",
-    415: "unsupported_media_type", 422: "validation_error",
+    409: "conflict", 410: "gone", 412: "precondition_failed", 413: "payload_too_large", 414: "uri_too_long",
+    415: "unsupported_media_type", 431: "header_fields_too_large", 422: "validation_error",
     429: "too_many_requests", 500: "internal_error", 502: "bad_gateway", 503: "service_unavailable", 504: "service_timeout",
 }
 
@@ -64,6 +64,9 @@ def register(app: APIFlask) -> None:
 
     @app.errorhandler(HTTPException)
     def http_exception(error: HTTPException):
+        if error.code == 400 and (getattr(error, "data", None) or {}).get("messages"):
+            # webargs could not decode the body; its messages name the location ("json").
+            return error_response(400, "bad_request", "The request body is not valid JSON.", error.data["messages"])
         return error_response(error.code, HTTP_CODES.get(error.code, "error"), error.description)
 
     @app.errorhandler(Exception)

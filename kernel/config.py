@@ -52,6 +52,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("GATEHOUSE_RPC_TIMEOUT", "10", "Seconds the gateway waits for a service to answer."),
     Setting("GATEHOUSE_RPC_POOL_SIZE", "8", "RPC clients per gateway process."),
     Setting("GATEHOUSE_TRUSTED_PROXIES", "0", "Reverse proxies in front of the gateway whose X-Forwarded-For is trusted for the client IP."),
+    Setting("GATEHOUSE_CORS_ORIGINS", "", "Comma-separated browser origins (scheme://host[:port]) allowed to call the API from another site (CORS); empty: none."),
     Setting("GATEHOUSE_SERVICE_MAX_WORKERS", "10", "Concurrent workers per service instance (nameko max_workers, also the prefetch)."),
     Setting("GATEHOUSE_OUTBOX_POLL_INTERVAL", "1.0", "Seconds between outbox scans when no commit woke the relay (events of other instances, recovery)."),
     Setting("GATEHOUSE_SYNC_INTERVAL", "300", "Seconds between full reconciles of each sync target (LDAP, every Proxmox connection); events propagate changes at once in between, and a reconcile also runs at start and on demand."),

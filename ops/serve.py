@@ -78,6 +78,26 @@ def _dump_green_stacks(signum, frame) -> None:
             continue
 
 
+def json_server_errors() -> None:
+    """gunicorn answers requests it cannot parse (URL or headers too long, bad request line)
+    itself, as an HTML page; this gives those answers the API's one error shape instead."""
+    import json
+
+    from gunicorn import util
+
+    from gateway.errors import HTTP_CODES
+    from gateway.headers import SECURITY_HEADERS
+
+    def write_error(sock, status_int, reason, mesg):
+        body = json.dumps({"error": {"code": HTTP_CODES.get(status_int, "bad_request"), "message": f"{reason}: {mesg}",
+                                     "details": {}}}).encode()
+        head = [f"HTTP/1.1 {status_int} {reason}", "Connection: close", "Content-Type: application/json",
+                f"Content-Length: {len(body)}", *(f"{name}: {value}" for name, value in SECURITY_HEADERS.items())]
+        util.write_nonblock(sock, ("\r\n".join(head) + "\r\n\r\n").encode("latin1") + body)
+
+    util.write_error = write_error
+
+
 def serve_gateway() -> None:
     from gunicorn.app.base import BaseApplication
 
@@ -102,6 +122,7 @@ def serve_gateway() -> None:
 
             return create_app(config)
 
+    json_server_errors()
     Gateway().run()
 
 

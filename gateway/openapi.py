@@ -1,0 +1,103 @@
+"""The OpenAPI document: the one error shape, and the answers every route of a kind can give.
+
+Routes document what is particular to them (404 of their object, 409 of their name, ...); the
+answers that come from the gateway's plumbing are added here once, so no route can forget them:
+a body that is not JSON (400) or too large (413), invalid fields (422), no session (401), an
+outstanding requirement or missing permission (403), and a service or broker that does not
+answer (503/504); the HTTP server refuses a URL that is too long (414).
+"""
+from __future__ import annotations
+
+import re
+
+from apiflask import APIFlask, Schema
+from apiflask.fields import Dict, Nested, String
+
+
+ERROR_REF = {"$ref": "#/components/schemas/ErrorOut"}
+BODY_ANSWERS = {
+    "400": "The body is not valid JSON (`bad_request`)",
+    "413": "The body is larger than 256 KiB (`payload_too_large`)",
+}
+INPUT_ANSWERS = {
+    "414": "The URL is longer than 4094 bytes (`uri_too_long`)",
+    "422": "Invalid fields (`validation_error`); `details` names each field by location",
+}
+GUARDED_ANSWERS = {
+    "401": "Not signed in, or the session ended (`unauthorized`)",
+    "403": "A missing permission (`permission_denied`), an outstanding requirement "
+           "(`password_change_required`, `2fa_enrollment_required`) or a tenant no longer available",
+}
+INFRASTRUCTURE_ANSWERS = {
+    "503": "A service or the message broker is not available (`service_unavailable`)",
+    "504": "A service did not answer in time; the change may still be applied (`service_timeout`)",
+}
+RULE_VARIABLE = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")  # werkzeug's <int:id> is OpenAPI's {id}
+METHODS = ("get", "put", "post", "delete", "patch")
+
+
+class ErrorDetail(Schema):
+    code = String(required=True, metadata={"description": "Machine-readable snake_case code"})
+    message = String(required=True)
+    details = Dict(required=True, metadata={"description": "Field → problem, or further facts; may be empty"})
+
+
+class ErrorOut(Schema):
+    """Every error answer of the API."""
+
+    error = Nested(ErrorDetail, required=True)
+
+
+def common_answers(operation: dict) -> dict[str, str]:
+    """The status → description this operation can answer from the gateway's plumbing."""
+    answers = dict(INFRASTRUCTURE_ANSWERS)
+    if operation.get("parameters") or operation.get("requestBody"):
+        answers.update(INPUT_ANSWERS)
+    if operation.get("requestBody"):
+        answers.update(BODY_ANSWERS)
+    if operation.get("security"):
+        answers.update(GUARDED_ANSWERS)
+    return answers
+
+
+def add_common_answers(spec: dict, permissions: dict[tuple[str, str], str | None]) -> dict:
+    """Adds the plumbing's answers each operation lacks, and the permission it needs as
+    `x-permission` (from `permissions`: (path, method) → permission of its requires())."""
+    for path, item in spec.get("paths", {}).items():
+        for method in METHODS:
+            operation = item.get(method)
+            if operation is None:
+                continue
+            responses = operation.setdefault("responses", {})
+            for status, description in common_answers(operation).items():
+                responses.setdefault(status, {"description": description,
+                                              "content": {"application/json": {"schema": ERROR_REF}}})
+            if (permission := permissions.get((path, method))) is not None:
+                operation["x-permission"] = permission
+    return spec
+
+
+def permission_of(view) -> str | None:
+    """What the route's requires() asks: its permission, "signed_in" for any signed-in user;
+    None for a route anyone may call."""
+    while view is not None:
+        if hasattr(view, "allowances"):  # set by gateway.auth.requires
+            return view.required_permission or "signed_in"
+        view = getattr(view, "__wrapped__", None)
+    return None
+
+
+def route_permissions(app: APIFlask) -> dict[tuple[str, str], str | None]:
+    """(OpenAPI path, method) → permission_of() the route."""
+    found = {}
+    for rule in app.url_map.iter_rules():
+        path = RULE_VARIABLE.sub(r"{\1}", rule.rule)
+        for method in rule.methods - {"HEAD", "OPTIONS"}:
+            found[(path, method.lower())] = permission_of(app.view_functions[rule.endpoint])
+    return found
+
+
+def install(app: APIFlask) -> None:
+    @app.spec_processor
+    def _complete(spec: dict) -> dict:
+        return add_common_answers(spec, route_permissions(app))

@@ -1,0 +1,86 @@
+"""The OpenAPI document: served with its interactive page, one error shape, and every
+operation documents the answers the gateway's plumbing can give and the permission it needs."""
+from __future__ import annotations
+
+import pytest
+
+from gateway.app import create_app
+from kernel.config import Config
+
+METHODS = ("get", "put", "post", "delete", "patch")
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    return create_app(Config.from_env({"GATEHOUSE_DATA_DIR": str(tmp_path_factory.mktemp("gateway"))})).test_client()
+
+
+@pytest.fixture(scope="module")
+def spec(app):
+    response = app.get("/api/v1/openapi.json")
+    assert response.status_code == 200
+    return response.get_json()
+
+
+def operations(spec):
+    for path, item in spec["paths"].items():
+        for method in METHODS:
+            if method in item:
+                yield f"{method.upper()} {path}", item[method]
+
+
+def test_the_interactive_docs_page_is_served(app):
+    response = app.get("/api/docs")
+    assert response.status_code == 200
+    assert b"/api/v1/openapi.json" in response.data
+
+
+def test_every_error_answer_has_the_one_error_shape(spec):
+    shape = spec["components"]["schemas"]["ErrorOut"]
+    assert shape["required"] == ["error"]
+    wrong = [f"{name} {status}" for name, operation in operations(spec)
+             for status, answer in operation["responses"].items() if int(status) >= 400
+             and answer.get("content", {}).get("application/json", {}).get("schema") != {"$ref": "#/components/schemas/ErrorOut"}]
+    assert not wrong
+
+
+def test_every_operation_documents_the_plumbings_answers(spec):
+    missing = []
+    for name, operation in operations(spec):
+        expected = {"503", "504"}
+        if operation.get("parameters") or operation.get("requestBody"):
+            expected |= {"414", "422"}
+        if operation.get("requestBody"):
+            expected |= {"400", "413"}
+        if operation.get("security"):
+            expected |= {"401", "403"}
+        missing += [f"{name} {status}" for status in expected - set(operation["responses"])]
+    assert not missing
+
+
+def test_every_guarded_operation_names_its_permission(spec):
+    named = {name: operation.get("x-permission") for name, operation in operations(spec)}
+    assert named["PATCH /api/v1/users/{user_id}"] == "admin.users"
+    assert named["GET /api/v1/me"] == "signed_in"
+    assert named["POST /api/v1/auth/login"] is None
+    assert not [name for name, operation in operations(spec) if operation.get("security") and not named[name]]
+
+
+def test_a_body_that_is_not_json_is_a_400_naming_the_location(app):
+    response = app.post("/api/v1/auth/refresh", data=b"\xff{", content_type="application/json")
+    assert response.status_code == 400
+    assert response.get_json()["error"] == {"code": "bad_request", "message": "The request body is not valid JSON.",
+                                            "details": {"json": ["Invalid JSON body."]}}
+
+
+def test_unknown_and_mistyped_fields_are_422_with_field_paths(app):
+    response = app.post("/api/v1/auth/login", json={"login": 5, "password": "x", "extra": 1})
+    assert response.status_code == 422
+    details = response.get_json()["error"]["details"]["json"]
+    assert set(details) == {"login", "extra"}
+
+
+def test_an_oversize_body_is_a_413(app):
+    response = app.post("/api/v1/auth/login", data=b"x" * (300 * 1024), content_type="application/json")
+    assert response.status_code == 413
+    assert response.get_json()["error"]["code"] == "payload_too_large"

@@ -1,8 +1,11 @@
 """Drives a real Gatehouse for integration tests: processes, HTTP client, waiting."""
 from __future__ import annotations
 
+import contextlib
 import os
 import random
+import shutil
+import tempfile
 import subprocess
 import sys
 import time
@@ -210,3 +213,22 @@ class Platform:
 
     def stop(self) -> None:
         self.supervisor.stop_all()
+
+
+@contextlib.contextmanager
+def postgres_for_services(prefix: str):
+    """A PostgreSQL server with one database per service; stopped and deleted afterwards."""
+    from kernel import SERVICES
+    from ops.postgres import LocalPostgres
+
+    # Not under pytest's tmp_path: that folder is private to root, and the server runs as postgres.
+    base = Path(tempfile.mkdtemp(prefix=prefix))
+    server = LocalPostgres(base, free_port())
+    try:
+        server.start()
+        for name in SERVICES:
+            server.create_database(name)
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(base, ignore_errors=True)

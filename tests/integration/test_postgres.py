@@ -5,12 +5,9 @@ platform here runs on the session broker in its own vhost, so it never consumes
 the queues of the session's SQLite platform.
 """
 import importlib
-import shutil
-import tempfile
 import threading
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -22,27 +19,17 @@ from kernel import SERVICES, migrate
 from kernel.db import ServiceDatabase, create_engine, kernel_tables
 from kernel.envelope import SYSTEM, Event, Resource
 from kernel.outbox import OutboxRelay
-from ops.postgres import LocalPostgres
 from services.identity import storage as identity_storage
 from services.identity.domain import FIRST_UID_NUMBER
-from tests.harness import ADMIN_USERNAME, Platform, eventually, free_port, register
+from tests.harness import ADMIN_USERNAME, Platform, eventually, postgres_for_services, register
 from tests.integration.test_slice import audit_of
 
 
 @pytest.fixture(scope="module")
 def postgres():
     """PostgreSQL with one database per service; stopped and deleted afterwards."""
-    # Not under tmp_path: that folder is private to root, and the server runs as postgres.
-    base = Path(tempfile.mkdtemp(prefix="gatehouse-pg-"))
-    server = LocalPostgres(base, free_port())
-    try:
-        server.start()
-        for name in SERVICES:
-            server.create_database(name)
+    with postgres_for_services("gatehouse-pg-") as server:
         yield server
-    finally:
-        server.stop()
-        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

@@ -13,23 +13,19 @@ The SIGKILL test kills instance 0 of every service 8 s in, leaves instance 1 alo
 runs its two gunicorn workers; none of them is killed (a killed worker drops its
 open connections, which no answer can help).
 """
-import shutil
-import tempfile
 import threading
 import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
 import requests
 
 from kernel import SERVICES
 from ops.broker import LocalRabbit
-from ops.postgres import LocalPostgres
 from ops.slapd import Slapd
-from tests.harness import PASSWORD, Platform, eventually, free_port, register
+from tests.harness import PASSWORD, Platform, eventually, free_port, postgres_for_services, register
 from tests.integration.test_sync import binds, status
 
 LOAD_THREADS = 3
@@ -45,16 +41,8 @@ def own_rabbit(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def scale_postgres():
-    base = Path(tempfile.mkdtemp(prefix="gatehouse-scale-pg-"))  # reachable by the postgres user
-    server = LocalPostgres(base, free_port())
-    try:
-        server.start()
-        for name in SERVICES:
-            server.create_database(name)
+    with postgres_for_services("gatehouse-scale-pg-") as server:
         yield server
-    finally:
-        server.stop()
-        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

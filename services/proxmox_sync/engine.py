@@ -15,9 +15,11 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
+import eventlet
+
 from kernel.db import aware
 from kernel.envelope import utc_now
-from kernel.errors import NotFound
+from kernel.errors import NotFound, TransientError
 from services.proxmox_sync import events, ldap_directory, ldap_plan, pve, pve_plan, storage
 from services.proxmox_sync.domain import (LDAP_TARGET, Access, CustomRole, Group, Person, connection_of,
                                           pve_target)
@@ -28,6 +30,7 @@ log = logging.getLogger(__name__)
 LEASE_SECONDS = 60.0
 PROGRESS_EVERY = 0.5  # seconds between progress writes of a long run
 PAGE = 2000
+SOURCE_TIMEOUT = 30.0  # seconds an RPC to identity, rbac or tenancy may take
 MAX_RUNS_PER_LEASE = 10  # then the lease goes back, so other instances get their turn
 
 
@@ -55,10 +58,14 @@ class Outcome:
 
 
 class Sources:
-    """The desired state's inputs, read from identity, rbac and tenancy (a worker's RPC proxies)."""
+    """The desired state's inputs, read from identity, rbac and tenancy (a worker's RPC proxies).
+
+    nameko's proxies wait for an answer for ever: a reply lost with a dying instance would hold
+    the run, and its lease, until the process ends. Each call gets SOURCE_TIMEOUT instead.
+    """
 
     def __init__(self, identity, rbac, tenancy):
-        self.identity, self.rbac, self.tenancy = identity, rbac, tenancy
+        self.identity, self.rbac, self.tenancy = (_Bounded(proxy) for proxy in (identity, rbac, tenancy))
 
     def people(self, user_ids: list[str] | None = None, tenant_id: str | None = None) -> list[Person]:
         found, after = [], None
@@ -91,6 +98,22 @@ class Sources:
             return self.tenancy.connection_credentials(connection_id)
         except NotFound:
             return None
+
+
+class _Bounded:
+    """A service proxy whose calls give up after SOURCE_TIMEOUT seconds (TransientError)."""
+
+    def __init__(self, proxy):
+        self._proxy = proxy
+
+    def __getattr__(self, method):
+        call = getattr(self._proxy, method)
+
+        def bounded(*args, **kwargs):
+            with eventlet.Timeout(SOURCE_TIMEOUT, TransientError(f"no answer to {method} in {SOURCE_TIMEOUT:.0f} s")):
+                return call(*args, **kwargs)
+
+        return bounded
 
 
 class Engine:

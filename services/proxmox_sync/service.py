@@ -211,6 +211,8 @@ class ProxmoxSyncService(ServiceBase):
             known = [(t, by_name[t]) for t in targets]
         self.sync.engine.enqueue(known)
         with self.db.unit_of_work() as uow:
+            for target, _ in known:  # asked for: now, even for a target in backoff
+                storage.retry_now(uow.session, target, utc_now())
             uow.emit(events.sync_requested(Actor.from_dict(actor), [t for t, _ in known], tenant_id))
             uow.commit()
         return {"queued": [t for t, _ in known]}
@@ -262,6 +264,7 @@ class ProxmoxSyncService(ServiceBase):
                 uow.emit(events.directory_settings_changed(actor, changed))
             storage.ensure_target(uow.session, LDAP_TARGET, None)
             storage.enqueue(uow.session, LDAP_TARGET, storage.FULL, utc_now())
+            storage.retry_now(uow.session, LDAP_TARGET, utc_now())  # new settings: try them at once
             uow.commit()
             return _public_directory(row)
 

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from kernel.db import iso, service_base
+from kernel.db import aware, iso, service_base
 from services.proxmox_sync.domain import connection_of
 from services.proxmox_sync.inventory import GUESTS
 
@@ -92,14 +92,16 @@ def ensure_target(session: Session, target: str, tenant_id: str | None) -> SyncT
 
 
 def enqueue(session: Session, target: str, subject: str, now: datetime, hint: dict | None = None) -> None:
-    """Adds work (or a new reason for waiting work, which then runs at once)."""
+    """Adds work (or a new reason for waiting work), due at once, unless the target is failing:
+    then it waits for the target's next try, so events do not hammer a target that is down."""
+    due = _next_try(session, target, now)
     row = session.get(SyncWork, (target, subject))
     if row is None:
         session.add(SyncWork(target=target, subject=subject, generation=1, hint=dict(hint or {}), attempts=0,
-                             not_before=now, created_at=now))
+                             not_before=due, created_at=now))
         return
     row.generation += 1
-    row.not_before = now
+    row.not_before = max(aware(row.not_before), due) if row.attempts else due
     merged = dict(row.hint or {})
     for key, value in (hint or {}).items():
         if isinstance(value, list):
@@ -107,6 +109,14 @@ def enqueue(session: Session, target: str, subject: str, now: datetime, hint: di
         else:
             merged[key] = value
     row.hint = merged
+
+
+def _next_try(session: Session, target: str, now: datetime) -> datetime:
+    state = session.get(SyncTarget, target)
+    if state is None or state.failing_since is None:
+        return now
+    waiting = session.scalar(sa.select(sa.func.max(SyncWork.not_before)).where(SyncWork.target == target))
+    return max(now, aware(waiting)) if waiting is not None else now
 
 
 def forget_target(session: Session, target: str) -> None:

@@ -91,6 +91,19 @@ def test_a_failed_run_keeps_its_work_with_backoff_then_recovers(db, monkeypatch)
     assert outbox_types(db) == ["proxmox_sync.target_failed", "proxmox_sync.target_recovered"]
 
 
+def test_new_work_for_a_failing_target_waits_for_its_next_try(db, monkeypatch):
+    sync = Engine(db, lambda: None)
+    sync.enqueue([(TARGET, "t1")])
+    monkeypatch.setattr(sync, "_converge", lambda *args: (_ for _ in ()).throw(TargetFailure("unreachable", "down")))
+    sync.process(TARGET, sources=None)
+    sync.enqueue([(TARGET, "t1")], "user:1")  # events while it is down do not make it due again
+    sync.enqueue([(TARGET, "t1")])
+    with db.unit_of_work() as uow:
+        assert storage.due_targets(uow.session, utc_now()) == []
+        storage.retry_now(uow.session, TARGET, utc_now())  # an explicit request does
+        assert storage.due_targets(uow.session, utc_now()) == [TARGET]
+
+
 def test_work_arriving_during_a_run_is_not_lost(db, monkeypatch):
     sync = Engine(db, lambda: None)
     sync.enqueue([(TARGET, "t1")])

@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 LEASE_SECONDS = 60.0
 PROGRESS_EVERY = 0.5  # seconds between progress writes of a long run
 PAGE = 2000
+CONNECTION_PAGE = 200
 SOURCE_TIMEOUT = 30.0  # seconds an RPC to identity, rbac or tenancy may take
 MAX_RUNS_PER_LEASE = 10  # then the lease goes back, so other instances get their turn
 
@@ -85,19 +86,24 @@ class Sources:
                 [CustomRole.from_dict(item) for item in answer["custom_roles"]])
 
     def connections(self) -> list[dict]:
-        found, cursor = [], None
-        while True:
-            page = self.tenancy.list_connections(tenant_id=None, limit=200, cursor=cursor)
-            found += page["items"]
-            cursor = page.get("next_cursor")
-            if not cursor:
-                return found
+        return every_connection(self.tenancy)
 
     def credentials(self, connection_id: str) -> dict | None:
         try:
             return self.tenancy.connection_credentials(connection_id)
         except NotFound:
             return None
+
+
+def every_connection(tenancy) -> list[dict]:
+    """Every connection of every tenant, page by page (a tenancy proxy of any kind)."""
+    found, cursor = [], None
+    while True:
+        page = tenancy.list_connections(tenant_id=None, limit=CONNECTION_PAGE, cursor=cursor)
+        found += page["items"]
+        cursor = page.get("next_cursor")
+        if not cursor:
+            return found
 
 
 class _Bounded:

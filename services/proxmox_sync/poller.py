@@ -19,10 +19,10 @@ from kernel.envelope import utc_now
 from kernel.errors import GatehouseError
 from kernel.service import Periodic
 from services.proxmox_sync import inventory, pve, storage
+from services.proxmox_sync.engine import every_connection
 
 log = logging.getLogger(__name__)
 
-PAGE = 200  # connections asked of tenancy per call
 CONCURRENT_POLLS = 8
 
 
@@ -52,7 +52,7 @@ class InventoryPoller(Periodic):
 
     def run_once(self, db: ServiceDatabase) -> None:
         with ClusterRpcProxy(self.rpc_config, timeout=self.rpc_timeout) as rpc:
-            connections = _every_connection(rpc.tenancy)
+            connections = every_connection(rpc.tenancy)
             endpoints = {}
             for connection in connections:
                 try:
@@ -81,12 +81,3 @@ class InventoryPoller(Periodic):
             save_poll(uow, connection["id"], connection["tenant_id"], started_at, rows, failure)
             uow.commit()
 
-
-def _every_connection(tenancy) -> list[dict]:
-    connections, cursor = [], None
-    while True:
-        page = tenancy.list_connections(None, PAGE, cursor)
-        connections += page["items"]
-        cursor = page["next_cursor"]
-        if not cursor:
-            return connections

@@ -49,7 +49,7 @@ rootdn "{rootdn}"
 rootpw {rootpw}
 directory {base}/data
 maxsize 4294967296
-index objectClass eq
+{sync}index objectClass eq
 index uid,uidNumber,gidNumber,memberUid,cn eq
 """
 
@@ -85,8 +85,11 @@ class Slapd:
 
     def __init__(self, base_dir: Path, port: int | None = None, base_dn: str = "dc=gatehouse,dc=test",
                  admin_dn: str = "cn=admin,dc=gatehouse,dc=test", admin_password: str = "gatehouse-admin",
-                 tls: tuple[str, str] | None = None):
-        """tls: (certificate file, key file) to serve StartTLS and ldaps:// on `ldaps_port` too."""
+                 tls: tuple[str, str] | None = None, durable: bool = True):
+        """tls: (certificate file, key file) to serve StartTLS and ldaps:// on `ldaps_port` too.
+        durable=False: writes are not flushed to disk one by one (`dbnosync`), for throwaway
+        directories of tests and benchmarks; a crash of the machine may lose the last writes."""
+        self.durable = durable
         self.base_dir = Path(base_dir)
         self.tls = tls
         self.ldaps_port = free_port() if tls else None
@@ -165,7 +168,8 @@ class Slapd:
             includes += f"\nTLSCertificateFile {self.tls[0]}\nTLSCertificateKeyFile {self.tls[1]}"
         self.config_path.write_text(CONFIG.format(includes=includes, base=self.base_dir, modules=MODULE_DIR,
                                                   suffix=self.base_dn, rootdn=self.admin_dn,
-                                                  rootpw=ssha(self.admin_password)))
+                                                  rootpw=ssha(self.admin_password),
+                                                  sync="" if self.durable else "dbnosync\n"))
         self.config_path.chmod(0o600)  # holds the rootpw hash
 
     def _load(self, ldif: str) -> None:

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import requests
+import sqlalchemy
 
 from ops.broker import free_port
 from ops.supervisor import PROCESSES, Supervisor
@@ -202,6 +203,20 @@ class Platform:
             user, password = response.json(), PASSWORD
         assert user["status"] == "active", user
         return user, self.api().login(name, password)
+
+    def sql(self, service: str, statement: str, **params) -> list[tuple]:
+        """Runs one SQL statement (`:name` parameters) on a service's database, whichever
+        backend the platform runs on, and commits; the rows it returned."""
+        from kernel.config import Config
+        from kernel.db import create_engine
+
+        engine = create_engine(Config.from_env(self.env).db_url(service))
+        try:
+            with engine.begin() as conn:
+                result = conn.execute(sqlalchemy.text(statement), params)
+                return [tuple(row) for row in result] if result.returns_rows else []
+        finally:
+            engine.dispose()
 
     def logs_tail(self, lines: int = 15) -> str:
         out = []

@@ -1,6 +1,5 @@
 """Invitations by email and the settings they need, through the gateway, with a real SMTP server."""
 import json
-import sqlite3
 import threading
 
 import pytest
@@ -226,9 +225,8 @@ def test_revoking_removes_the_placeholder_and_kills_the_link(platform, mailbox, 
 
 def test_an_expired_link_is_refused_and_swept(platform, mailbox, admin, unique):
     invitation, token = invited(admin, mailbox, f"late{unique}@example.com")
-    with sqlite3.connect(platform.base_dir / "data" / "identity.db", timeout=10) as db:
-        db.execute("UPDATE identity_invitations SET expires_at = '2000-01-01 00:00:00.000000' WHERE id = ?",
-                   (invitation["id"],))
+    platform.sql("identity", "UPDATE identity_invitations SET expires_at = '2000-01-01 00:00:00' WHERE id = :id",
+                 id=invitation["id"])
     refused = platform.api().get(f"/api/v1/invitations/token/{token}")
     assert refused.status_code == 410 and refused.json()["error"]["code"] == "invitation_expired"
     assert register(platform.api(), token, f"late{unique}").status_code == 410

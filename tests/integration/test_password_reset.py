@@ -1,6 +1,5 @@
 """Password resets by mailed link and by an administrator, through the gateway with a real SMTP server."""
 import json
-import sqlite3
 
 import pytest
 
@@ -89,9 +88,8 @@ def test_an_expired_reset_link_is_refused(platform, mailbox, admin, member):
     _, email, _ = member
     request_reset(platform.api(), email)
     token = Mailbox.link(mailbox.wait_for(email)[0])[1]
-    with sqlite3.connect(platform.base_dir / "data" / "identity.db", timeout=10) as db:
-        db.execute("UPDATE identity_password_resets SET expires_at = '2000-01-01 00:00:00.000000' "
-                   "WHERE user_id = (SELECT id FROM identity_users WHERE email = ?)", (email,))
+    platform.sql("identity", "UPDATE identity_password_resets SET expires_at = '2000-01-01 00:00:00' "
+                 "WHERE user_id = (SELECT id FROM identity_users WHERE email = :email)", email=email)
     refused = confirm(platform.api(), token)
     assert refused.status_code == 410 and refused.json()["error"]["code"] == "reset_expired"
 

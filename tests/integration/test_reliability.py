@@ -1,7 +1,6 @@
 """Nothing lost, nothing doubled: kills at the worst moments, redeliveries, poison."""
 import json
 import signal
-import sqlite3
 import time
 import uuid
 
@@ -66,8 +65,8 @@ def test_sigkill_after_publish_before_mark_is_absorbed(platform, unique):
     eventually(lambda: identity.poll() is not None, message="identity killed by its failpoint")
     platform.restart("identity")
     platform.wait_ready()
-    db = sqlite3.connect(platform.base_dir / "data" / "identity.db")
-    published = db.execute("SELECT published_at FROM identity_outbox WHERE body LIKE ?", (f'%"name":"{name}"%',)).fetchall()
+    published = platform.sql("identity", "SELECT published_at FROM identity_outbox WHERE body LIKE :body",
+                             body=f'%"name":"{name}"%')
     assert len(published) == 1 and published[0][0] is not None  # republished after the restart
     settle(platform, unique)
     assert len(records(platform.admin(), "user_registered", name=name)) == 1

@@ -10,6 +10,7 @@ included) for several filter shapes, each with parameters drawn anew per call.
 """
 from __future__ import annotations
 
+import multiprocessing
 import random
 import time
 from datetime import datetime, timedelta, timezone
@@ -64,6 +65,31 @@ def _tenants(rnd: random.Random) -> list[str]:
     return [home]
 
 
+def _make_batches(count: int, queue) -> None:
+    batch = []
+    for i, record in enumerate(records(count), start=1):
+        batch.append(record)
+        if len(batch) == SEED_BATCH or i == count:
+            queue.put(batch)
+            batch = []
+    queue.put(None)
+
+
+def _batches_made_aside(count: int):
+    """records(count) in batches of SEED_BATCH, made by another process while this one
+    appends the previous batch (making them costs about as much as storing them)."""
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue(maxsize=3)
+    maker = context.Process(target=_make_batches, args=(count, queue), daemon=True)
+    maker.start()
+    try:
+        while (batch := queue.get(timeout=300)) is not None:
+            yield batch
+    finally:
+        maker.kill()
+        maker.join()
+
+
 def records(count: int, seed: int = 11):
     """`count` rows for storage.append (as storage.record_from_event builds them), oldest first."""
     from kernel.envelope import Actor, Event, Resource
@@ -101,18 +127,16 @@ def seed(url: str, count: int, say=print) -> tuple[float, float]:
     migrate.upgrade("audit", url)
     engine = create_engine(url)
     try:
-        started, batch = time.perf_counter(), []
-        for i, record in enumerate(records(count), start=1):
-            batch.append(record)
-            if len(batch) == SEED_BATCH or i == count:
-                with engine.begin() as conn:
-                    # A scratch database: no fsync, a big page cache (the unique event-id index is random).
-                    conn.exec_driver_sql("PRAGMA synchronous=OFF")
-                    conn.exec_driver_sql("PRAGMA cache_size=-262144")
-                    storage.append(conn, batch)
-                batch = []
-                if i % 200_000 == 0:
-                    say(f"seeded {i:,} audit records ({i / (time.perf_counter() - started):,.0f}/s)")
+        started, done = time.perf_counter(), 0
+        for batch in _batches_made_aside(count):
+            with engine.begin() as conn:
+                # A scratch database: no fsync, a big page cache (the unique event-id index is random).
+                conn.exec_driver_sql("PRAGMA synchronous=OFF")
+                conn.exec_driver_sql("PRAGMA cache_size=-262144")
+                storage.append(conn, batch)
+            done += len(batch)
+            if done % 200_000 == 0:
+                say(f"seeded {done:,} audit records ({done / (time.perf_counter() - started):,.0f}/s)")
         appended = count / (time.perf_counter() - started)
         started, indexed = time.perf_counter(), 0
         while True:

@@ -62,6 +62,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("GATEHOUSE_AUDIT_BATCH_WAIT", "0.05", "Seconds audit waits for a batch to fill before storing what it has: the added latency when traffic is low."),
     Setting("GATEHOUSE_AUDIT_VERIFY_TIMEOUT", "600", "Seconds the gateway waits for an audit chain verification (it reads every kept record)."),
     Setting("GATEHOUSE_INVENTORY_INTERVAL", "30", "Seconds between polls of every Proxmox VE connection's inventory (nodes, VMs, containers, storages); a failed poll keeps the last inventory."),
+    Setting("GATEHOUSE_DIRECTORY", "local", "`local`: the run command starts an OpenLDAP directory of its own (slapd, data in the data folder) and points the LDAP sync at it when no directory is set; `off`: it does not (set one with PUT /api/v1/settings/ldap)."),
+    Setting("GATEHOUSE_DIRECTORY_HOST", "127.0.0.1", "Address the directory of `gatehouse up` / `gatehouse directory` listens on."),
+    Setting("GATEHOUSE_DIRECTORY_PORT", "1389", "LDAP port of that directory."),
+    Setting("GATEHOUSE_DIRECTORY_BASE_DN", "dc=gatehouse,dc=local", "Base DN of that directory (its admin is cn=admin,<base DN>)."),
+    Setting("GATEHOUSE_DIRECTORY_ADMIN_PASSWORD", "", "Password of that directory's admin. Empty: generated once into the data folder (directory/admin.secret)."),
     Setting("GATEHOUSE_ADMIN_USERNAME", "superadmin", "Username of the first super admin, created on first start."),
     Setting("GATEHOUSE_ADMIN_PASSWORD", "", "Password of the first super admin. Empty: a random one is printed once."),
     Setting("GATEHOUSE_LOG_LEVEL", "INFO", "Log level of every process."),
@@ -109,13 +114,13 @@ class Config:
     def jwt_secret(self) -> str:
         if self["GATEHOUSE_JWT_SECRET"]:
             return self["GATEHOUSE_JWT_SECRET"]
-        return _persistent_secret(self.data_dir / "jwt.key")
+        return persistent_secret(self.data_dir / "jwt.key")
 
     @property
     def secret_key(self) -> str:
         if self["GATEHOUSE_SECRET_KEY"]:
             return self["GATEHOUSE_SECRET_KEY"]
-        return _persistent_secret(self.data_dir / "secret.key")
+        return persistent_secret(self.data_dir / "secret.key")
 
     def nameko(self) -> dict:
         """The config dict nameko containers and standalone proxies take."""
@@ -127,7 +132,7 @@ class Config:
         }
 
 
-def _persistent_secret(path: Path) -> str:
+def persistent_secret(path: Path) -> str:
     """A random key created once, readable only by its owner, reused across restarts."""
     try:
         return path.read_text().strip()

@@ -5,12 +5,16 @@ import os
 import shutil
 
 
+class NotInstalled(RuntimeError):
+    """A server's program is not on this machine."""
+
+
 def find(name: str, folders: tuple[str, ...], missing: str) -> str:
-    """The path of `name`; RuntimeError(`missing`, e.g. how to install it) when there is none."""
+    """The path of `name`; NotInstalled(`missing`, e.g. how to install it) when there is none."""
     for folder in folders:
         if os.path.exists(os.path.join(folder, name)):
             return os.path.join(folder, name)
     found = shutil.which(name)
     if not found:
-        raise RuntimeError(f"{name} is not installed ({missing})")
+        raise NotInstalled(f"{name} is not installed ({missing})")
     return found

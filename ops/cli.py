@@ -100,9 +100,12 @@ def up():
     from ops.serve import all_service_classes
     from ops.supervisor import Supervisor
 
+    from ops import directory as local_directory
+    from ops.operator import cli_actor, services
+
     cfg = Config.from_env()
     data_dir = cfg.data_dir
-    broker = None
+    broker = directory = None
     if not cfg["GATEHOUSE_AMQP_URI"] and not reachable(cfg.amqp_uri):
         click.echo(f"Starting RabbitMQ on 127.0.0.1:{cfg['GATEHOUSE_BROKER_PORT']} (data in {data_dir / 'rabbitmq'})")
         broker = LocalRabbit(data_dir / "rabbitmq", cfg.integer("GATEHOUSE_BROKER_PORT")).start()
@@ -116,6 +119,8 @@ def up():
     for sig in (signal.SIGTERM, signal.SIGINT):  # SIGINT may arrive ignored when started in the background
         signal.signal(sig, lambda *_: stopping.append(1))
     try:
+        if cfg["GATEHOUSE_DIRECTORY"] == "local":
+            directory = _start_local_directory(cfg)
         for name in SERVICES:
             migrations.upgrade(name, cfg.db_url(name))
         topology.declare(cfg.amqp_uri, all_service_classes())
@@ -126,6 +131,12 @@ def up():
         admin = bootstrap_admin(cfg, cfg["GATEHOUSE_ADMIN_USERNAME"], cfg["GATEHOUSE_ADMIN_PASSWORD"])
         click.echo(f"\nGatehouse is running at {url}  (API docs: {url}/api/docs)")
         click.echo(describe_admin(admin))
+        if directory:
+            with services(timeout=60, cfg=cfg) as rpc:
+                pointed = local_directory.point_sync_at(rpc, directory, cli_actor())
+            click.echo(f"LDAP directory: {directory.url}  base {directory.base_dn}  (users bind as "
+                       f"uid=<username>,ou=people,{directory.base_dn})"
+                       + ("" if pointed else "; the LDAP sync keeps the directory settings it has"))
         click.echo("Sign in: POST /api/v1/auth/login {\"login\": ..., \"password\": ...}.  Ctrl-C stops everything.",
                    nl=True)
         sys.stdout.flush()
@@ -135,8 +146,46 @@ def up():
     finally:
         click.echo("Stopping Gatehouse...")
         supervisor.stop_all()
+        if directory:
+            directory.stop()
         if broker:
             broker.stop()
+
+
+def _start_local_directory(cfg: Config):
+    from ops import directory as local_directory
+    from ops.binaries import NotInstalled
+
+    slapd = local_directory.local_directory(cfg)
+    try:
+        return local_directory.start(slapd)
+    except NotInstalled as missing:
+        click.echo(f"No local LDAP directory: {missing} (or set GATEHOUSE_DIRECTORY=off)")
+        return None
+
+
+@main.command()
+def directory():
+    """Run the OpenLDAP directory (slapd with argon2) in the foreground: the compose file's
+    `directory` container. Its data, config and generated admin password are in the data folder."""
+    from ops import directory as local_directory
+
+    cfg = Config.from_env()
+    slapd = local_directory.start(local_directory.local_directory(cfg))
+    click.echo(f"LDAP directory on {slapd.host}:{slapd.port}, base {slapd.base_dn}, admin {slapd.admin_dn}")
+    sys.stdout.flush()
+    stopping = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stopping.append(1))
+    try:
+        while not stopping and slapd.process.poll() is None:
+            time.sleep(0.5)
+    finally:
+        code = slapd.process.poll()
+        if code is None:
+            slapd.stop()
+    if code is not None:
+        raise click.ClickException(f"slapd exited ({code}); see {slapd.log_path}")
 
 
 def _ready(url: str) -> bool:

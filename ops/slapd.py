@@ -85,11 +85,12 @@ class Slapd:
 
     def __init__(self, base_dir: Path, port: int | None = None, base_dn: str = "dc=gatehouse,dc=test",
                  admin_dn: str = "cn=admin,dc=gatehouse,dc=test", admin_password: str = "gatehouse-admin",
-                 tls: tuple[str, str] | None = None, durable: bool = True):
+                 tls: tuple[str, str] | None = None, durable: bool = True, host: str = "127.0.0.1"):
         """tls: (certificate file, key file) to serve StartTLS and ldaps:// on `ldaps_port` too.
         durable=False: writes are not flushed to disk one by one (`dbnosync`), for throwaway
         directories of tests and benchmarks; a crash of the machine may lose the last writes."""
         self.durable = durable
+        self.host = host  # what slapd listens on; clients on this machine use 127.0.0.1
         self.base_dir = Path(base_dir)
         self.tls = tls
         self.ldaps_port = free_port() if tls else None
@@ -160,7 +161,15 @@ class Slapd:
         self.stop()
 
     def _listeners(self) -> str:
-        return " ".join(url + "/" for url in (self.url, self.ldaps_url) if url)
+        listeners = [f"ldap://{self.host}:{self.port}/"]
+        if self.tls:
+            listeners.append(f"ldaps://{self.host}:{self.ldaps_port}/")
+        return " ".join(listeners)
+
+    def write_config(self) -> None:
+        """(Re)writes slapd.conf from the settings: an admin password changed since the
+        last start takes effect at the next one."""
+        self._write_config()
 
     def _write_config(self) -> None:
         includes = "\n".join(f"include {SCHEMA_DIR / name}.schema" for name in SCHEMAS)

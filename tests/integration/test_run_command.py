@@ -1,4 +1,5 @@
-"""The run command (`gatehouse up`, what scripts/run ends in) on a machine with no broker running."""
+"""The run command (`gatehouse up`, what scripts/run ends in) on a machine with no broker running:
+it starts RabbitMQ and an LDAP directory of its own, and users bind there with their password."""
 import os
 import re
 import signal
@@ -11,6 +12,9 @@ import pytest
 import requests
 
 from tests.harness import eventually, free_port
+from tests.ldap_tools import INVALID_CREDENTIALS, ldapwhoami
+
+ADMIN_DN = "uid=superadmin,ou=people,dc=gatehouse,dc=local"
 
 
 def start_up(env):
@@ -23,10 +27,10 @@ def start_up(env):
         if not line:
             break
         lines.append(line)
-        if line.startswith("First admin:"):
+        if line.startswith("LDAP directory:"):  # the last line it prints
             return process, "".join(lines)
     process.kill()
-    pytest.fail("gatehouse up did not print the first admin:\n" + "".join(lines))
+    pytest.fail("gatehouse up did not print its directory:\n" + "".join(lines))
 
 
 def stop(process):
@@ -52,8 +56,9 @@ def test_up_runs_everything_and_reuses_its_data(tmp_path):
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("GATEHOUSE_")}
     env.update(GATEHOUSE_DATA_DIR=str(tmp_path / "data"), GATEHOUSE_HTTP_PORT=str(port),
-               GATEHOUSE_BROKER_PORT=str(free_port()))
+               GATEHOUSE_BROKER_PORT=str(free_port()), GATEHOUSE_DIRECTORY_PORT=str(free_port()))
     url = f"http://127.0.0.1:{port}"
+    ldap_url = f"ldap://127.0.0.1:{env['GATEHOUSE_DIRECTORY_PORT']}"
 
     process, output = start_up(env)
     try:
@@ -61,6 +66,11 @@ def test_up_runs_everything_and_reuses_its_data(tmp_path):
         assert f"running at {url}" in output
         password = re.search(r"password: (\S+)", output).group(1)
         assert login(url, password).status_code == 200
+        assert f"LDAP directory: {ldap_url}" in output
+        # the first admin reaches the directory with their Gatehouse password (argon2 in slapd)
+        eventually(lambda: ldapwhoami(ldap_url, ADMIN_DN, password) == 0, timeout=30, interval=0.5,
+                   message="the first admin binding to the local directory")
+        assert ldapwhoami(ldap_url, ADMIN_DN, password + "x") == INVALID_CREDENTIALS
         [identity] = [p for p in psutil.Process(process.pid).children()
                       if "ops.serve identity" in " ".join(_cmdline(p))]
         identity.kill()  # a crashed service comes back by itself
@@ -79,5 +89,7 @@ def test_up_runs_everything_and_reuses_its_data(tmp_path):
     try:
         assert "exists" in output and password not in output
         assert login(url, password).status_code == 200
+        assert "keeps the directory settings it has" in output
+        assert ldapwhoami(ldap_url, ADMIN_DN, password) == 0  # the directory kept its data
     finally:
         stop(process)

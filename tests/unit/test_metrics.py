@@ -2,6 +2,9 @@
 and the scrape-time collectors of a service (outbox backlog, dead letters, sync lag)."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from datetime import timedelta
 from types import SimpleNamespace
 
@@ -15,6 +18,7 @@ from kernel.config import Config
 from kernel.envelope import utc_now
 from kernel.errors import NotFound
 from kernel.metrics import EVENTS_CONSUMED, Cached, ServiceCollector, count_consumed, outcome_of
+from ops.serve import prepare_metrics_folder
 from ops.supervisor import metrics_port
 from services.proxmox_sync import storage
 from services.proxmox_sync.service import sync_metrics
@@ -162,3 +166,23 @@ def test_sync_lag_is_the_age_of_each_targets_oldest_work(tmp_path):
         assert metric(text, "gatehouse_sync_target_up", service="proxmox_sync", target="pve:c2") == 1
     finally:
         db.dispose()
+
+
+# --- the gateway's multiprocess folder ---------------------------------------------------------
+
+def test_the_gateway_master_does_not_load_prometheus_client_before_its_folder_is_set():
+    """prometheus_client picks its multiprocess mode when first imported: in the master before the
+    folder is named, the forked workers would keep per-process counts and scrapes would disagree."""
+    code = "import sys, ops.serve; assert 'prometheus_client' not in sys.modules, 'imported too early'"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+
+
+def test_the_metrics_folder_is_emptied_at_each_start_and_named_for_the_workers(tmp_path, monkeypatch):
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "")  # restored (unset) after the test
+    config = Config.from_env({"GATEHOUSE_DATA_DIR": str(tmp_path), "GATEHOUSE_HTTP_PORT": "8123"})
+    folder = prepare_metrics_folder(config)
+    (folder / "counter_4711.db").write_bytes(b"stale")
+    assert prepare_metrics_folder(config) == folder == tmp_path / "metrics" / "gateway-8123"
+    assert list(folder.iterdir()) == []
+    assert os.environ["PROMETHEUS_MULTIPROC_DIR"] == str(folder)

@@ -53,7 +53,7 @@ def count_consumed(service: str, message, outcome: str) -> None:
 
 
 class Cached:
-    """The value of `read()`, read again at most every `seconds` (the last good one if it fails)."""
+    """The value of `read()`, read again at most every `seconds` (a failed read raises, and is tried again next time)."""
 
     def __init__(self, read: Callable, seconds: float, clock=time.monotonic):
         self.read, self.seconds, self.clock = read, seconds, clock

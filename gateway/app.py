@@ -11,7 +11,7 @@ from flask import g, request
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from gateway import errors, headers, openapi
+from gateway import errors, headers, metrics, openapi
 from gateway.rpc import RpcPool
 from gateway.routes import (
     audit, audit_chain, auth, connections, health, inventory, invitations, me, my_tenant, passwords, rbac, sessions,
@@ -57,6 +57,7 @@ def create_app(config: Config | None = None) -> APIFlask:
     for module in (health, auth, me, users, sessions, audit, audit_chain, invitations, passwords, settings, rbac,
                    twofactor, tenancy, connections, my_tenant, sync, inventory):
         app.register_blueprint(module.bp)
+    metrics.install(app, config)  # before _start: the in-flight gauge's before_request runs first
 
     @app.before_request
     def _start():

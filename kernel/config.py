@@ -69,6 +69,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("GATEHOUSE_DIRECTORY_ADMIN_PASSWORD", "", "Password of that directory's admin. Empty: generated once into the data folder (directory/admin.secret)."),
     Setting("GATEHOUSE_ADMIN_USERNAME", "superadmin", "Username of the first super admin, created on first start."),
     Setting("GATEHOUSE_ADMIN_PASSWORD", "", "Password of the first super admin. Empty: a random one is printed once."),
+    Setting("GATEHOUSE_METRICS_TOKEN", "", "Bearer token Prometheus must send to read the gateway's /metrics (Authorization: Bearer ...). Empty: /metrics is open on the gateway port."),
+    Setting("GATEHOUSE_METRICS_PORT", "0", "Port each service process serves its Prometheus metrics on (/metrics); 0: none. The run command gives the services consecutive ports from this one (identity, rbac, tenancy, audit, proxmox_sync)."),
+    Setting("GATEHOUSE_METRICS_HOST", "127.0.0.1", "Address the services' metrics ports listen on (0.0.0.0 in containers, for Prometheus to reach them)."),
     Setting("GATEHOUSE_LOG_LEVEL", "INFO", "Log level of every process."),
     Setting("GATEHOUSE_FAILPOINTS", "", "Test-only fault injection, e.g. outbox.after_commit=identity.user_registered kills the process at that point. Never set in production."),
 )

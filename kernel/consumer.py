@@ -18,6 +18,7 @@ import time
 from nameko.messaging import Consumer, QueueConsumer
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from kernel import metrics
 from kernel.envelope import Event
 from kernel.errors import TransientError
 from kernel.topology import consumer_queue
@@ -47,6 +48,7 @@ class DeadLetteringQueueConsumer(QueueConsumer):
         # kombu's default logs and ACKS an undecodable body, i.e. drops it.
         log.error("undecodable message %s parked: %s", message.properties.get("message_id"), exc)
         self.reject_message(message)
+        metrics.count_consumed(self.container.service_name, message, metrics.DEAD_LETTERED)
 
 
 class EventConsumer(Consumer):
@@ -64,16 +66,22 @@ class EventConsumer(Consumer):
     def handle_message_processed(self, message, result=None, exc_info=None):
         if exc_info is None:
             self.queue_consumer.ack_message(message)
+            self._count(message, metrics.HANDLED)
             return
         error = exc_info[1]
         if is_transient(error):
             log.warning("%s: transient failure, requeueing: %s", self.queue.name, error)
             time.sleep(REQUEUE_PAUSE)
             self.queue_consumer.requeue_message(message)
+            self._count(message, metrics.REQUEUED)
             return
         log.error("%s: message %s parked in %s.dead: %s: %s", self.queue.name,
                   message.properties.get("message_id"), self.queue.name, type(error).__name__, error)
         self.queue_consumer.reject_message(message)
+        self._count(message, metrics.DEAD_LETTERED)
+
+    def _count(self, message, outcome: str) -> None:
+        metrics.count_consumed(self.container.service_name, message, outcome)
 
 
 def on_event(*sources: str, types=("#",), dedupe: bool = True):

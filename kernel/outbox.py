@@ -17,6 +17,7 @@ from kombu import Connection, Producer
 from kernel import failpoints
 from kernel.db import ServiceDatabase
 from kernel.envelope import utc_now
+from kernel.metrics import EVENTS_PUBLISHED
 from kernel.topology import events_exchange
 
 log = logging.getLogger(__name__)
@@ -81,7 +82,7 @@ class OutboxRelay:
         pending = (sa.select(outbox.c.seq, outbox.c.event_id, outbox.c.exchange, outbox.c.routing_key, outbox.c.body)
                    .where(outbox.c.published_at.is_(None)).order_by(outbox.c.seq)
                    .limit(self.batch_size).with_for_update(skip_locked=True))
-        sent, failure = [], None
+        sent, published, failure = [], [], None
         with self.db.engine.begin() as conn:
             for row in conn.execute(pending).all():
                 try:
@@ -91,9 +92,12 @@ class OutboxRelay:
                     break
                 failpoints.hit("outbox.after_publish", row.routing_key)
                 sent.append(row.seq)
+                published.append(row.routing_key)
             # What the broker confirmed is marked (and committed) even when a later publish failed.
             if sent:
                 conn.execute(sa.update(outbox).where(outbox.c.seq.in_(sent)).values(published_at=utc_now()))
+        for routing_key in published:
+            EVENTS_PUBLISHED.labels(service=self.db.service, type=routing_key).inc()
         if failure:
             raise failure
         return len(sent)

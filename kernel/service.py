@@ -12,6 +12,7 @@ from nameko.rpc import Rpc
 
 from kernel.db import ServiceDatabase
 from kernel.errors import GatehouseError, ServiceUnavailable
+from kernel.metrics import ServiceMetrics
 from kernel.outbox import AmqpPublisher, OutboxRelay
 
 log = logging.getLogger(__name__)
@@ -98,10 +99,12 @@ class Database(DependencyProvider):
 
 
 class ServiceBase:
-    """Subclasses set `name` and `db = Database(metadata)`."""
+    """Subclasses set `name` and `db = Database(metadata)`; `metrics` times RPCs and serves
+    the service's metrics (a subclass may add its own: `metrics = ServiceMetrics(extra)`)."""
 
     name: str
     db: ServiceDatabase
+    metrics = ServiceMetrics()
 
     @rpc
     def health(self):

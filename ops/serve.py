@@ -14,7 +14,9 @@ if __name__ == "__main__" and len(sys.argv) > 1 and sys.argv[1] != "gateway":
 
 import faulthandler  # noqa: E402
 import importlib  # noqa: E402
+import os  # noqa: E402
 import signal  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 from kernel import SERVICES  # noqa: E402
 from kernel.config import Config  # noqa: E402
@@ -98,11 +100,34 @@ def json_server_errors() -> None:
     util.write_error = write_error
 
 
+def prepare_metrics_folder(config: Config) -> Path:
+    """For the gunicorn master, before any worker exists and before prometheus_client is
+    imported (it picks its multiprocess mode at import): an empty folder where every worker
+    writes its metric files, named in the environment the workers inherit. Emptied at each
+    start (stale files would add to the counts); one per port, so gateways sharing a data
+    folder keep theirs apart."""
+    import shutil
+
+    folder = config.data_dir / "metrics" / f"gateway-{config['GATEHOUSE_HTTP_PORT']}"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
+    return folder
+
+
+def metrics_worker_exited(server, worker) -> None:
+    """gunicorn's child_exit: the dead worker's live gauges (in flight) stop counting; its counters stay."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
 def serve_gateway() -> None:
     from gunicorn.app.base import BaseApplication
 
     config = Config.from_env()
     configure_logs("gateway", config["GATEHOUSE_LOG_LEVEL"])
+    prepare_metrics_folder(config)
 
     class Gateway(BaseApplication):
         def load_config(self):
@@ -114,6 +139,7 @@ def serve_gateway() -> None:
                 "timeout": 60,
                 "graceful_timeout": 20,
                 "accesslog": None,
+                "child_exit": metrics_worker_exited,
             }.items():
                 self.cfg.set(key, value)
 

@@ -26,6 +26,14 @@ def stop_group(process: subprocess.Popen | None, sig: int = signal.SIGTERM, time
         process.wait()
 
 
+def metrics_port(base: int, name: str, instance: int = 0) -> int:
+    """The metrics port of one service process on a host running several: consecutive ports from
+    `base` in SERVICES order, then the same again for each further instance (0: none)."""
+    if not base or name not in SERVICES:
+        return 0
+    return base + instance * len(SERVICES) + SERVICES.index(name)
+
+
 @dataclass
 class Supervisor:
     env: dict
@@ -38,9 +46,12 @@ class Supervisor:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         key = name if instance == 0 else f"{name}#{instance}"
         log = open(self.log_dir / f"{key.replace('#', '-')}.log", "ab")
+        env = {**self.env, **(extra_env or {})}
+        if "GATEHOUSE_METRICS_PORT" not in (extra_env or {}):  # each process its own port
+            env["GATEHOUSE_METRICS_PORT"] = str(metrics_port(int(env.get("GATEHOUSE_METRICS_PORT") or 0), name, instance))
         process = subprocess.Popen(
             [sys.executable, "-m", "ops.serve", name],
-            env={**self.env, **(extra_env or {})}, stdout=log, stderr=subprocess.STDOUT,
+            env=env, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         self.children[key] = process

@@ -5,6 +5,7 @@ import contextlib
 import os
 import random
 import shutil
+import socket
 import tempfile
 import subprocess
 import sys
@@ -15,7 +16,8 @@ import requests
 import sqlalchemy
 
 from ops.broker import free_port
-from ops.supervisor import PROCESSES, Supervisor
+from kernel import SERVICES
+from ops.supervisor import PROCESSES, Supervisor, metrics_port
 
 ADMIN_USERNAME = "rootadmin"
 ADMIN_PASSWORD = "Integration-tests-admin-1"
@@ -32,6 +34,31 @@ def eventually(check, timeout: float = 10, interval: float = 0.1, message: str =
         if time.monotonic() > deadline:
             raise AssertionError(f"{message} not reached within {timeout}s")
         time.sleep(interval)
+
+
+def free_port_range(count: int) -> int:
+    """The first of `count` consecutive ports that are free now."""
+    while True:
+        base = random.randrange(20000, 60000 - count)
+        try:
+            for port in range(base, base + count):
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+
+
+def metric(text: str, name: str, **labels) -> float:
+    """The value of the sample `name` with exactly these labels in a Prometheus exposition text (0 if absent)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    wanted = {key: str(value) for key, value in labels.items()}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == wanted:
+                return sample.value
+    return 0.0
 
 
 def random_client_ip() -> str:
@@ -123,6 +150,8 @@ class Platform:
             "GATEHOUSE_INVENTORY_INTERVAL": "1",  # inventory tests see Proxmox changes quickly
             "GATEHOUSE_GATEWAY_WORKERS": "2",
             "GATEHOUSE_TRUSTED_PROXIES": "1",  # each Api sends its own X-Forwarded-For address
+            # Each service process serves metrics on its own port from here (two instances each).
+            "GATEHOUSE_METRICS_PORT": str(free_port_range(2 * len(SERVICES))),
             **(extra_env or {}),
         }
         self.env.pop("GATEHOUSE_FAILPOINTS", None)
@@ -166,6 +195,11 @@ class Platform:
         if process and process.poll() is None:
             self.supervisor.kill(name)
         self.supervisor.start(name, extra_env=extra_env)
+
+    def metrics_url(self, service: str, instance: int = 0) -> str:
+        """Where a service process serves its Prometheus metrics."""
+        port = metrics_port(int(self.env["GATEHOUSE_METRICS_PORT"]), service, instance)
+        return f"http://127.0.0.1:{port}/metrics"
 
     def process(self, name: str) -> subprocess.Popen:
         return self.supervisor.children[name]

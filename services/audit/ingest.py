@@ -33,7 +33,7 @@ from kombu import Connection, Consumer
 from nameko.extensions import DependencyProvider
 from sqlalchemy.exc import InterfaceError, InternalError, ProgrammingError
 
-from kernel import SERVICES, failpoints
+from kernel import SERVICES, failpoints, metrics
 from kernel.consumer import REQUEUE_PAUSE, is_transient
 from kernel.envelope import Event, utc_now
 from kernel.service import Database
@@ -218,6 +218,8 @@ class BatchIngest(DependencyProvider):
             channel.basic_ack(kept[-1].delivery_tag, multiple=True)
         self.stats.batches += 1
         self.stats.acked += len(kept)
+        for message in kept:
+            metrics.count_consumed(self.container.service_name, message, metrics.HANDLED)
 
     def _append(self, items) -> None:
         with self.db.engine.connect() as conn:
@@ -231,6 +233,7 @@ class BatchIngest(DependencyProvider):
                   str(error)[:300])
         message.reject(requeue=False)
         self.stats.parked += 1
+        metrics.count_consumed(self.container.service_name, message, metrics.DEAD_LETTERED)
 
     def _sleep(self, seconds: float) -> None:
         """A pause that a stop request cuts short."""

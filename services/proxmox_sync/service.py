@@ -9,12 +9,15 @@ from nameko.dependency_providers import Config
 from nameko.extensions import DependencyProvider
 from nameko.rpc import RpcProxy
 from nameko.timer import timer
+from prometheus_client.core import GaugeMetricFamily
+from sqlalchemy.orm import Session
 
 from kernel import paging
 from kernel.consumer import on_event
 from kernel.crypto import SecretBox
 from kernel.envelope import Actor, utc_now
 from kernel.errors import BadGateway, Conflict, NotFound, TransientError, ValidationFailed
+from kernel.metrics import ServiceMetrics
 from kernel.service import Database, ServiceBase, rpc
 from services.identity import events as identity_events
 from services.proxmox_sync import domain, engine, events, inventory, ldap_directory, ldap_plan, pve, storage
@@ -62,9 +65,26 @@ class SyncEngine(DependencyProvider):
                                           ca_pem=row.ca_pem, login_shell=row.login_shell)
 
 
+def sync_metrics(db, now=None):
+    """Per target: how long its oldest waiting work has waited (0: nothing waits), and whether it works."""
+    now = now or utc_now()
+    with Session(db.engine) as session:
+        oldest, failing = storage.oldest_work(session), storage.failing_targets(session)
+    lag = GaugeMetricFamily("gatehouse_sync_lag_seconds", "Age of the oldest work waiting for a sync target.",
+                            labels=["service", "target"])
+    up = GaugeMetricFamily("gatehouse_sync_target_up", "1 if the target's last sync run succeeded, else 0.",
+                           labels=["service", "target"])
+    for target in sorted(set(oldest) | set(failing)):
+        arrived = oldest.get(target)
+        lag.add_metric([ProxmoxSyncService.name, target], max(0.0, (now - arrived).total_seconds()) if arrived else 0.0)
+        up.add_metric([ProxmoxSyncService.name, target], 0.0 if failing.get(target) else 1.0)
+    return [lag, up]
+
+
 class ProxmoxSyncService(ServiceBase):
     name = "proxmox_sync"
     db = Database(storage.metadata)
+    metrics = ServiceMetrics(extra=sync_metrics)
     sync = SyncEngine()
     poller = InventoryPoller()
     config = Config()

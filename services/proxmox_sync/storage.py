@@ -183,6 +183,18 @@ def next_attempts(session: Session) -> dict[str, datetime]:
                                 .group_by(SyncWork.target)).all())
 
 
+def oldest_work(session: Session) -> dict[str, datetime]:
+    """When each target's oldest waiting work arrived (its sync lag starts there)."""
+    return {target: aware(created) for target, created in session.execute(
+        sa.select(SyncWork.target, sa.func.min(SyncWork.created_at)).group_by(SyncWork.target)).all()}
+
+
+def failing_targets(session: Session) -> dict[str, bool]:
+    """Every known target → whether its last run failed."""
+    return {target: failing is not None for target, failing in session.execute(
+        sa.select(SyncTarget.target, SyncTarget.failing_since)).all()}
+
+
 def public_target(row: SyncTarget, pending: int, next_attempt: datetime | None) -> dict:
     connection_id = connection_of(row.target)
     return {

@@ -8,7 +8,7 @@ from gateway.app import create_app
 from kernel.config import Config
 
 ANONYMOUS = {
-    ("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/api/v1/openapi.json"), ("GET", "/api/docs"),
+    ("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics"), ("GET", "/api/v1/openapi.json"), ("GET", "/api/docs"),
     ("GET", "/docs/oauth2-redirect"), ("GET", "/static/<path:filename>"),
     ("POST", "/api/v1/auth/register"), ("POST", "/api/v1/auth/login"), ("POST", "/api/v1/auth/login/second-factor"),
     ("POST", "/api/v1/auth/refresh"), ("POST", "/api/v1/auth/password-reset"),

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import inspect
 
-from amqp.exceptions import PreconditionFailed
+from amqp.exceptions import AMQPNotImplementedError, PreconditionFailed
 from kombu import Connection, Exchange, Queue, binding
 from nameko.rpc import RPC_QUEUE_TEMPLATE, get_rpc_exchange
 
@@ -121,19 +121,32 @@ def declare(amqp_uri: str, service_classes, config: Config | None = None, recrea
             except PreconditionFailed as refused:  # the broker closed the channel
                 channel = conn.channel()
                 reason = refused.reply_text
-            if recreate_empty:
-                try:
-                    channel.queue_delete(queue.name, if_unused=True, if_empty=True)
-                    queue(channel).declare()
-                    continue
-                except PreconditionFailed as kept:
-                    channel = conn.channel()
-                    reason = f"{reason}; not recreated: {kept.reply_text}"
-            mismatched.append((queue.name, reason))
+            kept = delete_if_empty(amqp_uri, queue.name) if recreate_empty else "not recreated"
+            if kept is None:
+                queue(channel).declare()
+                continue
+            mismatched.append((queue.name, f"{reason}; {kept}"))
         vhost = conn.virtual_host
     if mismatched:
         raise QueueTypeMismatch(mismatch_message(mismatched, config.queue_type, vhost))
     return [queue.name for queue in queues if not queue.name.endswith(".dead")]
+
+
+def delete_if_empty(amqp_uri: str, name: str) -> str | None:
+    """Deletes queue `name` if the broker finds it empty and without consumers; else why not.
+
+    The broker checks and deletes in one step, so a message arriving meanwhile is never lost.
+    """
+    # A connection of its own: RabbitMQ answers a conditional delete of a quorum queue
+    # with a connection error.
+    with Connection(amqp_uri, connect_timeout=10) as conn:
+        try:
+            conn.channel().queue_delete(name, if_unused=True, if_empty=True)
+            return None
+        except PreconditionFailed as refused:  # holds messages, or has consumers
+            return f"not recreated: {refused.reply_text}"
+        except AMQPNotImplementedError:
+            return "not recreated: RabbitMQ cannot delete a quorum queue on condition (empty, unused)"
 
 
 def mismatch_message(mismatched: list[tuple[str, str]], queue_type: str, vhost: str) -> str:
@@ -142,8 +155,8 @@ def mismatch_message(mismatched: list[tuple[str, str]], queue_type: str, vhost: 
              f"than GATEHOUSE_QUEUE_TYPE={queue_type} declares:"]
     lines += [f"  {name}: {reason}" for name, reason in mismatched]
     lines += ["Stop every Gatehouse process, let the queues drain (a .dead queue holds parked messages: handle them "
-              "first), then either run `gatehouse setup-broker --recreate-empty` (it deletes only empty queues "
-              "without consumers) or delete them yourself:"]
+              "first), then either run `gatehouse setup-broker --recreate-empty` (it deletes only empty classic "
+              "queues without consumers) or delete them yourself:"]
     lines += [f"  rabbitmqctl delete_queue -p {vhost} {name}" for name in names]
     lines.append("See docs/deployment.md, 'On a RabbitMQ cluster'.")
     return "\n".join(lines)

@@ -53,6 +53,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("GATEHOUSE_RPC_POOL_SIZE", "8", "RPC clients per gateway process."),
     Setting("GATEHOUSE_TRUSTED_PROXIES", "0", "Reverse proxies in front of the gateway whose X-Forwarded-For is trusted for the client IP."),
     Setting("GATEHOUSE_CORS_ORIGINS", "", "Comma-separated browser origins (scheme://host[:port]) allowed to call the API from another site (CORS); empty: none."),
+    Setting("GATEHOUSE_QUEUE_TYPE", "classic", "Type of the shared durable queues (event consumers, their dead letters, `rpc-<service>`): `classic` (one node) or `quorum` (replicated on a RabbitMQ cluster). Changing it on a broker that has the queues is a migration: see docs/deployment.md."),
+    Setting("GATEHOUSE_QUEUE_DELIVERY_LIMIT", "100000", "With quorum queues: deliveries of one message (each transient failure requeues it) after which the broker parks it in its dead-letter queue. Large, so an outage of a dependency only delays events; declared explicitly, so RabbitMQ 3.x (no limit) and 4.x (default 20) behave the same."),
     Setting("GATEHOUSE_SERVICE_MAX_WORKERS", "10", "Concurrent workers per service instance (nameko max_workers, also the prefetch)."),
     Setting("GATEHOUSE_OUTBOX_POLL_INTERVAL", "1.0", "Seconds between outbox scans when no commit woke the relay (events of other instances, recovery)."),
     Setting("GATEHOUSE_SYNC_INTERVAL", "300", "Seconds between full reconciles of each sync target (LDAP, every Proxmox connection); events propagate changes at once in between, and a reconcile also runs at start and on demand."),
@@ -77,6 +79,11 @@ SETTINGS: tuple[Setting, ...] = (
 )
 
 KNOWN_ENV = frozenset(s.env for s in SETTINGS)
+QUEUE_TYPES = ("classic", "quorum")
+
+
+class ConfigError(ValueError):
+    """A setting holds a value Gatehouse cannot run with; the message names it."""
 
 
 @dataclass(frozen=True)
@@ -112,6 +119,25 @@ class Config:
 
     def integer(self, env: str) -> int:
         return int(self[env])
+
+    @property
+    def queue_type(self) -> str:
+        value = self["GATEHOUSE_QUEUE_TYPE"].strip().lower()
+        if value not in QUEUE_TYPES:
+            raise ConfigError(f"GATEHOUSE_QUEUE_TYPE={self['GATEHOUSE_QUEUE_TYPE']!r}: must be one of "
+                              f"{', '.join(QUEUE_TYPES)}")
+        return value
+
+    @property
+    def delivery_limit(self) -> int:
+        raw = self["GATEHOUSE_QUEUE_DELIVERY_LIMIT"]
+        try:
+            value = int(raw)
+        except ValueError:
+            value = 0
+        if value < 1:
+            raise ConfigError(f"GATEHOUSE_QUEUE_DELIVERY_LIMIT={raw!r}: must be a whole number of at least 1")
+        return value
 
     @property
     def jwt_secret(self) -> str:

@@ -60,7 +60,8 @@ class EventConsumer(Consumer):
         super().__init__(queue=None, requeue_on_error=False, **kwargs)
 
     def setup(self):
-        self.queue = consumer_queue(self.container.service_name, self.method_name, self.sources, self.patterns)
+        self.queue = consumer_queue(self.container.service_name, self.method_name, self.sources, self.patterns,
+                                    self.container.config.get("GATEHOUSE"))
         super().setup()
 
     def handle_message_processed(self, message, result=None, exc_info=None):

@@ -8,16 +8,26 @@ import threading
 from amqp.exceptions import ConnectionError as AmqpConnectionError
 from kombu.exceptions import OperationalError
 from nameko.extensions import DependencyProvider
-from nameko.rpc import Rpc
+from nameko.rpc import Rpc, RpcConsumer
 
 from kernel.db import ServiceDatabase
 from kernel.errors import GatehouseError, ServiceUnavailable
 from kernel.metrics import ServiceMetrics
 from kernel.outbox import AmqpPublisher, OutboxRelay
+from kernel.topology import rpc_queue
 
 log = logging.getLogger(__name__)
 
 BROKER_ERRORS = (OperationalError, AmqpConnectionError, OSError)  # the broker went away
+
+
+class TypedRpcConsumer(RpcConsumer):
+    """nameko's RPC consumer, its queue `rpc-<service>` of the configured type (quorum on a
+    cluster); nameko itself always declares it classic."""
+
+    def setup(self):
+        super().setup()
+        self.queue = rpc_queue(self.container.service_name, self.container.config.get("GATEHOUSE"))
 
 
 class AtMostOnceRpc(Rpc):
@@ -33,7 +43,11 @@ class AtMostOnceRpc(Rpc):
     times out: 504), not raised: nameko would take the exception for a crash of the
     service and stop it, so a broker restart used to kill every service that was
     answering a call at that moment.
+
+    Quorum queues set `redelivered` too (tests/integration/test_quorum.py checks it).
     """
+
+    rpc_consumer = TypedRpcConsumer()
 
     def handle_message(self, body, message):
         if message.delivery_info.get("redelivered"):

@@ -88,16 +88,21 @@ class LocalRabbit:
 
         Two Gatehouses on one broker each need their own vhost, or they consume each other's queues.
         """
+        self.ctl("add_vhost", name)
+        self.ctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
+        return f"amqp://guest:guest@127.0.0.1:{self.port}/{quote(name, safe='')}"
+
+    def ctl(self, *args: str) -> str:
+        """Runs `rabbitmqctl ARGS` against this node; its standard output (raises if it fails)."""
         ctl = "/usr/lib/rabbitmq/bin/rabbitmqctl"
         if not os.path.exists(ctl):
             ctl = shutil.which("rabbitmqctl")
         # The server's environment: its HOME holds the Erlang cookie.
-        for args in (["add_vhost", name], ["set_permissions", "-p", name, "guest", ".*", ".*", ".*"]):
-            result = subprocess.run([ctl, "-n", self.node, *args], check=False, capture_output=True, text=True,
-                                    timeout=60, env=self.env)
-            if result.returncode != 0:
-                raise RuntimeError(f"rabbitmqctl {' '.join(args)} failed:\n{result.stdout}{result.stderr}")
-        return f"amqp://guest:guest@127.0.0.1:{self.port}/{quote(name, safe='')}"
+        result = subprocess.run([ctl, "-n", self.node, *args], check=False, capture_output=True, text=True,
+                                timeout=60, env=self.env)
+        if result.returncode != 0:
+            raise RuntimeError(f"rabbitmqctl {' '.join(args)} failed:\n{result.stdout}{result.stderr}")
+        return result.stdout
 
     def stop(self, timeout: float = 30) -> None:
         stop_group(self.process, signal.SIGTERM, timeout)

@@ -52,13 +52,21 @@ def db_revision(service, message):
 
 
 @main.command("setup-broker")
-def setup_broker():
-    """Declare every exchange and consumer queue (before producers start)."""
+@click.option("--recreate-empty", is_flag=True,
+              help="Delete and redeclare queues of another type (GATEHOUSE_QUEUE_TYPE) if empty and unused.")
+def setup_broker(recreate_empty):
+    """Declare every exchange and queue (before producers start)."""
     from kernel import topology
+    from kernel.config import ConfigError
     from ops.serve import all_service_classes
 
-    for name in topology.declare(Config.from_env().amqp_uri, all_service_classes()):
-        click.echo(f"queue {name}")
+    cfg = Config.from_env()
+    try:
+        names = topology.declare(cfg.amqp_uri, all_service_classes(), cfg, recreate_empty=recreate_empty)
+    except ConfigError as error:
+        raise click.ClickException(str(error)) from None
+    for name in names:
+        click.echo(f"queue {name} ({cfg.queue_type})")
 
 
 @main.command()
@@ -96,6 +104,7 @@ def up():
     """Run everything: broker (unless GATEHOUSE_AMQP_URI), migrations, services, gateway, first admin."""
     from kernel import migrate as migrations
     from kernel import topology
+    from kernel.config import ConfigError
     from ops.broker import LocalRabbit, reachable
     from ops.serve import all_service_classes
     from ops.supervisor import Supervisor
@@ -123,7 +132,10 @@ def up():
             directory = _start_local_directory(cfg)
         for name in SERVICES:
             migrations.upgrade(name, cfg.db_url(name))
-        topology.declare(cfg.amqp_uri, all_service_classes())
+        try:
+            topology.declare(cfg.amqp_uri, all_service_classes(), cfg)
+        except ConfigError as error:
+            raise click.ClickException(str(error)) from None
         supervisor.start_all()
         url = f"http://{cfg['GATEHOUSE_HTTP_HOST']}:{cfg['GATEHOUSE_HTTP_PORT']}"
         if not _wait(lambda: _ready(url), 90):

@@ -19,7 +19,7 @@ import signal  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from kernel import SERVICES  # noqa: E402
-from kernel.config import Config  # noqa: E402
+from kernel.config import Config, ConfigError  # noqa: E402
 from kernel.logs import configure as configure_logs  # noqa: E402
 
 SERVICE_CLASSES = {
@@ -49,7 +49,10 @@ def serve_service(name: str) -> None:
     config = Config.from_env()
     configure_logs(name, config["GATEHOUSE_LOG_LEVEL"])
     # Every consumer queue exists before this process can publish anything.
-    topology.declare(config.amqp_uri, all_service_classes())
+    try:
+        topology.declare(config.amqp_uri, all_service_classes(), config)
+    except ConfigError as error:  # a wrong setting or queues of another type: say which, once
+        sys.exit(f"{name}: {error}")
     runner = ServiceRunner(config.nameko())
     runner.add_service(service_class(name))
 

@@ -105,15 +105,15 @@ class BatchIngest(DependencyProvider):
     def __init__(self, sources=SERVICES):
         self.sources = tuple(sources)
 
-    def consumer_queues(self, service_name: str) -> list:
-        return [consumer_queue(service_name, QUEUE_METHOD, self.sources, ("#",))]
+    def consumer_queues(self, service_name: str, config=None) -> list:
+        return [consumer_queue(service_name, QUEUE_METHOD, self.sources, ("#",), config)]
 
     def setup(self):
-        config = self.container.config["GATEHOUSE"]
+        self.config = config = self.container.config["GATEHOUSE"]
         self.amqp_uri = config.amqp_uri
         self.batch_size = config.integer("GATEHOUSE_AUDIT_BATCH_SIZE")
         self.batch_wait = config.number("GATEHOUSE_AUDIT_BATCH_WAIT")
-        [self.queue] = self.consumer_queues(self.container.service_name)
+        [self.queue] = self.consumer_queues(self.container.service_name, config)
         self.stats = IngestStats(queue=self.queue.name)
         self.db = None
         self._pending: list = []
@@ -166,7 +166,7 @@ class BatchIngest(DependencyProvider):
         channel = connection.channel()
         # Four batches in flight: the broker keeps streaming while a batch is written.
         channel.basic_qos(0, self.batch_size * 4, False)
-        dead_letter_queue(self.queue.name)(channel).declare()
+        dead_letter_queue(self.queue.name, self.config)(channel).declare()
         self.queue(channel).declare()
         Consumer(channel, [self.queue], on_message=self._pending.append, auto_declare=False).consume()
         self.stats.connected = True

@@ -133,3 +133,25 @@ def test_markdown_table_lists_every_setting():
     for line, setting in zip(lines[2:], SETTINGS):
         assert line.startswith(f"| `{setting.env}` | `{setting.default}` |")
         assert setting.help in line
+
+
+def test_queue_type_defaults_to_classic_and_accepts_quorum():
+    assert Config.from_env({}).queue_type == "classic"
+    assert Config.from_env({"GATEHOUSE_QUEUE_TYPE": " Quorum "}).queue_type == "quorum"
+
+
+@pytest.mark.parametrize("value", ["stream", "quorom", "mirrored"])
+def test_queue_type_refuses_anything_else_naming_the_setting(value):
+    from kernel.config import ConfigError
+
+    with pytest.raises(ConfigError, match=f"GATEHOUSE_QUEUE_TYPE='{value}'.*classic, quorum"):
+        Config.from_env({"GATEHOUSE_QUEUE_TYPE": value}).queue_type
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "many", "1.5"])
+def test_delivery_limit_must_be_a_positive_whole_number(value):
+    from kernel.config import ConfigError
+
+    with pytest.raises(ConfigError, match="GATEHOUSE_QUEUE_DELIVERY_LIMIT"):
+        Config.from_env({"GATEHOUSE_QUEUE_DELIVERY_LIMIT": value}).delivery_limit
+    assert Config.from_env({"GATEHOUSE_QUEUE_DELIVERY_LIMIT": "20"}).delivery_limit == 20

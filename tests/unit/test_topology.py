@@ -4,8 +4,10 @@ from __future__ import annotations
 from kombu import Exchange, Queue
 
 from kernel import SERVICES
+from kernel.config import Config
 from kernel.topology import (
-    DEAD_LETTER_EXCHANGE, consumer_queue, consumer_queues, dead_letter_queue, events_exchange,
+    DEAD_LETTER_DELIVERY_LIMIT, DEAD_LETTER_EXCHANGE, consumer_queue, consumer_queues, dead_letter_queue,
+    events_exchange, mismatch_message, rpc_queue,
 )
 from services.audit.service import AuditService
 from services.rbac.service import RbacService
@@ -62,3 +64,56 @@ def test_consumer_queues_dead_letter_through_the_broker():
                                      "x-dead-letter-routing-key": "audit.record"}
     dead = dead_letter_queue("audit.record")
     assert dead.exchange.name == "gatehouse.dead-letters" and dead.routing_key == "audit.record"
+
+
+# --- queue types ------------------------------------------------------------------------------
+
+CLASSIC = Config.from_env({})
+QUORUM = Config.from_env({"GATEHOUSE_QUEUE_TYPE": "quorum", "GATEHOUSE_QUEUE_DELIVERY_LIMIT": "500"})
+
+
+def test_classic_queues_carry_no_type_argument():
+    assert consumer_queue("audit", "record", ["identity"], ["#"], CLASSIC).queue_arguments == {
+        "x-dead-letter-exchange": "gatehouse.dead-letters", "x-dead-letter-routing-key": "audit.record"}
+    assert not dead_letter_queue("audit.record", CLASSIC).queue_arguments
+    assert not rpc_queue("identity", CLASSIC).queue_arguments
+
+
+def test_quorum_consumer_queues_keep_dead_lettering_and_declare_the_delivery_limit():
+    for queue in consumer_queues(RbacService, QUORUM) + consumer_queues(AuditService, QUORUM):
+        assert queue.queue_arguments == {
+            "x-dead-letter-exchange": "gatehouse.dead-letters", "x-dead-letter-routing-key": queue.name,
+            "x-queue-type": "quorum", "x-delivery-limit": 500}
+        assert queue.durable and not queue.exclusive and not queue.auto_delete
+
+
+def test_quorum_dead_letter_queues_never_reach_a_limit():
+    queue = dead_letter_queue("audit.record", QUORUM)
+    assert queue.queue_arguments == {"x-queue-type": "quorum", "x-delivery-limit": DEAD_LETTER_DELIVERY_LIMIT}
+    assert queue.durable and not queue.auto_delete
+
+
+def test_rpc_queue_is_namekos_with_the_configured_type():
+    queue = rpc_queue("identity", QUORUM)
+    assert (queue.name, queue.exchange.name, queue.exchange.type, queue.routing_key) == (
+        "rpc-identity", "nameko-rpc", "topic", "identity.*")
+    assert queue.durable and not queue.auto_delete and not queue.exclusive
+    assert queue.queue_arguments == {"x-queue-type": "quorum", "x-delivery-limit": 500}
+
+
+def test_services_consume_their_rpc_queue_through_the_typed_consumer():
+    from kernel.service import AtMostOnceRpc, TypedRpcConsumer
+
+    assert isinstance(AtMostOnceRpc.rpc_consumer, TypedRpcConsumer)
+    for method in (RbacService.health, AuditService.health):
+        [entrypoint] = method.nameko_entrypoints
+        assert isinstance(entrypoint, AtMostOnceRpc)
+
+
+def test_mismatch_message_names_each_queue_and_how_to_fix_it():
+    message = mismatch_message([("rpc-identity", "PRECONDITION_FAILED - inequivalent arg 'x-queue-type'"),
+                                ("audit.record.dead", "x")], "quorum", "gh")
+    assert "GATEHOUSE_QUEUE_TYPE=quorum" in message and "inequivalent arg" in message
+    assert "rabbitmqctl delete_queue -p gh rpc-identity" in message
+    assert "rabbitmqctl delete_queue -p gh audit.record.dead" in message
+    assert "--recreate-empty" in message

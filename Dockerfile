@@ -8,6 +8,12 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
+# slapd (with its argon2 module) and ldap-utils: the `directory` container runs
+# `gatehouse directory`; the others do not use them.
+RUN apt-get update \
+    && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends slapd ldap-utils \
+    && rm -rf /var/lib/apt/lists/*
+
 # Only what the package is built from, so edits to tests or docs keep the layer cached.
 WORKDIR /src
 COPY pyproject.toml ./

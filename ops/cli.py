@@ -145,7 +145,7 @@ def up():
         click.echo(describe_admin(admin))
         if directory:
             with services(timeout=60, cfg=cfg) as rpc:
-                pointed = local_directory.point_sync_at(rpc, directory, cli_actor())
+                pointed = local_directory.point_sync_at(rpc, directory.url, cfg, cli_actor())
             click.echo(f"LDAP directory: {directory.url}  base {directory.base_dn}  (users bind as "
                        f"uid=<username>,ou=people,{directory.base_dn})"
                        + ("" if pointed else "; the LDAP sync keeps the directory settings it has"))
@@ -174,6 +174,20 @@ def _start_local_directory(cfg: Config):
     except NotInstalled as missing:
         click.echo(f"No local LDAP directory: {missing} (or set GATEHOUSE_DIRECTORY=off)")
         return None
+
+
+@main.command("use-directory")
+@click.argument("url")
+def use_directory(url):
+    """Point the LDAP sync at the directory `gatehouse directory` runs, reached at URL (e.g.
+    ldap://directory:1389), unless directory settings are set already (PUT /api/v1/settings/ldap)."""
+    from ops import directory as local_directory
+    from ops.operator import cli_actor, services
+
+    cfg = Config.from_env()
+    with services(timeout=60, cfg=cfg) as rpc:
+        pointed = local_directory.point_sync_at(rpc, url, cfg, cli_actor())
+    click.echo(f"LDAP sync: {url}" if pointed else "LDAP sync: directory settings already set, left as they are")
 
 
 @main.command()

@@ -12,12 +12,20 @@ from ops.slapd import Slapd
 
 
 def local_directory(cfg: Config) -> Slapd:
+    base_dn = cfg["GATEHOUSE_DIRECTORY_BASE_DN"]
+    return Slapd(_folder(cfg), port=cfg.integer("GATEHOUSE_DIRECTORY_PORT"), base_dn=base_dn,
+                 admin_dn=f"cn=admin,{base_dn}", admin_password=admin_password(cfg),
+                 host=cfg["GATEHOUSE_DIRECTORY_HOST"])
+
+
+def admin_password(cfg: Config) -> str:
+    return cfg["GATEHOUSE_DIRECTORY_ADMIN_PASSWORD"] or persistent_secret(_folder(cfg) / "admin.secret")
+
+
+def _folder(cfg: Config):
     folder = cfg.data_dir / "directory"
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    base_dn = cfg["GATEHOUSE_DIRECTORY_BASE_DN"]
-    password = cfg["GATEHOUSE_DIRECTORY_ADMIN_PASSWORD"] or persistent_secret(folder / "admin.secret")
-    return Slapd(folder, port=cfg.integer("GATEHOUSE_DIRECTORY_PORT"), base_dn=base_dn,
-                 admin_dn=f"cn=admin,{base_dn}", admin_password=password, host=cfg["GATEHOUSE_DIRECTORY_HOST"])
+    return folder
 
 
 def start(directory: Slapd) -> Slapd:
@@ -25,11 +33,12 @@ def start(directory: Slapd) -> Slapd:
     return directory.start()
 
 
-def point_sync_at(rpc, directory: Slapd, actor: dict) -> bool:
-    """Directory settings for `directory` unless some are set already; True when set now."""
+def point_sync_at(rpc, url: str, cfg: Config, actor: dict) -> bool:
+    """Directory settings for the directory of these settings at `url` (as the services
+    reach it), unless some are set already; True when set now."""
     if rpc.proxmox_sync.get_directory_settings()["configured"]:
         return False
+    base_dn = cfg["GATEHOUSE_DIRECTORY_BASE_DN"]
     rpc.proxmox_sync.put_directory_settings(actor, {
-        "url": directory.url, "bind_dn": directory.admin_dn, "password": directory.admin_password,
-        "base_dn": directory.base_dn})
+        "url": url, "bind_dn": f"cn=admin,{base_dn}", "password": admin_password(cfg), "base_dn": base_dn})
     return True

@@ -93,3 +93,25 @@ def test_up_runs_everything_and_reuses_its_data(tmp_path):
         assert ldapwhoami(ldap_url, ADMIN_DN, password) == 0  # the directory kept its data
     finally:
         stop(process)
+
+
+def test_directory_command_serves_slapd_until_sigterm(tmp_path):
+    """`gatehouse directory`: the compose file's directory container."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEHOUSE_")}
+    env.update(GATEHOUSE_DATA_DIR=str(tmp_path / "data"), GATEHOUSE_DIRECTORY_HOST="0.0.0.0",
+               GATEHOUSE_DIRECTORY_PORT=str(port), GATEHOUSE_DIRECTORY_BASE_DN="dc=example,dc=org",
+               GATEHOUSE_DIRECTORY_ADMIN_PASSWORD="directory-admin-pw")
+    process = subprocess.Popen([sys.executable, "-m", "ops.cli", "directory"], env=env, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        assert process.stdout.readline().startswith(f"LDAP directory on 0.0.0.0:{port}")
+        url = f"ldap://127.0.0.1:{port}"
+        assert ldapwhoami(url, "cn=admin,dc=example,dc=org", "directory-admin-pw") == 0
+        assert ldapwhoami(url, "cn=admin,dc=example,dc=org", "wrong") == INVALID_CREDENTIALS
+        slapd = [p for p in psutil.Process(process.pid).children() if p.name() == "slapd"]
+        assert slapd, "slapd runs as the command's child"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0
+    assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in slapd), "slapd left running"

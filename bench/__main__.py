@@ -117,7 +117,8 @@ def measure(args, workdir: Path, cleanup: list) -> list[dict]:
         return figures.suspension_to_refusal(gatehouse, args, targets)
 
     phases = {
-        "logins": lambda: figures.password_logins(gatehouse, (ADMIN_USERNAME, ADMIN_PASSWORD), args),
+        "logins": lambda: figures.password_logins(gatehouse, (ADMIN_USERNAME, ADMIN_PASSWORD), args,
+                                                  rabbit.process.pid),
         "list": lambda: figures.authenticated_requests(gatehouse, gatehouse.admin().token, args),  # fresh: TTL 15 min
         "authz": lambda: figures.authorization_decisions(gatehouse, gatehouse.admin().token, args),
         "suspend": suspend,

@@ -74,9 +74,12 @@ def closed_loop(threads: int, duration: float, warmup: float, make_call) -> dict
     workers = [threading.Thread(target=run, daemon=True) for _ in range(threads)]
     for worker in workers:
         worker.start()
+    time.sleep(max(0.0, window[0] - time.monotonic()))
+    cpu_at_window = time.process_time()  # this client's own CPU share of the window
     for worker in workers:
         worker.join()
-    return summary(latencies, duration, errors[0], threads=threads, first_error=first_error[0] if first_error else None)
+    return summary(latencies, duration, errors[0], threads=threads, first_error=first_error[0] if first_error else None,
+                   cpu_seconds=time.process_time() - cpu_at_window)
 
 
 def http_call_factory(url: str, method: str, paths: list[str], body: str | None, headers: dict, expect: int):

@@ -11,7 +11,7 @@ from flask import g, request
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from gateway import errors, headers, metrics, openapi
+from gateway import errors, headers, logcontext, metrics, openapi
 from gateway.rpc import RpcPool
 from gateway.routes import (
     audit, audit_chain, auth, connections, health, inventory, invitations, me, my_tenant, passwords, rbac, sessions,
@@ -46,10 +46,11 @@ def create_app(config: Config | None = None) -> APIFlask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=trusted, x_proto=trusted, x_host=trusted)
 
     timeout = config.number("GATEHOUSE_RPC_TIMEOUT")
-    app.extensions["rpc"] = RpcPool(config.nameko(), config.integer("GATEHOUSE_RPC_POOL_SIZE"), timeout)
-    app.extensions["health_rpc"] = RpcPool(config.nameko(), 2, min(timeout, 2.0))
+    context = logcontext.call_context  # each RPC carries the request's id, user and tenant to the services' logs
+    app.extensions["rpc"] = RpcPool(config.nameko(), config.integer("GATEHOUSE_RPC_POOL_SIZE"), timeout, context)
+    app.extensions["health_rpc"] = RpcPool(config.nameko(), 2, min(timeout, 2.0), context)
     # Calls that read a whole store (audit verify) may take minutes.
-    app.extensions["long_rpc"] = RpcPool(config.nameko(), 2, config.number("GATEHOUSE_AUDIT_VERIFY_TIMEOUT"))
+    app.extensions["long_rpc"] = RpcPool(config.nameko(), 2, config.number("GATEHOUSE_AUDIT_VERIFY_TIMEOUT"), context)
     app.extensions["session_cache"] = ProcessSessionCache(config.amqp_uri)
 
     errors.register(app)
@@ -74,14 +75,14 @@ def create_app(config: Config | None = None) -> APIFlask:
     @app.after_request
     def _finish(response):
         response.headers["X-Request-ID"] = g.get("request_id", "")
-        principal = g.get("principal")
         log.info("request", extra={
             "request_id": g.get("request_id"), "method": request.method,
             "path": g.get("log_path", request.path),  # a route may hide a token in its path
-            "status": response.status_code, "user_id": principal.user_id if principal else None,
+            "status": response.status_code, **logcontext.request_fields(request),
             "latency_ms": round((time.perf_counter() - g.get("started", time.perf_counter())) * 1000, 2),
         })
         return response
 
+    logcontext.install(app)  # after _start, which sets the request id
     headers.install(app, config)  # after _start: a preflight answer carries the request id too
     return app

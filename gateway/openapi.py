@@ -32,6 +32,7 @@ INFRASTRUCTURE_ANSWERS = {
     "503": "A service or the message broker is not available (`service_unavailable`)",
     "504": "A service did not answer in time; the change may still be applied (`service_timeout`)",
 }
+RETRY_AFTER = {"description": "Seconds to wait before trying again", "schema": {"type": "integer", "minimum": 1}}
 RULE_VARIABLE = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")  # werkzeug's <int:id> is OpenAPI's {id}
 METHODS = ("get", "put", "post", "delete", "patch")
 
@@ -72,6 +73,8 @@ def add_common_answers(spec: dict, permissions: dict[tuple[str, str], str | None
             for status, description in common_answers(operation).items():
                 responses.setdefault(status, {"description": description,
                                               "content": {"application/json": {"schema": ERROR_REF}}})
+            if "429" in responses:  # every 429 says when to come back
+                responses["429"].setdefault("headers", {})["Retry-After"] = RETRY_AFTER
             if (permission := permissions.get((path, method))) is not None:
                 operation["x-permission"] = permission
     return spec

@@ -22,10 +22,11 @@ from kernel.errors import GatehouseError
 
 
 class RpcPool:
-    def __init__(self, nameko_config: dict, size: int, timeout: float):
+    def __init__(self, nameko_config: dict, size: int, timeout: float, context=None):
         self.nameko_config = {k: v for k, v in nameko_config.items() if k != "GATEHOUSE"}
         self.size = size
         self.timeout = timeout
+        self.context = context  # () -> dict sent with each call as nameko context data (log fields)
         self._pid = None
         self._lock = threading.Lock()
         self._idle: queue.LifoQueue | None = None
@@ -48,6 +49,8 @@ class RpcPool:
             raise RpcTimeout("no RPC client free")
         try:
             runner = self._checkout()
+            if self.context:  # the client's calls carry this caller's context (read by kernel/calllog.py)
+                runner._worker_ctx.data = {key: str(value) for key, value in self.context().items() if value}
             try:
                 yield runner.proxy
             except GatehouseError:

@@ -10,6 +10,7 @@ from kombu.exceptions import OperationalError
 from nameko.extensions import DependencyProvider
 from nameko.rpc import Rpc, RpcConsumer
 
+from kernel.calllog import CallLog
 from kernel.db import ServiceDatabase
 from kernel.errors import GatehouseError, ServiceUnavailable
 from kernel.metrics import ServiceMetrics
@@ -119,6 +120,7 @@ class ServiceBase:
     name: str
     db: ServiceDatabase
     metrics = ServiceMetrics()
+    call_log = CallLog()  # log context (request id, user, tenant) and one line per call
 
     @rpc
     def health(self):

@@ -20,7 +20,9 @@ bp = APIBlueprint("auth", __name__, url_prefix="/api/v1/auth", tag="Authenticati
         description="With `invitation_token` (from an invitation link) the invited account becomes active "
                     "with the invited role; `email` may then be left out (if given it must be the invited one).",
         responses={404: "`invitation_not_found`", 409: "Username or email taken",
-                   410: "`invitation_expired` or `invitation_used`", 422: "Invalid fields"})
+                   410: "`invitation_expired` or `invitation_used`", 422: "Invalid fields",
+                   429: "`rate_limited`: more than `GATEHOUSE_REGISTRATIONS_PER_IP` self-registrations "
+                        "from this address in the window (see Retry-After)"})
 def register(body):
     with current_app.extensions["rpc"].client() as rpc:
         user = rpc.identity.register(actor().__dict__, **body)

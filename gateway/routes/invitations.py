@@ -31,7 +31,9 @@ def get_invitation(invitation_id):
                     "address refuses the lot, each named in `details`. Needs SMTP configured.",
         responses={401: "Not signed in", 403: "Missing permission, or the role is above yours",
                    409: "`email_taken` (details per address) or `smtp_not_configured`",
-                   422: "`invalid_emails` (details per address) or an unknown role"})
+                   422: "`invalid_emails` (details per address) or an unknown role",
+                   429: "`rate_limited`: the batch would pass your `GATEHOUSE_INVITATIONS_PER_ADMIN` "
+                        "invitation mails of the window (see Retry-After)"})
 def create_invitations(body):
     principal = current_principal()
     with current_app.extensions["rpc"].client() as rpc:
@@ -59,7 +61,9 @@ def list_invitations(query):
 @bp.doc(summary="Send a pending invitation again",
         description="Needs `admin.users`. A new expiry and a new mail; the previous link stops working.",
         responses={401: "Not signed in", 403: "Missing permission admin.users", 404: "No such invitation",
-                   409: "`invitation_not_pending` or `smtp_not_configured`"})
+                   409: "`invitation_not_pending` or `smtp_not_configured`",
+                   429: "`rate_limited`: too many invitation mails by you, or resends to this address "
+                        "(`GATEHOUSE_INVITATION_RESENDS_PER_ADDRESS`); see Retry-After"})
 def resend_invitation(invitation_id):
     with current_app.extensions["rpc"].client() as rpc:
         return rpc.identity.resend_invitation(actor().__dict__, invitation_id, current_principal().tenant_id)

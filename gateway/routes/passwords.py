@@ -20,7 +20,10 @@ REQUEST_ACCEPTED = "If an active account has this address, a reset link is on it
 @bp.output(AcceptedOut, status_code=202)
 @bp.doc(summary="Ask for a password reset link",
         description="Always the same answer, whether or not the account exists. At most one mail per "
-                    "account per minute; the link works once, for an hour.")
+                    "account per minute and `GATEHOUSE_RESET_MAILS_PER_ACCOUNT` per window (beyond: no mail, "
+                    "audited `rate_limited`, same answer); the link works once, for an hour.",
+        responses={429: "`rate_limited`: more than `GATEHOUSE_RESET_REQUESTS_PER_IP` requests from this address "
+                        "in the window (see Retry-After)"})
 def request_reset(body):
     with current_app.extensions["rpc"].client() as rpc:
         rpc.identity.request_password_reset(actor().__dict__, body["email"])
@@ -49,7 +52,10 @@ def confirm_reset(body):
                     "generated password (answered once, 200) that must be changed at the next sign-in, "
                     "and ends the user's sessions. Administrators never choose a user's password.",
         responses={202: "Reset link queued", 401: "Not signed in", 403: "Missing admin.users, or `cross_tenant_user`",
-                   404: "No such user in the active tenant", 409: "`smtp_not_configured` or `user_invited`"})
+                   404: "No such user in the active tenant", 409: "`smtp_not_configured` or `user_invited`",
+                   429: "`rate_limited` (method email): too many reset mails to this user "
+                        "(`GATEHOUSE_ADMIN_RESETS_PER_USER`) or by you (`GATEHOUSE_ADMIN_RESETS_PER_ADMIN`); "
+                        "see Retry-After"})
 def admin_reset(user_id, body):
     with current_app.extensions["rpc"].client() as rpc:
         changeable_user(rpc, user_id)

@@ -43,6 +43,7 @@ TWO_FACTOR_REQUIRED_FOR_USER = "identity.2fa_required_for_user"
 TWO_FACTOR_REQUIREMENT_CLEARED = "identity.2fa_requirement_cleared"
 TWO_FACTOR_POLICY_CHANGED = "identity.2fa_policy_changed"
 TENANT_SWITCHED = "identity.tenant_switched"
+RATE_LIMITED = "identity.rate_limited"
 
 ALL = (USER_REGISTERED, USER_CREATED, USER_UPDATED, USER_STATUS_CHANGED, USER_REMOVED,
        INVITATION_SENT, INVITATION_ACCEPTED, INVITATION_REVOKED, INVITATION_EXPIRED, MAIL_FAILED,
@@ -52,7 +53,7 @@ ALL = (USER_REGISTERED, USER_CREATED, USER_UPDATED, USER_STATUS_CHANGED, USER_RE
        TWO_FACTOR_ENROLLMENT_STARTED, TWO_FACTOR_ENROLLED, TWO_FACTOR_DISABLED, TWO_FACTOR_CHALLENGED,
        TWO_FACTOR_LOGIN_FAILED, TWO_FACTOR_RECOVERY_USED, TWO_FACTOR_RECOVERY_LOW,
        TWO_FACTOR_RECOVERY_REGENERATED, TWO_FACTOR_REQUIRED_FOR_USER, TWO_FACTOR_REQUIREMENT_CLEARED,
-       TWO_FACTOR_POLICY_CHANGED, TENANT_SWITCHED)
+       TWO_FACTOR_POLICY_CHANGED, TENANT_SWITCHED, RATE_LIMITED)
 
 # After any of these, a user's existing access tokens must stop working at once
 # (the gateway's session cache drops what it knows about the user). The 2FA ones
@@ -187,6 +188,16 @@ def login_throttled(user, actor: Actor, login: str, scope: str, retry_after: int
     resource = _user(user) if user else Resource("user", None, login[:64])
     return _event(LOGIN_THROTTLED, "auth", actor, resource,
                   {"scope": scope, "login": login[:64], "retry_after": retry_after}, outcome="failure")
+
+
+def rate_limited(actor: Actor, limit: str, reason: str, retry_after: int, resource: Resource | None = None,
+                 user=None, tenant_ids: tuple[str, ...] = ()) -> Event:
+    """A request refused (or a mail not sent) by a rate limit (limits.py); `limit` names which.
+    About `user` when known, else `resource` (an address, an invitation) or the caller's address."""
+    resource = _user(user) if user else resource or Resource("client", None, actor.ip)
+    return _event(RATE_LIMITED, "auth", actor, resource,
+                  {"limit": limit, "reason": reason, "retry_after": retry_after}, outcome="failure",
+                  tenant_ids=tenant_ids)
 
 
 def account_unlocked(user, actor: Actor) -> Event:

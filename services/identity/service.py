@@ -15,11 +15,11 @@ from kernel import DEFAULT_TENANT_ID, paging
 from kernel.consumer import on_event
 from kernel.crypto import SecretBox, new_token, token_digest
 from kernel.db import aware
-from kernel.envelope import SYSTEM, Actor, utc_now, utc_now_iso
+from kernel.envelope import SYSTEM, Actor, Resource, utc_now, utc_now_iso
 from kernel.errors import (Conflict, Forbidden, Gone, NotFound, PreconditionFailed, TooManyRequests, Unauthorized,
                            ValidationFailed)
 from kernel.service import Database, ServiceBase, rpc
-from services.identity import domain, events, mail, sessions, storage, twofactor
+from services.identity import domain, events, limits, mail, sessions, storage, twofactor
 from services.identity import invitations as invitation_rules
 from services.identity.mailer import Mailer
 from services.identity.storage import Invitation, LoginSession, MailJob, Membership, PasswordReset, User, UserRole
@@ -97,6 +97,9 @@ class IdentityService(ServiceBase):
         invitation link (invitation_token): the invited account, active at once."""
         if invitation_token:
             return self._register_invited(actor, invitation_token, username, first_name, last_name, email, password)
+        with self.db.unit_of_work() as uow:
+            self._enforce_limits(uow, Actor.from_dict(actor), [("registrations_per_ip", actor.get("ip"), 1)])
+            uow.commit()  # every attempt counts, valid or not
         with self.db.unit_of_work() as uow:
             policy = storage.password_policy(uow.session)
         problems = domain.registration_problems(username, first_name, last_name, email, password, policy)
@@ -463,6 +466,8 @@ class IdentityService(ServiceBase):
             raise ValidationFailed("Some addresses are not valid.", code="invalid_emails", details=problems)
         now = utc_now()
         with self.db.unit_of_work() as uow:
+            self._enforce_limits(uow, actor, [("invitations_per_admin", actor.user_id, len(addresses))],
+                                 resource=Resource("user", actor.user_id, actor.username), tenant_ids=(tenant_id,))
             self._require_smtp(uow.session)
             if taken := storage.email_conflicts(uow.session, addresses):
                 raise Conflict("Some addresses already have an account or a pending invitation.",
@@ -511,6 +516,10 @@ class IdentityService(ServiceBase):
         with self.db.unit_of_work() as uow:
             invitation = self._pending_invitation(uow.session, invitation_id, tenant_id, now)
             self._require_smtp(uow.session)
+            self._enforce_limits(uow, actor, [("invitations_per_admin", actor.user_id, 1),
+                                              ("invitation_resends_per_address", invitation.email, 1)],
+                                 resource=Resource("invitation", invitation.id, invitation.email),
+                                 tenant_ids=(tenant_id,))
             invitation.token_hash, invitation.expires_at = None, now + self.mailer.invitation_ttl
             storage.cancel_mail_jobs(uow.session, mail.INVITATION, invitation.id, "superseded by a resend", now)
             self._queue_mail(uow.session, mail.INVITATION, invitation.id, invitation.email, now)
@@ -587,6 +596,9 @@ class IdentityService(ServiceBase):
     def request_password_reset(self, actor, email):
         """Self-service: mails a reset link to an active account. Says nothing either way."""
         actor = Actor.from_dict(actor)
+        with self.db.unit_of_work() as uow:
+            self._enforce_limits(uow, actor, [("reset_requests_per_ip", actor.ip, 1)])
+            uow.commit()  # every request counts, whatever the address
         address = domain.normalize_email(email)[0]
         if not address:
             return
@@ -595,8 +607,11 @@ class IdentityService(ServiceBase):
             user = uow.session.scalars(sa.select(User).where(User.email == address)).first()
             if not user or user.status != domain.ACTIVE:
                 return
-            if not mail.reset_mail_allowed(storage.last_reset_requested_at(uow.session, user.id), now):
+            # Over the account's limit: no mail, audited, and the same answer (no enumeration).
+            if self._over_limit(uow, actor, [("reset_mails_per_account", user.id, 1)], user=user):
                 return
+            if not mail.reset_mail_allowed(storage.last_reset_requested_at(uow.session, user.id), now):
+                return  # the count taken above is rolled back: no mail, no count
             self._queue_reset(uow, user, actor, now, by_admin=False)
             uow.commit()
         self.mailer.wake()
@@ -636,6 +651,8 @@ class IdentityService(ServiceBase):
                                code="user_invited")
             if method == "email":
                 self._require_smtp(uow.session)
+                self._enforce_limits(uow, actor, [("admin_resets_per_user", user.id, 1),
+                                                  ("admin_resets_per_admin", actor.user_id, 1)], user=user)
                 self._queue_reset(uow, user, actor, now, by_admin=True)
                 uow.commit()
                 self.mailer.wake()
@@ -801,6 +818,39 @@ class IdentityService(ServiceBase):
         user.password_hash, user.must_change_password, user.updated_at = password_hash, must_change, now
         storage.close_open_resets(uow.session, user.id, now)
         self._revoke_all(uow, user, actor, reason, keep_session_id)
+
+    # --- rate limits of mail and sign-up (rules in limits.py) ----------------------------------
+
+    def _over_limit(self, uow, actor, checks, user=None, resource=None, tenant_ids=()) -> tuple[str, int] | None:
+        """Count each (limit name, subject, units) in this unit of work, which must hold no write yet.
+
+        All within their limits: None; the caller goes on, and what it commits counts. Else the unit
+        of work is rolled back (nothing counted), the refusal is audited (about `user`, or `resource`)
+        and committed, and (limit name, seconds to wait) returned.
+        """
+        rules, now = limits.limits_from_config(self.config["GATEHOUSE"]), utc_now()
+        for name, subject, units in checks:
+            limit = rules[name]
+            if not limit.enabled:
+                continue
+            start, end = limits.window_bounds(now, limit.window_seconds)
+            if storage.take_rate(uow.session, limit.key(subject), start, end, units,
+                                 lambda count: limits.allows(count, limit)):
+                continue
+            wait = limits.retry_after(now, limit)
+            uow.session.rollback()
+            self._emit_about(uow, user, events.rate_limited(actor, name, limits.refusal_message(name), wait,
+                                                            resource, user, tenant_ids))
+            uow.commit()
+            return name, wait
+        return None
+
+    def _enforce_limits(self, uow, actor, checks, **about) -> None:
+        """_over_limit, answering a refusal with 429 rate_limited and Retry-After."""
+        if refused := self._over_limit(uow, actor, checks, **about):
+            name, wait = refused
+            raise TooManyRequests(limits.refusal_message(name), code="rate_limited",
+                                  details={"limit": name, "retry_after": wait}, retry_after=wait)
 
     # --- user administration -----------------------------------------------------
 

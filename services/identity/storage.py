@@ -8,6 +8,8 @@ from datetime import datetime
 from typing import NamedTuple
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
@@ -168,6 +170,17 @@ class LoginThrottle(Base):
     failures: Mapped[int] = mapped_column(sa.Integer, default=0)
     first_failure_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
     locked_until: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+
+
+class RateCounter(Base):
+    """How many units (requests, mails) one key used in one fixed window (limits.py)."""
+
+    __tablename__ = "identity_rate_counters"
+
+    key: Mapped[str] = mapped_column(sa.String(300), primary_key=True)
+    window_start: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), index=True)
+    count: Mapped[int] = mapped_column(sa.Integer, default=0)
 
 
 class Invitation(Base):
@@ -678,6 +691,30 @@ def invitation_states(session: Session, user_ids: list[str]) -> dict[str, str]:
 
 
 # --- sessions and login protection -------------------------------------------
+
+def take_rate(session: Session, key: str, start: datetime, end: datetime, units: int, within) -> bool:
+    """Count `units` against `key` in the window [start, end) if `within(new count)` allows it.
+
+    One upsert (PostgreSQL and SQLite both have INSERT .. ON CONFLICT DO UPDATE .. RETURNING):
+    concurrent requests of any instance queue on the row and none loses a count. A refused
+    request's units are taken back, so only what was allowed counts. Forgotten windows are
+    deleted on the way.
+    """
+    table = RateCounter.__table__
+    dialect = session.get_bind().dialect.name
+    insert = (postgresql_insert if dialect == "postgresql" else sqlite_insert)(table)
+    count = session.execute(
+        insert.values(key=key, window_start=start, expires_at=end, count=units)
+        .on_conflict_do_update(index_elements=[table.c.key, table.c.window_start],
+                               set_={"count": table.c.count + units})
+        .returning(table.c.count)).scalar_one()
+    session.execute(sa.delete(table).where(table.c.expires_at <= start))
+    if within(count):
+        return True
+    session.execute(sa.update(table).where(table.c.key == key, table.c.window_start == start)
+                    .values(count=table.c.count - units))
+    return False
+
 
 def throttle(session: Session, key: str) -> LoginThrottle | None:
     """The key's row, locked for this transaction where the database can (PostgreSQL)."""

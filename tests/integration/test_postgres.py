@@ -259,6 +259,40 @@ def test_first_uid_allocations_racing_on_postgres_both_succeed(postgres):
     assert {first_number, outcome["number"]} == {FIRST_UID_NUMBER, FIRST_UID_NUMBER + 1}
 
 
+def test_rate_counters_on_postgres_lose_no_count_and_refuse_beyond_the_limit(postgres):
+    from datetime import datetime, timezone
+
+    from services.identity import limits
+
+    url = fresh_database(postgres, "rates")
+    migrate.upgrade("identity", url)
+    engine = create_engine(url, pool_size=8)
+    sessions = sessionmaker(engine)
+    limit = limits.Limit("invitations_per_admin", 90, 3600)
+    start, end = limits.window_bounds(datetime.now(timezone.utc), limit.window_seconds)
+    taken = []
+
+    def take_many():
+        for _ in range(25):
+            with sessions() as session:
+                taken.append(identity_storage.take_rate(session, limit.key("admin"), start, end, 1,
+                                                        lambda count: limits.allows(count, limit)))
+                session.commit()
+
+    try:
+        threads = [threading.Thread(target=take_many) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        with engine.connect() as conn:
+            stored = conn.execute(sa.select(identity_storage.RateCounter.count)).scalar_one()
+    finally:
+        engine.dispose()
+    assert sorted(taken) == [False] * 10 + [True] * 90  # 100 tries, 90 allowed, the refused counted back
+    assert stored == 90
+
+
 def waiting_on_a_lock(engine) -> bool:
     with engine.connect() as conn:
         return bool(conn.execute(sa.text(

@@ -84,3 +84,12 @@ def test_an_oversize_body_is_a_413(app):
     response = app.post("/api/v1/auth/login", data=b"x" * (300 * 1024), content_type="application/json")
     assert response.status_code == 413
     assert response.get_json()["error"]["code"] == "payload_too_large"
+
+
+@pytest.mark.parametrize("name", ["POST /api/v1/auth/password-reset", "POST /api/v1/users/{user_id}/password-reset",
+                                  "POST /api/v1/invitations", "POST /api/v1/invitations/{invitation_id}/resend",
+                                  "POST /api/v1/auth/register", "POST /api/v1/auth/login"])
+def test_rate_limited_routes_document_429_with_retry_after(spec, name):
+    operation = dict(operations(spec))[name]
+    assert "rate" in operation["responses"]["429"]["description"] or name.endswith("login")
+    assert operation["responses"]["429"]["headers"]["Retry-After"]["schema"]["type"] == "integer"

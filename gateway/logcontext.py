@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from flask import Flask, g, has_request_context
 
+from gateway.metrics import UNMATCHED, route_of
 from kernel import logs
 
 
@@ -23,7 +24,7 @@ def request_fields(request) -> dict:
     principal = g.get("principal")
     return {"user_id": principal.user_id if principal else None,
             "tenant_id": principal.tenant_id if principal else None,
-            "route": request.url_rule.rule if request.url_rule else None}
+            "route": None if (route := route_of(request)) == UNMATCHED else route}
 
 
 def install(app: Flask) -> None:

@@ -25,6 +25,10 @@ from kernel.errors import Unauthorized
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 UNMATCHED = "unmatched"
+# Labels never come from raw input: gunicorn accepts any upper-case token as a method, and
+# each new label value would be a new series in every worker's files until a restart.
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+OTHER_METHOD = "other"
 
 REQUESTS = Counter("gatehouse_http_requests", "HTTP requests the gateway answered.", ["method", "route", "status"])
 DURATION = Histogram("gatehouse_http_request_duration_seconds", "Time the gateway took to answer a request.",
@@ -38,6 +42,11 @@ bp = APIBlueprint("metrics", __name__)
 def route_of(req: Request) -> str:
     """The label of a request's route: its URL rule's template, or UNMATCHED."""
     return req.url_rule.rule if req.url_rule is not None else UNMATCHED
+
+
+def method_of(req: Request) -> str:
+    """The label of a request's method: one of KNOWN_METHODS, or OTHER_METHOD."""
+    return req.method if req.method in KNOWN_METHODS else OTHER_METHOD
 
 
 def token_accepted(expected: str, authorization: str | None) -> bool:
@@ -77,9 +86,9 @@ def install(app: Flask, config: Config) -> None:
 
     @app.after_request
     def _count(response):
-        route = route_of(request)
-        REQUESTS.labels(method=request.method, route=route, status=str(response.status_code)).inc()
-        DURATION.labels(method=request.method, route=route).observe(time.perf_counter() - g.get("metrics_started", time.perf_counter()))
+        route, method = route_of(request), method_of(request)
+        REQUESTS.labels(method=method, route=route, status=str(response.status_code)).inc()
+        DURATION.labels(method=method, route=route).observe(time.perf_counter() - g.get("metrics_started", time.perf_counter()))
         return response
 
     @app.teardown_request

@@ -18,6 +18,7 @@ class Setting:
     env: str
     default: str
     help: str
+    minimum: int | None = None  # set: a whole number of at least this (checked at start by Config.check)
 
 
 SETTINGS: tuple[Setting, ...] = (
@@ -43,14 +44,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("GATEHOUSE_LOGIN_LOCK_SECONDS", "60", "First lock of an account; each further failure doubles it, up to an hour."),
     Setting("GATEHOUSE_LOGIN_IP_MAX_FAILURES", "50", "Failed logins from one client IP within the window after which it gets 429 for a while."),
     Setting("GATEHOUSE_LOGIN_FAILURE_WINDOW", "900", "Seconds after which failed login attempts are forgotten."),
-    Setting("GATEHOUSE_RATE_LIMIT_WINDOW", "3600", "Seconds of the fixed windows the mail and registration limits below count in (counted in identity's database, shared by every instance)."),
-    Setting("GATEHOUSE_RESET_REQUESTS_PER_IP", "20", "Password reset requests per client IP per window; beyond: 429 with Retry-After. 0: no limit (as for each limit below)."),
-    Setting("GATEHOUSE_RESET_MAILS_PER_ACCOUNT", "3", "Self-service reset mails per account per window; beyond, no mail is sent (audited) and the answer stays the same."),
-    Setting("GATEHOUSE_ADMIN_RESETS_PER_USER", "5", "Reset mails administrators send to one user per window; beyond: 429."),
-    Setting("GATEHOUSE_ADMIN_RESETS_PER_ADMIN", "50", "Reset mails one administrator sends per window; beyond: 429."),
-    Setting("GATEHOUSE_INVITATIONS_PER_ADMIN", "100", "Invitation mails (an invitation of K addresses counts K; resends count) one administrator sends per window; beyond: 429."),
-    Setting("GATEHOUSE_INVITATION_RESENDS_PER_ADDRESS", "5", "Invitation resends to one address per window; beyond: 429."),
-    Setting("GATEHOUSE_REGISTRATIONS_PER_IP", "20", "Self-registrations per client IP per window; beyond: 429."),
+    Setting("GATEHOUSE_RATE_LIMIT_WINDOW", "3600", "Seconds of the fixed windows the mail and registration limits below count in (counted in identity's database, shared by every instance).", minimum=1),
+    Setting("GATEHOUSE_RESET_REQUESTS_PER_IP", "20", "Password reset requests per client IP per window; beyond: 429 with Retry-After. 0: no limit (as for each limit below).", minimum=0),
+    Setting("GATEHOUSE_RESET_MAILS_PER_ACCOUNT", "3", "Self-service reset mails per account per window; beyond, no mail is sent (audited) and the answer stays the same.", minimum=0),
+    Setting("GATEHOUSE_ADMIN_RESETS_PER_USER", "5", "Reset mails administrators send to one user per window; beyond: 429.", minimum=0),
+    Setting("GATEHOUSE_ADMIN_RESETS_PER_ADMIN", "50", "Reset mails one administrator sends per window; beyond: 429.", minimum=0),
+    Setting("GATEHOUSE_INVITATIONS_PER_ADMIN", "100", "Invitation mails (an invitation of K addresses counts K; resends count) one administrator sends per window; beyond: 429.", minimum=0),
+    Setting("GATEHOUSE_INVITATION_RESENDS_PER_ADDRESS", "5", "Invitation resends to one address per window; beyond: 429.", minimum=0),
+    Setting("GATEHOUSE_REGISTRATIONS_PER_IP", "20", "Self-registrations per client IP per window; beyond: 429.", minimum=0),
     Setting("GATEHOUSE_INVITATION_TTL", "86400", "Seconds an invitation link stays valid."),
     Setting("GATEHOUSE_PASSWORD_RESET_TTL", "3600", "Seconds a password reset link stays valid."),
     Setting("GATEHOUSE_LOGIN_TICKET_TTL", "300", "Seconds the single-use ticket of a sign-in's password step stays valid for its second factor (TOTP or recovery code); at most 300."),
@@ -62,7 +63,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("GATEHOUSE_TRUSTED_PROXIES", "0", "Reverse proxies in front of the gateway whose X-Forwarded-For is trusted for the client IP."),
     Setting("GATEHOUSE_CORS_ORIGINS", "", "Comma-separated browser origins (scheme://host[:port]) allowed to call the API from another site (CORS); empty: none."),
     Setting("GATEHOUSE_QUEUE_TYPE", "classic", "Type of the shared durable queues (event consumers, their dead letters, `rpc-<service>`): `classic` (one node) or `quorum` (replicated on a RabbitMQ cluster). Changing it on a broker that has the queues is a migration: see docs/deployment.md."),
-    Setting("GATEHOUSE_QUEUE_DELIVERY_LIMIT", "100000", "With quorum queues: deliveries of one message (each transient failure requeues it) after which the broker parks it in its dead-letter queue. Large, so an outage of a dependency only delays events; declared explicitly, so RabbitMQ 3.x (no limit) and 4.x (default 20) behave the same."),
+    Setting("GATEHOUSE_QUEUE_DELIVERY_LIMIT", "100000", "With quorum queues: deliveries of one message (each transient failure requeues it) after which the broker parks it in its dead-letter queue. Large, so an outage of a dependency only delays events; declared explicitly, so RabbitMQ 3.x (no limit) and 4.x (default 20) behave the same.", minimum=1),
     Setting("GATEHOUSE_SERVICE_MAX_WORKERS", "10", "Concurrent workers per service instance (nameko max_workers, also the prefetch)."),
     Setting("GATEHOUSE_OUTBOX_POLL_INTERVAL", "1.0", "Seconds between outbox scans when no commit woke the relay (events of other instances, recovery)."),
     Setting("GATEHOUSE_SYNC_INTERVAL", "300", "Seconds between full reconciles of each sync target (LDAP, every Proxmox connection); events propagate changes at once in between, and a reconcile also runs at start and on demand."),
@@ -86,7 +87,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("GATEHOUSE_FAILPOINTS", "", "Test-only fault injection, e.g. outbox.after_commit=identity.user_registered kills the process at that point. Never set in production."),
 )
 
-KNOWN_ENV = frozenset(s.env for s in SETTINGS)
+BY_ENV = {s.env: s for s in SETTINGS}
+KNOWN_ENV = frozenset(BY_ENV)
 QUEUE_TYPES = ("classic", "quorum")
 
 
@@ -126,7 +128,23 @@ class Config:
         return float(self[env])
 
     def integer(self, env: str) -> int:
-        return int(self[env])
+        minimum = BY_ENV[env].minimum
+        if minimum is None:
+            return int(self[env])
+        raw = self[env]
+        try:
+            value = int(raw)
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            raise ConfigError(f"{env}={raw!r}: must be a whole number of at least {minimum}")
+        return value
+
+    def check(self) -> None:
+        """Raises ConfigError naming the first setting Gatehouse cannot run with."""
+        for setting in SETTINGS:
+            if setting.minimum is not None:
+                self.integer(setting.env)
 
     @property
     def queue_type(self) -> str:
@@ -138,14 +156,7 @@ class Config:
 
     @property
     def delivery_limit(self) -> int:
-        raw = self["GATEHOUSE_QUEUE_DELIVERY_LIMIT"]
-        try:
-            value = int(raw)
-        except ValueError:
-            value = 0
-        if value < 1:
-            raise ConfigError(f"GATEHOUSE_QUEUE_DELIVERY_LIMIT={raw!r}: must be a whole number of at least 1")
-        return value
+        return self.integer("GATEHOUSE_QUEUE_DELIVERY_LIMIT")
 
     @property
     def jwt_secret(self) -> str:

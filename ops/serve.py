@@ -50,6 +50,7 @@ def serve_service(name: str) -> None:
     configure_logs(name, config["GATEHOUSE_LOG_LEVEL"])
     # Every consumer queue exists before this process can publish anything.
     try:
+        config.check()
         topology.declare(config.amqp_uri, all_service_classes(), config)
     except ConfigError as error:  # a wrong setting or queues of another type: say which, once
         sys.exit(f"{name}: {error}")

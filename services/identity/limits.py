@@ -30,7 +30,7 @@ class Limit:
         return self.max > 0
 
 
-# name -> (setting that holds its max, what it counts, how a refusal reads)
+# name -> (setting that holds its max, how a refusal reads)
 LIMITS = {
     "reset_requests_per_ip": ("GATEHOUSE_RESET_REQUESTS_PER_IP", "Too many password reset requests from this address."),
     "reset_mails_per_account": ("GATEHOUSE_RESET_MAILS_PER_ACCOUNT", "Too many reset mails for this account; no mail sent."),
@@ -62,6 +62,11 @@ def window_bounds(now: datetime, window_seconds: int) -> tuple[datetime, datetim
 def allows(count_with_this: int, limit: Limit) -> bool:
     """Whether the window's count, this request's units included, stays within the limit."""
     return not limit.enabled or count_with_this <= limit.max
+
+
+def never_allows(units: int, limit: Limit) -> bool:
+    """Whether a request of `units` is over the limit even in an empty window: waiting would not help."""
+    return limit.enabled and units > limit.max
 
 
 def retry_after(now: datetime, limit: Limit) -> int:

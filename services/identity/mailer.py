@@ -96,11 +96,15 @@ class Mailer(Periodic):
         self._last_sweep = 0.0
 
     def run_once(self, db=None) -> int:
-        """One pass over self.db: expire invitations now and then, deliver due mails; returns mails sent."""
+        """One pass over self.db: now and then expire invitations and forget ended rate-limit
+        windows; deliver due mails; returns mails sent."""
         now = utc_now()
         if now.timestamp() - self._last_sweep >= SWEEP_INTERVAL:
             self._last_sweep = now.timestamp()
             self.expire_invitations(now)
+            with self.db.unit_of_work() as uow:
+                storage.forget_rate_windows(uow.session, now)
+                uow.commit()
         sent = 0
         for outgoing, settings in self.claim(now):
             if self.stopping.is_set():

@@ -464,6 +464,11 @@ class IdentityService(ServiceBase):
         addresses, problems = invitation_rules.parse_emails(emails)
         if problems:
             raise ValidationFailed("Some addresses are not valid.", code="invalid_emails", details=problems)
+        per_admin = limits.limits_from_config(self.config["GATEHOUSE"])["invitations_per_admin"]
+        if limits.never_allows(len(addresses), per_admin):
+            raise ValidationFailed(f"At most {per_admin.max} invitations per {per_admin.window_seconds} s; "
+                                   "send fewer addresses at once.", code="invalid_emails",
+                                   details={"emails": f"at most {per_admin.max} addresses"})
         now = utc_now()
         with self.db.unit_of_work() as uow:
             self._enforce_limits(uow, actor, [("invitations_per_admin", actor.user_id, len(addresses))],

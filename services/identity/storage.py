@@ -697,8 +697,9 @@ def take_rate(session: Session, key: str, start: datetime, end: datetime, units:
 
     One upsert (PostgreSQL and SQLite both have INSERT .. ON CONFLICT DO UPDATE .. RETURNING):
     concurrent requests of any instance queue on the row and none loses a count. A refused
-    request's units are taken back, so only what was allowed counts. Forgotten windows are
-    deleted on the way.
+    request's units are taken back, so only what was allowed counts. The key's own older
+    windows are deleted on the way; other keys' are left to `forget_rate_windows`, so that
+    no request holds row locks on counters it does not count against.
     """
     table = RateCounter.__table__
     dialect = session.get_bind().dialect.name
@@ -708,12 +709,18 @@ def take_rate(session: Session, key: str, start: datetime, end: datetime, units:
         .on_conflict_do_update(index_elements=[table.c.key, table.c.window_start],
                                set_={"count": table.c.count + units})
         .returning(table.c.count)).scalar_one()
-    session.execute(sa.delete(table).where(table.c.expires_at <= start))
+    session.execute(sa.delete(table).where(table.c.key == key, table.c.window_start < start))
     if within(count):
         return True
     session.execute(sa.update(table).where(table.c.key == key, table.c.window_start == start)
                     .values(count=table.c.count - units))
     return False
+
+
+def forget_rate_windows(session: Session, now: datetime) -> int:
+    """Deletes every counter whose window has ended; returns how many."""
+    table = RateCounter.__table__
+    return session.execute(sa.delete(table).where(table.c.expires_at <= now)).rowcount
 
 
 def throttle(session: Session, key: str) -> LoginThrottle | None:

@@ -114,6 +114,16 @@ def test_invitation_mails_are_limited_per_admin_and_resends_per_address(limited,
     audited(limited, "invitation_resends_per_address", lambda e: e["resource"]["id"] == invitation_id)
 
 
+def test_a_batch_over_the_admins_whole_limit_is_refused_as_invalid_not_told_to_wait(limited, unique):
+    _, admin = limited.create_user(f"rb{unique}", role="admin")
+    batch = [f"b{n}{unique}@example.com" for n in range(4)]  # the limit is 3 per window
+    answer = admin.post("/api/v1/invitations", json={"emails": batch, "role": "viewer"})
+    assert answer.status_code == 422, answer.text
+    assert "Retry-After" not in answer.headers
+    assert answer.json()["error"]["details"] == {"emails": "at most 3 addresses"}
+    assert admin.post("/api/v1/invitations", json={"emails": batch[:3], "role": "viewer"}).status_code == 201
+
+
 def test_self_registrations_are_limited_per_client_address(limited, unique):
     api = limited.api()
     assert register(api, f"rg0{unique}").status_code == 201

@@ -155,3 +155,18 @@ def test_delivery_limit_must_be_a_positive_whole_number(value):
     with pytest.raises(ConfigError, match="GATEHOUSE_QUEUE_DELIVERY_LIMIT"):
         Config.from_env({"GATEHOUSE_QUEUE_DELIVERY_LIMIT": value}).delivery_limit
     assert Config.from_env({"GATEHOUSE_QUEUE_DELIVERY_LIMIT": "20"}).delivery_limit == 20
+
+
+@pytest.mark.parametrize("env,value", [("GATEHOUSE_RATE_LIMIT_WINDOW", "0"), ("GATEHOUSE_RATE_LIMIT_WINDOW", "-60"),
+                                       ("GATEHOUSE_RATE_LIMIT_WINDOW", "hourly"), ("GATEHOUSE_REGISTRATIONS_PER_IP", "-1"),
+                                       ("GATEHOUSE_INVITATIONS_PER_ADMIN", "lots")])
+def test_a_start_refuses_a_rate_limit_setting_it_cannot_count_with(env, value):
+    from kernel.config import ConfigError
+
+    with pytest.raises(ConfigError, match=f"{env}='{value}'.*at least"):
+        Config.from_env({env: value}).check()
+
+
+def test_the_defaults_pass_the_start_check_and_a_limit_of_zero_is_allowed():
+    Config.from_env({}).check()
+    Config.from_env({"GATEHOUSE_REGISTRATIONS_PER_IP": "0"}).check()

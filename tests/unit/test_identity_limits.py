@@ -77,8 +77,18 @@ def test_the_counter_allows_up_to_the_limit_then_refuses_until_the_next_window(d
     assert take(database, key="other")  # another subject has its own count
     next_window = NOW + timedelta(hours=1)
     assert take(database, now=next_window)
-    # the finished window's rows are gone
-    assert set(counts(database)) == {("reset_mails_per_account:k", datetime(2026, 1, 1, 13, tzinfo=timezone.utc))}
+    # the key's finished window is gone; another key's is left to the sweep (no lock on it)
+    assert set(counts(database)) == {("reset_mails_per_account:k", datetime(2026, 1, 1, 13, tzinfo=timezone.utc)),
+                                     ("reset_mails_per_account:other", datetime(2026, 1, 1, 12, tzinfo=timezone.utc))}
+
+
+def test_the_sweep_forgets_ended_windows_only(database):
+    take(database, key="old")
+    take(database, key="new", now=NOW + timedelta(hours=1))
+    with database.unit_of_work() as uow:
+        assert storage.forget_rate_windows(uow.session, NOW + timedelta(hours=1)) == 1
+        uow.commit()
+    assert set(counts(database)) == {("reset_mails_per_account:new", datetime(2026, 1, 1, 13, tzinfo=timezone.utc))}
 
 
 def test_a_batch_counts_its_units_and_a_refused_batch_counts_nothing(database):
@@ -108,3 +118,8 @@ def test_concurrent_takes_lose_no_count(database):
         thread.join()
     assert results == [True] * 100
     assert list(counts(database).values()) == [100]
+
+
+def test_a_batch_larger_than_the_limit_is_never_allowed_so_waiting_would_not_help():
+    assert limits.never_allows(4, HOURLY) and not limits.never_allows(3, HOURLY)
+    assert not limits.never_allows(10_000, Limit("invitations_per_admin", 0, 3600))  # off

@@ -54,6 +54,18 @@ def test_requests_are_labelled_with_their_route_template_never_the_raw_path(tmp_
     assert "raw-id-4711" not in after and "place-4712" not in after
 
 
+def test_a_made_up_method_is_counted_as_other_never_as_its_own_label(tmp_path):
+    client = gateway(tmp_path)
+    before = scrape(client)
+    client.open("/api/v1/me", method="ZZZA1")
+    client.open("/api/v1/me", method="QWERTYUIOP")
+    after = scrape(client)
+    assert "ZZZA1" not in after and "QWERTYUIOP" not in after
+    labels = {"method": "other", "route": "unmatched", "status": "405"}  # no rule takes such a method
+    assert metric(after, "gatehouse_http_requests_total", **labels) == \
+        metric(before, "gatehouse_http_requests_total", **labels) + 2
+
+
 def test_metrics_is_not_part_of_the_api_spec(tmp_path):
     assert "/metrics" not in gateway(tmp_path).get("/api/v1/openapi.json").get_json()["paths"]
 

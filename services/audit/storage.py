@@ -154,8 +154,20 @@ def append(conn: sa.Connection, rows: list[dict]) -> int:
     head = _lock_head(conn)
     ids = list(dict.fromkeys(row["event_id"] for row in rows))
     stored = set(conn.scalars(sa.select(AuditRecord.event_id).where(AuditRecord.event_id.in_(ids))))
-    seq, prev = head.seq, head.hash
-    records, tenants, seen = [], [], set(stored)
+    records, tenants, (seq, prev) = chained(rows, head.seq, head.hash, skip=stored)
+    if records:
+        conn.execute(sa.insert(AuditRecord), records)
+        if tenants:
+            conn.execute(sa.insert(AuditRecordTenant), tenants)
+        conn.execute(sa.update(ChainHead).where(ChainHead.id == 1).values(seq=seq, hash=prev))
+    return len(records)
+
+
+def chained(rows: list[dict], head_seq: int, head_hash: str, skip=frozenset()) -> tuple[list, list, tuple[int, str]]:
+    """(records with seq, prev_hash and hash; their tenant index rows; the new head) for `rows`
+    appended after the head, each event id once and none of `skip` (pure: no I/O)."""
+    seq, prev = head_seq, head_hash
+    records, tenants, seen = [], [], set(skip)
     for row in rows:
         if row["event_id"] in seen:
             continue
@@ -165,12 +177,7 @@ def append(conn: sa.Connection, rows: list[dict]) -> int:
         record["hash"] = prev = chain.record_hash(prev, chain.content_of(record))
         records.append(record)
         tenants.extend({"tenant_id": tenant, "seq": seq} for tenant in row["tenant_ids"])
-    if records:
-        conn.execute(sa.insert(AuditRecord), records)
-        if tenants:
-            conn.execute(sa.insert(AuditRecordTenant), tenants)
-        conn.execute(sa.update(ChainHead).where(ChainHead.id == 1).values(seq=seq, hash=prev))
-    return len(records)
+    return records, tenants, (seq, prev)
 
 
 def chain_start(conn: sa.Connection) -> tuple[int, str]:

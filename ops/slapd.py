@@ -41,6 +41,11 @@ moduleload back_mdb
 moduleload argon2
 
 {anonymous}
+# The root DSE and the schema (what clients such as ldap3 read to decode values) hold no one's data.
+access to dn.base=""
+    by * read
+access to dn.base="cn=Subschema"
+    by * read
 # Passwords are for binding only: never readable by anyone but their owner (and the rootdn).
 access to attrs=userPassword
     by self write

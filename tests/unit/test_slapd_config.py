@@ -8,7 +8,8 @@ from ops.slapd import Slapd
 
 
 def acl(config: str) -> str:
-    return config[config.index("access to"):config.index("database mdb")]
+    """The rules of the entries (the root DSE's and the schema's come before)."""
+    return config[config.index("access to attrs=userPassword"):config.index("database mdb")]
 
 
 def test_the_directory_is_closed_by_default(tmp_path):

@@ -116,7 +116,10 @@ class SuspensionTargets:
         steps = [
             admin.put("/api/v1/settings/ldap", json={"url": self.slapd.url, "bind_dn": self.slapd.admin_dn,
                                                      "password": self.slapd.admin_password,
-                                                     "base_dn": self.slapd.base_dn}),
+                                                     "base_dn": self.slapd.base_dn,
+                                                     # the realm searches as the reader (no anonymous reads)
+                                                     "realm_bind_dn": self.slapd.reader_dn,
+                                                     "realm_bind_password": self.slapd.reader_password}),
         ]
         connection = admin.post("/api/v1/connections", json={
             "name": "bench", "url": self.pve.url, "fingerprint": self.pve.fingerprint, "realm": REALM,

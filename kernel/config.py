@@ -78,6 +78,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("GATEHOUSE_DIRECTORY_PORT", "1389", "LDAP port of that directory."),
     Setting("GATEHOUSE_DIRECTORY_BASE_DN", "dc=gatehouse,dc=local", "Base DN of that directory (its admin is cn=admin,<base DN>)."),
     Setting("GATEHOUSE_DIRECTORY_ADMIN_PASSWORD", "", "Password of that directory's admin. Empty: generated once into the data folder (directory/admin.secret)."),
+    Setting("GATEHOUSE_DIRECTORY_READER_PASSWORD", "", "Password of that directory's read-only account cn=reader,<base DN> (Proxmox VE realms bind as it; the directory allows no anonymous access). Empty: generated once into the data folder (directory/reader.secret)."),
     Setting("GATEHOUSE_ADMIN_USERNAME", "superadmin", "Username of the first super admin, created on first start."),
     Setting("GATEHOUSE_ADMIN_PASSWORD", "", "Password of the first super admin. Empty: a random one is printed once."),
     Setting("GATEHOUSE_METRICS_TOKEN", "", "Bearer token Prometheus must send to read the gateway's /metrics (Authorization: Bearer ...). Empty: /metrics is open on the gateway port."),

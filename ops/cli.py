@@ -193,12 +193,13 @@ def use_directory(url):
 @main.command()
 def directory():
     """Run the OpenLDAP directory (slapd with argon2) in the foreground: the compose file's
-    `directory` container. Its data, config and generated admin password are in the data folder."""
+    `directory` container. Its data, config and generated admin and reader passwords are in the data folder."""
     from ops import directory as local_directory
 
     cfg = Config.from_env()
     slapd = local_directory.start(local_directory.local_directory(cfg))
-    click.echo(f"LDAP directory on {slapd.host}:{slapd.port}, base {slapd.base_dn}, admin {slapd.admin_dn}")
+    click.echo(f"LDAP directory on {slapd.host}:{slapd.port}, base {slapd.base_dn}, admin {slapd.admin_dn}, "
+               f"read-only {slapd.reader_dn} (no anonymous access)")
     sys.stdout.flush()
     stopping = []
     for sig in (signal.SIGTERM, signal.SIGINT):

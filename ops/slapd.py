@@ -4,6 +4,11 @@ slapd runs in the foreground (`-d 0`) in its own process group from a generated
 slapd.conf, with an mdb database for one suffix under `base_dir`. Stopping and starting
 again keeps the port and the data (tests stop it to simulate an outage). Runs as root or
 unprivileged alike.
+
+Closed by default: no anonymous bind, and nothing readable without one. Users still bind
+with their password (a simple bind reads userPassword as `anonymous auth`); the entries are
+read by the rootdn and by a read-only account, `cn=reader,<suffix>`, made at each start
+with the reader password (what a Proxmox VE LDAP realm binds as to look users up).
 """
 from __future__ import annotations
 
@@ -35,13 +40,19 @@ moduleload back_mdb
 # Verifies userPassword values {{ARGON2}}$argon2id$...: the platform's own hashes.
 moduleload argon2
 
+{anonymous}
+# The root DSE and the schema (what clients such as ldap3 read to decode values) hold no one's data.
+access to dn.base=""
+    by * read
+access to dn.base="cn=Subschema"
+    by * read
 # Passwords are for binding only: never readable by anyone but their owner (and the rootdn).
 access to attrs=userPassword
     by self write
     by anonymous auth
     by * none
 access to *
-    by * read
+{readers}
 
 database mdb
 suffix "{suffix}"
@@ -52,6 +63,17 @@ maxsize 4294967296
 {sync}index objectClass eq
 index uid,uidNumber,gidNumber,memberUid,cn eq
 """
+
+
+# Who may read entries (userPassword aside). Closed: the reader account, and each user their own
+# entry; an account that signed up must not list every tenant's users.
+CLOSED_READERS = """    by dn.exact="{reader}" read
+    by self read
+    by * none"""
+CLOSED_ANONYMOUS = """# No anonymous bind, and no operation but a bind before one (StartTLS still works).
+disallow bind_anon
+require authc"""
+OPEN_READERS = "    by * read"
 
 
 def ssha(password: str) -> str:
@@ -85,11 +107,16 @@ class Slapd:
 
     def __init__(self, base_dir: Path, port: int | None = None, base_dn: str = "dc=gatehouse,dc=test",
                  admin_dn: str = "cn=admin,dc=gatehouse,dc=test", admin_password: str = "gatehouse-admin",
-                 tls: tuple[str, str] | None = None, durable: bool = True, host: str = "127.0.0.1"):
+                 tls: tuple[str, str] | None = None, durable: bool = True, host: str = "127.0.0.1",
+                 reader_password: str = "gatehouse-reader", anonymous_read: bool = False):
         """tls: (certificate file, key file) to serve StartTLS and ldaps:// on `ldaps_port` too.
         durable=False: writes are not flushed to disk one by one (`dbnosync`), for throwaway
-        directories of tests and benchmarks; a crash of the machine may lose the last writes."""
+        directories of tests and benchmarks; a crash of the machine may lose the last writes.
+        anonymous_read=True: the old open directory (anonymous binds, everyone reads entries but
+        passwords), only for a Proxmox VE realm that cannot be given a bind DN yet."""
         self.durable = durable
+        self.anonymous_read = anonymous_read
+        self.reader_password = reader_password
         self.host = host  # what slapd listens on; clients on this machine use 127.0.0.1
         self.base_dir = Path(base_dir)
         self.tls = tls
@@ -99,6 +126,10 @@ class Slapd:
         self.admin_dn = admin_dn
         self.admin_password = admin_password
         self.process: subprocess.Popen | None = None
+
+    @property
+    def reader_dn(self) -> str:
+        return f"cn=reader,{self.base_dn}"
 
     @property
     def url(self) -> str:
@@ -134,6 +165,7 @@ class Slapd:
             if self.process.poll() is not None:
                 raise RuntimeError(f"slapd exited; see {self.log_path}")
             if self.answers():
+                self._ensure_reader()
                 return self
             time.sleep(0.1)
         self.stop()
@@ -141,14 +173,33 @@ class Slapd:
 
     def answers(self) -> bool:
         """True when the admin can bind."""
+        return self._binds(self.admin_dn, self.admin_password)
+
+    def _binds(self, dn: str, password: str) -> bool:
         server = ldap3.Server(self.url, get_info=ldap3.NONE, connect_timeout=1)
         try:
-            conn = ldap3.Connection(server, self.admin_dn, self.admin_password, receive_timeout=2)
+            conn = ldap3.Connection(server, dn, password, receive_timeout=2)
             bound = conn.bind()
             conn.unbind()
             return bound
         except ldap3.core.exceptions.LDAPException:
             return False
+
+    def _ensure_reader(self) -> None:
+        """The read-only account with the current reader password: added on the first start
+        (and to directories made before it existed), its password replaced when it changed."""
+        if self._binds(self.reader_dn, self.reader_password):
+            return
+        password = ssha(self.reader_password)
+        server = ldap3.Server(self.url, get_info=ldap3.NONE, connect_timeout=5)
+        with ldap3.Connection(server, self.admin_dn, self.admin_password, receive_timeout=10, auto_bind=True) as conn:
+            added = conn.add(self.reader_dn, attributes={
+                "objectClass": ["organizationalRole", "simpleSecurityObject"], "cn": "reader", "userPassword": password,
+                "description": "Read-only account (Proxmox VE realms look users up with it)"})
+            if not added and conn.result["result"] == 68:  # entryAlreadyExists: a new password
+                added = conn.modify(self.reader_dn, {"userPassword": [(ldap3.MODIFY_REPLACE, [password])]})
+            if not added:
+                raise RuntimeError(f"slapd refused the reader account {self.reader_dn}: {conn.result['description']}")
 
     def stop(self, timeout: float = 30) -> None:
         stop_group(self.process, signal.SIGTERM, timeout)
@@ -178,7 +229,10 @@ class Slapd:
         self.config_path.write_text(CONFIG.format(includes=includes, base=self.base_dir, modules=MODULE_DIR,
                                                   suffix=self.base_dn, rootdn=self.admin_dn,
                                                   rootpw=ssha(self.admin_password),
-                                                  sync="" if self.durable else "dbnosync\n"))
+                                                  sync="" if self.durable else "dbnosync\n",
+                                                  anonymous="" if self.anonymous_read else CLOSED_ANONYMOUS,
+                                                  readers=OPEN_READERS if self.anonymous_read
+                                                  else CLOSED_READERS.format(reader=self.reader_dn)))
         self.config_path.chmod(0o600)  # holds the rootpw hash
 
     def _load(self, ldif: str) -> None:

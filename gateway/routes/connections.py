@@ -161,8 +161,10 @@ def test_connection(connection_id):
 @bp.doc(summary="Create or update the connection's LDAP realm", description=(
     "Needs `connection.manage`. Makes, on the connection's Proxmox VE, the LDAP realm named by the "
     "connection's `realm` pointing at Gatehouse's directory (`ou=people`, `uid`), so Proxmox checks "
-    "passwords against LDAP; no password is pushed to Proxmox. `result` is `created`, `updated` or "
-    "`unchanged`; a failure answers `{ok: false, error}` (e.g. `realm_conflict` when a realm of another "
+    "passwords against LDAP; no user's password is pushed to Proxmox. The realm searches bound as the "
+    "directory settings' `realm_bind_dn`; its password goes to Proxmox (which never shows it back) when the "
+    "realm is created, its bind DN changes, or the stored realm password is not the one last sent there. "
+    "`result` is `created`, `updated` or `unchanged`; a failure answers `{ok: false, error}` (e.g. `realm_conflict` when a realm of another "
     "type has that name) and is audited."),
     responses={**MANAGE, 404: "No such connection in the active tenant",
                422: "The LDAP directory is not configured"})

@@ -55,7 +55,7 @@ def run_sync(body):
 @bp.get("/api/v1/settings/ldap")
 @requires(SUPER_ADMIN_ONLY)
 @bp.output(DirectorySettingsOut)
-@bp.doc(summary="The LDAP directory settings", description="Super admins. The bind password is never shown.",
+@bp.doc(summary="The LDAP directory settings", description="Super admins. The bind passwords are never shown.",
         responses=SUPER)
 def get_directory():
     with _rpc() as rpc:
@@ -68,7 +68,10 @@ def get_directory():
 @bp.output(DirectorySettingsOut)
 @bp.doc(summary="Configure the LDAP directory", description=(
     "Super admins. The directory must accept the bind (and gets `ou=people`, `ou=groups` under the base) "
-    "before anything is stored; the password is stored encrypted. A full sync follows."),
+    "before anything is stored; the password is stored encrypted. `realm_bind_dn` is the read-only account "
+    "Proxmox VE realms search as: it must bind with `realm_bind_password` and read `ou=people` (code "
+    "`ldap_realm_bind_refused` otherwise); that password is stored encrypted too and never shown. A full sync "
+    "follows."),
     responses={**SUPER, 422: "Invalid fields, or the directory refused (code `ldap_<reason>`)"})
 def put_directory(body):
     with _rpc() as rpc:

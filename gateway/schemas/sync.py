@@ -71,6 +71,11 @@ class DirectorySettingsIn(Schema):
     login_shell = String(load_default="/bin/bash", validate=Length(1, 128))
     realm_server = String(allow_none=True, load_default=None, validate=Length(1, 255), metadata={
         "description": "host Proxmox nodes reach the directory at, when not the URL's"})
+    realm_bind_dn = String(allow_none=True, load_default=None, validate=Length(1, 256), metadata={
+        "description": "read-only account Proxmox VE realms search the people as (the directory should "
+                       "refuse anonymous searches); null: realms search anonymously"})
+    realm_bind_password = String(validate=Length(1, 1024), load_only=True, metadata={
+        "description": "write-only; required with a first realm_bind_dn, leave out to keep the stored one"})
 
 
 class DirectorySettingsOut(Schema):
@@ -84,6 +89,8 @@ class DirectorySettingsOut(Schema):
     login_shell = String(allow_none=True)
     realm_server = String(allow_none=True)
     password_set = Boolean(metadata={"description": "a bind password is stored (it is never shown)"})
+    realm_bind_dn = String(allow_none=True)
+    realm_bind_password_set = Boolean(metadata={"description": "a realm bind password is stored (it is never shown)"})
     updated_at = String(allow_none=True, metadata=ISO)
 
 
@@ -101,4 +108,5 @@ class RealmOut(Schema):
     port = Integer()
     mode = String()
     base_dn = String()
+    bind_dn = String(allow_none=True, metadata={"description": "the account the realm searches as (null: anonymous)"})
     error = Nested(SyncErrorOut, metadata={"description": "why not, when not ok"})

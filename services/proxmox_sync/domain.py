@@ -100,12 +100,14 @@ class CustomRole:
 
 # --- the directory's settings -------------------------------------------------------------------
 
-DIRECTORY_FIELDS = ("url", "bind_dn", "base_dn", "start_tls", "verify_tls", "ca_pem", "login_shell", "realm_server")
+DIRECTORY_FIELDS = ("url", "bind_dn", "base_dn", "start_tls", "verify_tls", "ca_pem", "login_shell", "realm_server",
+                    "realm_bind_dn")
 _DN = re.compile(r"^[A-Za-z][\w-]*=[^,=]+(,[A-Za-z][\w-]*=[^,=]+)*$")
 
 
-def directory_problems(fields: dict, password_stored: bool) -> dict:
-    """field -> what is wrong with the LDAP directory's settings."""
+def directory_problems(fields: dict, password_stored: bool, realm_password_stored: bool = False) -> dict:
+    """field -> what is wrong with the LDAP directory's settings. realm_bind_dn (the account
+    Proxmox VE realms search as) goes with a realm_bind_password, given or stored."""
     problems = {}
     url = urlsplit(fields.get("url") or "")
     if url.scheme not in ("ldap", "ldaps") or not url.hostname or url.path not in ("", "/"):
@@ -127,16 +129,34 @@ def directory_problems(fields: dict, password_stored: bool) -> dict:
         problems["ca_pem"] = "must be a PEM certificate"
     if not password_stored and not fields.get("password"):
         problems["password"] = "is required when the directory is first configured"
+    if fields.get("realm_bind_dn"):
+        if not _DN.match(fields["realm_bind_dn"]):
+            problems["realm_bind_dn"] = "must be a distinguished name such as cn=reader,dc=example,dc=org"
+        if not realm_password_stored and not fields.get("realm_bind_password"):
+            problems["realm_bind_password"] = "is required with realm_bind_dn"
+    elif fields.get("realm_bind_password"):
+        problems["realm_bind_password"] = "goes with realm_bind_dn"
     return problems
 
 
+def realm_password_due(last_sent: dict | None, realm: str, bind_dn: str | None, password_digest: str | None) -> bool:
+    """Whether a realm's bind password must be sent to Proxmox VE, which never answers it: unless
+    the last one sent (`last_sent`: realm, bind_dn, password_digest) is this password for this
+    realm and bind DN. Nothing known (a realm made elsewhere, before Gatehouse kept track) sends it."""
+    if not bind_dn or not password_digest:
+        return False
+    return last_sent is None or (last_sent["realm"], last_sent["bind_dn"], last_sent["password_digest"]) != \
+        (realm, bind_dn, password_digest)
+
+
 def realm_fields(realm: str, settings, server: str | None = None, port: int | None = None,
-                 mode: str | None = None) -> dict:
-    """The Proxmox LDAP realm that points at our directory's people (pve.RealmSpec's fields).
-    Server, port and mode follow the directory's URL unless given (how Proxmox nodes reach it)."""
+                 mode: str | None = None, bind_dn: str | None = None) -> dict:
+    """The Proxmox LDAP realm that points at our directory's people (pve.RealmSpec's fields, but
+    the bind password). Server, port and mode follow the directory's URL unless given (how
+    Proxmox nodes reach it); it searches bound as `bind_dn` (anonymously without one)."""
     url = urlsplit(settings.url)
     default_mode = "ldaps" if url.scheme == "ldaps" else ("ldap+starttls" if settings.start_tls else "ldap")
     return {"realm": realm, "server": server or url.hostname, "port": int(port or url.port or
                                                                          (636 if url.scheme == "ldaps" else 389)),
             "mode": mode or default_mode, "base_dn": f"ou=people,{settings.base_dn}", "user_attr": "uid",
-            "comment": "Gatehouse directory (managed by Gatehouse)"}
+            "comment": "Gatehouse directory (managed by Gatehouse)", "bind_dn": bind_dn}

@@ -179,6 +179,11 @@ class Directory:
             return writes
         return self._run(ensure, retry=True)
 
+    def reads_people(self) -> bool:
+        """Whether this bind may read ou=people (what a Proxmox VE realm's account must do)."""
+        return self._run(lambda conn: conn.search(self.settings.people_dn, "(objectClass=*)",
+                                                  search_scope=ldap3.BASE, attributes=["1.1"]), retry=True)
+
     def read_all(self) -> dict[str, Entry]:
         """Every entry directly under ou=people and ou=groups, keyed by dn_key."""
         return self._run(lambda conn: {
@@ -363,3 +368,15 @@ def _modifications(modifications) -> dict[str, list]:
 def _chunks(terms: list[str]) -> Iterable[list[str]]:
     for start in range(0, len(terms), FILTER_TERMS):
         yield terms[start:start + FILTER_TERMS]
+
+
+def reader_problem(settings: LdapSettings) -> str | None:
+    """Why this account could not look users up (None: it can). Proxmox VE realms search as it:
+    a refusal found now beats logins failing on Proxmox later, far from the cause."""
+    try:
+        with Directory(settings) as directory:
+            if directory.reads_people():
+                return None
+    except DirectoryUnavailable as failure:
+        return failure.message
+    return f"{settings.bind_dn} may not read {settings.people_dn}"

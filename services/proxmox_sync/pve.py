@@ -21,7 +21,7 @@ import logging
 import os
 import ssl
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import requests
 from proxmoxer import ProxmoxAPI
@@ -299,7 +299,8 @@ def _names(value) -> list[str]:
 @dataclass(frozen=True)
 class RealmSpec:
     """The LDAP realm through which Proxmox VE checks Gatehouse users' passwords against our
-    directory (no password is ever pushed to Proxmox)."""
+    directory (no user's password is ever pushed to Proxmox). It looks users up bound as
+    `bind_dn` (our read-only account: the directory refuses anonymous searches)."""
 
     realm: str
     server: str
@@ -308,19 +309,28 @@ class RealmSpec:
     base_dn: str  # where the users are (ou=people,...)
     user_attr: str = "uid"
     comment: str = "Gatehouse directory"
+    bind_dn: str | None = None
+    bind_password: str | None = field(default=None, repr=False)  # write-only on Proxmox: never read back
 
     def options(self) -> dict:
+        """The options Proxmox answers back, compared to find a realm unchanged."""
         return {"server1": self.server, "port": int(self.port), "mode": self.mode, "base_dn": self.base_dn,
-                "user_attr": self.user_attr, "comment": self.comment}
+                "user_attr": self.user_attr, "comment": self.comment,
+                **({"bind_dn": self.bind_dn} if self.bind_dn else {})}
 
 
-def ensure_realm(api, spec: RealmSpec) -> str:
+def ensure_realm(api, spec: RealmSpec, send_password: bool = True) -> str:
     """Creates the LDAP realm or brings its options to `spec`: "created", "updated" or
-    "unchanged". A realm of that name of another type is not ours: PveFailure realm_conflict."""
+    "unchanged". A realm of that name of another type is not ours: PveFailure realm_conflict.
+
+    Proxmox never answers the bind password, so it cannot be compared: it goes with a new
+    realm, and to an existing one when `send_password` (the caller knows it changed) or when
+    the bind DN changes. A spec without bind DN removes the realm's (anonymous searches)."""
+    password = {"password": spec.bind_password} if spec.bind_dn and spec.bind_password else {}
     realms = {entry["realm"]: entry for entry in api.access.domains.get()}
     try:
         if spec.realm not in realms:
-            api.access.domains.post(realm=spec.realm, type="ldap", **spec.options())
+            api.access.domains.post(realm=spec.realm, type="ldap", **spec.options(), **password)
             return "created"
         if (kind := realms[spec.realm].get("type")) != "ldap":
             raise PveFailure(REALM_CONFLICT, f"The realm '{spec.realm}' exists on this Proxmox VE as type '{kind}', "
@@ -328,6 +338,10 @@ def ensure_realm(api, spec: RealmSpec) -> str:
         config = api.access.domains(spec.realm).get()
         have = {"mode": "ldap", **config}
         changed = {name: value for name, value in spec.options().items() if str(have.get(name, "")) != str(value)}
+        if send_password or "bind_dn" in changed:
+            changed.update(password)
+        if not spec.bind_dn and "bind_dn" in config:
+            changed["delete"] = "bind_dn,password"
         if not changed:
             return "unchanged"
         api.access.domains(spec.realm).put(**changed, **({"digest": config["digest"]} if "digest" in config else {}))

@@ -3,6 +3,7 @@ connection, repairs drift; polls each connection's inventory and runs VM/CT powe
 connections."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 from nameko.dependency_providers import Config
@@ -250,10 +251,12 @@ class ProxmoxSyncService(ServiceBase):
         directory must accept the bind before anything is stored."""
         actor = Actor.from_dict(actor)
         fields = {"start_tls": False, "verify_tls": True, "ca_pem": None, "login_shell": "/bin/bash",
-                  "realm_server": None, **fields}
+                  "realm_server": None, "realm_bind_dn": None, **fields}
         with self.db.unit_of_work() as uow:
             before = uow.session.get(storage.DirectorySettings, 1)
-        if problems := domain.directory_problems(fields, password_stored=before is not None):
+        realm_password_stored = before is not None and before.realm_bind_password_sealed is not None
+        if problems := domain.directory_problems(fields, password_stored=before is not None,
+                                                 realm_password_stored=realm_password_stored):
             raise ValidationFailed("The LDAP directory settings have invalid fields.", details=problems)
         password = fields.get("password") or self.sync.box.open(before.password_sealed)
         settings = ldap_plan.LdapSettings(url=fields["url"], bind_dn=fields["bind_dn"], password=password,
@@ -266,6 +269,11 @@ class ProxmoxSyncService(ServiceBase):
         except ldap_directory.DirectoryUnavailable as failure:
             raise ValidationFailed(f"The directory refused: {failure.message}", code=f"ldap_{failure.code}",
                                    details={"url": failure.message}) from None
+        realm_password = self._realm_password(fields, before)
+        if realm_password and (problem := ldap_directory.reader_problem(
+                dataclasses.replace(settings, bind_dn=fields["realm_bind_dn"], password=realm_password))):
+            raise ValidationFailed(f"The realm bind account does not work: {problem}",
+                                   code="ldap_realm_bind_refused", details={"realm_bind_dn": problem})
         with self.db.unit_of_work() as uow:
             row = uow.session.get(storage.DirectorySettings, 1)
             changed = [name for name in domain.DIRECTORY_FIELDS
@@ -275,9 +283,12 @@ class ProxmoxSyncService(ServiceBase):
                 uow.session.add(row)
             if fields.get("password") and (before is None or self.sync.box.open(before.password_sealed) != password):
                 changed.append("password")
+            if realm_password != (self._stored_realm_password(before) if before else None):
+                changed.append("realm_bind_password")  # its name only: events never carry a secret
             for name in domain.DIRECTORY_FIELDS:
                 setattr(row, name, fields.get(name))
             row.password_sealed = self.sync.box.seal(password)
+            row.realm_bind_password_sealed = realm_password and self.sync.box.seal(realm_password)
             row.version += 1
             row.updated_at = utc_now()
             if changed:
@@ -287,6 +298,16 @@ class ProxmoxSyncService(ServiceBase):
             storage.retry_now(uow.session, LDAP_TARGET, utc_now())  # new settings: try them at once
             uow.commit()
             return _public_directory(row)
+
+    def _stored_realm_password(self, row) -> str | None:
+        return row.realm_bind_password_sealed and self.sync.box.open(row.realm_bind_password_sealed)
+
+    def _realm_password(self, fields: dict, before) -> str | None:
+        """The realm bind password these settings keep: the one given, else the stored one (none
+        without a realm bind DN)."""
+        if not fields.get("realm_bind_dn"):
+            return None
+        return fields.get("realm_bind_password") or self._stored_realm_password(before)
 
     # --- Proxmox realms ------------------------------------------------------------------------
 
@@ -303,11 +324,15 @@ class ProxmoxSyncService(ServiceBase):
             raise ValidationFailed("Configure the LDAP directory first (PUT /api/v1/settings/ldap).",
                                    code="directory_not_configured", details={"ldap": "not configured"})
         with self.db.unit_of_work() as uow:
-            realm_server = uow.session.get(storage.DirectorySettings, 1).realm_server
-        spec = pve.RealmSpec(**domain.realm_fields(credentials["realm"], settings, server or realm_server, port, mode))
+            row = uow.session.get(storage.DirectorySettings, 1)
+            realm_server, bind_dn, bind_password = row.realm_server, row.realm_bind_dn, self._stored_realm_password(row)
+            last_sent = storage.realm_sent(uow.session, connection_id)
+        spec = pve.RealmSpec(**domain.realm_fields(credentials["realm"], settings, server or realm_server, port, mode,
+                                                   bind_dn), bind_password=bind_password)
+        digest = bind_password and self.sync.box.keyed_digest(bind_password)
         try:
             with pve.session(pve.Endpoint.from_credentials(credentials)) as api:
-                result = pve.ensure_realm(api, spec)
+                result = pve.ensure_realm(api, spec, domain.realm_password_due(last_sent, spec.realm, bind_dn, digest))
         except pve.PveFailure as failure:
             with self.db.unit_of_work() as uow:
                 uow.emit(events.realm_configured(actor, connection_id, credentials["tenant_id"], spec.realm, "failed",
@@ -315,10 +340,11 @@ class ProxmoxSyncService(ServiceBase):
                 uow.commit()
             return {"ok": False, "realm": spec.realm, "error": failure.as_dict()}
         with self.db.unit_of_work() as uow:
+            storage.record_realm_sent(uow.session, connection_id, spec.realm, bind_dn, digest, utc_now())
             uow.emit(events.realm_configured(actor, connection_id, credentials["tenant_id"], spec.realm, result))
             uow.commit()
         return {"ok": True, "realm": spec.realm, "result": result, "server": spec.server, "port": spec.port,
-                "mode": spec.mode, "base_dn": spec.base_dn}
+                "mode": spec.mode, "base_dn": spec.base_dn, "bind_dn": spec.bind_dn}
 
     # --- inventory ------------------------------------------------------------------
     # The gateway checks permissions and scope with rbac before asking; answers here are
@@ -421,9 +447,11 @@ def _without_names(item: dict) -> dict:
 
 def _public_directory(row) -> dict:
     if row is None:
-        return {"configured": False, **{name: None for name in domain.DIRECTORY_FIELDS}, "password_set": False}
+        return {"configured": False, **{name: None for name in domain.DIRECTORY_FIELDS}, "password_set": False,
+                "realm_bind_password_set": False}
     return {"configured": True, **{name: getattr(row, name) for name in domain.DIRECTORY_FIELDS},
-            "password_set": bool(row.password_sealed), "updated_at": storage.iso(row.updated_at)}
+            "password_set": bool(row.password_sealed), "realm_bind_password_set": bool(row.realm_bind_password_sealed),
+            "updated_at": storage.iso(row.updated_at)}
 
 
 def unknown_action(action) -> NotFound:

@@ -35,8 +35,37 @@ class DirectorySettings(Base):
     login_shell: Mapped[str] = mapped_column(sa.String(128), default="/bin/bash")
     # How Proxmox nodes reach the directory, when not at `url` (realms are made from it).
     realm_server: Mapped[str | None] = mapped_column(sa.String(255))
+    # The read-only account Proxmox realms search as (the directory refuses anonymous searches).
+    realm_bind_dn: Mapped[str | None] = mapped_column(sa.String(512))
+    realm_bind_password_sealed: Mapped[str | None] = mapped_column(sa.Text)
     version: Mapped[int] = mapped_column(sa.Integer, default=1)
     updated_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+
+
+class RealmSent(Base):
+    """What Gatehouse last gave a connection's realm to bind with. Proxmox VE never answers a
+    realm's password, so only this tells whether the current one is there: a keyed digest of
+    it (SecretBox.keyed_digest), never the password."""
+
+    __tablename__ = "proxmox_sync_realms"
+
+    connection_id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    realm: Mapped[str] = mapped_column(sa.String(64))
+    bind_dn: Mapped[str | None] = mapped_column(sa.String(512))
+    password_digest: Mapped[str | None] = mapped_column(sa.String(64))
+    sent_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+
+
+def realm_sent(session: Session, connection_id: str) -> dict | None:
+    row = session.get(RealmSent, connection_id)
+    return None if row is None else {"realm": row.realm, "bind_dn": row.bind_dn, "password_digest": row.password_digest}
+
+
+def record_realm_sent(session: Session, connection_id: str, realm: str, bind_dn: str | None,
+                      password_digest: str | None, now: datetime) -> None:
+    row = session.get(RealmSent, connection_id) or RealmSent(connection_id=connection_id)
+    row.realm, row.bind_dn, row.password_digest, row.sent_at = realm, bind_dn, password_digest, now
+    session.add(row)
 
 
 class SyncTarget(Base):
@@ -276,18 +305,21 @@ def forget_inventory(session: Session, connection_id: str) -> None:
     session.execute(sa.delete(InventoryItem).where(InventoryItem.connection_id == connection_id))
 
 
+_PER_CONNECTION = (InventoryItem, InventoryStatus, RealmSent)  # rows that go with their connection
+
+
 def forget_connections(session: Session, connection_ids) -> None:
-    """Drops the inventory and poll status of deleted connections."""
+    """Drops the inventory, poll status and realm record of deleted connections."""
     ids = list(connection_ids)
-    session.execute(sa.delete(InventoryItem).where(InventoryItem.connection_id.in_(ids)))
-    session.execute(sa.delete(InventoryStatus).where(InventoryStatus.connection_id.in_(ids)))
+    for table in _PER_CONNECTION:
+        session.execute(sa.delete(table).where(table.connection_id.in_(ids)))
 
 
 def forget_connections_but(session: Session, connection_ids) -> None:
     """Drops what is known of every connection not in `connection_ids` (deleted meanwhile)."""
     keep = list(connection_ids)
-    session.execute(sa.delete(InventoryItem).where(InventoryItem.connection_id.not_in(keep)))
-    session.execute(sa.delete(InventoryStatus).where(InventoryStatus.connection_id.not_in(keep)))
+    for table in _PER_CONNECTION:
+        session.execute(sa.delete(table).where(table.connection_id.not_in(keep)))
 
 
 def record_poll(session: Session, connection_id: str, tenant_id: str, when: datetime,

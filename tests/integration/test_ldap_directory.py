@@ -14,7 +14,7 @@ import pytest
 from services.identity.domain import HASHER
 from ops.slapd import Slapd
 from services.proxmox_sync.domain import Group, Person
-from services.proxmox_sync.ldap_directory import Directory, DirectoryUnavailable
+from services.proxmox_sync.ldap_directory import Directory, DirectoryUnavailable, reader_problem
 from services.proxmox_sync.ldap_plan import LdapChange, LdapSettings, plan_full, plan_people
 from tests.ldap_tools import INVALID_CREDENTIALS, ldapwhoami
 
@@ -90,10 +90,56 @@ def test_active_people_bind_with_their_platform_password_and_nobody_else_does(sl
     assert members(slapd, settings, "ldapusers") == {"ada", "bob"}  # not the pending user
     assert members(slapd, settings, "ops") == {"ada"}
 
-    # the ACL: nobody but the rootdn reads a password, not even anonymously
-    with ldap3.Connection(ldap3.Server(slapd.url, get_info=ldap3.NONE), auto_bind=True) as anonymous:
-        anonymous.search(settings.people_dn, "(uid=ada)", attributes=["*", "userPassword"])
-        assert anonymous.entries and not anonymous.entries[0].entry_attributes_as_dict.get("userPassword")
+    # the ACL: nobody but the rootdn (and its owner) reads a password, not even the reader
+    with reader(slapd) as conn:
+        conn.search(settings.people_dn, "(uid=ada)", attributes=["*", "userPassword"])
+        assert conn.entries and not conn.entries[0].entry_attributes_as_dict.get("userPassword")
+
+
+def reader(slapd) -> ldap3.Connection:
+    return ldap3.Connection(ldap3.Server(slapd.url, get_info=ldap3.NONE), slapd.reader_dn, slapd.reader_password,
+                            auto_bind=True)
+
+
+def ldapsearch(slapd, base: str, *bind: str) -> subprocess.CompletedProcess:
+    """OpenLDAP's ldapsearch of every entry under `base`: anonymous, or bound with -D DN -w PASSWORD."""
+    return subprocess.run(["ldapsearch", "-x", "-LLL", "-H", slapd.url, *bind, "-b", base, "(objectClass=*)", "uid"],
+                          capture_output=True, text=True, timeout=30, check=False)
+
+
+def test_nobody_reads_the_directory_anonymously_users_bind_and_the_reader_searches(slapd, settings, directory):
+    ada, bob = person("ada", 10081), person("bob", 10082)
+    sync(directory, [ada, bob], groups([ada, bob]))
+
+    anonymous = ldapsearch(slapd, settings.people_dn)
+    assert anonymous.returncode == 48 and "anonymous bind disallowed" in anonymous.stderr  # inappropriateAuth
+    assert "uid:" not in anonymous.stdout
+    unbound = ldap3.Connection(ldap3.Server(slapd.url, get_info=ldap3.NONE))  # no bind at all
+    unbound.open()
+    assert not unbound.search(settings.people_dn, "(uid=*)") and not unbound.entries
+    assert unbound.result["message"] == "authentication required"
+    unbound.unbind()
+
+    assert ldapwhoami(slapd.url, dn(settings, "ada"), PASSWORD) == 0  # a simple bind still checks the password
+    assert ldapwhoami(slapd.url, dn(settings, "ada"), PASSWORD + "!") == INVALID_CREDENTIALS
+    as_ada = ("-D", dn(settings, "ada"), "-w", PASSWORD)  # a user reads their own entry, nobody else's
+    assert "uid: ada" in ldapsearch(slapd, dn(settings, "ada"), *as_ada).stdout
+    assert "uid:" not in ldapsearch(slapd, settings.people_dn, *as_ada).stdout
+
+    as_reader = ldapsearch(slapd, settings.people_dn, "-D", slapd.reader_dn, "-w", slapd.reader_password)
+    assert as_reader.returncode == 0 and {"uid: ada", "uid: bob"} <= set(as_reader.stdout.splitlines())
+    assert ldapwhoami(slapd.url, slapd.reader_dn, "not the reader password") == INVALID_CREDENTIALS
+    with reader(slapd) as conn:  # read-only
+        assert not conn.delete(dn(settings, "bob")) and conn.result["result"] == 50  # insufficientAccessRights
+
+
+def test_a_realm_account_that_cannot_read_the_people_is_named(slapd, settings, directory):
+    works = replace(settings, bind_dn=slapd.reader_dn, password=slapd.reader_password)
+    assert reader_problem(works) is None
+    assert "refused the bind" in reader_problem(replace(works, password="wrong"))
+    sync(directory, [person("ada", 10091)], groups([person("ada", 10091)]))
+    as_user = replace(settings, bind_dn=dn(settings, "ada"), password=PASSWORD)
+    assert reader_problem(as_user) == f"{dn(settings, 'ada')} may not read {settings.people_dn}"
 
 
 def test_suspension_refuses_the_bind_and_drops_memberships_reactivation_restores_both(slapd, settings, directory):

@@ -11,6 +11,7 @@ from services.proxmox_sync.domain import Access, CustomRole, Group, Person
 from services.proxmox_sync.pve import Endpoint, PveFailure, RealmSpec
 from services.rbac import domain as rbac
 from tests.pve_standin import PveStandin
+from tests.pve_standin.access import realm_password
 
 REALM, CONNECTION = "gatehouse", "conn-1"
 TOKEN_ID, TOKEN_SECRET = "root@pam!gatehouse", "sync-token-secret"
@@ -84,6 +85,26 @@ def test_the_realm_is_created_then_unchanged_then_updated(session):
     assert pve.ensure_realm(session, dataclasses.replace(SPEC, port=389, mode="ldap+starttls")) == "updated"
     assert session.access.domains(REALM).get()["mode"] == "ldap+starttls"
     assert pve.ensure_realm(session, dataclasses.replace(SPEC, port=389, mode="ldap+starttls")) == "unchanged"
+
+
+def test_the_realm_binds_as_the_reader_and_gets_its_password_only_when_told(standin, session):
+    reader = dataclasses.replace(SPEC, bind_dn="cn=reader,dc=gatehouse,dc=example", bind_password="reader-pw")
+    assert pve.ensure_realm(session, reader, send_password=True) == "created"
+    config = session.access.domains(REALM).get()
+    assert config["bind_dn"] == reader.bind_dn and "password" not in config  # write-only, as on Proxmox VE
+    assert realm_password(standin, REALM) == "reader-pw"
+    assert pve.ensure_realm(session, reader, send_password=False) == "unchanged"
+    # a new password cannot be seen in the realm: the caller says it changed
+    assert pve.ensure_realm(session, dataclasses.replace(reader, bind_password="new-pw"), send_password=True) == \
+        "updated"
+    assert realm_password(standin, REALM) == "new-pw"
+    other = dataclasses.replace(reader, bind_dn="cn=other,dc=gatehouse,dc=example", bind_password="other-pw")
+    assert pve.ensure_realm(session, other, send_password=False) == "updated"  # a new account: its password too
+    assert session.access.domains(REALM).get()["bind_dn"] == other.bind_dn
+    assert realm_password(standin, REALM) == "other-pw"
+    assert pve.ensure_realm(session, SPEC, send_password=False) == "updated"  # no account: anonymous searches
+    assert "bind_dn" not in session.access.domains(REALM).get() and realm_password(standin, REALM) is None
+    assert pve.ensure_realm(session, SPEC) == "unchanged"
 
 
 def test_a_realm_of_another_type_with_that_name_is_a_conflict(session):

@@ -10,9 +10,11 @@ import time
 import psutil
 import pytest
 import requests
+import yaml
 
 from tests.harness import eventually, free_port
 from tests.ldap_tools import INVALID_CREDENTIALS, ldapwhoami
+from tests.unit.test_compose import COMPOSE, directory_healthcheck_script
 
 ADMIN_DN = "uid=superadmin,ou=people,dc=gatehouse,dc=local"
 
@@ -71,6 +73,14 @@ def test_up_runs_everything_and_reuses_its_data(tmp_path):
         eventually(lambda: ldapwhoami(ldap_url, ADMIN_DN, password) == 0, timeout=30, interval=0.5,
                    message="the first admin binding to the local directory")
         assert ldapwhoami(ldap_url, ADMIN_DN, password + "x") == INVALID_CREDENTIALS
+        anonymous = subprocess.run(["ldapsearch", "-x", "-H", ldap_url, "-b", "dc=gatehouse,dc=local", "uid"],
+                                   capture_output=True, text=True, timeout=30)
+        assert anonymous.returncode == 48 and "uid:" not in anonymous.stdout  # anonymous bind disallowed
+        token = login(url, password).json()["access_token"]
+        settings = requests.get(f"{url}/api/v1/settings/ldap", headers={"Authorization": f"Bearer {token}"},
+                                timeout=30).json()
+        assert settings["realm_bind_dn"] == "cn=reader,dc=gatehouse,dc=local", settings
+        assert settings["realm_bind_password_set"] is True and "realm_bind_password" not in settings
         [identity] = [p for p in psutil.Process(process.pid).children()
                       if "ops.serve identity" in " ".join(_cmdline(p))]
         identity.kill()  # a crashed service comes back by itself
@@ -101,7 +111,8 @@ def test_directory_command_serves_slapd_until_sigterm(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("GATEHOUSE_")}
     env.update(GATEHOUSE_DATA_DIR=str(tmp_path / "data"), GATEHOUSE_DIRECTORY_HOST="0.0.0.0",
                GATEHOUSE_DIRECTORY_PORT=str(port), GATEHOUSE_DIRECTORY_BASE_DN="dc=example,dc=org",
-               GATEHOUSE_DIRECTORY_ADMIN_PASSWORD="directory-admin-pw")
+               GATEHOUSE_DIRECTORY_ADMIN_PASSWORD="directory-admin-pw",
+               GATEHOUSE_DIRECTORY_READER_PASSWORD="directory-reader-pw")
     process = subprocess.Popen([sys.executable, "-m", "ops.cli", "directory"], env=env, text=True,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     try:
@@ -109,6 +120,12 @@ def test_directory_command_serves_slapd_until_sigterm(tmp_path):
         url = f"ldap://127.0.0.1:{port}"
         assert ldapwhoami(url, "cn=admin,dc=example,dc=org", "directory-admin-pw") == 0
         assert ldapwhoami(url, "cn=admin,dc=example,dc=org", "wrong") == INVALID_CREDENTIALS
+        assert ldapwhoami(url, "cn=reader,dc=example,dc=org", "directory-reader-pw") == 0
+        # the compose file's healthcheck, run as the container would: healthy, and not with a wrong password
+        healthcheck = directory_healthcheck_script(yaml.safe_load(COMPOSE.read_text())["services"])
+        assert subprocess.run(["sh", "-c", healthcheck], env=env, capture_output=True, timeout=30).returncode == 0
+        wrong = {**env, "GATEHOUSE_DIRECTORY_READER_PASSWORD": "wrong"}
+        assert subprocess.run(["sh", "-c", healthcheck], env=wrong, capture_output=True, timeout=30).returncode != 0
         slapd = [p for p in psutil.Process(process.pid).children() if p.name() == "slapd"]
         assert slapd, "slapd runs as the command's child"
     finally:

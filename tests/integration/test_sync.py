@@ -12,7 +12,9 @@ from tests.harness import PASSWORD, eventually
 from tests.integration.test_rbac import audited
 from tests.integration.test_tenancy import DEFAULT, make_user, member, new_tenant
 from tests.ldap_tools import ldapwhoami
+from ops.slapd import ssha
 from tests.pve_standin import PveStandin
+from tests.pve_standin.access import realm_password
 
 TOKEN_ID, TOKEN_SECRET = "gatehouse@pve!sync", "token-secret-of-the-sync-tests"
 ROOT_TOKEN, ROOT_SECRET = "root@pam!inspect", "token-secret-of-root"
@@ -31,12 +33,18 @@ def admin(platform):
 @pytest.fixture(scope="module")
 def directory(platform, admin, slapd):
     """The platform writes to the test slapd."""
-    answer = admin.put("/api/v1/settings/ldap", json={
-        "url": slapd.url, "bind_dn": slapd.admin_dn, "password": slapd.admin_password, "base_dn": slapd.base_dn,
-        "login_shell": "/bin/zsh"})
+    answer = admin.put("/api/v1/settings/ldap", json=directory_settings(slapd))
     assert answer.status_code == 200, answer.text
     assert answer.json()["password_set"] is True and "password" not in answer.json()
+    assert answer.json()["realm_bind_dn"] == slapd.reader_dn and answer.json()["realm_bind_password_set"] is True
+    assert "realm_bind_password" not in answer.json()
     return slapd
+
+
+def directory_settings(slapd, **changes) -> dict:
+    return {"url": slapd.url, "bind_dn": slapd.admin_dn, "password": slapd.admin_password, "base_dn": slapd.base_dn,
+            "login_shell": "/bin/zsh", "realm_bind_dn": slapd.reader_dn, "realm_bind_password": slapd.reader_password,
+            **changes}
 
 
 def _standin() -> PveStandin:
@@ -65,6 +73,9 @@ def pve(platform, admin, directory):
         assert again.status_code == 200 and again.json()["result"] == "unchanged", again.text
         made = inspect(server).access.domains(REALM).get()
         assert made["type"] == "ldap" and made["base_dn"] == f"ou=people,{directory.base_dn}" and made["user_attr"] == "uid"
+        # the directory refuses anonymous searches: the realm binds as the reader
+        assert made["bind_dn"] == directory.reader_dn and realm.json()["bind_dn"] == directory.reader_dn
+        assert realm_password(server, REALM) == directory.reader_password
         server.connection = connection
         yield server
         admin.delete(f"/api/v1/connections/{connection['id']}")
@@ -311,6 +322,39 @@ def test_status_and_run_need_their_permissions(platform, admin, pve, unique):
                      ).status_code == 422
     assert viewer.get("/api/v1/settings/ldap").status_code == 403
     audited(admin, "sync_requested", "run")
+
+
+def test_the_realm_password_is_checked_sent_once_changed_and_never_shown(admin, directory, pve):
+    connection = pve.connection["id"]
+    wrong = admin.put("/api/v1/settings/ldap", json=directory_settings(directory, realm_bind_password="wrong"))
+    assert wrong.status_code == 422 and wrong.json()["error"]["code"] == "ldap_realm_bind_refused", wrong.text
+    assert "wrong" not in wrong.text
+    assert admin.post(f"/api/v1/connections/{connection}/realm", json={}).json()["result"] == "unchanged"
+
+    new_password = "a-new-reader-password"
+    set_reader_password(directory, new_password)
+    try:
+        changed = admin.put("/api/v1/settings/ldap", json=directory_settings(directory, realm_bind_password=new_password))
+        assert changed.status_code == 200, changed.text
+        shown = admin.get("/api/v1/settings/ldap")
+        for answer in (changed, shown):
+            assert answer.json()["realm_bind_password_set"] is True and new_password not in answer.text
+        # Proxmox VE cannot show the realm's password: Gatehouse knows it sent another one
+        assert admin.post(f"/api/v1/connections/{connection}/realm", json={}).json()["result"] == "updated"
+        assert realm_password(pve, REALM) == new_password
+        assert admin.post(f"/api/v1/connections/{connection}/realm", json={}).json()["result"] == "unchanged"
+        record = audited(admin, "directory_settings_changed", "ldap")
+        assert "realm_bind_password" in record["data"]["fields"] and new_password not in str(record)
+    finally:
+        set_reader_password(directory, directory.reader_password)
+        assert admin.put("/api/v1/settings/ldap", json=directory_settings(directory)).status_code == 200
+        assert admin.post(f"/api/v1/connections/{connection}/realm", json={}).json()["result"] == "updated"
+    assert realm_password(pve, REALM) == directory.reader_password
+
+
+def set_reader_password(slapd, password: str) -> None:
+    with ldap_conn(slapd) as conn:
+        assert conn.modify(slapd.reader_dn, {"userPassword": [(ldap3.MODIFY_REPLACE, [ssha(password)])]}), conn.result
 
 
 def test_a_directory_outage_loses_nothing(platform, admin, directory, unique):

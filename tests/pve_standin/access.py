@@ -476,6 +476,13 @@ def _realm_options(pve, kind: str, params: dict) -> dict:
     return options
 
 
+def realm_password(pve, realm: str) -> str | None:
+    """The bind password a realm keeps (Proxmox VE: /etc/pve/priv/realm/<realm>.pw), which no call answers."""
+    access = world(pve)
+    with access.lock:
+        return _realm(access, realm).get("password")
+
+
 @handler("GET", "/access/domains")
 def list_realms(pve, call: Call):
     access = world(pve)

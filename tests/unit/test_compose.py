@@ -273,3 +273,27 @@ def test_processes_start_after_the_migration_completed(gatehouse):
             assert condition == "service_completed_successfully", \
                 f"container {name!r} ({', '.join(served(spec))}) must depend on {job!r} " \
                 f"with condition service_completed_successfully, has {condition!r}"
+
+
+# -- the directory ----------------------------------------------------------------
+
+def directory_healthcheck_script(services) -> str:
+    """The directory's healthcheck as the container's shell runs it ($$ is a literal $)."""
+    kind, script = healthcheck_test(services["directory"])
+    assert kind == "CMD-SHELL", "the directory's healthcheck reads its password from the environment"
+    return interpolate(script)
+
+
+def test_the_directory_healthcheck_binds_with_the_reader_not_anonymously(services):
+    script = directory_healthcheck_script(services)
+    assert "-D" in script and "cn=reader," in script and "-y /dev/stdin" in script, script
+    assert "-w" not in shlex.split(script), "a password on the command line shows in the process list"
+    reader = "GATEHOUSE_DIRECTORY_READER_PASSWORD"
+    assert environment(services["directory"])[reader] == environment(services["bootstrap-admin"])[reader], \
+        "bootstrap-admin gives the realms the password the directory gives its reader"
+
+
+def test_the_directory_is_published_on_the_loopback_only_by_default(services):
+    for port in services["directory"].get("ports") or []:
+        assert isinstance(port, str), "short form expected: HOST_IP:HOST_PORT:1389"
+        assert interpolate(port).startswith("127.0.0.1:"), f"the directory is published beyond this machine: {port}"

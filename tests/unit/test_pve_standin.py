@@ -331,3 +331,23 @@ def test_the_dev_tool_prints_where_and_how_to_sign_in():
     finally:
         tool.terminate()
         assert tool.wait(10) == 0
+
+
+def test_an_ldap_realm_keeps_its_bind_dn_readable_and_its_password_write_only():
+    from tests.pve_standin.access import realm_password
+
+    with PveStandin() as server:
+        server.add_token("root@pam!t", TOKEN_SECRET)
+        root = ProxmoxAPI(server.host, port=server.port, user="root@pam", token_name="t", token_value=TOKEN_SECRET,
+                          verify_ssl=False)
+        root.access.domains.post(realm="dir", type="ldap", server1="ldap.example.org", base_dn="ou=people,dc=x",
+                                 user_attr="uid", bind_dn="cn=reader,dc=x", password="reader-pw")
+        config = root.access.domains("dir").get()
+        assert config["bind_dn"] == "cn=reader,dc=x" and "password" not in config
+        assert realm_password(server, "dir") == "reader-pw"
+        root.access.domains("dir").put(password="new-pw")
+        assert realm_password(server, "dir") == "new-pw" and root.access.domains("dir").get()["bind_dn"]
+        too_long = refused(lambda: root.access.domains("dir").put(bind_dn="cn=" + "r" * 300))  # schema: 256 at most
+        assert too_long.status_code == 400 and "bind_dn" in too_long.errors
+        root.access.domains("dir").put(delete="bind_dn,password")
+        assert "bind_dn" not in root.access.domains("dir").get() and realm_password(server, "dir") is None

@@ -52,7 +52,9 @@ class GrantCache:
             self._current = (generation, grants)
         grants[key] = grant
 
-    def __len__(self) -> int:
+    @property
+    def size(self) -> int:
+        """Grants kept (a property, not __len__: an empty cache must not be falsy)."""
         return len(self._current[1])
 
 

@@ -51,7 +51,7 @@ def test_another_generation_computes_afresh_and_drops_the_rest():
     cache.grant(7, ("u", "t"), lambda: VIEWING)
     cache.grant(7, ("v", "t"), lambda: VIEWING)
     assert cache.grant(8, ("u", "t"), lambda: OPERATING) is OPERATING
-    assert len(cache) == 1
+    assert cache.size == 1
     compute, calls = computing(OPERATING)
     assert cache.grant(8, ("v", "t"), compute) is OPERATING and calls == [1]
 
@@ -61,7 +61,7 @@ def test_without_a_generation_nothing_is_kept():
     compute, calls = computing(VIEWING)
     cache.grant(None, ("u", "t"), compute)
     cache.grant(None, ("u", "t"), compute)
-    assert len(calls) == 2 and len(cache) == 0
+    assert len(calls) == 2 and cache.size == 0
 
 
 def test_a_grant_computed_under_an_older_generation_never_serves_a_newer_one():
@@ -77,7 +77,7 @@ def test_a_full_cache_starts_afresh():
     cache = GrantCache(max_entries=2)
     for user in ("a", "b", "c"):
         cache.grant(1, (user, "t"), lambda: VIEWING)
-    assert len(cache) == 1
+    assert cache.size == 1
 
 
 # --- the triggers ----------------------------------------------------------------------------------------

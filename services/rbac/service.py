@@ -141,6 +141,15 @@ class RbacService(ServiceBase):
         """The user's scope in the tenant, for filtering lists; empty lists mean everything."""
         return domain.normalize_scope(self._current_grant(user_id, tenant_id).scope)
 
+    def _current_grant(self, user_id, tenant_id) -> domain.Grant:
+        """The grant as committed now, from this process's cache while the grant generation is unchanged.
+
+        A plain connection, not a unit of work: the ORM session would cost more than the queries."""
+        with self.db.engine.connect() as conn:
+            generation = storage.grant_generation(conn)  # first: see grant_cache.py
+            return self.grants.grant(generation, (user_id, tenant_id),
+                                     lambda: self._grant(conn, user_id, tenant_id))
+
     @rpc
     def record_denial(self, actor, permission, tenant_id=DEFAULT_TENANT_ID, route=None):
         """The gateway refused a request for lack of `permission`: audited as authorization_denied."""
@@ -319,7 +328,8 @@ class RbacService(ServiceBase):
         for user_id in sorted(set(assignments) | super_admins):
             assignment = assignments.get(user_id)
             role = assignment.role if assignment else None
-            grant = domain.grant_of(role, domain.role_permissions(role, roles.get(role)), user_id in super_admins, assignment.scope if assignment else None)
+            grant = domain.grant_of(role, domain.role_permissions(role, roles.get(role)), user_id in super_admins,
+                                    assignment.scope if assignment else None)
             access.append({"user_id": user_id, "role": grant.role, "permissions": sorted(grant.permissions),
                            "scope": domain.normalize_scope(grant.scope), "super_admin": grant.super_admin})
         return {"access": access,
@@ -467,15 +477,6 @@ class RbacService(ServiceBase):
         return self.user_access(user_id)
 
     # --- helpers (inside a unit of work) ----------------------------------------
-
-    def _current_grant(self, user_id, tenant_id) -> domain.Grant:
-        """The grant as committed now, from this process's cache while the grant generation is unchanged.
-
-        A plain connection, not a unit of work: the ORM session would cost more than the queries."""
-        with self.db.engine.connect() as conn:
-            generation = storage.grant_generation(conn)  # first: see grant_cache.py
-            return self.grants.grant(generation, (user_id, tenant_id),
-                                     lambda: self._grant(conn, user_id, tenant_id))
 
     @staticmethod
     def _grant(db, user_id, tenant_id) -> domain.Grant:

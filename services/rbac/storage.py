@@ -127,7 +127,7 @@ def member_counts(session: Session) -> dict[str, int]:
 
 def grant_generation(db: Session | sa.Connection) -> int | None:
     """The grant generation now (None if its row is missing: then nothing may be cached)."""
-    return db.execute(_GENERATION, {"id": GRANT_GENERATION_ID}).scalar()
+    return db.execute(_GENERATION).scalar()
 
 
 class GrantInputs(NamedTuple):
@@ -162,7 +162,7 @@ def _grant_inputs_query() -> sa.Select:
 
 # Built once: SQLAlchemy then reuses their compiled form.
 _GRANT_INPUTS = _grant_inputs_query()
-_GENERATION = sa.select(GrantGeneration.__table__.c.value).where(GrantGeneration.__table__.c.id == sa.bindparam("id"))
+_GENERATION = sa.select(GrantGeneration.__table__.c.value).where(GrantGeneration.__table__.c.id == GRANT_GENERATION_ID)
 
 
 def super_admin_ids(session: Session) -> set[str]:

@@ -69,6 +69,13 @@ def permissions_of(role: str | None) -> frozenset[str]:
     return BUILTIN_ROLES.get(role or "", frozenset())
 
 
+def role_permissions(role: str | None, custom_permissions) -> frozenset[str] | None:
+    """A role's permissions: a built-in one's from code, a custom one's as stored; None if there is no such role."""
+    if role in BUILTIN_ROLES:
+        return BUILTIN_ROLES[role]
+    return None if custom_permissions is None else frozenset(custom_permissions)
+
+
 @dataclass(frozen=True)
 class BuiltinGroup:
     id: str

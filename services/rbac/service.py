@@ -1,7 +1,9 @@
 """RBAC's entrypoints: authorization decisions, roles, role assignments, LDAP groups and membership.
 
 Every change emits an rbac event in its unit of work: audit records it and the gateway
-drops its cached decisions on it, so a change applies to the very next request.
+drops its cached decisions on it, so a change applies to the very next request. Decisions
+come from each process's grant cache, checked against the grant generation on every call
+(services/rbac/grant_cache.py), so every rbac instance sees a change at once too.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from kernel.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from kernel.service import Database, ServiceBase, rpc
 from services.identity import events as identity_events
 from services.rbac import domain, events, storage
+from services.rbac.grant_cache import ProcessGrantCache
 from services.rbac.storage import Group, GroupMember, Role, RoleAssignment
 from services.tenancy import events as tenancy_events
 
@@ -34,6 +37,7 @@ class RbacService(ServiceBase):
     name = "rbac"
     db = Database(storage.metadata)
     config = Config()
+    grants = ProcessGrantCache()
 
     # --- reacting to identity ------------------------------------------------
 
@@ -130,15 +134,21 @@ class RbacService(ServiceBase):
         if permission not in domain.PERMISSIONS and permission != domain.SUPER_ADMIN_ONLY:
             raise ValidationFailed(f"Unknown permission {permission!r}.", code="unknown_permission",
                                    details={"permission": "is not in the catalogue"})
-        with self.db.unit_of_work() as uow:
-            grant = self._grant(uow.session, user_id, tenant_id)
-        return domain.holds(grant, permission, resource)
+        return domain.holds(self._current_grant(user_id, tenant_id), permission, resource)
 
     @rpc
     def scope_of(self, user_id, tenant_id=DEFAULT_TENANT_ID):
         """The user's scope in the tenant, for filtering lists; empty lists mean everything."""
-        with self.db.unit_of_work() as uow:
-            return domain.normalize_scope(self._grant(uow.session, user_id, tenant_id).scope)
+        return domain.normalize_scope(self._current_grant(user_id, tenant_id).scope)
+
+    def _current_grant(self, user_id, tenant_id) -> domain.Grant:
+        """The grant as committed now, from this process's cache while the grant generation is unchanged.
+
+        A plain connection, not a unit of work: the ORM session would cost more than the queries."""
+        with self.db.engine.connect() as conn:
+            generation = storage.grant_generation(conn)  # first: see grant_cache.py
+            return self.grants.grant(generation, (user_id, tenant_id),
+                                     lambda: self._grant(conn, user_id, tenant_id))
 
     @rpc
     def record_denial(self, actor, permission, tenant_id=DEFAULT_TENANT_ID, route=None):
@@ -318,8 +328,8 @@ class RbacService(ServiceBase):
         for user_id in sorted(set(assignments) | super_admins):
             assignment = assignments.get(user_id)
             role = assignment.role if assignment else None
-            permissions = domain.BUILTIN_ROLES.get(role) if role in domain.BUILTIN_ROLES else roles.get(role)
-            grant = domain.grant_of(role, permissions, user_id in super_admins, assignment.scope if assignment else None)
+            grant = domain.grant_of(role, domain.role_permissions(role, roles.get(role)), user_id in super_admins,
+                                    assignment.scope if assignment else None)
             access.append({"user_id": user_id, "role": grant.role, "permissions": sorted(grant.permissions),
                            "scope": domain.normalize_scope(grant.scope), "super_admin": grant.super_admin})
         return {"access": access,
@@ -469,14 +479,13 @@ class RbacService(ServiceBase):
     # --- helpers (inside a unit of work) ----------------------------------------
 
     @staticmethod
-    def _grant(session, user_id, tenant_id) -> domain.Grant:
+    def _grant(db, user_id, tenant_id) -> domain.Grant:
+        """What the user holds in the tenant, read in one query (db: a session or a connection)."""
         if not user_id:
             return domain.Grant()
-        assignment = session.get(RoleAssignment, (user_id, tenant_id))
-        role = assignment.role if assignment else None
-        super_admin = storage.holds_super_admin(session, user_id) or storage.in_admin_group(session, user_id)
-        return domain.grant_of(role, _role_permissions(session, role, tenant_id) if role else None, super_admin,
-                               assignment.scope if assignment else None)
+        held = storage.grant_inputs(db, user_id, tenant_id)
+        return domain.grant_of(held.role, domain.role_permissions(held.role, held.custom_permissions),
+                               held.super_admin, held.scope)
 
     def _require(self, session, user_id, permission, tenant_id):
         if permission and permission not in self._grant(session, user_id, tenant_id).permissions:
@@ -596,10 +605,8 @@ class RbacService(ServiceBase):
 
 def _role_permissions(session, name, tenant_id) -> frozenset[str] | None:
     """The permissions of the role `name` as seen from the tenant; None if there is no such role."""
-    if name in domain.BUILTIN_ROLES:
-        return domain.BUILTIN_ROLES[name]
-    role = storage.custom_role(session, name, tenant_id)
-    return frozenset(role.permissions) if role else None
+    role = None if name in domain.BUILTIN_ROLES else storage.custom_role(session, name, tenant_id)
+    return domain.role_permissions(name, role.permissions if role else None)
 
 
 def _commit_unique(uow):

@@ -1,8 +1,9 @@
 """RBAC's tables: custom roles, role assignments (one role per user and tenant, optionally scoped),
-LDAP groups and their members. Built-in roles live in code (domain.BUILTIN_ROLES)."""
+LDAP groups and their members, and the grant generation. Built-in roles live in code (domain.BUILTIN_ROLES)."""
 from __future__ import annotations
 
 from datetime import datetime
+from typing import NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, Session, mapped_column
@@ -69,6 +70,25 @@ class GroupMember(Base):
     added_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
 
 
+class GrantGeneration(Base):
+    """One row (id 1) counting the changes to the tables decisions are made of (GRANT_TABLES).
+
+    Database triggers (migration bb56e186b39f) bump it in the transaction of every insert,
+    update and delete there, whoever writes: a process may answer from its grant cache
+    (services/rbac/grant_cache.py) while the count it reads is the one it cached under.
+    """
+
+    __tablename__ = "rbac_grant_generation"
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=False)
+    value: Mapped[int] = mapped_column(sa.BigInteger)
+
+
+# What a grant is made of: a write to any of these changes the generation.
+GRANT_TABLES = (RoleAssignment.__tablename__, Role.__tablename__, Group.__tablename__, GroupMember.__tablename__)
+GRANT_GENERATION_ID = 1
+
+
 def group_by_cn(session: Session, cn: str) -> Group | None:
     return session.scalars(sa.select(Group).where(Group.cn == cn)).first()
 
@@ -105,16 +125,44 @@ def member_counts(session: Session) -> dict[str, int]:
     return dict(session.execute(sa.select(GroupMember.group_id, sa.func.count()).group_by(GroupMember.group_id)).all())
 
 
-def in_admin_group(session: Session, user_id: str) -> bool:
-    return session.scalar(sa.select(sa.func.count()).select_from(GroupMember)
-                          .join(Group, Group.id == GroupMember.group_id)
-                          .where(GroupMember.user_id == user_id, Group.is_admin.is_(True))) > 0
+def grant_generation(db: Session | sa.Connection) -> int | None:
+    """The grant generation now (None if its row is missing: then nothing may be cached)."""
+    return db.execute(_GENERATION).scalar()
 
 
-def holds_super_admin(session: Session, user_id: str) -> bool:
-    """super_admin in any tenant is super admin in every tenant."""
-    return session.scalar(sa.select(sa.func.count()).select_from(RoleAssignment).where(
-        RoleAssignment.user_id == user_id, RoleAssignment.role == SUPER_ADMIN)) > 0
+class GrantInputs(NamedTuple):
+    role: str | None  # the user's role in the tenant
+    scope: dict | None  # of that assignment
+    custom_permissions: list | None  # the role's, if it is a custom role visible in the tenant
+    super_admin: bool  # super_admin in any tenant, or member of an administrator group
+
+
+def grant_inputs(db: Session | sa.Connection, user_id: str, tenant_id: str) -> GrantInputs:
+    """Everything a decision about the user in the tenant depends on, in one query."""
+    row = db.execute(_GRANT_INPUTS, {"user_id": user_id, "tenant_id": tenant_id}).one()
+    return GrantInputs(row.role, row.scope, row.custom_permissions, bool(row.super_admin))
+
+
+def _grant_inputs_query() -> sa.Select:
+    assignments, roles = RoleAssignment.__table__, Role.__table__
+    members, groups = GroupMember.__table__, Group.__table__
+    user_id, tenant_id = sa.bindparam("user_id"), sa.bindparam("tenant_id")
+    assignment = sa.select(assignments.c.role, assignments.c.scope).where(
+        assignments.c.user_id == user_id, assignments.c.tenant_id == tenant_id).subquery("assignment")
+    custom_permissions = sa.select(roles.c.permissions).where(
+        roles.c.name == assignment.c.role, sa.or_(roles.c.tenant_id.is_(None), roles.c.tenant_id == tenant_id)
+    ).limit(1).scalar_subquery()
+    super_admin = sa.or_(
+        sa.exists().where(assignments.c.user_id == user_id, assignments.c.role == SUPER_ADMIN),
+        sa.exists().where(members.c.user_id == user_id, members.c.group_id == groups.c.id, groups.c.is_admin.is_(True)))
+    one_row = sa.select(sa.literal(1).label("one")).subquery("one_row")  # a row even without an assignment
+    return sa.select(assignment.c.role, assignment.c.scope, custom_permissions.label("custom_permissions"),
+                     super_admin.label("super_admin")).select_from(one_row.outerjoin(assignment, sa.true()))
+
+
+# Built once: SQLAlchemy then reuses their compiled form.
+_GRANT_INPUTS = _grant_inputs_query()
+_GENERATION = sa.select(GrantGeneration.__table__.c.value).where(GrantGeneration.__table__.c.id == GRANT_GENERATION_ID)
 
 
 def super_admin_ids(session: Session) -> set[str]:

@@ -1,9 +1,13 @@
 """RBAC through the gateway: each role's rights, every safety rail, scopes, groups and GIDs."""
 import pytest
+import requests
+from kombu import Connection
 
 from gateway.rpc import RpcPool
+from kernel import SUPER_ADMIN_ONLY
 from kernel.config import Config
-from tests.harness import eventually
+from ops.supervisor import stop_group
+from tests.harness import eventually, metric
 
 DEFAULT = "default"
 ISSUE_PERMISSIONS = [
@@ -216,6 +220,54 @@ def test_a_permission_change_applies_to_the_next_request(platform, admin, unique
     eventually(lambda: user.get("/api/v1/audit/events").status_code == 403, 5, 0.1, "role edit applied")
     assert admin.patch(f"/api/v1/roles/{role['id']}", json={"permissions": ["admin.audit"]}).status_code == 200
     eventually(lambda: user.get("/api/v1/audit/events").status_code == 200, 5, 0.1, "role edit applied")
+
+
+@pytest.fixture
+def second_rbac(platform):
+    """rbac instance 1 next to instance 0, on the same database: RabbitMQ deals the rbac RPCs out
+    between the two in turn. Yields a count of the authorize calls instance 1 answered."""
+    process = platform.supervisor.start("rbac", instance=1)
+
+    def consumers():
+        with Connection(platform.env["GATEHOUSE_AMQP_URI"], connect_timeout=10) as conn:
+            return conn.default_channel.queue_declare(queue="rpc-rbac", passive=True).consumer_count
+
+    def answered_by_second():
+        try:
+            text = requests.get(platform.metrics_url("rbac", instance=1), timeout=5).text
+        except requests.RequestException:
+            return 0
+        return metric(text, "gatehouse_rpc_duration_seconds_count", service="rbac", method="authorize", outcome="ok")
+
+    try:
+        eventually(lambda: consumers() == 2, 60, 0.3, "two rbac instances")
+        yield answered_by_second
+    finally:
+        stop_group(process)
+        platform.supervisor.children.pop("rbac#1", None)
+
+
+def test_every_rbac_instance_decides_on_a_change_as_soon_as_it_returns(platform, admin, rpc, second_rbac, unique):
+    """Each instance caches grants; whichever answers the next decision after a change knows of it,
+    without waiting for an event (asked directly: the gateway's own cache waits for events)."""
+    role = create_role(admin, f"both-{unique}", ["admin.audit"]).json()
+    user, _ = make_user(platform, admin, f"bo{unique}", role["name"])
+    sysadmins = group_of(admin, "sysadmins")
+
+    def decisions(permission):  # enough calls for both instances to answer, from their caches after the first
+        return {rpc.rbac.authorize(user["id"], permission, DEFAULT) for _ in range(6)}
+
+    answered_before = second_rbac()
+    assert decisions("admin.audit") == {True} and decisions(SUPER_ADMIN_ONLY) == {False}
+    assert admin.patch(f"/api/v1/roles/{role['id']}", json={"permissions": ["vm.view"]}).status_code == 200
+    assert decisions("admin.audit") == {False} and decisions("vm.view") == {True}
+    assert admin.post(f"/api/v1/groups/{sysadmins['id']}/members", json={"user_id": user["id"]}).status_code == 201
+    assert decisions(SUPER_ADMIN_ONLY) == {True} and decisions("admin.audit") == {True}
+    assert admin.delete(f"/api/v1/groups/{sysadmins['id']}/members/{user['id']}").status_code == 204
+    assert decisions(SUPER_ADMIN_ONLY) == {False}
+    assert assign(admin, user["id"], "operator").status_code == 200
+    assert decisions("vm.start") == {True} and decisions("vm.view") == {True}
+    assert second_rbac() - answered_before >= 10, "instance 1 answered its share"
 
 
 # --- scopes ---------------------------------------------------------------------------------------

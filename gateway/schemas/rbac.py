@@ -66,6 +66,12 @@ class RoleOut(Schema):
     user_count = Integer(metadata={"description": "users holding it in the active tenant"})
     created_at = String(allow_none=True, metadata={"format": "date-time"})
     updated_at = String(allow_none=True, metadata={"format": "date-time"})
+    version = Integer(metadata={"description": "bumped on every change; the ETag of If-Match edits (built-in: 1)"})
+
+
+class RoleItemOut(RoleOut):
+    """A role in a list (own classes for nested and top-level answers: apispec names a class
+    it met nested first twice, RoleOut and RoleOut1)."""
 
 
 class AssignmentIn(Schema):
@@ -80,6 +86,10 @@ class AssignmentOut(Schema):
     scope = Nested(Scope)
     locked = Boolean(metadata={"description": "the first administrator's role: cannot change"})
     assigned_at = String(metadata={"format": "date-time"})
+
+
+class AssignmentItemOut(AssignmentOut):
+    """An assignment in a list."""
 
 
 class GroupIn(Schema):
@@ -107,6 +117,10 @@ class GroupOut(Schema):
     created_at = String(metadata={"format": "date-time"})
 
 
+class GroupItemOut(GroupOut):
+    """A group in a list."""
+
+
 class MemberIn(Schema):
     user_id = String(required=True, validate=Length(1, 36))
 
@@ -117,8 +131,12 @@ class MemberOut(Schema):
     added_at = String(metadata={"format": "date-time"})
 
 
+class MemberItemOut(MemberOut):
+    """A member in a list."""
+
+
 PermissionPageOut = page_of(PermissionOut, "PermissionPage")
-RolePageOut = page_of(RoleOut, "RolePage")
-AssignmentPageOut = page_of(AssignmentOut, "AssignmentPage")
-GroupPageOut = page_of(GroupOut, "GroupPage")
-MemberPageOut = page_of(MemberOut, "MemberPage")
+RolePageOut = page_of(RoleItemOut, "RolePage")
+AssignmentPageOut = page_of(AssignmentItemOut, "AssignmentPage")
+GroupPageOut = page_of(GroupItemOut, "GroupPage")
+MemberPageOut = page_of(MemberItemOut, "MemberPage")

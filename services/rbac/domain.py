@@ -65,6 +65,11 @@ BUILTIN_ROLE_DESCRIPTIONS = {
 }
 
 
+# Built-in roles never change through the API (only with a release), so they keep one version: their
+# ETag is harmless, and an edit is refused as builtin_role_protected whatever If-Match says.
+BUILTIN_ROLE_VERSION = 1
+
+
 def permissions_of(role: str | None) -> frozenset[str]:
     return BUILTIN_ROLES.get(role or "", frozenset())
 

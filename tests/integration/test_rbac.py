@@ -131,6 +131,27 @@ def test_custom_role_lifecycle_is_audited_with_the_permission_diff(admin, unique
     audited(admin, "role_deleted", role["id"])
 
 
+def test_a_role_edit_based_on_a_stale_read_gets_412_and_changes_nothing(admin, unique):
+    created = create_role(admin, f"etag-{unique}", ["vm.view"])
+    location = created.headers["Location"]
+    assert created.headers["ETag"] == '"1"'
+    read = admin.get(location)
+    assert read.headers["ETag"] == '"1"' and read.json()["version"] == 1
+
+    changed = admin.patch(location, json={"description": "first"}, headers={"If-Match": read.headers["ETag"]})
+    assert changed.status_code == 200 and changed.headers["ETag"] == '"2"' and changed.json()["version"] == 2
+    stale = admin.patch(location, json={"permissions": ["vm.view", "node.view"]},
+                        headers={"If-Match": read.headers["ETag"]})
+    assert error_of(stale, 412, "precondition_failed")["details"] == {"version": "2"}
+    kept = admin.get(location)
+    assert kept.json()["permissions"] == ["vm.view"] and kept.json()["description"] == "first"
+    assert kept.headers["ETag"] == '"2"'
+
+    unconditional = admin.patch(location, json={"description": "second"})  # no If-Match: no check
+    assert unconditional.status_code == 200 and unconditional.headers["ETag"] == '"3"'
+    assert admin.get("/api/v1/roles/viewer").headers["ETag"] == '"1"'  # built-ins never change
+
+
 def test_unknown_permissions_and_bad_roles_are_refused(admin, unique):
     unknown = error_of(create_role(admin, f"r{unique}", ["vm.view", "vm.fly"]), 422, "validation_error")
     assert "vm.fly" in unknown["details"]["permissions"]

@@ -2,6 +2,8 @@
 operation documents the answers the gateway's plumbing can give and the permission it needs."""
 from __future__ import annotations
 
+import warnings
+
 import pytest
 
 from gateway.app import create_app
@@ -93,3 +95,27 @@ def test_rate_limited_routes_document_429_with_retry_after(spec, name):
     operation = dict(operations(spec))[name]
     assert "rate" in operation["responses"]["429"]["description"] or name.endswith("login")
     assert operation["responses"]["429"]["headers"]["Retry-After"]["schema"]["type"] == "integer"
+
+
+def test_every_schema_has_one_name(app):
+    """apispec names a class twice (RoleOut, RoleOut1) when it met it nested before its direct use,
+    and warns; two classes of one name get suffixes too."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        names = set(app.application._get_spec(force_update=True)["components"]["schemas"])
+    assert not [str(w.message) for w in caught if "schema" in str(w.message).lower()]
+    assert not [name for name in names if name.rstrip("0123456789") in names - {name}]
+
+
+def test_editable_resources_document_their_etag_and_if_match(spec):
+    found = dict(operations(spec))
+    for resource in ("users/{user_id}", "roles/{role_id}", "tenants/{tenant_id}", "connections/{connection_id}"):
+        path = f"/api/v1/{resource}"
+        assert "ETag" in found[f"GET {path}"]["responses"]["200"]["headers"], path
+        patch = found[f"PATCH {path}"]
+        assert "ETag" in patch["responses"]["200"]["headers"] and "412" in patch["responses"], path
+        assert "If-Match" in [p["name"] for p in patch["parameters"] if p["in"] == "header"], path
+    assert "ETag" in found["POST /api/v1/roles"]["responses"]["201"]["headers"]
+    takes_if_match = [name for name, operation in operations(spec)
+                      if "If-Match" in [p["name"] for p in operation.get("parameters", [])]]
+    assert all("412" in found[name]["responses"] for name in takes_if_match)

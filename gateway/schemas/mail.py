@@ -6,7 +6,8 @@ from apiflask.fields import Boolean, Field, Integer, List, Nested, String
 from apiflask.validators import Length, OneOf, Range
 from marshmallow import ValidationError
 
-from gateway.schemas import PageQuery
+from gateway.schemas import EMAIL, PageQuery, profile_rule, role_reference
+from services.identity import mail
 
 INVITATION_STATUSES = ["pending", "accepted", "revoked", "expired"]
 
@@ -27,7 +28,7 @@ class InvitationsIn(Schema):
     emails = EmailList(required=True, metadata={
         "description": 'Addresses to invite: "a@x.com, b@y.com" or ["a@x.com", "b@y.com"]',
         "oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]})
-    role = String(required=True, validate=Length(1, 64), metadata={"description": "role granted on acceptance"})
+    role = role_reference(required=True, metadata={"description": "role granted on acceptance"})
 
 
 class InvitationOut(Schema):
@@ -97,11 +98,11 @@ class GeneratedPasswordOut(Schema):
 class SmtpSettingsIn(Schema):
     host = String(required=True, validate=Length(1, 253))
     port = Integer(required=True, validate=Range(1, 65535), strict=True)
-    tls_mode = String(required=True, validate=OneOf(["none", "starttls", "tls"]))
+    tls_mode = String(required=True, validate=OneOf(mail.TLS_MODES))
     username = String(allow_none=True, validate=Length(0, 254))
     password = String(allow_none=True, validate=Length(0, 1024), load_only=True, metadata={
         "description": "write-only; leave out to keep the stored one, empty string to remove it"})
-    from_address = String(required=True, validate=Length(3, 254))
+    from_address = String(required=True, validate=[Length(3, 254), profile_rule("email")], metadata=EMAIL)
 
 
 class SmtpSettingsOut(Schema):

@@ -119,3 +119,19 @@ def test_editable_resources_document_their_etag_and_if_match(spec):
     takes_if_match = [name for name, operation in operations(spec)
                       if "If-Match" in [p["name"] for p in operation.get("parameters", [])]]
     assert all("412" in found[name]["responses"] for name in takes_if_match)
+
+
+def test_request_schemas_tell_clients_the_services_rules(spec):
+    from services.identity.domain import USERNAME_PATTERN
+    from services.rbac.domain import GROUP_CN, PERMISSIONS, ROLE_NAME, SCOPE_KEYS
+    from services.tenancy.domain import REALM
+
+    schemas = spec["components"]["schemas"]
+    assert schemas["RoleIn"]["properties"]["permissions"]["items"]["enum"] == sorted(PERMISSIONS)
+    assert schemas["RoleIn"]["properties"]["name"]["pattern"] == ROLE_NAME.pattern
+    assert schemas["AssignmentIn"]["properties"]["role"]["pattern"] == ROLE_NAME.pattern
+    assert set(schemas["Scope"]["properties"]) == set(SCOPE_KEYS)
+    assert schemas["GroupIn"]["properties"]["cn"]["pattern"] == GROUP_CN.pattern
+    assert schemas["UserCreateIn"]["properties"]["username"]["pattern"] == USERNAME_PATTERN.pattern
+    assert schemas["RegisterIn"]["properties"]["username"]["pattern"] == USERNAME_PATTERN.pattern
+    assert schemas["ConnectionIn"]["properties"]["realm"]["pattern"] == REALM.pattern

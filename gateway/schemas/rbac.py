@@ -27,7 +27,8 @@ Scope = Schema.from_dict({key: _ids() for key in domain.SCOPE_KEYS}, name="Scope
 
 
 def _permissions(**kwargs) -> List:
-    return List(String(validate=OneOf(sorted(domain.PERMISSIONS))), validate=Length(1, 100), **kwargs)
+    known = OneOf(sorted(domain.PERMISSIONS), error="unknown permission: {input}")
+    return List(String(validate=known), validate=Length(1, 100), **kwargs)
 
 
 def _description(**kwargs) -> String:

@@ -6,7 +6,7 @@ from apiflask.fields import Boolean, Field, Integer, List, Nested, String
 from apiflask.validators import Length, OneOf, Range
 from marshmallow import ValidationError
 
-from gateway.schemas import EMAIL, PageQuery, profile_rule, role_reference
+from gateway.schemas import EMAIL, PageQuery, Rule, profile_rule, role_reference
 from services.identity import mail
 
 INVITATION_STATUSES = ["pending", "accepted", "revoked", "expired"]
@@ -96,7 +96,7 @@ class GeneratedPasswordOut(Schema):
 
 
 class SmtpSettingsIn(Schema):
-    host = String(required=True, validate=Length(1, 253))
+    host = String(required=True, validate=[Length(1, 253), Rule(mail.smtp_host_problem)])
     port = Integer(required=True, validate=Range(1, 65535), strict=True)
     tls_mode = String(required=True, validate=OneOf(mail.TLS_MODES))
     username = String(allow_none=True, validate=Length(0, 254))

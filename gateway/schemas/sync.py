@@ -5,6 +5,9 @@ from apiflask import Schema
 from apiflask.fields import Boolean, Dict, Integer, List, Nested, String
 from apiflask.validators import Length, OneOf, Range
 
+from gateway.schemas import Rule
+from services.proxmox_sync import domain
+
 ISO = {"format": "date-time"}
 
 
@@ -59,16 +62,17 @@ class SyncQueuedOut(Schema):
 
 
 class DirectorySettingsIn(Schema):
-    url = String(required=True, validate=Length(1, 512), metadata={"description": "ldap://host[:port] or ldaps://..."})
-    bind_dn = String(required=True, validate=Length(1, 512))
+    url = String(required=True, validate=[Length(1, 512), Rule(domain.ldap_url_problem)],
+                 metadata={"description": "ldap://host[:port] or ldaps://..."})
+    bind_dn = String(required=True, validate=[Length(1, 512), Rule(domain.dn_problem)])
     password = String(validate=Length(1, 1024), load_only=True, metadata={
         "description": "write-only; required the first time, leave out to keep the stored one"})
-    base_dn = String(required=True, validate=Length(1, 512), metadata={
+    base_dn = String(required=True, validate=[Length(1, 512), Rule(domain.dn_problem)], metadata={
         "description": "users go under ou=people, groups under ou=groups of it"})
     start_tls = Boolean(load_default=False)
     verify_tls = Boolean(load_default=True)
     ca_pem = String(allow_none=True, load_default=None, validate=Length(0, 65536))
-    login_shell = String(load_default="/bin/bash", validate=Length(1, 128))
+    login_shell = String(load_default="/bin/bash", validate=[Length(1, 128), Rule(domain.login_shell_problem)])
     realm_server = String(allow_none=True, load_default=None, validate=Length(1, 255), metadata={
         "description": "host Proxmox nodes reach the directory at, when not the URL's"})
 

@@ -83,14 +83,20 @@ def build_message(kind: str, sender: str, recipient: str, url: str, expires_at: 
 
 # --- settings -----------------------------------------------------------------------
 
+def smtp_host_problem(value: str | None) -> str | None:
+    host = (value or "").strip()
+    if not host:
+        return "is required"
+    if not (HOSTNAME.fullmatch(host) or IPV6.fullmatch(host)):
+        return "must be a host name or IP address"
+    return None
+
+
 def smtp_problems(settings: dict) -> dict[str, str]:
     """Field -> what is wrong, for the SMTP settings an admin submits."""
     problems = {}
-    host = (settings.get("host") or "").strip()
-    if not host:
-        problems["host"] = "is required"
-    elif not (HOSTNAME.fullmatch(host) or IPV6.fullmatch(host)):
-        problems["host"] = "must be a host name or IP address"
+    if problem := smtp_host_problem(settings.get("host")):
+        problems["host"] = problem
     port = settings.get("port")
     if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
         problems["port"] = "must be a number from 1 to 65535"

@@ -7,10 +7,12 @@ import pytest
 from gateway.schemas import RegisterIn
 from gateway.schemas.mail import InvitationsIn, SmtpSettingsIn
 from gateway.schemas.rbac import AssignmentIn, GroupIn, GroupPatchIn, RoleIn, RolePatchIn
+from gateway.schemas.sync import DirectorySettingsIn
 from gateway.schemas.tenancy import ConnectionIn, TenantIn, TenantMemberIn
 from gateway.schemas.users import UserCreateIn, UserPatchIn
 
 TOKEN = {"token_id": "gatehouse@pve!sync", "token_secret": "s"}
+DIRECTORY = {"url": "ldaps://ldap.example.org:636", "bind_dn": "cn=admin,dc=example,dc=org", "base_dn": "dc=example,dc=org"}
 VALID = [
     (RoleIn, {"name": "auditor.v2", "permissions": ["admin.audit", "vm.view"]}),
     (AssignmentIn, {"role": "super_admin", "scope": {"nodes": ["pve1"]}}),
@@ -21,6 +23,8 @@ VALID = [
     (ConnectionIn, {"name": "pve 1", "url": "https://pve1.example.com", "auth": TOKEN, "realm": "ldap",
                     "fingerprint": ":".join(["ab"] * 32)}),
     (ConnectionIn, {"name": "pve 2", "url": "https://[::1]:8006", "auth": {"username": "root@pam", "password": "p"}}),
+    (SmtpSettingsIn, {"host": "mail.example.org", "port": 587, "tls_mode": "starttls", "from_address": "a@b.org"}),
+    (DirectorySettingsIn, DIRECTORY),
 ]
 REFUSED = [
     (RoleIn, {"name": "Bad Name", "permissions": ["vm.view"]}, "name"),
@@ -51,6 +55,10 @@ REFUSED = [
     (ConnectionIn, {"name": "p", "url": "https://pve1", "auth": TOKEN, "ca_pem": "not a certificate"}, "ca_pem"),
     (ConnectionIn, {"name": "p", "url": "https://pve1", "auth": {"token_id": "no-realm", "token_secret": "s"}}, "auth"),
     (SmtpSettingsIn, {"host": "mail", "port": 25, "tls_mode": "none", "from_address": "nobody"}, "from_address"),
+    (SmtpSettingsIn, {"host": "not a host", "port": 25, "tls_mode": "none", "from_address": "a@b.org"}, "host"),
+    (DirectorySettingsIn, {**DIRECTORY, "url": "http://ldap"}, "url"),
+    (DirectorySettingsIn, {**DIRECTORY, "base_dn": "example.org"}, "base_dn"),
+    (DirectorySettingsIn, {**DIRECTORY, "login_shell": "bash"}, "login_shell"),
 ]
 
 

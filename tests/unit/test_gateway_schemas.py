@@ -12,7 +12,8 @@ from gateway.schemas.tenancy import ConnectionIn, TenantIn, TenantMemberIn
 from gateway.schemas.users import UserCreateIn, UserPatchIn
 
 TOKEN = {"token_id": "gatehouse@pve!sync", "token_secret": "s"}
-DIRECTORY = {"url": "ldaps://ldap.example.org:636", "bind_dn": "cn=admin,dc=example,dc=org", "base_dn": "dc=example,dc=org"}
+DIRECTORY = {"url": "ldaps://ldap.example.org:636", "bind_dn": "cn=admin,dc=example,dc=org",
+             "base_dn": "dc=example,dc=org"}
 VALID = [
     (RoleIn, {"name": "auditor.v2", "permissions": ["admin.audit", "vm.view"]}),
     (AssignmentIn, {"role": "super_admin", "scope": {"nodes": ["pve1"]}}),

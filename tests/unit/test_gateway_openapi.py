@@ -135,3 +135,31 @@ def test_request_schemas_tell_clients_the_services_rules(spec):
     assert schemas["UserCreateIn"]["properties"]["username"]["pattern"] == USERNAME_PATTERN.pattern
     assert schemas["RegisterIn"]["properties"]["username"]["pattern"] == USERNAME_PATTERN.pattern
     assert schemas["ConnectionIn"]["properties"]["realm"]["pattern"] == REALM.pattern
+
+
+def test_every_creation_documents_its_location(spec):
+    created = [(name, operation["responses"]["201"]) for name, operation in operations(spec)
+               if "201" in operation["responses"]]
+    assert len(created) >= 8
+    assert not [name for name, answer in created if "Location" not in answer.get("headers", {})]
+
+
+def test_every_list_answers_the_one_paging_shape(spec):
+    """{items, next_cursor, total}; limit and cursor where it pages (audit omits total: counting
+    millions of records would cost more than the page)."""
+    schemas = spec["components"]["schemas"]
+    odd = []
+    for name, operation in operations(spec):
+        body = operation["responses"].get("200", {}).get("content", {}).get("application/json", {}).get("schema", {})
+        fields = set(schemas.get(body.get("$ref", "").rsplit("/", 1)[-1], {}).get("properties", {}))
+        if name.startswith("GET") and "items" in fields and name != "GET /api/v1/sync/status":
+            expected = {"items", "next_cursor"} | (set() if name == "GET /api/v1/audit/events" else {"total"})
+            odd += [name] if not expected <= fields else []
+    assert not odd
+
+
+def test_every_time_is_an_iso_8601_date_time(spec):
+    untyped = [f"{name}.{field}" for name, schema in spec["components"]["schemas"].items()
+               for field, value in schema.get("properties", {}).items()
+               if field.endswith("_at") and value.get("format") != "date-time"]
+    assert not untyped

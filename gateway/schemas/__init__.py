@@ -13,7 +13,7 @@ import re
 from apiflask import Schema
 from apiflask.fields import Boolean, Dict, Integer, List, Nested, String
 from apiflask.validators import Length, OneOf, Range, Regexp
-from marshmallow import ValidationError
+from marshmallow import ValidationError, validates_schema
 from marshmallow.validate import Validator
 
 from services.identity import domain as identity_domain
@@ -42,6 +42,18 @@ class Rule(Validator):
         return value
 
 
+class WholeBodyRule(Schema):
+    """A body a service checks as a whole (fields that depend on each other): `problems_of(body)`
+    is the service's rule, {field: what is wrong}; it runs once every field is valid by itself."""
+
+    problems_of = staticmethod(lambda body: {})
+
+    @validates_schema
+    def _obeys_the_service(self, data, **kwargs):
+        if problems := self.problems_of(data):
+            raise ValidationError({field: [problem] for field, problem in problems.items()})
+
+
 def pattern_of(regex: re.Pattern) -> dict:
     """The spec's `pattern` of a field whose Rule applies `regex` (and more)."""
     return {"pattern": regex.pattern}
@@ -55,6 +67,13 @@ def profile_rule(field: str) -> Rule:
 def role_reference(**kwargs) -> String:
     """The name of a built-in or custom role (one that does not exist is rbac's 422 unknown_role)."""
     return String(validate=FullMatch(rbac_domain.ROLE_NAME), **kwargs)
+
+
+def settable_password(**kwargs) -> String:
+    """A password being set: the admin's policy (identity's check) never allows fewer than 8 characters."""
+    floor, ceiling = identity_domain.PASSWORD_LENGTH_FLOOR, identity_domain.PASSWORD_LENGTH_CEILING
+    return String(validate=Length(floor, ceiling, error="must be {min} to {max} characters (the password "
+                                                        "policy may ask for more)"), load_only=True, **kwargs)
 
 
 USERNAME = {**pattern_of(identity_domain.USERNAME_PATTERN), "description": "a Unix login and LDAP uid; not a "
@@ -81,7 +100,7 @@ class RegisterIn(Schema):
     last_name = String(required=True, validate=[Length(1, 64), profile_rule("last_name")])
     email = String(validate=[Length(3, 254), profile_rule("email")],
                    metadata={**EMAIL, "description": "required unless invitation_token is given"})
-    password = String(required=True, validate=Length(1, 1024), load_only=True)
+    password = settable_password(required=True)
     invitation_token = String(validate=Length(1, 200), load_only=True,
                               metadata={"description": "the token of an invitation link"})
 

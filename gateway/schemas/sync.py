@@ -5,7 +5,7 @@ from apiflask import Schema
 from apiflask.fields import Boolean, Dict, Integer, List, Nested, String
 from apiflask.validators import Length, OneOf, Range
 
-from gateway.schemas import Rule
+from gateway.schemas import WholeBodyRule
 from services.proxmox_sync import domain
 
 ISO = {"format": "date-time"}
@@ -61,18 +61,20 @@ class SyncQueuedOut(Schema):
     queued = List(String())
 
 
-class DirectorySettingsIn(Schema):
-    url = String(required=True, validate=[Length(1, 512), Rule(domain.ldap_url_problem)],
-                 metadata={"description": "ldap://host[:port] or ldaps://..."})
-    bind_dn = String(required=True, validate=[Length(1, 512), Rule(domain.dn_problem)])
+class DirectorySettingsIn(WholeBodyRule):
+    # Whether a password is stored only proxmox_sync knows: it alone refuses a first one without.
+    problems_of = staticmethod(lambda body: domain.directory_problems(body, password_stored=True))
+
+    url = String(required=True, validate=Length(1, 512), metadata={"description": "ldap://host[:port] or ldaps://..."})
+    bind_dn = String(required=True, validate=Length(1, 512))
     password = String(validate=Length(1, 1024), load_only=True, metadata={
         "description": "write-only; required the first time, leave out to keep the stored one"})
-    base_dn = String(required=True, validate=[Length(1, 512), Rule(domain.dn_problem)], metadata={
+    base_dn = String(required=True, validate=Length(1, 512), metadata={
         "description": "users go under ou=people, groups under ou=groups of it"})
     start_tls = Boolean(load_default=False)
     verify_tls = Boolean(load_default=True)
     ca_pem = String(allow_none=True, load_default=None, validate=Length(0, 65536))
-    login_shell = String(load_default="/bin/bash", validate=[Length(1, 128), Rule(domain.login_shell_problem)])
+    login_shell = String(load_default="/bin/bash", validate=Length(1, 128))
     realm_server = String(allow_none=True, load_default=None, validate=Length(1, 255), metadata={
         "description": "host Proxmox nodes reach the directory at, when not the URL's"})
 

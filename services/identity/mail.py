@@ -10,6 +10,8 @@ from datetime import datetime, timedelta, timezone
 from email.message import EmailMessage
 
 from kernel.db import aware
+from services.identity.domain import MIN_LENGTH_CEILING, PASSWORD_LENGTH_CEILING
+from services.identity.domain import PASSWORD_LENGTH_FLOOR as FLOOR
 from services.identity.domain import PasswordPolicy, normalize_email
 
 INVITATION, PASSWORD_RESET = "invitation", "password_reset"
@@ -83,20 +85,14 @@ def build_message(kind: str, sender: str, recipient: str, url: str, expires_at: 
 
 # --- settings -----------------------------------------------------------------------
 
-def smtp_host_problem(value: str | None) -> str | None:
-    host = (value or "").strip()
-    if not host:
-        return "is required"
-    if not (HOSTNAME.fullmatch(host) or IPV6.fullmatch(host)):
-        return "must be a host name or IP address"
-    return None
-
-
 def smtp_problems(settings: dict) -> dict[str, str]:
     """Field -> what is wrong, for the SMTP settings an admin submits."""
     problems = {}
-    if problem := smtp_host_problem(settings.get("host")):
-        problems["host"] = problem
+    host = (settings.get("host") or "").strip()
+    if not host:
+        problems["host"] = "is required"
+    elif not (HOSTNAME.fullmatch(host) or IPV6.fullmatch(host)):
+        problems["host"] = "must be a host name or IP address"
     port = settings.get("port")
     if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
         problems["port"] = "must be a number from 1 to 65535"
@@ -123,10 +119,10 @@ POLICY_FIELDS = ("min_length", "max_length", "refuse_common")
 def password_policy_problems(values: dict) -> dict[str, str]:
     problems = {}
     minimum, maximum = values.get("min_length"), values.get("max_length")
-    if not isinstance(minimum, int) or isinstance(minimum, bool) or not 8 <= minimum <= 128:
-        problems["min_length"] = "must be a number from 8 to 128"
-    if not isinstance(maximum, int) or isinstance(maximum, bool) or not maximum <= 1024:
-        problems["max_length"] = "must be a number of at most 1024"
+    if not isinstance(minimum, int) or isinstance(minimum, bool) or not FLOOR <= minimum <= MIN_LENGTH_CEILING:
+        problems["min_length"] = f"must be a number from {FLOOR} to {MIN_LENGTH_CEILING}"
+    if not isinstance(maximum, int) or isinstance(maximum, bool) or not maximum <= PASSWORD_LENGTH_CEILING:
+        problems["max_length"] = f"must be a number of at most {PASSWORD_LENGTH_CEILING}"
     elif "min_length" not in problems and maximum < minimum:
         problems["max_length"] = "must be at least min_length"
     if not isinstance(values.get("refuse_common"), bool):

@@ -104,41 +104,25 @@ DIRECTORY_FIELDS = ("url", "bind_dn", "base_dn", "start_tls", "verify_tls", "ca_
 _DN = re.compile(r"^[A-Za-z][\w-]*=[^,=]+(,[A-Za-z][\w-]*=[^,=]+)*$")
 
 
-def ldap_url_problem(value: str) -> str | None:
-    url = urlsplit(value or "")
-    if url.scheme not in ("ldap", "ldaps") or not url.hostname or url.path not in ("", "/"):
-        return "must be ldap://host[:port] or ldaps://host[:port]"
-    try:
-        url.port  # noqa: B018 - raises on a bad port
-    except ValueError:
-        return "has an invalid port"
-    return None
-
-
-def dn_problem(value: str) -> str | None:
-    if not _DN.fullmatch(value or ""):
-        return "must be a distinguished name such as dc=example,dc=org"
-    return None
-
-
-def login_shell_problem(value: str) -> str | None:
-    if not (value or "").startswith("/") or any(c.isspace() for c in value):
-        return "must be an absolute path such as /bin/bash"
-    return None
-
-
 def directory_problems(fields: dict, password_stored: bool) -> dict:
     """field -> what is wrong with the LDAP directory's settings."""
     problems = {}
-    if problem := ldap_url_problem(fields.get("url")):
-        problems["url"] = problem
+    url = urlsplit(fields.get("url") or "")
+    if url.scheme not in ("ldap", "ldaps") or not url.hostname or url.path not in ("", "/"):
+        problems["url"] = "must be ldap://host[:port] or ldaps://host[:port]"
+    else:
+        try:
+            url.port  # noqa: B018 - raises on a bad port
+        except ValueError:
+            problems["url"] = "has an invalid port"
     for name in ("bind_dn", "base_dn"):
-        if problem := dn_problem(fields.get(name)):
-            problems[name] = problem
-    if fields.get("start_tls") and urlsplit(fields.get("url") or "").scheme == "ldaps":
+        if not _DN.match(fields.get(name) or ""):
+            problems[name] = "must be a distinguished name such as dc=example,dc=org"
+    if fields.get("start_tls") and url.scheme == "ldaps":
         problems["start_tls"] = "is for ldap:// URLs; ldaps:// is TLS already"
-    if problem := login_shell_problem(fields.get("login_shell")):
-        problems["login_shell"] = problem
+    shell = fields.get("login_shell") or ""
+    if not shell.startswith("/") or any(c.isspace() for c in shell):
+        problems["login_shell"] = "must be an absolute path such as /bin/bash"
     if fields.get("ca_pem") and "-----BEGIN CERTIFICATE-----" not in fields["ca_pem"]:
         problems["ca_pem"] = "must be a PEM certificate"
     if not password_stored and not fields.get("password"):

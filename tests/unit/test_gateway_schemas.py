@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 
 from gateway.schemas import RegisterIn
-from gateway.schemas.mail import InvitationsIn, SmtpSettingsIn
+from gateway.schemas.audit import ForwardingIn
+from gateway.schemas.mail import InvitationsIn, PasswordPolicyIn, SmtpSettingsIn
 from gateway.schemas.rbac import AssignmentIn, GroupIn, GroupPatchIn, RoleIn, RolePatchIn
+from gateway.schemas.sessions import PasswordChangeIn
 from gateway.schemas.sync import DirectorySettingsIn
 from gateway.schemas.tenancy import ConnectionIn, TenantIn, TenantMemberIn
 from gateway.schemas.users import UserCreateIn, UserPatchIn
@@ -26,6 +28,9 @@ VALID = [
     (ConnectionIn, {"name": "pve 2", "url": "https://[::1]:8006", "auth": {"username": "root@pam", "password": "p"}}),
     (SmtpSettingsIn, {"host": "mail.example.org", "port": 587, "tls_mode": "starttls", "from_address": "a@b.org"}),
     (DirectorySettingsIn, DIRECTORY),
+    (PasswordPolicyIn, {"min_length": 16, "max_length": 16}),
+    (ForwardingIn, {"enabled": True, "host": "siem.example.org", "port": 514, "protocol": "tcp"}),
+    (ForwardingIn, {"enabled": False}),
 ]
 REFUSED = [
     (RoleIn, {"name": "Bad Name", "permissions": ["vm.view"]}, "name"),
@@ -45,7 +50,9 @@ REFUSED = [
     (UserPatchIn, {"first_name": "   "}, "first_name"),
     (UserPatchIn, {"groups": ["Admins"]}, "groups"),
     (UserPatchIn, {"role": "no such role"}, "role"),
-    (RegisterIn, {"username": "9lives", "first_name": "N", "last_name": "L", "password": "p"}, "username"),
+    (RegisterIn, {"username": "9lives", "first_name": "N", "last_name": "L", "password": "a passphrase"}, "username"),
+    (RegisterIn, {"username": "ada", "first_name": "A", "last_name": "L", "password": "7 chars"}, "password"),
+    (PasswordChangeIn, {"current_password": "x", "new_password": "x" * 1025}, "new_password"),
     (TenantIn, {"name": "   "}, "name"),
     (TenantIn, {"name": "bell\x07"}, "name"),
     (TenantMemberIn, {"role": "Admin"}, "role"),
@@ -60,6 +67,12 @@ REFUSED = [
     (DirectorySettingsIn, {**DIRECTORY, "url": "http://ldap"}, "url"),
     (DirectorySettingsIn, {**DIRECTORY, "base_dn": "example.org"}, "base_dn"),
     (DirectorySettingsIn, {**DIRECTORY, "login_shell": "bash"}, "login_shell"),
+    (DirectorySettingsIn, {**DIRECTORY, "start_tls": True}, "start_tls"),  # ldaps:// is TLS already
+    (SmtpSettingsIn, {"host": "mail", "port": 25, "tls_mode": "none", "from_address": "a@b.org", "password": "p"},
+     "password"),  # needs a username
+    (PasswordPolicyIn, {"min_length": 20, "max_length": 16}, "max_length"),
+    (ForwardingIn, {"enabled": True, "host": "siem.example.org", "port": 514}, "protocol"),
+    (ForwardingIn, {"enabled": False, "app_name": "has space"}, "app_name"),
 ]
 
 

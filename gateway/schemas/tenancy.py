@@ -23,7 +23,8 @@ class TenancyStatusOut(Schema):
 
 def _name(**kwargs) -> String:
     """A tenant's or connection's name: text without control characters, not blank."""
-    return String(validate=[Length(1, domain.NAME_MAX), Rule(domain.name_problem)], **kwargs)
+    metadata = {**pattern_of(domain.NAME), **kwargs.pop("metadata", {})}
+    return String(validate=[Length(1, domain.NAME_MAX), Rule(domain.name_problem)], metadata=metadata, **kwargs)
 
 
 def _description(**kwargs) -> String:

@@ -124,7 +124,7 @@ def test_editable_resources_document_their_etag_and_if_match(spec):
 def test_request_schemas_tell_clients_the_services_rules(spec):
     from services.identity.domain import USERNAME_PATTERN
     from services.rbac.domain import GROUP_CN, PERMISSIONS, ROLE_NAME, SCOPE_KEYS
-    from services.tenancy.domain import REALM
+    from services.tenancy.domain import NAME, REALM
 
     schemas = spec["components"]["schemas"]
     assert schemas["RoleIn"]["properties"]["permissions"]["items"]["enum"] == sorted(PERMISSIONS)
@@ -135,6 +135,8 @@ def test_request_schemas_tell_clients_the_services_rules(spec):
     assert schemas["UserCreateIn"]["properties"]["username"]["pattern"] == USERNAME_PATTERN.pattern
     assert schemas["RegisterIn"]["properties"]["username"]["pattern"] == USERNAME_PATTERN.pattern
     assert schemas["ConnectionIn"]["properties"]["realm"]["pattern"] == REALM.pattern
+    assert schemas["TenantIn"]["properties"]["name"]["pattern"] == NAME.pattern
+    assert schemas["ConnectionPatchIn"]["properties"]["name"]["pattern"] == NAME.pattern
 
 
 def test_every_creation_documents_its_location(spec):

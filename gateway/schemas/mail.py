@@ -8,8 +8,7 @@ from marshmallow import ValidationError
 
 from gateway.schemas import EMAIL, PageQuery, WholeBodyRule, role_reference, settable_password
 from services.identity import mail
-from services.identity.domain import MIN_LENGTH_CEILING, PASSWORD_LENGTH_CEILING
-from services.identity.domain import PASSWORD_LENGTH_FLOOR as FLOOR
+from services.identity.domain import MIN_LENGTH_CEILING, PASSWORD_LENGTH_CEILING, PASSWORD_LENGTH_FLOOR
 
 INVITATION_STATUSES = ["pending", "accepted", "revoked", "expired"]
 
@@ -124,8 +123,8 @@ class PasswordPolicyIn(WholeBodyRule):
 
     problems_of = staticmethod(mail.password_policy_problems)
 
-    min_length = Integer(load_default=12, validate=Range(FLOOR, MIN_LENGTH_CEILING), strict=True)
-    max_length = Integer(load_default=128, validate=Range(FLOOR, PASSWORD_LENGTH_CEILING), strict=True)
+    min_length = Integer(load_default=12, validate=Range(PASSWORD_LENGTH_FLOOR, MIN_LENGTH_CEILING), strict=True)
+    max_length = Integer(load_default=128, validate=Range(PASSWORD_LENGTH_FLOOR, PASSWORD_LENGTH_CEILING), strict=True)
     refuse_common = Boolean(load_default=True)
 
 

@@ -10,8 +10,7 @@ from datetime import datetime, timedelta, timezone
 from email.message import EmailMessage
 
 from kernel.db import aware
-from services.identity.domain import MIN_LENGTH_CEILING, PASSWORD_LENGTH_CEILING
-from services.identity.domain import PASSWORD_LENGTH_FLOOR as FLOOR
+from services.identity.domain import MIN_LENGTH_CEILING, PASSWORD_LENGTH_CEILING, PASSWORD_LENGTH_FLOOR
 from services.identity.domain import PasswordPolicy, normalize_email
 
 INVITATION, PASSWORD_RESET = "invitation", "password_reset"
@@ -119,8 +118,9 @@ POLICY_FIELDS = ("min_length", "max_length", "refuse_common")
 def password_policy_problems(values: dict) -> dict[str, str]:
     problems = {}
     minimum, maximum = values.get("min_length"), values.get("max_length")
-    if not isinstance(minimum, int) or isinstance(minimum, bool) or not FLOOR <= minimum <= MIN_LENGTH_CEILING:
-        problems["min_length"] = f"must be a number from {FLOOR} to {MIN_LENGTH_CEILING}"
+    if (not isinstance(minimum, int) or isinstance(minimum, bool)
+            or not PASSWORD_LENGTH_FLOOR <= minimum <= MIN_LENGTH_CEILING):
+        problems["min_length"] = f"must be a number from {PASSWORD_LENGTH_FLOOR} to {MIN_LENGTH_CEILING}"
     if not isinstance(maximum, int) or isinstance(maximum, bool) or not maximum <= PASSWORD_LENGTH_CEILING:
         problems["max_length"] = f"must be a number of at most {PASSWORD_LENGTH_CEILING}"
     elif "min_length" not in problems and maximum < minimum:

@@ -4,7 +4,9 @@ Routes document what is particular to them (404 of their object, 409 of their na
 answers that come from the gateway's plumbing are added here once, so no route can forget them:
 a body that is not JSON (400) or too large (413), invalid fields (422), no session (401), an
 outstanding requirement or missing permission (403), and a service or broker that does not
-answer (503/504); the HTTP server refuses a URL that is too long (414).
+answer (503/504); the HTTP server refuses a URL that is too long (414). Every 201 names the new
+resource in `Location`, every 429 says when to retry in `Retry-After`; a 412 only ever comes from
+If-Match, so an operation that documents one gets the If-Match header parameter.
 """
 from __future__ import annotations
 
@@ -12,6 +14,8 @@ import re
 
 from apiflask import APIFlask, Schema
 from apiflask.fields import Dict, Nested, String
+
+from gateway.etags import IF_MATCH_PARAMETER
 
 
 ERROR_REF = {"$ref": "#/components/schemas/ErrorOut"}
@@ -33,6 +37,7 @@ INFRASTRUCTURE_ANSWERS = {
     "504": "A service did not answer in time; the change may still be applied (`service_timeout`)",
 }
 RETRY_AFTER = {"description": "Seconds to wait before trying again", "schema": {"type": "integer", "minimum": 1}}
+LOCATION = {"description": "The path of what was created", "required": True, "schema": {"type": "string"}}
 RULE_VARIABLE = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")  # werkzeug's <int:id> is OpenAPI's {id}
 METHODS = ("get", "put", "post", "delete", "patch")
 
@@ -75,6 +80,10 @@ def add_common_answers(spec: dict, permissions: dict[tuple[str, str], str | None
                                               "content": {"application/json": {"schema": ERROR_REF}}})
             if "429" in responses:  # every 429 says when to come back
                 responses["429"].setdefault("headers", {})["Retry-After"] = RETRY_AFTER
+            if "201" in responses:  # every creation says where the new thing is
+                responses["201"].setdefault("headers", {})["Location"] = LOCATION
+            if "412" in responses:
+                operation.setdefault("parameters", []).append(IF_MATCH_PARAMETER)
             if (permission := permissions.get((path, method))) is not None:
                 operation["x-permission"] = permission
     return spec

@@ -73,6 +73,14 @@ class PreconditionFailed(GatehouseError):
     status, code = 412, "precondition_failed"
 
 
+def refuse_stale_edit(what: str, current_version: int, expected_version: int | None) -> None:
+    """Raises PreconditionFailed when the caller read another version than the stored one
+    (their If-Match); expected_version None: the caller did not ask, so the edit goes ahead."""
+    if expected_version is not None and expected_version != current_version:
+        raise PreconditionFailed(f"The {what} changed since you read it; reload and retry.",
+                                 details={"version": str(current_version)})  # details cross RPC as text
+
+
 @deserialize_to_instance
 class TooManyRequests(GatehouseError):
     status, code = 429, "too_many_requests"

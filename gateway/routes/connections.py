@@ -10,7 +10,7 @@ from apiflask import APIBlueprint
 from flask import current_app
 
 from gateway.auth import actor, current_principal, is_super_admin, requires
-from gateway.etags import etag, if_match
+from gateway.etags import ETAG_HEADER, etag, if_match
 from gateway.schemas.sync import RealmIn, RealmOut
 from gateway.schemas.tenancy import (
     ConnectionIn,
@@ -68,7 +68,8 @@ def list_connections(query):
 @bp.post("")
 @requires("connection.manage")
 @bp.input(ConnectionIn, arg_name="body")
-@bp.output(ConnectionOut, status_code=201, description="The new connection (its secret is never shown)")
+@bp.output(ConnectionOut, status_code=201, description="The new connection (its secret is never shown)",
+           headers=ETAG_HEADER)
 @bp.doc(summary="Add a Proxmox VE connection", description=(
     "Needs `connection.manage`. In the active tenant, or `tenant_id` (super admins). `auth` is "
     "`{token_id, token_secret}` or `{username, password}`; the secret is stored encrypted. TLS is verified "
@@ -87,7 +88,7 @@ def create_connection(body):
 
 @bp.get("/<string:connection_id>")
 @requires("connection.view")
-@bp.output(ConnectionOut)
+@bp.output(ConnectionOut, headers=ETAG_HEADER)
 @bp.doc(summary="One connection", description="Needs `connection.view`. The `ETag` is its version, for `If-Match`.",
         responses={**VIEW, 404: "No such connection in the active tenant"})
 def get_connection(connection_id):
@@ -99,7 +100,7 @@ def get_connection(connection_id):
 @bp.patch("/<string:connection_id>")
 @requires("connection.manage")
 @bp.input(ConnectionPatchIn, arg_name="body")
-@bp.output(ConnectionOut)
+@bp.output(ConnectionOut, headers=ETAG_HEADER)
 @bp.doc(summary="Change a connection", description=(
     "Needs `connection.manage`. Only the fields sent change; `ca_pem` or `fingerprint` null removes it; an "
     "`auth` without its secret keeps the stored one (the method may change only with a new secret). Send "
@@ -126,7 +127,7 @@ def delete_connection(connection_id):
 @bp.post("/<string:connection_id>/reassign")
 @requires(SUPER_ADMIN_ONLY)
 @bp.input(ReassignIn, arg_name="body")
-@bp.output(ConnectionOut)
+@bp.output(ConnectionOut, headers=ETAG_HEADER)
 @bp.doc(summary="Move a connection to another tenant", description="Super admins (`tenant.manage`). Audited "
         "with both tenants.", responses={401: "Not signed in", 403: "Super admins only",
                                          404: "No such connection or tenant"})

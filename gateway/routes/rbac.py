@@ -13,6 +13,7 @@ from apiflask import APIBlueprint
 from flask import current_app, request
 
 from gateway.auth import actor, current_principal, is_super_admin, requires, session_cache
+from gateway.etags import ETAG_HEADER, etag, if_match
 from gateway.isolation import visible_user
 from gateway.schemas import PageQuery
 from gateway.schemas.rbac import (
@@ -121,39 +122,44 @@ def list_roles():
 @bp.post("/roles")
 @requires(ADMIN_RBAC)
 @bp.input(RoleIn, arg_name="body")
-@bp.output(RoleOut, status_code=201, description="The new role")
+@bp.output(RoleOut, status_code=201, description="The new role", headers=ETAG_HEADER)
 @bp.doc(summary="Create a custom role", description="In the active tenant, or `global` (super admins only). "
-        "Needs `admin.rbac` and every permission the role holds.",
+        "Needs `admin.rbac` and every permission the role holds. The `ETag` is its version, for `If-Match`.",
         responses={**NEEDS_RBAC, 403: "Missing admin.rbac, or a permission of the role (escalation)",
                    409: "Name taken", 422: "Invalid fields or unknown permissions"})
 def create_role(body):
     with rbac_rpc() as rpc:
         role = rpc.rbac.create_role(_actor(), body["name"], body["permissions"], body["description"], _tenant(),
                                     body["is_global"])
-    return role, 201, {"Location": f"/api/v1/roles/{role['id']}"}
+    return role, 201, {"Location": f"/api/v1/roles/{role['id']}", **etag(role)}
 
 
 @bp.get("/roles/<string:role_id>")
 @requires(ADMIN_RBAC)
-@bp.output(RoleOut)
-@bp.doc(summary="One role", description="Needs `admin.rbac`.", responses={**NEEDS_RBAC, 404: "No such role"})
+@bp.output(RoleOut, headers=ETAG_HEADER)
+@bp.doc(summary="One role", description="Needs `admin.rbac`. The `ETag` is its version, for `If-Match` (a built-in "
+        "role's is always \"1\": it never changes).", responses={**NEEDS_RBAC, 404: "No such role"})
 def get_role(role_id):
     with rbac_rpc() as rpc:
-        return rpc.rbac.get_role(role_id, _tenant())
+        role = rpc.rbac.get_role(role_id, _tenant())
+    return role, 200, etag(role)
 
 
 @bp.patch("/roles/<string:role_id>")
 @requires(ADMIN_RBAC)
 @bp.input(RolePatchIn, arg_name="body")
-@bp.output(RoleOut)
+@bp.output(RoleOut, headers=ETAG_HEADER)
 @bp.doc(summary="Change a custom role's description or permissions",
         description="Needs `admin.rbac` and every permission the role holds before and after. Names are fixed; "
-        "built-in roles cannot change.",
+        "built-in roles cannot change. Send `If-Match: <ETag>` to refuse a change based on a stale read (412).",
         responses={**NEEDS_RBAC, 403: "Built-in role, global role (super admins only) or escalation",
-                   404: "No such role", 422: "Invalid fields or unknown permissions"})
+                   404: "No such role", 412: "If-Match names an old version",
+                   422: "Invalid fields or unknown permissions"})
 def update_role(role_id, body):
     with rbac_rpc() as rpc:
-        return rpc.rbac.update_role(_actor(), role_id, _tenant(), body.get("description"), body.get("permissions"))
+        role = rpc.rbac.update_role(_actor(), role_id, _tenant(), body.get("description"), body.get("permissions"),
+                                    if_match("role"))
+    return role, 200, etag(role)
 
 
 @bp.delete("/roles/<string:role_id>")

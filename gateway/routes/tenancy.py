@@ -11,7 +11,7 @@ from apiflask import APIBlueprint
 from flask import current_app
 
 from gateway.auth import actor, current_principal, holds, is_super_admin, requires
-from gateway.etags import etag, if_match
+from gateway.etags import ETAG_HEADER, etag, if_match
 from gateway.schemas import PageQuery
 from gateway.schemas.tenancy import (
     TenancyStatusOut,
@@ -113,7 +113,7 @@ def list_tenants(query):
 @bp.post("/tenants")
 @requires(SUPER_ADMIN_ONLY)
 @bp.input(TenantIn, arg_name="body")
-@bp.output(TenantOut, status_code=201, description="The new tenant, with no connections or users")
+@bp.output(TenantOut, status_code=201, description="The new tenant, with no connections or users", headers=ETAG_HEADER)
 @bp.doc(summary="Create a tenant", description="Super admins (`tenant.manage`), once multi-tenancy is enabled.",
         responses={**SUPER_ONLY, 409: "Multi-tenancy disabled, or the name is taken", 422: "Invalid fields"})
 def create_tenant(body):
@@ -124,7 +124,7 @@ def create_tenant(body):
 
 @bp.get("/tenants/<string:tenant_id>")
 @requires("tenant.view")
-@bp.output(TenantOut)
+@bp.output(TenantOut, headers=ETAG_HEADER)
 @bp.doc(summary="One tenant", description="Needs `tenant.view`; a tenant you do not belong to is 404 (super admins "
         "see all). The `ETag` is its version, for `If-Match`.",
         responses={**SIGNED_IN, 403: "Missing permission tenant.view", 404: "No such tenant"})
@@ -138,7 +138,7 @@ def get_tenant(tenant_id):
 @bp.patch("/tenants/<string:tenant_id>")
 @requires("tenant.manage")
 @bp.input(TenantPatchIn, arg_name="body")
-@bp.output(TenantOut)
+@bp.output(TenantOut, headers=ETAG_HEADER)
 @bp.doc(summary="Rename or describe a tenant", description="Needs `tenant.manage` (super admins). Send "
         "`If-Match: <ETag>` to refuse a change based on a stale read (412).",
         responses={**SIGNED_IN, 403: "Missing permission tenant.manage", 404: "No such tenant",

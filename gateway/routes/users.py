@@ -13,7 +13,7 @@ from apiflask import APIBlueprint
 from flask import current_app
 
 from gateway.auth import actor, current_principal, is_super_admin, requires, session_cache
-from gateway.etags import etag, if_match
+from gateway.etags import ETAG_HEADER, etag, if_match
 from gateway.isolation import changeable_user, visible_user
 from gateway.schemas.isolation import UserPageAnyTenantOut
 from gateway.schemas.users import CreatedUserOut, UserCreateIn, UserDetailOut, UserListQuery, UserPatchIn
@@ -30,7 +30,7 @@ ALL_TENANTS = "*"
 
 @bp.get("/<string:user_id>")
 @requires("admin.users")
-@bp.output(UserDetailOut)
+@bp.output(UserDetailOut, headers=ETAG_HEADER)
 @bp.doc(summary="One user", description="Needs `admin.users`. The `ETag` is the user's version, for `If-Match`.",
         responses={**NEEDS, 404: "No such user in the active tenant"})
 def get_user(user_id):
@@ -90,7 +90,7 @@ def create_user(body):
 @bp.patch("/<string:user_id>")
 @requires("admin.users")
 @bp.input(UserPatchIn, arg_name="body")
-@bp.output(UserDetailOut)
+@bp.output(UserDetailOut, headers=ETAG_HEADER)
 @bp.doc(summary="Change a user", description=(
     "Needs `admin.users`. Only the fields sent change. `status`: pending→active approves, "
     "active↔suspended, pending→suspended refuses. `role` replaces the role in the caller's tenant; "

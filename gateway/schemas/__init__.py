@@ -1,11 +1,84 @@
 """Request and response bodies shared across routes; unknown fields are refused (marshmallow's default).
 
-Each area adds its own module here (users.py, sessions.py, mail.py, audit.py, ...)."""
+Each area adds its own module here (users.py, sessions.py, mail.py, audit.py, ...).
+
+A request field the service checks against a rule (a pattern, an enum, a length) carries the same
+rule here, imported from the service's domain module, so that the spec tells clients the truth and
+bad input is refused at the door with its field path; the service checks again for other callers.
+"""
 from __future__ import annotations
+
+import re
 
 from apiflask import Schema
 from apiflask.fields import Boolean, Dict, Integer, List, Nested, String
-from apiflask.validators import Length, OneOf, Range
+from apiflask.validators import Length, OneOf, Range, Regexp
+from marshmallow import ValidationError, validates_schema
+from marshmallow.validate import Validator
+
+from services.identity import domain as identity_domain
+from services.rbac import domain as rbac_domain
+
+
+class FullMatch(Regexp):
+    """A pattern the whole value must match: Regexp's re.match lets "name\n" through a `...$`.
+    apispec shows it as the field's `pattern`."""
+
+    def __call__(self, value):
+        if self.regex.fullmatch(value) is None:
+            raise ValidationError(self._format_error(value))
+        return value
+
+
+class Rule(Validator):
+    """A service's own rule: problem_of(value) answers what is wrong, or None."""
+
+    def __init__(self, problem_of):
+        self.problem_of = problem_of
+
+    def __call__(self, value):
+        if (problem := self.problem_of(value)) is not None:
+            raise ValidationError(problem)
+        return value
+
+
+class WholeBodyRule(Schema):
+    """A body a service checks as a whole (fields that depend on each other): `problems_of(body)`
+    is the service's rule, {field: what is wrong}; it runs once every field is valid by itself."""
+
+    problems_of = staticmethod(lambda body: {})
+
+    @validates_schema
+    def _obeys_the_service(self, data, **kwargs):
+        if problems := self.problems_of(data):
+            raise ValidationError({field: [problem] for field, problem in problems.items()})
+
+
+def pattern_of(regex: re.Pattern) -> dict:
+    """The spec's `pattern` of a field whose Rule applies `regex` (and more)."""
+    return {"pattern": regex.pattern}
+
+
+def profile_rule(field: str) -> Rule:
+    """identity's rule of one profile field: username, email, first_name, last_name or company."""
+    return Rule(lambda value: identity_domain.profile_problems({field: value}).get(field))
+
+
+def role_reference(**kwargs) -> String:
+    """The name of a built-in or custom role (one that does not exist is rbac's 422 unknown_role)."""
+    return String(validate=FullMatch(rbac_domain.ROLE_NAME), **kwargs)
+
+
+def settable_password(**kwargs) -> String:
+    """A password being set: the admin's policy (identity's check) never allows fewer than 8 characters."""
+    floor, ceiling = identity_domain.PASSWORD_LENGTH_FLOOR, identity_domain.PASSWORD_LENGTH_CEILING
+    return String(validate=Length(floor, ceiling, error="must be {min} to {max} characters (the password "
+                                                        "policy may ask for more)"), load_only=True, **kwargs)
+
+
+USERNAME = {**pattern_of(identity_domain.USERNAME_PATTERN), "description": "a Unix login and LDAP uid; not a "
+            "reserved system name"}
+EMAIL = {"format": "email"}
 
 
 class PageQuery(Schema):
@@ -22,11 +95,12 @@ def page_of(item_schema, name: str):
 
 
 class RegisterIn(Schema):
-    username = String(required=True, validate=Length(1, 32))
-    first_name = String(required=True, validate=Length(1, 64))
-    last_name = String(required=True, validate=Length(1, 64))
-    email = String(validate=Length(3, 254), metadata={"description": "required unless invitation_token is given"})
-    password = String(required=True, validate=Length(1, 1024), load_only=True)
+    username = String(required=True, validate=[Length(1, 32), profile_rule("username")], metadata=USERNAME)
+    first_name = String(required=True, validate=[Length(1, 64), profile_rule("first_name")])
+    last_name = String(required=True, validate=[Length(1, 64), profile_rule("last_name")])
+    email = String(validate=[Length(3, 254), profile_rule("email")],
+                   metadata={**EMAIL, "description": "required unless invitation_token is given"})
+    password = settable_password(required=True)
     invitation_token = String(validate=Length(1, 200), load_only=True,
                               metadata={"description": "the token of an invitation link"})
 

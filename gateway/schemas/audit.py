@@ -7,7 +7,9 @@ from apiflask import Schema
 from apiflask.fields import AwareDateTime, Boolean, Dict, Integer, List, Nested, String
 from apiflask.validators import Length, OneOf, Range
 
+from gateway.schemas import WholeBodyRule
 from kernel.envelope import CATEGORIES, OUTCOMES
+from services.audit import forwarder
 
 
 class AuditFilters(Schema):
@@ -77,7 +79,11 @@ class AuditPageOut(Schema):
     next_cursor = String(allow_none=True, metadata={"description": "null on the last page"})
 
 
-class ForwardingIn(Schema):
+class ForwardingIn(WholeBodyRule):
+    """host, port and protocol are required when enabled."""
+
+    problems_of = staticmethod(forwarder.config_problems)
+
     enabled = Boolean(required=True)
     host = String(validate=Length(1, 253), allow_none=True, metadata={"description": "required when enabled"})
     port = Integer(validate=Range(1, 65535), allow_none=True, metadata={"description": "required when enabled"})

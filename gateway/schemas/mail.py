@@ -6,7 +6,9 @@ from apiflask.fields import Boolean, Field, Integer, List, Nested, String
 from apiflask.validators import Length, OneOf, Range
 from marshmallow import ValidationError
 
-from gateway.schemas import PageQuery
+from gateway.schemas import EMAIL, PageQuery, WholeBodyRule, role_reference, settable_password
+from services.identity import mail
+from services.identity.domain import MIN_LENGTH_CEILING, PASSWORD_LENGTH_CEILING, PASSWORD_LENGTH_FLOOR
 
 INVITATION_STATUSES = ["pending", "accepted", "revoked", "expired"]
 
@@ -27,7 +29,7 @@ class InvitationsIn(Schema):
     emails = EmailList(required=True, metadata={
         "description": 'Addresses to invite: "a@x.com, b@y.com" or ["a@x.com", "b@y.com"]',
         "oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]})
-    role = String(required=True, validate=Length(1, 64), metadata={"description": "role granted on acceptance"})
+    role = role_reference(required=True, metadata={"description": "role granted on acceptance"})
 
 
 class InvitationOut(Schema):
@@ -77,7 +79,7 @@ class PasswordResetRequestIn(Schema):
 
 class PasswordResetConfirmIn(Schema):
     token = String(required=True, validate=Length(1, 200), load_only=True)
-    password = String(required=True, validate=Length(1, 1024), load_only=True)
+    password = settable_password(required=True)
 
 
 class AcceptedOut(Schema):
@@ -94,14 +96,16 @@ class GeneratedPasswordOut(Schema):
     password = String(metadata={"description": "shown once; the user must change it at the next sign-in"})
 
 
-class SmtpSettingsIn(Schema):
-    host = String(required=True, validate=Length(1, 253))
+class SmtpSettingsIn(WholeBodyRule):
+    problems_of = staticmethod(mail.smtp_problems)
+
+    host = String(required=True, validate=Length(1, 253), metadata={"description": "a host name or IP address"})
     port = Integer(required=True, validate=Range(1, 65535), strict=True)
-    tls_mode = String(required=True, validate=OneOf(["none", "starttls", "tls"]))
+    tls_mode = String(required=True, validate=OneOf(mail.TLS_MODES))
     username = String(allow_none=True, validate=Length(0, 254))
     password = String(allow_none=True, validate=Length(0, 1024), load_only=True, metadata={
         "description": "write-only; leave out to keep the stored one, empty string to remove it"})
-    from_address = String(required=True, validate=Length(3, 254))
+    from_address = String(required=True, validate=Length(3, 254), metadata=EMAIL)
 
 
 class SmtpSettingsOut(Schema):
@@ -114,9 +118,13 @@ class SmtpSettingsOut(Schema):
     password_set = Boolean(metadata={"description": "a password is stored (it is never shown)"})
 
 
-class PasswordPolicyIn(Schema):
-    min_length = Integer(load_default=12, validate=Range(8, 128), strict=True)
-    max_length = Integer(load_default=128, validate=Range(8, 1024), strict=True)
+class PasswordPolicyIn(WholeBodyRule):
+    """max_length must be at least min_length."""
+
+    problems_of = staticmethod(mail.password_policy_problems)
+
+    min_length = Integer(load_default=12, validate=Range(PASSWORD_LENGTH_FLOOR, MIN_LENGTH_CEILING), strict=True)
+    max_length = Integer(load_default=128, validate=Range(PASSWORD_LENGTH_FLOOR, PASSWORD_LENGTH_CEILING), strict=True)
     refuse_common = Boolean(load_default=True)
 
 

@@ -3,9 +3,11 @@ from __future__ import annotations
 
 from apiflask import Schema
 from apiflask.fields import Boolean, Integer, List, Nested, String
-from apiflask.validators import Length
+from apiflask.validators import Length, OneOf, Range
 
-from gateway.schemas import page_of
+from gateway.schemas import Rule, page_of, pattern_of, role_reference
+from services.identity.domain import FIRST_UID_NUMBER
+from services.rbac import domain
 
 
 class PermissionOut(Schema):
@@ -16,16 +18,32 @@ class PermissionOut(Schema):
 
 
 def _ids():
-    return List(String(validate=Length(1, 128)), validate=Length(max=500), load_default=list)
+    return List(String(validate=Length(1, domain.SCOPE_ID_MAX)), validate=Length(max=domain.SCOPE_IDS_MAX),
+                load_default=list)
 
 
-class Scope(Schema):
-    """Empty lists mean everything in the tenant; ids are matched exactly."""
+# Empty lists mean everything in the tenant; ids are matched exactly.
+Scope = Schema.from_dict({key: _ids() for key in domain.SCOPE_KEYS}, name="Scope")
 
-    connections = _ids()
-    nodes = _ids()
-    storages = _ids()
-    vms = _ids()
+
+def _permissions(**kwargs) -> List:
+    known = OneOf(sorted(domain.PERMISSIONS), error="unknown permission: {input}")
+    return List(String(validate=known), validate=Length(1, 100), **kwargs)
+
+
+def _description(**kwargs) -> String:
+    return String(validate=Length(0, domain.DESCRIPTION_MAX), **kwargs)
+
+
+def _group_cn(**kwargs) -> String:
+    return String(validate=Rule(lambda cn: domain.group_problems(cn, None).get("cn")),
+                  metadata=pattern_of(domain.GROUP_CN), **kwargs)
+
+
+def _gid_number() -> Integer:
+    # The configured range (GATEHOUSE_GID_MIN/MAX) is rbac's check; it never reaches uidNumbers.
+    return Integer(strict=True, validate=Range(1, FIRST_UID_NUMBER - 1),
+                   metadata={"description": "allocated from the configured range when omitted"})
 
 
 class GroupRef(Schema):
@@ -43,16 +61,17 @@ class MyPermissionsOut(Schema):
 
 
 class RoleIn(Schema):
-    name = String(required=True, validate=Length(2, 64))
-    description = String(load_default="", validate=Length(0, 256))
-    permissions = List(String(validate=Length(1, 64)), required=True, validate=Length(1, 100))
+    name = String(required=True, validate=Rule(domain.role_name_problem), metadata={
+        **pattern_of(domain.ROLE_NAME), "description": "not a built-in role's; fixed once created"})
+    description = _description(load_default="")
+    permissions = _permissions(required=True)
     is_global = Boolean(load_default=False, data_key="global",
                         metadata={"description": "a role of every tenant (super admins only); else of the active tenant"})
 
 
 class RolePatchIn(Schema):
-    description = String(validate=Length(0, 256))
-    permissions = List(String(validate=Length(1, 64)), validate=Length(1, 100))
+    description = _description()
+    permissions = _permissions()
 
 
 class RoleOut(Schema):
@@ -66,10 +85,16 @@ class RoleOut(Schema):
     user_count = Integer(metadata={"description": "users holding it in the active tenant"})
     created_at = String(allow_none=True, metadata={"format": "date-time"})
     updated_at = String(allow_none=True, metadata={"format": "date-time"})
+    version = Integer(metadata={"description": "bumped on every change; the ETag of If-Match edits (built-in: 1)"})
+
+
+class RoleItemOut(RoleOut):
+    """A role in a list (own classes for nested and top-level answers: apispec names a class
+    it met nested first twice, RoleOut and RoleOut1)."""
 
 
 class AssignmentIn(Schema):
-    role = String(required=True, validate=Length(1, 64))
+    role = role_reference(required=True)
     scope = Nested(Scope, load_default=dict)
 
 
@@ -82,17 +107,21 @@ class AssignmentOut(Schema):
     assigned_at = String(metadata={"format": "date-time"})
 
 
+class AssignmentItemOut(AssignmentOut):
+    """An assignment in a list."""
+
+
 class GroupIn(Schema):
-    cn = String(required=True, validate=Length(1, 32))
-    gid_number = Integer(strict=True, metadata={"description": "allocated from the configured range when omitted"})
-    description = String(load_default="", validate=Length(0, 256))
+    cn = _group_cn(required=True)
+    gid_number = _gid_number()
+    description = _description(load_default="")
     is_admin = Boolean(load_default=False)
 
 
 class GroupPatchIn(Schema):
-    cn = String(validate=Length(1, 32))
-    gid_number = Integer(strict=True)
-    description = String(validate=Length(0, 256))
+    cn = _group_cn()
+    gid_number = _gid_number()
+    description = _description()
     is_admin = Boolean()
 
 
@@ -107,6 +136,10 @@ class GroupOut(Schema):
     created_at = String(metadata={"format": "date-time"})
 
 
+class GroupItemOut(GroupOut):
+    """A group in a list."""
+
+
 class MemberIn(Schema):
     user_id = String(required=True, validate=Length(1, 36))
 
@@ -117,8 +150,12 @@ class MemberOut(Schema):
     added_at = String(metadata={"format": "date-time"})
 
 
+class MemberItemOut(MemberOut):
+    """A member in a list."""
+
+
 PermissionPageOut = page_of(PermissionOut, "PermissionPage")
-RolePageOut = page_of(RoleOut, "RolePage")
-AssignmentPageOut = page_of(AssignmentOut, "AssignmentPage")
-GroupPageOut = page_of(GroupOut, "GroupPage")
-MemberPageOut = page_of(MemberOut, "MemberPage")
+RolePageOut = page_of(RoleItemOut, "RolePage")
+AssignmentPageOut = page_of(AssignmentItemOut, "AssignmentPage")
+GroupPageOut = page_of(GroupItemOut, "GroupPage")
+MemberPageOut = page_of(MemberItemOut, "MemberPage")

@@ -5,7 +5,7 @@ from apiflask import Schema
 from apiflask.fields import Boolean, Integer, List, Nested, String
 from apiflask.validators import Length
 
-from gateway.schemas import PageQuery, TokenOut, UserOut
+from gateway.schemas import PageQuery, TokenOut, UserOut, settable_password
 
 
 class MeOut(UserOut):
@@ -30,7 +30,7 @@ class RefreshIn(Schema):
 
 class PasswordChangeIn(Schema):
     current_password = String(required=True, validate=Length(1, 1024), load_only=True)
-    new_password = String(required=True, validate=Length(1, 1024), load_only=True)
+    new_password = settable_password(required=True)
 
 
 class SessionOut(Schema):

@@ -5,6 +5,9 @@ from apiflask import Schema
 from apiflask.fields import Boolean, Dict, Integer, List, Nested, String
 from apiflask.validators import Length, OneOf, Range
 
+from gateway.schemas import WholeBodyRule
+from services.proxmox_sync import domain
+
 ISO = {"format": "date-time"}
 
 
@@ -58,7 +61,10 @@ class SyncQueuedOut(Schema):
     queued = List(String())
 
 
-class DirectorySettingsIn(Schema):
+class DirectorySettingsIn(WholeBodyRule):
+    # Whether a password is stored only proxmox_sync knows: it alone refuses a first one without.
+    problems_of = staticmethod(lambda body: domain.directory_problems(body, password_stored=True))
+
     url = String(required=True, validate=Length(1, 512), metadata={"description": "ldap://host[:port] or ldaps://..."})
     bind_dn = String(required=True, validate=Length(1, 512))
     password = String(validate=Length(1, 1024), load_only=True, metadata={

@@ -5,7 +5,8 @@ from apiflask import Schema
 from apiflask.fields import Boolean, Integer, Nested, String
 from apiflask.validators import Length, OneOf
 
-from gateway.schemas import PageQuery, page_of
+from gateway.schemas import FullMatch, PageQuery, Rule, page_of, pattern_of, role_reference
+from services.tenancy import domain
 
 ISO = {"format": "date-time"}
 
@@ -20,14 +21,24 @@ class TenancyStatusOut(Schema):
     changed_by = String(allow_none=True, metadata={"description": "who switched it (username)"})
 
 
+def _name(**kwargs) -> String:
+    """A tenant's or connection's name: text without control characters, not blank."""
+    metadata = {**pattern_of(domain.NAME), **kwargs.pop("metadata", {})}
+    return String(validate=[Length(1, domain.NAME_MAX), Rule(domain.name_problem)], metadata=metadata, **kwargs)
+
+
+def _description(**kwargs) -> String:
+    return String(validate=Length(0, domain.DESCRIPTION_MAX), **kwargs)
+
+
 class TenantIn(Schema):
-    name = String(required=True, validate=Length(1, 64), metadata={"description": "unique, whatever the case"})
-    description = String(load_default="", validate=Length(0, 500))
+    name = _name(required=True, metadata={"description": "unique, whatever the case"})
+    description = _description(load_default="")
 
 
 class TenantPatchIn(Schema):
-    name = String(validate=Length(1, 64))
-    description = String(validate=Length(0, 500))
+    name = _name()
+    description = _description()
 
 
 class TenantOut(Schema):
@@ -50,7 +61,7 @@ TenantPageOut = page_of(TenantItemOut, "TenantPage")
 
 
 class TenantMemberIn(Schema):
-    role = String(required=True, validate=Length(1, 64), metadata={"description": "the user's role in this tenant"})
+    role = role_reference(required=True, metadata={"description": "the user's role in this tenant"})
     default = Boolean(load_default=False, metadata={"description": "make this the tenant the user's sessions "
                                                                    "start in"})
 
@@ -74,31 +85,36 @@ class MembershipOut(TenantMemberOut):
 # --- connections ----------------------------------------------------------------------------------
 
 
+def _url(**kwargs) -> String:
+    return String(validate=[Length(1, 255), Rule(lambda url: domain.normalize_url(url)[1])],
+                  metadata={"description": "https://host[:port] (port 8006 if left out)"}, **kwargs)
+
+
 class ConnectionAuthIn(Schema):
     """Either an API token (token_id, token_secret) or a user (username, password)."""
 
-    token_id = String(validate=Length(1, 160), metadata={"description": "user@realm!tokenname"})
-    token_secret = String(validate=Length(1, 1024), load_only=True)
-    username = String(validate=Length(1, 100), metadata={"description": "user@realm"})
-    password = String(validate=Length(1, 1024), load_only=True)
+    token_id = String(validate=FullMatch(domain.TOKEN_ID), metadata={"description": "user@realm!tokenname"})
+    token_secret = String(validate=Length(1, domain.SECRET_MAX), load_only=True)
+    username = String(validate=FullMatch(domain.USERID), metadata={"description": "user@realm"})
+    password = String(validate=Length(1, domain.SECRET_MAX), load_only=True)
 
 
 class _ConnectionFields(Schema):
-    name = String(validate=Length(1, 64), metadata={"description": "unique across tenants, whatever the case"})
-    url = String(validate=Length(1, 255), metadata={"description": "https://host[:port] (port 8006 if left out)"})
+    name = _name(metadata={"description": "unique across tenants, whatever the case"})
+    url = _url()
     verify_tls = Boolean(metadata={"description": "verify the server's certificate (default true)"})
-    ca_pem = String(allow_none=True, validate=Length(1, 64 * 1024),
+    ca_pem = String(allow_none=True, validate=[Length(1, domain.CA_PEM_MAX), Rule(domain.ca_pem_problem)],
                     metadata={"description": "PEM certificate(s) of the CA that signs the server's certificate"})
-    fingerprint = String(allow_none=True, validate=Length(1, 95),
-                         metadata={"description": "SHA-256 fingerprint of the server's certificate (AB:CD:...)"})
-    realm = String(validate=Length(1, 32),
+    fingerprint = String(allow_none=True, validate=[Length(1, 95), Rule(domain.fingerprint_problem)], metadata={
+        **pattern_of(domain.FINGERPRINT), "description": "SHA-256 fingerprint of the server's certificate (AB:CD:...)"})
+    realm = String(validate=FullMatch(domain.REALM),
                    metadata={"description": "the LDAP realm Proxmox VE uses for Gatehouse users (default gatehouse)"})
     auth = Nested(ConnectionAuthIn)
 
 
 class ConnectionIn(_ConnectionFields):
-    name = String(required=True, validate=Length(1, 64))
-    url = String(required=True, validate=Length(1, 255))
+    name = _name(required=True)
+    url = _url(required=True)
     auth = Nested(ConnectionAuthIn, required=True)
     tenant_id = String(validate=Length(1, 36),
                        metadata={"description": "owner tenant; the active tenant if left out (others: super admins)"})

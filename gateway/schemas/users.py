@@ -5,44 +5,44 @@ from apiflask import Schema
 from apiflask.fields import Boolean, Integer, List, Nested, String
 from apiflask.validators import Length, OneOf
 
-from gateway.schemas import PageQuery, UserOut
+from gateway.schemas import EMAIL, USERNAME, FullMatch, PageQuery, UserOut, profile_rule, role_reference
+from services.identity import domain as identity_domain
+from services.rbac import domain as rbac_domain
 
 # The API's contract; identity checks the same rules again for any other caller.
-SETTABLE_STATUSES = ["pending", "active", "suspended"]
-LISTED_STATUSES = ["pending", "invited", "active", "suspended"]
-USER_SORTS = ["name", "username", "email", "role", "status", "totp_enrolled", "last_login_at", "created_at"]
+SETTABLE_STATUSES = [identity_domain.PENDING, identity_domain.ACTIVE, identity_domain.SUSPENDED]  # not invited
 
 
 class _AccessIn(Schema):
-    role = String(validate=Length(1, 64), metadata={"description": "role to assign in the caller's tenant"})
-    groups = List(String(validate=Length(1, 64)), validate=Length(max=50),
+    role = role_reference(metadata={"description": "role to assign in the caller's tenant"})
+    groups = List(String(validate=FullMatch(rbac_domain.GROUP_CN)), validate=Length(max=50),
                   metadata={"description": "LDAP groups (cn) to add the user to; never removes any"})
 
 
 class UserCreateIn(_AccessIn):
-    username = String(required=True, validate=Length(1, 64))
-    email = String(required=True, validate=Length(1, 254))
-    first_name = String(required=True, validate=Length(1, 64))
-    last_name = String(required=True, validate=Length(1, 64))
-    company = String(validate=Length(0, 128))
+    username = String(required=True, validate=[Length(1, 32), profile_rule("username")], metadata=USERNAME)
+    email = String(required=True, validate=[Length(1, 254), profile_rule("email")], metadata=EMAIL)
+    first_name = String(required=True, validate=[Length(1, 64), profile_rule("first_name")])
+    last_name = String(required=True, validate=[Length(1, 64), profile_rule("last_name")])
+    company = String(validate=[Length(0, 128), profile_rule("company")])
 
 
 class UserPatchIn(_AccessIn):
-    username = String(validate=Length(1, 64))
-    email = String(validate=Length(1, 254))
-    first_name = String(validate=Length(1, 64))
-    last_name = String(validate=Length(1, 64))
-    company = String(validate=Length(0, 128))
+    username = String(validate=[Length(1, 32), profile_rule("username")], metadata=USERNAME)
+    email = String(validate=[Length(1, 254), profile_rule("email")], metadata=EMAIL)
+    first_name = String(validate=[Length(1, 64), profile_rule("first_name")])
+    last_name = String(validate=[Length(1, 64), profile_rule("last_name")])
+    company = String(validate=[Length(0, 128), profile_rule("company")])
     status = String(validate=OneOf(SETTABLE_STATUSES),
                     metadata={"description": "pending→active approves; active↔suspended; pending→suspended refuses"})
 
 
 class UserListQuery(PageQuery):
     q = String(validate=Length(1, 100), metadata={"description": "part of the name, username or email"})
-    status = String(validate=OneOf(LISTED_STATUSES))
-    role = String(validate=Length(1, 64))
-    sort = String(load_default="created_at", validate=OneOf(USER_SORTS))
-    order = String(load_default="desc", validate=OneOf(["asc", "desc"]))
+    status = String(validate=OneOf(identity_domain.STATUSES))
+    role = role_reference()
+    sort = String(load_default="created_at", validate=OneOf(identity_domain.USER_SORTS))
+    order = String(load_default="desc", validate=OneOf(identity_domain.ORDERS))
     tenant = String(validate=Length(1, 36), metadata={
         "description": "super admins only: `*` lists every user of every tenant, a tenant id that tenant's "
                        "users; both with each user's tenants and role in each (the cross-tenant view)"})

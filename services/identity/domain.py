@@ -29,6 +29,10 @@ RESERVED_USERNAMES = frozenset("""
 HASHER = PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1, type=Type.ID)
 
 
+# The bounds of any policy an admin sets: whatever it says, a password has 8 to 1024 characters.
+PASSWORD_LENGTH_FLOOR, MIN_LENGTH_CEILING, PASSWORD_LENGTH_CEILING = 8, 128, 1024
+
+
 @dataclass(frozen=True)
 class PasswordPolicy:
     """Admin-configurable (settings key `password_policy`); no composition rules, no truncation."""

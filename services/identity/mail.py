@@ -10,6 +10,7 @@ from datetime import datetime, timedelta, timezone
 from email.message import EmailMessage
 
 from kernel.db import aware
+from services.identity.domain import MIN_LENGTH_CEILING, PASSWORD_LENGTH_CEILING, PASSWORD_LENGTH_FLOOR
 from services.identity.domain import PasswordPolicy, normalize_email
 
 INVITATION, PASSWORD_RESET = "invitation", "password_reset"
@@ -117,10 +118,11 @@ POLICY_FIELDS = ("min_length", "max_length", "refuse_common")
 def password_policy_problems(values: dict) -> dict[str, str]:
     problems = {}
     minimum, maximum = values.get("min_length"), values.get("max_length")
-    if not isinstance(minimum, int) or isinstance(minimum, bool) or not 8 <= minimum <= 128:
-        problems["min_length"] = "must be a number from 8 to 128"
-    if not isinstance(maximum, int) or isinstance(maximum, bool) or not maximum <= 1024:
-        problems["max_length"] = "must be a number of at most 1024"
+    if (not isinstance(minimum, int) or isinstance(minimum, bool)
+            or not PASSWORD_LENGTH_FLOOR <= minimum <= MIN_LENGTH_CEILING):
+        problems["min_length"] = f"must be a number from {PASSWORD_LENGTH_FLOOR} to {MIN_LENGTH_CEILING}"
+    if not isinstance(maximum, int) or isinstance(maximum, bool) or not maximum <= PASSWORD_LENGTH_CEILING:
+        problems["max_length"] = f"must be a number of at most {PASSWORD_LENGTH_CEILING}"
     elif "min_length" not in problems and maximum < minimum:
         problems["max_length"] = "must be at least min_length"
     if not isinstance(values.get("refuse_common"), bool):

@@ -16,8 +16,8 @@ from kernel.consumer import on_event
 from kernel.crypto import SecretBox, new_token, token_digest
 from kernel.db import aware
 from kernel.envelope import SYSTEM, Actor, Resource, utc_now, utc_now_iso
-from kernel.errors import (Conflict, Forbidden, Gone, NotFound, PreconditionFailed, TooManyRequests, Unauthorized,
-                           ValidationFailed)
+from kernel.errors import (Conflict, Forbidden, Gone, NotFound, TooManyRequests, Unauthorized, ValidationFailed,
+                           refuse_stale_edit)
 from kernel.service import Database, ServiceBase, rpc
 from services.identity import domain, events, limits, mail, sessions, storage, twofactor
 from services.identity import invitations as invitation_rules
@@ -953,9 +953,7 @@ class IdentityService(ServiceBase):
         changes = domain.clean_profile(changes)
         with self.db.unit_of_work() as uow:
             user = self._user(uow, user_id, for_update=True)
-            if expected_version is not None and expected_version != user.version:
-                raise PreconditionFailed("The user changed since you read it; reload and retry.",
-                                         details={"version": user.version})
+            refuse_stale_edit("user", user.version, expected_version)
             current_role = storage.role_of(uow.session, user_id, tenant_id)
             if role is not None and role != current_role:
                 self._refuse_protected(domain.CHANGE_ROLE, actor, user)

@@ -65,6 +65,11 @@ BUILTIN_ROLE_DESCRIPTIONS = {
 }
 
 
+# Built-in roles never change through the API (only with a release), so they keep one version: their
+# ETag is harmless, and an edit is refused as builtin_role_protected whatever If-Match says.
+BUILTIN_ROLE_VERSION = 1
+
+
 def permissions_of(role: str | None) -> frozenset[str]:
     return BUILTIN_ROLES.get(role or "", frozenset())
 
@@ -145,19 +150,25 @@ def permission_diff(before, after) -> dict:
 
 # --- custom roles ------------------------------------------------------------------
 
-ROLE_NAME = re.compile(r"^[a-z][a-z0-9_.-]{1,63}$")
+ROLE_NAME = re.compile(r"^[a-z][a-z0-9_.-]{1,63}$")  # built-in names follow it too
+DESCRIPTION_MAX = 256  # of roles and groups
+
+
+def role_name_problem(name: str) -> str | None:
+    if not ROLE_NAME.fullmatch(name):
+        return "2-64 characters: lowercase letters, digits, '_', '.', '-', starting with a letter"
+    if name in BUILTIN_ROLES:
+        return "is the name of a built-in role"
+    return None
 
 
 def role_problems(name: str | None, description: str | None, permissions) -> dict:
     """Field -> problem for a custom role's fields (None fields are not being set)."""
     problems = {}
-    if name is not None:
-        if not ROLE_NAME.match(name):
-            problems["name"] = "2-64 characters: lowercase letters, digits, '_', '.', '-', starting with a letter"
-        elif name in BUILTIN_ROLES:
-            problems["name"] = "is the name of a built-in role"
-    if description is not None and len(description) > 256:
-        problems["description"] = "at most 256 characters"
+    if name is not None and (problem := role_name_problem(name)):
+        problems["name"] = problem
+    if description is not None and len(description) > DESCRIPTION_MAX:
+        problems["description"] = f"at most {DESCRIPTION_MAX} characters"
     if permissions is not None:
         if unknown := unknown_permissions(permissions):
             problems["permissions"] = f"unknown permissions: {', '.join(unknown)}"
@@ -171,6 +182,7 @@ def role_problems(name: str | None, description: str | None, permissions) -> dic
 # Assignment scope key -> the resource key it restricts (resources name their ids this way).
 SCOPE_KEYS = {"connections": "connection", "nodes": "node", "storages": "storage", "vms": "vm"}
 UNSCOPED = {key: [] for key in SCOPE_KEYS}
+SCOPE_ID_MAX, SCOPE_IDS_MAX = 128, 500  # characters of an id, ids per key
 
 
 def normalize_scope(scope: dict | None) -> dict:
@@ -184,10 +196,11 @@ def scope_problems(scope: dict | None) -> dict:
     for key, values in (scope or {}).items():
         if key not in SCOPE_KEYS:
             problems[key] = f"is not a scope; use {', '.join(SCOPE_KEYS)}"
-        elif not isinstance(values, list) or not all(isinstance(v, str) and 0 < len(v) <= 128 for v in values):
-            problems[key] = "a list of ids (non-empty strings up to 128 characters)"
-        elif len(values) > 500:
-            problems[key] = "at most 500 ids"
+        elif not isinstance(values, list) or not all(isinstance(v, str) and 0 < len(v) <= SCOPE_ID_MAX
+                                                     for v in values):
+            problems[key] = f"a list of ids (non-empty strings up to {SCOPE_ID_MAX} characters)"
+        elif len(values) > SCOPE_IDS_MAX:
+            problems[key] = f"at most {SCOPE_IDS_MAX} ids"
     return problems
 
 
@@ -224,10 +237,10 @@ GROUP_CN = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 
 def group_problems(cn: str | None, description: str | None) -> dict:
     problems = {}
-    if cn is not None and not GROUP_CN.match(cn):
+    if cn is not None and not GROUP_CN.fullmatch(cn):
         problems["cn"] = "1-32 characters: lowercase letters, digits, '_', '-', not starting with a digit or '-'"
-    if description is not None and len(description) > 256:
-        problems["description"] = "at most 256 characters"
+    if description is not None and len(description) > DESCRIPTION_MAX:
+        problems["description"] = f"at most {DESCRIPTION_MAX} characters"
     return problems
 
 

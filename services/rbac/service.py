@@ -17,7 +17,7 @@ from kernel import DEFAULT_TENANT_ID, paging
 from kernel.consumer import on_event
 from kernel.db import iso
 from kernel.envelope import SYSTEM, Actor, utc_now
-from kernel.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from kernel.errors import Conflict, Forbidden, NotFound, ValidationFailed, refuse_stale_edit
 from kernel.service import Database, ServiceBase, rpc
 from services.identity import events as identity_events
 from services.rbac import domain, events, storage
@@ -194,20 +194,25 @@ class RbacService(ServiceBase):
             now = utc_now()
             role = Role(id=str(uuid.uuid4()), name=name, tenant_id=None if is_global else tenant_id,
                         description=description or "", permissions=sorted(set(permissions)),
-                        created_at=now, updated_at=now)
+                        created_at=now, updated_at=now, version=1)
             uow.session.add(role)
             uow.emit(events.role_created(role, actor))
             uow.commit()
         return _role_out(role, 0)
 
     @rpc
-    def update_role(self, actor, role_id, tenant_id=DEFAULT_TENANT_ID, description=None, permissions=None):
-        """Changes a custom role's description and/or permissions (its name is fixed)."""
+    def update_role(self, actor, role_id, tenant_id=DEFAULT_TENANT_ID, description=None, permissions=None,
+                    expected_version=None):
+        """Changes a custom role's description and/or permissions (its name is fixed).
+
+        expected_version: the version the caller read (If-Match); another one is refused (412).
+        """
         actor = Actor.from_dict(actor)
         if problems := domain.role_problems(None, description, permissions):
             raise ValidationFailed("The role has invalid fields.", details=problems)
         with self.db.unit_of_work() as uow:
             role, granter = self._changeable_role(uow.session, actor, role_id, tenant_id)
+            refuse_stale_edit("role", role.version, expected_version)
             # Neither what the role holds now nor what it will hold may exceed the editor's permissions.
             self._refuse_escalation(granter, set(role.permissions) | set(permissions or ()))
             diff = domain.permission_diff(role.permissions, role.permissions if permissions is None else permissions)
@@ -217,6 +222,7 @@ class RbacService(ServiceBase):
                     role.permissions = sorted(set(permissions))
                 if description is not None:
                     role.description = description
+                role.version += 1
                 role.updated_at = utc_now()
                 uow.emit(events.role_updated(role, actor, diff, description_changed))
                 uow.commit()
@@ -523,8 +529,8 @@ class RbacService(ServiceBase):
             self._require_super_admin(session, actor, f"Only a super admin can change who is in {group.cn!r}.")
 
     @staticmethod
-    def _visible_role(session, role_id, tenant_id) -> Role:
-        role = session.get(Role, role_id)
+    def _visible_role(session, role_id, tenant_id, for_update=False) -> Role:
+        role = session.get(Role, role_id, with_for_update=for_update)
         if role is None or role.tenant_id not in (None, tenant_id):
             raise NotFound("No such role.", code="role_not_found")
         return role
@@ -532,7 +538,7 @@ class RbacService(ServiceBase):
     def _changeable_role(self, session, actor, role_id, tenant_id) -> tuple[Role, domain.Grant]:
         if role_id in domain.BUILTIN_ROLES:
             raise Forbidden("Built-in roles cannot be changed or deleted.", code="builtin_role_protected")
-        role = self._visible_role(session, role_id, tenant_id)
+        role = self._visible_role(session, role_id, tenant_id, for_update=True)  # concurrent edits queue up
         granter = self._grant(session, actor.user_id, tenant_id)
         if role.tenant_id is None and not granter.super_admin:
             raise Forbidden("Only a super admin can change global roles.", code="super_admin_only")
@@ -624,14 +630,15 @@ def _limit(limit) -> int:
 def _builtin_role_out(name, user_count) -> dict:
     return {"id": name, "name": name, "description": domain.BUILTIN_ROLE_DESCRIPTIONS[name],
             "permissions": sorted(domain.BUILTIN_ROLES[name]), "builtin": True, "is_global": True, "tenant_id": None,
-            "user_count": user_count, "created_at": None, "updated_at": None}
+            "user_count": user_count, "created_at": None, "updated_at": None, "version": domain.BUILTIN_ROLE_VERSION}
 
 
 def _role_out(role, user_count) -> dict:
     return {"id": role.id, "name": role.name, "description": role.description,
             "permissions": sorted(role.permissions), "builtin": False, "is_global": role.tenant_id is None,
             "tenant_id": role.tenant_id,
-            "user_count": user_count, "created_at": iso(role.created_at), "updated_at": iso(role.updated_at)}
+            "user_count": user_count, "created_at": iso(role.created_at), "updated_at": iso(role.updated_at),
+            "version": role.version}
 
 
 def _assignment_out(assignment) -> dict:

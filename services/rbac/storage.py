@@ -44,6 +44,8 @@ class Role(Base):
     permissions: Mapped[list] = mapped_column(sa.JSON, default=list)
     created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+    # Bumped by every change: the ETag an edit's If-Match must name (a stale edit gets 412).
+    version: Mapped[int] = mapped_column(sa.Integer, default=1)
 
 
 class Group(Base):

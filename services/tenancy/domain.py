@@ -32,6 +32,8 @@ TOKEN_ID = re.compile(r"^[^\s:/@!]{1,64}@[A-Za-z][A-Za-z0-9._-]{1,31}![A-Za-z][A
 LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 HOSTNAME = re.compile(rf"^(?=.{{1,253}}$){LABEL}(\.{LABEL})*$")
 FINGERPRINT = re.compile(r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){31}$")
+# A tenant's or connection's name: some text that is not blank, without control characters.
+NAME = re.compile(r"^[^\x00-\x1f]*[^\x00-\x1f\s][^\x00-\x1f]*$")
 
 
 # --- tenants -------------------------------------------------------------------------
@@ -47,7 +49,7 @@ def name_problem(name) -> str | None:
         return "is required"
     if len(name.strip()) > NAME_MAX:
         return f"must be at most {NAME_MAX} characters"
-    if any(ord(c) < 32 for c in name):
+    if not NAME.fullmatch(name):
         return "must not contain control characters"
     return None
 

@@ -16,7 +16,7 @@ from kernel import DEFAULT_TENANT_ID, paging
 from kernel.consumer import on_event
 from kernel.crypto import SecretBox
 from kernel.envelope import Actor, utc_now
-from kernel.errors import Conflict, NotFound, PreconditionFailed, ValidationFailed
+from kernel.errors import Conflict, NotFound, ValidationFailed, refuse_stale_edit
 from kernel.service import Database, ServiceBase, rpc
 from services.identity import events as identity_events
 from services.tenancy import domain, events, storage
@@ -175,7 +175,7 @@ class TenancyService(ServiceBase):
             raise ValidationFailed("The tenant has invalid fields.", details=problems)
         with self.db.unit_of_work() as uow:
             tenant = self._tenant(uow.session, tenant_id, for_update=True)
-            _check_version(tenant, expected_version, "tenant")
+            refuse_stale_edit("tenant", tenant.version, expected_version)
             wanted = {"name": changes["name"].strip()} if changes.get("name") is not None else {}
             if changes.get("description") is not None:
                 wanted["description"] = changes["description"]
@@ -298,7 +298,7 @@ class TenancyService(ServiceBase):
             raise ValidationFailed("The connection has invalid fields.", details=problems)
         with self.db.unit_of_work() as uow:
             connection = self._connection(uow.session, connection_id, tenant_id, for_update=True)
-            _check_version(connection, expected_version, "connection")
+            refuse_stale_edit("connection", connection.version, expected_version)
             wanted = self._wanted_connection(connection, changes)
             problems = domain.tls_problems(wanted["verify_tls"], wanted["ca_pem"], wanted["fingerprint"])
             if problems:
@@ -512,12 +512,6 @@ SHOWN_CHANGES = ("name", "url", "verify_tls", "fingerprint", "realm", "auth_meth
 
 def _fingerprint(value):
     return domain.normalize_fingerprint(value) if value else None
-
-
-def _check_version(row, expected_version, what):
-    if expected_version is not None and expected_version != row.version:
-        raise PreconditionFailed(f"The {what} changed since you read it; reload and retry.",
-                                 details={"version": str(row.version)})
 
 
 def _commit_unique(uow, message, code):

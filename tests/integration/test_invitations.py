@@ -70,7 +70,7 @@ def test_smtp_settings_are_validated_and_guarded(platform, mailbox, admin):
     assert bad.status_code == 422
     assert {"tls_mode", "port"} <= set(bad.json()["error"]["details"]["json"])
     wrong_host = admin.put("/api/v1/settings/smtp", json=mailbox.smtp_settings(host="not a host"))
-    assert wrong_host.status_code == 422 and "host" in wrong_host.json()["error"]["details"]
+    assert wrong_host.status_code == 422 and "host" in wrong_host.json()["error"]["details"]["json"]
     assert platform.api().get("/api/v1/settings/smtp").status_code == 401
     assert platform.api().put("/api/v1/settings/password-policy", json={}).status_code == 401
 

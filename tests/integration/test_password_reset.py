@@ -47,7 +47,7 @@ def test_reset_by_mailed_link(platform, mailbox, admin, member):
     link, token = Mailbox.link(message)
     assert link == f"http://127.0.0.1:8080/reset-password#token={token}"
 
-    weak = confirm(anonymous, token, "short")
+    weak = confirm(anonymous, token, "tenchars!!")  # past the gateway's floor of 8, short of the policy's 12
     assert weak.status_code == 422 and "at least" in weak.json()["error"]["details"]["password"]
     assert confirm(anonymous, token).status_code == 204
     again = confirm(anonymous, token, "yet another long passphrase")

@@ -70,7 +70,7 @@ def test_create_refuses_invalid_fields_naming_them(platform, unique, overrides, 
 
 def test_create_refuses_reserved_names_with_the_reason(platform):
     error = error_of(create(platform.admin(), "admin", email="someone-else@example.com"), 422)
-    assert error["details"]["username"] == "is reserved for the system"
+    assert error["details"]["json"]["username"] == ["is reserved for the system"]
 
 
 def test_unknown_role_or_group_creates_nothing(platform, unique):
@@ -118,8 +118,8 @@ def test_edit_with_etag_and_if_match(platform, unique):
     assert admin.get(f"{USERS}/{user['id']}").json()["company"] == "Initech"
     assert admin.patch(f"{USERS}/{user['id']}", headers={"If-Match": "*"}, json={"company": "Any"}).status_code == 200
 
-    assert error_of(admin.patch(f"{USERS}/{user['id']}", json={"email": "broken"}), 422)["details"]["email"]
-    assert error_of(admin.patch(f"{USERS}/{user['id']}", json={"username": "root"}), 422)["details"]["username"]
+    assert error_of(admin.patch(f"{USERS}/{user['id']}", json={"email": "broken"}), 422)["details"]["json"]["email"]
+    assert error_of(admin.patch(f"{USERS}/{user['id']}", json={"username": "root"}), 422)["details"]["json"]["username"]
     assert error_of(admin.patch(f"{USERS}/{user['id']}", json={"last_name": ""}), 422)["details"]
     assert admin.patch(f"{USERS}/no-such-user", json={"company": "x"}).status_code == 404
 

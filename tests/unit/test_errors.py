@@ -106,3 +106,11 @@ def test_base_error_is_not_registered_and_arrives_as_remote_error():
 
 def test_transient_error_is_not_a_domain_error():
     assert not issubclass(TransientError, GatehouseError)
+
+
+def test_an_edit_based_on_a_stale_read_is_refused_naming_the_current_version():
+    errors.refuse_stale_edit("role", 3, None)  # no If-Match: no check
+    errors.refuse_stale_edit("role", 3, 3)
+    with pytest.raises(PreconditionFailed) as stale:
+        errors.refuse_stale_edit("role", 3, 2)
+    assert stale.value.details == {"version": "3"} and "role changed" in stale.value.message

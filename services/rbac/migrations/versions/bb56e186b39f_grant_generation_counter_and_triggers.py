@@ -15,7 +15,7 @@ one of these tables drops its triggers with it: such a migration must create the
 (sqlite_triggers); tests/unit/test_rbac_grant_cache.py checks every table bumps at head.
 
 Revision ID: bb56e186b39f
-Revises: 45bbad2e84c4
+Revises: 978c178ee278
 Create Date: 2026-12-04 02:55:23.403126
 """
 from alembic import op
@@ -23,7 +23,7 @@ import sqlalchemy as sa
 
 
 revision = 'bb56e186b39f'
-down_revision = '45bbad2e84c4'
+down_revision = '978c178ee278'
 branch_labels = None
 depends_on = None
 

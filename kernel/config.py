@@ -91,6 +91,7 @@ SETTINGS: tuple[Setting, ...] = (
 BY_ENV = {s.env: s for s in SETTINGS}
 KNOWN_ENV = frozenset(BY_ENV)
 QUEUE_TYPES = ("classic", "quorum")
+DIRECTORY_MODES = ("local", "off")
 
 
 class ConfigError(ValueError):
@@ -146,6 +147,16 @@ class Config:
         for setting in SETTINGS:
             if setting.minimum is not None:
                 self.integer(setting.env)
+        _ = self.queue_type, self.local_directory
+
+    @property
+    def local_directory(self) -> bool:
+        """Whether the run command starts a directory of its own (GATEHOUSE_DIRECTORY)."""
+        value = self["GATEHOUSE_DIRECTORY"].strip().lower()
+        if value not in DIRECTORY_MODES:
+            raise ConfigError(f"GATEHOUSE_DIRECTORY={self['GATEHOUSE_DIRECTORY']!r}: must be one of "
+                              f"{', '.join(DIRECTORY_MODES)}")
+        return value == "local"
 
     @property
     def queue_type(self) -> str:

@@ -113,6 +113,10 @@ def up():
     from ops.operator import cli_actor, services
 
     cfg = Config.from_env()
+    try:
+        cfg.check()  # before anything starts: a wrong setting is named once
+    except ConfigError as error:
+        raise click.ClickException(str(error)) from None
     data_dir = cfg.data_dir
     broker = directory = None
     if not cfg["GATEHOUSE_AMQP_URI"] and not reachable(cfg.amqp_uri):
@@ -128,7 +132,7 @@ def up():
     for sig in (signal.SIGTERM, signal.SIGINT):  # SIGINT may arrive ignored when started in the background
         signal.signal(sig, lambda *_: stopping.append(1))
     try:
-        if cfg["GATEHOUSE_DIRECTORY"] == "local":
+        if cfg.local_directory:
             directory = _start_local_directory(cfg)
         for name in SERVICES:
             migrations.upgrade(name, cfg.db_url(name))
@@ -174,6 +178,9 @@ def _start_local_directory(cfg: Config):
     except NotInstalled as missing:
         click.echo(f"No local LDAP directory: {missing} (or set GATEHOUSE_DIRECTORY=off)")
         return None
+    except RuntimeError as error:  # e.g. its port is taken: say so, not a traceback
+        raise click.ClickException(f"The local LDAP directory did not start: {error} "
+                                   "(set GATEHOUSE_DIRECTORY_PORT, or GATEHOUSE_DIRECTORY=off)") from None
 
 
 @main.command("use-directory")

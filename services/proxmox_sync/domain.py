@@ -102,7 +102,7 @@ class CustomRole:
 
 DIRECTORY_FIELDS = ("url", "bind_dn", "base_dn", "start_tls", "verify_tls", "ca_pem", "login_shell", "realm_server",
                     "realm_bind_dn")
-_DN = re.compile(r"^[A-Za-z][\w-]*=[^,=]+(,[A-Za-z][\w-]*=[^,=]+)*$")
+_DN = re.compile(r"^[A-Za-z][\w-]*=[^,=\x00-\x1f]+(,[A-Za-z][\w-]*=[^,=\x00-\x1f]+)*$")  # no control characters
 
 
 def directory_problems(fields: dict, password_stored: bool, realm_password_stored: bool = False) -> dict:
@@ -118,7 +118,7 @@ def directory_problems(fields: dict, password_stored: bool, realm_password_store
         except ValueError:
             problems["url"] = "has an invalid port"
     for name in ("bind_dn", "base_dn"):
-        if not _DN.match(fields.get(name) or ""):
+        if not _DN.fullmatch(fields.get(name) or ""):
             problems[name] = "must be a distinguished name such as dc=example,dc=org"
     if fields.get("start_tls") and url.scheme == "ldaps":
         problems["start_tls"] = "is for ldap:// URLs; ldaps:// is TLS already"
@@ -130,7 +130,7 @@ def directory_problems(fields: dict, password_stored: bool, realm_password_store
     if not password_stored and not fields.get("password"):
         problems["password"] = "is required when the directory is first configured"
     if fields.get("realm_bind_dn"):
-        if not _DN.match(fields["realm_bind_dn"]):
+        if not _DN.fullmatch(fields["realm_bind_dn"]):
             problems["realm_bind_dn"] = "must be a distinguished name such as cn=reader,dc=example,dc=org"
         if not realm_password_stored and not fields.get("realm_bind_password"):
             problems["realm_bind_password"] = "is required with realm_bind_dn"

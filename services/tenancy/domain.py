@@ -107,7 +107,7 @@ def normalize_url(url) -> tuple[str | None, str | None]:
         address = ipaddress.ip_address(host)
         host = f"[{address.compressed}]" if address.version == 6 else address.compressed
     except ValueError:
-        if not HOSTNAME.match(host):
+        if not HOSTNAME.fullmatch(host):
             return None, "has an invalid host name"
         host = host.lower()
     return f"https://{host}:{port or DEFAULT_PVE_PORT}", None
@@ -125,7 +125,7 @@ def normalize_fingerprint(value: str) -> str:
 
 
 def fingerprint_problem(value) -> str | None:
-    if not isinstance(value, str) or not FINGERPRINT.match(value.strip()):
+    if not isinstance(value, str) or not FINGERPRINT.fullmatch(value.strip()):
         return "must be a SHA-256 fingerprint: 32 hex byte pairs separated by colons"
     return None
 
@@ -161,7 +161,7 @@ def auth_problems(auth, secret_required: bool) -> dict:
     login_field, secret_field = LOGIN_FIELD[method], SECRET_FIELD[method]
     problems = {}
     pattern = TOKEN_ID if method == TOKEN else USERID
-    if not isinstance(auth.get(login_field), str) or not pattern.match(auth[login_field]):
+    if not isinstance(auth.get(login_field), str) or not pattern.fullmatch(auth[login_field]):
         problems[f"auth.{login_field}"] = ("must look like user@realm!tokenname" if method == TOKEN
                                            else "must look like user@realm")
     secret = auth.get(secret_field)
@@ -200,7 +200,7 @@ def connection_problems(fields: dict, creating: bool) -> dict:
         problems["ca_pem"] = problem
     if fields.get("fingerprint") is not None and (problem := fingerprint_problem(fields["fingerprint"])):
         problems["fingerprint"] = problem
-    if "realm" in fields and (not isinstance(fields["realm"], str) or not REALM.match(fields["realm"])):
+    if "realm" in fields and (not isinstance(fields["realm"], str) or not REALM.fullmatch(fields["realm"])):
         problems["realm"] = "must be a Proxmox realm id: a letter, then letters, digits, '.', '_' or '-' (2-32)"
     if fields.get("auth") is not None:
         problems.update(auth_problems(fields["auth"], secret_required=creating))

@@ -170,3 +170,15 @@ def test_a_start_refuses_a_rate_limit_setting_it_cannot_count_with(env, value):
 def test_the_defaults_pass_the_start_check_and_a_limit_of_zero_is_allowed():
     Config.from_env({}).check()
     Config.from_env({"GATEHOUSE_REGISTRATIONS_PER_IP": "0"}).check()
+
+
+@pytest.mark.parametrize("value", ["Local", " off ", "local"])
+def test_the_directory_mode_is_read_whatever_its_case(value):
+    assert Config.from_env({"GATEHOUSE_DIRECTORY": value}).local_directory == (value.strip().lower() == "local")
+
+
+def test_a_misspelt_directory_mode_is_refused_not_taken_for_off():
+    from kernel.config import ConfigError
+
+    with pytest.raises(ConfigError, match="GATEHOUSE_DIRECTORY='locale'.*local, off"):
+        Config.from_env({"GATEHOUSE_DIRECTORY": "locale"}).check()

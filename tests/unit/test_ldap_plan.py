@@ -267,3 +267,10 @@ def test_a_targeted_plan_of_a_new_person_adds_the_entry_and_the_member_values():
     plan = plan_people({1001: ada}, {1001: {"ldapusers"}}, actual, SETTINGS, PRIMARY)
     assert sorted(ops(plan)) == [("add", "uid=ada"), ("modify", "cn=ldapusers")]
     assert plan_people({1001: ada}, {1001: {"ldapusers"}}, {}, SETTINGS, PRIMARY)[0].op == "add"
+
+
+def test_a_distinguished_name_with_a_trailing_newline_is_refused():
+    from services.proxmox_sync.domain import directory_problems
+
+    problems = directory_problems({"url": "ldap://h", "bind_dn": "cn=admin,dc=x\n", "base_dn": "dc=x"}, True)
+    assert "bind_dn" in problems and "base_dn" not in problems

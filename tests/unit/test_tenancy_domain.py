@@ -161,3 +161,10 @@ def test_nobody_is_left_without_a_tenant():
 ])
 def test_no_takeover_across_tenants(super_admin, actor_tenants, administered, user_tenants, target, refusal):
     assert domain.membership_change_refusal(super_admin, actor_tenants, administered, user_tenants, target) == refusal
+
+
+def test_a_trailing_newline_is_not_part_of_any_pattern():
+    # `$` also matches before a final newline: every pattern is matched whole (fullmatch).
+    assert domain.auth_problems({"token_id": "gatehouse@pve!sync\n"}, secret_required=False) == {
+        "auth.token_id": "must look like user@realm!tokenname"}
+    assert "realm" in domain.connection_problems({"realm": "pve\n"}, creating=False)

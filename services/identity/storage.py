@@ -29,7 +29,13 @@ class User(Base):
     """An account. Invited users exist before they choose a username (status `invited`)."""
 
     __tablename__ = "identity_users"
-    __table_args__ = (sa.Index("ix_identity_users_name", "first_name", "last_name"),)
+    # The user list walks these in its sort's order; the id ends each so that a page never
+    # sorts a run of equal keys (a status, a name shared by many).
+    __table_args__ = (
+        sa.Index("ix_identity_users_sort_name", "first_name", "last_name", "id"),
+        sa.Index("ix_identity_users_sort_status", "status", "id"),
+        sa.Index("ix_identity_users_sort_totp", "totp_enrolled", "id"),
+    )
 
     id: Mapped[str] = mapped_column(sa.String(36), primary_key=True, default=lambda: str(uuid.uuid4()))
     username: Mapped[str | None] = mapped_column(sa.String(32), unique=True)
@@ -37,7 +43,7 @@ class User(Base):
     first_name: Mapped[str] = mapped_column(sa.String(64), default="")
     last_name: Mapped[str] = mapped_column(sa.String(64), default="")
     company: Mapped[str] = mapped_column(sa.String(128), default="")
-    status: Mapped[str] = mapped_column(sa.String(16), index=True)
+    status: Mapped[str] = mapped_column(sa.String(16))
     # Allocated when the account becomes real (registration, creation, acceptance).
     uid_number: Mapped[int | None] = mapped_column(sa.Integer, unique=True)
     password_hash: Mapped[str | None] = mapped_column(sa.String(256))
@@ -361,8 +367,22 @@ class UserPage(NamedTuple):
 
 
 # Counting every match of an unselective filter costs a pass over it (tens of ms at 100,000
-# users); beyond this many, lists say "at least" instead.
+# users); beyond this many, lists say "at least" instead. It is also the most candidates a
+# filter may hand the page query to sort (see _driving_filter).
 TOTAL_CAP = 1000
+
+
+class _Filter(NamedTuple):
+    """One filter of the user list in the forms the SQLite planner must be told apart.
+
+    `drive` lets the database find the matches through the filter's own index; `check` tests a
+    user row by row and can never decide the plan; `ids` selects the matching user ids through
+    the index (SQLite only: counted to choose which filter, if any, drives the query).
+    """
+
+    drive: sa.ColumnElement
+    check: sa.ColumnElement
+    ids: sa.Select | None
 
 
 def list_users(session: Session, tenant_id: str | None, *, q: str | None = None, status: str | None = None,
@@ -371,36 +391,31 @@ def list_users(session: Session, tenant_id: str | None, *, q: str | None = None,
     """One page of the members of `tenant_id` (None: every user) with their role there, and how
     many match (exactly up to TOTAL_CAP).
 
-    The database sorts and pages narrow rows (ids and sort keys) through indexes, then
-    one query loads the page's users; it stays fast with 100,000 users.
+    On SQLite a filter that matches at most TOTAL_CAP users drives the query (its matches are
+    sorted); otherwise every filter is checked row by row while the sort's index is walked, which
+    finds a page after a few thousand rows at most since every filter then matches many. Either
+    way the database pages narrow rows (ids), then one query loads the page's users.
+    PostgreSQL's planner makes that choice itself from its statistics.
     """
     has_role = sa.and_(UserRole.user_id == User.id, UserRole.tenant_id == tenant_id)
-    conditions = [] if tenant_id is None else [_is_member(User.id, tenant_id)]
-    if q:
-        conditions.append(_matches(session, q))
-    if status == ACTIVE:
-        # Most users are active: walking the sort's index beats the status index there
-        # (`|| ''` keeps the planner off it). Rarer statuses are found through it.
-        conditions.append(User.status + "" == status)
-    elif status:
-        conditions.append(User.status == status)
-    if role:
-        conditions.append(UserRole.role == role)
+    filters = _user_filters(session, tenant_id, q, status, role)
+    driver = _driving_filter(session, filters)
+    conditions = [f.drive if f is driver else f.check for f in filters.values()]
 
     counted = session.scalar(sa.select(sa.func.count()).select_from(
-        _matching(session, tenant_id, q, status, role, conditions, has_role).limit(TOTAL_CAP + 1).subquery()))
+        _counted(filters, driver, conditions).limit(TOTAL_CAP + 1).subquery()))
     if sort == "role" and not role:
         ids = _ids_by_role(session, has_role, conditions, order, limit + 1, offset)
     else:
         direction = sa.desc if order == "desc" else sa.asc
+        # A key the filters fix (sort by role within one role) orders nothing: the id alone does.
+        fixed = {"role": role, "status": status}.get(sort)
         # Missing values (never logged in) go last whichever way the list is sorted.
-        ordering = [direction(column).nulls_last() if sort in _NULLABLE else direction(column)
-                    for column in _sort_columns(sort)]
+        ordering = [] if fixed else [direction(column).nulls_last() if sort in _NULLABLE else direction(column)
+                                     for column in _sort_columns(sort)]
         ordering.append(direction(User.id))  # a stable order: equal keys never swap between pages
-        narrow = sa.select(User.id).where(*conditions)
-        if role:
-            narrow = narrow.join(UserRole, has_role)
-        ids = list(session.scalars(narrow.order_by(*ordering).limit(limit + 1).offset(offset)))
+        narrow = sa.select(User.id).where(*conditions).order_by(*ordering)
+        ids = list(session.scalars(narrow.limit(limit + 1).offset(offset)))
     more, ids = len(ids) > limit, ids[:limit]
     found = {user.id: (user, user_role) for user, user_role in session.execute(
         sa.select(User, UserRole.role).outerjoin(UserRole, has_role).where(User.id.in_(ids)))}
@@ -408,25 +423,67 @@ def list_users(session: Session, tenant_id: str | None, *, q: str | None = None,
                     counted <= TOTAL_CAP, more)
 
 
+def _user_filters(session: Session, tenant_id: str | None, q: str | None, status: str | None,
+                  role: str | None) -> dict[str, _Filter]:
+    """The list's filters by name, in the order their indexes count best (search first)."""
+    on_sqlite = session.get_bind().dialect.name == "sqlite"
+    filters = {}
+    if q:
+        needle = q.strip().lower()
+        contains = User.search_text.contains(needle, autoescape=True)  # pg_trgm's GIN index serves it
+        # FTS5 trigrams need 3 characters; shorter searches are checked row by row.
+        found = sa.select(_USER_SEARCH.c.user_id).where(_search_match(needle)) \
+            if on_sqlite and len(needle) >= 3 else None
+        filters["q"] = _Filter(contains if found is None else User.id.in_(found), contains, found)
+    if role:
+        holders = sa.select(UserRole.user_id).where(UserRole.tenant_id == tenant_id, UserRole.role == role)
+        filters["role"] = _Filter(User.id.in_(holders), holders.where(UserRole.user_id == User.id).exists(),
+                                  holders if on_sqlite else None)
+    if status:
+        # `|| ''` keeps SQLite off the status index: most users share a few statuses.
+        filters["status"] = _Filter(User.status == status, (User.status + "" if on_sqlite else User.status) == status,
+                                    sa.select(User.id).where(User.status == status) if on_sqlite else None)
+    if tenant_id is not None:
+        members = sa.select(Membership.user_id).where(Membership.tenant_id == tenant_id, Membership.member.is_(True))
+        filters["tenant"] = _Filter(User.id.in_(members), _is_member(User.id, tenant_id),
+                                    members if on_sqlite else None)
+    return filters
+
+
+def _driving_filter(session: Session, filters: dict[str, _Filter]) -> _Filter | None:
+    """The filter with the fewest matches if it has at most TOTAL_CAP (each counted through its
+    own index, up to the cap): sorting that few beats walking the sort's index past non-matches."""
+    smallest, fewest = None, TOTAL_CAP + 1
+    for candidate in filters.values():
+        if candidate.ids is None:
+            continue
+        # Selecting a constant: FTS5 then reads no stored column, only its index.
+        matches = session.scalar(sa.select(sa.func.count()).select_from(
+            candidate.ids.with_only_columns(sa.literal_column("1")).limit(TOTAL_CAP + 1).subquery()))
+        if matches < fewest:
+            smallest, fewest = candidate, matches
+    return smallest
+
+
+def _counted(filters: dict[str, _Filter], driver: _Filter | None, conditions: list) -> sa.Select:
+    """The matches as rows to count, read first from the index that finds them fastest: the
+    driver's; else the search's or the role's (the others checked per match, so counting stops at
+    the cap early); else the users' own (the status index)."""
+    if driver is not None:
+        return sa.select(User.id).where(*conditions)
+    for name in ("q", "role"):
+        outer = filters.get(name)
+        if outer is not None and outer.ids is not None:
+            others = [f.check for f in filters.values() if f is not outer]
+            return outer.ids.where(sa.exists().where(User.id == outer.ids.selected_columns[0], *others))
+    return sa.select(User.id).where(*(f.drive if name == "status" else f.check for name, f in filters.items()))
+
+
 def _is_member(user_id_column, tenant_id: str):
     """Checked row by row (EXISTS on the read model's key), so the planner walks the sort's
     or the filter's index instead of the list of every member of a big tenant."""
     return sa.exists().where(Membership.user_id == user_id_column, Membership.tenant_id == tenant_id,
                              Membership.member.is_(True))
-
-
-def _matching(session: Session, tenant_id: str | None, q, status, role, conditions, has_role):
-    """The matches as rows to count, through the cheapest index for the filters given."""
-    if role and not (q or status):  # the read model's index alone
-        matches = sa.select(UserRole.user_id).where(UserRole.tenant_id == tenant_id, UserRole.role == role)
-        return matches if tenant_id is None else matches.where(_is_member(UserRole.user_id, tenant_id))
-    if q and not (status or role) and session.get_bind().dialect.name == "sqlite" and len(q.strip()) >= 3:
-        matches = sa.select(_USER_SEARCH.c.user_id).where(_search_match(q))
-        return matches if tenant_id is None else matches.where(_is_member(_USER_SEARCH.c.user_id, tenant_id))
-    matches = sa.select(User.id)
-    if role:
-        matches = matches.join(UserRole, has_role)
-    return matches.where(*conditions)
 
 
 def _ids_by_role(session: Session, has_role, conditions, order: str, limit: int, offset: int) -> list[str]:
@@ -449,17 +506,8 @@ def _ids_by_role(session: Session, has_role, conditions, order: str, limit: int,
 _USER_SEARCH = sa.table("identity_users_search", sa.column("user_id"), sa.column("search_text"))
 
 
-def _matches(session: Session, q: str):
-    """Users whose search_text contains q, answered from a trigram index: FTS5 on SQLite
-    (for 3+ characters: trigrams need them), pg_trgm's GIN index serves LIKE on PostgreSQL."""
-    needle = q.strip().lower()
-    if session.get_bind().dialect.name == "sqlite" and len(needle) >= 3:
-        return User.id.in_(sa.select(_USER_SEARCH.c.user_id).where(_search_match(needle)))
-    return User.search_text.contains(needle, autoescape=True)
-
-
-def _search_match(q: str):
-    phrase = '"' + q.strip().lower().replace('"', '""') + '"'  # one phrase: a substring, operators literal
+def _search_match(needle: str):
+    phrase = '"' + needle.replace('"', '""') + '"'  # one phrase: a substring, operators literal
     return _USER_SEARCH.c.search_text.op("MATCH")(phrase)
 
 

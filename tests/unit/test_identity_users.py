@@ -5,6 +5,7 @@ from datetime import timedelta
 
 import pytest
 
+from tests import user_list_reference
 from tests.unit.conftest import migrated
 from kernel.envelope import utc_now
 from services.identity import domain, storage
@@ -216,6 +217,27 @@ def test_pages_are_stable_and_complete_with_equal_sort_keys(session):
         assert total == 7
         seen += [user.id for user, _ in rows]
     assert len(seen) == len(set(seen)) == 7
+
+
+@pytest.mark.parametrize("cap", [6, 1000])
+@pytest.mark.parametrize("tenant_id", ["default", "other", None])
+def test_every_list_shape_matches_the_reference_page_after_page(session, monkeypatch, cap, tenant_id):
+    """A small cap makes filters of up to 6 matches drive the query and the others be walked
+    row by row along the sort's index; the default cap has every filter drive it."""
+    monkeypatch.setattr(storage, "TOTAL_CAP", cap)
+    user_list_reference.seed_people(session)
+    assert user_list_reference.assert_list_matches_reference(session, tenant_id) == \
+        len(user_list_reference.FILTERS) * len(domain.USER_SORTS) * 2
+
+
+def test_lists_of_users_made_before_the_sort_indexes_match_the_reference(tmp_path, monkeypatch):
+    monkeypatch.setattr(storage, "TOTAL_CAP", 6)
+    db = user_list_reference.people_migrated_to_head(f"sqlite:///{tmp_path / 'identity.db'}")
+    try:
+        with db.sessions() as session:
+            assert user_list_reference.assert_list_matches_reference(session) > 0
+    finally:
+        db.dispose()
 
 
 def test_conflicts_can_exclude_the_user_being_edited(session, people):

@@ -108,14 +108,16 @@ def assert_list_matches_reference(session, tenant_id="default", limit=7) -> int:
             for order in ("asc", "desc"):
                 case = dict(q=q, status=status, role=role, sort=sort, order=order)
                 expected = reference_rows(session, tenant_id, **case)
-                listed, offset, more = [], 0, True
-                while more:
-                    page = storage.list_users(session, tenant_id, limit=limit, offset=offset, **case)
+                listed, cursor = [], None
+                while True:
+                    page = storage.list_users(session, tenant_id, limit=limit, cursor=cursor, **case)
                     assert (page.total, page.total_exact) == (min(len(expected), storage.TOTAL_CAP),
                                                               len(expected) <= storage.TOTAL_CAP), case
-                    assert page.more == (offset + limit < len(expected)), (case, offset)
                     listed += [(user.id, held) for user, held in page.rows]
-                    offset, more = offset + limit, page.more
+                    assert (page.next_cursor is None) == (len(listed) >= len(expected)), (case, len(listed))
+                    if page.next_cursor is None:
+                        break
+                    cursor = page.next_cursor
                 assert listed == expected, case
                 compared += 1
     return compared

@@ -29,12 +29,14 @@ class User(Base):
     """An account. Invited users exist before they choose a username (status `invited`)."""
 
     __tablename__ = "identity_users"
-    # The user list walks these in its sort's order; the id ends each so that a page never
-    # sorts a run of equal keys (a status, a name shared by many).
+    # The user list walks these in its sort's order from where the last page ended (key, id);
+    # the id also spares sorting runs of equal keys (a status, a name shared by many).
     __table_args__ = (
         sa.Index("ix_identity_users_sort_name", "first_name", "last_name", "id"),
         sa.Index("ix_identity_users_sort_status", "status", "id"),
         sa.Index("ix_identity_users_sort_totp", "totp_enrolled", "id"),
+        sa.Index("ix_identity_users_sort_created_at", "created_at", "id"),
+        sa.Index("ix_identity_users_sort_last_login_at", "last_login_at", "id"),
     )
 
     id: Mapped[str] = mapped_column(sa.String(36), primary_key=True, default=lambda: str(uuid.uuid4()))
@@ -64,9 +66,9 @@ class User(Base):
     search_text: Mapped[str] = mapped_column(sa.String(512), default="")
     # Bumped on every change of the profile or status: the ETag of If-Match updates.
     version: Mapped[int] = mapped_column(sa.Integer, default=1)
-    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), index=True)
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
     updated_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
-    last_login_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True), index=True)
+    last_login_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
 
     @property
     def full_name(self) -> str:
@@ -363,7 +365,7 @@ class UserPage(NamedTuple):
     rows: list[tuple[User, str | None]]
     total: int  # exact up to TOTAL_CAP, else TOTAL_CAP
     total_exact: bool
-    more: bool  # another page follows
+    next_cursor: str | None  # where the next page starts; None: this is the last
 
 
 # Counting every match of an unselective filter costs a pass over it (tens of ms at 100,000
@@ -387,16 +389,20 @@ class _Filter(NamedTuple):
 
 def list_users(session: Session, tenant_id: str | None, *, q: str | None = None, status: str | None = None,
                role: str | None = None, sort: str = "created_at", order: str = "desc", limit: int = 50,
-               offset: int = 0) -> UserPage:
+               cursor: str | None = None) -> UserPage:
     """One page of the members of `tenant_id` (None: every user) with their role there, and how
-    many match (exactly up to TOTAL_CAP).
+    many match (exactly up to TOTAL_CAP). `cursor`: the previous page's next_cursor.
 
     On SQLite a filter that matches at most TOTAL_CAP users drives the query (its matches are
     sorted); otherwise every filter is checked row by row while the sort's index is walked, which
-    finds a page after a few thousand rows at most since every filter then matches many. Either
-    way the database pages narrow rows (ids), then one query loads the page's users.
-    PostgreSQL's planner makes that choice itself from its statistics.
+    finds a page after a few thousand rows at most since every filter then matches many. Pages
+    start where the last one ended (keyset), so a late page costs what the first does. The
+    database pages narrow rows (ids), then one query loads the page's users. PostgreSQL's
+    planner makes the same choices itself from its statistics.
     """
+    # A key the filters fix (sort by role within one role) orders nothing: the id alone does.
+    key = None if {"role": role, "status": status}.get(sort) else sort
+    after = _position(cursor, sort, order, key)
     has_role = sa.and_(UserRole.user_id == User.id, UserRole.tenant_id == tenant_id)
     filters = _user_filters(session, tenant_id, q, status, role)
     driver = _driving_filter(session, filters)
@@ -404,23 +410,82 @@ def list_users(session: Session, tenant_id: str | None, *, q: str | None = None,
 
     counted = session.scalar(sa.select(sa.func.count()).select_from(
         _counted(filters, driver, conditions).limit(TOTAL_CAP + 1).subquery()))
-    if sort == "role" and not role:
-        ids = _ids_by_role(session, has_role, conditions, order, limit + 1, offset)
-    else:
-        direction = sa.desc if order == "desc" else sa.asc
-        # A key the filters fix (sort by role within one role) orders nothing: the id alone does.
-        fixed = {"role": role, "status": status}.get(sort)
-        # Missing values (never logged in) go last whichever way the list is sorted.
-        ordering = [] if fixed else [direction(column).nulls_last() if sort in _NULLABLE else direction(column)
-                                     for column in _sort_columns(sort)]
-        ordering.append(direction(User.id))  # a stable order: equal keys never swap between pages
-        narrow = sa.select(User.id).where(*conditions).order_by(*ordering)
-        ids = list(session.scalars(narrow.limit(limit + 1).offset(offset)))
+    ids = _ids_after(session, key, order == "desc", conditions, has_role, after, limit + 1)
     more, ids = len(ids) > limit, ids[:limit]
     found = {user.id: (user, user_role) for user, user_role in session.execute(
         sa.select(User, UserRole.role).outerjoin(UserRole, has_role).where(User.id.in_(ids)))}
-    return UserPage([found[user_id] for user_id in ids if user_id in found], min(counted, TOTAL_CAP),
-                    counted <= TOTAL_CAP, more)
+    rows = [found[user_id] for user_id in ids if user_id in found]
+    next_cursor = _user_list_cursor(sort, order, key, *rows[-1]) if more and rows else None
+    return UserPage(rows, min(counted, TOTAL_CAP), counted <= TOTAL_CAP, next_cursor)
+
+
+def _ids_after(session: Session, key: str | None, descending: bool, conditions: list, has_role,
+               after: tuple[list, str] | None, limit: int) -> list[str]:
+    """Up to `limit` ids in the list's order after `after` (the previous page's last key values
+    and id): by the key, then by id; users without the key (no role, never logged in) last.
+
+    The users with the key come through its index, resumed with a row value comparison
+    ((key, id) > (last key, last id)) that the index seeks to; those without it by id.
+    """
+    later = sa.ColumnOperators.__lt__ if descending else sa.ColumnOperators.__gt__
+    direction = sa.desc if descending else sa.asc
+    if key is None:
+        keys, id_column = [], User.id
+        having = sa.select(User.id).where(*conditions)
+        lacking = None
+    elif key == "role":  # in the read model's index order (tenant, role, user)
+        keys, id_column = [UserRole.role], UserRole.user_id
+        having = sa.select(User.id).join(UserRole, has_role).where(UserRole.role.is_not(None), *conditions)
+        lacking = sa.select(User.id).where(~sa.exists().where(has_role, UserRole.role.is_not(None)), *conditions)
+    else:
+        keys, id_column = _sort_columns(key), User.id
+        nullable = key in _NULLABLE
+        having = sa.select(User.id).where(*(column.is_not(None) for column in keys if nullable), *conditions)
+        lacking = sa.select(User.id).where(keys[0].is_(None), *conditions) if nullable else None
+    values, last_id = after or ([], None)
+    ids = []
+    if None not in values:  # the cursor is not past the users with the key yet
+        if after:
+            having = having.where(later(sa.tuple_(*keys, id_column), sa.tuple_(*values, last_id)))
+        ids = list(session.scalars(having.order_by(*map(direction, keys), direction(id_column)).limit(limit)))
+        last_id = None  # those without the key follow from their first
+    if lacking is not None and len(ids) < limit:
+        if last_id is not None:
+            lacking = lacking.where(later(User.id, last_id))
+        ids += session.scalars(lacking.order_by(direction(User.id)).limit(limit - len(ids)))
+    return ids
+
+
+_USER_LIST_CURSOR = "users"
+_DATETIME_KEYS = {"created_at", "last_login_at"}
+
+
+def _user_list_cursor(sort: str, order: str, key: str | None, user: User, role: str | None) -> str:
+    """The cursor of the page after this row: the list's sort and order, the row's key values, its id."""
+    values = [] if key is None else [role] if key == "role" else [getattr(user, c.key) for c in _sort_columns(key)]
+    values = [value.isoformat() if key in _DATETIME_KEYS and value is not None else value for value in values]
+    text = json.dumps([_USER_LIST_CURSOR, sort, order, key, values, user.id])
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def _position(cursor: str | None, sort: str, order: str, key: str | None) -> tuple[list, str] | None:
+    """(key values, id) of the row a cursor of this list (this sort, order and key) follows; None for
+    no cursor. A cursor of anything else is refused (ValidationFailed), never read as a first page."""
+    if not cursor:
+        return None
+    try:
+        kind, cursor_sort, cursor_order, cursor_key, values, last_id = json.loads(
+            base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if (kind, cursor_sort, cursor_order, cursor_key) != (_USER_LIST_CURSOR, sort, order, key) \
+                or not isinstance(last_id, str) or not isinstance(values, list) \
+                or len(values) != (0 if key is None else len(_sort_columns(key))):
+            raise ValueError(cursor)
+        if key in _DATETIME_KEYS and values[0] is not None:
+            values = [datetime.fromisoformat(values[0])]
+    except (ValueError, TypeError, KeyError, UnicodeDecodeError):
+        raise ValidationFailed("The cursor is not valid.",
+                               details={"cursor": "is not a cursor of this list"}) from None
+    return values, last_id
 
 
 def _user_filters(session: Session, tenant_id: str | None, q: str | None, status: str | None,
@@ -484,22 +549,6 @@ def _is_member(user_id_column, tenant_id: str):
     or the filter's index instead of the list of every member of a big tenant."""
     return sa.exists().where(Membership.user_id == user_id_column, Membership.tenant_id == tenant_id,
                              Membership.member.is_(True))
-
-
-def _ids_by_role(session: Session, has_role, conditions, order: str, limit: int, offset: int) -> list[str]:
-    """Sorted by role, users without one last: the role holders come in the read model's
-    index order (tenant, role, user), the others after them, so nothing sorts all users."""
-    direction = sa.desc if order == "desc" else sa.asc
-    holders = (sa.select(User.id).join(UserRole, has_role).where(UserRole.role.is_not(None), *conditions))
-    ids = list(session.scalars(holders.order_by(direction(UserRole.role), direction(UserRole.user_id))
-                               .limit(limit).offset(offset)))
-    if len(ids) < limit:
-        held = session.scalar(sa.select(sa.func.count()).select_from(holders.subquery()))
-        without = sa.select(User.id).where(
-            ~sa.exists().where(has_role, UserRole.role.is_not(None)), *conditions)
-        ids += session.scalars(without.order_by(direction(User.id))
-                               .limit(limit - len(ids)).offset(max(0, offset - held)))
-    return ids
 
 
 # SQLite's FTS5 trigram shadow table of search_text (migration b3f1c2d4e5a6).

@@ -406,7 +406,9 @@ def list_users(session: Session, tenant_id: str | None, *, q: str | None = None,
     has_role = sa.and_(UserRole.user_id == User.id, UserRole.tenant_id == tenant_id)
     filters = _user_filters(session, tenant_id, q, status, role)
     driver = _driving_filter(session, filters)
-    conditions = [f.drive if f is driver else f.check for f in filters.values()]
+    if driver is not None:  # its few ids, read once: the count and the page need not search again
+        filters[driver] = filters[driver]._replace(drive=User.id.in_(list(session.scalars(filters[driver].ids))))
+    conditions = [f.drive if name == driver else f.check for name, f in filters.items()]
 
     counted = session.scalar(sa.select(sa.func.count()).select_from(
         _counted(filters, driver, conditions).limit(TOTAL_CAP + 1).subquery()))
@@ -515,31 +517,31 @@ def _user_filters(session: Session, tenant_id: str | None, q: str | None, status
     return filters
 
 
-def _driving_filter(session: Session, filters: dict[str, _Filter]) -> _Filter | None:
+def _driving_filter(session: Session, filters: dict[str, _Filter]) -> str | None:
     """The filter with the fewest matches if it has at most TOTAL_CAP (each counted through its
     own index, up to the cap): sorting that few beats walking the sort's index past non-matches."""
     smallest, fewest = None, TOTAL_CAP + 1
-    for candidate in filters.values():
+    for name, candidate in filters.items():
         if candidate.ids is None:
             continue
         # Selecting a constant: FTS5 then reads no stored column, only its index.
         matches = session.scalar(sa.select(sa.func.count()).select_from(
             candidate.ids.with_only_columns(sa.literal_column("1")).limit(TOTAL_CAP + 1).subquery()))
         if matches < fewest:
-            smallest, fewest = candidate, matches
+            smallest, fewest = name, matches
     return smallest
 
 
-def _counted(filters: dict[str, _Filter], driver: _Filter | None, conditions: list) -> sa.Select:
+def _counted(filters: dict[str, _Filter], driver: str | None, conditions: list) -> sa.Select:
     """The matches as rows to count, read first from the index that finds them fastest: the
     driver's; else the search's or the role's (the others checked per match, so counting stops at
     the cap early); else the users' own (the status index)."""
     if driver is not None:
         return sa.select(User.id).where(*conditions)
-    for name in ("q", "role"):
-        outer = filters.get(name)
+    for outer_name in ("q", "role"):
+        outer = filters.get(outer_name)
         if outer is not None and outer.ids is not None:
-            others = [f.check for f in filters.values() if f is not outer]
+            others = [f.check for name, f in filters.items() if name != outer_name]
             return outer.ids.where(sa.exists().where(User.id == outer.ids.selected_columns[0], *others))
     return sa.select(User.id).where(*(f.drive if name == "status" else f.check for name, f in filters.items()))
 

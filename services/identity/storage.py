@@ -492,7 +492,7 @@ def _position(cursor: str | None, sort: str, order: str, key: str | None) -> tup
 
 def _user_filters(session: Session, tenant_id: str | None, q: str | None, status: str | None,
                   role: str | None) -> dict[str, _Filter]:
-    """The list's filters by name, in the order their indexes count best (search first)."""
+    """The list's filters by name: each with its index-driven and its row-by-row form."""
     on_sqlite = session.get_bind().dialect.name == "sqlite"
     filters = {}
     if q:

@@ -393,12 +393,12 @@ def list_users(session: Session, tenant_id: str | None, *, q: str | None = None,
     """One page of the members of `tenant_id` (None: every user) with their role there, and how
     many match (exactly up to TOTAL_CAP). `cursor`: the previous page's next_cursor.
 
-    On SQLite a filter that matches at most TOTAL_CAP users drives the query (its matches are
-    sorted); otherwise every filter is checked row by row while the sort's index is walked, which
-    finds a page after a few thousand rows at most since every filter then matches many. Pages
-    start where the last one ended (keyset), so a late page costs what the first does. The
-    database pages narrow rows (ids), then one query loads the page's users. PostgreSQL's
-    planner makes the same choices itself from its statistics.
+    The matches are read first (ids, up to the cap), through the index of the filter that has the
+    fewest (on SQLite one of at most TOTAL_CAP drives the query: the planner is told, see _Filter).
+    At most TOTAL_CAP matches: the page sorts them. More: the sort's index is walked with every
+    filter checked row by row, which finds a page after a few thousand rows at most since so many
+    match. Pages start where the last one ended (keyset), so a late page costs what the first
+    does. Then one query loads the page's users. PostgreSQL's planner picks indexes itself.
     """
     # A key the filters fix (sort by role within one role) orders nothing: the id alone does.
     key = None if {"role": role, "status": status}.get(sort) else sort
@@ -406,19 +406,18 @@ def list_users(session: Session, tenant_id: str | None, *, q: str | None = None,
     has_role = sa.and_(UserRole.user_id == User.id, UserRole.tenant_id == tenant_id)
     filters = _user_filters(session, tenant_id, q, status, role)
     driver = _driving_filter(session, filters)
-    if driver is not None:  # its few ids, read once: the count and the page need not search again
-        filters[driver] = filters[driver]._replace(drive=User.id.in_(list(session.scalars(filters[driver].ids))))
     conditions = [f.drive if name == driver else f.check for name, f in filters.items()]
 
-    counted = session.scalar(sa.select(sa.func.count()).select_from(
-        _counted(filters, driver, conditions).limit(TOTAL_CAP + 1).subquery()))
+    matched = list(session.scalars(_matched(filters, driver, conditions).limit(TOTAL_CAP + 1)))
+    if len(matched) <= TOTAL_CAP:  # that is every match: the page only sorts them
+        conditions = [User.id.in_(matched)]
     ids = _ids_after(session, key, order == "desc", conditions, has_role, after, limit + 1)
     more, ids = len(ids) > limit, ids[:limit]
     found = {user.id: (user, user_role) for user, user_role in session.execute(
         sa.select(User, UserRole.role).outerjoin(UserRole, has_role).where(User.id.in_(ids)))}
     rows = [found[user_id] for user_id in ids if user_id in found]
     next_cursor = _user_list_cursor(sort, order, key, *rows[-1]) if more and rows else None
-    return UserPage(rows, min(counted, TOTAL_CAP), counted <= TOTAL_CAP, next_cursor)
+    return UserPage(rows, min(len(matched), TOTAL_CAP), len(matched) <= TOTAL_CAP, next_cursor)
 
 
 def _ids_after(session: Session, key: str | None, descending: bool, conditions: list, has_role,
@@ -520,22 +519,21 @@ def _user_filters(session: Session, tenant_id: str | None, q: str | None, status
 def _driving_filter(session: Session, filters: dict[str, _Filter]) -> str | None:
     """The filter with the fewest matches if it has at most TOTAL_CAP (each counted through its
     own index, up to the cap): sorting that few beats walking the sort's index past non-matches."""
-    smallest, fewest = None, TOTAL_CAP + 1
-    for name, candidate in filters.items():
-        if candidate.ids is None:
-            continue
-        # Selecting a constant: FTS5 then reads no stored column, only its index.
-        matches = session.scalar(sa.select(sa.func.count()).select_from(
-            candidate.ids.with_only_columns(sa.literal_column("1")).limit(TOTAL_CAP + 1).subquery()))
-        if matches < fewest:
-            smallest, fewest = name, matches
-    return smallest
+    counted = [name for name, candidate in filters.items() if candidate.ids is not None]
+    if not counted:
+        return None
+    # All in one statement; selecting a constant, FTS5 reads no stored column, only its index.
+    sizes = session.execute(sa.select(*(sa.select(sa.func.count()).select_from(
+        filters[name].ids.with_only_columns(sa.literal_column("1")).limit(TOTAL_CAP + 1).subquery()).scalar_subquery()
+        for name in counted))).one()
+    fewest, smallest = min(zip(sizes, counted))
+    return smallest if fewest <= TOTAL_CAP else None
 
 
-def _counted(filters: dict[str, _Filter], driver: str | None, conditions: list) -> sa.Select:
-    """The matches as rows to count, read first from the index that finds them fastest: the
-    driver's; else the search's or the role's (the others checked per match, so counting stops at
-    the cap early); else the users' own (the status index)."""
+def _matched(filters: dict[str, _Filter], driver: str | None, conditions: list) -> sa.Select:
+    """The ids of the matches (read up to the cap), first from the index that finds them fastest:
+    the driver's; else the search's or the role's (the others checked per match, so reading stops
+    at the cap early); else the users' own (the status index)."""
     if driver is not None:
         return sa.select(User.id).where(*conditions)
     for outer_name in ("q", "role"):

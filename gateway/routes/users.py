@@ -49,7 +49,8 @@ def get_user(user_id):
     "Needs `admin.users`. The members of the active tenant, with their role there. `q` searches name, "
     "username and email; filters `status`, `role` (in the caller's tenant); `sort` by name, username, email, "
     "role, status, totp_enrolled, last_login_at or created_at, `order` asc|desc; page with `cursor` = "
-    "`next_cursor`; `total` counts every match. Cross-tenant view (super admins only): `tenant=*` lists every "
+    "`next_cursor` (of the same sort and order); `total` counts matches exactly up to 1,000 (`total_exact`). "
+    "Cross-tenant view (super admins only): `tenant=*` lists every "
     "user, `tenant=<id>` that tenant's users, each with `tenants` (every tenant of the user and the role in "
     "each) and `invitation_status`."),
     responses={**NEEDS, 403: "Missing admin.users, or `tenant` from someone not a super admin",

@@ -879,14 +879,11 @@ class IdentityService(ServiceBase):
             problems["order"] = "must be asc or desc"
         if not (isinstance(limit, int) and 1 <= limit <= 200):
             problems["limit"] = "must be between 1 and 200"
-        offset = paging.decode_cursor(cursor)
-        if offset is None:
-            problems["cursor"] = "is not a cursor of this list"
         if problems:
             raise ValidationFailed("The user list query has invalid parameters.", details=problems)
-        with self.db.unit_of_work() as uow:
+        with self.db.unit_of_work() as uow:  # a cursor not of this list is refused in there
             found = storage.list_users(uow.session, tenant_id, q=q, status=status, role=role, sort=sort,
-                                       order=order, limit=limit, offset=offset)
+                                       order=order, limit=limit, cursor=cursor)
             items = storage.admin_users(uow.session, found.rows)
             if with_tenants:
                 ids = [item["id"] for item in items]
@@ -894,7 +891,10 @@ class IdentityService(ServiceBase):
                 invited = storage.invitation_states(uow.session, ids)
                 items = [{**item, "tenants": tenants[item["id"]], "invitation_status": invited.get(item["id"])}
                          for item in items]
-        return paging.page_answer(items, offset, found.total, found.more, found.total_exact)
+        answer = {"items": items, "next_cursor": found.next_cursor, "total": found.total}
+        if not found.total_exact:
+            answer["total_exact"] = False
+        return answer
 
     @rpc
     def directory_entries(self, user_ids=None, tenant_id=None, after=None, limit=2000):

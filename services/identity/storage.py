@@ -29,7 +29,15 @@ class User(Base):
     """An account. Invited users exist before they choose a username (status `invited`)."""
 
     __tablename__ = "identity_users"
-    __table_args__ = (sa.Index("ix_identity_users_name", "first_name", "last_name"),)
+    # The user list walks these in its sort's order from where the last page ended (key, id);
+    # the id also spares sorting runs of equal keys (a status, a name shared by many).
+    __table_args__ = (
+        sa.Index("ix_identity_users_sort_name", "first_name", "last_name", "id"),
+        sa.Index("ix_identity_users_sort_status", "status", "id"),
+        sa.Index("ix_identity_users_sort_totp", "totp_enrolled", "id"),
+        sa.Index("ix_identity_users_sort_created_at", "created_at", "id"),
+        sa.Index("ix_identity_users_sort_last_login_at", "last_login_at", "id"),
+    )
 
     id: Mapped[str] = mapped_column(sa.String(36), primary_key=True, default=lambda: str(uuid.uuid4()))
     username: Mapped[str | None] = mapped_column(sa.String(32), unique=True)
@@ -37,7 +45,7 @@ class User(Base):
     first_name: Mapped[str] = mapped_column(sa.String(64), default="")
     last_name: Mapped[str] = mapped_column(sa.String(64), default="")
     company: Mapped[str] = mapped_column(sa.String(128), default="")
-    status: Mapped[str] = mapped_column(sa.String(16), index=True)
+    status: Mapped[str] = mapped_column(sa.String(16))
     # Allocated when the account becomes real (registration, creation, acceptance).
     uid_number: Mapped[int | None] = mapped_column(sa.Integer, unique=True)
     password_hash: Mapped[str | None] = mapped_column(sa.String(256))
@@ -58,9 +66,9 @@ class User(Base):
     search_text: Mapped[str] = mapped_column(sa.String(512), default="")
     # Bumped on every change of the profile or status: the ETag of If-Match updates.
     version: Mapped[int] = mapped_column(sa.Integer, default=1)
-    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), index=True)
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
     updated_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
-    last_login_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True), index=True)
+    last_login_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
 
     @property
     def full_name(self) -> str:
@@ -357,55 +365,183 @@ class UserPage(NamedTuple):
     rows: list[tuple[User, str | None]]
     total: int  # exact up to TOTAL_CAP, else TOTAL_CAP
     total_exact: bool
-    more: bool  # another page follows
+    next_cursor: str | None  # where the next page starts; None: this is the last
 
 
 # Counting every match of an unselective filter costs a pass over it (tens of ms at 100,000
-# users); beyond this many, lists say "at least" instead.
+# users); beyond this many, lists say "at least" instead. It is also the most candidates a
+# filter may hand the page query to sort (see _driving_filter).
 TOTAL_CAP = 1000
+
+
+class _Filter(NamedTuple):
+    """One filter of the user list in the forms the SQLite planner must be told apart.
+
+    `drive` lets the database find the matches through the filter's own index; `check` tests a
+    user row by row and can never decide the plan; `ids` selects the matching user ids through
+    the index (SQLite only: counted to choose which filter, if any, drives the query).
+    """
+
+    drive: sa.ColumnElement
+    check: sa.ColumnElement
+    ids: sa.Select | None
 
 
 def list_users(session: Session, tenant_id: str | None, *, q: str | None = None, status: str | None = None,
                role: str | None = None, sort: str = "created_at", order: str = "desc", limit: int = 50,
-               offset: int = 0) -> UserPage:
+               cursor: str | None = None) -> UserPage:
     """One page of the members of `tenant_id` (None: every user) with their role there, and how
-    many match (exactly up to TOTAL_CAP).
+    many match (exactly up to TOTAL_CAP). `cursor`: the previous page's next_cursor.
 
-    The database sorts and pages narrow rows (ids and sort keys) through indexes, then
-    one query loads the page's users; it stays fast with 100,000 users.
+    The matches are read first (ids, up to the cap), through the index of the filter that has the
+    fewest (on SQLite one of at most TOTAL_CAP drives the query: the planner is told, see _Filter).
+    At most TOTAL_CAP matches: the page sorts them. More: the sort's index is walked with every
+    filter checked row by row, which finds a page after a few thousand rows at most since so many
+    match. Pages start where the last one ended (keyset), so a late page costs what the first
+    does. Then one query loads the page's users. PostgreSQL's planner picks indexes itself.
     """
+    # A key the filters fix (sort by role within one role) orders nothing: the id alone does.
+    key = None if {"role": role, "status": status}.get(sort) else sort
+    after = _position(cursor, sort, order, key)
     has_role = sa.and_(UserRole.user_id == User.id, UserRole.tenant_id == tenant_id)
-    conditions = [] if tenant_id is None else [_is_member(User.id, tenant_id)]
-    if q:
-        conditions.append(_matches(session, q))
-    if status == ACTIVE:
-        # Most users are active: walking the sort's index beats the status index there
-        # (`|| ''` keeps the planner off it). Rarer statuses are found through it.
-        conditions.append(User.status + "" == status)
-    elif status:
-        conditions.append(User.status == status)
-    if role:
-        conditions.append(UserRole.role == role)
+    filters = _user_filters(session, tenant_id, q, status, role)
+    driver = _driving_filter(session, filters)
+    conditions = [f.drive if name == driver else f.check for name, f in filters.items()]
 
-    counted = session.scalar(sa.select(sa.func.count()).select_from(
-        _matching(session, tenant_id, q, status, role, conditions, has_role).limit(TOTAL_CAP + 1).subquery()))
-    if sort == "role" and not role:
-        ids = _ids_by_role(session, has_role, conditions, order, limit + 1, offset)
-    else:
-        direction = sa.desc if order == "desc" else sa.asc
-        # Missing values (never logged in) go last whichever way the list is sorted.
-        ordering = [direction(column).nulls_last() if sort in _NULLABLE else direction(column)
-                    for column in _sort_columns(sort)]
-        ordering.append(direction(User.id))  # a stable order: equal keys never swap between pages
-        narrow = sa.select(User.id).where(*conditions)
-        if role:
-            narrow = narrow.join(UserRole, has_role)
-        ids = list(session.scalars(narrow.order_by(*ordering).limit(limit + 1).offset(offset)))
+    matched = list(session.scalars(_matched(filters, driver, conditions).limit(TOTAL_CAP + 1)))
+    if len(matched) <= TOTAL_CAP:  # that is every match: the page only sorts them
+        conditions = [User.id.in_(matched)]
+    ids = _ids_after(session, key, order == "desc", conditions, has_role, after, limit + 1)
     more, ids = len(ids) > limit, ids[:limit]
     found = {user.id: (user, user_role) for user, user_role in session.execute(
         sa.select(User, UserRole.role).outerjoin(UserRole, has_role).where(User.id.in_(ids)))}
-    return UserPage([found[user_id] for user_id in ids if user_id in found], min(counted, TOTAL_CAP),
-                    counted <= TOTAL_CAP, more)
+    rows = [found[user_id] for user_id in ids if user_id in found]
+    next_cursor = _user_list_cursor(sort, order, key, *rows[-1]) if more and rows else None
+    return UserPage(rows, min(len(matched), TOTAL_CAP), len(matched) <= TOTAL_CAP, next_cursor)
+
+
+def _ids_after(session: Session, key: str | None, descending: bool, conditions: list, has_role,
+               after: tuple[list, str] | None, limit: int) -> list[str]:
+    """Up to `limit` ids in the list's order after `after` (the previous page's last key values
+    and id): by the key, then by id; users without the key (no role, never logged in) last.
+
+    The users with the key come through its index, resumed with a row value comparison
+    ((key, id) > (last key, last id)) that the index seeks to; those without it by id.
+    """
+    later = sa.ColumnOperators.__lt__ if descending else sa.ColumnOperators.__gt__
+    direction = sa.desc if descending else sa.asc
+    if key is None:
+        keys, id_column = [], User.id
+        having = sa.select(User.id).where(*conditions)
+        lacking = None
+    elif key == "role":  # in the read model's index order (tenant, role, user)
+        keys, id_column = [UserRole.role], UserRole.user_id
+        having = sa.select(User.id).join(UserRole, has_role).where(UserRole.role.is_not(None), *conditions)
+        lacking = sa.select(User.id).where(~sa.exists().where(has_role, UserRole.role.is_not(None)), *conditions)
+    else:
+        keys, id_column = _sort_columns(key), User.id
+        nullable = key in _NULLABLE
+        having = sa.select(User.id).where(*(column.is_not(None) for column in keys if nullable), *conditions)
+        lacking = sa.select(User.id).where(keys[0].is_(None), *conditions) if nullable else None
+    values, last_id = after or ([], None)
+    ids = []
+    if None not in values:  # the cursor is not past the users with the key yet
+        if after:
+            having = having.where(later(sa.tuple_(*keys, id_column), sa.tuple_(*values, last_id)))
+        ids = list(session.scalars(having.order_by(*map(direction, keys), direction(id_column)).limit(limit)))
+        last_id = None  # those without the key follow from their first
+    if lacking is not None and len(ids) < limit:
+        if last_id is not None:
+            lacking = lacking.where(later(User.id, last_id))
+        ids += session.scalars(lacking.order_by(direction(User.id)).limit(limit - len(ids)))
+    return ids
+
+
+_USER_LIST_CURSOR = "users"
+_DATETIME_KEYS = {"created_at", "last_login_at"}
+
+
+def _user_list_cursor(sort: str, order: str, key: str | None, user: User, role: str | None) -> str:
+    """The cursor of the page after this row: the list's sort and order, the row's key values, its id."""
+    values = [] if key is None else [role] if key == "role" else [getattr(user, c.key) for c in _sort_columns(key)]
+    values = [value.isoformat() if key in _DATETIME_KEYS and value is not None else value for value in values]
+    text = json.dumps([_USER_LIST_CURSOR, sort, order, key, values, user.id])
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def _position(cursor: str | None, sort: str, order: str, key: str | None) -> tuple[list, str] | None:
+    """(key values, id) of the row a cursor of this list (this sort, order and key) follows; None for
+    no cursor. A cursor of anything else is refused (ValidationFailed), never read as a first page."""
+    if not cursor:
+        return None
+    try:
+        kind, cursor_sort, cursor_order, cursor_key, values, last_id = json.loads(
+            base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if (kind, cursor_sort, cursor_order, cursor_key) != (_USER_LIST_CURSOR, sort, order, key) \
+                or not isinstance(last_id, str) or not isinstance(values, list) \
+                or len(values) != (0 if key is None else len(_sort_columns(key))):
+            raise ValueError(cursor)
+        if key in _DATETIME_KEYS and values[0] is not None:
+            values = [datetime.fromisoformat(values[0])]
+    except (ValueError, TypeError, KeyError, UnicodeDecodeError):
+        raise ValidationFailed("The cursor is not valid.",
+                               details={"cursor": "is not a cursor of this list"}) from None
+    return values, last_id
+
+
+def _user_filters(session: Session, tenant_id: str | None, q: str | None, status: str | None,
+                  role: str | None) -> dict[str, _Filter]:
+    """The list's filters by name: each with its index-driven and its row-by-row form."""
+    on_sqlite = session.get_bind().dialect.name == "sqlite"
+    filters = {}
+    if q:
+        needle = q.strip().lower()
+        contains = User.search_text.contains(needle, autoescape=True)  # pg_trgm's GIN index serves it
+        # FTS5 trigrams need 3 characters; shorter searches are checked row by row.
+        found = sa.select(_USER_SEARCH.c.user_id).where(_search_match(needle)) \
+            if on_sqlite and len(needle) >= 3 else None
+        filters["q"] = _Filter(contains if found is None else User.id.in_(found), contains, found)
+    if role:
+        holders = sa.select(UserRole.user_id).where(UserRole.tenant_id == tenant_id, UserRole.role == role)
+        filters["role"] = _Filter(User.id.in_(holders), holders.where(UserRole.user_id == User.id).exists(),
+                                  holders if on_sqlite else None)
+    if status:
+        # `|| ''` keeps SQLite off the status index: most users share a few statuses.
+        filters["status"] = _Filter(User.status == status, (User.status + "" if on_sqlite else User.status) == status,
+                                    sa.select(User.id).where(User.status == status) if on_sqlite else None)
+    if tenant_id is not None:
+        members = sa.select(Membership.user_id).where(Membership.tenant_id == tenant_id, Membership.member.is_(True))
+        filters["tenant"] = _Filter(User.id.in_(members), _is_member(User.id, tenant_id),
+                                    members if on_sqlite else None)
+    return filters
+
+
+def _driving_filter(session: Session, filters: dict[str, _Filter]) -> str | None:
+    """The filter with the fewest matches if it has at most TOTAL_CAP (each counted through its
+    own index, up to the cap): sorting that few beats walking the sort's index past non-matches."""
+    counted = [name for name, candidate in filters.items() if candidate.ids is not None]
+    if not counted:
+        return None
+    # All in one statement; selecting a constant, FTS5 reads no stored column, only its index.
+    sizes = session.execute(sa.select(*(sa.select(sa.func.count()).select_from(
+        filters[name].ids.with_only_columns(sa.literal_column("1")).limit(TOTAL_CAP + 1).subquery()).scalar_subquery()
+        for name in counted))).one()
+    fewest, smallest = min(zip(sizes, counted))
+    return smallest if fewest <= TOTAL_CAP else None
+
+
+def _matched(filters: dict[str, _Filter], driver: str | None, conditions: list) -> sa.Select:
+    """The ids of the matches (read up to the cap), first from the index that finds them fastest:
+    the driver's; else the search's or the role's (the others checked per match, so reading stops
+    at the cap early); else the users' own (the status index)."""
+    if driver is not None:
+        return sa.select(User.id).where(*conditions)
+    for outer_name in ("q", "role"):
+        outer = filters.get(outer_name)
+        if outer is not None and outer.ids is not None:
+            others = [f.check for name, f in filters.items() if name != outer_name]
+            return outer.ids.where(sa.exists().where(User.id == outer.ids.selected_columns[0], *others))
+    return sa.select(User.id).where(*(f.drive if name == "status" else f.check for name, f in filters.items()))
 
 
 def _is_member(user_id_column, tenant_id: str):
@@ -415,51 +551,12 @@ def _is_member(user_id_column, tenant_id: str):
                              Membership.member.is_(True))
 
 
-def _matching(session: Session, tenant_id: str | None, q, status, role, conditions, has_role):
-    """The matches as rows to count, through the cheapest index for the filters given."""
-    if role and not (q or status):  # the read model's index alone
-        matches = sa.select(UserRole.user_id).where(UserRole.tenant_id == tenant_id, UserRole.role == role)
-        return matches if tenant_id is None else matches.where(_is_member(UserRole.user_id, tenant_id))
-    if q and not (status or role) and session.get_bind().dialect.name == "sqlite" and len(q.strip()) >= 3:
-        matches = sa.select(_USER_SEARCH.c.user_id).where(_search_match(q))
-        return matches if tenant_id is None else matches.where(_is_member(_USER_SEARCH.c.user_id, tenant_id))
-    matches = sa.select(User.id)
-    if role:
-        matches = matches.join(UserRole, has_role)
-    return matches.where(*conditions)
-
-
-def _ids_by_role(session: Session, has_role, conditions, order: str, limit: int, offset: int) -> list[str]:
-    """Sorted by role, users without one last: the role holders come in the read model's
-    index order (tenant, role, user), the others after them, so nothing sorts all users."""
-    direction = sa.desc if order == "desc" else sa.asc
-    holders = (sa.select(User.id).join(UserRole, has_role).where(UserRole.role.is_not(None), *conditions))
-    ids = list(session.scalars(holders.order_by(direction(UserRole.role), direction(UserRole.user_id))
-                               .limit(limit).offset(offset)))
-    if len(ids) < limit:
-        held = session.scalar(sa.select(sa.func.count()).select_from(holders.subquery()))
-        without = sa.select(User.id).where(
-            ~sa.exists().where(has_role, UserRole.role.is_not(None)), *conditions)
-        ids += session.scalars(without.order_by(direction(User.id))
-                               .limit(limit - len(ids)).offset(max(0, offset - held)))
-    return ids
-
-
 # SQLite's FTS5 trigram shadow table of search_text (migration b3f1c2d4e5a6).
 _USER_SEARCH = sa.table("identity_users_search", sa.column("user_id"), sa.column("search_text"))
 
 
-def _matches(session: Session, q: str):
-    """Users whose search_text contains q, answered from a trigram index: FTS5 on SQLite
-    (for 3+ characters: trigrams need them), pg_trgm's GIN index serves LIKE on PostgreSQL."""
-    needle = q.strip().lower()
-    if session.get_bind().dialect.name == "sqlite" and len(needle) >= 3:
-        return User.id.in_(sa.select(_USER_SEARCH.c.user_id).where(_search_match(needle)))
-    return User.search_text.contains(needle, autoescape=True)
-
-
-def _search_match(q: str):
-    phrase = '"' + q.strip().lower().replace('"', '""') + '"'  # one phrase: a substring, operators literal
+def _search_match(needle: str):
+    phrase = '"' + needle.replace('"', '""') + '"'  # one phrase: a substring, operators literal
     return _USER_SEARCH.c.search_text.op("MATCH")(phrase)
 
 

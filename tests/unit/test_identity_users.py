@@ -5,8 +5,10 @@ from datetime import timedelta
 
 import pytest
 
+from tests import user_list_reference
 from tests.unit.conftest import migrated
 from kernel.envelope import utc_now
+from kernel.errors import ValidationFailed
 from services.identity import domain, storage
 from services.identity.domain import ACTIVE, INVITED, PENDING, SUSPENDED
 from services.identity.storage import Membership, User, UserRole
@@ -108,6 +110,14 @@ def names(rows):
     return [user.username for user, _ in rows]
 
 
+def every_page(session, tenant_id, cursor=None, **query) -> list[storage.UserPage]:
+    """Page after page through next_cursor (from `cursor`)."""
+    pages = [storage.list_users(session, tenant_id, cursor=cursor, **query)]
+    while pages[-1].next_cursor:
+        pages.append(storage.list_users(session, tenant_id, cursor=pages[-1].next_cursor, **query))
+    return pages
+
+
 def test_lists_every_user_with_the_role_of_the_tenant(session, people):
     rows, total, *_ = storage.list_users(session, "default", sort="username", order="asc")
     assert total == 5
@@ -147,14 +157,11 @@ def test_totals_beyond_the_cap_say_so_and_paging_still_ends(session, monkeypatch
     monkeypatch.setattr(storage, "TOTAL_CAP", 3)
     for i in range(5):
         add_user(session, f"cap{i}", "Cap", f"{i}")
-    found = storage.list_users(session, None, q="cap", sort="username", order="asc", limit=2)
-    assert (found.total, found.total_exact, found.more) == (3, False, True)
-    pages = [storage.list_users(session, None, q="cap", sort="username", order="asc", limit=2, offset=offset)
-             for offset in (0, 2, 4)]
+    pages = every_page(session, None, q="cap", sort="username", order="asc", limit=2)
+    assert [(page.total, page.total_exact) for page in pages] == [(3, False)] * 3
     assert [names(page.rows) for page in pages] == [["cap0", "cap1"], ["cap2", "cap3"], ["cap4"]]
-    assert [page.more for page in pages] == [True, True, False]
     exact = storage.list_users(session, None, q="cap3")
-    assert (exact.total, exact.total_exact, exact.more) == (1, True, False)
+    assert (exact.total, exact.total_exact, exact.next_cursor) == (1, True, None)
 
 
 def test_filters_and_total(session, people):
@@ -192,9 +199,8 @@ def test_pages_sorted_by_role_cross_from_role_holders_to_users_without_one(sessi
     expected = sorted([r for r in expected if r[1]], key=lambda row: row[1], reverse=order == "desc") + \
         [r for r in expected if not r[1]]
     assert names(everyone) == names(expected) and total == len(expected)
-    paged = [row for offset in range(0, total, 2)
-             for row in storage.list_users(session, "default", sort="role", order=order, status=status,
-                                           limit=2, offset=offset)[0]]
+    paged = [row for page in every_page(session, "default", sort="role", order=order, status=status, limit=2)
+             for row in page.rows]
     assert names(paged) == names(expected)
 
 
@@ -210,12 +216,51 @@ def test_other_sorts(session, people):
 def test_pages_are_stable_and_complete_with_equal_sort_keys(session):
     for i in range(7):
         add_user(session, f"same{i}", "Same", "Name")
-    seen = []
-    for offset in range(0, 7, 3):
-        rows, total, *_ = storage.list_users(session, "default", sort="name", limit=3, offset=offset)
-        assert total == 7
-        seen += [user.id for user, _ in rows]
+    pages = every_page(session, "default", sort="name", limit=3)
+    assert [page.total for page in pages] == [7, 7, 7]
+    seen = [user.id for page in pages for user, _ in page.rows]
     assert len(seen) == len(set(seen)) == 7
+
+
+@pytest.mark.parametrize("cap", [6, 1000])
+@pytest.mark.parametrize("tenant_id", ["default", "other", None])
+def test_every_list_shape_matches_the_reference_page_after_page(session, monkeypatch, cap, tenant_id):
+    """A small cap makes filters of up to 6 matches drive the query and the others be walked
+    row by row along the sort's index; the default cap has every filter drive it."""
+    monkeypatch.setattr(storage, "TOTAL_CAP", cap)
+    user_list_reference.seed_people(session)
+    assert user_list_reference.assert_list_matches_reference(session, tenant_id) == \
+        len(user_list_reference.FILTERS) * len(domain.USER_SORTS) * 2
+
+
+def test_lists_of_users_made_before_the_sort_indexes_match_the_reference(tmp_path, monkeypatch):
+    monkeypatch.setattr(storage, "TOTAL_CAP", 6)
+    db = user_list_reference.people_migrated_to_head(f"sqlite:///{tmp_path / 'identity.db'}")
+    try:
+        with db.sessions() as session:
+            assert user_list_reference.assert_list_matches_reference(session) > 0
+    finally:
+        db.dispose()
+
+
+def test_a_user_added_while_paging_shifts_nothing(session, people):
+    first = storage.list_users(session, "default", limit=2)  # newest first
+    add_user(session, "newest", "New", "Est")
+    rest = every_page(session, "default", limit=2, cursor=first.next_cursor)
+    assert names(first.rows) + [name for page in rest for name in names(page.rows)] == [
+        "eve", "dee", "cy_1", "bob", "ann"]
+
+
+@pytest.mark.parametrize("query", [
+    dict(sort="email"), dict(sort="name", order="asc"), dict(sort="role", role="viewer"), dict(sort="role")])
+def test_a_cursor_of_another_list_or_none_at_all_is_refused(session, people, query):
+    cursor = storage.list_users(session, "default", sort="name", limit=2).next_cursor
+    role_cursor = storage.list_users(session, "default", sort="role", role="viewer", limit=1).next_cursor
+    with pytest.raises(ValidationFailed) as refused:
+        storage.list_users(session, "default", cursor=role_cursor if query == dict(sort="role") else cursor, **query)
+    assert refused.value.details == {"cursor": "is not a cursor of this list"}
+    with pytest.raises(ValidationFailed):
+        storage.list_users(session, "default", cursor="bm90LWEtY3Vyc29y", **query)
 
 
 def test_conflicts_can_exclude_the_user_being_edited(session, people):

@@ -154,6 +154,10 @@ def test_a_role_edit_based_on_a_stale_read_gets_412_and_changes_nothing(admin, u
     unconditional = admin.patch(location, json={"description": "second"})  # no If-Match: no check
     assert unconditional.status_code == 200 and unconditional.headers["ETag"] == '"3"'
     assert admin.get("/api/v1/roles/viewer").headers["ETag"] == '"1"'  # built-ins never change
+    # An If-Match that is no ETag of ours (the fuzzer's empty tag) is refused, with or without a body.
+    for body in ({}, None):
+        odd = admin.patch(location, json=body, headers={"If-Match": '""'})
+        assert error_of(odd, 412, "precondition_failed")
 
 
 def test_unknown_permissions_and_bad_roles_are_refused(admin, unique):

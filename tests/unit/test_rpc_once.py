@@ -64,3 +64,62 @@ def test_an_answer_lost_with_the_broker_does_not_crash_the_service():
     answered = message(redelivered=False)
     assert rpc.handle_result(answered, None, {"id": "u1"}, None) == ({"id": "u1"}, None)
     assert BrokerGone.acked == [answered]  # done is done: not redelivered to run again
+
+
+class RecordingProducers:
+    """Stands in for kombu's producer pools: records what each reply publishes."""
+
+    def __init__(self):
+        self.published = []
+
+    def __getitem__(self, connection):
+        return self
+
+    def acquire(self, block):
+        import contextlib
+
+        return contextlib.nullcontext(SimpleNamespace(publish=lambda body, **options: self.published.append(
+            (body, options))))
+
+
+def answered(monkeypatch, result, exc_info):
+    """What TypedRpcConsumer.handle_result publishes and acks for one request."""
+    import json
+
+    from kernel import service
+
+    replies = RecordingProducers()
+    monkeypatch.setattr(service, "producers", replies)
+    consumer = service.TypedRpcConsumer.__new__(service.TypedRpcConsumer)
+    acked = []
+    consumer.queue_consumer = SimpleNamespace(ack_message=acked.append)
+    consumer._reply_exchange, consumer._reply_connection = "nameko-rpc", None
+    request = SimpleNamespace(properties={"content_type": "application/json", "reply_to": "gateway-1",
+                                          "correlation_id": "c1"})
+    returned = consumer.handle_result(request, result, exc_info)
+    [(body, options)] = replies.published
+    assert acked == [request] and options["routing_key"] == "gateway-1" and options["correlation_id"] == "c1"
+    assert options["exchange"] == "nameko-rpc" and options["content_type"] == "application/json"
+    return json.loads(body), returned
+
+
+def test_a_reply_carries_the_result_as_namekos_responder_would(monkeypatch):
+    body, returned = answered(monkeypatch, {"id": "u1"}, None)
+    assert body == {"result": {"id": "u1"}, "error": None} and returned == ({"id": "u1"}, None)
+
+
+def test_a_reply_carries_a_domain_error_the_caller_rebuilds(monkeypatch):
+    from nameko.exceptions import deserialize
+
+    from kernel.errors import NotFound
+
+    error = NotFound("no such user", code="user_not_found")
+    body, _ = answered(monkeypatch, None, (NotFound, error, None))
+    rebuilt = deserialize(body["error"])
+    assert body["result"] is None and isinstance(rebuilt, NotFound) and rebuilt.code == "user_not_found"
+
+
+def test_a_result_that_cannot_be_serialized_is_answered_as_an_error(monkeypatch):
+    body, (result, exc_info) = answered(monkeypatch, {"when": object()}, None)
+    assert body["result"] is None and body["error"]["exc_type"] == "UnserializableValueError"
+    assert result is None and exc_info is not None

@@ -2,6 +2,8 @@
 and `Periodic`, the base of background loops (followers of a service's tables)."""
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
 import sys
 import threading
@@ -13,7 +15,7 @@ from kombu.exceptions import OperationalError
 from kombu.pools import producers
 from nameko.amqp.publish import DEFAULT_RETRY_POLICY, DEFAULT_TRANSPORT_OPTIONS
 from nameko.constants import AMQP_SSL_CONFIG_KEY, AMQP_URI_CONFIG_KEY, LOGIN_METHOD_CONFIG_KEY
-from nameko.exceptions import UnserializableValueError, serialize
+from nameko.exceptions import IncorrectSignature, MethodNotFound, UnserializableValueError, serialize
 from nameko.extensions import DependencyProvider
 from nameko.rpc import Rpc, RpcConsumer, get_rpc_exchange
 
@@ -49,6 +51,17 @@ class TypedRpcConsumer(RpcConsumer):
             config[AMQP_URI_CONFIG_KEY], ssl=config.get(AMQP_SSL_CONFIG_KEY),
             login_method=config.get(LOGIN_METHOD_CONFIG_KEY),
             transport_options={**DEFAULT_TRANSPORT_OPTIONS, "confirm_publish": False})
+
+    def get_provider_for_method(self, routing_key):
+        """nameko formats and compares every method's routing key per request; this looks it up."""
+        by_key = getattr(self, "_providers_by_key", None)
+        if by_key is None or len(by_key) != len(self._providers):  # built once the entrypoints are registered
+            service_name = self.container.service_name
+            by_key = self._providers_by_key = {f"{service_name}.{p.method_name}": p for p in self._providers}
+        try:
+            return by_key[routing_key]
+        except KeyError:
+            raise MethodNotFound(routing_key.split(".")[-1]) from None
 
     def handle_result(self, message, result, exc_info):
         serializer = kombu.serialization.registry.type_to_name[message.properties["content_type"]]
@@ -88,6 +101,14 @@ class AtMostOnceRpc(Rpc):
 
     rpc_consumer = TypedRpcConsumer()
 
+    def check_signature(self, args, kwargs):
+        """As nameko's (IncorrectSignature when the arguments do not fit the method), with the
+        method's signature read once instead of inspect.getcallargs on every request."""
+        try:
+            _signature(self.container.service_cls, self.method_name).bind(None, *args, **kwargs)
+        except TypeError as error:
+            raise IncorrectSignature(str(error)) from None
+
     def handle_message(self, body, message):
         if message.delivery_info.get("redelivered"):
             log.warning("redelivered rpc %s not run again", message.delivery_info.get("routing_key"))
@@ -111,6 +132,11 @@ class AtMostOnceRpc(Rpc):
             except BROKER_ERRORS:
                 pass
             return result, exc_info
+
+
+@functools.lru_cache(maxsize=None)
+def _signature(service_cls, method_name: str) -> inspect.Signature:
+    return inspect.signature(getattr(service_cls, method_name))
 
 
 def rpc(fn=None, **options):

@@ -1,6 +1,8 @@
 """kernel.service.AtMostOnceRpc: a redelivered RPC request is answered, not carried out again."""
 from types import SimpleNamespace
 
+import pytest
+
 from nameko.rpc import Rpc
 
 from kernel.errors import ServiceUnavailable
@@ -123,3 +125,35 @@ def test_a_result_that_cannot_be_serialized_is_answered_as_an_error(monkeypatch)
     body, (result, exc_info) = answered(monkeypatch, {"when": object()}, None)
     assert body["result"] is None and body["error"]["exc_type"] == "UnserializableValueError"
     assert result is None and exc_info is not None
+
+
+def test_arguments_that_do_not_fit_the_method_are_refused_before_it_runs():
+    from nameko.exceptions import IncorrectSignature
+
+    class Service:
+        def login(self, actor, login, password, user_agent=""):
+            pass
+
+    rpc = entrypoint()
+    rpc.container, rpc.method_name = SimpleNamespace(service_cls=Service), "login"
+    rpc.check_signature(({}, "ada", "secret"), {"user_agent": "curl"})
+    for args, kwargs in ((({}, "ada"), {}), (({}, "ada", "s", "ua", "extra"), {}), (({}, "a", "s"), {"nope": 1})):
+        with pytest.raises(IncorrectSignature):
+            rpc.check_signature(args, kwargs)
+
+
+def test_each_request_finds_its_method_and_an_unknown_one_is_refused():
+    from nameko.exceptions import MethodNotFound
+
+    from kernel.service import TypedRpcConsumer
+
+    consumer = TypedRpcConsumer.__new__(TypedRpcConsumer)
+    consumer.container = SimpleNamespace(service_name="identity")
+    Provider = type("Provider", (), {})
+    login, health = Provider(), Provider()
+    login.method_name, health.method_name = "login", "health"
+    consumer._providers = {login, health}
+    assert consumer.get_provider_for_method("identity.login") is login
+    assert consumer.get_provider_for_method("identity.health") is health
+    with pytest.raises(MethodNotFound):
+        consumer.get_provider_for_method("identity.nothing")

@@ -123,6 +123,9 @@ class _Link:
             delivery_mode=1, application_headers={
                 **headers, f"{HEADER_PREFIX}call_id_stack": [f"{CALLER}.call.{correlation_id}"]})
         try:
+            # Threads publish at once on one connection: py-amqp writes each message's frames under
+            # its connection's buffer lock (amqp 5.4, pinned in pyproject.toml), and nothing else
+            # here touches the channel outside the reader thread.
             # mandatory: no queue for the service comes back as basic.return (UnknownService)
             self._channel.basic_publish(message, exchange=self.exchange, routing_key=f"{service}.{method}",
                                         mandatory=True)

@@ -37,6 +37,8 @@ from nameko.constants import (AMQP_SSL_CONFIG_KEY, AMQP_URI_CONFIG_KEY, LOGIN_ME
                               RPC_EXCHANGE_CONFIG_KEY)
 from nameko.exceptions import RpcTimeout, UnknownService, deserialize
 
+import kernel.errors  # noqa: F401  (registers the domain errors, so deserialize rebuilds them: NotFound, not RemoteError)
+
 log = logging.getLogger("gatehouse.gateway.rpc")
 
 DEFAULT_EXCHANGE = "nameko-rpc"

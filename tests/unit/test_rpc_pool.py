@@ -267,3 +267,15 @@ def test_calls_sent_together_are_answered_each_to_its_own_reply(pool, broker):
         assert replies["identity"].result() == {"service": "identity"}
         with pytest.raises(RpcTimeout):
             replies["rbac"].result()
+
+
+def test_a_process_that_imports_only_the_client_gets_domain_errors_as_their_classes():
+    """A script or test using RpcPool alone (no gateway app) still sees NotFound, not RemoteError."""
+    import subprocess
+    import sys
+
+    check = ("import gateway.rpc, nameko.exceptions as e; "
+             "print(type(e.deserialize({'exc_path': 'kernel.errors.NotFound', 'exc_type': 'NotFound', "
+             "'exc_args': ['gone', 'not_found', {}, None], 'value': 'gone'})).__name__)")
+    answer = subprocess.run([sys.executable, "-W", "ignore", "-c", check], capture_output=True, text=True, timeout=60)
+    assert answer.stdout.strip() == "NotFound", answer.stderr[-500:]

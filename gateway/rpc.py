@@ -118,6 +118,9 @@ class _Link:
         pending = _PendingCall()
         with self._pending_lock:
             self._pending[correlation_id] = pending
+        if not self.alive:  # lost meanwhile: its waiting calls were failed already, this one would hang
+            self._forget(correlation_id)
+            raise BrokerUnavailable("The connection to the broker was lost.")
         message = amqp.Message(
             kombu_json.dumps({"args": args, "kwargs": kwargs}), content_type="application/json",
             content_encoding="utf-8", correlation_id=correlation_id, reply_to=self.reply_key,
@@ -152,7 +155,7 @@ class _Link:
             pending = self._pending.pop(message.properties.get("correlation_id"), None)
         if pending is not None:
             service = routing_key.partition(".")[0]
-            pending.resolve(error=UnknownService(service) if error.code == NO_ROUTE else
+            pending.resolve(error=UnknownService(service) if error.reply_code == NO_ROUTE else
                             BrokerUnavailable(f"The broker returned the request to {routing_key}: {error}"))
 
     def _read(self) -> None:

@@ -5,6 +5,8 @@ import queue
 import threading
 
 import pytest
+from amqp import spec
+from amqp.exceptions import ChannelError, error_for_code
 from nameko.exceptions import RemoteError, RpcTimeout, UnknownService, serialize
 
 from gateway import rpc
@@ -69,7 +71,7 @@ class FakeChannel:
         broker.requests.append((routing_key, message))
         correlation_id = message.properties["correlation_id"]
         if routing_key.partition(".")[0] not in {key.partition(".")[0] for key in broker.services}:
-            error = type("NoRoute", (Exception,), {"code": rpc.NO_ROUTE})("NO_ROUTE")
+            error = error_for_code(312, "NO_ROUTE", spec.Basic.Return, ChannelError)  # as py-amqp raises it
             self.connection.inbox.put(lambda: [ret(error, exchange, routing_key, Delivered(None, correlation_id))
                                                for ret in self.events["basic_return"]])
         elif (answer := broker.answer(routing_key, message)) is not None:

@@ -119,7 +119,8 @@ def measure(args, workdir: Path, cleanup: list) -> list[dict]:
     phases = {
         "logins": lambda: figures.password_logins(gatehouse, (ADMIN_USERNAME, ADMIN_PASSWORD), args,
                                                   rabbit.process.pid),
-        "list": lambda: figures.authenticated_requests(gatehouse, gatehouse.admin().token, args),  # fresh: TTL 15 min
+        "list": lambda: figures.authenticated_requests(gatehouse, gatehouse.admin().token, args,  # fresh: TTL 15 min
+                                                       rabbit.process.pid),
         "authz": lambda: figures.authorization_decisions(gatehouse, gatehouse.admin().token, args),
         "suspend": suspend,
         # after the others: 100k seeded users would slow the authorized-list figure's total count

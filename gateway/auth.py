@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -93,13 +94,40 @@ def mint_access_token(user: dict, session_id: str) -> tuple[str, int]:
     return jwt.encode(claims, current_app.config["JWT_SECRET"], algorithm="HS256"), ttl
 
 
+class VerifiedTokens:
+    """The claims of access tokens whose signature this process checked already: a client sends
+    the same token with every request, and PyJWT's decode costs more than the rest of a cached
+    request's guard (it re-inspects the key on every call). Keyed by the secret and the whole
+    token, signature included; a token past its `exp` is decoded again (and refused as expired)."""
+
+    def __init__(self, size: int = 10_000):
+        self.size = size
+        self._claims: dict[tuple[str, str], dict] = {}
+        self._lock = threading.Lock()
+
+    def decode(self, token: str, secret: str) -> dict:
+        key = (secret, token)
+        claims = self._claims.get(key)
+        if claims is not None and claims["exp"] > time.time():
+            return claims
+        claims = jwt.decode(token, secret, algorithms=["HS256"], issuer=ISSUER,
+                            options={"require": ["exp", "iat", "sub", "sid"]})
+        with self._lock:
+            if len(self._claims) >= self.size:
+                self._claims.pop(next(iter(self._claims)))  # the oldest
+            self._claims[key] = claims
+        return claims
+
+
+verified_tokens = VerifiedTokens()
+
+
 @auth.verify_token
 def _verify(token: str):
     if not token:
         raise Unauthorized("Sign in first: this needs a bearer access token.", code="token_missing")
     try:
-        claims = jwt.decode(token, current_app.config["JWT_SECRET"], algorithms=["HS256"], issuer=ISSUER,
-                            options={"require": ["exp", "iat", "sub", "sid"]})
+        claims = verified_tokens.decode(token, current_app.config["JWT_SECRET"])
     except jwt.ExpiredSignatureError:
         raise Unauthorized("The access token has expired; refresh it or sign in again.", code="token_expired") from None
     except jwt.InvalidTokenError:

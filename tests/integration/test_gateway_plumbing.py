@@ -37,7 +37,17 @@ def test_pool_is_safe_under_many_threads(pool):
         thread.join(60)
     assert not errors
     assert results == ["identity"] * 240
-    assert pool._idle.qsize() <= 4  # never more clients than the pool size
+    assert pool.connections_opened == 1  # 16 threads, one connection: calls are multiplexed on it
+
+
+def test_a_service_no_queue_takes_is_unknown_at_once(pool):
+    from nameko.exceptions import UnknownService
+
+    with pytest.raises(UnknownService):
+        with pool.client() as rpc:
+            rpc.nosuchservice.health()
+    with pool.client() as rpc:  # the connection carries on
+        assert rpc.identity.health()["service"] == "identity"
 
 
 def test_pool_rebuilds_itself_after_fork(pool):

@@ -27,6 +27,16 @@ def test_every_answer_carries_the_security_headers(tmp_path, method, path):
     assert "Strict-Transport-Security" not in response.headers  # the public URL is http
 
 
+def test_a_header_the_route_set_is_kept_not_doubled(tmp_path):
+    from flask import Response
+
+    app = create_app(Config.from_env({"GATEHOUSE_DATA_DIR": str(tmp_path)}))
+    app.add_url_rule("/cached", "cached", lambda: Response("{}", headers={"cache-control": "max-age=60"}))
+    response = app.test_client().get("/cached")
+    assert response.headers.getlist("Cache-Control") == ["max-age=60"]
+    assert response.headers["X-Frame-Options"] == "DENY"
+
+
 def test_https_public_url_adds_hsts(tmp_path):
     response = client(tmp_path, GATEHOUSE_PUBLIC_URL="https://gatehouse.example.com").get("/api/v1/openapi.json")
     assert response.headers["Strict-Transport-Security"].startswith("max-age=31536000")

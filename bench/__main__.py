@@ -40,7 +40,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, default=3, help="seconds of load before measuring")
     parser.add_argument("--primitive-seconds", type=float, default=8, help="seconds of raw argon2id verifying")
     parser.add_argument("--events", type=int, default=50000, help="events published for the audit ingest")
-    parser.add_argument("--ingest-rate", type=float, default=5000,
+    # Above the 5,000/s goal: a rate measured under an offer of exactly the goal is at most the goal.
+    parser.add_argument("--ingest-rate", type=float, default=6000,
                         help="events/s offered to audit during the ingest (0: as fast as the publisher goes)")
     parser.add_argument("--steady-rate", type=float, default=1000,
                         help="events/s offered for ten seconds to measure the ingest lag without a backlog")

@@ -830,8 +830,9 @@ class IdentityService(ServiceBase):
         """Count each (limit name, subject, units) in this unit of work, which must hold no write yet.
 
         All within their limits: None; the caller goes on, and what it commits counts. Else the unit
-        of work is rolled back (nothing counted), the refusal is audited (about `user`, or `resource`)
-        and committed, and (limit name, seconds to wait) returned.
+        of work is rolled back (nothing counted), the window's first refusal for that subject is
+        audited (about `user`, or `resource`; later ones only logged, so a flood of refused requests
+        cannot flood the audit trail) and committed, and (limit name, seconds to wait) returned.
         """
         rules, now = limits.limits_from_config(self.config["GATEHOUSE"]), utc_now()
         for name, subject, units in checks:
@@ -839,13 +840,15 @@ class IdentityService(ServiceBase):
             if not limit.enabled:
                 continue
             start, end = limits.window_bounds(now, limit.window_seconds)
-            if storage.take_rate(uow.session, limit.key(subject), start, end, units,
-                                 lambda count: limits.allows(count, limit)):
+            key = limit.key(subject)
+            if storage.take_rate(uow.session, key, start, end, units, lambda count: limits.allows(count, limit)):
                 continue
             wait = limits.retry_after(now, limit)
             uow.session.rollback()
-            self._emit_about(uow, user, events.rate_limited(actor, name, limits.refusal_message(name), wait,
-                                                            resource, user, tenant_ids))
+            if storage.first_refusal(uow.session, key, start, end):
+                self._emit_about(uow, user, events.rate_limited(actor, name, limits.refusal_message(name), wait,
+                                                                resource, user, tenant_ids))
+            # later refusals: the call's own log line says rate_limited (kernel/calllog.py)
             uow.commit()
             return name, wait
         return None

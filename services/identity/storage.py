@@ -798,6 +798,20 @@ def take_rate(session: Session, key: str, start: datetime, end: datetime, units:
     windows are deleted on the way; other keys' are left to `forget_rate_windows`, so that
     no request holds row locks on counters it does not count against.
     """
+    if within(_count_in_window(session, key, start, end, units)):
+        return True
+    table = RateCounter.__table__
+    session.execute(sa.update(table).where(table.c.key == key, table.c.window_start == start)
+                    .values(count=table.c.count - units))
+    return False
+
+
+def first_refusal(session: Session, key: str, start: datetime, end: datetime) -> bool:
+    """Counts a refusal by `key`'s limit in its window; whether it is the window's first."""
+    return _count_in_window(session, f"refused:{key}", start, end, 1) == 1
+
+
+def _count_in_window(session: Session, key: str, start: datetime, end: datetime, units: int) -> int:
     table = RateCounter.__table__
     dialect = session.get_bind().dialect.name
     insert = (postgresql_insert if dialect == "postgresql" else sqlite_insert)(table)
@@ -807,11 +821,7 @@ def take_rate(session: Session, key: str, start: datetime, end: datetime, units:
                                set_={"count": table.c.count + units})
         .returning(table.c.count)).scalar_one()
     session.execute(sa.delete(table).where(table.c.key == key, table.c.window_start < start))
-    if within(count):
-        return True
-    session.execute(sa.update(table).where(table.c.key == key, table.c.window_start == start)
-                    .values(count=table.c.count - units))
-    return False
+    return count
 
 
 def forget_rate_windows(session: Session, now: datetime) -> int:

@@ -62,8 +62,9 @@ def test_reset_requests_are_limited_per_client_address(limited, unique):
         assert reset(api, f"nobody{n}{unique}@example.com").json() == ACCEPTED
     assert_limited(reset(api, f"nobody{unique}@example.com"), "reset_requests_per_ip")
     assert reset(limited.api(), f"nobody{unique}@example.com").status_code == 202  # another address is not
+    assert_limited(reset(api, f"nobody{unique}@example.com"), "reset_requests_per_ip")  # refused again
     [event] = audited(limited, "reset_requests_per_ip", lambda e: e["actor"]["ip"] == api.client_ip)
-    assert event["outcome"] == "failure" and event["data"]["retry_after"] >= 1
+    assert event["outcome"] == "failure" and event["data"]["retry_after"] >= 1  # one record per window, not two
 
 
 def test_reset_mails_beyond_the_accounts_limit_are_not_sent_and_the_answer_stays_the_same(limited, mailbox, unique):

@@ -123,3 +123,14 @@ def test_concurrent_takes_lose_no_count(database):
 def test_a_batch_larger_than_the_limit_is_never_allowed_so_waiting_would_not_help():
     assert limits.never_allows(4, HOURLY) and not limits.never_allows(3, HOURLY)
     assert not limits.never_allows(10_000, Limit("invitations_per_admin", 0, 3600))  # off
+
+
+def test_only_a_windows_first_refusal_is_the_one_to_audit(database):
+    start, end = limits.window_bounds(NOW, HOURLY.window_seconds)
+    with database.unit_of_work() as uow:
+        firsts = [storage.first_refusal(uow.session, HOURLY.key("k"), start, end) for _ in range(3)]
+        other = storage.first_refusal(uow.session, HOURLY.key("other"), start, end)
+        later_start, later_end = limits.window_bounds(NOW + timedelta(hours=1), HOURLY.window_seconds)
+        next_window = storage.first_refusal(uow.session, HOURLY.key("k"), later_start, later_end)
+        uow.commit()
+    assert firsts == [True, False, False] and other and next_window

@@ -308,6 +308,16 @@ def add_member(group_id, body):
     return member, 201 if added else 200, location
 
 
+@bp.get("/groups/<string:group_id>/members/<string:user_id>")
+@requires(ADMIN_RBAC)
+@bp.output(MemberOut)
+@bp.doc(summary="One member of an LDAP group", description="Needs `admin.rbac`. Where adding a member points "
+        "(`Location`).", responses={**NEEDS_RBAC, 404: "No such group or not a member"})
+def get_member(group_id, user_id):
+    with rbac_rpc() as rpc:
+        return rpc.rbac.get_member(group_id, user_id)
+
+
 @bp.delete("/groups/<string:group_id>/members/<string:user_id>")
 @requires(ADMIN_RBAC)
 @bp.output({}, status_code=204)

@@ -434,8 +434,15 @@ class RbacService(ServiceBase):
             rows = uow.session.scalars(sa.select(GroupMember).where(where)
                                        .order_by(GroupMember.username, GroupMember.user_id)
                                        .offset(offset).limit(limit))
-            items = [{"user_id": m.user_id, "username": m.username, "added_at": iso(m.added_at)} for m in rows]
+            items = [_member_out(m) for m in rows]
         return paging.page_answer(items, offset, total)
+
+    @rpc
+    def get_member(self, group_id, user_id):
+        with self.db.unit_of_work() as uow:
+            group = self._group(uow.session, group_id)
+            member = self._member(uow.session, group, user_id)
+            return _member_out(member)
 
     @rpc
     def add_member(self, actor, group_id, user_id, username=None):
@@ -446,17 +453,14 @@ class RbacService(ServiceBase):
             self._check_membership_change(uow.session, actor, group)
             added = self._add_member(uow, group, user_id, username, actor)
             uow.commit()
-            member = uow.session.get(GroupMember, (group.id, user_id))
-            return {"user_id": user_id, "username": member.username, "added_at": iso(member.added_at)}, added
+            return _member_out(uow.session.get(GroupMember, (group.id, user_id))), added
 
     @rpc
     def remove_member(self, actor, group_id, user_id, username=None):
         actor = Actor.from_dict(actor)
         with self.db.unit_of_work() as uow:
             group = self._group(uow.session, group_id)
-            member = uow.session.get(GroupMember, (group.id, user_id))
-            if member is None:
-                raise NotFound("The user is not a member of that group.", code="not_a_member")
+            member = self._member(uow.session, group, user_id)
             self._check_membership_change(uow.session, actor, group)
             uow.session.delete(member)
             uow.emit(events.member_removed(group, user_id, username or member.username, actor))
@@ -566,6 +570,13 @@ class RbacService(ServiceBase):
         settings = self.config["GATEHOUSE"]
         return settings.integer("GATEHOUSE_GID_MIN"), settings.integer("GATEHOUSE_GID_MAX")
 
+    @staticmethod
+    def _member(session, group, user_id) -> GroupMember:
+        member = session.get(GroupMember, (group.id, user_id))
+        if member is None:
+            raise NotFound("The user is not a member of that group.", code="not_a_member")
+        return member
+
     def _group(self, session, group_id) -> Group:
         group = session.get(Group, group_id)
         if group is None:
@@ -631,6 +642,10 @@ def _builtin_role_out(name, user_count) -> dict:
     return {"id": name, "name": name, "description": domain.BUILTIN_ROLE_DESCRIPTIONS[name],
             "permissions": sorted(domain.BUILTIN_ROLES[name]), "builtin": True, "is_global": True, "tenant_id": None,
             "user_count": user_count, "created_at": None, "updated_at": None, "version": domain.BUILTIN_ROLE_VERSION}
+
+
+def _member_out(member: GroupMember) -> dict:
+    return {"user_id": member.user_id, "username": member.username, "added_at": iso(member.added_at)}
 
 
 def _role_out(role, user_count) -> dict:

@@ -413,6 +413,7 @@ def test_administrator_group_membership_applies_to_the_next_request(platform, ad
 
     added = admin.post(members, json={"user_id": user["id"]})
     assert added.status_code == 201 and added.json()["username"] == f"sy{unique}"
+    assert admin.get(added.headers["Location"]).json() == added.json()  # Location names the membership
     assert admin.post(members, json={"user_id": user["id"]}).status_code == 200  # already a member
     eventually(lambda: api.get("/api/v1/roles").status_code == 200, 5, 0.1, "membership applied")
     mine = api.get("/api/v1/me/permissions").json()
@@ -426,6 +427,7 @@ def test_administrator_group_membership_applies_to_the_next_request(platform, ad
     eventually(lambda: api.get("/api/v1/roles").status_code == 403, 5, 0.1, "removal applied")
     audited(admin, "member_removed", sysadmins["id"], user_id=user["id"])
     error_of(admin.delete(f"{members}/{user['id']}"), 404, "not_a_member")
+    error_of(admin.get(f"{members}/{user['id']}"), 404, "not_a_member")
     error_of(admin.post(members, json={"user_id": "0e7bd1c6-0000-4000-8000-000000000000"}), 404, "not_found")
 
 

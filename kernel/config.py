@@ -149,22 +149,21 @@ class Config:
                 self.integer(setting.env)
         _ = self.queue_type, self.local_directory
 
+    def choice(self, env: str, choices: tuple[str, ...]) -> str:
+        """The setting's value, whatever its case and spaces, if it is one of `choices`."""
+        value = self[env].strip().lower()
+        if value not in choices:
+            raise ConfigError(f"{env}={self[env]!r}: must be one of {', '.join(choices)}")
+        return value
+
     @property
     def local_directory(self) -> bool:
         """Whether the run command starts a directory of its own (GATEHOUSE_DIRECTORY)."""
-        value = self["GATEHOUSE_DIRECTORY"].strip().lower()
-        if value not in DIRECTORY_MODES:
-            raise ConfigError(f"GATEHOUSE_DIRECTORY={self['GATEHOUSE_DIRECTORY']!r}: must be one of "
-                              f"{', '.join(DIRECTORY_MODES)}")
-        return value == "local"
+        return self.choice("GATEHOUSE_DIRECTORY", DIRECTORY_MODES) == "local"
 
     @property
     def queue_type(self) -> str:
-        value = self["GATEHOUSE_QUEUE_TYPE"].strip().lower()
-        if value not in QUEUE_TYPES:
-            raise ConfigError(f"GATEHOUSE_QUEUE_TYPE={self['GATEHOUSE_QUEUE_TYPE']!r}: must be one of "
-                              f"{', '.join(QUEUE_TYPES)}")
-        return value
+        return self.choice("GATEHOUSE_QUEUE_TYPE", QUEUE_TYPES)
 
     @property
     def delivery_limit(self) -> int:

@@ -400,3 +400,45 @@ def test_a_user_of_no_tenant_starts_in_default(session):
     storage.leave_tenant(session, session.get(Membership, (loner.id, "gone")), "y")
     assert storage.starting_tenant(session, loner.id) == "default"
     assert storage.tenants_of(session, loner.id) == ()
+
+
+# --- sign-in queries (one statement where the general ones take several) -----------
+
+@pytest.mark.parametrize("memberships, default, roles", [
+    ((), None, {}),
+    (("default",), None, {}),
+    (("b", "a"), None, {}),
+    (("b", "default", "a"), "a", {}),
+    (("b", "a"), None, {"c": "admin", "a": "viewer"}),
+    ((), None, {"c": "admin", "d": None}),
+    (("a", "b"), "b", {"b": "admin"}),
+])
+def test_sign_in_tenants_are_the_starting_tenant_and_every_tenant_of_the_user(session, memberships, default,
+                                                                               roles):
+    user = add_user(session, "ann", "Ann", "Zed", tenants=())
+    session.query(Membership).delete()  # add_user joins `default` in any case
+    for tenant_id in memberships:
+        storage.join_tenant(session, user.id, tenant_id, "x", is_default=tenant_id == default or None)
+    for tenant_id, role in roles.items():
+        session.add(UserRole(user_id=user.id, tenant_id=tenant_id, role=role, as_of="x"))
+    session.flush()
+    assert storage.sign_in_tenants(session, user.id) == (storage.starting_tenant(session, user.id),
+                                                          storage.tenants_of(session, user.id))
+
+
+def test_a_left_tenant_is_neither_where_a_session_starts_nor_one_of_the_users(session):
+    user = add_user(session, "ann", "Ann", "Zed", tenants=("a", "b"))
+    storage.leave_tenant(session, storage.membership(session, user.id, "a"), "y")
+    storage.leave_tenant(session, storage.membership(session, user.id, "default"), "y")
+    session.flush()
+    assert storage.sign_in_tenants(session, user.id) == ("b", ("b",))
+
+
+def test_throttles_are_read_for_every_key_at_once_and_only_where_failures_are_recorded(session):
+    from services.identity.sessions import Throttle
+    now = utc_now()
+    storage.save_throttle(session, "ip:10.0.0.1", Throttle(3, now, now + timedelta(seconds=60)))
+    rows = storage.throttles(session, ["ip:10.0.0.1", "account:nobody"])
+    assert list(rows) == ["ip:10.0.0.1"]
+    assert (rows["ip:10.0.0.1"].failures, rows["ip:10.0.0.1"].locked_until is not None) == (3, True)
+    assert storage.throttles(session, ["account:nobody"]) == {}

@@ -760,15 +760,10 @@ def _only_default(session: Session, user_id: str, tenant_id: str) -> None:
                     .values(is_default=False))
 
 
-def starting_tenant(session: Session, user_id: str) -> str:
-    """Where a new session of the user starts: their default tenant, else their only or first one;
-    `default` for a user of no tenant (super admins; anyone else is refused there by the gateway)."""
-    return _starting_tenant_of(memberships_of(session, user_id))
-
-
-def _starting_tenant_of(memberships) -> str:
-    """starting_tenant among memberships sorted as memberships_of sorts them (anything with
-    tenant_id and is_default)."""
+def _starting_tenant(memberships) -> str:
+    """Where a new session starts, among the user's memberships sorted as memberships_of sorts them:
+    their default tenant, else their only or first one; `default` for a user of no tenant (super
+    admins; anyone else is refused there by the gateway)."""
     chosen = next((row for row in memberships if row.is_default), memberships[0] if memberships else None)
     return chosen.tenant_id if chosen else "default"
 
@@ -786,10 +781,11 @@ _SIGN_IN_TENANTS = sa.union_all(
 
 
 def sign_in_tenants(session: Session, user_id: str) -> tuple[str, tuple[str, ...]]:
-    """starting_tenant and tenants_of of the user, with one query instead of three (sign-in needs both)."""
+    """Where a new session of the user starts, and tenants_of the user (which the sign-in event
+    carries): one query for both, sign-in is the hot path."""
     rows = session.execute(_SIGN_IN_TENANTS, {"user_id": user_id}).all()
     joined = sorted((row for row in rows if row.is_membership), key=_membership_order)
-    return _starting_tenant_of(joined), tuple(sorted({row.tenant_id for row in rows}))
+    return _starting_tenant(joined), tuple(sorted({row.tenant_id for row in rows}))
 
 
 def tenant_assignments(session: Session, user_ids: list[str]) -> dict[str, list[dict]]:

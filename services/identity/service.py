@@ -167,8 +167,10 @@ class IdentityService(ServiceBase):
             user = storage.find_by_login(uow.session, login)
             known_hash = user.password_hash if user else None
             account = sessions.account_key(user.id) if user else sessions.unknown_login_key(login)
-            ip_wait = sessions.retry_after(self._throttle(uow, sessions.ip_key(actor.ip)), now)
-            account_wait = sessions.retry_after(self._throttle(uow, account), now)
+            address = sessions.ip_key(actor.ip)
+            throttled = self._throttles(uow, address, account)
+            ip_wait = sessions.retry_after(throttled.get(address), now)
+            account_wait = sessions.retry_after(throttled.get(account), now)
             if ip_wait:
                 self._emit_about(uow, user, events.login_throttled(user, actor, domain.loggable_login(login), "ip",
                                                                    ip_wait))
@@ -200,17 +202,16 @@ class IdentityService(ServiceBase):
     def _open_session(self, uow, user, actor, user_agent, now, second_factor=None) -> dict:
         """A new session of a user who passed every step of sign-in; the caller commits."""
         user.last_login_at = now
-        session = LoginSession(user_id=user.id, created_at=now, last_used_at=now, ip=actor.ip,
-                               user_agent=sessions.user_agent(user_agent),
-                               expires_at=sessions.session_expiry(now, self._refresh_ttl()),
-                               tenant_id=storage.starting_tenant(uow.session, user.id))
-        uow.session.add(session)
-        uow.session.flush()
-        refresh_token = self._issue_refresh_token(uow, session.id, now)
-        self._emit_about(uow, user, events.login_succeeded(
-            user, actor.as_user(user.id, user.username, user.full_name, user.email), session.id, second_factor))
-        return {"user": storage.signed_in_user(uow.session, user), "session_id": session.id,
-                "refresh_token": refresh_token, "tenant_id": session.tenant_id}
+        # Sign-in is the hot path: the session's tenant and the event's tenants come from one query,
+        # the session and its token are Core inserts (no ORM objects to flush).
+        tenant_id, user_tenant_ids = storage.sign_in_tenants(uow.session, user.id)
+        session_id = storage.add_login_session(uow.session, user.id, now, actor.ip, sessions.user_agent(user_agent),
+                                               sessions.session_expiry(now, self._refresh_ttl()), tenant_id)
+        refresh_token = self._issue_refresh_token(uow, session_id, now)
+        uow.emit(*events.in_tenants(user_tenant_ids, events.login_succeeded(
+            user, actor.as_user(user.id, user.username, user.full_name, user.email), session_id, second_factor)))
+        return {"user": storage.signed_in_user(uow.session, user), "session_id": session_id,
+                "refresh_token": refresh_token, "tenant_id": tenant_id}
 
     def _refuse_login(self, user, actor, login, refusal, password_ok, account, account_wait, rules):
         """Record the refused attempt (audit, throttle counters) and raise its answer."""
@@ -442,7 +443,15 @@ class IdentityService(ServiceBase):
 
     def _throttle(self, uow, key):
         row = storage.throttle(uow.session, key)
-        return row and sessions.Throttle(row.failures, row.first_failure_at, row.locked_until)
+        return row and self._throttle_state(row)
+
+    def _throttles(self, uow, *keys) -> dict[str, sessions.Throttle]:
+        """The state of each of the keys that has failures on record (one query)."""
+        return {key: self._throttle_state(row) for key, row in storage.throttles(uow.session, list(keys)).items()}
+
+    @staticmethod
+    def _throttle_state(row) -> sessions.Throttle:
+        return sessions.Throttle(row.failures, row.first_failure_at, row.locked_until)
 
     def _count_failure(self, uow, key, limit, rules):
         state = sessions.after_failure(self._throttle(uow, key), utc_now(), limit, rules)

@@ -275,9 +275,14 @@ def allocate_uid_number(session: Session) -> int:
     return allocated - 1
 
 
+# Statements of sign-in, built once: building one and computing its cache key costs more CPU than
+# running it on SQLite.
+_USER_BY_LOGIN = sa.select(User).where(sa.or_(User.username == sa.bindparam("login"),
+                                              User.email == sa.bindparam("login")))
+
+
 def find_by_login(session: Session, login: str) -> User | None:
-    login = (login or "").strip().lower()
-    return session.scalars(sa.select(User).where(sa.or_(User.username == login, User.email == login))).first()
+    return session.scalars(_USER_BY_LOGIN, {"login": (login or "").strip().lower()}).first()
 
 
 def conflicts(session: Session, username: str | None, email: str | None, excluding: str | None = None) -> dict[str, str]:
@@ -711,7 +716,7 @@ def public_invitation(invitation: Invitation) -> dict:
 def memberships_of(session: Session, user_id: str) -> list[Membership]:
     """The user's tenants (read model), `default` first then by id."""
     rows = session.scalars(sa.select(Membership).where(Membership.user_id == user_id, Membership.member.is_(True)))
-    return sorted(rows, key=lambda row: (row.tenant_id != "default", row.tenant_id))
+    return sorted(rows, key=_membership_order)
 
 
 def membership(session: Session, user_id: str, tenant_id: str) -> Membership | None:
@@ -755,12 +760,32 @@ def _only_default(session: Session, user_id: str, tenant_id: str) -> None:
                     .values(is_default=False))
 
 
-def starting_tenant(session: Session, user_id: str) -> str:
-    """Where a new session of the user starts: their default tenant, else their only or first one;
-    `default` for a user of no tenant (super admins; anyone else is refused there by the gateway)."""
-    rows = memberships_of(session, user_id)
-    chosen = next((row for row in rows if row.is_default), rows[0] if rows else None)
+def _starting_tenant(memberships) -> str:
+    """Where a new session starts, among the user's memberships sorted as memberships_of sorts them:
+    their default tenant, else their only or first one; `default` for a user of no tenant (super
+    admins; anyone else is refused there by the gateway)."""
+    chosen = next((row for row in memberships if row.is_default), memberships[0] if memberships else None)
     return chosen.tenant_id if chosen else "default"
+
+
+def _membership_order(row) -> tuple[bool, str]:
+    return row.tenant_id != "default", row.tenant_id
+
+
+# Every tenant of a user (as tenants_of), each telling whether it is a membership and the default one.
+_SIGN_IN_TENANTS = sa.union_all(
+    sa.select(Membership.tenant_id, Membership.is_default, sa.true().label("is_membership"))
+    .where(Membership.user_id == sa.bindparam("user_id"), Membership.member.is_(True)),
+    sa.select(UserRole.tenant_id, sa.false().label("is_default"), sa.false().label("is_membership"))
+    .where(UserRole.user_id == sa.bindparam("user_id"), UserRole.role.is_not(None)))
+
+
+def sign_in_tenants(session: Session, user_id: str) -> tuple[str, tuple[str, ...]]:
+    """Where a new session of the user starts, and tenants_of the user (which the sign-in event
+    carries): one query for both, sign-in is the hot path."""
+    rows = session.execute(_SIGN_IN_TENANTS, {"user_id": user_id}).all()
+    joined = sorted((row for row in rows if row.is_membership), key=_membership_order)
+    return _starting_tenant(joined), tuple(sorted({row.tenant_id for row in rows}))
 
 
 def tenant_assignments(session: Session, user_ids: list[str]) -> dict[str, list[dict]]:
@@ -830,6 +855,20 @@ def forget_rate_windows(session: Session, now: datetime) -> int:
     return session.execute(sa.delete(table).where(table.c.expires_at <= now)).rowcount
 
 
+_THROTTLE_TABLE = LoginThrottle.__table__
+_THROTTLES = (sa.select(_THROTTLE_TABLE.c.key, _THROTTLE_TABLE.c.failures, _THROTTLE_TABLE.c.first_failure_at,
+                        _THROTTLE_TABLE.c.locked_until)
+              .where(_THROTTLE_TABLE.c.key.in_(sa.bindparam("keys", expanding=True))).with_for_update())
+_CLEAR_THROTTLE = sa.delete(_THROTTLE_TABLE).where(_THROTTLE_TABLE.c.key == sa.bindparam("throttle_key"))
+
+
+def throttles(session: Session, keys: list[str]) -> dict:
+    """The rows (key, failures, first_failure_at, locked_until) of those of the keys that have one
+    (most have none), by key, locked for this transaction where the database can (PostgreSQL):
+    one Core query for all of them."""
+    return {row.key: row for row in session.execute(_THROTTLES, {"keys": keys})}
+
+
 def throttle(session: Session, key: str) -> LoginThrottle | None:
     """The key's row, locked for this transaction where the database can (PostgreSQL)."""
     return session.scalars(sa.select(LoginThrottle).where(LoginThrottle.key == key).with_for_update()).first()
@@ -850,11 +889,25 @@ def save_throttle(session: Session, key: str, state) -> None:
 
 
 def clear_throttle(session: Session, key: str) -> bool:
-    return session.execute(sa.delete(LoginThrottle).where(LoginThrottle.key == key)).rowcount > 0
+    return session.execute(_CLEAR_THROTTLE, {"throttle_key": key}).rowcount > 0
+
+
+_INSERT_SESSION = sa.insert(LoginSession.__table__)
+_INSERT_REFRESH_TOKEN = sa.insert(RefreshToken.__table__)
+
+
+def add_login_session(session: Session, user_id: str, now: datetime, ip: str | None, user_agent: str,
+                      expires_at: datetime, tenant_id: str) -> str:
+    """A new session; returns its id. A Core insert: sign-in needs no ORM object (and no flush) for it."""
+    session_id = str(uuid.uuid4())
+    session.execute(_INSERT_SESSION, {"id": session_id, "user_id": user_id, "created_at": now, "last_used_at": now,
+                                      "ip": ip, "user_agent": user_agent, "expires_at": expires_at,
+                                      "tenant_id": tenant_id})
+    return session_id
 
 
 def add_refresh_token(session: Session, session_id: str, digest: str, now: datetime) -> None:
-    session.add(RefreshToken(token_hash=digest, session_id=session_id, issued_at=now))
+    session.execute(_INSERT_REFRESH_TOKEN, {"token_hash": digest, "session_id": session_id, "issued_at": now})
 
 
 def refresh_token(session: Session, digest: str) -> RefreshToken | None:

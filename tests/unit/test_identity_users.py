@@ -383,20 +383,69 @@ def test_lists_only_the_members_of_the_tenant(session, people):
         outsider.id: [{"tenant_id": "other", "role": "admin", "is_default": True}]}
 
 
+def starting_tenant(session, user_id):
+    return storage.sign_in_tenants(session, user_id)[0]
+
+
 def test_a_membership_that_ended_takes_the_user_out_and_moves_the_default(session, people):
     dee = people["dee"]
-    assert storage.starting_tenant(session, dee.id) == "default"  # the first one joined is the default
+    assert starting_tenant(session, dee.id) == "default"  # the first one joined is the default
     storage.leave_tenant(session, storage.membership(session, dee.id, "default"), "y")
     assert "dee" not in names(storage.list_users(session, "default", limit=100)[0])
     assert storage.membership(session, dee.id, "default") is None
-    assert storage.starting_tenant(session, dee.id) == "other"
+    assert starting_tenant(session, dee.id) == "other"
     storage.join_tenant(session, dee.id, "default", "z", is_default=True)
-    assert storage.starting_tenant(session, dee.id) == "default"
+    assert starting_tenant(session, dee.id) == "default"
     assert [row.is_default for row in storage.memberships_of(session, dee.id)] == [True, False]
 
 
 def test_a_user_of_no_tenant_starts_in_default(session):
     loner = add_user(session, "solo", "So", "Lo", tenants=(), tenant="gone")
     storage.leave_tenant(session, session.get(Membership, (loner.id, "gone")), "y")
-    assert storage.starting_tenant(session, loner.id) == "default"
-    assert storage.tenants_of(session, loner.id) == ()
+    assert storage.sign_in_tenants(session, loner.id) == ("default", ())
+
+
+# --- sign-in queries (one statement where the general ones take several) -----------
+
+@pytest.mark.parametrize("memberships, default, roles, expected", [
+    ((), None, {}, ("default", ())),
+    (("default",), None, {}, ("default", ("default",))),
+    (("b", "a"), None, {}, ("b", ("a", "b"))),  # the first one joined is the default
+    (("b", "default", "a"), "a", {}, ("a", ("a", "b", "default"))),
+    (("b", "c"), "nowhere", {}, ("b", ("b", "c"))),  # no default: the first by id
+    (("b", "default"), "nowhere", {}, ("default", ("b", "default"))),  # no default: `default` first
+    (("b", "a"), None, {"c": "admin", "a": "viewer"}, ("b", ("a", "b", "c"))),  # a role is not a membership
+    ((), None, {"c": "admin", "d": None}, ("default", ("c",))),  # a role withdrawn is no tenant
+    (("a", "b"), "b", {"b": "admin"}, ("b", ("a", "b"))),
+])
+def test_sign_in_tenants_are_where_the_session_starts_and_every_tenant_of_the_user(session, memberships, default,
+                                                                                    roles, expected):
+    user = add_user(session, "ann", "Ann", "Zed", tenants=())
+    session.query(Membership).delete()  # add_user joins `default` in any case
+    for tenant_id in memberships:
+        storage.join_tenant(session, user.id, tenant_id, "x", is_default=tenant_id == default or None)
+    if default == "nowhere":
+        session.query(Membership).update({"is_default": False})
+    for tenant_id, role in roles.items():
+        session.add(UserRole(user_id=user.id, tenant_id=tenant_id, role=role, as_of="x"))
+    session.flush()
+    assert storage.sign_in_tenants(session, user.id) == expected
+    assert expected[1] == storage.tenants_of(session, user.id)  # what events about the user carry
+
+
+def test_a_left_tenant_is_neither_where_a_session_starts_nor_one_of_the_users(session):
+    user = add_user(session, "ann", "Ann", "Zed", tenants=("a", "b"))
+    storage.leave_tenant(session, storage.membership(session, user.id, "a"), "y")
+    storage.leave_tenant(session, storage.membership(session, user.id, "default"), "y")
+    session.flush()
+    assert storage.sign_in_tenants(session, user.id) == ("b", ("b",))
+
+
+def test_throttles_are_read_for_every_key_at_once_and_only_where_failures_are_recorded(session):
+    from services.identity.sessions import Throttle
+    now = utc_now()
+    storage.save_throttle(session, "ip:10.0.0.1", Throttle(3, now, now + timedelta(seconds=60)))
+    rows = storage.throttles(session, ["ip:10.0.0.1", "account:nobody"])
+    assert list(rows) == ["ip:10.0.0.1"]
+    assert (rows["ip:10.0.0.1"].failures, rows["ip:10.0.0.1"].locked_until is not None) == (3, True)
+    assert storage.throttles(session, ["account:nobody"]) == {}

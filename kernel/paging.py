@@ -2,30 +2,42 @@
 of the previous page), answered as {"items", "next_cursor", "total"}.
 
 Cursors are opaque so that callers take them from `next_cursor` rather than computing
-them; a cursor that is not one of ours is a 422, never a silent first page. Two kinds
-share one encoding (URL-safe base64 of "<kind>:<number>"):
+them; a cursor that is not one of ours is a 422, never a silent first page. All are
+unpadded URL-safe base64:
 
-- offset cursors count the rows already seen, for small lists read in one go;
-- keyset cursors name the key of the last row seen, for lists that grow at the top
-  while they are read (the audit trail): a new row never shifts the next page.
+- offset cursors ("offset:<number>") count the rows already seen, for small lists read in one go;
+- keyset cursors ("before:<number>") name the key of the last row seen, for lists that grow at
+  the top while they are read (the audit trail): a new row never shifts the next page;
+- position cursors (a JSON list: the list's kind, then the last row's sort values and id) do
+  the same for lists sorted by other keys (users, invitations).
 """
 from __future__ import annotations
 
 import base64
+import json
 
 from kernel.errors import ValidationFailed
 
 OFFSET, KEYSET = "offset", "before"
 
 
+def _to_cursor(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def _from_cursor(cursor: str) -> str:
+    """The text a cursor encodes; ValueError (or UnicodeDecodeError) when it is not base64 of text."""
+    return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+
+
 def _encode(kind: str, number: int) -> str:
-    return base64.urlsafe_b64encode(f"{kind}:{number}".encode()).decode().rstrip("=")
+    return _to_cursor(f"{kind}:{number}")
 
 
 def _decode(kind: str, cursor: str) -> int | None:
     """The number a cursor of `kind` stands for; None when it is not one of ours."""
     try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        text = _from_cursor(cursor)
     except (ValueError, UnicodeDecodeError):
         return None
     prefix, _, number = text.partition(":")
@@ -34,7 +46,8 @@ def _decode(kind: str, cursor: str) -> int | None:
     return int(number)
 
 
-def _refuse_cursor() -> ValidationFailed:
+def refuse_cursor() -> ValidationFailed:
+    """The error of a cursor that is not one of this list's (raise it)."""
     return ValidationFailed("The cursor is not valid.", details={"cursor": "is not a cursor of this list"})
 
 
@@ -53,7 +66,7 @@ def offset_of(cursor: str | None) -> int:
     """decode_cursor, refusing a foreign cursor with the error callers show."""
     offset = decode_cursor(cursor)
     if offset is None:
-        raise _refuse_cursor()
+        raise refuse_cursor()
     return offset
 
 
@@ -68,8 +81,27 @@ def keyset_of(cursor: str | None) -> int | None:
         return None
     key = _decode(KEYSET, cursor)
     if key is None:
-        raise _refuse_cursor()
+        raise refuse_cursor()
     return key
+
+
+def encode_position(kind: str, values: list) -> str:
+    """The cursor of the page after the row these JSON values (its sort keys and id) describe."""
+    return _to_cursor(json.dumps([kind, *values]))
+
+
+def position_of(kind: str, cursor: str | None) -> list | None:
+    """The values a position cursor of `kind` names (None for the first page); a foreign cursor is a
+    422. The caller checks their shape and raises refuse_cursor() for one it cannot use."""
+    if not cursor:
+        return None
+    try:
+        decoded = json.loads(_from_cursor(cursor))
+    except (ValueError, UnicodeDecodeError):
+        raise refuse_cursor() from None
+    if not isinstance(decoded, list) or not decoded or decoded[0] != kind:
+        raise refuse_cursor()
+    return decoded[1:]
 
 
 def page_answer(items: list, offset: int, total: int, more: bool | None = None, total_exact: bool = True) -> dict:

@@ -1,7 +1,6 @@
 """Identity's tables and the queries the service needs; the only module that knows SQL."""
 from __future__ import annotations
 
-import base64
 import json
 import uuid
 from datetime import datetime
@@ -13,9 +12,9 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from kernel import paging
 from kernel.db import iso, service_base  # noqa: F401  (iso: storage.iso for the service)
 from kernel.envelope import utc_now
-from kernel.errors import ValidationFailed
 from services.identity import twofactor
 from services.identity.domain import ACTIVE, FIRST_UID_NUMBER, PasswordPolicy
 from services.rbac.domain import SUPER_ADMIN
@@ -470,27 +469,25 @@ def _user_list_cursor(sort: str, order: str, key: str | None, user: User, role: 
     """The cursor of the page after this row: the list's sort and order, the row's key values, its id."""
     values = [] if key is None else [role] if key == "role" else [getattr(user, c.key) for c in _sort_columns(key)]
     values = [value.isoformat() if key in _DATETIME_KEYS and value is not None else value for value in values]
-    text = json.dumps([_USER_LIST_CURSOR, sort, order, key, values, user.id])
-    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+    return paging.encode_position(_USER_LIST_CURSOR, [sort, order, key, values, user.id])
 
 
 def _position(cursor: str | None, sort: str, order: str, key: str | None) -> tuple[list, str] | None:
     """(key values, id) of the row a cursor of this list (this sort, order and key) follows; None for
     no cursor. A cursor of anything else is refused (ValidationFailed), never read as a first page."""
-    if not cursor:
+    position = paging.position_of(_USER_LIST_CURSOR, cursor)
+    if position is None:
         return None
     try:
-        kind, cursor_sort, cursor_order, cursor_key, values, last_id = json.loads(
-            base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        if (kind, cursor_sort, cursor_order, cursor_key) != (_USER_LIST_CURSOR, sort, order, key) \
+        cursor_sort, cursor_order, cursor_key, values, last_id = position
+        if (cursor_sort, cursor_order, cursor_key) != (sort, order, key) \
                 or not isinstance(last_id, str) or not isinstance(values, list) \
                 or len(values) != (0 if key is None else len(_sort_columns(key))):
             raise ValueError(cursor)
         if key in _DATETIME_KEYS and values[0] is not None:
             values = [datetime.fromisoformat(values[0])]
-    except (ValueError, TypeError, KeyError, UnicodeDecodeError):
-        raise ValidationFailed("The cursor is not valid.",
-                               details={"cursor": "is not a cursor of this list"}) from None
+    except (ValueError, TypeError, KeyError):
+        raise paging.refuse_cursor() from None
     return values, last_id
 
 
@@ -653,16 +650,19 @@ def list_invitations(session: Session, tenant_id: str, status: str | None, limit
     return rows[:limit], next_cursor, total
 
 
+_INVITATION_CURSOR = "invitations"
+
+
 def _encode_cursor(created_at: datetime, row_id: str) -> str:
-    return base64.urlsafe_b64encode(json.dumps([created_at.isoformat(), row_id]).encode()).decode()
+    return paging.encode_position(_INVITATION_CURSOR, [created_at.isoformat(), row_id])
 
 
 def _decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
-        created_at, row_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        created_at, row_id = paging.position_of(_INVITATION_CURSOR, cursor)
         return datetime.fromisoformat(created_at), str(row_id)
     except (ValueError, TypeError):
-        raise ValidationFailed("The cursor is not valid.", details={"cursor": "use next_cursor of a previous page"}) from None
+        raise paging.refuse_cursor() from None
 
 
 def cancel_mail_jobs(session: Session, kind: str, ref_id: str, reason: str, now: datetime) -> None:

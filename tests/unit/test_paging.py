@@ -1,5 +1,6 @@
 import pytest
 
+from kernel import paging
 from kernel.errors import ValidationFailed
 from kernel.paging import (decode_cursor, encode_cursor, encode_keyset_cursor, keyset_of, offset_of, page,
                            page_answer)
@@ -58,3 +59,18 @@ def test_foreign_keyset_cursors_are_refused(cursor):
 
 def test_a_keyset_cursor_is_not_an_offset_cursor():
     assert decode_cursor(encode_keyset_cursor(5)) is None
+
+
+def test_a_position_cursor_names_its_list_and_carries_its_values():
+    cursor = paging.encode_position("users", ["name", "asc", None, ["Ada", "Lovelace"], "id-1"])
+    assert "=" not in cursor
+    assert paging.position_of("users", cursor) == ["name", "asc", None, ["Ada", "Lovelace"], "id-1"]
+    assert paging.position_of("users", None) is None
+
+
+@pytest.mark.parametrize("cursor", [paging.encode_position("invitations", ["x"]), paging.encode_cursor(20),
+                                    "not base64!", paging._to_cursor('{"a": 1}'), paging._to_cursor("[]")])
+def test_a_cursor_of_another_list_or_of_nothing_is_refused(cursor):
+    with pytest.raises(ValidationFailed) as refused:
+        paging.position_of("users", cursor)
+    assert refused.value.details == {"cursor": "is not a cursor of this list"}

@@ -25,7 +25,8 @@ def if_match(what: str = "resource") -> int | None:
     """The version the caller read (If-Match), None when it sent none or `*`."""
     if "If-Match" not in request.headers or request.if_match.star_tag:
         return None
-    versions = {tag for tag in request.if_match.as_set(include_weak=True) if tag and tag.isascii() and tag.isdigit()}  # "" parses as None
+    tags = request.if_match.as_set(include_weak=True)  # an empty tag ("") comes back as None
+    versions = {tag for tag in tags if tag and tag.isascii() and tag.isdigit()}
     if len(versions) != 1:
         raise PreconditionFailed(f"If-Match must be the ETag of the {what}, as GET returned it.")
     return int(versions.pop())

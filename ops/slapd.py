@@ -40,7 +40,9 @@ moduleload back_mdb
 # Verifies userPassword values {{ARGON2}}$argon2id$...: the platform's own hashes.
 moduleload argon2
 
-{anonymous}
+# No anonymous bind, and no operation but a bind before one (StartTLS still works).
+disallow bind_anon
+require authc
 # The root DSE and the schema (what clients such as ldap3 read to decode values) hold no one's data.
 access to dn.base=""
     by * read
@@ -51,8 +53,12 @@ access to attrs=userPassword
     by self write
     by anonymous auth
     by * none
+# Entries (userPassword aside): the reader account, and each user their own; an account that
+# signed up must not list every tenant's users.
 access to *
-{readers}
+    by dn.exact="{reader}" read
+    by self read
+    by * none
 
 database mdb
 suffix "{suffix}"
@@ -63,17 +69,6 @@ maxsize 4294967296
 {sync}index objectClass eq
 index uid,uidNumber,gidNumber,memberUid,cn eq
 """
-
-
-# Who may read entries (userPassword aside). Closed: the reader account, and each user their own
-# entry; an account that signed up must not list every tenant's users.
-CLOSED_READERS = """    by dn.exact="{reader}" read
-    by self read
-    by * none"""
-CLOSED_ANONYMOUS = """# No anonymous bind, and no operation but a bind before one (StartTLS still works).
-disallow bind_anon
-require authc"""
-OPEN_READERS = "    by * read"
 
 
 def ssha(password: str) -> str:
@@ -108,14 +103,11 @@ class Slapd:
     def __init__(self, base_dir: Path, port: int | None = None, base_dn: str = "dc=gatehouse,dc=test",
                  admin_dn: str = "cn=admin,dc=gatehouse,dc=test", admin_password: str = "gatehouse-admin",
                  tls: tuple[str, str] | None = None, durable: bool = True, host: str = "127.0.0.1",
-                 reader_password: str = "gatehouse-reader", anonymous_read: bool = False):
+                 reader_password: str = "gatehouse-reader"):
         """tls: (certificate file, key file) to serve StartTLS and ldaps:// on `ldaps_port` too.
         durable=False: writes are not flushed to disk one by one (`dbnosync`), for throwaway
-        directories of tests and benchmarks; a crash of the machine may lose the last writes.
-        anonymous_read=True: the old open directory (anonymous binds, everyone reads entries but
-        passwords), only for a Proxmox VE realm that cannot be given a bind DN yet."""
+        directories of tests and benchmarks; a crash of the machine may lose the last writes."""
         self.durable = durable
-        self.anonymous_read = anonymous_read
         self.reader_password = reader_password
         self.host = host  # what slapd listens on; clients on this machine use 127.0.0.1
         self.base_dir = Path(base_dir)
@@ -230,9 +222,7 @@ class Slapd:
                                                   suffix=self.base_dn, rootdn=self.admin_dn,
                                                   rootpw=ssha(self.admin_password),
                                                   sync="" if self.durable else "dbnosync\n",
-                                                  anonymous="" if self.anonymous_read else CLOSED_ANONYMOUS,
-                                                  readers=OPEN_READERS if self.anonymous_read
-                                                  else CLOSED_READERS.format(reader=self.reader_dn)))
+                                                  reader=self.reader_dn))
         self.config_path.chmod(0o600)  # holds the rootpw hash
 
     def _load(self, ldif: str) -> None:

@@ -25,10 +25,3 @@ def test_the_directory_is_closed_by_default(tmp_path):
     assert rules.rstrip().endswith("by * none")
     assert server.reader_dn == "cn=reader,dc=example,dc=org"
 
-
-def test_the_open_directory_must_be_asked_for(tmp_path):
-    server = Slapd(tmp_path, port=1389, anonymous_read=True)
-    server.write_config()
-    config = server.config_path.read_text()
-    assert "disallow bind_anon" not in config and "require authc" not in config
-    assert "by anonymous auth" in acl(config) and acl(config).rstrip().endswith("by * read")

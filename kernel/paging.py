@@ -108,8 +108,13 @@ def page_answer(items: list, offset: int, total: int, more: bool | None = None, 
     """The list answer for `items` found at `offset` among `total` matches. A list whose
     total is capped says so (`total_exact` false) and tells `more` itself."""
     following = offset + len(items)
-    answer = {"items": items, "next_cursor": encode_cursor(following) if (following < total if more is None else more)
-              else None, "total": total}
+    more = following < total if more is None else more
+    return list_answer(items, encode_cursor(following) if more else None, total, total_exact)
+
+
+def list_answer(items: list, next_cursor: str | None, total: int, total_exact: bool = True) -> dict:
+    """The one answer shape of a list page; a list whose total is capped says so (`total_exact` false)."""
+    answer = {"items": items, "next_cursor": next_cursor, "total": total}
     if not total_exact:
         answer["total_exact"] = False
     return answer

@@ -514,8 +514,7 @@ class IdentityService(ServiceBase):
     def list_invitations(self, status=None, limit=50, cursor=None, tenant_id=DEFAULT_TENANT_ID):
         with self.db.unit_of_work() as uow:
             rows, next_cursor, total = storage.list_invitations(uow.session, tenant_id, status, limit, cursor)
-            return {"items": [storage.public_invitation(row) for row in rows], "next_cursor": next_cursor,
-                    "total": total}
+            return paging.list_answer([storage.public_invitation(row) for row in rows], next_cursor, total)
 
     @rpc
     def get_invitation(self, invitation_id, tenant_id=DEFAULT_TENANT_ID):
@@ -903,10 +902,7 @@ class IdentityService(ServiceBase):
                 invited = storage.invitation_states(uow.session, ids)
                 items = [{**item, "tenants": tenants[item["id"]], "invitation_status": invited.get(item["id"])}
                          for item in items]
-        answer = {"items": items, "next_cursor": found.next_cursor, "total": found.total}
-        if not found.total_exact:
-            answer["total_exact"] = False
-        return answer
+        return paging.list_answer(items, found.next_cursor, found.total, found.total_exact)
 
     @rpc
     def directory_entries(self, user_ids=None, tenant_id=None, after=None, limit=2000):

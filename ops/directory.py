@@ -16,7 +16,7 @@ from services.proxmox_sync.domain import DIRECTORY_FIELDS
 def local_directory(cfg: Config) -> Slapd:
     base_dn = cfg["GATEHOUSE_DIRECTORY_BASE_DN"]
     return Slapd(_folder(cfg), port=cfg.integer("GATEHOUSE_DIRECTORY_PORT"), base_dn=base_dn,
-                 admin_dn=_admin_dn(cfg), admin_password=admin_password(cfg),
+                 admin_dn=f"cn=admin,{base_dn}", admin_password=admin_password(cfg),
                  reader_password=reader_password(cfg), host=cfg["GATEHOUSE_DIRECTORY_HOST"])
 
 
@@ -26,14 +26,6 @@ def admin_password(cfg: Config) -> str:
 
 def reader_password(cfg: Config) -> str:
     return cfg["GATEHOUSE_DIRECTORY_READER_PASSWORD"] or persistent_secret(_folder(cfg) / "reader.secret")
-
-
-def _admin_dn(cfg: Config) -> str:
-    return f"cn=admin,{cfg['GATEHOUSE_DIRECTORY_BASE_DN']}"
-
-
-def _reader_dn(cfg: Config) -> str:
-    return f"cn=reader,{cfg['GATEHOUSE_DIRECTORY_BASE_DN']}"
 
 
 def _folder(cfg: Config):
@@ -52,13 +44,14 @@ def point_sync_at(rpc, url: str, cfg: Config, actor: dict) -> bool:
     reach it), unless some are set already; True when set now. Settings of this directory
     from before its reader account existed get the reader as the realms' bind DN."""
     current = rpc.proxmox_sync.get_directory_settings()
-    realm_bind = {"realm_bind_dn": _reader_dn(cfg), "realm_bind_password": reader_password(cfg)}
+    slapd = local_directory(cfg)  # its names and passwords; nothing is started
+    realm_bind = {"realm_bind_dn": slapd.reader_dn, "realm_bind_password": slapd.reader_password}
     if not current["configured"]:
-        base_dn = cfg["GATEHOUSE_DIRECTORY_BASE_DN"]
         rpc.proxmox_sync.put_directory_settings(actor, {
-            "url": url, "bind_dn": _admin_dn(cfg), "password": admin_password(cfg), "base_dn": base_dn, **realm_bind})
+            "url": url, "bind_dn": slapd.admin_dn, "password": slapd.admin_password, "base_dn": slapd.base_dn,
+            **realm_bind})
         return True
-    if current["bind_dn"] == _admin_dn(cfg) and not current["realm_bind_dn"]:
+    if current["bind_dn"] == slapd.admin_dn and not current["realm_bind_dn"]:
         kept = {name: current[name] for name in DIRECTORY_FIELDS}  # no password: the stored one stays
         rpc.proxmox_sync.put_directory_settings(actor, {**kept, **realm_bind})
     return False

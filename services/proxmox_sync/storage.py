@@ -290,7 +290,13 @@ def inventory_rows(session: Session, tenant_id: str, kinds, connection_id: str |
 
 
 def replace_inventory(session: Session, connection_id: str, tenant_id: str, rows: list[dict]) -> None:
-    """The connection's rows become `rows` (dicts of InventoryItem's columns): guests gone are gone."""
+    """The connection's rows become `rows` (dicts of InventoryItem's columns): guests gone are gone.
+
+    Replacements of one connection take turns (the poller's and a power action's refresh may
+    meet): on PostgreSQL the second's delete would not see the first's new rows, and its inserts
+    would clash with them. SQLite lets one writer in at a time anyway."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(f"inventory:{connection_id}"))))
     forget_inventory(session, connection_id)
     session.add_all(InventoryItem(connection_id=connection_id, tenant_id=tenant_id, **row) for row in rows)
 

@@ -17,7 +17,7 @@ from sqlalchemy.orm import sessionmaker
 
 from kernel import SERVICES, migrate
 from kernel.db import ServiceDatabase, create_engine, kernel_tables
-from kernel.envelope import SYSTEM, Event, Resource
+from kernel.envelope import SYSTEM, Event, Resource, utc_now
 from kernel.outbox import OutboxRelay
 from services.identity import storage as identity_storage
 from services.identity.domain import FIRST_UID_NUMBER
@@ -359,3 +359,41 @@ def test_two_factor_sign_in_on_postgres(pg_platform, unique):
     assert api.get("/api/v1/me/2fa").json()["recovery_codes_left"] == 9
     assert pg_platform.admin().delete(f"/api/v1/users/{user['id']}/2fa").status_code == 204
     assert api.get("/api/v1/me/2fa").json()["enrolled"] is False
+
+
+def test_concurrent_inventory_replacements_of_one_connection_on_postgres_never_clash(postgres):
+    # The poller and a power action's refresh both replace a connection's rows: on PostgreSQL the
+    # second's delete does not see the first's new rows, so unserialized its inserts clashed.
+    from services.proxmox_sync import storage as sync_storage
+
+    url = fresh_database(postgres, "inventory")
+    migrate.upgrade("proxmox_sync", url)
+    engine = create_engine(url, pool_size=8)
+    sessions = sessionmaker(engine)
+    now = utc_now()
+    rows = [{"kind": "node", "key": f"n{i}", "node": f"n{i}", "name": None, "vmid": None, "status": "online",
+             "data": {}, "seen_at": now} for i in range(20)]
+    start, errors = threading.Barrier(4), []
+
+    def replace_many():
+        try:
+            start.wait()
+            for _ in range(10):
+                with sessions() as session:
+                    sync_storage.replace_inventory(session, "c1", "default", rows)
+                    session.commit()
+        except Exception as error:
+            errors.append(error)
+
+    try:
+        threads = [threading.Thread(target=replace_many) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        with engine.connect() as conn:
+            stored = conn.execute(sa.select(sa.func.count()).select_from(sync_storage.InventoryItem)).scalar_one()
+    finally:
+        engine.dispose()
+    assert not errors, errors[:1]
+    assert stored == 20

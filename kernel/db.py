@@ -34,6 +34,15 @@ def iso(moment: datetime | None) -> str | None:
     return aware(moment).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
+def take_turns(session, key: str) -> None:
+    """Writers of `key` in this transaction wait for each other's commit (PostgreSQL: an advisory
+    lock held until the transaction ends, re-entrant; take several in one order). For
+    read-then-write steps that two instances may run at once; SQLite lets one writer in at a
+    time anyway."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(key))))
+
+
 def kernel_tables(metadata: sa.MetaData, service: str) -> tuple[sa.Table, sa.Table]:
     """Declare the outbox and inbox of `service` in its metadata (so Alembic sees them).
 

@@ -139,7 +139,7 @@ class Engine:
             return
         now = utc_now()
         with self.db.unit_of_work() as uow:
-            for target, tenant_id in targets:
+            for target, tenant_id in sorted(targets, key=_target_name):  # one lock order (storage.take_turns)
                 storage.ensure_target(uow.session, target, tenant_id)
                 storage.enqueue(uow.session, target, subject, now, hint)
             uow.commit()
@@ -350,12 +350,16 @@ class Engine:
             for row in uow.session.query(storage.SyncTarget).all():  # connections deleted while we were away
                 if row.target not in live:
                     storage.forget_target(uow.session, row.target)
-            for target, tenant_id in known:
+            for target, tenant_id in sorted(known, key=_target_name):
                 row = storage.ensure_target(uow.session, target, tenant_id)
                 stale = row.last_full_at is None or (now - aware(row.last_full_at)).total_seconds() >= interval
                 if everything or stale:
                     storage.enqueue(uow.session, target, FULL, now)
             uow.commit()
+
+
+def _target_name(pair: tuple[str, str | None]) -> str:
+    return pair[0]
 
 
 def _primary_gid(groups: list[Group], settings) -> int:

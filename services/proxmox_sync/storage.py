@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from kernel.db import aware, iso, service_base
+from kernel.db import aware, iso, service_base, take_turns
 from services.proxmox_sync.domain import connection_of
 from services.proxmox_sync.inventory import GUESTS
 
@@ -110,6 +110,7 @@ class SyncWork(Base):
 
 
 def ensure_target(session: Session, target: str, tenant_id: str | None) -> SyncTarget:
+    take_turns(session, f"work:{target}")  # two events may add a new target at once
     row = session.get(SyncTarget, target)
     if row is None:
         row = SyncTarget(target=target, tenant_id=tenant_id, progress_done=0, progress_total=0, last_changes=0,
@@ -122,7 +123,11 @@ def ensure_target(session: Session, target: str, tenant_id: str | None) -> SyncT
 
 def enqueue(session: Session, target: str, subject: str, now: datetime, hint: dict | None = None) -> None:
     """Adds work (or a new reason for waiting work), due at once, unless the target is failing:
-    then it waits for the target's next try, so events do not hammer a target that is down."""
+    then it waits for the target's next try, so events do not hammer a target that is down.
+
+    Enqueues and the run's finish of one target take turns: read-then-write, two at once could
+    both insert the row, or update one the run has just deleted."""
+    take_turns(session, f"work:{target}")
     due = _next_try(session, target, now)
     row = session.get(SyncWork, (target, subject))
     if row is None:
@@ -184,6 +189,8 @@ def due_work(session: Session, target: str, now: datetime) -> list[SyncWork]:
 
 def finish_work(session: Session, done: dict[tuple[str, str], int]) -> None:
     """Deletes the work done, unless a new reason arrived meanwhile (its generation moved on)."""
+    for target in sorted({target for target, _ in done}):
+        take_turns(session, f"work:{target}")
     for (target, subject), generation in done.items():
         session.execute(sa.delete(SyncWork).where(SyncWork.target == target, SyncWork.subject == subject,
                                                   SyncWork.generation == generation))
@@ -191,6 +198,8 @@ def finish_work(session: Session, done: dict[tuple[str, str], int]) -> None:
 
 def postpone_work(session: Session, done: dict[tuple[str, str], int], now: datetime, backoff) -> None:
     """The work failed: try again later, later each time (backoff(attempts) seconds)."""
+    for target in sorted({target for target, _ in done}):
+        take_turns(session, f"work:{target}")
     for (target, subject), _ in done.items():
         row = session.get(SyncWork, (target, subject))
         if row is not None:
@@ -294,9 +303,8 @@ def replace_inventory(session: Session, connection_id: str, tenant_id: str, rows
 
     Replacements of one connection take turns (the poller's and a power action's refresh may
     meet): on PostgreSQL the second's delete would not see the first's new rows, and its inserts
-    would clash with them. SQLite lets one writer in at a time anyway."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(f"inventory:{connection_id}"))))
+    would clash with them."""
+    take_turns(session, f"inventory:{connection_id}")
     forget_inventory(session, connection_id)
     session.add_all(InventoryItem(connection_id=connection_id, tenant_id=tenant_id, **row) for row in rows)
 

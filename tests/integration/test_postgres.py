@@ -397,3 +397,49 @@ def test_concurrent_inventory_replacements_of_one_connection_on_postgres_never_c
         engine.dispose()
     assert not errors, errors[:1]
     assert stored == 20
+
+
+def test_concurrent_sync_work_of_one_target_on_postgres_never_clashes(postgres):
+    # Events of several workers mark work for the same target and subject while a run finishes
+    # it: read-then-write, they used to insert the row twice or update a row just deleted.
+    from services.proxmox_sync import storage as sync_storage
+
+    url = fresh_database(postgres, "syncwork")
+    migrate.upgrade("proxmox_sync", url)
+    engine = create_engine(url, pool_size=8)
+    sessions = sessionmaker(engine)
+    start, errors = threading.Barrier(4), []
+
+    def mark_many():
+        try:
+            start.wait()
+            for n in range(15):
+                with sessions() as session:
+                    for target in ("ldap", "pve:c1"):
+                        sync_storage.ensure_target(session, target, None)
+                        sync_storage.enqueue(session, target, "user-1", utc_now(), {"former": [f"u{n}"]})
+                    session.commit()
+        except Exception as error:
+            errors.append(error)
+
+    def finish_many():
+        try:
+            start.wait()
+            for _ in range(15):
+                with sessions() as session:
+                    done = {(row.target, row.subject): row.generation
+                            for row in sync_storage.due_work(session, "ldap", utc_now())}
+                    sync_storage.finish_work(session, done)
+                    session.commit()
+        except Exception as error:
+            errors.append(error)
+
+    try:
+        threads = [threading.Thread(target=mark_many) for _ in range(3)] + [threading.Thread(target=finish_many)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+    finally:
+        engine.dispose()
+    assert not errors, errors[:1]

@@ -330,9 +330,11 @@ def forget_connections(session: Session, connection_ids) -> None:
 
 
 def forget_connections_but(session: Session, connection_ids) -> None:
-    """Drops what is known of every connection not in `connection_ids` (deleted meanwhile)."""
+    """Drops the inventory of every connection not in `connection_ids` (deleted meanwhile). Not
+    the realm records: the poller's list may predate a connection made since, whose record must
+    stay; a deleted connection's goes with its deletion event (forget_connections)."""
     keep = list(connection_ids)
-    for table in _PER_CONNECTION:
+    for table in (InventoryItem, InventoryStatus):
         session.execute(sa.delete(table).where(table.connection_id.not_in(keep)))
 
 

@@ -228,57 +228,67 @@ def unassign_role(user_id, tenant_id):
 @requires(ADMIN_RBAC)
 @bp.input(PageQuery, location="query", arg_name="query")
 @bp.output(GroupPageOut)
-@bp.doc(summary="LDAP groups, by GID", description="Needs `admin.rbac`.", responses=NEEDS_RBAC)
+@bp.doc(summary="LDAP groups of the active tenant, by GID", description="Needs `admin.rbac`. The active tenant's "
+        "groups and the platform-wide ones (`platform`: the built-in `ldapusers` and `sysadmins`, and those a "
+        "super admin made platform-wide); a platform-wide group's `member_count` counts the tenant's members "
+        "only. Other tenants' groups are never listed.", responses=NEEDS_RBAC)
 def list_groups(query):
     with rbac_rpc() as rpc:
-        return rpc.rbac.list_groups(query["limit"], query.get("cursor"))
+        return rpc.rbac.list_groups(query["limit"], query.get("cursor"), tenant_id=_tenant())
 
 
 @bp.post("/groups")
 @requires(ADMIN_RBAC)
 @bp.input(GroupIn, arg_name="body")
 @bp.output(GroupOut, status_code=201, description="The new group")
-@bp.doc(summary="Create an LDAP group", description="Needs `admin.rbac`; an administrator group needs a super admin. "
-        "Without `gid_number` the lowest free GID of the configured range is used.",
-        responses={**NEEDS_RBAC, 403: "Administrator group by a non super admin", 409: "cn or GID taken, range full",
-                   422: "Invalid cn, GID out of range"})
+@bp.doc(summary="Create an LDAP group", description="Needs `admin.rbac`. The group belongs to the active tenant; "
+        "`platform: true` makes it platform-wide instead (super admins only). An administrator group needs a super "
+        "admin. Without `gid_number` the lowest free GID of the configured range is used. cn and GID are unique "
+        "across the whole directory (one LDAP tree holds every tenant's groups): one taken by any group answers "
+        "409 naming nothing about that group.",
+        responses={**NEEDS_RBAC, 403: "Platform-wide or administrator group by a non super admin (`super_admin_only`)",
+                   409: "cn or GID taken in the directory, range full", 422: "Invalid cn, GID out of range"})
 def create_group(body):
     with rbac_rpc() as rpc:
         group = rpc.rbac.create_group(_actor(), body["cn"], body.get("gid_number"), body["description"],
-                                      body["is_admin"])
+                                      body["is_admin"], tenant_id=_tenant(), platform=body["platform"])
     return group, 201, {"Location": f"/api/v1/groups/{group['id']}"}
 
 
 @bp.get("/groups/<string:group_id>")
 @requires(ADMIN_RBAC)
 @bp.output(GroupOut)
-@bp.doc(summary="One LDAP group", description="Needs `admin.rbac`.", responses={**NEEDS_RBAC, 404: "No such group"})
+@bp.doc(summary="One LDAP group", description="Needs `admin.rbac`. A group of the active tenant or a platform-wide "
+        "one; another tenant's answers 404 like an unknown id.", responses={**NEEDS_RBAC, 404: "No such group"})
 def get_group(group_id):
     with rbac_rpc() as rpc:
-        return rpc.rbac.get_group(group_id)
+        return rpc.rbac.get_group(group_id, tenant_id=_tenant())
 
 
 @bp.patch("/groups/<string:group_id>")
 @requires(ADMIN_RBAC)
 @bp.input(GroupPatchIn, arg_name="body")
 @bp.output(GroupOut)
-@bp.doc(summary="Change an LDAP group", description="Needs `admin.rbac`; administrator groups need a super admin. "
-        "Built-in groups only change their description.",
-        responses={**NEEDS_RBAC, 403: "Built-in or administrator group", 404: "No such group",
-                   409: "cn or GID taken", 422: "Invalid cn, GID out of range"})
+@bp.doc(summary="Change an LDAP group", description="Needs `admin.rbac`; administrator and platform-wide groups "
+        "need a super admin. Built-in groups only change their description.",
+        responses={**NEEDS_RBAC, 403: "Built-in (`builtin_group_protected`), platform-wide (`platform_group_protected`) "
+                   "or administrator group", 404: "No such group in the active tenant",
+                   409: "cn or GID taken in the directory", 422: "Invalid cn, GID out of range"})
 def update_group(group_id, body):
     with rbac_rpc() as rpc:
-        return rpc.rbac.update_group(_actor(), group_id, body)
+        return rpc.rbac.update_group(_actor(), group_id, body, tenant_id=_tenant())
 
 
 @bp.delete("/groups/<string:group_id>")
 @requires(ADMIN_RBAC)
 @bp.output({}, status_code=204)
-@bp.doc(summary="Delete an LDAP group", description="Needs `admin.rbac`; built-in groups stay.",
-        responses={**NEEDS_RBAC, 403: "Built-in or administrator group", 404: "No such group"})
+@bp.doc(summary="Delete an LDAP group", description="Needs `admin.rbac`; built-in groups stay; platform-wide and "
+        "administrator groups need a super admin.",
+        responses={**NEEDS_RBAC, 403: "Built-in, platform-wide or administrator group",
+                   404: "No such group in the active tenant"})
 def delete_group(group_id):
     with rbac_rpc() as rpc:
-        rpc.rbac.delete_group(_actor(), group_id)
+        rpc.rbac.delete_group(_actor(), group_id, tenant_id=_tenant())
     return "", 204
 
 
@@ -286,24 +296,26 @@ def delete_group(group_id):
 @requires(ADMIN_RBAC)
 @bp.input(PageQuery, location="query", arg_name="query")
 @bp.output(MemberPageOut)
-@bp.doc(summary="Members of an LDAP group", description="Needs `admin.rbac`.",
-        responses={**NEEDS_RBAC, 404: "No such group"})
+@bp.doc(summary="Members of an LDAP group", description="Needs `admin.rbac`. Of a platform-wide group, the members "
+        "of the active tenant only.", responses={**NEEDS_RBAC, 404: "No such group in the active tenant"})
 def list_members(group_id, query):
     with rbac_rpc() as rpc:
-        return rpc.rbac.list_members(group_id, query["limit"], query.get("cursor"))
+        return rpc.rbac.list_members(group_id, query["limit"], query.get("cursor"), tenant_id=_tenant())
 
 
 @bp.post("/groups/<string:group_id>/members")
 @requires(ADMIN_RBAC)
 @bp.input(MemberIn, arg_name="body")
 @bp.output(MemberOut, status_code=201, description="Added (200 when already a member)")
-@bp.doc(summary="Add a user to an LDAP group", description="Needs `admin.rbac`; administrator groups need a super "
-        "admin. Applies to the user's next request and authentication.",
-        responses={**NEEDS_RBAC, 200: "Already a member", 403: "Administrator group", 404: "No such group or user"})
+@bp.doc(summary="Add a user to an LDAP group", description="Needs `admin.rbac`; administrator and platform-wide groups "
+        "need a super admin. The user must be a member of the active tenant (anyone else answers 404 like an "
+        "unknown user). Applies to the user's next request and authentication.",
+        responses={**NEEDS_RBAC, 200: "Already a member", 403: "Administrator or platform-wide group",
+                   404: "No such group or user in the active tenant"})
 def add_member(group_id, body):
     with rbac_rpc() as rpc:
         username = _username(rpc, body["user_id"])
-        member, added = rpc.rbac.add_member(_actor(), group_id, body["user_id"], username)
+        member, added = rpc.rbac.add_member(_actor(), group_id, body["user_id"], username, tenant_id=_tenant())
     location = {"Location": f"/api/v1/groups/{group_id}/members/{body['user_id']}"}
     return member, 201 if added else 200, location
 
@@ -315,25 +327,27 @@ def add_member(group_id, body):
         "(`Location`).", responses={**NEEDS_RBAC, 404: "No such group or not a member"})
 def get_member(group_id, user_id):
     with rbac_rpc() as rpc:
-        return rpc.rbac.get_member(group_id, user_id)
+        return rpc.rbac.get_member(group_id, user_id, tenant_id=_tenant())
 
 
 @bp.delete("/groups/<string:group_id>/members/<string:user_id>")
 @requires(ADMIN_RBAC)
 @bp.output({}, status_code=204)
-@bp.doc(summary="Remove a user from an LDAP group", description="Needs `admin.rbac`; administrator groups need a "
-        "super admin.", responses={**NEEDS_RBAC, 403: "Administrator group", 404: "No such group or not a member"})
+@bp.doc(summary="Remove a user from an LDAP group", description="Needs `admin.rbac`; administrator and platform-wide "
+        "groups need a super admin.", responses={**NEEDS_RBAC, 403: "Administrator or platform-wide group",
+                                                 404: "No such group or not a member"})
 def remove_member(group_id, user_id):
     with rbac_rpc() as rpc:
-        rpc.rbac.remove_member(_actor(), group_id, user_id)
+        rpc.rbac.remove_member(_actor(), group_id, user_id, tenant_id=_tenant())
     return "", 204
 
 
 @bp.get("/users/<string:user_id>/groups")
 @requires(ADMIN_RBAC)
 @bp.output(GroupPageOut)
-@bp.doc(summary="The LDAP groups of a user", description="Needs `admin.rbac`.", responses=NEEDS_RBAC)
+@bp.doc(summary="The LDAP groups of a user", description="Needs `admin.rbac`. Those seen from the active tenant "
+        "(its groups and the platform-wide ones).", responses=NEEDS_RBAC)
 def user_groups(user_id):
     with rbac_rpc() as rpc:
         _visible(rpc, user_id)
-        return _listing(rpc.rbac.user_groups(user_id))
+        return _listing(rpc.rbac.user_groups(user_id, tenant_id=_tenant()))

@@ -130,7 +130,7 @@ def _check_access(rpc, role, groups, tenant_id):
     """Everything rbac could refuse, asked before any change so that a refusal changes nothing."""
     if role is not None:
         rpc.rbac.check_assignable(current_principal().user_id, role, tenant_id)
-    if groups and (unknown := rpc.rbac.unknown_groups(groups)):
+    if groups and (unknown := rpc.rbac.unknown_groups(groups, tenant_id)):
         raise ValidationFailed("Unknown groups.", code="unknown_group",
                                details={"groups": f"no such group: {', '.join(unknown)}"})
 
@@ -140,8 +140,9 @@ def _grant_and_describe(rpc, user, role, groups, tenant_id):
     if role is not None:
         rpc.rbac.assign_role(actor().__dict__, user["id"], role, tenant_id, username=user["username"])
     if groups:
-        rpc.rbac.add_to_groups(actor().__dict__, user["id"], groups, username=user["username"])
-    access = rpc.rbac.user_access(user["id"])
+        rpc.rbac.add_to_groups(actor().__dict__, user["id"], groups, username=user["username"],
+                                tenant_id=tenant_id)
+    access = rpc.rbac.user_access(user["id"], tenant_id)
     roles = {entry["tenant_id"]: entry["role"] for entry in access["roles"]}
     return {**user, "role": roles.get(tenant_id), "groups": access["groups"]}
 

@@ -116,6 +116,8 @@ class GroupIn(Schema):
     gid_number = _gid_number()
     description = _description(load_default="")
     is_admin = Boolean(load_default=False)
+    platform = Boolean(load_default=False, metadata={
+        "description": "platform-wide instead of the active tenant's (super admins only)"})
 
 
 class GroupPatchIn(Schema):
@@ -132,7 +134,9 @@ class GroupOut(Schema):
     description = String()
     is_admin = Boolean()
     builtin = Boolean()
-    member_count = Integer()
+    tenant_id = String(allow_none=True, metadata={"description": "the tenant the group belongs to; null: platform-wide"})
+    platform = Boolean(metadata={"description": "platform-wide: seen by every tenant, changed by super admins only"})
+    member_count = Integer(metadata={"description": "of a platform-wide group: the active tenant's members"})
     created_at = String(metadata={"format": "date-time"})
 
 

@@ -62,12 +62,17 @@ class Group:
     description: str
     is_admin: bool
     member_ids: frozenset[str] = frozenset()
+    tenant_id: str | None = None  # the tenant it belongs to; None: platform-wide
 
     @classmethod
     def from_dict(cls, data: dict) -> Group:
         return cls(group_id=data["group_id"], cn=data["cn"], gid_number=int(data["gid_number"]),
                    description=data.get("description") or "", is_admin=bool(data.get("is_admin")),
-                   member_ids=frozenset(data.get("member_ids") or ()))
+                   member_ids=frozenset(data.get("member_ids") or ()), tenant_id=data.get("tenant_id"))
+
+    def seen_from(self, tenant_id: str) -> bool:
+        """Whether a tenant's Proxmox VE mirrors it: the tenant's own groups and the platform-wide ones."""
+        return self.tenant_id is None or self.tenant_id == tenant_id
 
 
 @dataclass(frozen=True)

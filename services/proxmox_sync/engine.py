@@ -77,8 +77,9 @@ class Sources:
             if after is None:
                 return found
 
-    def groups(self, user_ids: list[str] | None = None) -> list[Group]:
-        return [Group.from_dict(item) for item in self.rbac.directory_groups(user_ids=user_ids)]
+    def groups(self, user_ids: list[str] | None = None, tenant_id: str | None = None) -> list[Group]:
+        """Every group (the directory's), or those a tenant's Proxmox VE mirrors (tenant_id)."""
+        return [Group.from_dict(item) for item in self.rbac.directory_groups(user_ids=user_ids, tenant_id=tenant_id)]
 
     def access(self, tenant_id: str) -> tuple[dict[str, Access], list[CustomRole]]:
         answer = self.rbac.access_in_tenant(tenant_id)
@@ -264,8 +265,9 @@ class Engine:
         tenant_id, realm = credentials["tenant_id"], credentials["realm"]
         members = sources.people(tenant_id=tenant_id)
         access, custom_roles = sources.access(tenant_id)
-        groups = sources.groups(user_ids=[person.user_id for person in members])
-        desired = pve_plan.desired_state(realm, connection_id, members, access, groups, custom_roles)
+        groups = sources.groups(user_ids=[person.user_id for person in members], tenant_id=tenant_id)
+        desired = pve_plan.desired_state(realm, connection_id, members, access, groups, custom_roles,
+                                         tenant_id=tenant_id)
         with pve.session(pve.Endpoint.from_credentials(credentials)) as api:
             actual = pve_plan.managed(pve.read_state(api, realm), realm)
             changes = pve_plan.plan(desired, actual)

@@ -151,13 +151,16 @@ class PveChange:
 
 
 def desired_state(realm: str, connection_id: str, members: list[Person], access: dict[str, Access],
-                  groups: list[Group], custom_roles: list[CustomRole]) -> PveState:
-    """What the Proxmox VE of `connection_id` should hold for the tenant's `members`.
+                  groups: list[Group], custom_roles: list[CustomRole], tenant_id: str | None = None) -> PveState:
+    """What the Proxmox VE of `connection_id` (of the tenant `tenant_id`) should hold for the tenant's `members`.
 
-    Every member is a user `<username>@<realm>`, disabled unless active. Every group is
-    mirrored with its members among `members`. Every custom role is a GH_ role. Active members
-    get ACL entries from their access (acl_entries); others none.
+    Every member is a user `<username>@<realm>`, disabled unless active. The tenant's groups and
+    the platform-wide ones are mirrored (another tenant's never, whatever `groups` holds), each with
+    its members among `members`. Every custom role is a GH_ role. Active members get ACL entries
+    from their access (acl_entries); others none.
     """
+    if tenant_id is not None:
+        groups = [group for group in groups if group.seen_from(tenant_id)]
     userids = {person.user_id: f"{person.username}@{realm}" for person in members}
     memberships: dict[str, set[str]] = {user_id: set() for user_id in userids}
     for group in groups:

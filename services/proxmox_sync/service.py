@@ -173,12 +173,20 @@ class ProxmoxSyncService(ServiceBase):
 
     @on_event("rbac", types=(rbac_events.MEMBER_ADDED, rbac_events.MEMBER_REMOVED), dedupe=False)
     def on_membership_changed_for_proxmox(self, event):
-        self._mark(self._connections_of())  # group members, and administrator groups make super admins
+        """A tenant's group touches its tenant's connections; a platform-wide or administrator group
+        (whose members are super admins, Administrator everywhere) every connection."""
+        everywhere = event.data.get("is_admin") or not event.tenant_ids
+        self._mark(self._connections_of(None if everywhere else set(event.tenant_ids)))
 
     @on_event("rbac", types=(rbac_events.GROUP_CREATED, rbac_events.GROUP_UPDATED, rbac_events.GROUP_DELETED),
               dedupe=False)
     def on_group_changed(self, event):
-        self._mark(self._directory() + self._connections_of())
+        """The directory holds every group; a tenant's group is mirrored to its tenant's connections only
+        (administrator and platform-wide groups: every connection)."""
+        everywhere = event.data.get("is_admin") or not event.tenant_ids
+        if event.type == rbac_events.GROUP_UPDATED and "is_admin" in (event.data.get("changes") or {}):
+            everywhere = True
+        self._mark(self._directory() + self._connections_of(None if everywhere else set(event.tenant_ids)))
 
     @on_event("rbac", types=(rbac_events.ROLE_ASSIGNED, rbac_events.ROLE_UNASSIGNED, rbac_events.ROLE_CREATED,
                              rbac_events.ROLE_UPDATED, rbac_events.ROLE_DELETED), dedupe=False)

@@ -74,32 +74,36 @@ def _group(group) -> Resource:
 
 def _group_fields(group) -> dict:
     return {"cn": group.cn, "gid_number": group.gid_number, "description": group.description,
-            "is_admin": group.is_admin}
+            "is_admin": group.is_admin, "tenant_id": group.tenant_id}
+
+
+# A group's events are its tenant's (envelope tenant_ids): another tenant's audit view never shows
+# them. A platform-wide group's (tenant_id None) are the platform's.
 
 
 def group_created(group, actor: Actor) -> Event:
-    return _event(GROUP_CREATED, actor, _group(group), _group_fields(group))
+    return _event(GROUP_CREATED, actor, _group(group), _group_fields(group), group.tenant_id)
 
 
 def group_updated(group, actor: Actor, changes: dict) -> Event:
     """changes: field -> {"from": old, "to": new}."""
-    return _event(GROUP_UPDATED, actor, _group(group), {**_group_fields(group), "changes": changes})
+    return _event(GROUP_UPDATED, actor, _group(group), {**_group_fields(group), "changes": changes}, group.tenant_id)
 
 
 def group_deleted(group, actor: Actor, members: int) -> Event:
-    return _event(GROUP_DELETED, actor, _group(group), {**_group_fields(group), "members": members})
+    return _event(GROUP_DELETED, actor, _group(group), {**_group_fields(group), "members": members}, group.tenant_id)
 
 
 def member_added(group, user_id: str, username: str | None, actor: Actor) -> Event:
     return _event(MEMBER_ADDED, actor, _group(group),
                   {"group": group.cn, "gid_number": group.gid_number, "is_admin": group.is_admin,
-                   "user_id": user_id, "username": username})
+                   "tenant_id": group.tenant_id, "user_id": user_id, "username": username}, group.tenant_id)
 
 
 def member_removed(group, user_id: str, username: str | None, actor: Actor) -> Event:
     return _event(MEMBER_REMOVED, actor, _group(group),
                   {"group": group.cn, "gid_number": group.gid_number, "is_admin": group.is_admin,
-                   "user_id": user_id, "username": username})
+                   "tenant_id": group.tenant_id, "user_id": user_id, "username": username}, group.tenant_id)
 
 
 def authorization_denied(actor: Actor, permission: str, tenant_id: str, route: str | None) -> Event:

@@ -11,6 +11,7 @@ import uuid
 
 import sqlalchemy as sa
 from nameko.dependency_providers import Config
+from nameko.rpc import RpcProxy
 from sqlalchemy.exc import IntegrityError
 
 from kernel import DEFAULT_TENANT_ID, paging
@@ -31,6 +32,7 @@ REFUSALS = {
     "escalation": (Forbidden, "You cannot grant the role {role!r}: it holds permissions you do not have."),
 }
 MAX_PAGE = 200
+GROUP_FIELDS = ("cn", "gid_number", "description", "is_admin")  # what update_group may change
 
 
 class RbacService(ServiceBase):
@@ -38,6 +40,10 @@ class RbacService(ServiceBase):
     db = Database(storage.metadata)
     config = Config()
     grants = ProcessGrantCache()
+    # Who belongs to a tenant (a group of a tenant takes only its members): tenancy's memberships,
+    # identity's read model for a user created moments ago (tenancy enrols them on its event).
+    tenancy = RpcProxy("tenancy")
+    identity = RpcProxy("identity")
 
     # --- reacting to identity ------------------------------------------------
 
@@ -90,16 +96,23 @@ class RbacService(ServiceBase):
 
     @on_event("tenancy", types=[tenancy_events.USER_REMOVED_FROM_TENANT])
     def revoke_tenant_role(self, event, uow):
+        """A user leaving a tenant loses their role there and leaves the tenant's groups."""
         data = event.data
         assignment = uow.session.get(RoleAssignment, (data["user_id"], data["tenant_id"]))
         if assignment is not None and not assignment.locked:
             uow.session.delete(assignment)
             uow.emit(events.role_unassigned(data["user_id"], data.get("username"), data["tenant_id"],
                                             assignment.role, event.actor))
+        for group in storage.groups_of_tenant(uow.session, data["tenant_id"]):
+            member = uow.session.get(GroupMember, (group.id, data["user_id"]))
+            if member is not None:
+                uow.session.delete(member)
+                uow.emit(events.member_removed(group, member.user_id, data.get("username") or member.username,
+                                               event.actor))
 
     @on_event("tenancy", types=[tenancy_events.TENANT_DELETED])
     def forget_deleted_tenant(self, event, uow):
-        """A deleted tenant's role assignments and custom roles go with it."""
+        """A deleted tenant's role assignments, custom roles and groups go with it."""
         tenant_id = event.resource.id
         for assignment in list(uow.session.scalars(sa.select(RoleAssignment)
                                                    .where(RoleAssignment.tenant_id == tenant_id))):
@@ -108,6 +121,11 @@ class RbacService(ServiceBase):
         for role in list(uow.session.scalars(sa.select(Role).where(Role.tenant_id == tenant_id))):
             uow.session.delete(role)
             uow.emit(events.role_deleted(role, event.actor))
+        counts = storage.member_counts(uow.session)
+        for group in storage.groups_of_tenant(uow.session, tenant_id):
+            uow.session.execute(sa.delete(GroupMember).where(GroupMember.group_id == group.id))
+            uow.session.delete(group)
+            uow.emit(events.group_deleted(group, event.actor, counts.get(group.id, 0)))
 
     # --- decisions -------------------------------------------------------------
 
@@ -121,7 +139,7 @@ class RbacService(ServiceBase):
         """What the user may do in the tenant: role, permissions, scope, and their groups (for the UI)."""
         with self.db.unit_of_work() as uow:
             grant = self._grant(uow.session, user_id, tenant_id)
-            groups = storage.memberships_of(uow.session, user_id)
+            groups = storage.memberships_of(uow.session, user_id, tenant_id)
         return {"tenant_id": tenant_id, "role": grant.role, "super_admin": grant.super_admin,
                 "permissions": sorted(grant.permissions), "scope": domain.normalize_scope(grant.scope),
                 "groups": [{"cn": g.cn, "is_admin": g.is_admin} for g in groups]}
@@ -301,11 +319,11 @@ class RbacService(ServiceBase):
                 RoleAssignment.tenant_id == tenant_id, RoleAssignment.user_id.in_(list(user_ids)))).all())
 
     @rpc
-    def user_access(self, user_id):
-        """The user's role in each tenant and their groups."""
+    def user_access(self, user_id, tenant_id=None):
+        """The user's role in each tenant and their groups (those seen from `tenant_id` when given)."""
         with self.db.unit_of_work() as uow:
             roles = uow.session.scalars(sa.select(RoleAssignment).where(RoleAssignment.user_id == user_id))
-            groups = storage.memberships_of(uow.session, user_id)
+            groups = storage.memberships_of(uow.session, user_id, tenant_id)
             return {"roles": [{"tenant_id": a.tenant_id, "role": a.role, "scope": domain.normalize_scope(a.scope)}
                               for a in roles],
                     "groups": [g.cn for g in groups]}
@@ -313,13 +331,16 @@ class RbacService(ServiceBase):
     # --- for proxmox_sync (internal) ----------------------------------------------------
 
     @rpc
-    def directory_groups(self, user_ids=None):
-        """Every group with its members' ids (only those among `user_ids` when given): LDAP's
-        posixGroups and Proxmox's mirrored groups."""
+    def directory_groups(self, user_ids=None, tenant_id=None):
+        """Groups with their members' ids (only those among `user_ids` when given): every group
+        (LDAP's posixGroups; tenant_id None) or those a tenant's Proxmox VE mirrors (its own and
+        the platform-wide ones; pass the tenant's members as user_ids). `tenant_id` of each group
+        is None for a platform-wide one."""
         with self.db.unit_of_work() as uow:
             return [{"group_id": group.id, "cn": group.cn, "gid_number": group.gid_number,
-                     "description": group.description, "is_admin": group.is_admin, "member_ids": members}
-                    for group, members in storage.groups_with_members(uow.session, user_ids)]
+                     "description": group.description, "is_admin": group.is_admin, "tenant_id": group.tenant_id,
+                     "member_ids": members}
+                    for group, members in storage.groups_with_members(uow.session, user_ids, tenant_id)]
 
     @rpc
     def access_in_tenant(self, tenant_id):
@@ -342,23 +363,32 @@ class RbacService(ServiceBase):
                 "custom_roles": [{"name": name, "permissions": sorted(permissions)} for name, permissions in roles.items()]}
 
     # --- groups --------------------------------------------------------------------
+    #
+    # A group belongs to a tenant, or is platform-wide (tenant_id NULL: the built-in ones and
+    # those a super admin creates so). Every call names the caller's active tenant: it sees that
+    # tenant's groups and the platform-wide ones; another tenant's group answers exactly like an
+    # unknown id. Platform-wide groups change (fields and members) by super admins only, and
+    # their members are shown as far as they belong to the tenant.
 
     @rpc
-    def list_groups(self, limit=50, cursor=None):
+    def list_groups(self, limit=50, cursor=None, tenant_id=DEFAULT_TENANT_ID):
         with self.db.unit_of_work() as uow:
-            counts = storage.member_counts(uow.session)
-            groups = [_group_out(g, counts.get(g.id, 0))
-                      for g in uow.session.scalars(sa.select(Group).order_by(Group.gid_number))]
-        return paging.page(groups, _limit(limit), cursor)
+            groups = storage.visible_groups(uow.session, tenant_id)
+            counts = self._member_counts(uow.session, groups, tenant_id)
+            items = [_group_out(g, counts.get(g.id, 0)) for g in groups]
+        return paging.page(items, _limit(limit), cursor)
 
     @rpc
-    def get_group(self, group_id):
+    def get_group(self, group_id, tenant_id=DEFAULT_TENANT_ID):
         with self.db.unit_of_work() as uow:
-            group = self._group(uow.session, group_id)
-            return _group_out(group, storage.member_counts(uow.session).get(group.id, 0))
+            group = self._group(uow.session, group_id, tenant_id)
+            return _group_out(group, self._member_counts(uow.session, [group], tenant_id).get(group.id, 0))
 
     @rpc
-    def create_group(self, actor, cn, gid_number=None, description="", is_admin=False):
+    def create_group(self, actor, cn, gid_number=None, description="", is_admin=False, tenant_id=DEFAULT_TENANT_ID,
+                     platform=False):
+        """A group of the tenant, or (platform, super admins only) a platform-wide one. cn and GID
+        are unique across the directory: one taken by any group is refused without naming it."""
         actor = Actor.from_dict(actor)
         problems = domain.group_problems(cn, description)
         if gid_number is not None and (problem := domain.gid_problem(gid_number, *self._gid_range())):
@@ -366,6 +396,8 @@ class RbacService(ServiceBase):
         if problems:
             raise ValidationFailed("The group has invalid fields.", details=problems)
         with self.db.unit_of_work() as uow:
+            if platform:
+                self._require_super_admin(uow.session, actor, "Only a super admin can create a platform-wide group.")
             if is_admin:
                 self._require_super_admin(uow.session, actor, "Only a super admin can create an administrator group.")
             self._refuse_taken(uow.session, cn=cn, gid_number=gid_number)
@@ -373,15 +405,16 @@ class RbacService(ServiceBase):
                 gid_number = domain.free_gid(uow.session.scalars(sa.select(Group.gid_number)), *self._gid_range())
                 if gid_number is None:
                     raise Conflict("Every GID of the configured range is taken.", code="gid_range_exhausted")
-            group = Group(id=str(uuid.uuid4()), cn=cn, gid_number=gid_number, description=description or "",
-                          is_admin=bool(is_admin), builtin=False, created_at=utc_now())
+            group = Group(id=str(uuid.uuid4()), tenant_id=None if platform else tenant_id, cn=cn,
+                          gid_number=gid_number, description=description or "", is_admin=bool(is_admin),
+                          builtin=False, created_at=utc_now())
             uow.session.add(group)
             uow.emit(events.group_created(group, actor))
             _commit_unique(uow)
         return _group_out(group, 0)
 
     @rpc
-    def update_group(self, actor, group_id, changes):
+    def update_group(self, actor, group_id, changes, tenant_id=DEFAULT_TENANT_ID):
         """changes: any of cn, gid_number, description, is_admin. Built-in groups keep cn, GID and flag."""
         actor = Actor.from_dict(actor)
         problems = domain.group_problems(changes.get("cn"), changes.get("description"))
@@ -391,9 +424,10 @@ class RbacService(ServiceBase):
         if problems:
             raise ValidationFailed("The group has invalid fields.", details=problems)
         with self.db.unit_of_work() as uow:
-            group = self._group(uow.session, group_id)
+            group = self._group(uow.session, group_id, tenant_id)
+            self._check_platform_group(uow.session, actor, group)
             diff = {field: {"from": getattr(group, field), "to": value} for field, value in changes.items()
-                    if value is not None and value != getattr(group, field)}
+                    if field in GROUP_FIELDS and value is not None and value != getattr(group, field)}
             if group.builtin and set(diff) - {"description"}:
                 raise Forbidden("A built-in group keeps its cn, GID and administrator flag.",
                                 code="builtin_group_protected", details={f: "cannot change" for f in diff})
@@ -406,15 +440,16 @@ class RbacService(ServiceBase):
                     setattr(group, field, change["to"])
                 uow.emit(events.group_updated(group, actor, diff))
                 _commit_unique(uow)
-            return _group_out(group, storage.member_counts(uow.session).get(group.id, 0))
+            return _group_out(group, self._member_counts(uow.session, [group], tenant_id).get(group.id, 0))
 
     @rpc
-    def delete_group(self, actor, group_id):
+    def delete_group(self, actor, group_id, tenant_id=DEFAULT_TENANT_ID):
         actor = Actor.from_dict(actor)
         with self.db.unit_of_work() as uow:
-            group = self._group(uow.session, group_id)
+            group = self._group(uow.session, group_id, tenant_id)
             if group.builtin:
                 raise Forbidden(f"The built-in group {group.cn!r} cannot be deleted.", code="builtin_group_protected")
+            self._check_platform_group(uow.session, actor, group)
             if group.is_admin:
                 self._require_super_admin(uow.session, actor, "Only a super admin can delete an administrator group.")
             members = storage.member_counts(uow.session).get(group.id, 0)
@@ -424,67 +459,81 @@ class RbacService(ServiceBase):
             uow.commit()
 
     @rpc
-    def list_members(self, group_id, limit=50, cursor=None):
+    def list_members(self, group_id, limit=50, cursor=None, tenant_id=DEFAULT_TENANT_ID):
         limit = _limit(limit)
         offset = paging.offset_of(cursor)
         with self.db.unit_of_work() as uow:
-            group = self._group(uow.session, group_id)
+            group = self._group(uow.session, group_id, tenant_id)
             where = GroupMember.group_id == group.id
-            total = uow.session.scalar(sa.select(sa.func.count()).select_from(GroupMember).where(where))
-            rows = uow.session.scalars(sa.select(GroupMember).where(where)
-                                       .order_by(GroupMember.username, GroupMember.user_id)
-                                       .offset(offset).limit(limit))
+            ordered = sa.select(GroupMember).where(where).order_by(GroupMember.username, GroupMember.user_id)
+            if group.tenant_id is None:  # platform-wide: the members of the tenant only
+                rows = list(uow.session.scalars(ordered))
+                shown = self._tenant_members(tenant_id, [m.user_id for m in rows])
+                rows = [m for m in rows if m.user_id in shown]
+                total, rows = len(rows), rows[offset:offset + limit]
+            else:
+                total = uow.session.scalar(sa.select(sa.func.count()).select_from(GroupMember).where(where))
+                rows = uow.session.scalars(ordered.offset(offset).limit(limit))
             items = [_member_out(m) for m in rows]
         return paging.page_answer(items, offset, total)
 
     @rpc
-    def get_member(self, group_id, user_id):
+    def get_member(self, group_id, user_id, tenant_id=DEFAULT_TENANT_ID):
         with self.db.unit_of_work() as uow:
-            group = self._group(uow.session, group_id)
-            member = self._member(uow.session, group, user_id)
+            group = self._group(uow.session, group_id, tenant_id)
+            member = self._member(uow.session, group, user_id, tenant_id)
             return _member_out(member)
 
     @rpc
-    def add_member(self, actor, group_id, user_id, username=None):
-        """Returns (membership, added): adding an existing member changes nothing."""
+    def add_member(self, actor, group_id, user_id, username=None, tenant_id=DEFAULT_TENANT_ID):
+        """Returns (membership, added): adding an existing member changes nothing. The user must be a
+        member of the tenant (else 404 as for an unknown user)."""
         actor = Actor.from_dict(actor)
         with self.db.unit_of_work() as uow:
-            group = self._group(uow.session, group_id)
+            group = self._group(uow.session, group_id, tenant_id)
             self._check_membership_change(uow.session, actor, group)
+            self._require_tenant_member(user_id, tenant_id)
             added = self._add_member(uow, group, user_id, username, actor)
             uow.commit()
             return _member_out(uow.session.get(GroupMember, (group.id, user_id))), added
 
     @rpc
-    def remove_member(self, actor, group_id, user_id, username=None):
+    def remove_member(self, actor, group_id, user_id, username=None, tenant_id=DEFAULT_TENANT_ID):
         actor = Actor.from_dict(actor)
         with self.db.unit_of_work() as uow:
-            group = self._group(uow.session, group_id)
-            member = self._member(uow.session, group, user_id)
+            group = self._group(uow.session, group_id, tenant_id)
+            member = self._member(uow.session, group, user_id, tenant_id)
             self._check_membership_change(uow.session, actor, group)
             uow.session.delete(member)
             uow.emit(events.member_removed(group, user_id, username or member.username, actor))
             uow.commit()
 
     @rpc
-    def user_groups(self, user_id):
+    def user_groups(self, user_id, tenant_id=None):
+        """The user's groups: every one (tenant_id None), or those seen from the tenant."""
         with self.db.unit_of_work() as uow:
-            return [_group_out(g) for g in storage.memberships_of(uow.session, user_id)]
+            return [_group_out(g) for g in storage.memberships_of(uow.session, user_id, tenant_id)]
 
     @rpc
-    def add_to_groups(self, actor, user_id, groups, username=None):
-        """Adds the user to each group named by cn (already a member: unchanged)."""
+    def add_to_groups(self, actor, user_id, groups, username=None, tenant_id=DEFAULT_TENANT_ID):
+        """Adds the user to each group named by cn as seen from the tenant (its own and the
+        platform-wide ones; already a member: unchanged). Another tenant's cn is unknown here."""
         actor = Actor.from_dict(actor)
         with self.db.unit_of_work() as uow:
-            found = {cn: storage.group_by_cn(uow.session, cn) for cn in groups}
+            found = {cn: storage.visible_group_by_cn(uow.session, cn, tenant_id) for cn in groups}
             if missing := [cn for cn, group in found.items() if group is None]:
                 raise ValidationFailed("Unknown groups.", code="unknown_group",
                                        details={cn: "no such group" for cn in missing})
-            for group in found.values():
+            joining = [group for group in found.values()
+                       if uow.session.get(GroupMember, (group.id, user_id)) is None]
+            for group in joining:
                 self._check_membership_change(uow.session, actor, group)
+            if joining:
+                self._require_tenant_member(user_id, tenant_id)
+            for group in joining:
                 self._add_member(uow, group, user_id, username, actor)
             uow.commit()
-        return self.user_access(user_id)
+        return self.user_access(user_id, tenant_id)
 
     # --- helpers (inside a unit of work) ----------------------------------------
 
@@ -528,9 +577,49 @@ class RbacService(ServiceBase):
             self._check_assignable(uow, actor_user_id, role, tenant_id)
 
     def _check_membership_change(self, session, actor, group):
-        """Membership of an administrator group is full administration: only super admins hand it out."""
+        """Membership of an administrator group is full administration: only super admins hand it out.
+        A platform-wide group's members change by super admins only."""
+        self._check_platform_group(session, actor, group)
         if group.is_admin:
             self._require_super_admin(session, actor, f"Only a super admin can change who is in {group.cn!r}.")
+
+    def _check_platform_group(self, session, actor, group):
+        if group.tenant_id is None and not self._grant(session, actor.user_id, DEFAULT_TENANT_ID).super_admin:
+            raise Forbidden(f"The group {group.cn!r} is platform-wide: only a super admin can change it or its "
+                            "members.", code="platform_group_protected")
+
+    def _in_tenant(self, user_id, tenant_id) -> bool:
+        """Whether the user is a member of the tenant: tenancy's memberships; a user tenancy has not
+        enrolled yet (created moments ago) by identity's read model, written when it was created."""
+        tenants = {membership["tenant_id"] for membership in self.tenancy.memberships_of(user_id)}
+        if not tenants:
+            try:
+                tenants = set(self.identity.user_tenants(user_id))
+            except NotFound:
+                return False
+        return tenant_id in tenants
+
+    def _require_tenant_member(self, user_id, tenant_id):
+        """A group of the tenant takes only its members, as do platform-wide ones seen from it: anyone
+        else is answered as an unknown user (no word on whether the id exists elsewhere)."""
+        if not self._in_tenant(user_id, tenant_id):
+            raise NotFound("No such user.", details={"user_id": user_id})
+
+    def _tenant_members(self, tenant_id, user_ids) -> set[str]:
+        """Those of user_ids who are members of the tenant."""
+        return set(self.tenancy.members_among(tenant_id, sorted(set(user_ids)))) if user_ids else set()
+
+    def _member_counts(self, session, groups, tenant_id) -> dict[str, int]:
+        """Members of each group as seen from the tenant: a platform-wide group counts the tenant's only."""
+        counts = storage.member_counts(session)
+        platform = [group.id for group in groups if group.tenant_id is None and counts.get(group.id)]
+        if platform:
+            rows = session.execute(sa.select(GroupMember.group_id, GroupMember.user_id)
+                                   .where(GroupMember.group_id.in_(platform))).all()
+            shown = self._tenant_members(tenant_id, [user_id for _, user_id in rows])
+            for group_id in platform:
+                counts[group_id] = sum(1 for gid, user_id in rows if gid == group_id and user_id in shown)
+        return counts
 
     @staticmethod
     def _visible_role(session, role_id, tenant_id, for_update=False) -> Role:
@@ -560,26 +649,31 @@ class RbacService(ServiceBase):
 
     @staticmethod
     def _refuse_taken(session, cn=None, gid_number=None):
+        """cn and GID are unique across the directory (every tenant's groups share one LDAP tree): a
+        taken one is refused with the same answer whoever holds it, naming nothing about that group."""
         if cn is not None and storage.group_by_cn(session, cn):
-            raise Conflict(f"A group named {cn!r} already exists.", code="group_exists", details={"cn": "already in use"})
+            raise Conflict(f"The group name {cn!r} is taken in the directory.", code="group_exists",
+                           details={"cn": "already in use"})
         if gid_number is not None and session.scalar(sa.select(Group.id).where(Group.gid_number == gid_number)):
-            raise Conflict(f"The GID {gid_number} is already used by another group.", code="gid_taken",
+            raise Conflict(f"The GID {gid_number} is taken in the directory.", code="gid_taken",
                            details={"gid_number": "already in use"})
 
     def _gid_range(self) -> tuple[int, int]:
         settings = self.config["GATEHOUSE"]
         return settings.integer("GATEHOUSE_GID_MIN"), settings.integer("GATEHOUSE_GID_MAX")
 
-    @staticmethod
-    def _member(session, group, user_id) -> GroupMember:
+    def _member(self, session, group, user_id, tenant_id) -> GroupMember:
+        """A member as seen from the tenant: of a platform-wide group, only the tenant's members."""
         member = session.get(GroupMember, (group.id, user_id))
-        if member is None:
+        if member is None or (group.tenant_id is None and user_id not in self._tenant_members(tenant_id, [user_id])):
             raise NotFound("The user is not a member of that group.", code="not_a_member")
         return member
 
-    def _group(self, session, group_id) -> Group:
+    @staticmethod
+    def _group(session, group_id, tenant_id) -> Group:
+        """The group if the tenant sees it (its own or platform-wide); another tenant's is unknown here."""
         group = session.get(Group, group_id)
-        if group is None:
+        if group is None or group.tenant_id not in (None, tenant_id):
             raise NotFound("No such group.", code="group_not_found")
         return group
 
@@ -614,10 +708,11 @@ class RbacService(ServiceBase):
     # --- for the gateway's user administration ------------------------------------
 
     @rpc
-    def unknown_groups(self, cns):
-        """The names among `cns` that are no group: checked before a user is created or approved."""
+    def unknown_groups(self, cns, tenant_id=DEFAULT_TENANT_ID):
+        """The names among `cns` that are no group seen from the tenant: checked before a user is
+        created or approved (another tenant's group is unknown here)."""
         with self.db.unit_of_work() as uow:
-            return [cn for cn in cns if storage.group_by_cn(uow.session, cn) is None]
+            return [cn for cn in cns if storage.visible_group_by_cn(uow.session, cn, tenant_id) is None]
 
 
 def _role_permissions(session, name, tenant_id) -> frozenset[str] | None:
@@ -664,7 +759,8 @@ def _assignment_out(assignment) -> dict:
 
 def _group_out(group, member_count=None) -> dict:
     out = {"id": group.id, "cn": group.cn, "gid_number": group.gid_number, "description": group.description,
-           "is_admin": group.is_admin, "builtin": group.builtin, "created_at": iso(group.created_at)}
+           "is_admin": group.is_admin, "builtin": group.builtin, "tenant_id": group.tenant_id,
+           "platform": group.tenant_id is None, "created_at": iso(group.created_at)}
     if member_count is not None:
         out["member_count"] = member_count
     return out

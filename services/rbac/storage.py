@@ -49,11 +49,17 @@ class Role(Base):
 
 
 class Group(Base):
-    """An LDAP posixGroup: cn and gidNumber are what containers see."""
+    """An LDAP posixGroup: cn and gidNumber are what containers see.
+
+    A group belongs to one tenant (tenant_id), or is platform-wide (NULL: the built-in groups
+    and those a super admin creates as such). cn and GID stay unique across the directory: one
+    LDAP directory holds every tenant's groups.
+    """
 
     __tablename__ = "rbac_groups"
 
     id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    tenant_id: Mapped[str | None] = mapped_column(sa.String(36), index=True)
     cn: Mapped[str] = mapped_column(sa.String(64), unique=True)
     gid_number: Mapped[int] = mapped_column(sa.Integer, unique=True)
     description: Mapped[str] = mapped_column(sa.String(256), default="")
@@ -92,12 +98,35 @@ GRANT_GENERATION_ID = 1
 
 
 def group_by_cn(session: Session, cn: str) -> Group | None:
+    """The group called `cn` in the whole directory (any tenant): for uniqueness only."""
     return session.scalars(sa.select(Group).where(Group.cn == cn)).first()
 
 
-def memberships_of(session: Session, user_id: str) -> list[Group]:
+def in_tenant(tenant_id: str | None):
+    """Where-clause: the groups seen from the tenant (its own and the platform-wide ones); None: every group."""
+    if tenant_id is None:
+        return sa.true()
+    return sa.or_(Group.tenant_id.is_(None), Group.tenant_id == tenant_id)
+
+
+def visible_group_by_cn(session: Session, cn: str, tenant_id: str) -> Group | None:
+    """The group called `cn` as seen from the tenant; another tenant's is no group there."""
+    return session.scalars(sa.select(Group).where(Group.cn == cn, in_tenant(tenant_id))).first()
+
+
+def visible_groups(session: Session, tenant_id: str) -> list[Group]:
+    return list(session.scalars(sa.select(Group).where(in_tenant(tenant_id)).order_by(Group.gid_number)))
+
+
+def groups_of_tenant(session: Session, tenant_id: str) -> list[Group]:
+    """The tenant's own groups (not the platform-wide ones)."""
+    return list(session.scalars(sa.select(Group).where(Group.tenant_id == tenant_id).order_by(Group.gid_number)))
+
+
+def memberships_of(session: Session, user_id: str, tenant_id: str | None = None) -> list[Group]:
+    """The user's groups: every one (tenant_id None) or those seen from the tenant."""
     return list(session.scalars(sa.select(Group).join(GroupMember, GroupMember.group_id == Group.id)
-                                .where(GroupMember.user_id == user_id).order_by(Group.cn)))
+                                .where(GroupMember.user_id == user_id, in_tenant(tenant_id)).order_by(Group.cn)))
 
 
 def custom_role(session: Session, name: str, tenant_id: str) -> Role | None:
@@ -175,11 +204,14 @@ def super_admin_ids(session: Session) -> set[str]:
     return set(by_role) | set(by_group)
 
 
-def groups_with_members(session: Session, user_ids: list[str] | None = None) -> list[tuple[Group, list[str]]]:
+def groups_with_members(session: Session, user_ids: list[str] | None = None,
+                        tenant_id: str | None = None) -> list[tuple[Group, list[str]]]:
+    """Groups (every one, or those seen from the tenant) with their members (only `user_ids` when given)."""
     members: dict[str, list[str]] = {}
     query = sa.select(GroupMember.group_id, GroupMember.user_id)
     if user_ids is not None:
         query = query.where(GroupMember.user_id.in_(list(user_ids)))
     for group_id, user_id in session.execute(query):
         members.setdefault(group_id, []).append(user_id)
-    return [(group, members.get(group.id, [])) for group in session.scalars(sa.select(Group).order_by(Group.gid_number))]
+    groups = session.scalars(sa.select(Group).where(in_tenant(tenant_id)).order_by(Group.gid_number))
+    return [(group, members.get(group.id, [])) for group in groups]

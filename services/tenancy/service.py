@@ -23,6 +23,7 @@ from services.tenancy import domain, events, storage
 from services.tenancy.storage import Connection, Membership, Tenant
 
 MAX_PAGE = 200
+MEMBERS_AMONG_CHUNK = 500  # ids per IN (...) of members_among
 
 
 class TenancyService(ServiceBase):
@@ -415,6 +416,17 @@ class TenancyService(ServiceBase):
     def is_member(self, user_id, tenant_id):
         with self.db.unit_of_work() as uow:
             return uow.session.get(Membership, (tenant_id, user_id)) is not None
+
+    @rpc
+    def members_among(self, tenant_id, user_ids):
+        """Those of `user_ids` that are members of the tenant (rbac's tenant view of platform-wide groups)."""
+        user_ids, found = sorted(set(user_ids)), []
+        with self.db.unit_of_work() as uow:
+            for start in range(0, len(user_ids), MEMBERS_AMONG_CHUNK):
+                chunk = user_ids[start:start + MEMBERS_AMONG_CHUNK]
+                found += uow.session.scalars(sa.select(Membership.user_id).where(
+                    Membership.tenant_id == tenant_id, Membership.user_id.in_(chunk)))
+        return sorted(found)
 
     @rpc
     def get_membership(self, tenant_id, user_id):

@@ -21,3 +21,29 @@ def migrated(service: str, path, metadata) -> ServiceDatabase:
     url = f"sqlite:///{path}"
     migrate.upgrade(service, url)
     return ServiceDatabase(service, url, metadata)
+
+
+class FakeMemberships:
+    """Tenancy's and identity's membership RPCs as rbac uses them (service.tenancy and service.identity):
+    who belongs to which tenant, set by join/leave."""
+
+    def __init__(self):
+        self.tenants: dict[str, set[str]] = {}
+
+    def join(self, user_id: str, tenant_id: str = "default") -> None:
+        self.tenants.setdefault(user_id, set()).add(tenant_id)
+
+    def leave(self, user_id: str, tenant_id: str) -> None:
+        self.tenants.get(user_id, set()).discard(tenant_id)
+
+    def memberships_of(self, user_id):
+        return [{"tenant_id": tenant_id} for tenant_id in sorted(self.tenants.get(user_id, ()))]
+
+    def members_among(self, tenant_id, user_ids):
+        return sorted(u for u in set(user_ids) if tenant_id in self.tenants.get(u, ()))
+
+    def user_tenants(self, user_id):
+        from kernel.errors import NotFound
+        if user_id not in self.tenants:
+            raise NotFound("No such user.")
+        return sorted(self.tenants[user_id])

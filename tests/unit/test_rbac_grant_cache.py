@@ -17,7 +17,7 @@ from services.rbac.grant_cache import GrantCache
 from services.rbac.service import RbacService
 from services.rbac.storage import Group, GroupMember, Role, RoleAssignment
 from services.tenancy import events as tenancy_events
-from tests.unit.conftest import migrated
+from tests.unit.conftest import FakeMemberships, migrated
 
 ROOT = Actor(user_id="root-1", username="root").__dict__
 SYSADMINS = next(group for group in domain.BUILTIN_GROUPS if group.is_admin)
@@ -153,8 +153,9 @@ def test_a_rolled_back_write_leaves_the_generation(database):
 # --- two rbac instances on one database ----------------------------------------------------------------
 
 
-def instance(path) -> RbacService:
+def instance(path, memberships=None) -> RbacService:
     service = RbacService()
+    service.tenancy = service.identity = memberships or FakeMemberships()
     service.db = migrated("rbac", path, storage.metadata)
     service.config = {"GATEHOUSE": Config.from_env({"GATEHOUSE_SECRET_KEY": "unit-test-key",
                                                     "GATEHOUSE_DATA_DIR": str(path.parent)})}
@@ -165,7 +166,9 @@ def instance(path) -> RbacService:
 @pytest.fixture
 def pair(tmp_path):
     """Instances A and B of rbac sharing one database, each with its own cache; root is the first admin."""
-    a, b = instance(tmp_path / "rbac.db"), instance(tmp_path / "rbac.db")
+    memberships = FakeMemberships()
+    memberships.join("root-1")
+    a, b = instance(tmp_path / "rbac.db", memberships), instance(tmp_path / "rbac.db", memberships)
     a.enrol_new_user(user_event(identity_events.USER_CREATED, "root-1", "root", first_admin=True))
     yield a, b
     a.db.dispose()
@@ -178,6 +181,7 @@ def user_event(type_, user_id, username, **data) -> dict:
 
 
 def new_user(service, user_id, role=None, tenant_id="default"):
+    service.tenancy.join(user_id, tenant_id)
     service.enrol_new_user(user_event(identity_events.USER_CREATED, user_id, user_id))
     if role:
         service.assign_role(ROOT, user_id, role, tenant_id=tenant_id)

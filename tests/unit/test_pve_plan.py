@@ -106,6 +106,28 @@ def test_groups_are_mirrored_with_their_members_among_the_tenants_members():
     assert not any("stranger" in userid for userid in state.users)
 
 
+def test_a_tenants_proxmox_mirrors_its_own_and_the_platform_wide_groups_never_another_tenants():
+    members = [person("alice"), person("bob")]
+    groups = [Group("g1", "t1-ops", 6000, "T1 ops", False, frozenset({"id-alice"}), tenant_id="t1"),
+              Group("g2", "t2-secret", 6001, "T2 secret plans", False, frozenset({"id-alice", "id-bob"}),
+                    tenant_id="t2"),
+              Group("g3", "ldapusers", 5000, "Every user", False, frozenset({"id-alice", "id-bob", "id-eve"}))]
+    state = desired_state(REALM, CONNECTION, members, {}, groups, [], tenant_id="t1")
+    assert set(state.groups) == {"t1-ops", "ldapusers"}
+    assert state.users["alice@gatehouse"].groups == {"t1-ops", "ldapusers"}
+    assert state.users["bob@gatehouse"].groups == {"ldapusers"}  # t2-secret's membership is not mirrored
+    assert not any("eve" in userid for userid in state.users)  # platform-wide: the tenant's members only
+    assert not any("secret" in group.comment for group in state.groups.values())
+
+
+def test_another_tenants_group_already_in_proxmox_is_deleted_there():
+    """Before groups belonged to a tenant every group was mirrored everywhere: the next run removes them."""
+    theirs = Group("g2", "t2-secret", 6001, "T2", False, frozenset(), tenant_id="t2")
+    everywhere = desired([person("alice")], groups=[theirs])  # as mirrored before
+    wanted = desired_state(REALM, CONNECTION, [person("alice")], {}, [theirs], [], tenant_id="t1")
+    assert ("delete", "group", "t2-secret") in ops(plan(wanted, everywhere))
+
+
 # --- rights -------------------------------------------------------------------------------------------
 
 

@@ -579,9 +579,9 @@ class RbacService(ServiceBase):
     def _check_membership_change(self, session, actor, group):
         """Membership of an administrator group is full administration: only super admins hand it out.
         A platform-wide group's members change by super admins only."""
-        self._check_platform_group(session, actor, group)
         if group.is_admin:
             self._require_super_admin(session, actor, f"Only a super admin can change who is in {group.cn!r}.")
+        self._check_platform_group(session, actor, group)
 
     def _check_platform_group(self, session, actor, group):
         if group.tenant_id is None and not self._grant(session, actor.user_id, DEFAULT_TENANT_ID).super_admin:

@@ -218,6 +218,94 @@ def test_invitations_of_another_tenant_are_invisible_and_untouchable(root, world
     assert admin_b.get(f"/api/v1/invitations/{invitation['id']}").json()["status"] == "pending"
 
 
+UNKNOWN_GROUP = "0e7bd1c6-0000-4000-8000-00000000beef"
+
+
+def same_answer(theirs, unknown, their_id, unknown_id):
+    """Status, code and body alike, apart from the id asked about; no 2xx."""
+    assert theirs.status_code == unknown.status_code and not 200 <= theirs.status_code < 300, (theirs.text,
+                                                                                               unknown.text)
+    assert theirs.text.replace(their_id, "ID") == unknown.text.replace(unknown_id, "ID"), (theirs.text, unknown.text)
+
+
+def test_reproduction_3_a_tenant_admin_cannot_list_read_change_or_empty_another_tenants_group(root, world, unique):
+    """Issue 17, reproduction 3: T1's admin listed T2's groups with their descriptions, read their
+    members, renamed them, added T1 users, removed T2 members and deleted T2's group."""
+    _, admin_a = world["admin_a"]
+    _, admin_b = world["admin_b"]
+    user_a, (user_b, _), shared = world["user_a"], world["user_b"], world["shared"][0]
+    cn, description = f"isob{unique}", f"B's confidential team {unique}"
+    created = admin_b.post("/api/v1/groups", json={"cn": cn, "description": description})
+    assert created.status_code == 201, created.text
+    group = created.json()
+    assert (group["tenant_id"], group["platform"]) == (world["b"]["id"], False)
+    for user_id in (user_b["id"], shared["id"]):
+        assert admin_b.post(f"/api/v1/groups/{group['id']}/members", json={"user_id": user_id}).status_code == 201
+
+    listed = admin_a.get("/api/v1/groups", params={"limit": 200})
+    assert listed.status_code == 200
+    assert group["id"] not in listed.text and cn not in listed.text and description not in listed.text
+    assert {g["cn"] for g in listed.json()["items"] if g["platform"]} >= {"ldapusers", "sysadmins"}
+    shared_groups = admin_a.get(f"/api/v1/users/{shared['id']}/groups")  # a member of both tenants
+    assert shared_groups.status_code == 200 and cn not in shared_groups.text
+
+    theirs, unknown = f"/api/v1/groups/{group['id']}", f"/api/v1/groups/{UNKNOWN_GROUP}"
+    probes = (
+        lambda path: admin_a.get(path),
+        lambda path: admin_a.patch(path, json={"cn": f"stolen{unique}", "description": "mine"}),
+        lambda path: admin_a.get(f"{path}/members", params={"limit": 200}),
+        lambda path: admin_a.get(f"{path}/members/{user_b['id']}"),
+        lambda path: admin_a.post(f"{path}/members", json={"user_id": user_a["id"]}),
+        lambda path: admin_a.delete(f"{path}/members/{user_b['id']}"),
+        lambda path: admin_a.delete(f"{path}/members/{shared['id']}"),
+        lambda path: admin_a.delete(path),
+    )
+    for probe in probes:
+        answer = probe(theirs)
+        error_of(answer, 404, "group_not_found")
+        same_answer(answer, probe(unknown), group["id"], UNKNOWN_GROUP)
+        assert description not in answer.text and user_b["username"] not in answer.text
+
+    kept = admin_b.get(theirs)
+    assert kept.status_code == 200 and (kept.json()["cn"], kept.json()["description"]) == (cn, description)
+    members = admin_b.get(f"{theirs}/members", params={"limit": 200}).json()["items"]
+    assert {m["user_id"] for m in members} == {user_b["id"], shared["id"]}
+
+    # A's group takes A's members only: B's user answers like an unknown user
+    mine = admin_a.post("/api/v1/groups", json={"cn": f"isoa{unique}"})
+    assert mine.status_code == 201, mine.text
+    add = f"/api/v1/groups/{mine.json()['id']}/members"
+    nobody = "0e7bd1c6-0000-4000-8000-00000000cafe"
+    same_answer(admin_a.post(add, json={"user_id": user_b["id"]}), admin_a.post(add, json={"user_id": nobody}),
+                user_b["id"], nobody)
+    assert admin_a.post(add, json={"user_id": user_a["id"]}).status_code == 201
+    # and B cannot reach it either
+    error_of(admin_b.get(f"/api/v1/groups/{mine.json()['id']}"), 404, "group_not_found")
+
+    # names and GIDs are the directory's: taken, and nothing more said about B's group
+    taken = admin_a.post("/api/v1/groups", json={"cn": cn})
+    error_of(taken, 409, "group_exists")
+    gid = admin_a.post("/api/v1/groups", json={"cn": f"isoc{unique}", "gid_number": group["gid_number"]})
+    error_of(gid, 409, "gid_taken")
+    for answer in (taken, gid):
+        assert description not in answer.text and group["id"] not in answer.text and world["b"]["id"] not in answer.text
+
+    # platform-wide groups: seen, not changed, by a tenant admin
+    ldapusers = next(g for g in listed.json()["items"] if g["cn"] == "ldapusers")
+    error_of(admin_a.patch(f"/api/v1/groups/{ldapusers['id']}", json={"description": "ours"}), 403,
+             "platform_group_protected")
+    error_of(admin_a.post("/api/v1/groups", json={"cn": f"isop{unique}", "platform": True}), 403, "super_admin_only")
+    everyone = admin_a.get(f"/api/v1/groups/{ldapusers['id']}/members", params={"limit": 200})
+    assert user_a["id"] in everyone.text and user_b["id"] not in everyone.text  # the tenant's members only
+
+    # B's group events are in B's audit trail, never in A's
+    audited(admin_b, "group_created", group["id"])
+    audited(admin_b, "member_added", group["id"], user_id=user_b["id"])
+    trail = admin_a.get("/api/v1/audit/events", params={"limit": 200})
+    assert trail.status_code == 200 and group["id"] not in trail.text and description not in trail.text
+    assert cn not in trail.text
+
+
 def test_the_audit_view_of_a_tenant_shows_nothing_of_another(world):
     nothing_of_b_in(world, world["admin_a"][1].get("/api/v1/audit/events", params={"limit": 200}))
 

@@ -400,6 +400,62 @@ def test_a_connection_gets_only_its_tenants_members(platform, admin, pve, unique
         admin.delete(f"/api/v1/connections/{connection['id']}")
 
 
+def pve_groups(server: PveStandin) -> dict[str, dict]:
+    return {group["groupid"]: group for group in inspect(server).access.groups.get()}
+
+
+def switch_to(api, tenant_id: str) -> None:
+    answer = api.post("/api/v1/me/tenant", json={"tenant_id": tenant_id})
+    assert answer.status_code == 200, answer.text
+
+
+def test_a_connection_mirrors_only_its_tenants_groups_and_the_directory_keeps_every_one(
+        platform, admin, directory, pve, unique):
+    """Issue 17, reproduction 3: every tenant's groups were mirrored into every tenant's Proxmox VE."""
+    tenant = new_tenant(admin, f"syncgr{unique}")
+    with _standin() as other:
+        connection = _connect(admin, other, f"groups-{unique}")
+        assert admin.post(f"/api/v1/connections/{connection['id']}/reassign",
+                          json={"tenant_id": tenant["id"]}).status_code == 200
+        insider, _ = make_user(platform, admin, f"gin{unique}")
+        assert member(admin, tenant["id"], insider["id"], "viewer").status_code in (200, 201)
+        outsider, _ = make_user(platform, admin, f"gout{unique}")  # default's only
+        theirs_cn, ours_cn = f"tgr{unique}", f"dgr{unique}"
+        switch_to(admin, tenant["id"])
+        try:
+            theirs = admin.post("/api/v1/groups", json={"cn": theirs_cn, "description": "the tenant's team"})
+            assert theirs.status_code == 201 and theirs.json()["tenant_id"] == tenant["id"], theirs.text
+            added = admin.post(f"/api/v1/groups/{theirs.json()['id']}/members", json={"user_id": insider["id"]})
+            assert added.status_code == 201, added.text
+        finally:
+            switch_to(admin, DEFAULT)
+        ours = admin.post("/api/v1/groups", json={"cn": ours_cn, "description": "default's team"})
+        assert ours.status_code == 201 and ours.json()["tenant_id"] == DEFAULT, ours.text
+        assert admin.post(f"/api/v1/groups/{ours.json()['id']}/members",
+                          json={"user_id": outsider["id"]}).status_code == 201
+
+        eventually(lambda: theirs_cn in (pve_user(other, insider["username"]) or {}).get("groups", []), WAIT, 0.2,
+                   "the tenant's group mirrored to its connection")
+        eventually(lambda: ours_cn in (pve_user(pve, outsider["username"]) or {}).get("groups", []), WAIT, 0.2,
+                   "default's group mirrored to default's connection")
+        assert ours_cn not in pve_groups(other) and theirs_cn not in pve_groups(pve)
+        assert "ldapusers" in pve_groups(other)  # platform-wide: mirrored, with the tenant's members only
+        assert "ldapusers" in pve_user(other, insider["username"])["groups"]
+        assert pve_user(other, outsider["username"]) is None
+        # the directory holds every tenant's groups
+        for cn, username in ((theirs_cn, insider["username"]), (ours_cn, outsider["username"])):
+            eventually(lambda: username in (entry(directory, group_dn(directory, cn)) or {}).get("memberuid", []),
+                       WAIT, 0.2, f"posixGroup {cn}")
+
+        # a member leaving the tenant leaves its groups (LDAP and Proxmox VE)
+        removed = admin.delete(f"/api/v1/tenants/{tenant['id']}/users/{insider['id']}")
+        assert removed.status_code == 204, removed.text
+        eventually(lambda: insider["username"] not in (entry(directory, group_dn(directory, theirs_cn))
+                                                        or {}).get("memberuid", []), WAIT, 0.2, "left the group")
+        admin.delete(f"/api/v1/groups/{ours.json()['id']}")
+        admin.delete(f"/api/v1/connections/{connection['id']}")
+
+
 def test_a_proxmox_outage_loses_nothing(platform, admin, directory, unique):
     server = PveStandin(port=free_port())  # the same port after a restart (its certificate changes: no TLS pin)
     server.add_token(TOKEN_ID, TOKEN_SECRET)

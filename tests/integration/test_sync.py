@@ -417,6 +417,8 @@ def test_a_connection_mirrors_only_its_tenants_groups_and_the_directory_keeps_ev
         connection = _connect(admin, other, f"groups-{unique}")
         assert admin.post(f"/api/v1/connections/{connection['id']}/reassign",
                           json={"tenant_id": tenant["id"]}).status_code == 200
+        realm = admin.post(f"/api/v1/connections/{connection['id']}/realm", json={})
+        assert realm.status_code == 200, realm.text
         insider, _ = make_user(platform, admin, f"gin{unique}")
         assert member(admin, tenant["id"], insider["id"], "viewer").status_code in (200, 201)
         outsider, _ = make_user(platform, admin, f"gout{unique}")  # default's only

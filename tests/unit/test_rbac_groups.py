@@ -116,7 +116,7 @@ def test_a_user_created_moments_ago_counts_by_identitys_read_model(rbac):
     rbac.tenancy = Tenancy()
     identity.join("fresh", "t1")
     assert rbac.add_member(ADMIN_1, ops["id"], "fresh", tenant_id="t1")[1]
-    rbac.identity = identity
+    assert isinstance(refusal(rbac.add_member, ADMIN_1, ops["id"], "nobody", tenant_id="t1"), NotFound)
 
 
 def test_platform_groups_are_seen_everywhere_and_changed_by_super_admins_only(rbac):
@@ -174,8 +174,11 @@ def test_add_to_groups_and_unknown_groups_resolve_names_in_the_tenant(rbac):
     access = rbac.add_to_groups(ADMIN_2, "u-2", ["t2-ops", "ldapusers"], tenant_id="t2")  # already in ldapusers
     assert access["groups"] == ["ldapusers", "t2-ops"]
     assert isinstance(refusal(rbac.add_to_groups, ADMIN_2, "u-1", ["t2-ops"], tenant_id="t2"), NotFound)
-    assert refusal(rbac.add_to_groups, ADMIN_2, "u-2", ["sysadmins"], tenant_id="t2").code == \
-        "platform_group_protected"
+    assert refusal(rbac.add_to_groups, ADMIN_2, "u-2", ["sysadmins"], tenant_id="t2").code == "super_admin_only"
+    shared = rbac.create_group(ROOT, "shared", platform=True)
+    assert refusal(rbac.add_to_groups, ADMIN_2, "u-2", ["shared"], tenant_id="t2").code == "platform_group_protected"
+    assert rbac.add_to_groups(ROOT, "u-2", ["shared"], tenant_id="t2")["groups"] == ["ldapusers", "shared", "t2-ops"]
+    assert shared["platform"]
 
 
 def test_a_users_groups_are_shown_as_seen_from_the_tenant(rbac):

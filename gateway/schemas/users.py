@@ -16,7 +16,8 @@ SETTABLE_STATUSES = [identity_domain.PENDING, identity_domain.ACTIVE, identity_d
 class _AccessIn(Schema):
     role = role_reference(metadata={"description": "role to assign in the caller's tenant"})
     groups = List(String(validate=FullMatch(rbac_domain.GROUP_CN)), validate=Length(max=50),
-                  metadata={"description": "LDAP groups (cn) to add the user to; never removes any"})
+                  metadata={"description": "LDAP groups (cn) of the caller's tenant or platform-wide to add the "
+                                            "user to; never removes any"})
 
 
 class UserCreateIn(_AccessIn):
@@ -49,7 +50,8 @@ class UserListQuery(PageQuery):
 
 
 class UserDetailOut(UserOut):
-    groups = List(String(), metadata={"description": "LDAP groups (cn) the user belongs to"})
+    groups = List(String(), metadata={"description": "LDAP groups (cn) the user belongs to, seen from the active "
+                                                     "tenant (its groups and the platform-wide ones)"})
 
 
 class UserPageOut(Schema):

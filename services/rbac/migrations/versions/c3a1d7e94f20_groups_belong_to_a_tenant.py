@@ -3,6 +3,9 @@
 Existing groups other than the built-in ones move into `default` (the tenant every
 installation had before groups were confined); ldapusers and sysadmins stay platform-wide.
 cn and gid_number stay unique across the directory (one LDAP directory holds every group).
+Memberships are kept as they are: rbac's database does not know tenancy's memberships, so a
+member of a moved group who is not in `default` stays listed there until an administrator
+removes them (Proxmox VE mirrors a group's members among its tenant's members only anyway).
 
 SQLite: adding a nullable column and an index needs no table rebuild, but should batch mode
 ever rebuild rbac_groups, its grant-generation triggers (bb56e186b39f) would go with it: they

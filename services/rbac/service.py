@@ -369,20 +369,26 @@ class RbacService(ServiceBase):
     # tenant's groups and the platform-wide ones; another tenant's group answers exactly like an
     # unknown id. Platform-wide groups change (fields and members) by super admins only, and
     # their members are shown as far as they belong to the tenant.
+    #
+    # Who belongs to a tenant is asked over RPC, never inside a unit of work (SQLite: a green
+    # thread must not yield holding a transaction): before it, or after it with what it read.
 
     @rpc
     def list_groups(self, limit=50, cursor=None, tenant_id=DEFAULT_TENANT_ID):
         with self.db.unit_of_work() as uow:
             groups = storage.visible_groups(uow.session, tenant_id)
-            counts = self._member_counts(uow.session, groups, tenant_id)
-            items = [_group_out(g, counts.get(g.id, 0)) for g in groups]
+            items = [_group_out(g) for g in groups]
+            counted = self._member_rows(uow.session, groups)
+        counts = self._counts_seen(counted, tenant_id)
+        items = [{**item, "member_count": counts.get(item["id"], 0)} for item in items]
         return paging.page(items, _limit(limit), cursor)
 
     @rpc
     def get_group(self, group_id, tenant_id=DEFAULT_TENANT_ID):
         with self.db.unit_of_work() as uow:
             group = self._group(uow.session, group_id, tenant_id)
-            return _group_out(group, self._member_counts(uow.session, [group], tenant_id).get(group.id, 0))
+            out, counted = _group_out(group), self._member_rows(uow.session, [group])
+        return {**out, "member_count": self._counts_seen(counted, tenant_id).get(group_id, 0)}
 
     @rpc
     def create_group(self, actor, cn, gid_number=None, description="", is_admin=False, tenant_id=DEFAULT_TENANT_ID,
@@ -440,7 +446,8 @@ class RbacService(ServiceBase):
                     setattr(group, field, change["to"])
                 uow.emit(events.group_updated(group, actor, diff))
                 _commit_unique(uow)
-            return _group_out(group, self._member_counts(uow.session, [group], tenant_id).get(group.id, 0))
+            out, counted = _group_out(group), self._member_rows(uow.session, [group])
+        return {**out, "member_count": self._counts_seen(counted, tenant_id).get(group_id, 0)}
 
     @rpc
     def delete_group(self, actor, group_id, tenant_id=DEFAULT_TENANT_ID):
@@ -464,24 +471,26 @@ class RbacService(ServiceBase):
         offset = paging.offset_of(cursor)
         with self.db.unit_of_work() as uow:
             group = self._group(uow.session, group_id, tenant_id)
+            platform = group.tenant_id is None
             where = GroupMember.group_id == group.id
             ordered = sa.select(GroupMember).where(where).order_by(GroupMember.username, GroupMember.user_id)
-            if group.tenant_id is None:  # platform-wide: the members of the tenant only
-                rows = list(uow.session.scalars(ordered))
-                shown = self._tenant_members(tenant_id, [m.user_id for m in rows])
-                rows = [m for m in rows if m.user_id in shown]
-                total, rows = len(rows), rows[offset:offset + limit]
+            if platform:  # platform-wide: the members of the tenant only, sorted out below
+                items = [_member_out(m) for m in uow.session.scalars(ordered)]
             else:
                 total = uow.session.scalar(sa.select(sa.func.count()).select_from(GroupMember).where(where))
-                rows = uow.session.scalars(ordered.offset(offset).limit(limit))
-            items = [_member_out(m) for m in rows]
+                items = [_member_out(m) for m in uow.session.scalars(ordered.offset(offset).limit(limit))]
+        if platform:
+            shown = self._tenant_members(tenant_id, [item["user_id"] for item in items])
+            items = [item for item in items if item["user_id"] in shown]
+            total, items = len(items), items[offset:offset + limit]
         return paging.page_answer(items, offset, total)
 
     @rpc
     def get_member(self, group_id, user_id, tenant_id=DEFAULT_TENANT_ID):
+        seen = self._in_tenant(user_id, tenant_id)
         with self.db.unit_of_work() as uow:
             group = self._group(uow.session, group_id, tenant_id)
-            member = self._member(uow.session, group, user_id, tenant_id)
+            member = self._member(uow.session, group, user_id, seen)
             return _member_out(member)
 
     @rpc
@@ -489,10 +498,12 @@ class RbacService(ServiceBase):
         """Returns (membership, added): adding an existing member changes nothing. The user must be a
         member of the tenant (else 404 as for an unknown user)."""
         actor = Actor.from_dict(actor)
+        seen = self._in_tenant(user_id, tenant_id)
         with self.db.unit_of_work() as uow:
             group = self._group(uow.session, group_id, tenant_id)
             self._check_membership_change(uow.session, actor, group)
-            self._require_tenant_member(user_id, tenant_id)
+            if not seen:
+                raise _no_such_user(user_id)
             added = self._add_member(uow, group, user_id, username, actor)
             uow.commit()
             return _member_out(uow.session.get(GroupMember, (group.id, user_id))), added
@@ -500,9 +511,10 @@ class RbacService(ServiceBase):
     @rpc
     def remove_member(self, actor, group_id, user_id, username=None, tenant_id=DEFAULT_TENANT_ID):
         actor = Actor.from_dict(actor)
+        seen = self._in_tenant(user_id, tenant_id)
         with self.db.unit_of_work() as uow:
             group = self._group(uow.session, group_id, tenant_id)
-            member = self._member(uow.session, group, user_id, tenant_id)
+            member = self._member(uow.session, group, user_id, seen)
             self._check_membership_change(uow.session, actor, group)
             uow.session.delete(member)
             uow.emit(events.member_removed(group, user_id, username or member.username, actor))
@@ -519,6 +531,7 @@ class RbacService(ServiceBase):
         """Adds the user to each group named by cn as seen from the tenant (its own and the
         platform-wide ones; already a member: unchanged). Another tenant's cn is unknown here."""
         actor = Actor.from_dict(actor)
+        seen = bool(groups) and self._in_tenant(user_id, tenant_id)
         with self.db.unit_of_work() as uow:
             found = {cn: storage.visible_group_by_cn(uow.session, cn, tenant_id) for cn in groups}
             if missing := [cn for cn, group in found.items() if group is None]:
@@ -528,8 +541,8 @@ class RbacService(ServiceBase):
                        if uow.session.get(GroupMember, (group.id, user_id)) is None]
             for group in joining:
                 self._check_membership_change(uow.session, actor, group)
-            if joining:
-                self._require_tenant_member(user_id, tenant_id)
+            if joining and not seen:
+                raise _no_such_user(user_id)
             for group in joining:
                 self._add_member(uow, group, user_id, username, actor)
             uow.commit()
@@ -599,25 +612,27 @@ class RbacService(ServiceBase):
                 return False
         return tenant_id in tenants
 
-    def _require_tenant_member(self, user_id, tenant_id):
-        """A group of the tenant takes only its members, as do platform-wide ones seen from it: anyone
-        else is answered as an unknown user (no word on whether the id exists elsewhere)."""
-        if not self._in_tenant(user_id, tenant_id):
-            raise NotFound("No such user.", details={"user_id": user_id})
-
     def _tenant_members(self, tenant_id, user_ids) -> set[str]:
-        """Those of user_ids who are members of the tenant."""
+        """Those of user_ids who are members of the tenant (RPC: outside any unit of work)."""
         return set(self.tenancy.members_among(tenant_id, sorted(set(user_ids)))) if user_ids else set()
 
-    def _member_counts(self, session, groups, tenant_id) -> dict[str, int]:
-        """Members of each group as seen from the tenant: a platform-wide group counts the tenant's only."""
+    @staticmethod
+    def _member_rows(session, groups) -> tuple[dict[str, int], list[tuple[str, str]]]:
+        """What member counts are made of: each group's count, and the (group, user) rows of the
+        platform-wide ones among `groups` (counted as seen from a tenant by _counts_seen)."""
         counts = storage.member_counts(session)
         platform = [group.id for group in groups if group.tenant_id is None and counts.get(group.id)]
-        if platform:
-            rows = session.execute(sa.select(GroupMember.group_id, GroupMember.user_id)
-                                   .where(GroupMember.group_id.in_(platform))).all()
+        rows = [tuple(row) for row in session.execute(sa.select(GroupMember.group_id, GroupMember.user_id)
+                                                      .where(GroupMember.group_id.in_(platform)))] if platform else []
+        return counts, rows
+
+    def _counts_seen(self, counted, tenant_id) -> dict[str, int]:
+        """Members of each group as seen from the tenant: a platform-wide group counts the tenant's only."""
+        counts, rows = counted
+        counts = dict(counts)
+        if rows:
             shown = self._tenant_members(tenant_id, [user_id for _, user_id in rows])
-            for group_id in platform:
+            for group_id in {group_id for group_id, _ in rows}:
                 counts[group_id] = sum(1 for gid, user_id in rows if gid == group_id and user_id in shown)
         return counts
 
@@ -662,10 +677,12 @@ class RbacService(ServiceBase):
         settings = self.config["GATEHOUSE"]
         return settings.integer("GATEHOUSE_GID_MIN"), settings.integer("GATEHOUSE_GID_MAX")
 
-    def _member(self, session, group, user_id, tenant_id) -> GroupMember:
-        """A member as seen from the tenant: of a platform-wide group, only the tenant's members."""
+    @staticmethod
+    def _member(session, group, user_id, in_tenant: bool) -> GroupMember:
+        """A member as seen from the tenant (in_tenant: the user belongs to it): of a platform-wide
+        group, only the tenant's members."""
         member = session.get(GroupMember, (group.id, user_id))
-        if member is None or (group.tenant_id is None and user_id not in self._tenant_members(tenant_id, [user_id])):
+        if member is None or (group.tenant_id is None and not in_tenant):
             raise NotFound("The user is not a member of that group.", code="not_a_member")
         return member
 
@@ -719,6 +736,12 @@ def _role_permissions(session, name, tenant_id) -> frozenset[str] | None:
     """The permissions of the role `name` as seen from the tenant; None if there is no such role."""
     role = None if name in domain.BUILTIN_ROLES else storage.custom_role(session, name, tenant_id)
     return domain.role_permissions(name, role.permissions if role else None)
+
+
+def _no_such_user(user_id) -> NotFound:
+    """A group of the tenant takes only its members, as do platform-wide ones seen from it: anyone
+    else is answered as an unknown user (no word on whether the id exists elsewhere)."""
+    return NotFound("No such user.", details={"user_id": user_id})
 
 
 def _commit_unique(uow):

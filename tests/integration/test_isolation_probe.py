@@ -207,3 +207,45 @@ def test_foreign_ids_answer_exactly_as_unknown_ones(spec, world):
     assert not problems, "answers that tell foreign ids from unknown ones:\n" + "\n".join(problems)
     if fixed := set(PENDING) - pending_seen:
         pytest.fail(f"{sorted(fixed)} answer identically now: remove them from PENDING")
+
+
+# Ids that travel in bodies and queries: (method, path with T1's own ids, where, field, kind).
+CARRIED_IDS = [
+    ("post", "/api/v1/me/tenant", "json", "tenant_id", "tenant_id"),
+    ("post", "/api/v1/connections", "json", "tenant_id", "tenant_id"),
+    ("post", "/api/v1/connections/{own:connection_id}/reassign", "json", "tenant_id", "tenant_id"),
+    ("post", "/api/v1/groups/{own:group_id}/members", "json", "user_id", "user_id"),
+    ("get", "/api/v1/users", "params", "tenant", "tenant_id"),
+    ("get", "/api/v1/inventory/vms", "params", "connection_id", "connection_id"),
+    ("get", "/api/v1/inventory/nodes", "params", "connection_id", "connection_id"),
+    ("get", "/api/v1/inventory/storages", "params", "connection_id", "connection_id"),
+    ("get", "/api/v1/audit/events", "params", "actor_id", "user_id"),
+    ("get", "/api/v1/audit/events", "params", "resource_id", "connection_id"),
+]
+CONNECTION_BODY = {"name": "probe-{n}", "url": "https://pve.example.com",
+                   "auth": {"token_id": TOKEN_ID, "token_secret": TOKEN_SECRET}}
+
+
+def test_foreign_ids_in_bodies_and_queries_answer_as_unknown_ones(world):
+    problems = []
+    for method, path, where, field, kind in CARRIED_IDS:
+        url = re.sub(r"\{own:([a-z_]+)\}", lambda m: world["own"][m.group(1)], path)
+        for actor, api in world["actors"].items():
+            for label, foreign_id in world["foreign"][kind].items():
+                answers = []
+                for value in (foreign_id, shape_alike(foreign_id)):
+                    payload = {field: value}
+                    if path == "/api/v1/connections":
+                        payload.update(CONNECTION_BODY, name=f"probe-{uuid.uuid4().hex[:8]}")
+                    response = api.request(method.upper(), url, **{where: payload})
+                    text = response.text.replace(value, PROBE_ID)
+                    if path == "/api/v1/connections":
+                        text = text.replace(payload["name"], "<name>")
+                    answers.append((response.status_code, text))
+                seen, expected = answers
+                if method != "get" and seen[0] < 300:
+                    problems.append(f"{method.upper()} {path} [{field}={label}] as {actor}: {seen[0]} for a foreign id")
+                elif seen != expected:
+                    problems.append(f"{method.upper()} {path} [{field}={label}] as {actor}: "
+                                    f"foreign {seen} != unknown {expected}")
+    assert not problems, "answers that tell foreign ids from unknown ones:\n" + "\n".join(problems)

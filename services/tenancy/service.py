@@ -37,9 +37,13 @@ class TenancyService(ServiceBase):
     @on_event("identity", types=[identity_events.USER_CREATED, identity_events.USER_REGISTERED,
                                  identity_events.INVITATION_ACCEPTED])
     def enrol_new_user(self, event, uow):
-        """A new user joins the tenant their event names first (an invitation's tenant), else `default`."""
+        """A new user joins the tenant their event names first (an invitation's tenant), else `default`.
+        An invitee joins the inviting tenant only: when it was deleted meanwhile, no tenant (as its
+        members were left), never `default`, where its administrators would see them."""
         if event.type == identity_events.INVITATION_ACCEPTED:
             user_id, username, wanted = event.data["user_id"], event.data.get("username"), event.data.get("tenant_id")
+            if not (wanted and uow.session.get(Tenant, wanted)):
+                return
         elif event.data.get("invitation_id"):
             return  # registered through an invitation: invitation_accepted, of the same commit, names the tenant
         else:

@@ -341,3 +341,21 @@ def test_only_an_administrator_of_all_the_users_tenants_brings_them_in(tenancy):
     with pytest.raises(Forbidden) as partly:
         tenancy.assign_user(boss, acme["id"], "u-default", "ud")  # boss administers other, not default
     assert partly.value.code == "cross_tenant_user"
+
+
+def test_an_invitee_joins_the_inviting_tenant_only(tenancy):
+    acme = enabled_with_tenant(tenancy)
+    gone = tenancy.create_tenant(ADMIN, "Gone")
+    tenancy.enrol_invited(invitation_event(identity_events.INVITATION_SENT, "inv-1", "p1", acme["id"]))
+    def accepted(user_id, tenant_id):
+        return Event(type=identity_events.INVITATION_ACCEPTED, source="identity", category="users", actor=SYSTEM,
+                     resource=Resource("invitation", "inv", "p@example.com"),
+                     data={"user_id": user_id, "username": user_id, "tenant_id": tenant_id, "role": "viewer"},
+                     tenant_ids=(tenant_id,)).to_dict()
+
+    tenancy.enrol_new_user(user_event(identity_events.USER_REGISTERED, "p1", "p1", (acme["id"],), invitation_id="inv"))
+    tenancy.enrol_new_user(accepted("p1", acme["id"]))
+    assert [(m["tenant_id"], m["is_default"]) for m in tenancy.memberships_of("p1")] == [(acme["id"], True)]
+    tenancy.delete_tenant(ADMIN, gone["id"])
+    tenancy.enrol_new_user(accepted("p2", gone["id"]))
+    assert tenancy.memberships_of("p2") == []  # not `default`

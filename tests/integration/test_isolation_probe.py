@@ -136,8 +136,10 @@ def operations(spec):
 
 
 def shape_alike(value: str) -> str:
-    """An unknown id of the same shape: every hex digit replaced by a random one, the rest kept."""
-    unknown = "".join(random.choice("0123456789abcdef") if c in "0123456789abcdef" else c for c in value.lower())
+    """An unknown id of the same shape: every digit replaced by a random digit, every letter a-f by
+    a random one of a-f, the rest kept (a uuid stays a uuid, `<uuid>.<vmid>` keeps a number)."""
+    unknown = "".join(random.choice("0123456789") if c.isdigit() else random.choice("abcdef") if c in "abcdef"
+                      else c for c in value.lower())
     return unknown if unknown != value else shape_alike(value)
 
 

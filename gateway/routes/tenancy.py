@@ -262,17 +262,16 @@ def _require_admin_users(rpc, tenant_id):
 
 
 def _refuse_takeover(rpc, tenant_id, user_id):
-    """Someone who does not administer all of a user's tenants may not pull the user into theirs."""
+    """Someone who does not administer all of a user's tenants may not pull the user into theirs
+    (tenancy enforces it too). Asked before anything else about the user, so that a user of
+    tenants the caller does not administer answers exactly as an unknown id."""
     if is_super_admin():
         return  # the rule's first case, without asking anyone
     user_tenants = {m["tenant_id"] for m in rpc.tenancy.memberships_of(user_id)}
-    if tenant_id in user_tenants:
-        return
-    actor_tenants = {m["tenant_id"] for m in rpc.tenancy.memberships_of(current_principal().user_id)}
     administered = {t for t in user_tenants if holds(ADMIN_USERS, t)}
-    refusal = domain.membership_change_refusal(False, actor_tenants, administered, user_tenants, tenant_id)
-    if refusal == "user_not_found":
-        raise NotFound("No such user.", code=refusal, details={"user_id": user_id})
+    refusal = domain.membership_change_refusal(False, administered, user_tenants, tenant_id)
+    if refusal == "not_found":
+        raise NotFound("No such user.", details={"user_id": user_id})
     if refusal:
         raise Forbidden("The user also belongs to tenants you do not administer.", code=refusal,
                         details={"user_id": user_id})

@@ -320,8 +320,49 @@ def public_record(record, shown_tenant: str | None = None) -> dict:
                   "display_name": record.actor_display_name, "email": record.actor_email, "ip": record.actor_ip},
         "request_id": record.request_id, "tenant_ids": [shown_tenant] if shown_tenant else record.tenant_ids,
         "resource": {"type": record.resource_type, "id": record.resource_id, "name": record.resource_name},
-        "data": record.data,
+        "data": record.data if not shown_tenant else tenant_view_data(record.type, record.data,
+                                                                      set(record.tenant_ids) - {shown_tenant}),
     }
+
+
+# --- what a tenant's view of a record leaves out -------------------------------------------
+#
+# A record is in a tenant's view when its tenant index holds that tenant; it may be about
+# others too (a user switching from T1 to T2, a connection reassigned between them, a sync of
+# T1's cluster that mirrored every tenant's groups). The tenant's reader sees none of the
+# others: their ids are replaced wherever they appear in the data, and sync samples (names of
+# users, groups and roles of a cluster or directory) keep only what was done to what kind of
+# object. Super admins (EVERY_TENANT) see records as stored.
+
+ANOTHER_TENANT = "(another tenant)"
+SAMPLED_TYPES = ("proxmox_sync.target_synced",)
+SAMPLES = ("sample", "conflicts")
+
+
+def tenant_view_data(record_type: str, data, other_tenants: set[str]):
+    """`data` of a record of `record_type` as a reader of one tenant sees it (see above)."""
+    if record_type in SAMPLED_TYPES and isinstance(data, dict):
+        data = {key: [_kind_only(entry) for entry in value] if key in SAMPLES and isinstance(value, list) else value
+                for key, value in data.items()}
+    return _without(data, other_tenants) if other_tenants else data
+
+
+def _kind_only(entry):
+    return {key: entry[key] for key in ("op", "kind") if key in entry} if isinstance(entry, dict) else None
+
+
+def _without(value, other_tenants: set[str]):
+    """`value` with every mention of the tenant ids `other_tenants` (as a value, a key or inside text) replaced."""
+    if isinstance(value, dict):
+        return {_without(key, other_tenants): _without(item, other_tenants) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_without(item, other_tenants) for item in value]
+    if isinstance(value, str):
+        for tenant_id in other_tenants:
+            if tenant_id and tenant_id in value:
+                value = value.replace(tenant_id, ANOTHER_TENANT)
+        return value
+    return value
 
 
 def _iso(moment: datetime) -> str:

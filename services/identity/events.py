@@ -139,8 +139,9 @@ def invitation_accepted(invitation, user, actor: Actor) -> Event:
 
 
 def invitation_revoked(invitation, actor: Actor) -> Event:
+    """tenancy ends the placeholder's (`user_id`) membership of the inviting tenant."""
     return _event(INVITATION_REVOKED, "users", actor, _invitation(invitation),
-                  {"email": invitation.email}, tenant_ids=(invitation.tenant_id,))
+                  {"email": invitation.email, "user_id": invitation.user_id}, tenant_ids=(invitation.tenant_id,))
 
 
 def invitation_expired(invitation, actor: Actor) -> Event:

@@ -6,7 +6,8 @@ Each pass: claim due jobs (locked rows, skipped by other instances on PostgreSQL
 mint each link's token and store only its digest, commit, then hand the mail to SMTP
 outside any transaction, then record the outcome. A failure is retried with growing
 pauses until GATEHOUSE_MAIL_MAX_ATTEMPTS; everything lives in rows, so restarts lose
-nothing. The same loop expires pending invitations past their expiry.
+nothing. The same loop expires pending invitations past their expiry, and first handles
+self-service password reset requests (resets.py), which the RPC stored and answered.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from kernel.crypto import SecretBox, new_token, token_digest
 from kernel.db import aware
 from kernel.envelope import SYSTEM, utc_now
 from kernel.service import Periodic
-from services.identity import events, mail, storage
+from services.identity import events, mail, resets, storage
 from services.identity.storage import Invitation, MailJob, PasswordReset
 
 log = logging.getLogger(__name__)
@@ -90,6 +91,7 @@ class Mailer(Periodic):
         self.invitation_ttl = timedelta(seconds=config.integer("GATEHOUSE_INVITATION_TTL"))
         self.reset_ttl = timedelta(seconds=config.integer("GATEHOUSE_PASSWORD_RESET_TTL"))
         self.box = SecretBox(config.secret_key)
+        self.config = config
         self.wakeup = threading.Event()  # green under eventlet
         self.stopping = threading.Event()
         self.db = None
@@ -105,8 +107,9 @@ class Mailer(Periodic):
             with self.db.unit_of_work() as uow:
                 storage.forget_rate_windows(uow.session, now)
                 uow.commit()
+        resets.handle_due(self.db, self.config, self.reset_ttl, now)
         sent = 0
-        for outgoing, settings in self.claim(now):
+        for outgoing, settings in self.claim(utc_now()):
             if self.stopping.is_set():
                 break  # left claimed: due again once the lease ends
             sent += self.deliver(outgoing, settings)

@@ -19,7 +19,7 @@ from kernel.envelope import SYSTEM, Actor, Resource, utc_now, utc_now_iso
 from kernel.errors import (Conflict, Forbidden, Gone, NotFound, TooManyRequests, Unauthorized, ValidationFailed,
                            refuse_stale_edit)
 from kernel.service import Database, ServiceBase, rpc
-from services.identity import domain, events, limits, mail, sessions, storage, twofactor
+from services.identity import domain, events, limits, mail, ratelimit, resets, sessions, storage, twofactor
 from services.identity import invitations as invitation_rules
 from services.identity.mailer import Mailer
 from services.identity.storage import Invitation, LoginSession, MailJob, Membership, PasswordReset, User, UserRole
@@ -424,10 +424,7 @@ class IdentityService(ServiceBase):
 
     @staticmethod
     def _emit_about(uow, user, *about_user, also=()):
-        """Emits events about `user` (None: unknown) that each of the user's tenants, and the
-        tenants in `also` (where it happened), see in their audit views."""
-        tenant_ids = (*also, *(storage.tenants_of(uow.session, user.id) if user else ()))
-        uow.emit(*events.in_tenants(tenant_ids, *about_user))
+        ratelimit.emit_about(uow, user, *about_user, also=also)
 
     def _revoke_all(self, uow, user, actor, reason, keep_session_id=None) -> list[str]:
         live, _ = storage.live_sessions(uow.session, user.id, utc_now())
@@ -607,26 +604,14 @@ class IdentityService(ServiceBase):
 
     @rpc
     def request_password_reset(self, actor, email):
-        """Self-service: mails a reset link to an active account. Says nothing either way."""
+        """Self-service: mails a reset link to an active account. Says nothing either way, and
+        takes the same path for any address: it stores the request (resets.py) and answers;
+        the mailer looks the account up afterwards."""
         actor = Actor.from_dict(actor)
         with self.db.unit_of_work() as uow:
             self._enforce_limits(uow, actor, [("reset_requests_per_ip", actor.ip, 1)])
+            resets.accept(uow.session, email, actor, utc_now())
             uow.commit()  # every request counts, whatever the address
-        address = domain.normalize_email(email)[0]
-        if not address:
-            return
-        now = utc_now()
-        with self.db.unit_of_work() as uow:
-            user = uow.session.scalars(sa.select(User).where(User.email == address)).first()
-            if not user or user.status != domain.ACTIVE:
-                return
-            # Over the account's limit: no mail, audited, and the same answer (no enumeration).
-            if self._over_limit(uow, actor, [("reset_mails_per_account", user.id, 1)], user=user):
-                return
-            if not mail.reset_mail_allowed(storage.last_reset_requested_at(uow.session, user.id), now):
-                return  # the count taken above is rolled back: no mail, no count
-            self._queue_reset(uow, user, actor, now, by_admin=False)
-            uow.commit()
         self.mailer.wake()
 
     @rpc
@@ -769,12 +754,7 @@ class IdentityService(ServiceBase):
                             created_at=now))
 
     def _queue_reset(self, uow, user, actor, now, by_admin):
-        reset = PasswordReset(user_id=user.id, requested_by=actor.user_id, created_at=now,
-                              expires_at=now + self.mailer.reset_ttl)
-        uow.session.add(reset)
-        uow.session.flush()
-        self._queue_mail(uow.session, mail.PASSWORD_RESET, reset.id, user.email, now)
-        self._emit_about(uow, user, events.password_reset_requested(user, actor, by_admin=by_admin))
+        resets.queue_reset(uow, user, actor, now, self.mailer.reset_ttl, by_admin)
 
     @staticmethod
     def _invitation(session, invitation_id, tenant_id):
@@ -835,31 +815,9 @@ class IdentityService(ServiceBase):
     # --- rate limits of mail and sign-up (rules in limits.py) ----------------------------------
 
     def _over_limit(self, uow, actor, checks, user=None, resource=None, tenant_ids=()) -> tuple[str, int] | None:
-        """Count each (limit name, subject, units) in this unit of work, which must hold no write yet.
-
-        All within their limits: None; the caller goes on, and what it commits counts. Else the unit
-        of work is rolled back (nothing counted), the window's first refusal for that subject is
-        audited (about `user`, or `resource`; later ones only logged, so a flood of refused requests
-        cannot flood the audit trail) and committed, and (limit name, seconds to wait) returned.
-        """
-        rules, now = limits.limits_from_config(self.config["GATEHOUSE"]), utc_now()
-        for name, subject, units in checks:
-            limit = rules[name]
-            if not limit.enabled:
-                continue
-            start, end = limits.window_bounds(now, limit.window_seconds)
-            key = limit.key(subject)
-            if storage.take_rate(uow.session, key, start, end, units, lambda count: limits.allows(count, limit)):
-                continue
-            wait = limits.retry_after(now, limit)
-            uow.session.rollback()
-            if storage.first_refusal(uow.session, key, start, end):
-                self._emit_about(uow, user, events.rate_limited(actor, name, limits.refusal_message(name), wait,
-                                                                resource, user, tenant_ids))
-            # later refusals: the call's own log line says rate_limited (kernel/calllog.py)
-            uow.commit()
-            return name, wait
-        return None
+        """ratelimit.over_limit with this service's limits."""
+        return ratelimit.over_limit(uow, limits.limits_from_config(self.config["GATEHOUSE"]), actor, checks,
+                                    user, resource, tenant_ids)
 
     def _enforce_limits(self, uow, actor, checks, **about) -> None:
         """_over_limit, answering a refusal with 429 rate_limited and Retry-After."""

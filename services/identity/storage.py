@@ -221,6 +221,19 @@ class PasswordReset(Base):
     used_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
 
 
+class ResetRequest(Base):
+    """A self-service password reset request, as accepted: the address and who asked. The request
+    answers once this row is committed, the same for any address; the mailer looks the account up
+    afterwards (services/identity/resets.py), so no answer's timing tells whether it exists."""
+
+    __tablename__ = "identity_reset_requests"
+
+    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True, default=lambda: str(uuid.uuid4()))
+    email: Mapped[str] = mapped_column(sa.String(254))
+    actor: Mapped[str] = mapped_column(sa.Text)  # JSON of kernel.envelope.Actor (IP, request id) for the audit
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), index=True)
+
+
 class MailJob(Base):
     """A mail to deliver, retried until SMTP takes it; survives restarts because it is a row.
 
@@ -671,6 +684,13 @@ def cancel_mail_jobs(session: Session, kind: str, ref_id: str, reason: str, now:
                     .where(MailJob.kind == kind, MailJob.ref_id == ref_id,
                            MailJob.sent_at.is_(None), MailJob.gave_up_at.is_(None))
                     .values(gave_up_at=now, last_error=reason))
+
+
+def due_reset_requests(session: Session, limit: int) -> list[ResetRequest]:
+    """Reset requests to handle, oldest first, locked; other instances skip them (PostgreSQL)."""
+    query = (sa.select(ResetRequest).order_by(ResetRequest.created_at).limit(limit)
+             .with_for_update(skip_locked=True))
+    return list(session.scalars(query))
 
 
 def _waiting_jobs():

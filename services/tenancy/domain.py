@@ -230,19 +230,23 @@ def removal_refusal(member_of: set[str], tenant_id: str) -> str | None:
     return None
 
 
-def membership_change_refusal(actor_is_super_admin: bool, actor_tenants: set[str], actor_admin_tenants: set[str],
-                              user_tenants: set[str], tenant_id: str) -> str | None:
+def membership_change_refusal(actor_is_super_admin: bool, actor_admin_tenants: set[str], user_tenants: set[str],
+                              tenant_id: str) -> str | None:
     """May the actor (who administers `tenant_id`) put this user into it?
 
     A member's role and default flag there are that tenant's business. Bringing in a user
     of other tenants is not: besides a super admin, only someone who administers every
-    tenant the user belongs to may (no takeover across tenants). A user the actor shares
-    no tenant with is answered as unknown (user_not_found), so ids of other tenants cannot
-    be probed. actor_admin_tenants needs to hold only those of the user's tenants the actor
-    administers.
+    tenant the user belongs to may (no takeover across tenants). A user in no tenant the
+    actor administers, a placeholder of another tenant's invitation, a pending user of
+    `default` or a user in no tenant at all, is answered exactly as an unknown id
+    (`not_found`), so ids of other tenants cannot be probed. actor_admin_tenants needs to hold
+    only those of the user's tenants the actor administers.
     """
-    if actor_is_super_admin or tenant_id in user_tenants or user_tenants <= actor_admin_tenants:
+    if actor_is_super_admin or tenant_id in user_tenants:
         return None
-    if not user_tenants & actor_tenants:
-        return "user_not_found"
-    return "cross_tenant_user"
+    administered = user_tenants & actor_admin_tenants
+    if not administered:
+        return "not_found"
+    if administered != user_tenants:
+        return "cross_tenant_user"
+    return None

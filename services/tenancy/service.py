@@ -10,13 +10,14 @@ import uuid
 
 import sqlalchemy as sa
 from nameko.dependency_providers import Config
+from nameko.rpc import RpcProxy
 from sqlalchemy.exc import IntegrityError
 
-from kernel import DEFAULT_TENANT_ID, paging
+from kernel import DEFAULT_TENANT_ID, SUPER_ADMIN_ONLY, paging
 from kernel.consumer import on_event
 from kernel.crypto import SecretBox
 from kernel.envelope import Actor, utc_now
-from kernel.errors import Conflict, NotFound, ValidationFailed, refuse_stale_edit
+from kernel.errors import Conflict, Forbidden, NotFound, ValidationFailed, refuse_stale_edit
 from kernel.service import Database, ServiceBase, rpc
 from services.identity import events as identity_events
 from services.tenancy import domain, events, storage
@@ -30,15 +31,20 @@ class TenancyService(ServiceBase):
     name = "tenancy"
     db = Database(storage.metadata)
     config = Config()  # config["GATEHOUSE"].secret_key seals connection secrets
+    rbac = RpcProxy("rbac")  # who administers which tenant: bringing a user into a tenant
 
     # --- reacting to identity ------------------------------------------------------
 
     @on_event("identity", types=[identity_events.USER_CREATED, identity_events.USER_REGISTERED,
                                  identity_events.INVITATION_ACCEPTED])
     def enrol_new_user(self, event, uow):
-        """A new user joins the tenant their event names first (an invitation's tenant), else `default`."""
+        """A new user joins the tenant their event names first (an invitation's tenant), else `default`.
+        An invitee joins the inviting tenant only: when it was deleted meanwhile, no tenant (as its
+        members were left), never `default`, where its administrators would see them."""
         if event.type == identity_events.INVITATION_ACCEPTED:
             user_id, username, wanted = event.data["user_id"], event.data.get("username"), event.data.get("tenant_id")
+            if not (wanted and uow.session.get(Tenant, wanted)):
+                return
         elif event.data.get("invitation_id"):
             return  # registered through an invitation: invitation_accepted, of the same commit, names the tenant
         else:
@@ -46,6 +52,21 @@ class TenancyService(ServiceBase):
             wanted = event.tenant_ids[0] if event.tenant_ids else None
         tenant_id = wanted if wanted and uow.session.get(Tenant, wanted) else DEFAULT_TENANT_ID
         self._join(uow, user_id, username, tenant_id, event.actor)
+
+    @on_event("identity", types=[identity_events.INVITATION_SENT])
+    def enrol_invited(self, event, uow):
+        """An invitation's placeholder belongs to the inviting tenant from the invitation on (no
+        username yet): other tenants treat it as any user of a tenant they do not administer."""
+        user_id, tenant_id = event.data.get("user_id"), event.tenant_ids[0] if event.tenant_ids else None
+        if user_id and tenant_id and not event.data.get("resent") and uow.session.get(Tenant, tenant_id):
+            self._join(uow, user_id, None, tenant_id, event.actor)
+
+    @on_event("identity", types=[identity_events.INVITATION_REVOKED])
+    def forget_revoked_placeholder(self, event, uow):
+        """A revoked invitation's placeholder is gone (identity deleted it): so are its memberships."""
+        if user_id := event.data.get("user_id"):
+            for membership, _ in storage.memberships_of(uow.session, user_id):
+                self._leave(uow, membership, event.actor, events.USER_GONE)
 
     @on_event("identity", types=[identity_events.USER_UPDATED])
     def follow_rename(self, event, uow):
@@ -457,12 +478,32 @@ class TenancyService(ServiceBase):
         tenant their sessions start in. rbac gives them `role` there from the event, so the
         membership and its role commit together here and cannot part. Returns (membership, created)."""
         actor = Actor.from_dict(actor)
+        self._refuse_takeover(actor, tenant_id, user_id)
         with self.db.unit_of_work() as uow:
             self._tenant(uow.session, tenant_id)
             membership, created = self._join(uow, user_id, username, tenant_id, actor, role, make_default,
                                              always_emit=True)
             uow.commit()
             return storage.public_membership(membership), created
+
+    def _refuse_takeover(self, actor, tenant_id, user_id):
+        """Only a super admin, or someone administering every tenant the user belongs to, brings
+        them into another tenant (domain.membership_change_refusal). A user in no tenant the actor
+        administers (another tenant's placeholder or member, a pending user of `default`) is
+        answered exactly as identity answers an unknown id."""
+        with self.db.unit_of_work() as uow:
+            user_tenants = {m.tenant_id for m, _ in storage.memberships_of(uow.session, user_id)}
+        if tenant_id in user_tenants:
+            return
+        if self.rbac.authorize(actor.user_id, SUPER_ADMIN_ONLY, tenant_id):
+            return
+        administered = {t for t in sorted(user_tenants) if self.rbac.authorize(actor.user_id, "admin.users", t)}
+        refusal = domain.membership_change_refusal(False, administered, user_tenants, tenant_id)
+        if refusal == "not_found":
+            raise NotFound("No such user.", details={"user_id": user_id})
+        if refusal:
+            raise Forbidden("The user also belongs to tenants you do not administer.", code=refusal,
+                            details={"user_id": user_id})
 
     @rpc
     def remove_user(self, actor, tenant_id, user_id):

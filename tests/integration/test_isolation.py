@@ -315,3 +315,97 @@ def nothing_of_b_in(world, answer):
     b, conn_b, user_b = world["b"], world["conn_b"], world["user_b"][0]
     for secret in (b["id"], b["name"], conn_b["id"], conn_b["name"], user_b["id"], user_b["username"]):
         assert secret not in answer.text, (answer.url, secret)
+
+
+# --- issue 17, items 4 and 5: placeholders stay in their tenant, no oracles ----------------------------
+
+UNKNOWN_ID = "00000000-0000-4000-8000-00000000abcd"
+
+
+def same_answer(foreign, unknown, foreign_id, unknown_id=UNKNOWN_ID):
+    """Both answers alike but for the id they echo: nothing tells the foreign object exists."""
+    assert foreign.status_code == unknown.status_code and foreign.status_code >= 400, (foreign.text, unknown.text)
+    assert foreign.text.replace(foreign_id, "<id>") == unknown.text.replace(unknown_id, "<id>")
+
+
+def test_another_tenants_invitee_cannot_be_taken_and_registers_into_the_inviting_tenant_only(
+        platform, root, world, mailbox, unique):
+    from tests.mailbox import Mailbox
+    assert root.put("/api/v1/settings/smtp", json=mailbox.smtp_settings()).status_code == 200
+    a, b = world["a"], world["b"]
+    _, admin_a = world["admin_a"]
+    _, admin_b = world["admin_b"]
+    email = f"isoinvitee{unique}@example.com"
+    sent = admin_b.post("/api/v1/invitations", json={"emails": email, "role": "viewer"})
+    assert sent.status_code == 201, sent.text
+    placeholder = sent.json()["items"][0]["user_id"]
+
+    # At once (before tenancy may have heard of the invitation) and later: as if it did not exist.
+    target = lambda user_id: f"/api/v1/tenants/{a['id']}/users/{user_id}"
+    same_answer(admin_a.put(target(placeholder), json={"role": "viewer"}),
+                admin_a.put(target(UNKNOWN_ID), json={"role": "viewer"}), placeholder)
+    eventually(lambda: root.get(f"/api/v1/tenants/{b['id']}/users/{placeholder}").status_code == 200, 20, 0.2,
+               "the placeholder is a member of the inviting tenant")
+    same_answer(admin_a.put(target(placeholder), json={"role": "viewer"}),
+                admin_a.put(target(UNKNOWN_ID), json={"role": "viewer"}), placeholder)
+    user_b = world["user_b"][0]["id"]  # an active user of B answers the same too (it said user_not_found)
+    same_answer(admin_a.put(target(user_b), json={"role": "viewer"}),
+                admin_a.put(target(UNKNOWN_ID), json={"role": "viewer"}), user_b)
+
+    token = Mailbox.link(mailbox.wait_for(email)[0])[1]
+    registered = platform.api().post("/api/v1/auth/register", json={
+        "invitation_token": token, "username": f"isoinvitee{unique}", "first_name": "Ivy", "last_name": "Invitee",
+        "password": NEW_PASSWORD})
+    assert registered.status_code == 201, registered.text
+    invitee = platform.api().login(f"isoinvitee{unique}", NEW_PASSWORD)
+    assert me(invitee)["tenant_id"] == b["id"]
+    assert [t["tenant_id"] for t in invitee.get("/api/v1/me/tenants").json()["items"]] == [b["id"]]
+    error_of(root.get(f"/api/v1/tenants/{a['id']}/users/{placeholder}"), 404, "not_a_member")
+    row = root.get("/api/v1/users", params={"tenant": "*", "q": f"isoinvitee{unique}"}).json()["items"][0]
+    assert [t["tenant_id"] for t in row["tenants"]] == [b["id"]]
+
+
+def test_a_tenants_audit_view_names_no_other_tenant_and_no_foreign_group(platform, root, world, slapd, unique):
+    from tests.integration.test_sync import REALM, TOKEN_ID, TOKEN_SECRET, _standin, directory_settings
+    a, b = world["a"], world["b"]
+    _, admin_a = world["admin_a"]
+    _, admin_b = world["admin_b"]
+    shared, shared_api = world["shared"]
+    assert root.put("/api/v1/settings/ldap", json=directory_settings(slapd)).status_code == 200
+    with _standin() as pve:
+        conn = create_connection(root, name=f"iso-sync-{unique}", url=pve.url, fingerprint=pve.fingerprint,
+                                 realm=REALM, auth={"token_id": TOKEN_ID, "token_secret": TOKEN_SECRET},
+                                 tenant_id=a["id"])
+        realm = root.post(f"/api/v1/connections/{conn['id']}/realm", json={})
+        assert realm.status_code == 200, realm.text
+        # A user of both tenants switches between them: the records name both tenants.
+        switched(shared_api, b["id"])
+        switched(shared_api, a["id"])
+        # B's group, with a telling description; until groups are per tenant, A's cluster mirrors it.
+        cn, description = f"isosecret{unique}", f"B's merger plans {unique}"
+        group = admin_b.post("/api/v1/groups", json={"cn": cn, "description": description})
+        assert group.status_code == 201, group.text
+        made = audited(root, "group_created", group.json()["id"])
+        eventually(lambda: any(r["seq"] > made["seq"] for r in root.audit(action="target_synced",
+                                                                         resource_id=f"pve:{conn['id']}")),
+                   60, 0.5, "a sync of A's cluster after the group was made")
+        audited(root, "tenant_switched", shared["id"])
+        seen = admin_a.get("/api/v1/audit/events", params={"limit": 200})
+        assert seen.status_code == 200, seen.text
+        assert any(r["action"] == "tenant_switched" for r in seen.json()["items"])  # A sees its own part
+        assert any(r["action"] == "target_synced" for r in seen.json()["items"])
+        for foreign in (b["id"], b["name"], cn, description):
+            assert foreign not in seen.text, foreign
+        everything = root.get("/api/v1/audit/events", params={"limit": 200, "tenant": a["id"]})
+        assert everything.status_code == 200 and b["id"] in everything.text  # super admins: as recorded
+        root.delete(f"/api/v1/connections/{conn['id']}")
+
+
+def test_a_reset_request_is_audited_with_its_client_after_the_answer(platform, root, world):
+    user, _ = world["user_b"]
+    anonymous = platform.api()
+    answer = anonymous.post("/api/v1/auth/password-reset", json={"email": user["email"]})
+    assert answer.status_code == 202, answer.text
+    record = eventually(lambda: [r for r in root.audit(action="password_reset_requested", resource_id=user["id"])
+                                 if r["actor"]["ip"] == anonymous.client_ip], 20, 0.2, "reset request audited")[0]
+    assert record["data"]["by_admin"] is False

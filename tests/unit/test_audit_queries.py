@@ -1,4 +1,5 @@
 """Reading the audit trail (services/audit/queries.py) on a migrated SQLite store, no broker."""
+import json
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -260,3 +261,33 @@ def test_the_indexer_gives_way_to_recording_and_catches_up_when_it_pauses(db):
     assert indexer.run_once(db) == 0 and behind() == 8  # still arriving, tail within TAIL: recording goes first
     assert indexer.run_once(db) == 8 and behind() == 0  # a pause: everything
     assert seqs(page(db, q="alice", limit=3)) == [33, 32, 31]
+
+
+def tenant_page(db, scope):
+    with db.unit_of_work() as uow:
+        return queries.read_page(uow.session, queries.criteria(scope), None, 50, shown_tenant=scope)
+
+
+def test_a_tenants_view_names_no_other_tenant_and_no_sync_sample(db):
+    t1, t2 = "11111111-aaaa-4aaa-8aaa-111111111111", "22222222-bbbb-4bbb-8bbb-222222222222"
+    switched = Event(type="identity.tenant_switched", source="identity", category="auth",
+                     actor=Actor(user_id="u", username="u"), resource=Resource("user", "u", "u"),
+                     tenant_ids=(t1, t2), data={"from": t1, "to": t2, "note": f"to {t2}", t2: [t2]})
+    synced = Event(type="proxmox_sync.target_synced", source="proxmox_sync", category="sync",
+                   actor=Actor(username="system"), resource=Resource("sync_target", "pve:c1", "pve:c1"),
+                   tenant_ids=(t1,), data={"mode": "full", "changes": 2, "counts": {"create_group": 2},
+                                           "sample": [{"op": "create", "kind": "group", "key": "t2-secret-group",
+                                                       "fields": {"comment": "T2's plans"}}],
+                                           "conflicts": [{"op": "conflict", "kind": "user", "key": "x@gatehouse"}]})
+    append(db, [switched, synced])
+    seen = tenant_page(db, t1)["items"]
+    assert {item["type"] for item in seen} == {"identity.tenant_switched", "proxmox_sync.target_synced"}
+    assert t2 not in json.dumps(seen) and "t2-secret-group" not in json.dumps(seen) and "T2's plans" not in json.dumps(seen)
+    by_type = {item["type"]: item for item in seen}
+    assert by_type["identity.tenant_switched"]["data"] == {
+        "from": t1, "to": queries.ANOTHER_TENANT, "note": f"to {queries.ANOTHER_TENANT}",
+        queries.ANOTHER_TENANT: [queries.ANOTHER_TENANT]}
+    assert by_type["proxmox_sync.target_synced"]["data"]["sample"] == [{"op": "create", "kind": "group"}]
+    assert by_type["proxmox_sync.target_synced"]["data"]["counts"] == {"create_group": 2}
+    everything = json.dumps(page(db)["items"])  # super admins: as stored
+    assert t2 in everything and "t2-secret-group" in everything

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from kernel.config import Config
 from kernel.envelope import SYSTEM, Actor, Event, Resource
-from kernel.errors import Conflict, NotFound, PreconditionFailed, ValidationFailed
+from kernel.errors import Conflict, Forbidden, NotFound, PreconditionFailed, ValidationFailed
 from services.identity import events as identity_events
 from services.tenancy import storage
 from services.tenancy.service import TenancyService
@@ -19,9 +19,23 @@ ADMIN = Actor(user_id="admin-1", username="root").__dict__
 TOKEN = {"token_id": "gatehouse@pve!sync", "token_secret": "the-token-secret"}
 
 
+class FakeRbac:
+    """rbac's answers the takeover rule asks for: super admins, and who holds admin.users where."""
+
+    def __init__(self):
+        self.super_admins = {ADMIN["user_id"]}
+        self.admin_users = set()  # (user_id, tenant_id)
+
+    def authorize(self, user_id, permission, tenant_id="default", resource=None):
+        if permission == "super_admin":
+            return user_id in self.super_admins
+        return permission == "admin.users" and (user_id, tenant_id) in self.admin_users
+
+
 @pytest.fixture
 def tenancy(tmp_path):
     service = TenancyService()
+    service.rbac = FakeRbac()
     service.db = migrated("tenancy", tmp_path / "tenancy.db", storage.metadata)
     service.config = {"GATEHOUSE": Config.from_env({"GATEHOUSE_SECRET_KEY": "unit-test-key",
                                                     "GATEHOUSE_DATA_DIR": str(tmp_path)})}
@@ -287,3 +301,61 @@ def test_member_lists_page(tenancy):
     assert first["total"] == 5 and [m["username"] for m in first["items"]] == ["user0", "user1"]
     rest = tenancy.list_members("default", limit=10, cursor=first["next_cursor"])
     assert [m["username"] for m in rest["items"]] == ["user2", "user3", "user4"] and rest["next_cursor"] is None
+
+
+# --- placeholders and the takeover rule (issue 17, item 4) ---------------------------------------
+
+
+def invitation_event(type_, invitation_id, user_id, tenant_id, **data) -> dict:
+    return Event(type=type_, source="identity", category="users", actor=SYSTEM,
+                 resource=Resource("invitation", invitation_id, "p@example.com"),
+                 data={"email": "p@example.com", "user_id": user_id, **data}, tenant_ids=(tenant_id,)).to_dict()
+
+
+def test_an_invitations_placeholder_belongs_to_the_inviting_tenant_until_revoked(tenancy):
+    acme = enabled_with_tenant(tenancy)
+    tenancy.enrol_invited(invitation_event(identity_events.INVITATION_SENT, "inv-1", "p1", acme["id"], resent=False))
+    assert [m["tenant_id"] for m in tenancy.memberships_of("p1")] == [acme["id"]]
+    tenancy.enrol_invited(invitation_event(identity_events.INVITATION_SENT, "inv-1", "p1", acme["id"], resent=True))
+    assert len(tenancy.memberships_of("p1")) == 1
+    tenancy.forget_revoked_placeholder(invitation_event(identity_events.INVITATION_REVOKED, "inv-1", "p1", acme["id"]))
+    assert tenancy.memberships_of("p1") == []
+
+
+def test_only_an_administrator_of_all_the_users_tenants_brings_them_in(tenancy):
+    acme = enabled_with_tenant(tenancy)
+    other = tenancy.create_tenant(ADMIN, "Other")
+    boss = Actor(user_id="boss", username="boss").__dict__
+    tenancy.rbac.admin_users |= {("boss", acme["id"])}
+    tenancy.enrol_invited(invitation_event(identity_events.INVITATION_SENT, "inv-1", "p1", other["id"]))
+    new_user(tenancy, "u-default")  # in `default`, which boss does not administer
+    for user_id in ("p1", "u-default", "nobody-anywhere"):
+        with pytest.raises(NotFound) as refused:
+            tenancy.assign_user(boss, acme["id"], user_id, None, role="viewer")
+        assert (refused.value.code, refused.value.message, refused.value.details) == (
+            "not_found", "No such user.", {"user_id": user_id})  # identity's answer for an unknown id
+    tenancy.rbac.admin_users |= {("boss", other["id"])}
+    tenancy.assign_user(boss, other["id"], "p1", None)  # already a member there: that tenant's business
+    assert tenancy.assign_user(boss, acme["id"], "p1", None)[1] is True  # administers every tenant of p1
+    tenancy.assign_user(ADMIN, other["id"], "u-default", "ud")  # a super admin: anywhere
+    with pytest.raises(Forbidden) as partly:
+        tenancy.assign_user(boss, acme["id"], "u-default", "ud")  # boss administers other, not default
+    assert partly.value.code == "cross_tenant_user"
+
+
+def test_an_invitee_joins_the_inviting_tenant_only(tenancy):
+    acme = enabled_with_tenant(tenancy)
+    gone = tenancy.create_tenant(ADMIN, "Gone")
+    tenancy.enrol_invited(invitation_event(identity_events.INVITATION_SENT, "inv-1", "p1", acme["id"]))
+    def accepted(user_id, tenant_id):
+        return Event(type=identity_events.INVITATION_ACCEPTED, source="identity", category="users", actor=SYSTEM,
+                     resource=Resource("invitation", "inv", "p@example.com"),
+                     data={"user_id": user_id, "username": user_id, "tenant_id": tenant_id, "role": "viewer"},
+                     tenant_ids=(tenant_id,)).to_dict()
+
+    tenancy.enrol_new_user(user_event(identity_events.USER_REGISTERED, "p1", "p1", (acme["id"],), invitation_id="inv"))
+    tenancy.enrol_new_user(accepted("p1", acme["id"]))
+    assert [(m["tenant_id"], m["is_default"]) for m in tenancy.memberships_of("p1")] == [(acme["id"], True)]
+    tenancy.delete_tenant(ADMIN, gone["id"])
+    tenancy.enrol_new_user(accepted("p2", gone["id"]))
+    assert tenancy.memberships_of("p2") == []  # not `default`

@@ -11,6 +11,7 @@ import uuid
 
 import sqlalchemy as sa
 from nameko.dependency_providers import Config
+from nameko.rpc import RpcProxy
 from sqlalchemy.exc import IntegrityError
 
 from kernel import DEFAULT_TENANT_ID, paging
@@ -25,6 +26,14 @@ from services.rbac.grant_cache import ProcessGrantCache
 from services.rbac.storage import Group, GroupMember, Role, RoleAssignment
 from services.tenancy import events as tenancy_events
 
+AUTHORITY_MESSAGES = {
+    domain.TARGET_SUPER_ADMIN: "Only a super admin can act on a super admin's account.",
+    domain.NOT_ADMINISTERED: "This user belongs to tenants you do not administer (admin.users): only an "
+                             "administrator of all of them, or a super admin, may act on their account.",
+    domain.MORE_RIGHTS: "This user holds rights you do not have: only someone whose rights cover theirs "
+                        "may act on their account.",
+    domain.NO_TENANT: "This user belongs to no tenant: only a super admin may act on their account.",
+}
 REFUSALS = {
     "unknown_role": (ValidationFailed, "There is no role {role!r}."),
     "super_admin_only": (Forbidden, "Only a super admin can grant super_admin."),
@@ -38,6 +47,9 @@ class RbacService(ServiceBase):
     db = Database(storage.metadata)
     config = Config()
     grants = ProcessGrantCache()
+    # Only asked who belongs where, by the authority check of rbac's own changes (never calls back here).
+    identity = RpcProxy("identity")
+    tenancy = RpcProxy("tenancy")
 
     # --- reacting to identity ------------------------------------------------
 
@@ -157,6 +169,46 @@ class RbacService(ServiceBase):
             uow.emit(events.authorization_denied(Actor.from_dict(actor), permission, tenant_id, route))
             uow.commit()
 
+    # --- authority over other accounts ------------------------------------------------
+
+    @rpc
+    def check_authority(self, actor_user_id, target_user_id, tenant_ids=()):
+        """Raises Forbidden `outside_authority` unless the actor may act on the target account
+        (domain.authority_problem) in every tenant the target belongs to: `tenant_ids` (the
+        memberships the caller knows) and every tenant where the target holds a role here.
+        The operator CLI (no user id) is a super admin: callers let it through without asking."""
+        with self.db.unit_of_work() as uow:
+            self._require_authority(uow.session, actor_user_id, target_user_id, tenant_ids)
+
+    def _require_authority(self, session, actor_user_id, target_user_id, tenant_ids=()):
+        tenants = set(tenant_ids or ()) | set(session.scalars(
+            sa.select(RoleAssignment.tenant_id).where(RoleAssignment.user_id == target_user_id)))
+        actor_admin = self._grant(session, actor_user_id, DEFAULT_TENANT_ID).super_admin if actor_user_id else False
+        target_grants = {tenant: self._grant(session, target_user_id, tenant) for tenant in sorted(tenants)}
+        target_admin = self._grant(session, target_user_id, DEFAULT_TENANT_ID).super_admin
+        actor_grants = {} if actor_admin else {tenant: self._grant(session, actor_user_id, tenant)
+                                               for tenant in tenants}
+        problem = domain.authority_problem(actor_grants, target_grants, target_admin, actor_admin)
+        if problem is None:
+            return
+        details = {"user_id": target_user_id, "reason": problem.reason}
+        if problem.reason == domain.MORE_RIGHTS:
+            # tenants the actor administers: naming them and the permissions tells nothing new
+            details.update(tenant_ids=list(problem.tenant_ids), permissions=list(problem.missing))
+        raise Forbidden(AUTHORITY_MESSAGES[problem.reason], code="outside_authority", details=details)
+
+    def _require_authority_over(self, actor, target_user_id, tenant_ids=()):
+        """_require_authority for rbac's own changes, before their unit of work: with every tenant identity
+        and tenancy know the target in (identity's read model has users made moments ago, tenancy those
+        assigned moments ago)."""
+        if actor.is_operator:
+            return
+        tenants = set(tenant_ids or ())
+        tenants |= set(self.identity.user_tenants(target_user_id))  # NotFound for no such user
+        tenants |= {membership["tenant_id"] for membership in self.tenancy.memberships_of(target_user_id)}
+        with self.db.unit_of_work() as uow:
+            self._require_authority(uow.session, actor.user_id, target_user_id, tenants)
+
     # --- roles -------------------------------------------------------------------
 
     @rpc
@@ -262,6 +314,7 @@ class RbacService(ServiceBase):
         actor = Actor.from_dict(actor)
         if problems := domain.scope_problems(scope):
             raise ValidationFailed("The scope is invalid.", code="invalid_scope", details=problems)
+        self._require_authority_over(actor, user_id, (tenant_id,))
         with self.db.unit_of_work() as uow:
             self._require(uow.session, actor.user_id, required_permission, tenant_id)
             self._check_assignable(uow, actor.user_id, role, tenant_id)
@@ -275,6 +328,7 @@ class RbacService(ServiceBase):
     @rpc
     def unassign_role(self, actor, user_id, tenant_id=DEFAULT_TENANT_ID, username=None, required_permission=None):
         actor = Actor.from_dict(actor)
+        self._require_authority_over(actor, user_id, (tenant_id,))
         with self.db.unit_of_work() as uow:
             self._require(uow.session, actor.user_id, required_permission, tenant_id)
             assignment = uow.session.get(RoleAssignment, (user_id, tenant_id))
@@ -448,6 +502,7 @@ class RbacService(ServiceBase):
     def add_member(self, actor, group_id, user_id, username=None):
         """Returns (membership, added): adding an existing member changes nothing."""
         actor = Actor.from_dict(actor)
+        self._require_authority_over(actor, user_id)
         with self.db.unit_of_work() as uow:
             group = self._group(uow.session, group_id)
             self._check_membership_change(uow.session, actor, group)
@@ -458,6 +513,7 @@ class RbacService(ServiceBase):
     @rpc
     def remove_member(self, actor, group_id, user_id, username=None):
         actor = Actor.from_dict(actor)
+        self._require_authority_over(actor, user_id)
         with self.db.unit_of_work() as uow:
             group = self._group(uow.session, group_id)
             member = self._member(uow.session, group, user_id)
@@ -475,6 +531,7 @@ class RbacService(ServiceBase):
     def add_to_groups(self, actor, user_id, groups, username=None):
         """Adds the user to each group named by cn (already a member: unchanged)."""
         actor = Actor.from_dict(actor)
+        self._require_authority_over(actor, user_id)
         with self.db.unit_of_work() as uow:
             found = {cn: storage.group_by_cn(uow.session, cn) for cn in groups}
             if missing := [cn for cn, group in found.items() if group is None]:

@@ -193,6 +193,8 @@ def test_tenant_admins_manage_their_own_tenants_only(platform, admin, unique):
     role_becomes(admin, boss["id"], ours["id"], "admin")
     colleague, _ = make_user(platform, admin, f"co{unique}")
     assert member(admin, ours["id"], colleague["id"], "viewer").status_code == 201
+    # only in ours: a member of default too would be out of boss's reach (boss does not administer default)
+    assert admin.delete(f"/api/v1/tenants/{DEFAULT}/users/{colleague['id']}").status_code == 204
     stranger, _ = make_user(platform, admin, f"st{unique}")  # default only, which boss does not administer
     outsider, _ = make_user(platform, admin, f"ou{unique}")
     assert member(admin, other["id"], outsider["id"], "viewer").status_code == 201

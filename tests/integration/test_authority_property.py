@@ -15,7 +15,7 @@ per example (an allowed action may remove them), actors are reused.
 import uuid
 
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, event, given, settings
 from hypothesis import strategies as st
 
 from tests.harness import eventually
@@ -265,7 +265,7 @@ cases = st.one_of(
         else (case[0], case[1], SAFE_ON_FIRST_ADMIN[ACCOUNT_ROUTES.index(case[2]) % len(SAFE_ON_FIRST_ADMIN)])))
 
 
-@settings(max_examples=30, deadline=None, phases=(Phase.explicit, Phase.generate),
+@settings(max_examples=50, deadline=None, phases=(Phase.explicit, Phase.generate),
           suppress_health_check=list(HealthCheck))
 @given(case=cases)
 def test_an_action_succeeds_only_if_the_authority_rule_allows_it(platform, root, world, case):
@@ -275,6 +275,7 @@ def test_an_action_succeeds_only_if_the_authority_rule_allows_it(platform, root,
         target = world["first"] if target.kind == "first" else make_target(platform, root, world, target)
     answer = call(route, actor, target, world)
     allowed = expected_allowed(route, actor, target)
+    event(f"{'allowed' if allowed else 'refused'}: {'settings' if target is None else 'account'}")
     what = (route, actor, target, answer.status_code, answer.text[:300])
     if target is not None and target.kind == "first" and route in ("suspend", "remove"):
         assert answer.status_code == 403, what  # the first admin stays protected, even from super admins

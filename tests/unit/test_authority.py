@@ -280,3 +280,36 @@ def test_tenancy_refuses_to_pull_a_user_out_of_reach_into_a_tenant(tmp_path, rba
         assert not service.is_member("root-1", one) and service.is_member("op1", one)
     finally:
         service.db.dispose()
+
+
+# --- the migration: stored custom roles lose admin.settings ----------------------------------------------
+
+
+def test_the_migration_drops_admin_settings_from_stored_custom_roles(tmp_path):
+    import sqlalchemy as sa
+    from alembic import command
+
+    from kernel.migrate import _alembic
+
+    url = f"sqlite:///{tmp_path / 'rbac.db'}"
+    cfg = _alembic("rbac", url)
+    try:
+        command.upgrade(cfg, "bb56e186b39f")  # the revision before
+        engine = cfg.attributes["engine"]
+        roles = sa.table("rbac_roles", sa.column("id"), sa.column("name"), sa.column("tenant_id"),
+                         sa.column("description"), sa.column("permissions", sa.JSON), sa.column("created_at"),
+                         sa.column("updated_at"), sa.column("version"))
+        now = "2026-12-01 00:00:00"
+        with engine.begin() as conn:
+            for role_id, permissions in (("r1", ["admin.settings", "vm.view"]), ("r2", ["vm.view"]),
+                                         ("r3", ["admin.settings"])):
+                conn.execute(roles.insert().values(id=role_id, name=role_id, tenant_id="t1", description="",
+                                                   permissions=permissions, created_at=now, updated_at=now,
+                                                   version=3))
+        command.upgrade(cfg, "head")
+        with engine.connect() as conn:
+            stored = {row.id: (row.permissions, row.version)
+                      for row in conn.execute(sa.select(roles.c.id, roles.c.permissions, roles.c.version))}
+    finally:
+        cfg.attributes["engine"].dispose()
+    assert stored == {"r1": (["vm.view"], 4), "r2": (["vm.view"], 3), "r3": ([], 4)}

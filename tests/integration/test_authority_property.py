@@ -251,28 +251,48 @@ def call(route, actor: Person, target: Person | None, world):
 # --- the property -----------------------------------------------------------------------------------------
 
 homes = st.lists(st.integers(0, TENANTS - 1), min_size=1, max_size=2, unique=True)
-custom_rights = st.tuples(st.sets(st.sampled_from(GRANTABLE), min_size=1, max_size=10),
-                          st.booleans()).map(lambda drawn: frozenset(drawn[0] | ({"admin.users"} if drawn[1] else set())))
-people = st.one_of(
-    st.builds(Person, st.sampled_from(("admin", "operator", "viewer")), homes),
-    st.builds(Person, st.just("custom"), homes, custom_rights))
-actors = st.one_of(st.builds(Person, st.just("super")), people)
-targets = st.one_of(st.builds(Person, st.just("super")), st.builds(Person, st.just("first")), people)
-cases = st.one_of(
-    st.tuples(actors, st.just(None), st.sampled_from(SETTINGS_ROUTES)),
-    st.tuples(actors, targets, st.sampled_from(ACCOUNT_ROUTES)).map(
-        lambda case: case if case[1].kind != "first" or case[2] in SAFE_ON_FIRST_ADMIN
-        else (case[0], case[1], SAFE_ON_FIRST_ADMIN[ACCOUNT_ROUTES.index(case[2]) % len(SAFE_ON_FIRST_ADMIN)])))
+# Random subsets, half of them with admin.users (without it a custom role reaches nobody's account).
+custom_rights = st.tuples(st.sets(st.sampled_from(GRANTABLE), min_size=1, max_size=10), st.booleans()).map(
+    lambda drawn: frozenset(drawn[0] | ({"admin.users"} if drawn[1] else set())))
+
+
+def person(kinds):
+    """A Person of one of `kinds` (repeats weigh more), with homes and, for a custom role, its rights."""
+    return st.builds(lambda kind, where, rights: Person(kind, (0,) if kind in ("super", "first") else where,
+                                                        rights if kind == "custom" else ()),
+                     st.sampled_from(kinds), homes, custom_rights)
+
+
+# Hypothesis draws the first kinds most often: the interesting ones come first.
+actors = person(("admin", "custom", "super", "operator", "custom", "viewer"))
+targets = person(("viewer", "custom", "super", "admin", "operator", "first", "custom"))
+
+
+def _on_first_admin_safely(case):
+    """The first admin is only a target of the routes that cannot lock the shared platform's root out."""
+    actor, target, route = case
+    if target.kind == "first" and route not in SAFE_ON_FIRST_ADMIN:
+        route = SAFE_ON_FIRST_ADMIN[ACCOUNT_ROUTES.index(route) % len(SAFE_ON_FIRST_ADMIN)]
+    return actor, target, route
+
+
+# Every example tries one settings route and one account route with its actor.
+cases = st.tuples(actors, targets, st.sampled_from(ACCOUNT_ROUTES), st.sampled_from(SETTINGS_ROUTES)).map(
+    lambda case: (*_on_first_admin_safely(case[:3]), case[3]))
 
 
 @settings(max_examples=50, deadline=None, phases=(Phase.explicit, Phase.generate),
           suppress_health_check=list(HealthCheck))
 @given(case=cases)
 def test_an_action_succeeds_only_if_the_authority_rule_allows_it(platform, root, world, case):
-    actor, target, route = case
+    actor, target, route, setting = case
     actor = actor_for(platform, root, world, actor)
-    if target is not None:
-        target = world["first"] if target.kind == "first" else make_target(platform, root, world, target)
+    check(setting, actor, None, world)
+    target = world["first"] if target.kind == "first" else make_target(platform, root, world, target)
+    check(route, actor, target, world)
+
+
+def check(route, actor: Person, target: Person | None, world):
     answer = call(route, actor, target, world)
     allowed = expected_allowed(route, actor, target)
     event(f"{'allowed' if allowed else 'refused'}: {'settings' if target is None else 'account'}")

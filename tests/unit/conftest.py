@@ -39,3 +39,17 @@ class AllowingRbac:
 
     def check_assignable(self, actor_user_id, role, tenant_id="default"):
         self.calls.append(("check_assignable", actor_user_id, role, tenant_id))
+
+
+class Directory:
+    """Stands in for rbac's RpcProxy("identity") and RpcProxy("tenancy") (who belongs where):
+    `tenants` maps user id -> tenant ids; unknown users belong nowhere."""
+
+    def __init__(self, tenants=None):
+        self.tenants = dict(tenants or {})
+
+    def user_tenants(self, user_id):
+        return list(self.tenants.get(user_id, ()))
+
+    def memberships_of(self, user_id):
+        return [{"tenant_id": tenant} for tenant in self.tenants.get(user_id, ())]

@@ -15,7 +15,7 @@ from services.rbac.domain import (
     authority_problem, grant_of, permissions_of, role_problems, scope_covers,
 )
 from services.rbac.grant_cache import GrantCache
-from tests.unit.conftest import migrated
+from tests.unit.conftest import Directory, migrated
 
 ALL = frozenset(PERMISSIONS)
 
@@ -98,19 +98,6 @@ ROOT = Actor(user_id="root-1", username="root").__dict__
 def user_event(user_id, **data):
     return Event(type=identity_events.USER_CREATED, source="identity", category="users", actor=SYSTEM,
                  resource=Resource("user", user_id, user_id), data={"username": user_id, **data}).to_dict()
-
-
-class Directory:
-    """identity's and tenancy's answers about who belongs where, for rbac's own changes."""
-
-    def __init__(self):
-        self.tenants = {}
-
-    def user_tenants(self, user_id):
-        return list(self.tenants.get(user_id, ()))
-
-    def memberships_of(self, user_id):
-        return [{"tenant_id": t} for t in self.tenants.get(user_id, ())]
 
 
 @pytest.fixture

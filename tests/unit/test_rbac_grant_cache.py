@@ -17,7 +17,7 @@ from services.rbac.grant_cache import GrantCache
 from services.rbac.service import RbacService
 from services.rbac.storage import Group, GroupMember, Role, RoleAssignment
 from services.tenancy import events as tenancy_events
-from tests.unit.conftest import migrated
+from tests.unit.conftest import Directory, migrated
 
 ROOT = Actor(user_id="root-1", username="root").__dict__
 SYSADMINS = next(group for group in domain.BUILTIN_GROUPS if group.is_admin)
@@ -159,6 +159,7 @@ def instance(path) -> RbacService:
     service.config = {"GATEHOUSE": Config.from_env({"GATEHOUSE_SECRET_KEY": "unit-test-key",
                                                     "GATEHOUSE_DATA_DIR": str(path.parent)})}
     service.grants = GrantCache()
+    service.identity = service.tenancy = Directory()
     return service
 
 

@@ -5,6 +5,9 @@
 - A change to a user who also belongs to other tenants needs `admin.users` in every one of them
   (or a super admin): else 403 `cross_tenant_user`, naming none of those tenants. No takeover
   of another tenant's user through a shared membership.
+
+Both are conveniences that answer early: the services enforce the whole authority rule themselves
+(rbac.check_authority, docs/security.md).
 """
 from __future__ import annotations
 

@@ -21,3 +21,7 @@ SUPER_ADMIN_ONLY = "super_admin"
 
 # The scope of a cross-tenant read (super admins' views): every tenant, where a tenant id would go.
 EVERY_TENANT = "*"
+
+# The operator CLI's actor (ops/operator.py): no user id, this name. It runs on the platform's own
+# machine with broker access, so services treat it as a super admin.
+OPERATOR = "cli"

@@ -41,6 +41,12 @@ class Actor:
         data = data or {}
         return cls(**{k: data.get(k) for k in _ACTOR_FIELDS})
 
+    @property
+    def is_operator(self) -> bool:
+        """The operator CLI (a super admin for every check): no user id, the name `cli`."""
+        from kernel import OPERATOR
+        return self.user_id is None and self.username == OPERATOR
+
     def as_user(self, user_id: str, username: str, display_name: str | None = None,
                 email: str | None = None) -> "Actor":
         """The same request, now known to be made by this user (e.g. after login)."""

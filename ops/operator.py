@@ -17,7 +17,7 @@ from dataclasses import asdict
 
 import click
 
-from kernel import DEFAULT_TENANT_ID, EVERY_TENANT, SERVICES
+from kernel import DEFAULT_TENANT_ID, EVERY_TENANT, OPERATOR, SERVICES
 from kernel.config import Config
 from kernel.envelope import Actor
 from kernel.errors import GatehouseError
@@ -34,7 +34,7 @@ def cli_actor() -> dict:
         who = f"{getpass.getuser()}@{socket.gethostname()}"
     except Exception:  # no account name (some containers)
         who = socket.gethostname()
-    return asdict(Actor(username="cli", display_name=f"gatehouse CLI ({who})"))
+    return asdict(Actor(username=OPERATOR, display_name=f"gatehouse CLI ({who})"))
 
 
 @contextlib.contextmanager

@@ -51,7 +51,7 @@ def confirm_reset(body):
         description="Needs `admin.users`. `email`: mails a reset link, answers 202. `random`: sets a "
                     "generated password (answered once, 200) that must be changed at the next sign-in, "
                     "and ends the user's sessions. Administrators never choose a user's password.",
-        responses={202: "Reset link queued", 401: "Not signed in", 403: "Missing admin.users, or `cross_tenant_user`",
+        responses={202: "Reset link queued", 401: "Not signed in", 403: "Missing admin.users, `cross_tenant_user` or `outside_authority`",
                    404: "No such user in the active tenant", 409: "`smtp_not_configured` or `user_invited`",
                    429: "`rate_limited` (method email): too many reset mails to this user "
                         "(`GATEHOUSE_ADMIN_RESETS_PER_USER`) or by you (`GATEHOUSE_ADMIN_RESETS_PER_ADMIN`); "

@@ -199,7 +199,8 @@ def user_roles(user_id):
 @bp.doc(summary="Give a user their role in a tenant, narrowed by a scope",
         description="Replaces the user's role in that tenant. Needs `admin.rbac` in that tenant and every "
         "permission of both the new and the replaced role; super_admin only from a super admin.",
-        responses={**NEEDS_RBAC, 403: "Escalation, super_admin_only or first_admin_protected",
+        responses={**NEEDS_RBAC, 403: "Escalation, super_admin_only, first_admin_protected or outside_authority "
+                   "(the user is beyond your authority: docs/security.md)",
                    404: "No such user", 422: "Unknown role or invalid scope"})
 def assign_role(user_id, tenant_id, body):
     tenant_id = _checked_tenant(tenant_id)
@@ -213,7 +214,8 @@ def assign_role(user_id, tenant_id, body):
 @bp.output({}, status_code=204)
 @bp.doc(summary="Take a user's role in a tenant away", description="Needs `admin.rbac` in that tenant and the "
         "role's permissions. The first administrator's role stays.",
-        responses={**NEEDS_RBAC, 403: "Escalation or first_admin_protected", 404: "No such user or no role there"})
+        responses={**NEEDS_RBAC, 403: "Escalation, first_admin_protected or outside_authority",
+                   404: "No such user or no role there"})
 def unassign_role(user_id, tenant_id):
     tenant_id = _checked_tenant(tenant_id)
     with rbac_rpc() as rpc:
@@ -309,8 +311,9 @@ def list_members(group_id, query):
 @bp.output(MemberOut, status_code=201, description="Added (200 when already a member)")
 @bp.doc(summary="Add a user to an LDAP group", description="Needs `admin.rbac`; administrator and platform-wide groups "
         "need a super admin. The user must be a member of the active tenant (anyone else answers 404 like an "
-        "unknown user). Applies to the user's next request and authentication.",
-        responses={**NEEDS_RBAC, 200: "Already a member", 403: "Administrator or platform-wide group",
+        "unknown user) within the caller's authority. Applies to the user's next request and authentication.",
+        responses={**NEEDS_RBAC, 200: "Already a member",
+                   403: "Administrator or platform-wide group, or `outside_authority`",
                    404: "No such group or user in the active tenant"})
 def add_member(group_id, body):
     with rbac_rpc() as rpc:
@@ -334,8 +337,9 @@ def get_member(group_id, user_id):
 @requires(ADMIN_RBAC)
 @bp.output({}, status_code=204)
 @bp.doc(summary="Remove a user from an LDAP group", description="Needs `admin.rbac`; administrator and platform-wide "
-        "groups need a super admin.", responses={**NEEDS_RBAC, 403: "Administrator or platform-wide group",
-                                                 404: "No such group or not a member"})
+        "groups need a super admin.",
+        responses={**NEEDS_RBAC, 403: "Administrator or platform-wide group, or `outside_authority`",
+                   404: "No such group or not a member"})
 def remove_member(group_id, user_id):
     with rbac_rpc() as rpc:
         rpc.rbac.remove_member(_actor(), group_id, user_id, tenant_id=_tenant())

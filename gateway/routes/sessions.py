@@ -27,7 +27,8 @@ def user_sessions(user_id, query):
 @requires("admin.users")
 @bp.output({}, status_code=204)
 @bp.doc(summary="End every session of a user", description="Needs `admin.users`. Their tokens stop working at once.",
-        responses={401: "Not signed in", 403: "Missing admin.users, or `cross_tenant_user`", 404: "No such user in the active tenant"})
+        responses={401: "Not signed in", 403: "Missing admin.users, `cross_tenant_user` or `outside_authority`",
+                   404: "No such user in the active tenant"})
 def revoke_user_sessions(user_id):
     with current_app.extensions["rpc"].client() as rpc:
         changeable_user(rpc, user_id)
@@ -40,7 +41,8 @@ def revoke_user_sessions(user_id):
 @requires("admin.users")
 @bp.output({}, status_code=204)
 @bp.doc(summary="Lift a user's sign-in lock", description="Needs `admin.users`. Client addresses keep their limits.",
-        responses={401: "Not signed in", 403: "Missing admin.users, or `cross_tenant_user`", 404: "No such user in the active tenant"})
+        responses={401: "Not signed in", 403: "Missing admin.users, `cross_tenant_user` or `outside_authority`",
+                   404: "No such user in the active tenant"})
 def unlock(user_id):
     with current_app.extensions["rpc"].client() as rpc:
         changeable_user(rpc, user_id)

@@ -1,33 +1,39 @@
-"""/api/v1/settings: SMTP (for invitations and password resets) and the password policy."""
+"""/api/v1/settings: SMTP (for invitations and password resets) and the password policy.
+
+Platform settings are the provider's: super admins only (identity checks it again itself). Tenants have
+no mail sender or password policy of their own; one SMTP server and one policy serve every tenant
+(docs/security.md)."""
 from __future__ import annotations
 
 from apiflask import APIBlueprint
 from flask import current_app
 
 from gateway.auth import actor, requires
+from kernel import SUPER_ADMIN_ONLY
 from gateway.schemas.mail import PasswordPolicyIn, PasswordPolicyOut, SmtpSettingsIn, SmtpSettingsOut
 
 bp = APIBlueprint("settings", __name__, url_prefix="/api/v1/settings", tag="Settings")
 
-GUARDED = {401: "Not signed in", 403: "Missing permission admin.settings"}
+GUARDED = {401: "Not signed in", 403: "Not a super admin (platform settings are the provider's)"}
 
 
 @bp.get("/smtp")
-@requires("admin.settings")
+@requires(SUPER_ADMIN_ONLY)
 @bp.output(SmtpSettingsOut)
-@bp.doc(summary="The SMTP settings", description="Needs `admin.settings`. The password is never shown.",
-        responses=GUARDED)
+@bp.doc(summary="The SMTP settings", description="Super admins only (platform-wide: one for every tenant). "
+        "The password is never shown.", responses=GUARDED)
 def get_smtp():
     with current_app.extensions["rpc"].client() as rpc:
         return rpc.identity.get_smtp_settings()
 
 
 @bp.put("/smtp")
-@requires("admin.settings")
+@requires(SUPER_ADMIN_ONLY)
 @bp.input(SmtpSettingsIn, arg_name="body")
 @bp.output(SmtpSettingsOut)
 @bp.doc(summary="Configure SMTP",
-        description="Needs `admin.settings`. Leave `password` out to keep the stored one. The password is "
+        description="Super admins only (platform-wide: one for every tenant). Leave `password` out to keep "
+                    "the stored one. The password is "
                     "stored encrypted. Mails waiting for a retry are tried again at once.",
         responses={**GUARDED, 422: "Invalid fields"})
 def put_smtp(body):
@@ -36,9 +42,10 @@ def put_smtp(body):
 
 
 @bp.delete("/smtp")
-@requires("admin.settings")
+@requires(SUPER_ADMIN_ONLY)
 @bp.output({}, status_code=204)
-@bp.doc(summary="Unconfigure SMTP", description="Needs `admin.settings`. Invitations are refused until SMTP "
+@bp.doc(summary="Unconfigure SMTP", description="Super admins only (platform-wide: one for every tenant). "
+        "Invitations are refused until SMTP "
         "is configured again.", responses=GUARDED)
 def delete_smtp():
     with current_app.extensions["rpc"].client() as rpc:
@@ -47,20 +54,22 @@ def delete_smtp():
 
 
 @bp.get("/password-policy")
-@requires("admin.settings")
+@requires(SUPER_ADMIN_ONLY)
 @bp.output(PasswordPolicyOut)
-@bp.doc(summary="The password policy", description="Needs `admin.settings`.", responses=GUARDED)
+@bp.doc(summary="The password policy", description="Super admins only (platform-wide: one for every tenant).",
+        responses=GUARDED)
 def get_password_policy():
     with current_app.extensions["rpc"].client() as rpc:
         return rpc.identity.get_password_policy()
 
 
 @bp.put("/password-policy")
-@requires("admin.settings")
+@requires(SUPER_ADMIN_ONLY)
 @bp.input(PasswordPolicyIn, arg_name="body")
 @bp.output(PasswordPolicyOut)
 @bp.doc(summary="Change the password policy",
-        description="Needs `admin.settings`. Missing fields take the defaults (12, 128, true). Applies to "
+        description="Super admins only (platform-wide: one for every tenant). Missing fields take the "
+                    "defaults (12, 128, true). Applies to "
                     "passwords set from now on.",
         responses={**GUARDED, 422: "Invalid fields (max_length below min_length, out of range)"})
 def put_password_policy(body):

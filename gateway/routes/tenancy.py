@@ -206,11 +206,13 @@ def get_member(tenant_id, user_id):
 @bp.doc(summary="Assign a user to a tenant with a role", description=(
     "Needs `admin.users` in that tenant (super admins everywhere), and the right to grant the role and to "
     "take away the user's present one there. Bringing in a user of other tenants needs `admin.users` in "
-    "each of them too (no takeover across tenants). `default: true` makes it the tenant the user's "
+    "each of them too (no takeover across tenants), and the user must be within your authority in each of "
+    "their tenants (docs/security.md). `default: true` makes it the tenant the user's "
     "sessions start in. rbac applies the role from tenancy's event, within moments. `201` when the "
     "user joined, `200` when already a member."),
     responses={**SIGNED_IN, 201: "The user joined the tenant",
-               403: "No admin.users there, escalation, cross_tenant_user or first_admin_protected",
+               403: "No admin.users there, escalation, cross_tenant_user, outside_authority or "
+                    "first_admin_protected",
                404: "No such tenant or user", 422: "Unknown role"})
 def assign_member(tenant_id, user_id, body):
     principal = current_principal()
@@ -236,7 +238,7 @@ def assign_member(tenant_id, user_id, body):
 @bp.doc(summary="Remove a user from a tenant", description=(
     "Needs `admin.users` in that tenant (super admins everywhere) and the right to take the user's role "
     "there away; rbac drops that role. Never a user's last tenant (`409 last_tenant`)."),
-    responses={**SIGNED_IN, 403: "No admin.users there, escalation or first_admin_protected",
+    responses={**SIGNED_IN, 403: "No admin.users there, escalation, outside_authority or first_admin_protected",
                404: "No such tenant, or not a member", 409: "The user's last tenant"})
 def remove_member(tenant_id, user_id):
     with _rpc() as rpc:

@@ -1,7 +1,9 @@
 """/api/v1/users: user administration, confined to the session's active tenant.
 
 A user who is not a member of the active tenant is 404 here; a change to a user of other
-tenants too needs admin.users in all of them (gateway/isolation.py). Super admins list across
+tenants too needs admin.users in all of them (gateway/isolation.py). identity itself refuses any
+change beyond the caller's authority (docs/security.md): never a super admin unless one, never an
+account holding rights the caller lacks in one of its tenants. Super admins list across
 tenants with `?tenant=*` or `?tenant=<id>`.
 
 Identity owns accounts, rbac owns roles and groups: the routes that change both
@@ -23,8 +25,9 @@ from kernel.errors import Forbidden, NotFound, ValidationFailed
 bp = APIBlueprint("users", __name__, url_prefix="/api/v1/users", tag="Users")
 
 NEEDS = {401: "Not signed in", 403: "Missing permission admin.users"}
-CHANGE = {401: "Not signed in", 403: "Missing permission admin.users, or `cross_tenant_user`: the user also "
-          "belongs to tenants you do not administer", 404: "No such user in the active tenant"}
+CHANGE = {401: "Not signed in", 403: "Missing permission admin.users; `cross_tenant_user`: the user also "
+          "belongs to tenants you do not administer; `outside_authority`: the user is a super admin or holds "
+          "rights you lack (docs/security.md)", 404: "No such user in the active tenant"}
 ALL_TENANTS = "*"
 
 

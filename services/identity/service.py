@@ -9,9 +9,11 @@ import sqlalchemy as sa
 from eventlet import tpool
 from nameko.dependency_providers import Config as NamekoConfig
 from nameko.extensions import DependencyProvider
+from nameko.rpc import RpcProxy
 from sqlalchemy.exc import IntegrityError
 
 from kernel import DEFAULT_TENANT_ID, paging
+from kernel.authority import require_authority, require_super_admin
 from kernel.consumer import on_event
 from kernel.crypto import SecretBox, new_token, token_digest
 from kernel.db import aware
@@ -57,6 +59,7 @@ class IdentityService(ServiceBase):
     mailer = Mailer()
     secret_box = SecretBoxProvider()
     config = NamekoConfig()  # config["GATEHOUSE"]: the kernel Config (token lifetimes, throttle limits)
+    rbac = RpcProxy("rbac")  # the authority checks (kernel/authority.py); rbac never calls identity back for them
 
     # --- read models fed by other services --------------------------------------
 
@@ -325,6 +328,8 @@ class IdentityService(ServiceBase):
     def revoke_session(self, actor, user_id, session_id):
         """Ends one of the user's sessions; NotFound for a session of someone else."""
         actor = Actor.from_dict(actor)
+        if actor.user_id != user_id:
+            self._require_authority(actor, user_id)
         with self.db.unit_of_work() as uow:
             session = uow.session.get(LoginSession, session_id)
             if session is None or session.user_id != user_id:
@@ -339,6 +344,8 @@ class IdentityService(ServiceBase):
     def revoke_sessions(self, actor, user_id, reason, keep_session_id=None):
         """Ends every live session of the user except `keep_session_id`; returns the ids ended."""
         actor = Actor.from_dict(actor)
+        if actor.user_id != user_id:
+            self._require_authority(actor, user_id)
         with self.db.unit_of_work() as uow:
             user = self._user(uow, user_id)
             revoked = self._revoke_all(uow, user, actor, reason, keep_session_id)
@@ -400,6 +407,7 @@ class IdentityService(ServiceBase):
         """Lifts an account's lock after failed sign-ins (the client addresses keep theirs),
         and the lock of its second sign-in step after wrong 2FA codes."""
         actor = Actor.from_dict(actor)
+        self._require_authority(actor, user_id)
         with self.db.unit_of_work() as uow:
             user = self._user(uow, user_id, for_update=True)
             storage.clear_throttle(uow.session, sessions.account_key(user.id))
@@ -421,6 +429,15 @@ class IdentityService(ServiceBase):
         if not user:
             raise Unauthorized("The session is no longer valid.", code="session_invalid")
         return user
+
+    def _require_authority(self, actor, user_id, also=()) -> None:
+        """The authority rule (docs/security.md), asked of rbac before anything changes: the actor's
+        rights cover the user's in every tenant the user belongs to (this read model's, `also`, and
+        those of the user's roles). NotFound first for no such user."""
+        with self.db.unit_of_work() as uow:
+            self._user(uow, user_id)
+            tenants = {*storage.tenants_of(uow.session, user_id), *also}
+        require_authority(self.rbac, actor, user_id, tenants)
 
     @staticmethod
     def _emit_about(uow, user, *about_user, also=()):
@@ -641,6 +658,7 @@ class IdentityService(ServiceBase):
         """method email: a reset link is mailed (None); random: a generated password, returned
         once, that must be changed at the next sign-in. Admins never choose a password."""
         actor = Actor.from_dict(actor)
+        self._require_authority(actor, user_id)
         now = utc_now()
         with self.db.unit_of_work() as uow:
             user = self._user(uow, user_id)
@@ -673,8 +691,10 @@ class IdentityService(ServiceBase):
 
     @rpc
     def put_smtp_settings(self, actor, settings):
-        """Replaces the SMTP settings; a missing password keeps the stored one, "" removes it."""
+        """Replaces the SMTP settings; a missing password keeps the stored one, "" removes it.
+        The platform's one mail sender: super admins only (tenants have none of their own)."""
         actor = Actor.from_dict(actor)
+        require_super_admin(self.rbac, actor, "the SMTP settings")
         settings = {**settings, "host": (settings.get("host") or "").strip(),
                     "username": settings.get("username") or None}
         if problems := mail.smtp_problems(settings):
@@ -699,6 +719,7 @@ class IdentityService(ServiceBase):
     @rpc
     def delete_smtp_settings(self, actor):
         actor = Actor.from_dict(actor)
+        require_super_admin(self.rbac, actor, "the SMTP settings")
         with self.db.unit_of_work() as uow:
             before = storage.read_setting(uow.session, "smtp")
             if storage.delete_setting(uow.session, "smtp"):
@@ -714,8 +735,10 @@ class IdentityService(ServiceBase):
 
     @rpc
     def put_password_policy(self, actor, values):
-        """Replaces the policy; missing fields take the defaults."""
+        """Replaces the policy (platform-wide, for every tenant: super admins only); missing fields take
+        the defaults."""
         actor = Actor.from_dict(actor)
+        require_super_admin(self.rbac, actor, "the password policy")
         policy = dataclasses.asdict(mail.password_policy(values))
         if problems := mail.password_policy_problems(policy):
             raise ValidationFailed("The password policy has invalid fields.", details=problems)
@@ -917,6 +940,7 @@ class IdentityService(ServiceBase):
         if status is not None and status not in domain.STATUSES:
             raise ValidationFailed("Unknown status.", details={"status": f"must be one of {', '.join(domain.STATUSES)}"})
         changes = domain.clean_profile(changes)
+        self._require_authority(actor, user_id, also=(tenant_id,))
         with self.db.unit_of_work() as uow:
             user = self._user(uow, user_id, for_update=True)
             refuse_stale_edit("user", user.version, expected_version)
@@ -931,6 +955,8 @@ class IdentityService(ServiceBase):
                                                                           "status": problem})
                 if status == domain.SUSPENDED:
                     self._refuse_protected(domain.SUSPEND, actor, user)
+                    # for good: reactivation does not bring the sessions or their refresh tokens back
+                    self._revoke_all(uow, user, actor, "suspended")
             changed = {field: {"from": getattr(user, field), "to": value}
                        for field, value in changes.items() if getattr(user, field) != value}
             self._refuse_taken(uow, changed.get("username", {}).get("to"), changed.get("email", {}).get("to"),
@@ -959,6 +985,7 @@ class IdentityService(ServiceBase):
     def remove_user(self, actor, user_id):
         """Deletes the account (its sessions go with it); audit keeps what it did, by name."""
         actor = Actor.from_dict(actor)
+        self._require_authority(actor, user_id)
         with self.db.unit_of_work() as uow:
             user = self._user(uow, user_id, for_update=True)
             self._refuse_protected(domain.DELETE, actor, user)
@@ -1161,6 +1188,7 @@ class IdentityService(ServiceBase):
         """The user must enroll before doing anything else (at once, and at every sign-in until enrolled);
         the requirement stands after enrollment (the user cannot turn 2FA off) until it is cancelled."""
         actor = Actor.from_dict(actor)
+        self._require_authority(actor, user_id, also=(tenant_id,))
         with self.db.unit_of_work() as uow:
             user = self._user(uow, user_id, for_update=True)
             self._refuse_two_factor_change(twofactor.require_problem(user.totp_enrolled, user.totp_required))
@@ -1172,6 +1200,7 @@ class IdentityService(ServiceBase):
     @rpc
     def cancel_two_factor_requirement(self, actor, user_id, tenant_id=DEFAULT_TENANT_ID):
         actor = Actor.from_dict(actor)
+        self._require_authority(actor, user_id, also=(tenant_id,))
         with self.db.unit_of_work() as uow:
             user = self._user(uow, user_id, for_update=True)
             self._refuse_two_factor_change(twofactor.cancel_problem(user.totp_required))
@@ -1184,6 +1213,7 @@ class IdentityService(ServiceBase):
         """Removes the user's TOTP and every recovery code (a user who lost both): never on one's
         own account, never on a super admin while the policy requires 2FA of super admins."""
         actor = Actor.from_dict(actor)
+        self._require_authority(actor, user_id, also=(tenant_id,))
         with self.db.unit_of_work() as uow:
             user = self._user(uow, user_id, for_update=True)
             self._refuse_two_factor_change(twofactor.admin_disable_problem(
@@ -1202,6 +1232,7 @@ class IdentityService(ServiceBase):
     def put_two_factor_policy(self, actor, require_for_super_admin):
         """When on, super admins without TOTP must enroll before anything else (at their next request)."""
         actor = Actor.from_dict(actor)
+        require_super_admin(self.rbac, actor, "the 2FA policy")
         if not isinstance(require_for_super_admin, bool):
             raise ValidationFailed("The 2FA policy has invalid fields.",
                                    details={"require_for_super_admin": "must be true or false"})

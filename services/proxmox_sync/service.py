@@ -14,6 +14,7 @@ from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy.orm import Session
 
 from kernel import paging
+from kernel.authority import require_super_admin
 from kernel.consumer import on_event
 from kernel.crypto import SecretBox
 from kernel.envelope import Actor, utc_now
@@ -256,8 +257,9 @@ class ProxmoxSyncService(ServiceBase):
     @rpc
     def put_directory_settings(self, actor, fields):
         """Replaces the LDAP directory's settings; a missing password keeps the stored one. The
-        directory must accept the bind before anything is stored."""
+        directory must accept the bind before anything is stored. Super admins (or the operator CLI) only."""
         actor = Actor.from_dict(actor)
+        require_super_admin(self.rbac, actor, "the directory settings")
         fields = {"start_tls": False, "verify_tls": True, "ca_pem": None, "login_shell": "/bin/bash",
                   "realm_server": None, "realm_bind_dn": None, **fields}
         with self.db.unit_of_work() as uow:

@@ -43,23 +43,28 @@ PERMISSIONS = {p.name: p for p in (
     Permission("admin.users", "admin", "Manage users", dangerous=True),
     Permission("admin.rbac", "admin", "Manage roles, assignments and groups", dangerous=True),
     Permission("admin.audit", "admin", "Read the audit log"),
-    Permission("admin.settings", "admin", "Change platform settings", dangerous=True),
+    Permission("admin.settings", "admin", "Change platform settings (super admins only: no tenant role holds it)",
+               dangerous=True),
 )}
+
+# Platform settings (SMTP, password and 2FA policy, the directory, multi-tenancy) are the provider's:
+# only super admins hold these, never a tenant's built-in or custom role.
+PLATFORM_ONLY = frozenset({"admin.settings"})
 
 SUPER_ADMIN, ADMIN, OPERATOR, VIEWER = "super_admin", "admin", "operator", "viewer"
 
 _ALL = frozenset(PERMISSIONS)
 BUILTIN_ROLES = {
     SUPER_ADMIN: _ALL,
-    ADMIN: _ALL - {"tenant.manage"},
-    OPERATOR: _ALL - {"tenant.manage", "admin.users", "admin.rbac", "admin.settings"},
+    ADMIN: _ALL - {"tenant.manage"} - PLATFORM_ONLY,
+    OPERATOR: _ALL - {"tenant.manage", "admin.users", "admin.rbac"} - PLATFORM_ONLY,
     VIEWER: frozenset(p for p in _ALL if p.endswith(".view")),
 }
 
 
 BUILTIN_ROLE_DESCRIPTIONS = {
-    SUPER_ADMIN: "Everything, in every tenant; manages tenancy",
-    ADMIN: "Everything inside a tenant (tenant admin)",
+    SUPER_ADMIN: "Everything, in every tenant; manages tenancy and the platform settings",
+    ADMIN: "Everything inside a tenant (tenant admin); not the platform settings",
     OPERATOR: "Manages infrastructure and runs operations; no user, RBAC or settings administration",
     VIEWER: "Read-only: every view permission",
 }
@@ -118,10 +123,12 @@ class Grant:
 
 
 def grant_of(role: str | None, role_permissions, super_admin: bool, scope: dict | None = None) -> Grant:
-    """A super admin (by role anywhere or by administrator group) holds everything, unscoped."""
+    """A super admin (by role anywhere or by administrator group) holds everything, unscoped; anyone
+    else never a platform-only permission, whatever a stored role says."""
     if super_admin:
         return Grant.of_super_admin(role)
-    return Grant(role=role, permissions=frozenset(role_permissions or ()), scope=normalize_scope(scope))
+    return Grant(role=role, permissions=frozenset(role_permissions or ()) - PLATFORM_ONLY,
+                 scope=normalize_scope(scope))
 
 
 def unknown_permissions(names) -> list[str]:
@@ -148,6 +155,66 @@ def permission_diff(before, after) -> dict:
     return {"added": sorted(set(after) - set(before)), "removed": sorted(set(before) - set(after))}
 
 
+# --- authority over other accounts ------------------------------------------------------
+
+ADMIN_USERS = "admin.users"
+TARGET_SUPER_ADMIN, NOT_ADMINISTERED, MORE_RIGHTS, NO_TENANT = (
+    "super_admin", "not_administered", "more_rights", "no_tenant")
+
+
+@dataclass(frozen=True)
+class AuthorityProblem:
+    """Why an actor may not act on an account: `reason` (one of the constants above), the tenants
+    where it fails (for the actor's eyes only: tenants they belong to) and the permissions the target
+    holds there and the actor lacks."""
+
+    reason: str
+    tenant_ids: tuple[str, ...] = ()
+    missing: tuple[str, ...] = ()
+
+
+def scope_covers(actor_scope: dict | None, target_scope: dict | None) -> bool:
+    """Whether everything the target's scope lets them reach, the actor's reaches too (empty = everything)."""
+    actor_scope, target_scope = normalize_scope(actor_scope), normalize_scope(target_scope)
+    return all(not actor_scope[key] or (target_scope[key] and set(target_scope[key]) <= set(actor_scope[key]))
+               for key in SCOPE_KEYS)
+
+
+def authority_problem(actor_grants: dict[str, Grant], target_grants: dict[str, Grant],
+                      target_is_super_admin: bool, actor_is_super_admin: bool = False) -> AuthorityProblem | None:
+    """The authority rule: may the actor act on the target account (edit, reset, suspend, remove, end
+    sessions, unlock, 2FA actions, change role or groups, add to a tenant)? None when they may.
+
+    actor_grants / target_grants: tenant id -> Grant, for every tenant the target belongs to (the
+    actor's grant in each of those tenants; a tenant missing from actor_grants means nothing held there).
+    - a super admin acts on anyone (the first admin's own protections are identity's);
+    - nobody else acts on a super admin;
+    - a target of no tenant is super admins' alone;
+    - in every tenant of the target the actor holds admin.users, every permission the target holds
+      there, and a scope at least as wide.
+    """
+    if actor_is_super_admin:
+        return None
+    if target_is_super_admin:
+        return AuthorityProblem(TARGET_SUPER_ADMIN)
+    if not target_grants:
+        return AuthorityProblem(NO_TENANT)
+    not_administered = sorted(tenant for tenant in target_grants
+                              if ADMIN_USERS not in actor_grants.get(tenant, Grant()).permissions)
+    if not_administered:
+        return AuthorityProblem(NOT_ADMINISTERED, tuple(not_administered))
+    short, missing = [], set()
+    for tenant, target in sorted(target_grants.items()):
+        actor = actor_grants.get(tenant, Grant())
+        lacking = target.permissions - actor.permissions
+        if lacking or not scope_covers(actor.scope, target.scope):
+            short.append(tenant)
+            missing |= lacking
+    if short:
+        return AuthorityProblem(MORE_RIGHTS, tuple(short), tuple(sorted(missing)))
+    return None
+
+
 # --- custom roles ------------------------------------------------------------------
 
 ROLE_NAME = re.compile(r"^[a-z][a-z0-9_.-]{1,63}$")  # built-in names follow it too
@@ -172,6 +239,9 @@ def role_problems(name: str | None, description: str | None, permissions) -> dic
     if permissions is not None:
         if unknown := unknown_permissions(permissions):
             problems["permissions"] = f"unknown permissions: {', '.join(unknown)}"
+        elif platform := sorted(set(permissions) & PLATFORM_ONLY):
+            problems["permissions"] = (f"{', '.join(platform)} belongs to super admins only: no role can hold it "
+                                       "(platform settings are the provider's)")
         elif not permissions:
             problems["permissions"] = "a role needs at least one permission"
     return problems

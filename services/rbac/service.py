@@ -26,6 +26,14 @@ from services.rbac.grant_cache import ProcessGrantCache
 from services.rbac.storage import Group, GroupMember, Role, RoleAssignment
 from services.tenancy import events as tenancy_events
 
+AUTHORITY_MESSAGES = {
+    domain.TARGET_SUPER_ADMIN: "Only a super admin can act on a super admin's account.",
+    domain.NOT_ADMINISTERED: "This user belongs to tenants you do not administer (admin.users): only an "
+                             "administrator of all of them, or a super admin, may act on their account.",
+    domain.MORE_RIGHTS: "This user holds rights you do not have: only someone whose rights cover theirs "
+                        "may act on their account.",
+    domain.NO_TENANT: "This user belongs to no tenant: only a super admin may act on their account.",
+}
 REFUSALS = {
     "unknown_role": (ValidationFailed, "There is no role {role!r}."),
     "super_admin_only": (Forbidden, "Only a super admin can grant super_admin."),
@@ -40,8 +48,9 @@ class RbacService(ServiceBase):
     db = Database(storage.metadata)
     config = Config()
     grants = ProcessGrantCache()
-    # Who belongs to a tenant (a group of a tenant takes only its members): tenancy's memberships,
-    # identity's read model for a user created moments ago (tenancy enrols them on its event).
+    # Only asked who belongs where (a group of a tenant takes only its members; the authority check of
+    # rbac's own changes): tenancy's memberships, identity's read model for a user created moments ago.
+    # Neither calls back here.
     tenancy = RpcProxy("tenancy")
     identity = RpcProxy("identity")
 
@@ -175,6 +184,46 @@ class RbacService(ServiceBase):
             uow.emit(events.authorization_denied(Actor.from_dict(actor), permission, tenant_id, route))
             uow.commit()
 
+    # --- authority over other accounts ------------------------------------------------
+
+    @rpc
+    def check_authority(self, actor_user_id, target_user_id, tenant_ids=()):
+        """Raises Forbidden `outside_authority` unless the actor may act on the target account
+        (domain.authority_problem) in every tenant the target belongs to: `tenant_ids` (the
+        memberships the caller knows) and every tenant where the target holds a role here.
+        The operator CLI (no user id) is a super admin: callers let it through without asking."""
+        with self.db.unit_of_work() as uow:
+            self._require_authority(uow.session, actor_user_id, target_user_id, tenant_ids)
+
+    def _require_authority(self, session, actor_user_id, target_user_id, tenant_ids=()):
+        tenants = set(tenant_ids or ()) | set(session.scalars(
+            sa.select(RoleAssignment.tenant_id).where(RoleAssignment.user_id == target_user_id)))
+        actor_admin = self._grant(session, actor_user_id, DEFAULT_TENANT_ID).super_admin if actor_user_id else False
+        target_grants = {tenant: self._grant(session, target_user_id, tenant) for tenant in sorted(tenants)}
+        target_admin = self._grant(session, target_user_id, DEFAULT_TENANT_ID).super_admin
+        actor_grants = {} if actor_admin else {tenant: self._grant(session, actor_user_id, tenant)
+                                               for tenant in tenants}
+        problem = domain.authority_problem(actor_grants, target_grants, target_admin, actor_admin)
+        if problem is None:
+            return
+        details = {"user_id": target_user_id, "reason": problem.reason}
+        if problem.reason == domain.MORE_RIGHTS:
+            # tenants the actor administers: naming them and the permissions tells nothing new
+            details.update(tenant_ids=list(problem.tenant_ids), permissions=list(problem.missing))
+        raise Forbidden(AUTHORITY_MESSAGES[problem.reason], code="outside_authority", details=details)
+
+    def _require_authority_over(self, actor, target_user_id, tenant_ids=()):
+        """_require_authority for rbac's own changes, before their unit of work: with every tenant identity
+        and tenancy know the target in (identity's read model has users made moments ago, tenancy those
+        assigned moments ago)."""
+        if actor.is_operator:
+            return
+        tenants = set(tenant_ids or ())
+        tenants |= set(self.identity.user_tenants(target_user_id))  # NotFound for no such user
+        tenants |= {membership["tenant_id"] for membership in self.tenancy.memberships_of(target_user_id)}
+        with self.db.unit_of_work() as uow:
+            self._require_authority(uow.session, actor.user_id, target_user_id, tenants)
+
     # --- roles -------------------------------------------------------------------
 
     @rpc
@@ -280,6 +329,7 @@ class RbacService(ServiceBase):
         actor = Actor.from_dict(actor)
         if problems := domain.scope_problems(scope):
             raise ValidationFailed("The scope is invalid.", code="invalid_scope", details=problems)
+        self._require_authority_over(actor, user_id, (tenant_id,))
         with self.db.unit_of_work() as uow:
             self._require(uow.session, actor.user_id, required_permission, tenant_id)
             self._check_assignable(uow, actor.user_id, role, tenant_id)
@@ -293,6 +343,7 @@ class RbacService(ServiceBase):
     @rpc
     def unassign_role(self, actor, user_id, tenant_id=DEFAULT_TENANT_ID, username=None, required_permission=None):
         actor = Actor.from_dict(actor)
+        self._require_authority_over(actor, user_id, (tenant_id,))
         with self.db.unit_of_work() as uow:
             self._require(uow.session, actor.user_id, required_permission, tenant_id)
             assignment = uow.session.get(RoleAssignment, (user_id, tenant_id))
@@ -499,6 +550,8 @@ class RbacService(ServiceBase):
         member of the tenant (else 404 as for an unknown user)."""
         actor = Actor.from_dict(actor)
         seen = self._in_tenant(user_id, tenant_id)
+        if seen:  # one of another tenant is unknown here, not "outside your authority"
+            self._require_authority_over(actor, user_id, (tenant_id,))
         with self.db.unit_of_work() as uow:
             group = self._group(uow.session, group_id, tenant_id)
             self._check_membership_change(uow.session, actor, group)
@@ -512,6 +565,8 @@ class RbacService(ServiceBase):
     def remove_member(self, actor, group_id, user_id, username=None, tenant_id=DEFAULT_TENANT_ID):
         actor = Actor.from_dict(actor)
         seen = self._in_tenant(user_id, tenant_id)
+        if seen:  # one of another tenant is unknown here, not "outside your authority"
+            self._require_authority_over(actor, user_id, (tenant_id,))
         with self.db.unit_of_work() as uow:
             group = self._group(uow.session, group_id, tenant_id)
             member = self._member(uow.session, group, user_id, seen)
@@ -532,6 +587,8 @@ class RbacService(ServiceBase):
         platform-wide ones; already a member: unchanged). Another tenant's cn is unknown here."""
         actor = Actor.from_dict(actor)
         seen = bool(groups) and self._in_tenant(user_id, tenant_id)
+        if seen:  # one of another tenant is unknown here, not "outside your authority"
+            self._require_authority_over(actor, user_id, (tenant_id,))
         with self.db.unit_of_work() as uow:
             found = {cn: storage.visible_group_by_cn(uow.session, cn, tenant_id) for cn in groups}
             if missing := [cn for cn, group in found.items() if group is None]:

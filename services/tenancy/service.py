@@ -14,6 +14,7 @@ from nameko.rpc import RpcProxy
 from sqlalchemy.exc import IntegrityError
 
 from kernel import DEFAULT_TENANT_ID, SUPER_ADMIN_ONLY, paging
+from kernel.authority import require_authority, require_super_admin
 from kernel.consumer import on_event
 from kernel.crypto import SecretBox
 from kernel.envelope import Actor, utc_now
@@ -31,7 +32,9 @@ class TenancyService(ServiceBase):
     name = "tenancy"
     db = Database(storage.metadata)
     config = Config()  # config["GATEHOUSE"].secret_key seals connection secrets
-    rbac = RpcProxy("rbac")  # who administers which tenant: bringing a user into a tenant
+    # who administers which tenant, the authority checks (kernel/authority.py); rbac never calls tenancy
+    # back for them
+    rbac = RpcProxy("rbac")
 
     # --- reacting to identity ------------------------------------------------------
 
@@ -88,8 +91,9 @@ class TenancyService(ServiceBase):
 
     @rpc
     def enable(self, actor):
-        """Idempotent: enabling again changes nothing and emits nothing."""
+        """Idempotent: enabling again changes nothing and emits nothing. Super admins only."""
         actor = Actor.from_dict(actor)
+        require_super_admin(self.rbac, actor, "multi-tenancy")
         with self.db.unit_of_work() as uow:
             state = uow.session.get(storage.TenancyState, 1, with_for_update=True)
             if not state.enabled:
@@ -103,8 +107,9 @@ class TenancyService(ServiceBase):
 
     @rpc
     def disable(self, actor):
-        """Refused while tenants other than `default` exist; idempotent like enable."""
+        """Refused while tenants other than `default` exist; idempotent like enable. Super admins only."""
         actor = Actor.from_dict(actor)
+        require_super_admin(self.rbac, actor, "multi-tenancy")
         with self.db.unit_of_work() as uow:
             state = uow.session.get(storage.TenancyState, 1, with_for_update=True)
             count = storage.tenant_count(uow.session)
@@ -476,9 +481,15 @@ class TenancyService(ServiceBase):
     def assign_user(self, actor, tenant_id, user_id, username, role=None, make_default=False):
         """Makes the user a member of the tenant (already one: keeps it) and, with make_default, the
         tenant their sessions start in. rbac gives them `role` there from the event, so the
-        membership and its role commit together here and cannot part. Returns (membership, created)."""
+        membership and its role commit together here and cannot part. Returns (membership, created).
+        The actor must have authority over the user in each of their tenants and this one, and may grant `role`."""
         actor = Actor.from_dict(actor)
-        self._refuse_takeover(actor, tenant_id, user_id)
+        with self.db.unit_of_work() as uow:
+            self._tenant(uow.session, tenant_id)
+        self._refuse_takeover(actor, tenant_id, user_id)  # first: another tenant's user is unknown here
+        self._require_authority(actor, user_id, tenant_id)
+        if role and not actor.is_operator:
+            self.rbac.check_assignable(actor.user_id, role, tenant_id)
         with self.db.unit_of_work() as uow:
             self._tenant(uow.session, tenant_id)
             membership, created = self._join(uow, user_id, username, tenant_id, actor, role, make_default,
@@ -491,6 +502,8 @@ class TenancyService(ServiceBase):
         them into another tenant (domain.membership_change_refusal). A user in no tenant the actor
         administers (another tenant's placeholder or member, a pending user of `default`) is
         answered exactly as identity answers an unknown id."""
+        if actor.is_operator:
+            return
         with self.db.unit_of_work() as uow:
             user_tenants = {m.tenant_id for m, _ in storage.memberships_of(uow.session, user_id)}
         if tenant_id in user_tenants:
@@ -507,8 +520,15 @@ class TenancyService(ServiceBase):
 
     @rpc
     def remove_user(self, actor, tenant_id, user_id):
-        """Ends a membership (rbac takes the role there away); never the user's last one."""
+        """Ends a membership (rbac takes the role there away); never the user's last one. The actor must
+        have authority over the user in each of their tenants."""
         actor = Actor.from_dict(actor)
+        with self.db.unit_of_work() as uow:
+            self._tenant(uow.session, tenant_id)
+            if uow.session.get(Membership, (tenant_id, user_id)) is None:  # as before: nothing to authorize
+                raise NotFound("The user is not a member of that tenant.", code="not_a_member",
+                               details={"user_id": user_id, "tenant_id": tenant_id})
+        self._require_authority(actor, user_id, tenant_id)
         with self.db.unit_of_work() as uow:
             self._tenant(uow.session, tenant_id)
             mine = {m.tenant_id: m for m, _ in storage.memberships_of(uow.session, user_id, for_update=True)}
@@ -521,6 +541,13 @@ class TenancyService(ServiceBase):
                                "to another tenant first.", code=refusal, details={"tenant_id": tenant_id})
             self._leave(uow, mine[tenant_id], actor, events.REMOVED)
             uow.commit()
+
+    def _require_authority(self, actor, user_id, tenant_id) -> None:
+        """The authority rule (docs/security.md), asked of rbac with every tenant the user belongs to here
+        and the one being changed."""
+        with self.db.unit_of_work() as uow:
+            tenants = {membership.tenant_id for membership, _ in storage.memberships_of(uow.session, user_id)}
+        require_authority(self.rbac, actor, user_id, tenants | {tenant_id})
 
     @staticmethod
     def _join(uow, user_id, username, tenant_id, actor, role=None, make_default=False, always_emit=False):

@@ -191,8 +191,15 @@ def test_tenant_admins_manage_their_own_tenants_only(platform, admin, unique):
     boss, boss_api = make_user(platform, admin, f"bo{unique}", role="viewer")
     assert member(admin, ours["id"], boss["id"], "admin").status_code == 201
     role_becomes(admin, boss["id"], ours["id"], "admin")
+    # A colleague only in tenants boss administers (a member of default too would be out of boss's reach:
+    # boss does not administer default).
+    also = new_tenant(admin, f"Also {unique}")
+    assert member(admin, also["id"], boss["id"], "admin").status_code == 201
+    role_becomes(admin, boss["id"], also["id"], "admin")
     colleague, _ = make_user(platform, admin, f"co{unique}")
     assert member(admin, ours["id"], colleague["id"], "viewer").status_code == 201
+    assert member(admin, also["id"], colleague["id"], "viewer").status_code == 201
+    assert admin.delete(f"/api/v1/tenants/{DEFAULT}/users/{colleague['id']}").status_code == 204
     stranger, _ = make_user(platform, admin, f"st{unique}")  # default only, which boss does not administer
     outsider, _ = make_user(platform, admin, f"ou{unique}")
     assert member(admin, other["id"], outsider["id"], "viewer").status_code == 201

@@ -227,11 +227,12 @@ def test_the_first_admin_is_protected(platform, unique):
     root_id = admin.get("/api/v1/me").json()["id"]
     _, other_admin = platform.create_user(f"f{unique}", role="admin", admin=admin)
     assert error_of(admin.delete(f"{USERS}/{root_id}"), 403)["code"] == "own_account"
+    # a tenant admin never reaches a super admin's account at all (docs/security.md)
     for response in (other_admin.delete(f"{USERS}/{root_id}"),
                      other_admin.patch(f"{USERS}/{root_id}", json={"status": "suspended"}),
-                     other_admin.patch(f"{USERS}/{root_id}", json={"role": "viewer"}),
-                     admin.patch(f"{USERS}/{root_id}", json={"role": "admin"})):
-        assert error_of(response, 403)["code"] == "first_admin_protected"
+                     other_admin.patch(f"{USERS}/{root_id}", json={"role": "viewer"})):
+        assert error_of(response, 403)["code"] == "outside_authority"
+    assert error_of(admin.patch(f"{USERS}/{root_id}", json={"role": "admin"}), 403)["code"] == "first_admin_protected"
     root = admin.get(f"{USERS}/{root_id}").json()
     assert root["status"] == "active" and root["role"] == "super_admin"
     # unchanged role: not a role change

@@ -47,3 +47,21 @@ class FakeMemberships:
         if user_id not in self.tenants:
             raise NotFound("No such user.")
         return sorted(self.tenants[user_id])
+
+
+class AllowingRbac:
+    """Stands in for a service's RpcProxy("rbac") where a test is not about authority: every actor
+    is a super admin and may act on anyone. Records the calls."""
+
+    def __init__(self):
+        self.calls = []
+
+    def authorize(self, user_id, permission, tenant_id="default", resource=None):
+        self.calls.append(("authorize", user_id, permission, tenant_id))
+        return True
+
+    def check_authority(self, actor_user_id, target_user_id, tenant_ids=()):
+        self.calls.append(("check_authority", actor_user_id, target_user_id, tuple(tenant_ids)))
+
+    def check_assignable(self, actor_user_id, role, tenant_id="default"):
+        self.calls.append(("check_assignable", actor_user_id, role, tenant_id))

@@ -6,7 +6,7 @@ from datetime import timedelta
 import pytest
 
 from tests import user_list_reference
-from tests.unit.conftest import migrated
+from tests.unit.conftest import AllowingRbac, migrated
 from kernel.envelope import utc_now
 from kernel.errors import ValidationFailed
 from services.identity import domain, storage
@@ -279,6 +279,7 @@ def identity(tmp_path):
 
     service = IdentityService()
     service.db = migrated("identity", tmp_path / "svc.db", storage.metadata)
+    service.rbac = AllowingRbac()
     yield service
     service.db.dispose()
 

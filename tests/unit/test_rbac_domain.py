@@ -64,8 +64,8 @@ def test_super_admin_has_everything():
     assert permissions_of(SUPER_ADMIN) == ALL
 
 
-def test_admin_has_all_but_tenant_manage():
-    assert permissions_of(ADMIN) == ALL - {"tenant.manage"}
+def test_admin_has_all_but_tenant_manage_and_the_platform_settings():
+    assert permissions_of(ADMIN) == ALL - {"tenant.manage", "admin.settings"}
 
 
 def test_operator_lacks_user_rbac_and_settings_administration():

@@ -13,7 +13,7 @@ from kernel.errors import Conflict, Forbidden, NotFound, PreconditionFailed, Val
 from services.identity import events as identity_events
 from services.tenancy import storage
 from services.tenancy.service import TenancyService
-from tests.unit.conftest import migrated
+from tests.unit.conftest import AllowingRbac, migrated
 
 ADMIN = Actor(user_id="admin-1", username="root").__dict__
 TOKEN = {"token_id": "gatehouse@pve!sync", "token_secret": "the-token-secret"}
@@ -37,6 +37,7 @@ def tenancy(tmp_path):
     service = TenancyService()
     service.rbac = FakeRbac()
     service.db = migrated("tenancy", tmp_path / "tenancy.db", storage.metadata)
+    service.rbac = AllowingRbac()
     service.config = {"GATEHOUSE": Config.from_env({"GATEHOUSE_SECRET_KEY": "unit-test-key",
                                                     "GATEHOUSE_DATA_DIR": str(tmp_path)})}
     yield service

@@ -149,6 +149,7 @@ def test_rbac_adds_the_targets_role_tenants_to_those_the_caller_names(rbac):
 def test_rbac_names_the_missing_permissions_in_a_tenant_the_actor_administers(rbac):
     rbac.create_role(ROOT, "helpdesk", ["admin.users", "admin.rbac", "vm.view"], "", "t1")
     rbac.enrol_new_user(user_event("desk"))
+    rbac.identity.join("desk", "t1")
     rbac.assign_role(ROOT, "desk", "helpdesk", "t1")
     error = refusal(lambda: rbac.check_authority("desk", "adm1", ["t1"]))
     assert error.details["reason"] == MORE_RIGHTS and "vm.start" in error.details["permissions"]
@@ -157,13 +158,14 @@ def test_rbac_names_the_missing_permissions_in_a_tenant_the_actor_administers(rb
 
 def test_rbacs_own_changes_refuse_outside_the_actors_authority(rbac):
     adm1 = Actor(user_id="adm1", username="adm1").__dict__
+    rbac.identity.join("root-1", "t1")
     refusal(lambda: rbac.assign_role(adm1, "root-1", VIEWER, "t1"))
     refusal(lambda: rbac.unassign_role(adm1, "two", "t1"))  # two is also in t2
-    refusal(lambda: rbac.add_to_groups(adm1, "adm2", ["ldapusers"]))
-    group = rbac.create_group(ROOT, "devs")
-    refusal(lambda: rbac.add_member(adm1, group["id"], "root-1"))
-    rbac.add_member(ROOT, group["id"], "two")
-    refusal(lambda: rbac.remove_member(adm1, group["id"], "two"))
+    refusal(lambda: rbac.add_to_groups(adm1, "two", ["ldapusers"], tenant_id="t1"))
+    group = rbac.create_group(ROOT, "devs", tenant_id="t1")
+    refusal(lambda: rbac.add_member(adm1, group["id"], "root-1", tenant_id="t1"))
+    rbac.add_member(ROOT, group["id"], "two", tenant_id="t1")
+    refusal(lambda: rbac.remove_member(adm1, group["id"], "two", tenant_id="t1"))
     rbac.assign_role(adm1, "op1", VIEWER, "t1")  # within reach
     assert {a["role"] for a in rbac.user_roles("op1")} == {VIEWER}
 
@@ -259,12 +261,12 @@ def test_tenancy_refuses_to_pull_a_user_out_of_reach_into_a_tenant(tmp_path, rba
         service.enable(ROOT)
         one = service.create_tenant(ROOT, "One")["id"]
         rbac.assign_role(ROOT, "adm1", ADMIN, one)
-        refusal(lambda: service.assign_user(adm1, one, "root-1", "root", VIEWER))
-        refusal(lambda: service.assign_user(adm1, one, "two", "two", VIEWER))  # viewer in t2 too (rbac)
-        service.assign_user(adm1, one, "op1", "op1", VIEWER)  # only in t1, which adm1 administers
-        service.assign_user(ROOT, one, "two", "two", VIEWER)
-        refusal(lambda: service.remove_user(adm1, one, "two"))
-        assert not service.is_member("root-1", one) and service.is_member("op1", one)
+        for user_id in ("root-1", "op1", "two"):  # members of `one` already: only authority decides
+            service.assign_user(ROOT, one, user_id, user_id, None)
+        refusal(lambda: service.assign_user(adm1, one, "root-1", "root", VIEWER))  # a super admin
+        service.assign_user(adm1, one, "op1", "op1", VIEWER)  # t1 and one, both adm1's
+        refusal(lambda: service.remove_user(adm1, one, "two"))  # viewer in t2 too (rbac)
+        assert service.is_member("two", one)
     finally:
         service.db.dispose()
 

@@ -185,8 +185,8 @@ def test_a_users_groups_are_shown_as_seen_from_the_tenant(rbac):
     t1 = rbac.create_group(ADMIN_1, "t1-ops", tenant_id="t1")
     t2 = rbac.create_group(ADMIN_2, "t2-ops", tenant_id="t2")
     rbac.tenancy.join("u-1", "t2")  # in both tenants
-    rbac.add_member(ADMIN_1, t1["id"], "u-1", tenant_id="t1")
-    rbac.add_member(ADMIN_2, t2["id"], "u-1", tenant_id="t2")
+    rbac.add_member(ROOT, t1["id"], "u-1", tenant_id="t1")  # in two tenants: a super admin's
+    rbac.add_member(ROOT, t2["id"], "u-1", tenant_id="t2")
     assert {g["cn"] for g in rbac.user_groups("u-1", tenant_id="t2")} == {"ldapusers", "t2-ops"}
     assert rbac.user_access("u-1", "t1")["groups"] == ["ldapusers", "t1-ops"]
     assert {g["cn"] for g in rbac.effective_permissions("u-1", "t2")["groups"]} == {"ldapusers", "t2-ops"}
@@ -204,8 +204,8 @@ def test_a_user_leaving_a_tenant_leaves_its_groups_only(rbac):
     t1 = rbac.create_group(ADMIN_1, "t1-ops", tenant_id="t1")
     t2 = rbac.create_group(ADMIN_2, "t2-ops", tenant_id="t2")
     rbac.tenancy.join("u-1", "t2")
-    rbac.add_member(ADMIN_1, t1["id"], "u-1", tenant_id="t1")
-    rbac.add_member(ADMIN_2, t2["id"], "u-1", tenant_id="t2")
+    rbac.add_member(ROOT, t1["id"], "u-1", tenant_id="t1")  # in two tenants: a super admin's
+    rbac.add_member(ROOT, t2["id"], "u-1", tenant_id="t2")
     rbac.tenancy.leave("u-1", "t1")
     rbac.revoke_tenant_role(tenancy_event(tenancy_events.USER_REMOVED_FROM_TENANT, "t1", user_id="u-1",
                                           username="u-1", reason="removed"))

@@ -19,10 +19,12 @@ ADMIN = Actor(user_id="admin-1", username="root").__dict__
 TOKEN = {"token_id": "gatehouse@pve!sync", "token_secret": "the-token-secret"}
 
 
-class FakeRbac:
-    """rbac's answers the takeover rule asks for: super admins, and who holds admin.users where."""
+class FakeRbac(AllowingRbac):
+    """rbac's answers the takeover rule asks for: super admins, and who holds admin.users where; the
+    authority checks (kernel/authority.py) let everyone through (tests/unit/test_authority.py has those)."""
 
     def __init__(self):
+        super().__init__()
         self.super_admins = {ADMIN["user_id"]}
         self.admin_users = set()  # (user_id, tenant_id)
 
@@ -37,7 +39,6 @@ def tenancy(tmp_path):
     service = TenancyService()
     service.rbac = FakeRbac()
     service.db = migrated("tenancy", tmp_path / "tenancy.db", storage.metadata)
-    service.rbac = AllowingRbac()
     service.config = {"GATEHOUSE": Config.from_env({"GATEHOUSE_SECRET_KEY": "unit-test-key",
                                                     "GATEHOUSE_DATA_DIR": str(tmp_path)})}
     yield service

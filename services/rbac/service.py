@@ -550,13 +550,15 @@ class RbacService(ServiceBase):
         member of the tenant (else 404 as for an unknown user)."""
         actor = Actor.from_dict(actor)
         seen = self._in_tenant(user_id, tenant_id)
-        if seen:  # one of another tenant is unknown here, not "outside your authority"
-            self._require_authority_over(actor, user_id, (tenant_id,))
+        # Unknown (or another tenant's) group and user first, then authority: no RPC inside a unit of work.
+        with self.db.unit_of_work() as uow:
+            self._check_membership_change(uow.session, actor, self._group(uow.session, group_id, tenant_id))
+            if not seen:
+                raise _no_such_user(user_id)
+        self._require_authority_over(actor, user_id, (tenant_id,))
         with self.db.unit_of_work() as uow:
             group = self._group(uow.session, group_id, tenant_id)
             self._check_membership_change(uow.session, actor, group)
-            if not seen:
-                raise _no_such_user(user_id)
             added = self._add_member(uow, group, user_id, username, actor)
             uow.commit()
             return _member_out(uow.session.get(GroupMember, (group.id, user_id))), added
@@ -565,8 +567,11 @@ class RbacService(ServiceBase):
     def remove_member(self, actor, group_id, user_id, username=None, tenant_id=DEFAULT_TENANT_ID):
         actor = Actor.from_dict(actor)
         seen = self._in_tenant(user_id, tenant_id)
-        if seen:  # one of another tenant is unknown here, not "outside your authority"
-            self._require_authority_over(actor, user_id, (tenant_id,))
+        with self.db.unit_of_work() as uow:  # unknown group or member first, then authority (as add_member)
+            group = self._group(uow.session, group_id, tenant_id)
+            self._member(uow.session, group, user_id, seen)
+            self._check_membership_change(uow.session, actor, group)
+        self._require_authority_over(actor, user_id, (tenant_id,))
         with self.db.unit_of_work() as uow:
             group = self._group(uow.session, group_id, tenant_id)
             member = self._member(uow.session, group, user_id, seen)

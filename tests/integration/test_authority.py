@@ -90,9 +90,11 @@ def test_a_custom_role_cannot_act_on_an_account_holding_more(platform, root, uni
     outside(desk.patch(target, json={"status": "suspended"}))
     outside(desk.delete(f"{target}/sessions"))
     outside(desk.put(f"{target}/roles/{DEFAULT}", json={"role": "viewer", "scope": {}}))
-    ldapusers = next(g for g in root.get("/api/v1/groups", params={"limit": 200}).json()["items"]
-                     if g["cn"] == "ldapusers")
-    outside(desk.delete(f"/api/v1/groups/{ldapusers['id']}/members/{stronger['id']}"))
+    team = root.post("/api/v1/groups", json={"cn": f"team{unique}"})  # default's, like the three users
+    assert team.status_code == 201, team.text
+    added = root.post(f"/api/v1/groups/{team.json()['id']}/members", json={"user_id": stronger["id"]})
+    assert added.status_code == 201, added.text
+    outside(desk.delete(f"/api/v1/groups/{team.json()['id']}/members/{stronger['id']}"))
     assert stronger_api.get("/api/v1/me").status_code == 200
     # within reach: an account holding nothing the helpdesk lacks
     assert desk.post(f"{USERS}/{weaker['id']}/password-reset", json={"method": "random"}).status_code == 200

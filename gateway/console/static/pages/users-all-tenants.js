@@ -1,10 +1,15 @@
 // Users > All tenants (super admins): every user of every tenant (GET /api/v1/users?tenant=*),
 // or one tenant's, with each user's tenant assignments and role in each.
-import { api, html, useEffect, useState, query, errorWords, fullName, when, StatusBadge, twoFactorWords } from "./users-kit.js";
+import {
+  api, html, useEffect, useState, useSession, fullName, when, StatusBadge, twoFactorWords, Alert, ErrorAlert, EmptyState,
+  Loading,
+} from "./users-kit.js";
+import { UsersTabs } from "./users.js";
 
 const PAGE_SIZE = 50;
 
-export function AllTenantsPanel() {
+export function AllTenantsPage() {
+  const session = useSession();
   const [tenants, setTenants] = useState({});
   const [tenant, setTenant] = useState("*");
   const [typed, setTyped] = useState("");
@@ -16,8 +21,8 @@ export function AllTenantsPanel() {
   const cursor = cursors[cursors.length - 1];
 
   useEffect(() => {
-    api.get("/api/v1/tenants?limit=200").then(
-      (answer) => setTenants(Object.fromEntries(answer.items.map((item) => [item.id, item.name]))), () => {},
+    api.get("/tenants", { limit: 200 }).then(
+      (answer) => setTenants(Object.fromEntries(answer.data.items.map((item) => [item.id, item.name]))), () => {},
     );
   }, []);
   useEffect(() => {
@@ -26,8 +31,8 @@ export function AllTenantsPanel() {
   }, [typed]);
   useEffect(() => {
     let live = true;
-    api.get(`/api/v1/users${query({ tenant, q, status, sort: "name", order: "asc", limit: PAGE_SIZE, cursor })}`).then(
-      (answer) => { if (live) { setPage(answer); setError(null); } },
+    api.get("/users", { tenant, q, status, sort: "name", order: "asc", limit: PAGE_SIZE, cursor }).then(
+      (answer) => { if (live) { setPage(answer.data); setError(null); } },
       (problem) => { if (live) setError(problem); },
     );
     return () => { live = false; };
@@ -35,7 +40,12 @@ export function AllTenantsPanel() {
 
   const items = (page && page.items) || [];
   const tenantName = (id) => tenants[id] || id;
-  return html`<div class="all-tenants">
+  if (!(session.access && session.access.super_admin)) {
+    return html`<section class="page"><${UsersTabs} current="/users/all-tenants" />
+      <${Alert} kind="error">Not allowed: only super admins see the users of every tenant.<//></section>`;
+  }
+  return html`<section class="page all-tenants-page">
+    <${UsersTabs} current="/users/all-tenants" />
     <p class="hint">Every user of every tenant, as super admins see them. Tenant administrators only see their own
       tenant's users (the Users tab).</p>
     <div class="toolbar">
@@ -53,8 +63,8 @@ export function AllTenantsPanel() {
           <option value="suspended">Suspended</option><option value="invited">Invited</option>
         </select></div>
     </div>
-    ${error && html`<div class="form-error" role="alert"><p>${errorWords(error)}</p></div>`}
-    <div class="table-wrap"><table>
+    <${ErrorAlert} error=${error} />
+    <div class="table-wrap"><table class="table" aria-label="Users of every tenant">
       <thead><tr><th scope="col">Name</th><th scope="col">Email</th><th scope="col">Status</th>
         <th scope="col">Tenants and roles</th><th scope="col">Invitation</th><th scope="col">Last login</th><th scope="col">2FA</th></tr></thead>
       <tbody>${items.map((user) => html`<tr key=${user.id} data-user=${user.username || user.email}>
@@ -69,11 +79,12 @@ export function AllTenantsPanel() {
         <td>${twoFactorWords(user)}</td>
       </tr>`)}</tbody>
     </table></div>
-    ${page && items.length === 0 && html`<div class="empty"><p>No user matches. Clear the search or pick another tenant.</p></div>`}
+    ${!page && !error ? html`<${Loading} label="Loading users…" />` : null}
+    ${page && items.length === 0 && html`<${EmptyState} title="No user matches.">Clear the search or pick another tenant.<//>`}
     <div class="pager">
       <span>${page ? `${page.total} user${page.total === 1 ? "" : "s"}` : "Loading…"}</span>
-      <button type="button" disabled=${cursors.length < 2} onClick=${() => setCursors(cursors.slice(0, -1))}>Previous</button>
-      <button type="button" disabled=${!(page && page.next_cursor)} onClick=${() => setCursors([...cursors, page.next_cursor])}>Next</button>
+      <button type="button" class="button" disabled=${cursors.length < 2} onClick=${() => setCursors(cursors.slice(0, -1))}>Previous</button>
+      <button type="button" class="button" disabled=${!(page && page.next_cursor)} onClick=${() => setCursors([...cursors, page.next_cursor])}>Next</button>
     </div>
-  </div>`;
+  </section>`;
 }

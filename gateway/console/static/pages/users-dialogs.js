@@ -1,122 +1,124 @@
-// The dialogs of the Users page: edit (If-Match, 412), approve, reset password, remove,
-// create and invite. Each keeps what was typed when the API refuses it, and shows every
-// error next to the field its `details` names.
+// The dialogs of the Users page: edit (If-Match; a 412 shows the current values), approve
+// with groups, reset password, remove, create (password shown once) and invite. Each keeps
+// what was typed when the API refuses it and shows every error next to the field it names.
 import {
-  api, html, useEffect, useState, getWithEtag, fieldErrors, errorWords, Field, FormError, Dialog, SecretOnce,
-  fullName, useRoles, useGroups,
+  api, html, useEffect, useState, useSession, useForm, Field, FormError, SubmitButton, Dialog, Alert, ErrorAlert,
+  Loading, SelectField, TextareaField, SecretOnce, RoleOptions, useRoles, useGroups, fullName, when, protection,
+  splitList,
 } from "./users-kit.js";
 
-const SCOPE_KEYS = [["connections", "Connections"], ["nodes", "Nodes"], ["storages", "Storages"], ["vms", "VMs and containers (VMID)"]];
+const SCOPE_KEYS = [["connections", "Connections"], ["nodes", "Nodes"], ["storages", "Storages"],
+                    ["vms", "VMs and containers (VMID)"]];
 const PROFILE = ["first_name", "last_name", "email", "username", "company"];
+const LABELS = { first_name: "First name", last_name: "Last name", email: "Email", username: "Username",
+                 company: "Company", role: "Role", status: "Status" };
 
-function RoleOptions({ roles, current }) {
-  const names = current && !roles.includes(current) ? [current, ...roles] : roles;
-  return names.map((name) => html`<option value=${name}>${name}</option>`);
-}
-
-function splitList(text) {
-  return text.split(/[\s,;]+/).map((item) => item.trim()).filter(Boolean);
+function Buttons({ onClose, children }) {
+  return html`<div class="dialog-footer">
+    <button type="button" class="button" onClick=${onClose}>Cancel</button>${children}</div>`;
 }
 
 // --- edit -----------------------------------------------------------------------------------
 
-export function EditDialog({ user, me, session, onDone, onClose }) {
+function profileOf(user) {
+  return { ...Object.fromEntries(PROFILE.map((key) => [key, user[key] || ""])), role: user.role || "" };
+}
+
+export function EditDialog({ user, onDone, onClose }) {
+  const session = useSession();
   const roles = useRoles();
-  const [loaded, setLoaded] = useState(null);  // {body, etag}: what the edit is based on
-  const [form, setForm] = useState(null);
-  const [scope, setScope] = useState(null);    // null: the caller cannot read scopes (admin.rbac)
-  const [scopeLoaded, setScopeLoaded] = useState(null);
-  const [error, setError] = useState(null);
-  const [conflict, setConflict] = useState(null);  // the current record after a 412
-  const [busy, setBusy] = useState(false);
-  const path = `/api/v1/users/${encodeURIComponent(user.id)}`;
-  const tenantId = (session && session.tenantId) || (me && me.tenant_id);
+  const [base, setBase] = useState(null);    // {data, etag}: what the edit is based on
+  const [scopeBase, setScopeBase] = useState(undefined);  // null: scopes not readable (needs admin.rbac)
+  const [conflict, setConflict] = useState(null);  // the record as it is now, after a 412
+  const [loadError, setLoadError] = useState(null);
+  const form = useForm(null);
+  const path = `/users/${encodeURIComponent(user.id)}`;
+  const tenantId = (session.access && session.access.tenant_id) || (session.user && session.user.tenant_id);
 
   useEffect(() => {
-    getWithEtag(path).then((answer) => {
-      setLoaded(answer);
-      setForm({ ...Object.fromEntries(PROFILE.map((key) => [key, answer.body[key] || ""])), role: answer.body.role || "" });
-    }, setError);
-    api.get(`${path}/roles`).then((page) => {
-      const mine = page.items.find((item) => item.tenant_id === tenantId) || page.items[0];
-      const current = Object.fromEntries(SCOPE_KEYS.map(([key]) => [key, ((mine && mine.scope && mine.scope[key]) || []).join(", ")]));
-      setScope(current);
-      setScopeLoaded(current);
-    }, () => setScope(null));
+    Promise.all([
+      api.get(path),
+      api.get(`${path}/roles`).then((answer) => answer.data.items.find((item) => item.tenant_id === tenantId) || null,
+                                    () => undefined),
+    ]).then(([answer, assignment]) => {
+      const scope = assignment === undefined ? null
+        : Object.fromEntries(SCOPE_KEYS.map(([key]) => [key, ((assignment && assignment.scope && assignment.scope[key]) || []).join(", ")]));
+      setBase({ data: answer.data, etag: answer.etag });
+      setScopeBase(scope);
+      form.setValues({ ...profileOf(answer.data), ...(scope || {}) });
+    }, setLoadError);
   }, []);
 
-  if (!form) {
-    return html`<${Dialog} title=${`Edit ${user.username || user.email}`} onClose=${onClose}>
-      ${error ? html`<${FormError} error=${error} />` : html`<p aria-busy="true">Loading…</p>`}
+  const title = `Edit ${user.username || user.email}`;
+  if (!base || !form.values) {
+    return html`<${Dialog} open title=${title} onClose=${onClose}>
+      ${loadError ? html`<${ErrorAlert} error=${loadError} />` : html`<${Loading} />`}
+      <${Buttons} onClose=${onClose} />
     <//>`;
   }
-  const set = (key) => (value) => setForm({ ...form, [key]: value });
-  const roleLocked = loaded.body.is_first_admin ? "The first administrator's role cannot change." : null;
+  const roleLocked = protection(base.data, session.user, "role");
 
-  const save = async (event) => {
-    event.preventDefault();
-    setBusy(true);
-    setError(null);
+  const save = form.submit(async (values) => {
     const changes = {};
-    for (const key of PROFILE) if (form[key] !== (loaded.body[key] || "")) changes[key] = form[key];
-    const roleChanged = form.role && form.role !== (loaded.body.role || "");
-    const scopeChanged = scope && JSON.stringify(scope) !== JSON.stringify(scopeLoaded);
-    if (roleChanged && !scopeChanged) changes.role = form.role;
+    for (const key of PROFILE) if (values[key] !== (base.data[key] || "")) changes[key] = values[key];
+    const roleChanged = values.role && values.role !== (base.data.role || "");
+    const scopeChanged = scopeBase && SCOPE_KEYS.some(([key]) => values[key] !== scopeBase[key]);
+    if (roleChanged && !scopeChanged) changes.role = values.role;
     try {
-      let current = loaded;
       if (Object.keys(changes).length > 0) {
-        const answer = await api.raw("PATCH", path, changes, { "If-Match": loaded.etag || "*" });
-        current = { body: answer.body, etag: answer.headers.get("ETag") };
+        await api.patch(path, changes, { ifMatch: base.etag || "*" });
       }
       if (scopeChanged) {
-        const body = { role: form.role, scope: Object.fromEntries(SCOPE_KEYS.map(([key]) => [key, splitList(scope[key])])) };
-        await api.put(`${path}/roles/${encodeURIComponent(tenantId)}`, body);
+        const scope = Object.fromEntries(SCOPE_KEYS.map(([key]) => [key, splitList(values[key])]));
+        await api.put(`${path}/roles/${encodeURIComponent(tenantId)}`, { role: values.role, scope });
       }
-      setLoaded(current);
-      onDone(`${form.username || user.email} is saved.`);
     } catch (problem) {
-      setBusy(false);
       if (problem.status === 412) {
-        const fresh = await getWithEtag(path);  // the form keeps what was typed; saving again applies it
-        setLoaded(fresh);
-        setConflict(fresh.body);
+        // What the user typed stays; fields they left alone take the other person's values, so
+        // saving again puts only their own changes over the current record.
+        const fresh = await api.get(path);
+        const before = profileOf(base.data);
+        const now = profileOf(fresh.data);
+        form.setValues((typed) => Object.fromEntries(Object.entries(typed).map(
+          ([key, value]) => [key, key in now && value === before[key] ? now[key] : value])));
+        setBase({ data: fresh.data, etag: fresh.etag });
+        setConflict(fresh.data);
       }
-      setError(problem);
+      throw problem;
     }
-  };
+    onDone(`${values.username || user.email} is saved.`);
+  });
 
-  return html`<${Dialog} title=${`Edit ${user.username || user.email}`} onClose=${onClose} wide>
-    <form onSubmit=${save} novalidate>
-      ${conflict && html`<div class="conflict" role="alert">
-        <p><b>Someone else changed this user while you were editing.</b> Their values are below; your typing is
-          kept. Save again to apply yours on top of theirs, or close to keep theirs.</p>
-        <dl>${[...PROFILE, "role", "status"].map((key) => html`<dt>${key.replace("_", " ")}</dt><dd data-current=${key}>${conflict[key] || "—"}</dd>`)}</dl>
-      </div>`}
-      ${error && error.status !== 412 && html`<${FormError} error=${error} fields=${[...PROFILE, "role"]} />`}
+  return html`<${Dialog} open title=${title} onClose=${onClose}>
+    <form onSubmit=${save} novalidate class="edit-user">
+      ${conflict ? html`<div class="alert alert-warning conflict" role="alert">
+        <p><b>Someone else changed this user while you were editing.</b> The current values are below. What you
+          typed is kept, the fields you left alone now show their values: save again to apply your changes on top,
+          or cancel to keep theirs.</p>
+        <dl class="current-values">${[...PROFILE, "role", "status"].map((key) => html`<div key=${key}>
+          <dt>${LABELS[key]}</dt><dd data-current=${key}>${conflict[key] || "—"}</dd></div>`)}</dl>
+      </div>` : null}
+      <${FormError} form=${form} />
       <div class="grid two">
-        <${Field} label="First name" name="first_name" value=${form.first_name} onInput=${set("first_name")} error=${error} />
-        <${Field} label="Last name" name="last_name" value=${form.last_name} onInput=${set("last_name")} error=${error} />
-        <${Field} label="Email" name="email" type="email" value=${form.email} onInput=${set("email")} error=${error} />
-        <${Field} label="Username" name="username" value=${form.username} onInput=${set("username")} error=${error} />
-        <${Field} label="Company" name="company" value=${form.company} onInput=${set("company")} error=${error} />
-        <${Field} label="Role" name="role" value=${form.role} onInput=${set("role")} error=${error}
-                  disabled=${Boolean(roleLocked)} hint=${roleLocked}>
-          ${!form.role && html`<option value="">(no role)</option>`}
-          <${RoleOptions} roles=${roles} current=${form.role} />
+        <${Field} form=${form} name="first_name" label="First name" />
+        <${Field} form=${form} name="last_name" label="Last name" />
+        <${Field} form=${form} name="email" label="Email" type="email" />
+        <${Field} form=${form} name="username" label="Username" autocomplete="off" />
+        <${Field} form=${form} name="company" label="Company" />
+        <${SelectField} form=${form} name="role" label="Role" disabled=${Boolean(roleLocked)} hint=${roleLocked}>
+          ${!form.values.role ? html`<option value="">(no role)</option>` : null}
+          <${RoleOptions} roles=${roles} current=${form.values.role} />
         <//>
       </div>
-      ${scope && html`<fieldset class="scope">
-        <legend>Scope of the role</legend>
-        <p class="hint">Ids separated by commas. Empty lists mean everything the role allows.</p>
+      ${scopeBase ? html`<fieldset class="scope">
+        <legend>Scope of the role in this tenant</legend>
+        <p class="hint">Ids separated by commas; an empty list means all of them.</p>
         <div class="grid two">
-          ${SCOPE_KEYS.map(([key, label]) => html`<${Field} label=${label} name=${key} value=${scope[key]}
-              onInput=${(value) => setScope({ ...scope, [key]: value })} error=${error} />`)}
+          ${SCOPE_KEYS.map(([key, label]) => html`<${Field} key=${key} form=${form} name=${key} label=${label} />`)}
         </div>
-      </fieldset>`}
-      <footer>
-        <button type="button" onClick=${onClose}>Cancel</button>
-        <button type="submit" class="primary" disabled=${busy}>${busy ? "Saving…" : "Save changes"}</button>
-      </footer>
+      </fieldset>` : null}
+      <p class="hint">Status: ${base.data.status}. Created ${when(base.data.created_at)}, last sign-in ${when(base.data.last_login_at)}.</p>
+      <${Buttons} onClose=${onClose}><${SubmitButton} form=${form} busyLabel="Saving…">Save changes<//><//>
     </form>
   <//>`;
 }
@@ -126,51 +128,36 @@ export function EditDialog({ user, me, session, onDone, onClose }) {
 export function ApproveDialog({ user, onDone, onClose }) {
   const roles = useRoles();
   const groups = useGroups();
-  const [role, setRole] = useState("viewer");
-  const [chosen, setChosen] = useState([]);
-  const [typedGroups, setTypedGroups] = useState("");
-  const [error, setError] = useState(null);
-  const [busy, setBusy] = useState(false);
+  const form = useForm({ role: "viewer", groups: [], typed_groups: "" });
   const extra = (groups || []).filter((group) => group.cn !== "ldapusers");
-  const toggle = (cn) => setChosen(chosen.includes(cn) ? chosen.filter((c) => c !== cn) : [...chosen, cn]);
-
-  const approve = async (event) => {
-    event.preventDefault();
-    setBusy(true);
-    setError(null);
-    const body = { status: "active", role, groups: groups ? chosen : splitList(typedGroups) };
-    if (body.groups.length === 0) delete body.groups;
-    try {
-      await api.patch(`/api/v1/users/${encodeURIComponent(user.id)}`, body);
-      onDone(`${user.username} is approved${body.groups ? ` and in ${body.groups.join(", ")}` : ""}.`);
-    } catch (problem) {
-      setBusy(false);
-      setError(problem);
-    }
-  };
-  return html`<${Dialog} title=${`Approve ${user.username}`} onClose=${onClose}>
+  const chosen = form.values.groups;
+  const toggle = (cn) => form.set("groups", chosen.includes(cn) ? chosen.filter((c) => c !== cn) : [...chosen, cn]);
+  form.fields.add("groups");
+  const approve = form.submit(async (values) => {
+    const picked = groups ? values.groups : splitList(values.typed_groups);
+    const body = { status: "active", role: values.role, ...(picked.length ? { groups: picked } : {}) };
+    await api.patch(`/users/${encodeURIComponent(user.id)}`, body);
+    onDone(`${user.username} is approved${picked.length ? ` and in ${picked.join(", ")}` : ""}.`);
+  });
+  return html`<${Dialog} open title=${`Approve ${user.username}`} onClose=${onClose}>
     <form onSubmit=${approve} novalidate>
-      <p>${fullName(user)} (${user.email}) registered on ${new Date(user.created_at).toLocaleString()} and waits
-        for approval. Approved, they can sign in and bind to the LDAP directory as members of <b>ldapusers</b>.</p>
-      <${FormError} error=${error} fields=${["role", "groups"]} />
-      <${Field} label="Role" name="role" value=${role} onInput=${setRole} error=${error}>
-        <${RoleOptions} roles=${roles} current=${role} />
-      <//>
-      ${groups
-        ? html`<fieldset class=${`groups${fieldErrors(error).groups ? " invalid" : ""}`}>
+      <p>${fullName(user)} (${user.email}) registered ${when(user.created_at)} and is waiting for approval. Once approved
+        they sign in here and bind to the LDAP directory as a member of <b>ldapusers</b>.</p>
+      <${FormError} form=${form} />
+      <${SelectField} form=${form} name="role" label="Role"><${RoleOptions} roles=${roles} current=${form.values.role} /><//>
+      ${groups === undefined ? html`<${Loading} label="Loading groups…" />`
+        : groups ? html`<fieldset class=${`groups${form.errors.groups ? " has-error" : ""}`}>
             <legend>Groups beyond ldapusers</legend>
-            ${extra.length === 0 && html`<p class="hint">No other groups exist yet (Groups creates them).</p>`}
-            ${extra.map((group) => html`<label class="check"><input type="checkbox" name="group" value=${group.cn}
-                checked=${chosen.includes(group.cn)} onChange=${() => toggle(group.cn)} />
-                ${group.cn}${group.is_admin ? " (administrators)" : ""}${group.description ? ` — ${group.description}` : ""}</label>`)}
-            ${fieldErrors(error).groups && html`<small class="field-error">${fieldErrors(error).groups}</small>`}
+            ${extra.length === 0 ? html`<p class="hint">No other group exists yet; the Groups area creates them.</p>` : null}
+            ${extra.map((group) => html`<label class="check" key=${group.cn}>
+                <input type="checkbox" name="group" value=${group.cn} checked=${chosen.includes(group.cn)}
+                       onChange=${() => toggle(group.cn)} />
+                ${" "}${group.cn}${group.is_admin ? " (administrators)" : ""}${group.description ? ` — ${group.description}` : ""}</label>`)}
+            ${form.errors.groups ? html`<div class="field-error">${form.errors.groups}</div>` : null}
           </fieldset>`
-        : html`<${Field} label="Groups beyond ldapusers" name="groups" value=${typedGroups} onInput=${setTypedGroups}
-            error=${error} hint="Group names (cn), separated by commas." />`}
-      <footer>
-        <button type="button" onClick=${onClose}>Cancel</button>
-        <button type="submit" class="primary" disabled=${busy}>${busy ? "Approving…" : "Approve"}</button>
-      </footer>
+        : html`<${Field} form=${form} name="typed_groups" label="Groups beyond ldapusers"
+                         hint="Group names (cn), separated by commas." />`}
+      <${Buttons} onClose=${onClose}><${SubmitButton} form=${form} busyLabel="Approving…">Approve<//><//>
     </form>
   <//>`;
 }
@@ -178,45 +165,40 @@ export function ApproveDialog({ user, onDone, onClose }) {
 // --- reset password ------------------------------------------------------------------------
 
 export function ResetDialog({ user, onDone, onClose }) {
-  const [method, setMethod] = useState("email");
+  const form = useForm({ method: "email" });
   const [password, setPassword] = useState(null);
-  const [error, setError] = useState(null);
-  const [busy, setBusy] = useState(false);
-  const reset = async (event) => {
-    event.preventDefault();
-    setBusy(true);
-    setError(null);
+  const [smtpMissing, setSmtpMissing] = useState(false);
+  const reset = form.submit(async (values) => {
     try {
-      const answer = await api.post(`/api/v1/users/${encodeURIComponent(user.id)}/password-reset`, { method });
-      if (method === "random") { setPassword(answer.password); setBusy(false); }
+      const answer = await api.post(`/users/${encodeURIComponent(user.id)}/password-reset`, { method: values.method });
+      if (values.method === "random") setPassword(answer.data.password);
       else onDone(`A reset link is on its way to ${user.email}.`);
     } catch (problem) {
-      setBusy(false);
-      setError(problem);
+      setSmtpMissing(problem.code === "smtp_not_configured");
+      throw problem;
     }
-  };
+  });
+  const name = user.username || user.email;
   if (password) {
-    return html`<${Dialog} title=${`New password of ${user.username}`} onClose=${() => onDone("")}>
+    return html`<${Dialog} open title=${`New password of ${name}`} onClose=${() => onDone("")}>
       <${SecretOnce} label="Generated password" value=${password} />
       <p>Their sessions have ended.</p>
-      <footer><button type="button" class="primary" onClick=${() => onDone("")}>Done</button></footer>
+      <div class="dialog-footer"><button type="button" class="button primary" onClick=${() => onDone("")}>Done</button></div>
     <//>`;
   }
-  return html`<${Dialog} title=${`Reset the password of ${user.username}`} onClose=${onClose}>
+  const method = form.values.method;
+  return html`<${Dialog} open title=${`Reset the password of ${name}`} onClose=${onClose}>
     <form onSubmit=${reset}>
-      <${FormError} error=${error} />
-      ${error && error.code === "smtp_not_configured" && html`<${SmtpHelp} />`}
+      <${FormError} form=${form} />
+      ${smtpMissing ? html`<${SmtpHelp} />` : null}
       <fieldset><legend>How</legend>
         <label class="check"><input type="radio" name="method" value="email" checked=${method === "email"}
-          onChange=${() => setMethod("email")} /> Mail a reset link to ${user.email} (valid for an hour)</label>
+          onChange=${() => form.set("method", "email")} /> Mail a reset link to ${user.email} (it works once, for an hour)</label>
         <label class="check"><input type="radio" name="method" value="random" checked=${method === "random"}
-          onChange=${() => setMethod("random")} /> Set a random password now, shown once here (their sessions end;
-          they must change it at their next sign-in)</label>
+          onChange=${() => form.set("method", "random")} /> Set a random password now and show it here once (their
+          sessions end; they must change it at their next sign-in)</label>
       </fieldset>
-      <footer>
-        <button type="button" onClick=${onClose}>Cancel</button>
-        <button type="submit" class="primary" disabled=${busy}>${method === "email" ? "Send link" : "Set password"}</button>
-      </footer>
+      <${Buttons} onClose=${onClose}><${SubmitButton} form=${form}>${method === "email" ? "Send link" : "Set password"}<//><//>
     </form>
   <//>`;
 }
@@ -224,29 +206,21 @@ export function ResetDialog({ user, onDone, onClose }) {
 // --- remove ---------------------------------------------------------------------------------
 
 export function RemoveDialog({ user, onDone, onClose }) {
-  const [error, setError] = useState(null);
-  const [busy, setBusy] = useState(false);
+  const form = useForm({});
   const name = user.username || user.email;
-  const remove = async () => {
-    setBusy(true);
-    try {
-      await api.del(`/api/v1/users/${encodeURIComponent(user.id)}`);
-      onDone(`${name} is removed.`);
-    } catch (problem) {
-      setBusy(false);
-      setError(problem);
-    }
-  };
-  return html`<${Dialog} title=${`Remove ${name}?`} onClose=${onClose}>
-    <${FormError} error=${error} />
-    <p>This deletes the account of ${fullName(user)} (${user.email}), ends their sessions and takes away their roles
-      and groups, here and in the LDAP directory. It cannot be undone.</p>
-    <p><b>The audit trail keeps their past actions</b>, under their name. To stop access but keep the account,
-      suspend them instead.</p>
-    <footer>
-      <button type="button" onClick=${onClose}>Cancel</button>
-      <button type="button" class="danger" disabled=${busy} onClick=${remove}>Remove ${name}</button>
-    </footer>
+  const remove = form.submit(async () => {
+    await api.del(`/users/${encodeURIComponent(user.id)}`);
+    onDone(`${name} is removed.`);
+  });
+  return html`<${Dialog} open title=${`Remove ${name}?`} onClose=${onClose}>
+    <form onSubmit=${remove}>
+      <${FormError} form=${form} />
+      <p>This deletes the account of ${fullName(user)} (${user.email}), ends their sessions and takes away their roles
+        and groups, here and in the LDAP directory. It cannot be undone.</p>
+      <p><b>The audit trail keeps their past actions</b>, under their name. To stop their access but keep the account,
+        suspend them instead.</p>
+      <${Buttons} onClose=${onClose}><${SubmitButton} form=${form} kind="danger" busyLabel="Removing…">Remove ${name}<//><//>
+    </form>
   <//>`;
 }
 
@@ -254,51 +228,34 @@ export function RemoveDialog({ user, onDone, onClose }) {
 
 export function CreateDialog({ onDone, onClose }) {
   const roles = useRoles();
-  const [form, setForm] = useState({ username: "", email: "", first_name: "", last_name: "", company: "", role: "viewer" });
+  const form = useForm({ username: "", email: "", first_name: "", last_name: "", company: "", role: "viewer" });
   const [created, setCreated] = useState(null);
-  const [error, setError] = useState(null);
-  const [busy, setBusy] = useState(false);
-  const set = (key) => (value) => setForm({ ...form, [key]: value });
-  const create = async (event) => {
-    event.preventDefault();
-    setBusy(true);
-    setError(null);
-    const body = { ...form };
+  const create = form.submit(async (values) => {
+    const body = { ...values };
     if (!body.company) delete body.company;
-    try {
-      setCreated(await api.post("/api/v1/users", body));
-    } catch (problem) {
-      setError(problem);
-    }
-    setBusy(false);
-  };
+    setCreated((await api.post("/users", body)).data);
+  });
   if (created) {
-    return html`<${Dialog} title=${`${created.user.username} is created`} onClose=${() => onDone("")}>
-      <p>${fullName(created.user)} is active${created.user.role ? ` with the role ${created.user.role}` : ""} and must
-        change this password when they first sign in.</p>
-      <${SecretOnce} label="Generated password" value=${created.password} />
-      <footer><button type="button" class="primary" onClick=${() => onDone(`${created.user.username} is created.`)}>Done</button></footer>
+    const done = () => onDone(`${created.user.username} is created.`);
+    return html`<${Dialog} open title=${`${created.user.username} is created`} onClose=${done}>
+      <p>${fullName(created.user)} is active${created.user.role ? ` with the role ${created.user.role}` : ""}.</p>
+      <${SecretOnce} label="Their password" value=${created.password} />
+      <div class="dialog-footer"><button type="button" class="button primary" onClick=${done}>Done</button></div>
     <//>`;
   }
-  const fields = ["username", "email", "first_name", "last_name", "company", "role"];
-  return html`<${Dialog} title="Create user" onClose=${onClose} wide>
+  return html`<${Dialog} open title="Create user" onClose=${onClose}>
     <form onSubmit=${create} novalidate>
       <p class="hint">The user is active at once. Gatehouse generates their password and shows it once.</p>
-      <${FormError} error=${error} fields=${fields} />
+      <${FormError} form=${form} />
       <div class="grid two">
-        <${Field} label="Username" name="username" value=${form.username} onInput=${set("username")} error=${error} required autocomplete="off" />
-        <${Field} label="Email" name="email" type="email" value=${form.email} onInput=${set("email")} error=${error} required autocomplete="off" />
-        <${Field} label="First name" name="first_name" value=${form.first_name} onInput=${set("first_name")} error=${error} required />
-        <${Field} label="Last name" name="last_name" value=${form.last_name} onInput=${set("last_name")} error=${error} required />
-        <${Field} label="Company" name="company" value=${form.company} onInput=${set("company")} error=${error} />
-        <${Field} label="Role" name="role" value=${form.role} onInput=${set("role")} error=${error}>
-          <${RoleOptions} roles=${roles} current=${form.role} />
-        <//>
+        <${Field} form=${form} name="username" label="Username" required autocomplete="off" />
+        <${Field} form=${form} name="email" label="Email" type="email" required autocomplete="off" />
+        <${Field} form=${form} name="first_name" label="First name" required />
+        <${Field} form=${form} name="last_name" label="Last name" required />
+        <${Field} form=${form} name="company" label="Company" />
+        <${SelectField} form=${form} name="role" label="Role"><${RoleOptions} roles=${roles} current=${form.values.role} /><//>
       </div>
-      <footer>
-        <button type="button" onClick=${onClose}>Cancel</button>
-        <button type="submit" class="primary" disabled=${busy}>${busy ? "Creating…" : "Create user"}</button>
-      </footer>
+      <${Buttons} onClose=${onClose}><${SubmitButton} form=${form} busyLabel="Creating…">Create user<//><//>
     </form>
   <//>`;
 }
@@ -306,10 +263,10 @@ export function CreateDialog({ onDone, onClose }) {
 // --- invite ---------------------------------------------------------------------------------
 
 export function SmtpHelp() {
-  return html`<div class="help smtp-help">
+  return html`<div class="alert alert-warning smtp-help" role="alert">
     <p><b>Mail is not set up yet.</b> Invitations and reset links go out by mail, so Gatehouse needs an SMTP server
-      first. Someone with the <code>admin.settings</code> permission sets it under <a href="/settings">Settings</a>
-      (host, port, TLS, sender address), or with the API:</p>
+      first. Someone with the <code>admin.settings</code> permission sets it in Settings (host, port, TLS, sender
+      address), or with the API:</p>
     <pre>PUT /api/v1/settings/smtp
 {"host": "smtp.example.com", "port": 587, "tls_mode": "starttls",
  "username": "gatehouse", "password": "…", "from_address": "gatehouse@example.com"}</pre>
@@ -317,52 +274,36 @@ export function SmtpHelp() {
   </div>`;
 }
 
+/** `invalid_emails` and `email_taken` name each refused address in `details` (address -> problem):
+ *  they belong next to the addresses field. */
+function perAddress(problem) {
+  if (!["invalid_emails", "email_taken"].includes(problem.code)) return problem;
+  const addresses = Object.entries(problem.fields || {});
+  if (addresses.length === 0) return problem;
+  const fields = { emails: addresses.map(([address, why]) => `${address}: ${why}`).join("; ") };
+  return Object.assign(Object.create(Object.getPrototypeOf(problem)), problem, { fields, message: problem.message });
+}
+
 export function InviteDialog({ onDone, onClose }) {
   const roles = useRoles();
-  const [emails, setEmails] = useState("");
-  const [role, setRole] = useState("viewer");
-  const [error, setError] = useState(null);
-  const [busy, setBusy] = useState(false);
-  const invite = async (event) => {
-    event.preventDefault();
-    setBusy(true);
-    setError(null);
+  const form = useForm({ emails: "", role: "viewer" });
+  const [smtpMissing, setSmtpMissing] = useState(false);
+  const invite = form.submit(async (values) => {
     try {
-      const answer = await api.post("/api/v1/invitations", { emails: splitList(emails), role });
-      onDone(`Invited ${answer.items.map((item) => item.email).join(", ")} as ${role}; the mails are on their way.`);
+      const answer = await api.post("/invitations", { emails: splitList(values.emails), role: values.role });
+      onDone(`Invited ${answer.data.items.map((item) => item.email).join(", ")} as ${values.role}; the mails are on their way.`);
     } catch (problem) {
-      setBusy(false);
-      setError(problem);
+      setSmtpMissing(problem.code === "smtp_not_configured");
+      throw perAddress(problem);
     }
-  };
-  const details = fieldErrors(error);
-  const perAddress = Object.entries(details).filter(([key]) => key.includes("@"));
-  const emailsProblem = details.emails;
-  return html`<${Dialog} title="Invite users" onClose=${onClose}>
+  });
+  return html`<${Dialog} open title="Invite users" onClose=${onClose}>
     <form onSubmit=${invite} novalidate>
-      ${error && error.code === "smtp_not_configured"
-        ? html`<${SmtpHelp} />`
-        : error && html`<div class="form-error" role="alert"><p>${errorWords(error)}</p></div>`}
-      <div class=${`field${perAddress.length || emailsProblem ? " invalid" : ""}`}>
-        <label for="invite-emails">Email addresses</label>
-        <textarea id="invite-emails" name="emails" rows="4" value=${emails} onInput=${(e) => setEmails(e.target.value)}
-          aria-describedby="invite-emails-hint invite-emails-error" aria-invalid=${perAddress.length || emailsProblem ? "true" : undefined}
-          placeholder="ada@example.com, grace@example.com"></textarea>
-        <small id="invite-emails-hint" class="hint">Several at once: separate them by commas, spaces or lines. Each gets a
-          link valid for 24 hours that works once; their account is active with the role below as soon as they register.</small>
-        <div id="invite-emails-error">
-          ${emailsProblem && html`<small class="field-error">${emailsProblem}</small>`}
-          ${perAddress.length > 0 && html`<ul class="field-error">${perAddress.map(([address, problem]) =>
-              html`<li><b>${address}</b>: ${problem}</li>`)}</ul>`}
-        </div>
-      </div>
-      <${Field} label="Role" name="role" value=${role} onInput=${setRole} error=${error}>
-        <${RoleOptions} roles=${roles} current=${role} />
-      <//>
-      <footer>
-        <button type="button" onClick=${onClose}>Cancel</button>
-        <button type="submit" class="primary" disabled=${busy}>${busy ? "Sending…" : "Send invitations"}</button>
-      </footer>
+      ${smtpMissing ? html`<${SmtpHelp} />` : html`<${FormError} form=${form} />`}
+      <${TextareaField} form=${form} name="emails" label="Email addresses" placeholder="ada@example.com, grace@example.com"
+        hint="Several at once: separate them by commas, spaces or new lines. Each gets a link that works once, for 24 hours; they are active with the role below as soon as they register." />
+      <${SelectField} form=${form} name="role" label="Role"><${RoleOptions} roles=${roles} current=${form.values.role} /><//>
+      <${Buttons} onClose=${onClose}><${SubmitButton} form=${form} busyLabel="Sending…">Send invitations<//><//>
     </form>
   <//>`;
 }

@@ -1,12 +1,12 @@
-// Users (needs admin.users): the seeds' Security > Users. The table of the active tenant's
-// users with search, sort, status filter and server-side paging; row actions; create and
-// invite; the invitations list; super admins' cross-tenant view. Only the public REST API.
+// Users (needs admin.users), the seeds' Security > Users: the active tenant's users with
+// search, sort by any column, status filter (pending users one click away) and server-side
+// paging; the row actions that apply to each user; create and invite. The Invitations and
+// All tenants tabs live in users-invitations.js and users-all-tenants.js.
 import {
-  api, html, useEffect, useState, query, errorWords, fullName, when, StatusBadge, twoFactorWords,
+  api, html, useEffect, useState, useSession, Link, Alert, ErrorAlert, EmptyState, Loading,
+  fullName, when, StatusBadge, twoFactorWords, protection,
 } from "./users-kit.js";
 import { ApproveDialog, CreateDialog, EditDialog, InviteDialog, RemoveDialog, ResetDialog } from "./users-dialogs.js";
-import { InvitationsPanel } from "./users-invitations.js";
-import { AllTenantsPanel } from "./users-all-tenants.js";
 
 const PAGE_SIZE = 25;
 const COLUMNS = [  // [label, sort key of GET /api/v1/users]
@@ -16,33 +16,32 @@ const COLUMNS = [  // [label, sort key of GET /api/v1/users]
 const STATUS_FILTERS = [["", "All"], ["pending", "Pending"], ["active", "Active"], ["suspended", "Suspended"],
                         ["invited", "Invited"]];
 
-/** `session`: the frame's signed-in state ({user, superAdmin, ...}); `tab`: users | invitations | all-tenants. */
-export function UsersPage({ session, tab = "users", navigate }) {
-  const superAdmin = Boolean(session && session.superAdmin);
-  const go = (path) => (navigate ? navigate(path) : (window.location.hash = path));
-  const tabs = [["users", "Users", "/users"], ["invitations", "Invitations", "/users/invitations"]];
-  if (superAdmin) tabs.push(["all-tenants", "All tenants", "/users/all-tenants"]);
-  return html`<section class="page users-page">
-    <h1>Users</h1>
-    <nav class="tabs" aria-label="User administration">
-      ${tabs.map(([key, label, path]) => html`<a href=${path} aria-current=${tab === key ? "page" : undefined}
-          class=${tab === key ? "active" : ""} onClick=${(e) => { e.preventDefault(); go(path); }}>${label}</a>`)}
-    </nav>
-    ${tab === "invitations" ? html`<${InvitationsPanel} session=${session} />`
-      : tab === "all-tenants" && superAdmin ? html`<${AllTenantsPanel} />`
-      : html`<${UsersTable} session=${session} />`}
-  </section>`;
+/** The heading and tabs every Users page shares. */
+export function UsersTabs({ current }) {
+  const session = useSession();
+  const tabs = [["/users", "Users"], ["/users/invitations", "Invitations"]];
+  if (session.access && session.access.super_admin) tabs.push(["/users/all-tenants", "All tenants"]);
+  return html`<header class="page-header"><h1>Users</h1></header>
+    <nav class="tabs" aria-label="User administration"><ul>
+      ${tabs.map(([path, label]) => html`<li key=${path}>
+        <${Link} href=${path} class=${current === path ? "tab active" : "tab"}
+                 aria-current=${current === path ? "page" : undefined}>${label}<//></li>`)}
+    </ul></nav>`;
 }
 
-function UsersTable({ session }) {
-  const me = (session && session.user) || {};
-  const superAdmin = Boolean(session && session.superAdmin);
-  const [typed, setTyped] = useState("");
-  const [filters, setFilters] = useState({ q: "", status: "", sort: "created_at", order: "desc" });
+export function UsersPage({ query: urlQuery }) {
+  const session = useSession();
+  const me = session.user;
+  const superAdmin = Boolean(session.access && session.access.super_admin);
+  const [typed, setTyped] = useState((urlQuery && urlQuery.get("q")) || "");
+  const [filters, setFilters] = useState({
+    q: (urlQuery && urlQuery.get("q")) || "", status: (urlQuery && urlQuery.get("status")) || "",
+    sort: "created_at", order: "desc",
+  });
   const [cursors, setCursors] = useState([null]);  // the cursor of each page seen: Previous goes back
   const [page, setPage] = useState(null);
   const [pending, setPending] = useState(null);
-  const [loading, setLoading] = useState(false);
+  const [loading, setLoading] = useState(true);
   const [error, setError] = useState(null);
   const [dialog, setDialog] = useState(null);  // {kind, user}
   const [notice, setNotice] = useState("");
@@ -51,7 +50,10 @@ function UsersTable({ session }) {
 
   useEffect(() => {  // search as the user types, a moment after the last key
     const timer = setTimeout(() => {
-      if (typed.trim() !== filters.q) { setFilters({ ...filters, q: typed.trim() }); setCursors([null]); }
+      if (typed.trim() !== filters.q) {
+        setFilters((old) => ({ ...old, q: typed.trim() }));
+        setCursors([null]);
+      }
     }, 300);
     return () => clearTimeout(timer);
   }, [typed]);
@@ -59,24 +61,32 @@ function UsersTable({ session }) {
   useEffect(() => {
     let live = true;
     setLoading(true);
-    api.get(`/api/v1/users${query({ ...filters, limit: PAGE_SIZE, cursor })}`).then(
-      (answer) => { if (live) { setPage(answer); setError(null); setLoading(false); } },
+    api.get("/users", { ...filters, limit: PAGE_SIZE, cursor }).then(
+      (answer) => { if (live) { setPage(answer.data); setError(null); setLoading(false); } },
       (problem) => { if (live) { setError(problem); setLoading(false); } },
     );
-    api.get(`/api/v1/users${query({ status: "pending", limit: 1 })}`).then(
-      (answer) => { if (live) setPending(answer.total); }, () => {},
+    api.get("/users", { status: "pending", limit: 1 }).then(
+      (answer) => { if (live) setPending(answer.data.total); }, () => {},
     );
     return () => { live = false; };
   }, [filters, cursor, reloads]);
 
-  const reload = (words) => { if (words) setNotice(words); setDialog(null); setReloads(reloads + 1); };
+  const reload = (words) => {
+    setNotice(words || "");
+    setDialog(null);
+    setReloads((count) => count + 1);
+  };
   const sortBy = (key) => {
-    setFilters({ ...filters, sort: key, order: filters.sort === key && filters.order === "asc" ? "desc" : "asc" });
+    setFilters((old) => ({ ...old, sort: key, order: old.sort === key && old.order === "asc" ? "desc" : "asc" }));
     setCursors([null]);
   };
-  const filterStatus = (status) => { setFilters({ ...filters, status }); setCursors([null]); };
+  const filterStatus = (status) => {
+    setFilters((old) => ({ ...old, status }));
+    setCursors([null]);
+  };
   const act = async (words, call) => {
     setNotice("");
+    setError(null);
     try {
       await call();
       reload(words);
@@ -84,111 +94,99 @@ function UsersTable({ session }) {
       setError(problem);
     }
   };
+  const showEveryone = () => {
+    setTyped("");
+    setFilters((old) => ({ ...old, q: "", status: "" }));
+    setCursors([null]);
+  };
 
   const items = (page && page.items) || [];
-  const searching = filters.q || filters.status;
-  return html`<div class="users-table">
+  const close = () => setDialog(null);
+  return html`<section class="page users-page">
+    <${UsersTabs} current="/users" />
     <div class="toolbar">
       <div class="field search">
-        <label for="user-search">Search</label>
+        <label for="user-search">Search users</label>
         <input id="user-search" type="search" placeholder="Name, username or email" value=${typed}
-               onInput=${(e) => setTyped(e.target.value)} />
+               onInput=${(event) => setTyped(event.currentTarget.value)} />
       </div>
-      <div class="chips" role="group" aria-label="Status">
-        ${STATUS_FILTERS.map(([status, label]) => html`<button type="button"
+      <div class="chips" role="group" aria-label="Filter by status">
+        ${STATUS_FILTERS.map(([status, label]) => html`<button type="button" key=${status || "all"}
             class=${`chip${filters.status === status ? " active" : ""}${status === "pending" && pending ? " attention" : ""}`}
             aria-pressed=${filters.status === status ? "true" : "false"} onClick=${() => filterStatus(status)}>
             ${label}${status === "pending" && pending !== null ? ` (${pending})` : ""}</button>`)}
       </div>
-      <div class="actions">
-        <button type="button" onClick=${() => setDialog({ kind: "invite" })}>Invite users</button>
-        <button type="button" class="primary" onClick=${() => setDialog({ kind: "create" })}>Create user</button>
+      <div class="toolbar-actions">
+        <button type="button" class="button" onClick=${() => setDialog({ kind: "invite" })}>Invite users</button>
+        <button type="button" class="button primary" onClick=${() => setDialog({ kind: "create" })}>Create user</button>
       </div>
     </div>
-    ${notice && html`<p class="notice" role="status">${notice}</p>`}
-    ${error && html`<div class="form-error" role="alert"><p>${errorWords(error)}</p></div>`}
+    ${notice && html`<${Alert} kind="success">${notice}<//>`}
+    <${ErrorAlert} error=${error} />
     <div class="table-wrap">
-    <table aria-busy=${loading ? "true" : "false"}>
-      <thead><tr>
-        ${COLUMNS.map(([label, key]) => html`<th scope="col"
-            aria-sort=${filters.sort === key ? (filters.order === "asc" ? "ascending" : "descending") : "none"}>
-          <button type="button" class="sort" onClick=${() => sortBy(key)}>${label}
-            <span aria-hidden="true">${filters.sort === key ? (filters.order === "asc" ? " ▲" : " ▼") : ""}</span></button>
-        </th>`)}
-        <th scope="col"><span class="visually-hidden">Actions</span></th>
-      </tr></thead>
-      <tbody>
-        ${items.map((user) => html`<${UserRow} key=${user.id} user=${user} me=${me} superAdmin=${superAdmin}
-            open=${(kind) => setDialog({ kind, user })} act=${act} />`)}
-      </tbody>
-    </table>
+      <table class="table users-table" aria-busy=${loading ? "true" : "false"} aria-label="Users">
+        <thead><tr>
+          ${COLUMNS.map(([label, key]) => html`<th scope="col" key=${key}
+              aria-sort=${filters.sort === key ? (filters.order === "asc" ? "ascending" : "descending") : "none"}>
+            <button type="button" class="sort" onClick=${() => sortBy(key)}>${label}<span aria-hidden="true">${
+              filters.sort === key ? (filters.order === "asc" ? " ▲" : " ▼") : ""}</span></button>
+          </th>`)}
+          <th scope="col"><span class="visually-hidden">Actions</span></th>
+        </tr></thead>
+        <tbody>
+          ${items.map((user) => html`<${UserRow} key=${user.id} user=${user} me=${me} superAdmin=${superAdmin}
+              open=${(kind) => setDialog({ kind, user })} act=${act} />`)}
+        </tbody>
+      </table>
     </div>
-    ${page && items.length === 0 && html`<div class="empty">
-      ${searching
-        ? html`<p>No user matches${filters.q ? ` "${filters.q}"` : ""}${filters.status ? ` with status ${filters.status}` : ""}.
-            <button type="button" class="link" onClick=${() => { setTyped(""); setFilters({ ...filters, q: "", status: "" }); setCursors([null]); }}>
-            Show everyone</button></p>`
-        : html`<p>No users in this tenant yet. <b>Invite users</b> by email, or <b>Create user</b> and hand over
-            the password shown once.</p>`}
-    </div>`}
+    ${loading && !page ? html`<${Loading} label="Loading users…" />` : null}
+    ${page && items.length === 0 && (filters.q || filters.status
+      ? html`<${EmptyState} title=${`No user matches${filters.q ? ` “${filters.q}”` : ""}${filters.status ? ` with status ${filters.status}` : ""}.`}>
+          Check the spelling, or <button type="button" class="link" onClick=${showEveryone}>show everyone</button>.<//>`
+      : html`<${EmptyState} title="No users in this tenant yet.">
+          <b>Invite users</b> by email (they register through the link), or <b>Create user</b> and hand over the
+          password shown once.<//>`)}
     <div class="pager">
-      <span>${page ? `${page.total}${page.total_exact === false ? "+" : ""} user${page.total === 1 ? "" : "s"}` : "Loading…"}</span>
-      <button type="button" disabled=${cursors.length < 2} onClick=${() => setCursors(cursors.slice(0, -1))}>Previous</button>
-      <button type="button" disabled=${!(page && page.next_cursor)}
+      <span class="pager-total">${page ? `${page.total}${page.total_exact === false ? "+" : ""} user${page.total === 1 ? "" : "s"}` : ""}</span>
+      <button type="button" class="button" disabled=${cursors.length < 2}
+              onClick=${() => setCursors(cursors.slice(0, -1))}>Previous</button>
+      <button type="button" class="button" disabled=${!(page && page.next_cursor)}
               onClick=${() => setCursors([...cursors, page.next_cursor])}>Next</button>
     </div>
-    ${dialog && dialog.kind === "edit" && html`<${EditDialog} user=${dialog.user} me=${me} superAdmin=${superAdmin}
-        session=${session} onDone=${reload} onClose=${() => setDialog(null)} />`}
-    ${dialog && dialog.kind === "approve" && html`<${ApproveDialog} user=${dialog.user} onDone=${reload}
-        onClose=${() => setDialog(null)} />`}
-    ${dialog && dialog.kind === "reset" && html`<${ResetDialog} user=${dialog.user} onDone=${reload}
-        onClose=${() => setDialog(null)} />`}
-    ${dialog && dialog.kind === "remove" && html`<${RemoveDialog} user=${dialog.user} onDone=${reload}
-        onClose=${() => setDialog(null)} />`}
-    ${dialog && dialog.kind === "create" && html`<${CreateDialog} onDone=${reload} onClose=${() => setDialog(null)} />`}
-    ${dialog && dialog.kind === "invite" && html`<${InviteDialog} session=${session} onDone=${reload}
-        onClose=${() => setDialog(null)} />`}
-  </div>`;
+    ${dialog && dialog.kind === "edit" && html`<${EditDialog} user=${dialog.user} onDone=${reload} onClose=${close} />`}
+    ${dialog && dialog.kind === "approve" && html`<${ApproveDialog} user=${dialog.user} onDone=${reload} onClose=${close} />`}
+    ${dialog && dialog.kind === "reset" && html`<${ResetDialog} user=${dialog.user} onDone=${reload} onClose=${close} />`}
+    ${dialog && dialog.kind === "remove" && html`<${RemoveDialog} user=${dialog.user} onDone=${reload} onClose=${close} />`}
+    ${dialog && dialog.kind === "create" && html`<${CreateDialog} onDone=${reload} onClose=${close} />`}
+    ${dialog && dialog.kind === "invite" && html`<${InviteDialog} onDone=${reload} onClose=${close} />`}
+  </section>`;
 }
 
-/** Why an action is unavailable on this row, or null when it is allowed. */
-export function protection(user, me, action) {
-  const own = user.id === me.id;
-  if (action === "suspend" || action === "remove") {
-    if (own) return "This is your own account: another administrator must do this.";
-    if (user.is_first_admin) return "The first administrator is protected: they cannot be suspended or removed.";
-  }
-  if (action === "disable2fa") {
-    if (own) return "Your own 2FA: turn it off from your profile (an administrator cannot lock themself out).";
-    if (user.totp_required_by_policy) return "The policy \"Require 2FA for super_admin\" applies to this user: they would have to enroll again at once.";
-  }
-  return null;
-}
-
-function UserRow({ user, me, superAdmin, open, act }) {
-  const path = `/api/v1/users/${encodeURIComponent(user.id)}`;
+/** The actions that apply to a user, each {label, run} or {label, reason} when protected. */
+export function rowActions(user, me, superAdmin, { open, act }) {
+  const path = `/users/${encodeURIComponent(user.id)}`;
   const name = user.username || user.email;
   const setStatus = (status, words) => act(words, () => api.patch(path, { status }));
   const actions = [];
-  const add = (label, run, reason) => actions.push({ label, run, reason });
+  const add = (label, run, reason = null) => actions.push({ label, run, reason });
   if (user.status !== "invited") add("Edit", () => open("edit"));
   if (user.status === "pending") {
     add("Approve", () => open("approve"));
-    add("Refuse", () => setStatus("suspended", `${name} was refused (suspended).`));
+    add("Refuse", () => setStatus("suspended", `${name} is refused (suspended).`));
   }
   if (user.status === "active") {
-    add("Suspend", () => setStatus("suspended", `${name} is suspended: their sessions stopped working.`),
+    add("Suspend", () => setStatus("suspended", `${name} is suspended: their sessions no longer work.`),
         protection(user, me, "suspend"));
   }
   if (user.status === "suspended") add("Reactivate", () => setStatus("active", `${name} is active again.`));
   if (user.status === "active" || user.status === "suspended") add("Reset password", () => open("reset"));
   if (superAdmin && user.status !== "invited") {
     if (!user.totp_enrolled && !user.totp_required) {
-      add("Require 2FA", () => act(`${name} must enroll 2FA at their next request.`,
+      add("Require 2FA", () => act(`${name} must set up 2FA before anything else.`,
                                    () => api.post(`${path}/2fa/requirement`)));
     }
     if (user.totp_required) {
-      add("Cancel 2FA requirement", () => act(`The 2FA requirement of ${name} is lifted.`,
+      add("Cancel 2FA requirement", () => act(`${name} no longer has to use 2FA.`,
                                               () => api.del(`${path}/2fa/requirement`)));
     }
     if (user.totp_enrolled) {
@@ -197,11 +195,17 @@ function UserRow({ user, me, superAdmin, open, act }) {
     }
   }
   add("Remove", () => open("remove"), protection(user, me, "remove"));
+  return actions;
+}
 
-  return html`<tr data-user=${user.username || user.email} data-status=${user.status}>
-    <td><span class="name">${fullName(user)}</span>${user.username && html`<br /><small>${user.username}</small>`}
-      ${user.id === me.id && html` <small class="tag">you</small>`}
-      ${user.is_first_admin && html` <small class="tag">first admin</small>`}</td>
+function UserRow({ user, me, superAdmin, open, act }) {
+  const name = user.username || user.email;
+  const actions = rowActions(user, me, superAdmin, { open, act });
+  const slug = (label) => `${user.id}-${label.toLowerCase().replace(/\W+/g, "-")}`;
+  return html`<tr data-user=${name} data-status=${user.status}>
+    <td><span class="name">${fullName(user)}</span>${user.username ? html`<br /><small>${user.username}</small>` : null}
+      ${me && user.id === me.id ? html` <small class="tag">you</small>` : null}
+      ${user.is_first_admin ? html` <small class="tag">first admin</small>` : null}</td>
     <td>${user.email}</td>
     <td>${user.role || "—"}</td>
     <td><${StatusBadge} status=${user.status} /></td>
@@ -210,15 +214,16 @@ function UserRow({ user, me, superAdmin, open, act }) {
     <td>${twoFactorWords(user)}</td>
     <td class="row-actions">
       <details class="menu">
-        <summary aria-label=${`Actions for ${name}`}>Actions</summary>
-        <ul role="menu">
-          ${actions.map((action) => html`<li role="none">
+        <summary class="button" aria-label=${`Actions for ${name}`}>Actions</summary>
+        <ul>
+          ${actions.map((action) => html`<li key=${action.label}>
             ${action.reason
-              ? html`<button type="button" role="menuitem" disabled title=${action.reason}
-                      aria-describedby=${`why-${user.id}-${action.label}`}>${action.label}</button>
-                     <small class="why" id=${`why-${user.id}-${action.label}`}>${action.reason}</small>`
-              : html`<button type="button" role="menuitem" onClick=${(e) => {
-                  e.target.closest("details").open = false; action.run(); }}>${action.label}</button>`}
+              ? html`<button type="button" class="menu-item" disabled aria-describedby=${`why-${slug(action.label)}`}>${action.label}</button>
+                     <small class="why" id=${`why-${slug(action.label)}`}>${action.reason}</small>`
+              : html`<button type="button" class="menu-item" onClick=${(event) => {
+                  event.currentTarget.closest("details").open = false;
+                  action.run();
+                }}>${action.label}</button>`}
           </li>`)}
         </ul>
       </details>

@@ -1,0 +1,273 @@
+"""User administration in the console (the Users pages), driven in real headless Chromium
+against the real platform: invitations read from the test SMTP server, approvals checked
+with a real LDAP bind, suspension seen by the suspended user's own open console."""
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.browser.helpers import expect_signed_in, screenshot, sign_in
+from tests.harness import ADMIN_PASSWORD, ADMIN_USERNAME, PASSWORD, eventually, register
+from tests.ldap_tools import ldapwhoami
+
+NEW_PASSWORD = "a brand new passphrase 42"
+
+
+def admin_console(console) -> Page:
+    page = console.page
+    sign_in(page, ADMIN_USERNAME, ADMIN_PASSWORD)
+    expect_signed_in(page)
+    return page
+
+
+def open_users(page: Page) -> None:
+    page.get_by_role("navigation", name="Areas").get_by_role("link", name="Users").click()
+    expect(page.get_by_role("heading", name="Users", level=1)).to_be_visible()
+    expect(page.get_by_role("table", name="Users")).to_have_attribute("aria-busy", "false")
+
+
+def search(page: Page, text: str) -> None:
+    page.get_by_label("Search users").fill(text)
+
+
+def row(page: Page, name: str):
+    return page.locator(f'tr[data-user="{name}"]')
+
+
+def row_action(page: Page, name: str, action: str) -> None:
+    target = row(page, name)
+    target.get_by_text("Actions").click()
+    target.get_by_role("button", name=action, exact=True).click()
+
+
+def notice(page: Page):
+    return page.locator(".alert-success")
+
+
+def test_admin_invites_two_addresses_and_an_invitee_registers_through_the_mailed_link(
+        platform, smtp, console, another_console, unique, tmp_path):
+    page = admin_console(console)
+    open_users(page)
+    page.get_by_role("button", name="Invite users").click()
+    dialog = page.get_by_role("dialog", name="Invite users")
+    first, second = f"ada-{unique}@example.com", f"bob-{unique}@example.com"
+    dialog.get_by_label("Email addresses").fill(f"{first}, not-an-address")
+    dialog.get_by_label("Role").select_option("operator")
+    dialog.get_by_role("button", name="Send invitations").click()
+    # a bad address refuses the lot, named next to the field; what was typed stays
+    expect(dialog.locator(".field-error")).to_contain_text("not-an-address")
+    expect(dialog.get_by_label("Email addresses")).to_have_value(f"{first}, not-an-address")
+    dialog.get_by_label("Email addresses").fill(f"{first}\n{second}")
+    screenshot(page, "invite-dialog", tmp_path)
+    dialog.get_by_role("button", name="Send invitations").click()
+    expect(notice(page)).to_contain_text(f"Invited {first}, {second} as operator")
+
+    [mail] = smtp.wait_for(first)
+    link, _ = smtp.link(mail)
+    assert link.startswith(f"{platform.url}/invite#token="), link  # GATEHOUSE_PUBLIC_URL follows the port
+    invitee = another_console.page
+    invitee.goto(link)
+    email = invitee.get_by_label("Email")
+    expect(email).to_have_value(first)
+    expect(email).to_have_attribute("readonly", "")
+    invitee.get_by_label("Username").fill(f"ada{unique}")
+    invitee.get_by_label("First name").fill("Ada")
+    invitee.get_by_label("Last name").fill("Lovelace")
+    invitee.locator("input[name=password]").fill(PASSWORD)
+    invitee.get_by_label("Repeat the password").fill(PASSWORD)
+    invitee.get_by_role("button", name=re.compile("Register|Create|Accept")).click()
+    # ends signed in, or on the sign-in page
+    expect(invitee.locator(".user-button").or_(invitee.get_by_role("heading", name="Sign in"))).to_be_visible()
+    if invitee.get_by_role("heading", name="Sign in").is_visible():
+        sign_in(invitee, f"ada{unique}", PASSWORD)
+    expect_signed_in(invitee)
+
+    # the admin's table shows them active with the invited role; the other invitation waits
+    page.reload()
+    search(page, f"ada-{unique}")
+    expect(row(page, f"ada{unique}")).to_have_attribute("data-status", "active")
+    expect(row(page, f"ada{unique}").locator("td").nth(2)).to_have_text("operator")
+    page.get_by_role("link", name="Invitations").click()
+    pending = page.locator(f'tr[data-invitation="{second}"]')
+    expect(pending).to_contain_text("pending")
+    expect(page.locator(f'tr[data-invitation="{first}"]')).to_have_count(0)  # accepted: not pending any more
+    pending.get_by_role("button", name="Revoke").click()
+    expect(notice(page)).to_contain_text(f"The invitation of {second} is revoked")
+    expect(pending).to_have_count(0)
+    assert smtp.messages_to(second), "the second address got its mail too"
+
+
+@pytest.fixture
+def directory(platform, slapd):
+    """The platform's LDAP sync writes to the test slapd (as tests/integration/test_sync.py's)."""
+    admin = platform.admin()
+    answer = admin.put("/api/v1/settings/ldap", json={
+        "url": slapd.url, "bind_dn": slapd.admin_dn, "password": slapd.admin_password, "base_dn": slapd.base_dn,
+        "login_shell": "/bin/zsh", "realm_bind_dn": slapd.reader_dn, "realm_bind_password": slapd.reader_password})
+    assert answer.status_code == 200, answer.text
+    return slapd
+
+
+def test_admin_finds_a_registration_approves_it_with_a_group_and_the_user_binds_to_ldap(
+        platform, directory, console, another_console, unique, tmp_path):
+    admin = platform.admin()
+    group = f"team{unique}"
+    assert admin.post("/api/v1/groups", json={"cn": group, "description": "browser test"}).status_code == 201
+    name = f"reg{unique}"
+    # two registrations with the same last name: the search finds both, sorting by name orders them
+    assert register(platform.api(), name, first_name="Alan", last_name=f"Hopper{unique}").status_code == 201
+    assert register(platform.api(), f"reh{unique}", first_name="Zoe", last_name=f"Hopper{unique}").status_code == 201
+
+    page = admin_console(console)
+    open_users(page)
+    pending_chip = page.get_by_role("button", name=re.compile(r"^Pending \(\d+\)$"))
+    expect(pending_chip).to_be_visible()  # pending users are one click away, with their count
+    pending_chip.click()
+    search(page, f"Hopper{unique}")
+    rows = page.locator("tbody tr")
+    expect(rows).to_have_count(2)
+    page.get_by_role("button", name="Name", exact=False).first.click()  # sort by name, A to Z
+    expect(page.locator("th[aria-sort=ascending]")).to_contain_text("Name")
+    expect(rows.first).to_have_attribute("data-user", name)  # Alan before Zoe
+    page.get_by_role("button", name="Name", exact=False).first.click()  # and back
+    expect(rows.first).to_have_attribute("data-user", f"reh{unique}")
+    screenshot(page, "users-table", tmp_path)
+
+    row_action(page, name, "Approve")
+    dialog = page.get_by_role("dialog", name=f"Approve {name}")
+    dialog.get_by_label("Role").select_option("viewer")
+    dialog.get_by_label(group).check()
+    dialog.get_by_role("button", name="Approve").click()
+    expect(notice(page)).to_contain_text(f"{name} is approved and in {group}")
+    expect(row(page, name)).to_have_count(0)  # no longer pending
+
+    user_page = another_console.page
+    sign_in(user_page, name, PASSWORD)
+    expect_signed_in(user_page)
+    dn = f"uid={name},ou=people,{directory.base_dn}"
+    eventually(lambda: ldapwhoami(directory.url, dn, PASSWORD) == 0, timeout=60, interval=0.5,
+               message="the approved user binding to the directory")
+    groups = admin.get(f"/api/v1/users/{row_user_id(admin, name)}").json()["groups"]
+    assert group in groups and "ldapusers" in groups, groups
+
+
+def row_user_id(admin, username: str) -> str:
+    [user] = [u for u in admin.get("/api/v1/users", params={"q": username}).json()["items"] if u["username"] == username]
+    return user["id"]
+
+
+def test_a_suspended_users_open_console_lands_on_sign_in_and_works_again_after_reactivation(
+        platform, console, another_console, unique):
+    name = f"sus{unique}"
+    platform.create_user(name, role="viewer")
+    user_page = another_console.page
+    sign_in(user_page, name, PASSWORD)
+    expect_signed_in(user_page)
+
+    page = admin_console(console)
+    open_users(page)
+    search(page, name)
+    row_action(page, name, "Suspend")
+    expect(notice(page)).to_contain_text(f"{name} is suspended")
+    expect(row(page, name)).to_have_attribute("data-status", "suspended")
+
+    # the open console's next action (its profile page asks the API) lands on the sign-in page
+    user_page.locator(".user-button").click()
+    user_page.get_by_role("link", name="Profile").click()
+    expect(user_page.get_by_role("heading", name="Sign in")).to_be_visible()
+    sign_in(user_page, name, PASSWORD)
+    expect(user_page.get_by_role("alert")).to_contain_text(re.compile("cannot sign in|not active", re.I))
+
+    row_action(page, name, "Reactivate")
+    expect(notice(page)).to_contain_text(f"{name} is active again")
+    sign_in(user_page, name, PASSWORD)
+    expect_signed_in(user_page)
+
+
+def test_without_admin_users_there_is_no_users_entry_and_its_url_says_not_allowed(platform, console, unique):
+    name = f"opr{unique}"
+    platform.create_user(name, role="operator")
+    page = console.page
+    sign_in(page, name, PASSWORD)
+    expect_signed_in(page)
+    expect(page.get_by_role("navigation", name="Areas").get_by_role("link", name="Users")).to_have_count(0)
+    page.goto("/users")
+    expect(page.get_by_role("heading", name="Not allowed")).to_be_visible()
+    expect(page.get_by_role("table", name="Users")).to_have_count(0)
+
+
+def test_create_user_shows_the_password_once_and_it_signs_in_and_must_be_changed(
+        platform, console, another_console, unique, tmp_path):
+    page = admin_console(console)
+    open_users(page)
+    page.get_by_role("button", name="Create user").click()
+    dialog = page.get_by_role("dialog", name="Create user")
+    name = f"new{unique}"
+    dialog.get_by_label("Username").fill(name)
+    dialog.get_by_label("Email").fill(f"{ADMIN_USERNAME}@invalid")  # refused, then corrected below
+    dialog.get_by_label("First name").fill("Katherine")
+    dialog.get_by_label("Last name").fill("Johnson")
+    dialog.get_by_label("Role").select_option("operator")
+    taken = platform.admin().get("/api/v1/users", params={"q": ADMIN_USERNAME}).json()["items"][0]["email"]
+    dialog.get_by_label("Email").fill(taken)
+    dialog.get_by_role("button", name="Create user").click()
+    expect(dialog.locator(".field-error")).to_be_visible()  # the taken email, named next to its field
+    expect(dialog.get_by_label("Username")).to_have_value(name)  # typing kept
+    dialog.get_by_label("Email").fill(f"{name}@example.com")
+    dialog.get_by_role("button", name="Create user").click()
+    result = page.get_by_role("dialog", name=f"{name} is created")
+    secret = result.locator("[data-secret=generated-password]")
+    expect(secret).to_be_visible()
+    password = secret.inner_text().strip()
+    assert len(password) >= 12
+    expect(result.get_by_role("button", name="Copy")).to_be_visible()
+    screenshot(page, "create-user-result", tmp_path)
+    result.get_by_role("button", name="Done").click()
+    expect(page.locator("[data-secret=generated-password]")).to_have_count(0)  # shown once
+    assert password not in page.content()
+
+    user_page = another_console.page
+    sign_in(user_page, name, password)
+    expect(user_page.get_by_role("heading", name="Change your password")).to_be_visible()
+    user_page.get_by_label("Current password").fill(password)
+    user_page.get_by_label("New password").fill(NEW_PASSWORD)
+    user_page.get_by_label("Repeat the password").fill(NEW_PASSWORD)
+    user_page.get_by_role("button", name=re.compile("Change|Save|Set")).click()
+    expect_signed_in(user_page)
+
+
+def test_a_stale_edit_is_refused_with_the_current_values_and_the_typing_kept(platform, console, unique, tmp_path):
+    name = f"edt{unique}"
+    user, _ = platform.create_user(name, role="viewer")
+    page = admin_console(console)
+    open_users(page)
+    search(page, name)
+    row_action(page, name, "Edit")
+    dialog = page.get_by_role("dialog", name=f"Edit {name}")
+    expect(dialog.get_by_label("First name")).to_have_value("Test")
+    dialog.get_by_label("First name").fill("Mine")
+    screenshot(page, "edit-dialog", tmp_path)
+    # someone else changes the user meanwhile
+    assert platform.admin().patch(f"/api/v1/users/{user['id']}", json={"last_name": "Theirs"}).status_code == 200
+    dialog.get_by_role("button", name="Save changes").click()
+    expect(dialog.get_by_role("alert").first).to_contain_text("Someone else changed this user")
+    expect(dialog.locator("[data-current=last_name]")).to_have_text("Theirs")
+    expect(dialog.get_by_label("First name")).to_have_value("Mine")  # the typing is kept
+    expect(dialog.get_by_label("Last name")).to_have_value("Theirs")  # a field left alone takes their value
+    dialog.get_by_role("button", name="Save changes").click()  # now based on their version
+    expect(notice(page)).to_contain_text(f"{name} is saved")
+    saved = platform.admin().get(f"/api/v1/users/{user['id']}").json()
+    assert (saved["first_name"], saved["last_name"]) == ("Mine", "Theirs")
+
+
+def test_protected_rows_say_why_an_action_is_unavailable(platform, console):
+    page = admin_console(console)
+    open_users(page)
+    search(page, ADMIN_USERNAME)
+    own = row(page, ADMIN_USERNAME)
+    own.get_by_text("Actions").click()
+    expect(own.get_by_role("button", name="Suspend", exact=True)).to_be_disabled()
+    expect(own.get_by_role("button", name="Remove", exact=True)).to_be_disabled()
+    expect(own.locator(".why").first).to_contain_text("your own account")

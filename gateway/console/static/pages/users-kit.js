@@ -13,6 +13,15 @@ export { Alert, ErrorAlert, EmptyState, Loading, describe } from "../components/
 export { navigate, Link } from "../router.js";
 export { useSession, can } from "../session.js";
 
+// This area's stylesheet (console.css stays the frame's), loaded once with its pages.
+if (typeof document !== "undefined" && !document.querySelector("link[data-area=users]")) {
+  const sheet = document.createElement("link");
+  sheet.rel = "stylesheet";
+  sheet.href = new URL("./users.css", import.meta.url).href;
+  sheet.dataset.area = "users";
+  document.head.appendChild(sheet);
+}
+
 /** A <select> bound to form.values[name], its API error next to it (as the frame's Field). */
 export function SelectField({ form, name, label, hint, disabled, children }) {
   const id = `f-${name}-${useId()}`;
@@ -79,7 +88,7 @@ export function protection(user, me, action) {
 export function when(iso) {
   if (!iso) return "—";
   const date = new Date(iso);
-  return Number.isNaN(date.getTime()) ? iso : date.toLocaleString();
+  return Number.isNaN(date.getTime()) ? iso : date.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
 }
 
 export function fullName(user) {

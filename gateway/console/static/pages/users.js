@@ -213,7 +213,7 @@ function UserRow({ user, me, superAdmin, open, act }) {
     <td>${when(user.created_at)}</td>
     <td>${twoFactorWords(user)}</td>
     <td class="row-actions">
-      <details class="menu">
+      <details class="row-menu">
         <summary class="button" aria-label=${`Actions for ${name}`}>Actions</summary>
         <ul>
           ${actions.map((action) => html`<li key=${action.label}>

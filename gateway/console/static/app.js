@@ -56,7 +56,8 @@ function App() {
     if (signedIn) return html`<${Redirect} to=${afterSignIn(where.query.get("next"))} />`;
     return html`<${Plain}><${route.page} ...${props} /><//>`;
   }
-  if (route.access === "public") return html`<${Plain}><${route.page} ...${props} /><//>`;
+  // A page of a mailed link starts afresh for another link (its token is in the fragment).
+  if (route.access === "public") return html`<${Plain}><${route.page} key=${where.hash} ...${props} /><//>`;
   if (!signedIn) {
     return html`<${Redirect} to=${`/sign-in?next=${encodeURIComponent(where.path + window.location.search)}`} />`;
   }

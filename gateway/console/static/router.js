@@ -24,9 +24,11 @@ export function useLocation() {
     const update = () => setCurrent(location());
     listeners.add(setCurrent);
     window.addEventListener("popstate", update);
+    window.addEventListener("hashchange", update); // another link from a mail pasted into this tab
     return () => {
       listeners.delete(setCurrent);
       window.removeEventListener("popstate", update);
+      window.removeEventListener("hashchange", update);
     };
   }, []);
   return current;

@@ -25,7 +25,8 @@ class SessionTokenOut(TokenOut):
 
 
 class RefreshIn(Schema):
-    refresh_token = String(required=True, validate=Length(1, 256), load_only=True)
+    refresh_token = String(validate=Length(1, 256), load_only=True, metadata={
+        "description": "required, unless the web console sends `X-Gatehouse-Client: console` and its cookie"})
 
 
 class PasswordChangeIn(Schema):

@@ -1,0 +1,95 @@
+// The signed-in user's own page: account, password, two-factor authentication, sessions.
+import { html, useEffect, useState } from "../lib/preact.js";
+import { api } from "../api.js";
+import { navigate } from "../router.js";
+import { clear, useSession } from "../session.js";
+import { Alert, EmptyState, ErrorAlert, Loading, describe } from "../components/feedback.js";
+import { ChangePassword } from "./password.js";
+import { TwoFactor } from "./twofactor.js";
+
+function Account({ user, access }) {
+  return html`<dl class="facts">
+    <dt>Name</dt><dd>${user.first_name} ${user.last_name}</dd>
+    <dt>Username</dt><dd>${user.username}</dd>
+    <dt>Email</dt><dd>${user.email}</dd>
+    ${access ? html`<dt>Role in this tenant</dt><dd>${access.super_admin ? "super admin" : access.role || "none"}</dd>` : null}
+  </dl>
+  <p class="hint">An administrator with user administration changes names and email addresses.</p>`;
+}
+
+function when(text) {
+  return text ? new Date(text).toLocaleString() : "—";
+}
+
+function Sessions() {
+  const [page, setPage] = useState(null);
+  const [error, setError] = useState(null);
+  const [busy, setBusy] = useState(null);
+  const [notice, setNotice] = useState(null);
+  const refresh = () => api.get("/me/sessions", { limit: 100 }).then((answer) => setPage(answer.data)).catch(setError);
+  useEffect(() => { refresh(); }, []);
+
+  const revoke = async (session) => {
+    setBusy(session.id);
+    setError(null);
+    try {
+      await api.del(`/me/sessions/${encodeURIComponent(session.id)}`);
+      setNotice("The session was ended.");
+      await refresh();
+    } catch (failure) {
+      setError(failure);
+    } finally {
+      setBusy(null);
+    }
+  };
+  const revokeOthers = async () => {
+    setBusy("others");
+    setError(null);
+    try {
+      await api.del("/me/sessions");
+      setNotice("Every other session was ended.");
+      await refresh();
+    } catch (failure) {
+      setError(failure);
+    } finally {
+      setBusy(null);
+    }
+  };
+  if (!page && !error) return html`<${Loading} label="Loading your sessions…" />`;
+  const items = page ? page.items : [];
+  const others = items.filter((session) => !session.current);
+  return html`<div>
+    ${notice ? html`<${Alert}>${notice}<//>` : null}
+    <${ErrorAlert} error=${error} />
+    ${items.length === 0 ? html`<${EmptyState} title="No sessions">Sign in again to start one.<//>` : html`
+    <div class="table-wrap"><table class="table">
+      <caption class="visually-hidden">Your sessions</caption>
+      <thead><tr><th scope="col">Browser or client</th><th scope="col">Address</th><th scope="col">Signed in</th><th scope="col">Last used</th><th scope="col"><span class="visually-hidden">Actions</span></th></tr></thead>
+      <tbody>${items.map((session) => html`<tr key=${session.id}>
+        <td data-label="Client">${session.user_agent || "unknown"}${session.current ? html` <span class="badge">this session</span>` : null}</td>
+        <td data-label="Address">${session.ip || "—"}</td>
+        <td data-label="Signed in">${when(session.created_at)}</td>
+        <td data-label="Last used">${when(session.last_used_at)}</td>
+        <td>${session.current ? null : html`<button type="button" class="button small" disabled=${busy === session.id}
+          aria-label=${`End the session from ${session.ip || "unknown address"} started ${when(session.created_at)}`}
+          onClick=${() => revoke(session)}>${busy === session.id ? "Ending…" : "End"}</button>`}</td>
+      </tr>`)}</tbody>
+    </table></div>`}
+    ${others.length ? html`<div class="actions"><button type="button" class="button" disabled=${busy === "others"} onClick=${revokeOthers}>
+      ${busy === "others" ? "Ending…" : "End every other session"}</button></div>`
+      : html`<p class="hint">This is your only session. Sessions on other devices would be listed here.</p>`}
+  </div>`;
+}
+
+export function Profile() {
+  const session = useSession();
+  const user = session.user;
+  if (!user) return html`<${Loading} />`;
+  return html`<section class="page">
+    <h1>Profile</h1>
+    <section class="panel" aria-labelledby="account-title"><h2 id="account-title">Account</h2><${Account} user=${user} access=${session.access} /></section>
+    <section class="panel" aria-labelledby="password-title"><h2 id="password-title">Password</h2><${ChangePassword} /></section>
+    <section class="panel" aria-labelledby="twofactor-title"><h2 id="twofactor-title">Two-factor authentication</h2><${TwoFactor} /></section>
+    <section class="panel" aria-labelledby="sessions-title"><h2 id="sessions-title">Sessions</h2><${Sessions} /></section>
+  </section>`;
+}

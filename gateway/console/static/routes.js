@@ -15,6 +15,9 @@ import { Invite } from "./pages/invite.js";
 import { ForgotPassword, ResetPassword, ChangePasswordNow } from "./pages/password.js";
 import { EnrollNow } from "./pages/twofactor.js";
 import { Profile } from "./pages/profile.js";
+import { UsersPage } from "./pages/users.js";
+import { InvitationsPage } from "./pages/users-invitations.js";
+import { AllTenantsPage } from "./pages/users-all-tenants.js";
 
 export const routes = [
   { path: "/sign-in", page: SignIn, title: "Sign in", access: "guest" },
@@ -25,4 +28,8 @@ export const routes = [
   { path: "/change-password", page: ChangePasswordNow, title: "Change your password", access: "signed_in", frame: false },
   { path: "/setup-2fa", page: EnrollNow, title: "Set up two-factor authentication", access: "signed_in", frame: false },
   { path: "/profile", page: Profile, title: "Profile", access: "signed_in" },
+  // User administration (pages/users*.js)
+  { path: "/users", page: UsersPage, title: "Users", access: "signed_in", permission: "admin.users", nav: "Users" },
+  { path: "/users/invitations", page: InvitationsPage, title: "Invitations", access: "signed_in", permission: "admin.users" },
+  { path: "/users/all-tenants", page: AllTenantsPage, title: "Users of every tenant", access: "signed_in", permission: "admin.users" },
 ];

@@ -15,8 +15,12 @@ from tests.ldap_tools import ldapwhoami
 NEW_PASSWORD = "a brand new passphrase 42"
 
 
-def admin_console(console) -> Page:
+def admin_console(console, tmp_path=None) -> Page:
     page = console.page
+    if tmp_path is not None:
+        page.goto("/sign-in")
+        page.get_by_label("Username or email").fill(ADMIN_USERNAME)
+        screenshot(page, "sign-in", tmp_path)
     sign_in(page, ADMIN_USERNAME, ADMIN_PASSWORD)
     expect_signed_in(page)
     return page
@@ -48,7 +52,7 @@ def notice(page: Page):
 
 def test_admin_invites_two_addresses_and_an_invitee_registers_through_the_mailed_link(
         platform, smtp, console, another_console, unique, tmp_path):
-    page = admin_console(console)
+    page = admin_console(console, tmp_path)
     open_users(page)
     page.get_by_role("button", name="Invite users").click()
     dialog = page.get_by_role("dialog", name="Invite users")
@@ -256,6 +260,7 @@ def test_a_stale_edit_is_refused_with_the_current_values_and_the_typing_kept(pla
     expect(dialog.locator("[data-current=last_name]")).to_have_text("Theirs")
     expect(dialog.get_by_label("First name")).to_have_value("Mine")  # the typing is kept
     expect(dialog.get_by_label("Last name")).to_have_value("Theirs")  # a field left alone takes their value
+    screenshot(page, "edit-conflict", tmp_path)
     dialog.get_by_role("button", name="Save changes").click()  # now based on their version
     expect(notice(page)).to_contain_text(f"{name} is saved")
     saved = platform.admin().get(f"/api/v1/users/{user['id']}").json()
@@ -271,3 +276,107 @@ def test_protected_rows_say_why_an_action_is_unavailable(platform, console):
     expect(own.get_by_role("button", name="Suspend", exact=True)).to_be_disabled()
     expect(own.get_by_role("button", name="Remove", exact=True)).to_be_disabled()
     expect(own.locator(".why").first).to_contain_text("your own account")
+
+
+def test_row_actions_require_and_cancel_2fa_set_a_random_password_and_remove(platform, console, another_console,
+                                                                           unique, tmp_path):
+    name = f"row{unique}"
+    user, _ = platform.create_user(name, role="viewer")
+    admin = platform.admin()
+    page = admin_console(console)
+    open_users(page)
+    search(page, name)
+    target = row(page, name)
+    expect(target.locator("td").nth(6)).to_have_text("Off")
+    row_action(page, name, "Require 2FA")
+    expect(notice(page)).to_contain_text(f"{name} must set up 2FA")
+    expect(target.locator("td").nth(6)).to_have_text("Required, not set up")
+    assert admin.get(f"/api/v1/users/{user['id']}").json()["totp_required"] is True
+    target.get_by_text("Actions").click()
+    expect(target.get_by_role("button", name="Require 2FA", exact=True)).to_have_count(0)  # only what applies
+    expect(target.get_by_role("button", name="Disable 2FA", exact=True)).to_have_count(0)  # not enrolled
+    target.get_by_role("button", name="Cancel 2FA requirement", exact=True).click()
+    expect(notice(page)).to_contain_text(f"{name} no longer has to use 2FA")
+    assert admin.get(f"/api/v1/users/{user['id']}").json()["totp_required"] is False
+
+    row_action(page, name, "Reset password")
+    dialog = page.get_by_role("dialog", name=f"Reset the password of {name}")
+    dialog.get_by_label(re.compile("Set a random password")).check()
+    dialog.get_by_role("button", name="Set password").click()
+    shown = page.get_by_role("dialog", name=f"New password of {name}").locator("[data-secret=generated-password]")
+    password = shown.inner_text().strip()
+    assert len(password) >= 12
+    page.get_by_role("button", name="Done").click()
+    user_page = another_console.page
+    sign_in(user_page, name, PASSWORD)  # the old password no longer works
+    expect(user_page.get_by_role("alert")).to_be_visible()
+    sign_in(user_page, name, password)
+    expect(user_page.get_by_role("heading", name="Change your password")).to_be_visible()
+
+    row_action(page, name, "Remove")
+    dialog = page.get_by_role("dialog", name=f"Remove {name}?")
+    expect(dialog).to_contain_text("The audit trail keeps their past actions")
+    dialog.get_by_role("button", name=f"Remove {name}").click()
+    expect(notice(page)).to_contain_text(f"{name} is removed")
+    expect(target).to_have_count(0)
+    assert admin.get(f"/api/v1/users/{user['id']}").status_code == 404
+
+
+def test_inviting_without_smtp_shows_how_to_set_it_up_and_keeps_the_addresses(platform, smtp, console, unique):
+    admin = platform.admin()
+    assert admin.delete("/api/v1/settings/smtp").status_code == 204
+    try:
+        page = admin_console(console)
+        open_users(page)
+        page.get_by_role("button", name="Invite users").click()
+        dialog = page.get_by_role("dialog", name="Invite users")
+        dialog.get_by_label("Email addresses").fill(f"nosmtp-{unique}@example.com")
+        dialog.get_by_role("button", name="Send invitations").click()
+        expect(dialog.locator(".smtp-help")).to_contain_text("Mail is not set up yet")
+        expect(dialog.locator(".smtp-help")).to_contain_text("PUT /api/v1/settings/smtp")
+        expect(dialog.get_by_label("Email addresses")).to_have_value(f"nosmtp-{unique}@example.com")
+    finally:
+        assert admin.put("/api/v1/settings/smtp", json=smtp.smtp_settings()).status_code == 200
+
+
+def test_invitations_are_listed_and_resent_and_super_admins_see_every_tenant(platform, smtp, console, unique, tmp_path):
+    admin = platform.admin()
+    address = f"again-{unique}@example.com"
+    assert admin.post("/api/v1/invitations", json={"emails": [address], "role": "viewer"}).status_code == 201
+    smtp.wait_for(address)
+    page = admin_console(console)
+    open_users(page)
+    page.get_by_role("link", name="Invitations").click()
+    invitation = page.locator(f'tr[data-invitation="{address}"]')
+    expect(invitation).to_contain_text("viewer")
+    screenshot(page, "invitations", tmp_path)
+    invitation.get_by_role("button", name="Resend").click()
+    expect(notice(page)).to_contain_text(f"A new link is on its way to {address}")
+    smtp.wait_for(address, count=2)
+
+    name = f"all{unique}"
+    platform.create_user(name, role="operator")
+    page.get_by_role("link", name="All tenants").click()
+    page.get_by_label("Search").fill(name)
+    found = page.locator(f'tr[data-user="{name}"]')
+    expect(found.locator(".assignments li")).to_have_count(1)
+    expect(found.locator(".assignments")).to_contain_text("operator")
+    screenshot(page, "users-all-tenants", tmp_path)
+
+
+def test_an_administrator_who_is_not_a_super_admin_has_no_all_tenants_view_nor_2fa_actions(platform, console, unique):
+    name = f"adm{unique}"
+    platform.create_user(name, role="admin")
+    target = f"tgt{unique}"
+    platform.create_user(target, role="viewer")
+    page = console.page
+    sign_in(page, name, PASSWORD)
+    expect_signed_in(page)
+    open_users(page)
+    expect(page.get_by_role("link", name="All tenants")).to_have_count(0)
+    search(page, target)
+    row(page, target).get_by_text("Actions").click()
+    expect(row(page, target).get_by_role("button", name="Suspend", exact=True)).to_be_enabled()
+    expect(row(page, target).get_by_role("button", name="Require 2FA", exact=True)).to_have_count(0)  # super admins'
+    page.goto("/users/all-tenants")
+    expect(page.get_by_role("alert")).to_contain_text("Not allowed")

@@ -33,7 +33,9 @@ def open_users(page: Page) -> None:
 
 
 def search(page: Page, text: str) -> None:
+    """Types into the search box and waits until the table shows only matches."""
     page.get_by_label("Search users").fill(text)
+    expect(page.locator("tbody tr").filter(has_not_text=text)).to_have_count(0)
 
 
 def row(page: Page, name: str):
@@ -380,3 +382,28 @@ def test_an_administrator_who_is_not_a_super_admin_has_no_all_tenants_view_nor_2
     expect(row(page, target).get_by_role("button", name="Require 2FA", exact=True)).to_have_count(0)  # super admins'
     page.goto("/users/all-tenants")
     expect(page.get_by_role("alert")).to_contain_text("Not allowed")
+
+
+def test_the_users_page_is_usable_at_a_phones_width(platform, browser, unique, tmp_path):
+    from tests.browser.conftest import Console
+
+    name = f"pho{unique}"
+    platform.create_user(name, role="viewer")
+    phone = Console(browser, platform.url, viewport={"width": 390, "height": 844})
+    try:
+        page = phone.page
+        sign_in(page, ADMIN_USERNAME, ADMIN_PASSWORD)
+        expect(page.locator(".user-button")).to_be_visible()
+        page.goto("/users")
+        search(page, name)
+        expect(row(page, name)).to_be_visible()
+        # the page itself does not scroll sideways (the table scrolls in its own box)
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
+        screenshot(page, "users-phone", tmp_path)
+        row(page, name).get_by_text("Actions").click()
+        row(page, name).get_by_role("button", name="Edit", exact=True).click()
+        dialog = page.get_by_role("dialog", name=f"Edit {name}")
+        expect(dialog.get_by_label("First name")).to_be_in_viewport()
+    finally:
+        phone.close()
+    assert not phone.problems, "\n".join(phone.problems)

@@ -82,10 +82,12 @@ export function EditDialog({ user, onDone, onClose }) {
         form.setValues((typed) => Object.fromEntries(Object.entries(typed).map(
           ([key, value]) => [key, key in now && value === before[key] ? now[key] : value])));
         setBase({ data: fresh.data, etag: fresh.etag });
-        setConflict(fresh.data);
+        setConflict(fresh.data);  // the conflict box says it all
+        return;
       }
       throw problem;
     }
+    setConflict(null);
     onDone(`${values.username || user.email} is saved.`);
   });
 

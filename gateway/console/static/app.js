@@ -31,6 +31,8 @@ function Redirect({ to }) {
   return html`<${Loading} />`;
 }
 
+let firstPage = true;
+
 function App() {
   const where = useLocation();
   const session = useSession();
@@ -39,9 +41,15 @@ function App() {
 
   useEffect(() => {
     document.title = route ? `${route.title} · Gatehouse` : "Not found · Gatehouse";
+    // After an in-console navigation (not the first page shown) focus goes to the new page's
+    // heading, so keyboard and screen reader users start there.
+    if (firstPage) {
+      firstPage = false;
+      return;
+    }
     const main = document.getElementById("main");
     const heading = main && main.querySelector("h1");
-    if (heading && document.activeElement === document.body) {
+    if (heading && (document.activeElement === document.body || !document.activeElement || !document.contains(document.activeElement))) {
       heading.setAttribute("tabindex", "-1");
       heading.focus({ preventScroll: true });
     }

@@ -23,6 +23,7 @@ export function useLocation() {
   useEffect(() => {
     const update = () => setCurrent(location());
     listeners.add(setCurrent);
+    update(); // a child's effect may have navigated before this effect ran (children's effects run first)
     window.addEventListener("popstate", update);
     window.addEventListener("hashchange", update); // another link from a mail pasted into this tab
     return () => {

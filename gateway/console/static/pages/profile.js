@@ -1,9 +1,8 @@
 // The signed-in user's own page: account, password, two-factor authentication, sessions.
 import { html, useEffect, useState } from "../lib/preact.js";
 import { api } from "../api.js";
-import { navigate } from "../router.js";
-import { clear, useSession } from "../session.js";
-import { Alert, EmptyState, ErrorAlert, Loading, describe } from "../components/feedback.js";
+import { useSession } from "../session.js";
+import { Alert, EmptyState, ErrorAlert, Loading } from "../components/feedback.js";
 import { ChangePassword } from "./password.js";
 import { TwoFactor } from "./twofactor.js";
 

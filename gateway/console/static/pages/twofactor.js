@@ -14,6 +14,19 @@ function proofBody(values, useCode) {
   return useCode ? { code: values.code.replace(/\s+/g, "") } : { password: values.password };
 }
 
+/** A refused proof is shown next to its field. */
+async function proving(action) {
+  try {
+    return await action();
+  } catch (error) {
+    if (error.code === "invalid_credentials") error.fields = { password: "The password is not right." };
+    else if (error.code === "invalid_code" || error.code === "code_reused") {
+      error.fields = { code: error.code === "code_reused" ? "That code was already used. Wait for the next one." : "That code is not right." };
+    }
+    throw error;
+  }
+}
+
 function ProofFields({ form, allowCode, useCode, setUseCode }) {
   return html`
     ${useCode
@@ -45,11 +58,11 @@ export function Enrollment({ status, onEnrolled, onCancel }) {
   const confirm = useForm({ code: "" });
 
   const begin = start.submit(async (values) => {
-    const answer = await api.post("/me/2fa/enrollment", proofBody(values, useCode));
+    const answer = await proving(() => api.post("/me/2fa/enrollment", proofBody(values, useCode)));
     setStarted(answer.data);
   });
   const finish = confirm.submit(async ({ code }) => {
-    const answer = await api.post("/me/2fa/enrollment/confirm", { code: code.replace(/\s+/g, "") });
+    const answer = await proving(() => api.post("/me/2fa/enrollment/confirm", { code: code.replace(/\s+/g, "") }));
     setCodes(answer.data.recovery_codes);
   });
 
@@ -98,7 +111,7 @@ export function Enrollment({ status, onEnrolled, onCancel }) {
 function ProofAction({ title, explain, submitLabel, busyLabel, danger, run, onCancel }) {
   const [useCode, setUseCode] = useState(false);
   const form = useForm({ password: "", code: "" });
-  const submit = form.submit((values) => run(proofBody(values, useCode)));
+  const submit = form.submit((values) => proving(() => run(proofBody(values, useCode))));
   return html`<form onSubmit=${submit} novalidate class="subform">
     <h3>${title}</h3>
     <p>${explain}</p>

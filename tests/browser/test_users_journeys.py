@@ -407,3 +407,26 @@ def test_the_users_page_is_usable_at_a_phones_width(platform, browser, unique, t
     finally:
         phone.close()
     assert not phone.problems, "\n".join(phone.problems)
+
+
+def test_switching_tenant_shows_that_tenants_users_at_once(platform, console, unique):
+    admin = platform.admin()
+    assert admin.post("/api/v1/tenancy/enable").status_code == 200
+    tenant = admin.post("/api/v1/tenants", json={"name": f"u{unique}", "description": "browser test"})
+    assert tenant.status_code == 201, tenant.text
+    tenant = tenant.json()
+    member, _ = platform.create_user(f"mem{unique}", role="viewer")
+    joined = admin.put(f"/api/v1/tenants/{tenant['id']}/users/{member['id']}", json={"role": "operator"})
+    assert joined.status_code in (200, 201), joined.text
+    outsider = f"out{unique}"
+    platform.create_user(outsider, role="viewer")  # in the default tenant only
+
+    page = admin_console(console)
+    open_users(page)
+    search(page, unique)
+    expect(row(page, outsider)).to_be_visible()
+    expect(row(page, f"mem{unique}").locator("td").nth(2)).to_have_text("viewer")
+    page.get_by_label("Tenant").select_option(label=f"u{unique}")
+    expect(page.get_by_label("Tenant")).to_have_value(tenant["id"])
+    expect(row(page, f"mem{unique}").locator("td").nth(2)).to_have_text("operator")  # their role there
+    expect(row(page, outsider)).to_have_count(0)  # not a member of that tenant

@@ -8,20 +8,33 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flask import Blueprint, Response, abort, send_from_directory
+from flask import Blueprint, Flask, Response, send_from_directory
+from werkzeug.routing import PathConverter
 
 from gateway.headers import CONSOLE_CSP, DOCS_CSP
 
 HERE = Path(__file__).parent
 STATIC = HERE / "static"
-# Paths the console never answers: the API's (unknown ones stay a JSON 404) and the plumbing's.
-NOT_CONSOLE = ("api/", "healthz", "readyz", "metrics", "assets/")
+
+
+class ConsolePath(PathConverter):
+    """Any path but the API's (an unknown one stays a JSON 404), the assets' and the plumbing's:
+    those never match the console page's rule, so they stay "unmatched" (metrics, logs)."""
+
+    regex = r"(?!(?:api|assets)(?:/|$)|(?:healthz|readyz|metrics)$)[^/].*?"
+
 # Vendored files carry their version in their folder name: cached for a year. The console's
 # own files may change with any release: revalidated (ETag) on every use.
 VENDOR_CACHE = "public, max-age=31536000, immutable"
 OWN_CACHE = "no-cache"
 
 bp = Blueprint("console", __name__)
+
+
+@bp.record_once
+def _converter(state) -> None:
+    app: Flask = state.app
+    app.url_map.converters["console_path"] = ConsolePath
 
 
 def _page(name: str, policy: str) -> Response:
@@ -32,12 +45,10 @@ def _page(name: str, policy: str) -> Response:
 
 
 @bp.get("/")
-@bp.get("/<path:path>")
+@bp.get("/<console_path:path>")
 def console(path: str = "") -> Response:
     """Every non-API path is the console page; its router shows the page of the path, or its
     "not found" page."""
-    if path.startswith(NOT_CONSOLE) or path in NOT_CONSOLE:
-        abort(404)
     return _page("index.html", CONSOLE_CSP)
 
 

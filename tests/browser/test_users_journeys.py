@@ -15,12 +15,8 @@ from tests.ldap_tools import ldapwhoami
 NEW_PASSWORD = "a brand new passphrase 42"
 
 
-def admin_console(console, tmp_path=None) -> Page:
+def admin_console(console) -> Page:
     page = console.page
-    if tmp_path is not None:
-        page.goto("/sign-in")
-        page.get_by_label("Username or email").fill(ADMIN_USERNAME)
-        screenshot(page, "sign-in", tmp_path)
     sign_in(page, ADMIN_USERNAME, ADMIN_PASSWORD)
     expect_signed_in(page)
     return page
@@ -54,7 +50,7 @@ def notice(page: Page):
 
 def test_admin_invites_two_addresses_and_an_invitee_registers_through_the_mailed_link(
         platform, smtp, console, another_console, unique, tmp_path):
-    page = admin_console(console, tmp_path)
+    page = admin_console(console)
     open_users(page)
     page.get_by_role("button", name="Invite users").click()
     dialog = page.get_by_role("dialog", name="Invite users")

@@ -426,3 +426,29 @@ def test_switching_tenant_shows_that_tenants_users_at_once(platform, console, un
     expect(page.get_by_label("Tenant")).to_have_value(tenant["id"])
     expect(row(page, f"mem{unique}").locator("td").nth(2)).to_have_text("operator")  # their role there
     expect(row(page, outsider)).to_have_count(0)  # not a member of that tenant
+
+
+def test_row_menus_and_dialogs_work_from_the_keyboard(platform, console, unique):
+    name = f"key{unique}"
+    platform.create_user(name, role="viewer")
+    page = admin_console(console)
+    open_users(page)
+    search(page, name)
+    menu = row(page, name).locator("summary")
+    menu.focus()
+    page.keyboard.press("Enter")
+    edit = row(page, name).get_by_role("button", name="Edit", exact=True)
+    expect(edit).to_be_visible()
+    page.keyboard.press("Escape")  # closes the menu, focus stays on its button
+    expect(edit).to_be_hidden()
+    expect(menu).to_be_focused()
+    page.keyboard.press("Enter")
+    page.keyboard.press("Tab")
+    expect(edit).to_be_focused()
+    page.keyboard.press("Enter")
+    dialog = page.get_by_role("dialog", name=f"Edit {name}")
+    expect(dialog.get_by_label("First name")).to_have_value("Test")
+    expect(dialog.locator(":focus")).to_have_count(1)  # focus moved into the dialog
+    page.keyboard.press("Escape")
+    expect(dialog).to_have_count(0)
+    expect(menu).to_be_focused()  # back where the user was

@@ -102,7 +102,7 @@ export function EditDialog({ user, onDone, onClose }) {
       </div>` : null}
       <${FormError} form=${form} />
       <div class="grid two">
-        <${Field} form=${form} name="first_name" label="First name" />
+        <${Field} form=${form} name="first_name" label="First name" autofocus />
         <${Field} form=${form} name="last_name" label="Last name" />
         <${Field} form=${form} name="email" label="Email" type="email" />
         <${Field} form=${form} name="username" label="Username" autocomplete="off" />

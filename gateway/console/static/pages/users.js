@@ -48,6 +48,8 @@ export function UsersPage({ query: urlQuery }) {
   const [reloads, setReloads] = useState(0);
   const cursor = cursors[cursors.length - 1];
 
+  useEffect(() => closeRowMenusOutside(), []);
+
   useEffect(() => {  // search as the user types, a moment after the last key
     const timer = setTimeout(() => {
       if (typed.trim() !== filters.q) {
@@ -162,6 +164,27 @@ export function UsersPage({ query: urlQuery }) {
   </section>`;
 }
 
+/** Row menus (<details>) close on a click elsewhere and on Escape (focus back on their button). */
+function closeRowMenusOutside() {
+  const menus = () => document.querySelectorAll("details.row-menu[open]");
+  const click = (event) => {
+    for (const menu of menus()) if (!menu.contains(event.target)) menu.open = false;
+  };
+  const key = (event) => {
+    if (event.key !== "Escape") return;
+    for (const menu of menus()) {
+      menu.open = false;
+      menu.querySelector("summary").focus();
+    }
+  };
+  document.addEventListener("click", click);
+  document.addEventListener("keydown", key);
+  return () => {
+    document.removeEventListener("click", click);
+    document.removeEventListener("keydown", key);
+  };
+}
+
 /** The actions that apply to a user, each {label, run} or {label, reason} when protected. */
 export function rowActions(user, me, superAdmin, { open, act }) {
   const path = `/users/${encodeURIComponent(user.id)}`;
@@ -221,7 +244,9 @@ function UserRow({ user, me, superAdmin, open, act }) {
               ? html`<button type="button" class="menu-item" disabled aria-describedby=${`why-${slug(action.label)}`}>${action.label}</button>
                      <small class="why" id=${`why-${slug(action.label)}`}>${action.reason}</small>`
               : html`<button type="button" class="menu-item" onClick=${(event) => {
-                  event.currentTarget.closest("details").open = false;
+                  const menu = event.currentTarget.closest("details");
+                  menu.open = false;
+                  menu.querySelector("summary").focus();  // where focus returns after a dialog
                   action.run();
                 }}>${action.label}</button>`}
           </li>`)}

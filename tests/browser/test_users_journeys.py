@@ -452,3 +452,23 @@ def test_row_menus_and_dialogs_work_from_the_keyboard(platform, console, unique)
     page.keyboard.press("Escape")
     expect(dialog).to_have_count(0)
     expect(menu).to_be_focused()  # back where the user was
+
+
+def test_the_edit_dialog_changes_the_role_and_narrows_its_scope(platform, console, unique):
+    name = f"scp{unique}"
+    user, _ = platform.create_user(name, role="viewer")
+    page = admin_console(console)
+    open_users(page)
+    search(page, name)
+    row_action(page, name, "Edit")
+    dialog = page.get_by_role("dialog", name=f"Edit {name}")
+    dialog.get_by_label("Role").select_option("operator")
+    dialog.get_by_label("VMs and containers (VMID)").fill("101, 102")
+    dialog.get_by_role("button", name="Save changes").click()
+    expect(notice(page)).to_contain_text(f"{name} is saved")
+    expect(row(page, name).locator("td").nth(2)).to_have_text("operator")
+    [assignment] = [a for a in platform.admin().get(f"/api/v1/users/{user['id']}/roles").json()["items"]
+                    if a["role"] == "operator"]
+    assert assignment["scope"]["vms"] == ["101", "102"], assignment
+    row_action(page, name, "Edit")  # the dialog shows the stored scope
+    expect(page.get_by_role("dialog", name=f"Edit {name}").get_by_label("VMs and containers (VMID)")).to_have_value("101, 102")

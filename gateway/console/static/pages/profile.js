@@ -3,6 +3,7 @@ import { html, useEffect, useState } from "../lib/preact.js";
 import { api } from "../api.js";
 import { useSession } from "../session.js";
 import { Alert, EmptyState, ErrorAlert, Loading } from "../components/feedback.js";
+import { ConfirmDialog } from "../components/dialog.js";
 import { ChangePassword } from "./password.js";
 import { TwoFactor } from "./twofactor.js";
 
@@ -25,6 +26,7 @@ function Sessions() {
   const [error, setError] = useState(null);
   const [busy, setBusy] = useState(null);
   const [notice, setNotice] = useState(null);
+  const [confirming, setConfirming] = useState(false);
   const refresh = () => api.get("/me/sessions", { limit: 100 }).then((answer) => setPage(answer.data)).catch(setError);
   useEffect(() => { refresh(); }, []);
 
@@ -42,17 +44,10 @@ function Sessions() {
     }
   };
   const revokeOthers = async () => {
-    setBusy("others");
     setError(null);
-    try {
-      await api.del("/me/sessions");
-      setNotice("Every other session was ended.");
-      await refresh();
-    } catch (failure) {
-      setError(failure);
-    } finally {
-      setBusy(null);
-    }
+    await api.del("/me/sessions");
+    setNotice("Every other session was ended.");
+    await refresh();
   };
   if (!page && !error) return html`<${Loading} label="Loading your sessions…" />`;
   const items = page ? page.items : [];
@@ -74,9 +69,12 @@ function Sessions() {
           onClick=${() => revoke(session)}>${busy === session.id ? "Ending…" : "End"}</button>`}</td>
       </tr>`)}</tbody>
     </table></div>`}
-    ${others.length ? html`<div class="actions"><button type="button" class="button" disabled=${busy === "others"} onClick=${revokeOthers}>
-      ${busy === "others" ? "Ending…" : "End every other session"}</button></div>`
+    ${others.length ? html`<div class="actions"><button type="button" class="button" onClick=${() => setConfirming(true)}>End every other session</button></div>`
       : html`<p class="hint">This is your only session. Sessions on other devices would be listed here.</p>`}
+    <${ConfirmDialog} open=${confirming} title="End every other session?" confirmLabel="End them" busyLabel="Ending…"
+      danger=${true} onConfirm=${revokeOthers} onClose=${() => setConfirming(false)}>
+      <p>Every browser and script signed in as you, except this one, is signed out at once.</p>
+    <//>
   </div>`;
 }
 

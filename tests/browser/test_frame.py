@@ -206,3 +206,20 @@ def test_sessions_can_be_ended_from_the_profile_through_an_accessible_dialog(pla
     expect(page.get_by_text("This is your only session.")).to_be_visible()
     for script in (first_script, second_script):
         assert script.get("/api/v1/me").status_code == 401
+
+
+def test_users_change_their_own_names_on_the_profile(platform, console, unique):
+    name = f"nam{unique}"
+    platform.create_user(name)
+    page = console.page
+    sign_in(page, name, PASSWORD)
+    expect(page.get_by_label("First name")).to_have_value("Test")
+    page.get_by_label("First name").fill("")
+    page.get_by_role("button", name="Save name").click()
+    expect(page.get_by_label("First name")).to_have_attribute("aria-invalid", "true")  # the gateway's 422, by field
+    page.get_by_label("First name").fill("Renamed")
+    page.get_by_role("button", name="Save name").click()
+    expect(page.get_by_text("Your name was saved.")).to_be_visible()
+    expect(page.locator(".user-button")).to_contain_text("Renamed")
+    users = platform.admin().get("/api/v1/users", params={"q": name}).json()["items"]
+    assert [user["first_name"] for user in users] == ["Renamed"]

@@ -2,7 +2,7 @@
 Playwright; no browser is ever downloaded) against the real platform of tests/conftest.py.
 
 Fixtures:
-- `browser`: one Chromium for the session.
+- `browser`: one Chromium for the browser tests.
 - `console`: a fresh browser context (no cookies) on the platform, from an address of its own
   (so one test's failed sign-ins never throttle another); `console.page` is its page,
   `console.url(path)` an absolute URL, `console.new_page()` a second tab of the same context.
@@ -33,7 +33,7 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.sqlite_only)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")  # closed (with Playwright's event loop) before other tests run
 def browser():
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)

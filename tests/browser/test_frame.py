@@ -178,3 +178,50 @@ def test_the_pages_fit_widths_from_desktop_down_to_a_phone(platform, browser, un
     finally:
         opened.close()
     assert not opened.problems, opened.problems
+
+
+def test_sessions_can_be_ended_from_the_profile_through_an_accessible_dialog(platform, console, unique):
+    name = f"ses{unique}"
+    _, first_script = platform.create_user(name)
+    second_script = platform.api().login(name, PASSWORD)
+    page = console.page
+    sign_in(page, name, PASSWORD)
+    rows = page.locator("table tbody tr")
+    expect(rows).to_have_count(3)
+    rows.filter(has_text="python-requests").first.get_by_role("button", name=re.compile("^End the session")).click()
+    expect(page.get_by_text("The session was ended.")).to_be_visible()
+    expect(rows).to_have_count(2)
+
+    opener = page.get_by_role("button", name="End every other session")
+    opener.click()
+    dialog = page.get_by_role("dialog", name="End every other session?")
+    expect(dialog).to_be_visible()
+    expect(dialog.get_by_role("button", name="Cancel")).to_be_focused()  # focus moved into the dialog
+    page.keyboard.press("Escape")
+    expect(dialog).to_be_hidden()
+    expect(opener).to_be_focused()  # and back to what opened it
+    opener.click()
+    dialog.get_by_role("button", name="End them").click()
+    expect(dialog).to_be_hidden()
+    expect(page.get_by_text("Every other session was ended.")).to_be_visible()
+    expect(rows).to_have_count(1)
+    expect(page.get_by_text("This is your only session.")).to_be_visible()
+    for script in (first_script, second_script):
+        assert script.get("/api/v1/me").status_code == 401
+
+
+def test_users_change_their_own_names_on_the_profile(platform, console, unique):
+    name = f"nam{unique}"
+    platform.create_user(name)
+    page = console.page
+    sign_in(page, name, PASSWORD)
+    expect(page.get_by_label("First name")).to_have_value("Test")
+    page.get_by_label("First name").fill("")
+    page.get_by_role("button", name="Save name").click()
+    expect(page.get_by_label("First name")).to_have_attribute("aria-invalid", "true")  # the gateway's 422, by field
+    page.get_by_label("First name").fill("Renamed")
+    page.get_by_role("button", name="Save name").click()
+    expect(page.get_by_text("Your name was saved.")).to_be_visible()
+    expect(page.locator(".user-button")).to_contain_text("Renamed")
+    users = platform.admin().get("/api/v1/users", params={"q": name}).json()["items"]
+    assert [user["first_name"] for user in users] == ["Renamed"]

@@ -94,3 +94,17 @@ def test_the_password_policy_is_readable_without_signing_in(platform):
     response = requests.get(platform.url + "/api/v1/auth/password-policy", timeout=30)
     assert response.status_code == 200
     assert set(response.json()) == {"min_length", "max_length", "refuse_common"}
+
+
+def test_users_change_their_own_names_and_nothing_else(platform, unique):
+    admin = platform.admin()
+    user, api = platform.create_user(f"own{unique}")
+    changed = api.patch("/api/v1/me", json={"first_name": "Own", "last_name": "Name"})
+    assert changed.status_code == 200, changed.text
+    assert (changed.json()["first_name"], changed.json()["last_name"], changed.json()["id"]) == ("Own", "Name", user["id"])
+    assert admin.get(f"/api/v1/users/{user['id']}").json()["full_name"] == "Own Name"
+    for field, value in (("email", f"other{unique}@example.com"), ("username", f"other{unique}"), ("status", "active")):
+        refused = api.patch("/api/v1/me", json={field: value})
+        assert refused.status_code == 422 and field in refused.json()["error"]["details"]["json"], refused.text
+    assert api.patch("/api/v1/me", json={"first_name": ""}).status_code == 422
+    assert platform.api().patch("/api/v1/me", json={"first_name": "X"}).status_code == 401

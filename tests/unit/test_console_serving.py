@@ -103,3 +103,14 @@ def test_the_openapi_document_describes_the_console_cookie(client):
     assert "refresh_token" in body["properties"] and "refresh_token" not in body.get("required", [])
     policy = spec["paths"]["/api/v1/auth/password-policy"]["get"]
     assert "security" not in policy and "x-permission" not in policy
+
+
+def test_no_cors_preflight_grants_the_console_header(tmp_path):
+    """Even an allowed origin's script cannot send X-Gatehouse-Client: the cookie path is same-origin only."""
+    client = make_app(tmp_path, GATEHOUSE_CORS_ORIGINS="https://ui.example.com").test_client()
+    response = client.options("/api/v1/auth/refresh", headers={
+        "Origin": "https://ui.example.com", "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "x-gatehouse-client, content-type"})
+    allowed = [name.strip().lower() for name in response.headers.get("Access-Control-Allow-Headers", "").split(",")]
+    assert "x-gatehouse-client" not in allowed
+    assert response.headers.get("Access-Control-Allow-Credentials") is None

@@ -52,6 +52,7 @@ export function useForm(initial) {
       return async (event) => {
         if (event) event.preventDefault();
         if (busy) return;
+        const element = event && event.currentTarget;
         setBusy(true);
         setErrors({});
         setMessage(null);
@@ -59,6 +60,13 @@ export function useForm(initial) {
           await action(values);
         } catch (error) {
           form.fail(error);
+          // Keyboard and screen reader users land on the first field to fix.
+          if (element && element.querySelector) {
+            requestAnimationFrame(() => {
+              const invalid = element.querySelector('[aria-invalid="true"]');
+              if (invalid) invalid.focus();
+            });
+          }
         } finally {
           setBusy(false);
         }

@@ -1,19 +1,39 @@
 // The signed-in user's own page: account, password, two-factor authentication, sessions.
 import { html, useEffect, useState } from "../lib/preact.js";
 import { api } from "../api.js";
-import { useSession } from "../session.js";
+import { load, useSession } from "../session.js";
+import { Field, FormError, SubmitButton, useForm } from "../components/form.js";
 import { Alert, EmptyState, ErrorAlert, Loading } from "../components/feedback.js";
+import { ConfirmDialog } from "../components/dialog.js";
 import { ChangePassword } from "./password.js";
 import { TwoFactor } from "./twofactor.js";
 
 function Account({ user, access }) {
-  return html`<dl class="facts">
-    <dt>Name</dt><dd>${user.first_name} ${user.last_name}</dd>
-    <dt>Username</dt><dd>${user.username}</dd>
-    <dt>Email</dt><dd>${user.email}</dd>
-    ${access ? html`<dt>Role in this tenant</dt><dd>${access.super_admin ? "super admin" : access.role || "none"}</dd>` : null}
-  </dl>
-  <p class="hint">An administrator with user administration changes names and email addresses.</p>`;
+  const [saved, setSaved] = useState(false);
+  const form = useForm({ first_name: user.first_name || "", last_name: user.last_name || "" });
+  const submit = form.submit(async (values) => {
+    setSaved(false);
+    await api.patch("/me", { first_name: values.first_name.trim(), last_name: values.last_name.trim() });
+    await load();
+    setSaved(true);
+  });
+  return html`<div>
+    <dl class="facts">
+      <dt>Username</dt><dd>${user.username}</dd>
+      <dt>Email</dt><dd>${user.email}</dd>
+      ${access ? html`<dt>Role in this tenant</dt><dd>${access.super_admin ? "super admin" : access.role || "none"}</dd>` : null}
+    </dl>
+    <p class="hint">An administrator with user administration changes usernames and email addresses.</p>
+    <form onSubmit=${submit} novalidate>
+      ${saved ? html`<${Alert}>Your name was saved.<//>` : null}
+      <${FormError} form=${form} />
+      <div class="field-row">
+        <${Field} form=${form} name="first_name" label="First name" autocomplete="given-name" required />
+        <${Field} form=${form} name="last_name" label="Last name" autocomplete="family-name" required />
+      </div>
+      <${SubmitButton} form=${form} busyLabel="Saving…">Save name<//>
+    </form>
+  </div>`;
 }
 
 function when(text) {
@@ -25,6 +45,7 @@ function Sessions() {
   const [error, setError] = useState(null);
   const [busy, setBusy] = useState(null);
   const [notice, setNotice] = useState(null);
+  const [confirming, setConfirming] = useState(false);
   const refresh = () => api.get("/me/sessions", { limit: 100 }).then((answer) => setPage(answer.data)).catch(setError);
   useEffect(() => { refresh(); }, []);
 
@@ -42,17 +63,10 @@ function Sessions() {
     }
   };
   const revokeOthers = async () => {
-    setBusy("others");
     setError(null);
-    try {
-      await api.del("/me/sessions");
-      setNotice("Every other session was ended.");
-      await refresh();
-    } catch (failure) {
-      setError(failure);
-    } finally {
-      setBusy(null);
-    }
+    await api.del("/me/sessions");
+    setNotice("Every other session was ended.");
+    await refresh();
   };
   if (!page && !error) return html`<${Loading} label="Loading your sessions…" />`;
   const items = page ? page.items : [];
@@ -74,9 +88,12 @@ function Sessions() {
           onClick=${() => revoke(session)}>${busy === session.id ? "Ending…" : "End"}</button>`}</td>
       </tr>`)}</tbody>
     </table></div>`}
-    ${others.length ? html`<div class="actions"><button type="button" class="button" disabled=${busy === "others"} onClick=${revokeOthers}>
-      ${busy === "others" ? "Ending…" : "End every other session"}</button></div>`
+    ${others.length ? html`<div class="actions"><button type="button" class="button" onClick=${() => setConfirming(true)}>End every other session</button></div>`
       : html`<p class="hint">This is your only session. Sessions on other devices would be listed here.</p>`}
+    <${ConfirmDialog} open=${confirming} title="End every other session?" confirmLabel="End them" busyLabel="Ending…"
+      danger=${true} onConfirm=${revokeOthers} onClose=${() => setConfirming(false)}>
+      <p>Every browser and script signed in as you, except this one, is signed out at once.</p>
+    <//>
   </div>`;
 }
 

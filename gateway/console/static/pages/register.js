@@ -10,7 +10,7 @@ import { NewPassword, confirmed } from "../components/password.js";
 export function RegistrationFields({ form, lockedEmail }) {
   return html`
     <${Field} form=${form} name="username" label="Username" autocomplete="username" required autofocus
-      hint="Lower-case letters, digits, dots, dashes or underscores; you sign in with it." />
+      hint="Starts with a lower-case letter; then lower-case letters, digits, dots, dashes or underscores (at most 32). You sign in with it." />
     <div class="field-row">
       <${Field} form=${form} name="first_name" label="First name" autocomplete="given-name" required />
       <${Field} form=${form} name="last_name" label="Last name" autocomplete="family-name" required />

@@ -61,8 +61,8 @@ def test_admin_invites_two_addresses_and_an_invitee_registers_through_the_mailed
     # a bad address refuses the lot, named next to the field; what was typed stays
     expect(dialog.locator(".field-error")).to_contain_text("not-an-address")
     expect(dialog.get_by_label("Email addresses")).to_have_value(f"{first}, not-an-address")
-    dialog.get_by_label("Email addresses").fill(f"{first}\n{second}")
     screenshot(page, "invite-dialog", tmp_path)
+    dialog.get_by_label("Email addresses").fill(f"{first}\n{second}")
     dialog.get_by_role("button", name="Send invitations").click()
     expect(notice(page)).to_contain_text(f"Invited {first}, {second} as operator")
 

@@ -96,6 +96,7 @@ def test_admin_invites_two_addresses_and_an_invitee_registers_through_the_mailed
     expect(pending).to_contain_text("pending")
     expect(page.locator(f'tr[data-invitation="{first}"]')).to_have_count(0)  # accepted: not pending any more
     pending.get_by_role("button", name="Revoke").click()
+    page.get_by_role("dialog", name=f"Revoke the invitation of {second}?").get_by_role("button", name="Revoke").click()
     expect(notice(page)).to_contain_text(f"The invitation of {second} is revoked")
     expect(pending).to_have_count(0)
     assert smtp.messages_to(second), "the second address got its mail too"

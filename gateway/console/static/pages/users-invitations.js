@@ -1,5 +1,6 @@
 // Users > Invitations: newest first, filter by status, resend or revoke a pending one.
 import { api, html, useEffect, useState, when, Alert, ErrorAlert, EmptyState, Loading } from "./users-kit.js";
+import { ConfirmDialog } from "../components/dialog.js";
 import { InviteDialog, SmtpHelp } from "./users-dialogs.js";
 import { UsersTabs } from "./users.js";
 
@@ -13,6 +14,7 @@ export function InvitationsPage() {
   const [error, setError] = useState(null);
   const [notice, setNotice] = useState("");
   const [inviting, setInviting] = useState(false);
+  const [revoking, setRevoking] = useState(null);
   const [reloads, setReloads] = useState(0);
   const cursor = cursors[cursors.length - 1];
 
@@ -59,8 +61,7 @@ export function InvitationsPage() {
         <td class="row-actions">${item.status === "pending" && html`
           <button type="button" class="button" onClick=${() => act(`A new link is on its way to ${item.email}; the previous one no longer works.`,
               () => api.post(`/api/v1/invitations/${encodeURIComponent(item.id)}/resend`))}>Resend</button>
-          <button type="button" class="button danger" onClick=${() => act(`The invitation of ${item.email} is revoked; its link no longer works.`,
-              () => api.del(`/api/v1/invitations/${encodeURIComponent(item.id)}`))}>Revoke</button>`}
+          <button type="button" class="button danger" onClick=${() => setRevoking(item)}>Revoke</button>`}
           ${(item.status === "expired" || item.status === "revoked") && html`<small>Invite again to send a new link.</small>`}
         </td>
       </tr>`)}</tbody>
@@ -75,6 +76,16 @@ export function InvitationsPage() {
       <button type="button" class="button" disabled=${cursors.length < 2} onClick=${() => setCursors(cursors.slice(0, -1))}>Previous</button>
       <button type="button" class="button" disabled=${!(page && page.next_cursor)} onClick=${() => setCursors([...cursors, page.next_cursor])}>Next</button>
     </div>
+    ${revoking && html`<${ConfirmDialog} open title=${`Revoke the invitation of ${revoking.email}?`}
+        confirmLabel="Revoke" busyLabel="Revoking…" danger onClose=${() => setRevoking(null)}
+        onConfirm=${async () => {
+          await api.del(`/invitations/${encodeURIComponent(revoking.id)}`);
+          setNotice(`The invitation of ${revoking.email} is revoked; its link no longer works.`);
+          setReloads((count) => count + 1);
+        }}>
+      <p>The link mailed to ${revoking.email} stops working and the invited account placeholder goes. You can invite
+        the address again later.</p>
+    <//>`}
     ${inviting && html`<${InviteDialog} onClose=${() => setInviting(false)}
         onDone=${(words) => { setInviting(false); setNotice(words); setReloads((count) => count + 1); }} />`}
   </section>`;

@@ -473,3 +473,19 @@ def test_the_edit_dialog_changes_the_role_and_narrows_its_scope(platform, consol
     assert assignment["scope"]["vms"] == ["101", "102"], assignment
     row_action(page, name, "Edit")  # the dialog shows the stored scope
     expect(page.get_by_role("dialog", name=f"Edit {name}").get_by_label("VMs and containers (VMID)")).to_have_value("101, 102")
+
+
+def test_a_status_change_based_on_a_stale_row_is_refused_and_the_row_refreshed(platform, console, unique):
+    name = f"stl{unique}"
+    user, _ = platform.create_user(name, role="viewer")
+    page = admin_console(console)
+    open_users(page)
+    search(page, name)
+    changed = platform.admin().patch(f"/api/v1/users/{user['id']}", json={"last_name": "Renamed"})
+    assert changed.status_code == 200
+    row_action(page, name, "Suspend")
+    expect(page.get_by_role("alert")).to_contain_text("Someone else changed this record")
+    expect(row(page, name)).to_contain_text("Renamed")  # the row as it is now
+    assert platform.admin().get(f"/api/v1/users/{user['id']}").json()["status"] == "active"
+    row_action(page, name, "Suspend")
+    expect(notice(page)).to_contain_text(f"{name} is suspended")

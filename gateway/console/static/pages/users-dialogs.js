@@ -138,7 +138,7 @@ export function ApproveDialog({ user, onDone, onClose }) {
   const approve = form.submit(async (values) => {
     const picked = groups ? values.groups : splitList(values.typed_groups);
     const body = { status: "active", role: values.role, ...(picked.length ? { groups: picked } : {}) };
-    await api.patch(`/users/${encodeURIComponent(user.id)}`, body);
+    await api.patch(`/users/${encodeURIComponent(user.id)}`, body, { ifMatch: user.version ? `"${user.version}"` : undefined });
     onDone(`${user.username} is approved${picked.length ? ` and in ${picked.join(", ")}` : ""}.`);
   });
   return html`<${Dialog} open title=${`Approve ${user.username}`} onClose=${onClose}>

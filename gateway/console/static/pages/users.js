@@ -94,6 +94,7 @@ export function UsersPage({ query: urlQuery }) {
       reload(words);
     } catch (problem) {
       setError(problem);
+      if (problem.status === 412) setReloads((count) => count + 1);  // show the user as they are now
     }
   };
   const showEveryone = () => {
@@ -185,11 +186,17 @@ function closeRowMenusOutside() {
   };
 }
 
+/** The ETag of a user as listed (its version), for If-Match. */
+export function versionOf(user) {
+  return user.version ? `"${user.version}"` : undefined;
+}
+
 /** The actions that apply to a user, each {label, run} or {label, reason} when protected. */
 export function rowActions(user, me, superAdmin, { open, act }) {
   const path = `/users/${encodeURIComponent(user.id)}`;
   const name = user.username || user.email;
-  const setStatus = (status, words) => act(words, () => api.patch(path, { status }));
+  // Based on the row as listed: a change made meanwhile by someone else is refused (412), not overwritten.
+  const setStatus = (status, words) => act(words, () => api.patch(path, { status }, { ifMatch: versionOf(user) }));
   const actions = [];
   const add = (label, run, reason = null) => actions.push({ label, run, reason });
   if (user.status !== "invited") add("Edit", () => open("edit"));

@@ -164,3 +164,39 @@ def test_journey_1b_invitation_link_registers_with_the_locked_email_and_signs_in
     expect(other.get_by_role("heading", name="This invitation was already used")).to_be_visible()
     other.goto("/invite#token=not-a-real-token")
     expect(other.get_by_role("heading", name="This invitation link is not valid")).to_be_visible()
+
+
+def test_an_expired_invitation_link_gets_a_clear_page(platform, console, smtp, unique):
+    email = f"late{unique}@example.com"
+    admin = platform.admin()
+    response = admin.post("/api/v1/invitations", json={"emails": [email], "role": "viewer"})
+    assert response.status_code == 201, response.text
+    invitation_id = admin.get("/api/v1/invitations", params={"limit": 200}).json()["items"]
+    invitation_id = next(item["id"] for item in invitation_id if item["email"] == email)
+    _, token = smtp.link(smtp.wait_for(email)[0])
+    platform.sql("identity", "UPDATE identity_invitations SET expires_at = '2000-01-01 00:00:00' WHERE id = :id",
+                 id=invitation_id)
+    page = console.page
+    page.goto(f"/invite#token={token}")
+    expect(page.get_by_role("heading", name="This invitation has expired")).to_be_visible()
+    expect(page.get_by_text("Ask your administrator to send a new one.")).to_be_visible()
+    expect(page.get_by_label("Username")).to_have_count(0)
+
+
+def test_a_throttled_address_is_told_plainly_when_to_retry(platform, console, unique):
+    """After too many failed sign-ins from one address the page says so, with the wait, and
+    still does not say whether the account exists."""
+    from kernel.config import Config
+
+    limit = Config.from_env(platform.env).integer("GATEHOUSE_LOGIN_IP_MAX_FAILURES")
+    same_address = platform.api(client_ip=console.client_ip)
+    for attempt in range(limit):
+        failed = same_address.post("/api/v1/auth/login", json={"login": f"nobody{unique}{attempt}", "password": "wrong"})
+        if failed.status_code == 429:
+            break
+    page = console.page
+    sign_in(page, f"nobody{unique}", "wrong password")
+    alert = page.get_by_role("alert")
+    expect(alert).to_contain_text("Too many failed sign-ins from this address")
+    expect(alert).to_contain_text(re.compile(r"Try again in \d+ (seconds|minutes)"))
+    expect(page.get_by_label("Username or email")).to_have_value(f"nobody{unique}")

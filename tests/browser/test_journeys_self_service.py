@@ -200,3 +200,45 @@ def test_a_throttled_address_is_told_plainly_when_to_retry(platform, console, un
     expect(alert).to_contain_text("Too many failed sign-ins from this address")
     expect(alert).to_contain_text(re.compile(r"Try again in \d+ (seconds|minutes)"))
     expect(page.get_by_label("Username or email")).to_have_value(f"nobody{unique}")
+
+
+def test_two_factor_codes_renewed_factor_replaced_then_removed_from_the_profile(platform, console, unique):
+    name = f"rep{unique}"
+    _, api = platform.create_user(name)
+    page = console.page
+    sign_in(page, name, PASSWORD)
+    expect(page.get_by_role("heading", name="Profile")).to_be_visible()
+    started = api.post("/api/v1/me/2fa/enrollment", json={"password": PASSWORD})
+    assert started.status_code == 200, started.text
+    old_secret, used = started.json()["secret"], set()
+    assert api.post("/api/v1/me/2fa/enrollment/confirm", json={"code": fresh_totp(old_secret, used)}).status_code == 200
+    page.reload()
+    expect(page.get_by_text("Recovery codes left:")).to_contain_text("10")
+
+    page.get_by_role("button", name="New recovery codes").click()
+    page.get_by_label("Your password").fill("not my password")
+    page.get_by_role("button", name="Make new codes").click()
+    expect(page.get_by_label("Your password")).to_have_attribute("aria-invalid", "true")
+    page.get_by_label("Your password").fill(PASSWORD)
+    page.get_by_role("button", name="Make new codes").click()
+    expect(page.locator(".recovery-codes code")).to_have_count(10)
+    page.get_by_role("button", name="I have saved them").click()
+    expect(page.get_by_text("the old ones no longer work")).to_be_visible()
+
+    page.get_by_role("button", name="Replace authenticator").click()
+    page.get_by_role("button", name="Confirm with a code instead").click()
+    page.get_by_label("Current code from your authenticator app").fill(fresh_totp(old_secret, used))
+    page.get_by_role("button", name="Start replacing").click()
+    new_secret = page.locator("#totp-secret").inner_text().strip()
+    assert new_secret != old_secret
+    page.get_by_label("Code from the app").fill(pyotp.TOTP(new_secret).now())
+    page.get_by_role("button", name="Turn on two-factor authentication").click()
+    expect(page.locator(".recovery-codes code")).to_have_count(10)
+    page.get_by_role("button", name="I have saved them, continue").click()
+    expect(page.get_by_text("Two-factor authentication is on.")).to_be_visible()
+
+    page.get_by_role("button", name="Turn off").click()
+    page.get_by_label("Your password").fill(PASSWORD)
+    page.get_by_role("button", name="Turn off").click()
+    expect(page.get_by_text("Two-factor authentication is off.")).to_be_visible()
+    assert api.get("/api/v1/me/2fa").json()["enrolled"] is False

@@ -23,6 +23,7 @@ class ConsolePath(PathConverter):
 
     regex = r"(?!(?:api|assets)(?:/|$)|(?:healthz|readyz|metrics)$)[^/].*?"
 
+
 # Vendored files carry their version in their folder name: cached for a year. The console's
 # own files may change with any release: revalidated (ETag) on every use.
 VENDOR_CACHE = "public, max-age=31536000, immutable"

@@ -11,7 +11,7 @@ clears the cookie.
 from __future__ import annotations
 
 from apiflask import APIBlueprint
-from flask import Response, current_app, jsonify, request
+from flask import Response, current_app, g, jsonify, request
 
 from gateway.auth import actor, current_principal, mint_access_token, requires, session_cache
 from gateway.schemas import LoginIn, RegisteredOut, RegisterIn
@@ -122,7 +122,7 @@ def refresh(body):
             result = rpc.identity.refresh(actor().__dict__, token)
     except Unauthorized as error:
         if body.get("refresh_token") is None:  # the cookie's token is spent or its session ended: drop it
-            request._gatehouse_clear_refresh = True
+            g.clear_refresh_cookie = True
         raise
     return _tokens(result)
 
@@ -167,9 +167,9 @@ def _clear_refresh_cookie(response: Response) -> None:
 def _refresh_cookie(response: Response) -> Response:
     """Moves a console sign-in's refresh token from the body into the cookie, and drops a cookie
     whose token the refresh refused."""
-    if getattr(request, "_gatehouse_refresh_token", None) is not None:
-        set_refresh_cookie(response, request._gatehouse_refresh_token)
-    elif getattr(request, "_gatehouse_clear_refresh", False):
+    if (token := g.get("console_refresh_token")) is not None:
+        set_refresh_cookie(response, token)
+    elif g.get("clear_refresh_cookie"):
         _clear_refresh_cookie(response)
     return response
 
@@ -180,5 +180,5 @@ def _tokens(result: dict) -> dict:
               "refresh_token": result["refresh_token"], "session_id": result["session_id"], "user": result["user"],
               "enrollment_required": bool(result["user"].get("totp_enrollment_required"))}
     if _from_console():
-        request._gatehouse_refresh_token = answer.pop("refresh_token")
+        g.console_refresh_token = answer.pop("refresh_token")
     return answer

@@ -164,3 +164,81 @@ def test_journey_1b_invitation_link_registers_with_the_locked_email_and_signs_in
     expect(other.get_by_role("heading", name="This invitation was already used")).to_be_visible()
     other.goto("/invite#token=not-a-real-token")
     expect(other.get_by_role("heading", name="This invitation link is not valid")).to_be_visible()
+
+
+def test_an_expired_invitation_link_gets_a_clear_page(platform, console, smtp, unique):
+    email = f"late{unique}@example.com"
+    admin = platform.admin()
+    response = admin.post("/api/v1/invitations", json={"emails": [email], "role": "viewer"})
+    assert response.status_code == 201, response.text
+    invitation_id = admin.get("/api/v1/invitations", params={"limit": 200}).json()["items"]
+    invitation_id = next(item["id"] for item in invitation_id if item["email"] == email)
+    _, token = smtp.link(smtp.wait_for(email)[0])
+    platform.sql("identity", "UPDATE identity_invitations SET expires_at = '2000-01-01 00:00:00' WHERE id = :id",
+                 id=invitation_id)
+    page = console.page
+    page.goto(f"/invite#token={token}")
+    expect(page.get_by_role("heading", name="This invitation has expired")).to_be_visible()
+    expect(page.get_by_text("Ask your administrator to send a new one.")).to_be_visible()
+    expect(page.get_by_label("Username")).to_have_count(0)
+
+
+def test_a_throttled_address_is_told_plainly_when_to_retry(platform, console, unique):
+    """After too many failed sign-ins from one address the page says so, with the wait, and
+    still does not say whether the account exists."""
+    from kernel.config import Config
+
+    limit = Config.from_env(platform.env).integer("GATEHOUSE_LOGIN_IP_MAX_FAILURES")
+    same_address = platform.api(client_ip=console.client_ip)
+    for attempt in range(limit):
+        failed = same_address.post("/api/v1/auth/login", json={"login": f"nobody{unique}{attempt}", "password": "wrong"})
+        if failed.status_code == 429:
+            break
+    page = console.page
+    sign_in(page, f"nobody{unique}", "wrong password")
+    alert = page.get_by_role("alert")
+    expect(alert).to_contain_text("Too many failed sign-ins from this address")
+    expect(alert).to_contain_text(re.compile(r"Try again in \d+ (seconds|minutes)"))
+    expect(page.get_by_label("Username or email")).to_have_value(f"nobody{unique}")
+
+
+def test_two_factor_codes_renewed_factor_replaced_then_removed_from_the_profile(platform, console, unique):
+    name = f"rep{unique}"
+    _, api = platform.create_user(name)
+    page = console.page
+    sign_in(page, name, PASSWORD)
+    expect(page.get_by_role("heading", name="Profile")).to_be_visible()
+    started = api.post("/api/v1/me/2fa/enrollment", json={"password": PASSWORD})
+    assert started.status_code == 200, started.text
+    old_secret, used = started.json()["secret"], set()
+    assert api.post("/api/v1/me/2fa/enrollment/confirm", json={"code": fresh_totp(old_secret, used)}).status_code == 200
+    page.reload()
+    expect(page.get_by_text("Recovery codes left:")).to_contain_text("10")
+
+    page.get_by_role("button", name="New recovery codes").click()
+    page.get_by_label("Your password").fill("not my password")
+    page.get_by_role("button", name="Make new codes").click()
+    expect(page.get_by_label("Your password")).to_have_attribute("aria-invalid", "true")
+    page.get_by_label("Your password").fill(PASSWORD)
+    page.get_by_role("button", name="Make new codes").click()
+    expect(page.locator(".recovery-codes code")).to_have_count(10)
+    page.get_by_role("button", name="I have saved them").click()
+    expect(page.get_by_text("the old ones no longer work")).to_be_visible()
+
+    page.get_by_role("button", name="Replace authenticator").click()
+    page.get_by_role("button", name="Confirm with a code instead").click()
+    page.get_by_label("Current code from your authenticator app").fill(fresh_totp(old_secret, used))
+    page.get_by_role("button", name="Start replacing").click()
+    new_secret = page.locator("#totp-secret").inner_text().strip()
+    assert new_secret != old_secret
+    page.get_by_label("Code from the app").fill(pyotp.TOTP(new_secret).now())
+    page.get_by_role("button", name="Turn on two-factor authentication").click()
+    expect(page.locator(".recovery-codes code")).to_have_count(10)
+    page.get_by_role("button", name="I have saved them, continue").click()
+    expect(page.get_by_text("Two-factor authentication is on.")).to_be_visible()
+
+    page.get_by_role("button", name="Turn off").click()
+    page.get_by_label("Your password").fill(PASSWORD)
+    page.get_by_role("button", name="Turn off").click()
+    expect(page.get_by_text("Two-factor authentication is off.")).to_be_visible()
+    assert api.get("/api/v1/me/2fa").json()["enrolled"] is False

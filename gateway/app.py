@@ -11,7 +11,7 @@ from flask import g, request
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from gateway import errors, headers, logcontext, metrics, openapi
+from gateway import console, errors, headers, logcontext, metrics, openapi
 from gateway.rpc import RpcPool
 from gateway.routes import (
     audit, audit_chain, auth, connections, health, inventory, invitations, me, my_tenant, passwords, rbac, sessions,
@@ -31,13 +31,16 @@ DRAINED_BODY = 8 * 1024 * 1024
 def create_app(config: Config | None = None) -> APIFlask:
     config = config or Config.from_env()
     app = APIFlask("gatehouse", title="Gatehouse API", version="1",
-                   spec_path="/api/v1/openapi.json", docs_path="/api/docs")
+                   spec_path="/api/v1/openapi.json", docs_path=None)  # /api/docs: gateway.console
     app.config.update(
         JWT_SECRET=config.jwt_secret,
         ACCESS_TOKEN_TTL=config.integer("GATEHOUSE_ACCESS_TOKEN_TTL"),
         AMQP_URI=config.amqp_uri,
         MAX_CONTENT_LENGTH=MAX_BODY,
         JSON_SORT_KEYS=False,
+        # The console's refresh-token cookie is Secure when people reach the gateway over https.
+        REFRESH_COOKIE_MAX_AGE=config.integer("GATEHOUSE_REFRESH_TOKEN_TTL"),
+        CONSOLE_COOKIE_SECURE=config["GATEHOUSE_PUBLIC_URL"].lower().startswith("https://"),
         HTTP_ERROR_SCHEMA=openapi.ErrorOut,
         VALIDATION_ERROR_SCHEMA=openapi.ErrorOut,
     )
@@ -58,6 +61,7 @@ def create_app(config: Config | None = None) -> APIFlask:
     for module in (health, auth, me, users, sessions, audit, audit_chain, invitations, passwords, settings, rbac,
                    twofactor, tenancy, connections, my_tenant, sync, inventory):
         app.register_blueprint(module.bp)
+    app.register_blueprint(console.bp)  # `/`, every non-API path, /assets/, /api/docs
     metrics.install(app, config)  # before _start: the in-flight gauge's before_request runs first
 
     @app.before_request

@@ -16,6 +16,15 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
 }
+# The console's pages: its own scripts and styles only (no inline ones), API calls to this origin,
+# images from here or data: URLs (the 2FA QR code); nothing may frame it.
+CONSOLE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+               "font-src 'self'; manifest-src 'self'; form-action 'self'; object-src 'none'; base-uri 'none'; "
+               "frame-ancestors 'none'")
+# Swagger UI (/api/docs) sets style attributes and <style> elements of its own: inline styles are
+# allowed there, scripts still only from this origin.
+DOCS_CSP = ("default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+            "connect-src 'self'; form-action 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
 HSTS = "max-age=31536000; includeSubDomains"
 CORS_METHODS = "GET, POST, PUT, PATCH, DELETE"
 CORS_REQUEST_HEADERS = "Authorization, Content-Type, If-Match, X-Request-ID"

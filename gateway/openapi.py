@@ -109,7 +109,42 @@ def route_permissions(app: APIFlask) -> dict[tuple[str, str], str | None]:
     return found
 
 
+CONSOLE_HEADER = {
+    "name": "X-Gatehouse-Client", "in": "header", "required": False,
+    "description": "`console`: the web console; the refresh token travels in the HttpOnly cookie "
+                   "`gatehouse_refresh` instead of the body",
+    "schema": {"type": "string", "enum": ["console"]},
+}
+REFRESH_COOKIE_PARAMETER = {
+    "name": "gatehouse_refresh", "in": "cookie", "required": False,
+    "description": "The console's refresh token (used only with `X-Gatehouse-Client: console` and no body token)",
+    "schema": {"type": "string"},
+}
+SET_COOKIE = {"description": "With `X-Gatehouse-Client: console`: `gatehouse_refresh=<refresh token>; "
+                             "Path=/api/v1/auth/refresh; HttpOnly; SameSite=Strict` (+ `Secure` over https); "
+                             "sign-out and a refused refresh clear it", "schema": {"type": "string"}}
+CONSOLE_TOKEN_OPERATIONS = ("/api/v1/auth/login", "/api/v1/auth/login/second-factor", "/api/v1/auth/refresh")
+
+
+def add_console_cookie(spec: dict) -> dict:
+    """The console's cookie path of the token operations: its header, cookie and Set-Cookie."""
+    paths = spec.get("paths", {})
+    for path in CONSOLE_TOKEN_OPERATIONS:
+        operation = paths.get(path, {}).get("post")
+        if operation is None:
+            continue
+        parameters = operation.setdefault("parameters", [])
+        parameters.append(CONSOLE_HEADER)
+        if path.endswith("/refresh"):
+            parameters.append(REFRESH_COOKIE_PARAMETER)
+        operation["responses"]["200"].setdefault("headers", {})["Set-Cookie"] = SET_COOKIE
+    logout = paths.get("/api/v1/auth/logout", {}).get("post")
+    if logout is not None:
+        logout["responses"]["204"].setdefault("headers", {})["Set-Cookie"] = SET_COOKIE
+    return spec
+
+
 def install(app: APIFlask) -> None:
     @app.spec_processor
     def _complete(spec: dict) -> dict:
-        return add_common_answers(spec, route_permissions(app))
+        return add_console_cookie(add_common_answers(spec, route_permissions(app)))

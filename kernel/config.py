@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,7 +40,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("GATEHOUSE_ACCESS_TOKEN_TTL", "900", "Lifetime of an access token, in seconds."),
     Setting("GATEHOUSE_REFRESH_TOKEN_TTL", "1209600", "A session ends when its refresh token is not used for this many seconds."),
     Setting("GATEHOUSE_SECRET_KEY", "", "Key that encrypts stored secrets (SMTP password, Proxmox credentials); all instances need the same. Empty: generated once into the data folder."),
-    Setting("GATEHOUSE_PUBLIC_URL", "http://127.0.0.1:8080", "Address users reach Gatehouse at; links in mails start with it."),
+    Setting("GATEHOUSE_PUBLIC_URL", "", "Address users reach Gatehouse at: the console is at its `/`, links in mails start with it. Empty: `http://<GATEHOUSE_HTTP_HOST>:<GATEHOUSE_HTTP_PORT>`, where a host of `0.0.0.0` or `::` (every address) becomes this machine's name (`hostname -f`), or `127.0.0.1` when it has none. Set it when users come through a proxy or another name."),
     Setting("GATEHOUSE_LOGIN_MAX_FAILURES", "5", "Wrong passwords in a row after which an account is locked for a while (answers stay the same as for a wrong password)."),
     Setting("GATEHOUSE_LOGIN_LOCK_SECONDS", "60", "First lock of an account; each further failure doubles it, up to an hour."),
     Setting("GATEHOUSE_LOGIN_IP_MAX_FAILURES", "50", "Failed logins from one client IP within the window after which it gets 429 for a while."),
@@ -107,7 +108,12 @@ class Config:
     @classmethod
     def from_env(cls, environ=None) -> "Config":
         environ = os.environ if environ is None else environ
-        return cls({s.env: environ.get(s.env, s.default) or s.default for s in SETTINGS})
+        values = {s.env: environ.get(s.env, s.default) or s.default for s in SETTINGS}
+        if not values["GATEHOUSE_PUBLIC_URL"]:
+            values["GATEHOUSE_PUBLIC_URL"] = default_public_url(values["GATEHOUSE_HTTP_HOST"],
+                                                                values["GATEHOUSE_HTTP_PORT"])
+        values["GATEHOUSE_PUBLIC_URL"] = values["GATEHOUSE_PUBLIC_URL"].rstrip("/")
+        return cls(values)
 
     def __getitem__(self, env: str) -> str:
         return self.values[env]
@@ -189,6 +195,24 @@ class Config:
             "serializer": "json",
             "GATEHOUSE": self,
         }
+
+
+WILDCARD_HOSTS = ("0.0.0.0", "::", "[::]", "")
+
+
+def default_public_url(host: str, port: str) -> str:
+    """Where users reach a gateway listening on host:port when GATEHOUSE_PUBLIC_URL is not set.
+
+    A gateway on every address (0.0.0.0, ::) is there to be reached from other machines, so
+    mailed links name this machine (its fully qualified name); 127.0.0.1 when it has no name.
+    """
+    host = host.strip()
+    if host in WILDCARD_HOSTS:
+        name = socket.getfqdn()
+        host = name if name and name not in ("localhost", "localhost.localdomain") else "127.0.0.1"
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"  # an IPv6 address
+    return f"http://{host}:{port}"
 
 
 def persistent_secret(path: Path) -> str:

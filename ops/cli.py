@@ -145,7 +145,9 @@ def up():
         if not _wait(lambda: _ready(url), 90):
             raise click.ClickException(f"Gatehouse did not become ready; logs are in {data_dir / 'logs'}")
         admin = bootstrap_admin(cfg, cfg["GATEHOUSE_ADMIN_USERNAME"], cfg["GATEHOUSE_ADMIN_PASSWORD"])
-        click.echo(f"\nGatehouse is running at {url}  (API docs: {url}/api/docs)")
+        console = cfg["GATEHOUSE_PUBLIC_URL"] + "/"
+        click.echo(f"\nGatehouse is running (gateway on {cfg['GATEHOUSE_HTTP_HOST']}:{cfg['GATEHOUSE_HTTP_PORT']}).")
+        click.echo(f"Console: {console}  (open it in a browser and sign in as the first admin)")
         click.echo(describe_admin(admin))
         if directory:
             with services(timeout=60, cfg=cfg) as rpc:
@@ -153,8 +155,7 @@ def up():
             click.echo(f"LDAP directory: {directory.url}  base {directory.base_dn}  (users bind as "
                        f"uid=<username>,ou=people,{directory.base_dn})"
                        + ("" if pointed else "; the LDAP sync keeps the directory settings it has"))
-        click.echo("Sign in: POST /api/v1/auth/login {\"login\": ..., \"password\": ...}.  Ctrl-C stops everything.",
-                   nl=True)
+        click.echo(f"API: {console}api/v1  (docs: {console}api/docs).  Ctrl-C stops everything.")
         sys.stdout.flush()
         while not stopping:
             supervisor.watch_once()

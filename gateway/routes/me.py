@@ -5,7 +5,7 @@ from apiflask import APIBlueprint
 from flask import current_app
 
 from gateway.auth import actor, current_principal, requires, session_cache
-from gateway.schemas.sessions import MeOut, PasswordChangeIn, SessionPageOut, SessionQuery
+from gateway.schemas.sessions import MeOut, MyNamesIn, PasswordChangeIn, SessionPageOut, SessionQuery
 
 bp = APIBlueprint("me", __name__, url_prefix="/api/v1/me", tag="Me")
 
@@ -18,6 +18,21 @@ bp = APIBlueprint("me", __name__, url_prefix="/api/v1/me", tag="Me")
 def me():
     principal = current_principal()
     return {**principal.user, "tenant_id": principal.tenant_id}
+
+
+@bp.patch("")
+@requires()
+@bp.input(MyNamesIn, arg_name="body")
+@bp.output(MeOut)
+@bp.doc(summary="Change my names", description="`first_name` and/or `last_name` (only those sent change; the "
+        "directory follows). Email, username and everything else are changed by an administrator.",
+        responses={401: "Not signed in", 422: "Invalid fields"})
+def update_me(body):
+    principal = current_principal()
+    with current_app.extensions["rpc"].client() as rpc:
+        user = rpc.identity.update_user(actor().__dict__, principal.user_id, body)
+    session_cache().forget_user(principal.user_id)  # this process at once; the others by the event
+    return {**user, "tenant_id": principal.tenant_id}
 
 
 @bp.post("/password")

@@ -5,7 +5,7 @@ from apiflask import Schema
 from apiflask.fields import Boolean, Integer, List, Nested, String
 from apiflask.validators import Length
 
-from gateway.schemas import PageQuery, TokenOut, UserOut, settable_password
+from gateway.schemas import PageQuery, TokenOut, UserOut, profile_rule, settable_password
 
 
 class MeOut(UserOut):
@@ -25,7 +25,15 @@ class SessionTokenOut(TokenOut):
 
 
 class RefreshIn(Schema):
-    refresh_token = String(required=True, validate=Length(1, 256), load_only=True)
+    refresh_token = String(validate=Length(1, 256), load_only=True, metadata={
+        "description": "required, unless the web console sends `X-Gatehouse-Client: console` and its cookie"})
+
+
+class MyNamesIn(Schema):
+    """What users change of their own profile (email, username and the rest: an administrator)."""
+
+    first_name = String(validate=[Length(1, 64), profile_rule("first_name")])
+    last_name = String(validate=[Length(1, 64), profile_rule("last_name")])
 
 
 class PasswordChangeIn(Schema):

@@ -89,7 +89,8 @@ def test_spec_docs_and_the_servers_own_refusals_over_http(fuzzed):
     api = fuzzed.api()
     docs = api.get("/api/docs")
     assert docs.status_code == 200 and "text/html" in docs.headers["Content-Type"]
-    assert "/api/v1/openapi.json" in docs.text
+    assert '<script src="/assets/docs.js"' in docs.text  # Swagger UI from the gateway (gateway/console)
+    assert "/api/v1/openapi.json" in api.get("/assets/docs.js").text
     spec = api.get("/api/v1/openapi.json")
     assert spec.status_code == 200 and spec.json()["paths"]
     assert spec.headers["X-Frame-Options"] == "DENY" and spec.headers["Cache-Control"] == "no-store"

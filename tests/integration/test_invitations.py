@@ -111,7 +111,7 @@ def test_an_invited_user_registers_through_the_mailed_link(platform, mailbox, ad
     [message] = mailbox.wait_for(email)
     assert message["Subject"] == "You are invited to Gatehouse"
     link, token = Mailbox.link(message)
-    assert link == f"http://127.0.0.1:8080/invite#token={token}"
+    assert link == f"{platform.url}/invite#token={token}"  # GATEHOUSE_PUBLIC_URL follows the port
     anonymous = platform.api()
     preview = anonymous.get(f"/api/v1/invitations/token/{token}")
     assert preview.status_code == 200

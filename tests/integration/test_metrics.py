@@ -36,7 +36,7 @@ def test_gateway_counts_add_up_across_workers_by_route_template(platform, unique
     admin = platform.admin()  # a login
     missing_id = f"raw-{uuid.uuid4().hex}"
     assert admin.get(f"{USERS}/{missing_id}").status_code == 404
-    assert admin.get(f"/no-such-route/{unique}").status_code == 404
+    assert admin.get(f"/api/no-such-route/{unique}").status_code == 404
     lists = 12  # new connections each: gunicorn's workers share them out
     for _ in range(lists):
         assert Api(platform.url, admin.token, admin.client_ip).get(USERS, params={"limit": 1}).status_code == 200

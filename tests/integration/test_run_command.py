@@ -65,8 +65,10 @@ def test_up_runs_everything_and_reuses_its_data(tmp_path):
     process, output = start_up(env)
     try:
         assert "Starting RabbitMQ" in output
-        assert f"running at {url}" in output
-        password = re.search(r"password: (\S+)", output).group(1)
+        # the console's address (GATEHOUSE_PUBLIC_URL follows the port) and the first admin's credentials
+        assert re.search(rf"^Console: {re.escape(url)}/ ", output, re.M), output
+        password = re.search(r"^First admin: superadmin  password: (\S+)", output, re.M).group(1)
+        assert requests.get(f"{url}/", timeout=30).status_code == 200  # the console answers there
         assert login(url, password).status_code == 200
         assert f"LDAP directory: {ldap_url}" in output
         # the first admin reaches the directory with their Gatehouse password (argon2 in slapd)

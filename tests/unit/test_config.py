@@ -12,7 +12,8 @@ from kernel.config import KNOWN_ENV, SETTINGS, Config, markdown_table
 def test_defaults_from_an_empty_environment():
     config = Config.from_env({})
     for setting in SETTINGS:
-        assert config[setting.env] == setting.default
+        if setting.env != "GATEHOUSE_PUBLIC_URL":  # derived from host and port: below
+            assert config[setting.env] == setting.default
     assert config["GATEHOUSE_HTTP_HOST"] == "127.0.0.1"
     assert config.integer("GATEHOUSE_HTTP_PORT") == 8080
     assert config.integer("GATEHOUSE_ACCESS_TOKEN_TTL") == 900
@@ -36,6 +37,27 @@ def test_environment_overrides_and_empty_values_fall_back():
 def test_from_env_reads_os_environ_by_default(monkeypatch):
     monkeypatch.setenv("GATEHOUSE_HTTP_HOST", "0.0.0.0")
     assert Config.from_env()["GATEHOUSE_HTTP_HOST"] == "0.0.0.0"
+
+
+def test_public_url_follows_the_http_host_and_port_unless_set():
+    assert Config.from_env({})["GATEHOUSE_PUBLIC_URL"] == "http://127.0.0.1:8080"
+    assert Config.from_env({"GATEHOUSE_HTTP_PORT": "9123"})["GATEHOUSE_PUBLIC_URL"] == "http://127.0.0.1:9123"
+    assert Config.from_env({"GATEHOUSE_HTTP_HOST": "10.1.2.3", "GATEHOUSE_HTTP_PORT": "81"}
+                           )["GATEHOUSE_PUBLIC_URL"] == "http://10.1.2.3:81"
+    assert Config.from_env({"GATEHOUSE_HTTP_HOST": "::1"})["GATEHOUSE_PUBLIC_URL"] == "http://[::1]:8080"
+    # set: taken as it is (without a trailing slash, links append their own)
+    assert Config.from_env({"GATEHOUSE_PUBLIC_URL": "https://gh.example/", "GATEHOUSE_HTTP_PORT": "9123"}
+                           )["GATEHOUSE_PUBLIC_URL"] == "https://gh.example"
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::"])
+def test_public_url_of_a_gateway_on_every_address_names_this_machine(host, monkeypatch):
+    monkeypatch.setattr("kernel.config.socket.getfqdn", lambda: "pve-admin.example.lan")
+    assert Config.from_env({"GATEHOUSE_HTTP_HOST": host, "GATEHOUSE_HTTP_PORT": "8090"}
+                           )["GATEHOUSE_PUBLIC_URL"] == "http://pve-admin.example.lan:8090"
+    monkeypatch.setattr("kernel.config.socket.getfqdn", lambda: "localhost")  # no name of its own
+    assert Config.from_env({"GATEHOUSE_HTTP_HOST": host, "GATEHOUSE_HTTP_PORT": "8090"}
+                           )["GATEHOUSE_PUBLIC_URL"] == "http://127.0.0.1:8090"
 
 
 def test_unknown_setting_is_a_key_error():

@@ -9,8 +9,10 @@ from kernel.config import Config
 
 ANONYMOUS = {
     ("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics"), ("GET", "/api/v1/openapi.json"), ("GET", "/api/docs"),
-    ("GET", "/docs/oauth2-redirect"), ("GET", "/static/<path:filename>"),
-    ("POST", "/api/v1/auth/register"), ("POST", "/api/v1/auth/login"), ("POST", "/api/v1/auth/login/second-factor"),
+    ("GET", "/static/<path:filename>"),
+    # The web console's page and files: they hold no data (the page calls the guarded API).
+    ("GET", "/"), ("GET", "/<console_path:path>"), ("GET", "/assets/<path:path>"),
+    ("GET", "/api/v1/auth/password-policy"), ("POST", "/api/v1/auth/register"), ("POST", "/api/v1/auth/login"), ("POST", "/api/v1/auth/login/second-factor"),
     ("POST", "/api/v1/auth/refresh"), ("POST", "/api/v1/auth/password-reset"),
     ("POST", "/api/v1/auth/password-reset/confirm"), ("GET", "/api/v1/invitations/token/<string:token>"),
 }

@@ -16,7 +16,7 @@ def client(tmp_path, **settings):
 
 
 @pytest.mark.parametrize("method, path", [("GET", "/api/v1/openapi.json"), ("GET", "/api/v1/me"),
-                                          ("POST", "/api/v1/auth/refresh"), ("GET", "/nowhere")])
+                                          ("POST", "/api/v1/auth/refresh"), ("GET", "/api/nowhere")])
 def test_every_answer_carries_the_security_headers(tmp_path, method, path):
     response = client(tmp_path).open(path, method=method, data=b"{", content_type="application/json")
     assert response.headers["X-Content-Type-Options"] == "nosniff"

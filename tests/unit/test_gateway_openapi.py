@@ -2,6 +2,7 @@
 operation documents the answers the gateway's plumbing can give and the permission it needs."""
 from __future__ import annotations
 
+import re
 import warnings
 
 import pytest
@@ -31,10 +32,17 @@ def operations(spec):
                 yield f"{method.upper()} {path}", item[method]
 
 
-def test_the_interactive_docs_page_is_served(app):
+def test_the_interactive_docs_page_is_served_from_the_gateway(app):
+    """Swagger UI works offline: the page, its script and styles all come from the gateway."""
     response = app.get("/api/docs")
     assert response.status_code == 200
-    assert b"/api/v1/openapi.json" in response.data
+    assert "script-src 'self';" in response.headers["Content-Security-Policy"]
+    page = response.get_data(as_text=True)
+    assets = re.findall(r'(?:src|href)="([^"]+)"', page)
+    assert assets and all(asset.startswith("/assets/") for asset in assets), assets
+    for asset in assets:
+        assert app.get(asset).status_code == 200, asset
+    assert b"/api/v1/openapi.json" in app.get("/assets/docs.js").data
 
 
 def test_every_error_answer_has_the_one_error_shape(spec):

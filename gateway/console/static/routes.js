@@ -1,0 +1,35 @@
+// Every page of the console: one entry per path. Fields:
+//   path        "/users" or with parameters "/users/:id" (the page gets them as `params`)
+//   page        the page component (pages/*.js); it gets {params, query, hash}
+//   title       the window title
+//   access      "guest": signed-out only (signed-in users go home), "public": anyone,
+//               "signed_in": needs a session (else the sign-in page)
+//   permission  (signed_in) the permission the API needs for the page: without it the page
+//               says "not allowed" (the server refuses anyway)
+//   nav         (signed_in) the area's name in the navigation; entries show only with the permission
+//   frame       false: a signed-in page without the frame's navigation (forced steps)
+// Navigation order is the order here.
+import { SignIn } from "./pages/signin.js";
+import { Register } from "./pages/register.js";
+import { Invite } from "./pages/invite.js";
+import { ForgotPassword, ResetPassword, ChangePasswordNow } from "./pages/password.js";
+import { EnrollNow } from "./pages/twofactor.js";
+import { Profile } from "./pages/profile.js";
+import { UsersPage } from "./pages/users.js";
+import { InvitationsPage } from "./pages/users-invitations.js";
+import { AllTenantsPage } from "./pages/users-all-tenants.js";
+
+export const routes = [
+  { path: "/sign-in", page: SignIn, title: "Sign in", access: "guest" },
+  { path: "/register", page: Register, title: "Register", access: "guest" },
+  { path: "/forgot-password", page: ForgotPassword, title: "Forgot password", access: "guest" },
+  { path: "/invite", page: Invite, title: "Accept invitation", access: "public" },
+  { path: "/reset-password", page: ResetPassword, title: "Choose a new password", access: "public" },
+  { path: "/change-password", page: ChangePasswordNow, title: "Change your password", access: "signed_in", frame: false },
+  { path: "/setup-2fa", page: EnrollNow, title: "Set up two-factor authentication", access: "signed_in", frame: false },
+  { path: "/profile", page: Profile, title: "Profile", access: "signed_in" },
+  // User administration (pages/users*.js)
+  { path: "/users", page: UsersPage, title: "Users", access: "signed_in", permission: "admin.users", nav: "Users" },
+  { path: "/users/invitations", page: InvitationsPage, title: "Invitations", access: "signed_in", permission: "admin.users" },
+  { path: "/users/all-tenants", page: AllTenantsPage, title: "Users of every tenant", access: "signed_in", permission: "admin.users" },
+];

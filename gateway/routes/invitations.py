@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 from apiflask import APIBlueprint
-from flask import current_app, g
+from flask import current_app
 
 from gateway.auth import actor, current_principal, requires
 from gateway.schemas.mail import (
     InvitationOut, InvitationPageOut, InvitationPreviewOut, InvitationQuery, InvitationsIn, InvitationsOut,
+    InvitationTokenIn,
 )
 
 bp = APIBlueprint("invitations", __name__, url_prefix="/api/v1/invitations", tag="Invitations")
@@ -82,13 +83,14 @@ def revoke_invitation(invitation_id):
     return "", 204
 
 
-@bp.get("/token/<string:token>")
+@bp.post("/preview")
+@bp.input(InvitationTokenIn, arg_name="body")
 @bp.output(InvitationPreviewOut)
 @bp.doc(summary="Read an invitation link (anonymous)",
-        description="The registration page shows the invited email, pre-filled and locked. "
-                    "Register with `POST /api/v1/auth/register` and `invitation_token`.",
+        description="The registration page shows the invited email, pre-filled and locked. The token travels in "
+                    "the body, never in a URL (the link keeps it in its fragment). Register with "
+                    "`POST /api/v1/auth/register` and `invitation_token`.",
         responses={404: "`invitation_not_found`", 410: "`invitation_expired` or `invitation_used`"})
-def invitation_by_token(token):
-    g.log_path = "/api/v1/invitations/token/***"  # the request log must not hold the token
+def invitation_preview(body):
     with current_app.extensions["rpc"].client() as rpc:
-        return rpc.identity.invitation_for_token(token)
+        return rpc.identity.invitation_for_token(body["token"])

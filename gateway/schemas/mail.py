@@ -65,6 +65,10 @@ class InvitationQuery(PageQuery):
     status = String(validate=OneOf(INVITATION_STATUSES))
 
 
+class InvitationTokenIn(Schema):
+    token = String(required=True, validate=Length(1, 200), load_only=True)
+
+
 class InvitationPreviewOut(Schema):
     """What the registration page shows of an invitation link (the email, pre-filled and locked)."""
 

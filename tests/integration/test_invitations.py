@@ -113,7 +113,7 @@ def test_an_invited_user_registers_through_the_mailed_link(platform, mailbox, ad
     link, token = Mailbox.link(message)
     assert link == f"{platform.url}/invite#token={token}"  # GATEHOUSE_PUBLIC_URL follows the port
     anonymous = platform.api()
-    preview = anonymous.get(f"/api/v1/invitations/token/{token}")
+    preview = anonymous.post("/api/v1/invitations/preview", json={"token": token})
     assert preview.status_code == 200
     assert preview.json() == {"email": email, "role": "admin", "expires_at": invitation["expires_at"]}
 
@@ -125,7 +125,7 @@ def test_an_invited_user_registers_through_the_mailed_link(platform, mailbox, ad
     assert user["status"] == "active" and user["email"] == email and user["id"] == invitation["user_id"]
     again = register(anonymous, token, f"ivy2{unique}")
     assert again.status_code == 410 and again.json()["error"]["code"] == "invitation_used"
-    assert anonymous.get(f"/api/v1/invitations/token/{token}").status_code == 410
+    assert anonymous.post("/api/v1/invitations/preview", json={"token": token}).status_code == 410
 
     ivy = anonymous.login(f"ivy{unique}", PASSWORD)
     # The invited role is granted by rbac on invitation_accepted: the admin role opens user administration.
@@ -202,9 +202,9 @@ def test_resend_replaces_the_link(platform, mailbox, admin, unique):
     second_token = Mailbox.link(mailbox.wait_for(email, count=2)[1])[1]
     assert second_token != first_token
     anonymous = platform.api()
-    old = anonymous.get(f"/api/v1/invitations/token/{first_token}")
+    old = anonymous.post("/api/v1/invitations/preview", json={"token": first_token})
     assert old.status_code == 404 and old.json()["error"]["code"] == "invitation_not_found"
-    assert anonymous.get(f"/api/v1/invitations/token/{second_token}").status_code == 200
+    assert anonymous.post("/api/v1/invitations/preview", json={"token": second_token}).status_code == 200
     assert register(anonymous, first_token, f"again{unique}").status_code == 404
     assert register(anonymous, second_token, f"again{unique}").status_code == 201
 
@@ -214,7 +214,7 @@ def test_revoking_removes_the_placeholder_and_kills_the_link(platform, mailbox, 
     assert admin.delete(f"/api/v1/invitations/{invitation['id']}").status_code == 204
     assert admin.get(f"/api/v1/invitations/{invitation['id']}").json()["status"] == "revoked"
     assert admin.get(f"/api/v1/users/{invitation['user_id']}").status_code == 404
-    refused = platform.api().get(f"/api/v1/invitations/token/{token}")
+    refused = platform.api().post("/api/v1/invitations/preview", json={"token": token})
     assert refused.status_code == 410 and refused.json()["error"]["code"] == "invitation_used"
     again = admin.delete(f"/api/v1/invitations/{invitation['id']}")
     assert again.status_code == 409 and again.json()["error"]["code"] == "invitation_not_pending"
@@ -227,7 +227,7 @@ def test_an_expired_link_is_refused_and_swept(platform, mailbox, admin, unique):
     invitation, token = invited(admin, mailbox, f"late{unique}@example.com")
     platform.sql("identity", "UPDATE identity_invitations SET expires_at = '2000-01-01 00:00:00' WHERE id = :id",
                  id=invitation["id"])
-    refused = platform.api().get(f"/api/v1/invitations/token/{token}")
+    refused = platform.api().post("/api/v1/invitations/preview", json={"token": token})
     assert refused.status_code == 410 and refused.json()["error"]["code"] == "invitation_expired"
     assert register(platform.api(), token, f"late{unique}").status_code == 410
     eventually(lambda: admin.get(f"/api/v1/invitations/{invitation['id']}").json()["status"] == "expired", 20,
@@ -251,5 +251,5 @@ def test_a_mail_that_failed_is_delivered_after_a_restart(platform, mailbox, admi
         assert admin.put("/api/v1/settings/smtp", json=mailbox.smtp_settings()).status_code == 200
     [message] = mailbox.wait_for(email, timeout=60)
     token = Mailbox.link(message)[1]
-    assert platform.api().get(f"/api/v1/invitations/token/{token}").status_code == 200
+    assert platform.api().post("/api/v1/invitations/preview", json={"token": token}).status_code == 200
     assert token not in audit_text(admin)

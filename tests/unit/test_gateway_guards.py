@@ -14,7 +14,7 @@ ANONYMOUS = {
     ("GET", "/"), ("GET", "/<console_path:path>"), ("GET", "/assets/<path:path>"),
     ("GET", "/api/v1/auth/password-policy"), ("POST", "/api/v1/auth/register"), ("POST", "/api/v1/auth/login"), ("POST", "/api/v1/auth/login/second-factor"),
     ("POST", "/api/v1/auth/refresh"), ("POST", "/api/v1/auth/password-reset"),
-    ("POST", "/api/v1/auth/password-reset/confirm"), ("GET", "/api/v1/invitations/token/<string:token>"),
+    ("POST", "/api/v1/auth/password-reset/confirm"), ("POST", "/api/v1/invitations/preview"),
 }
 # What a user who owes a 2FA enrollment may still call.
 ENROLLMENT_ALLOWED = {

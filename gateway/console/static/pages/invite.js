@@ -23,7 +23,7 @@ export function Invite() {
 
   useEffect(() => {
     if (!token) return;
-    api.get(`/invitations/token/${encodeURIComponent(token)}`)
+    api.post("/invitations/preview", { token })
       .then((answer) => {
         setInvitation(answer.data);
         form.set("email", answer.data.email);

@@ -120,7 +120,7 @@ def refresh(body):
     try:
         with current_app.extensions["rpc"].client() as rpc:
             result = rpc.identity.refresh(actor().__dict__, token)
-    except Unauthorized as error:
+    except Unauthorized:
         if body.get("refresh_token") is None:  # the cookie's token is spent or its session ended: drop it
             g.clear_refresh_cookie = True
         raise

@@ -25,7 +25,6 @@ from gateway.schemas.tenancy import (
 )
 from kernel import SUPER_ADMIN_ONLY
 from kernel.errors import Forbidden, NotFound
-from services.tenancy import domain
 
 bp = APIBlueprint("tenancy", __name__, url_prefix="/api/v1", tag="Tenancy")
 
@@ -219,7 +218,7 @@ def assign_member(tenant_id, user_id, body):
     with _rpc() as rpc:
         _require_admin_users(rpc, tenant_id)
         user = rpc.identity.get_user(user_id)  # 404 for an unknown or removed user
-        _refuse_takeover(rpc, tenant_id, user_id)
+        rpc.tenancy.check_takeover(_actor(), tenant_id, user_id)  # first: another tenant's user is unknown
         rpc.rbac.check_assignable(principal.user_id, body["role"], tenant_id)
         current = _assignment(rpc, user_id, tenant_id)
         if current and current["role"] != body["role"]:
@@ -261,22 +260,6 @@ def _require_admin_users(rpc, tenant_id):
     _visible(rpc, tenant_id)
     raise Forbidden(f"This needs the permission {ADMIN_USERS} in the tenant.", code="permission_denied",
                     details={"permission": ADMIN_USERS, "tenant_id": tenant_id})
-
-
-def _refuse_takeover(rpc, tenant_id, user_id):
-    """Someone who does not administer all of a user's tenants may not pull the user into theirs
-    (tenancy enforces it too). Asked before anything else about the user, so that a user of
-    tenants the caller does not administer answers exactly as an unknown id."""
-    if is_super_admin():
-        return  # the rule's first case, without asking anyone
-    user_tenants = {m["tenant_id"] for m in rpc.tenancy.memberships_of(user_id)}
-    administered = {t for t in user_tenants if holds(ADMIN_USERS, t)}
-    refusal = domain.membership_change_refusal(False, administered, user_tenants, tenant_id)
-    if refusal == "not_found":
-        raise NotFound("No such user.", details={"user_id": user_id})
-    if refusal:
-        raise Forbidden("The user also belongs to tenants you do not administer.", code=refusal,
-                        details={"user_id": user_id})
 
 
 def _assignment(rpc, user_id, tenant_id) -> dict | None:

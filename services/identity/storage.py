@@ -16,7 +16,7 @@ from kernel import paging
 from kernel.db import iso, service_base  # noqa: F401  (iso: storage.iso for the service)
 from kernel.envelope import utc_now
 from services.identity import twofactor
-from services.identity.domain import ACTIVE, FIRST_UID_NUMBER, PasswordPolicy
+from services.identity.domain import FIRST_UID_NUMBER, PasswordPolicy
 from services.rbac.domain import SUPER_ADMIN
 
 

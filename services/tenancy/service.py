@@ -497,6 +497,12 @@ class TenancyService(ServiceBase):
             uow.commit()
             return storage.public_membership(membership), created
 
+    @rpc
+    def check_takeover(self, actor, tenant_id, user_id):
+        """The gateway asks before anything else about the user (their role, the role given), so that
+        a user of tenants the actor does not administer answers exactly as an unknown id there too."""
+        self._refuse_takeover(Actor.from_dict(actor), tenant_id, user_id)
+
     def _refuse_takeover(self, actor, tenant_id, user_id):
         """Only a super admin, or someone administering every tenant the user belongs to, brings
         them into another tenant (domain.membership_change_refusal). A user in no tenant the actor

@@ -10,7 +10,7 @@ from kernel.envelope import Actor
 from kernel.errors import Forbidden
 from tests.harness import PASSWORD, eventually
 from tests.integration.test_isolation import switched, user_in
-from tests.integration.test_rbac import assign, create_role, error_of
+from tests.integration.test_rbac import assign, create_role, error_of, rpc  # noqa: F401 - rpc: a fixture
 from tests.integration.test_tenancy import DEFAULT, make_user, member, new_tenant, role_becomes
 
 USERS = "/api/v1/users"
@@ -19,17 +19,6 @@ USERS = "/api/v1/users"
 @pytest.fixture(scope="module")
 def root(platform):
     return platform.admin()
-
-
-@pytest.fixture(scope="module")
-def rpc(platform):
-    from gateway.rpc import RpcPool
-    from kernel.config import Config
-
-    pool = RpcPool(Config.from_env(platform.env).nameko(), size=1, timeout=10)
-    with pool.client() as client:
-        yield client
-    pool.close()
 
 
 def super_admin(platform, root, name):

@@ -65,3 +65,27 @@ class AllowingRbac:
 
     def check_assignable(self, actor_user_id, role, tenant_id="default"):
         self.calls.append(("check_assignable", actor_user_id, role, tenant_id))
+
+
+def user_created(user_id, **data) -> dict:
+    """identity's user_created event for `user_id` (username the same), as rbac consumes it."""
+    from kernel.envelope import SYSTEM, Event, Resource
+    from services.identity import events as identity_events
+
+    return Event(type=identity_events.USER_CREATED, source="identity", category="users", actor=SYSTEM,
+                 resource=Resource("user", user_id, user_id), data={"username": user_id, **data}).to_dict()
+
+
+def rbac_service(path, memberships=None):
+    """rbac on a migrated SQLite database in `path`, its identity and tenancy a FakeMemberships."""
+    from kernel.config import Config
+    from services.rbac import storage
+    from services.rbac.grant_cache import GrantCache
+    from services.rbac.service import RbacService
+
+    service = RbacService()
+    service.db = migrated("rbac", path / "rbac.db", storage.metadata)
+    service.config = {"GATEHOUSE": Config.from_env({"GATEHOUSE_DATA_DIR": str(path)})}
+    service.identity = service.tenancy = memberships or FakeMemberships()
+    service.grants = GrantCache()
+    return service

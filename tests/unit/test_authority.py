@@ -6,16 +6,13 @@ from __future__ import annotations
 import pytest
 
 from kernel.config import Config
-from kernel.envelope import SYSTEM, Actor, Event, Resource
+from kernel.envelope import Actor
 from kernel.errors import Forbidden, ValidationFailed
-from services.identity import events as identity_events
-from services.rbac import domain
 from services.rbac.domain import (
     ADMIN, MORE_RIGHTS, NO_TENANT, NOT_ADMINISTERED, OPERATOR, PERMISSIONS, TARGET_SUPER_ADMIN, VIEWER, Grant,
     authority_problem, grant_of, permissions_of, role_problems, scope_covers,
 )
-from services.rbac.grant_cache import GrantCache
-from tests.unit.conftest import FakeMemberships, migrated
+from tests.unit.conftest import migrated, rbac_service, user_created
 
 ALL = frozenset(PERMISSIONS)
 
@@ -95,21 +92,12 @@ def test_admin_settings_belongs_to_super_admins_only():
 ROOT = Actor(user_id="root-1", username="root").__dict__
 
 
-def user_event(user_id, **data):
-    return Event(type=identity_events.USER_CREATED, source="identity", category="users", actor=SYSTEM,
-                 resource=Resource("user", user_id, user_id), data={"username": user_id, **data}).to_dict()
+user_event = user_created
 
 
 @pytest.fixture
 def rbac(tmp_path):
-    from services.rbac import storage
-    from services.rbac.service import RbacService
-
-    service = RbacService()
-    service.db = migrated("rbac", tmp_path / "rbac.db", storage.metadata)
-    service.config = {"GATEHOUSE": Config.from_env({"GATEHOUSE_DATA_DIR": str(tmp_path)})}
-    service.identity = service.tenancy = FakeMemberships()
-    service.grants = GrantCache()
+    service = rbac_service(tmp_path)
     service.enrol_new_user(user_event("root-1", first_admin=True))
     for user_id, tenant, role in (("adm1", "t1", ADMIN), ("adm2", "t2", ADMIN), ("op1", "t1", OPERATOR),
                                   ("two", "t1", VIEWER), ("two", "t2", VIEWER), ("adm1b", "t1", ADMIN)):

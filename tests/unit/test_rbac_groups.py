@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from kernel.config import Config
 from kernel.envelope import SYSTEM, Actor, Event, Resource
 from kernel.errors import Conflict, Forbidden, GatehouseError, NotFound, ValidationFailed
-from services.identity import events as identity_events
 from services.rbac import domain, events, storage
-from services.rbac.service import RbacService
 from services.tenancy import events as tenancy_events
-from tests.unit.conftest import FakeMemberships, migrated
+from tests.unit.conftest import rbac_service, user_created
 
 ROOT = Actor(user_id="root-1", username="root").__dict__
 ADMIN_1 = Actor(user_id="adm-1", username="adm1").__dict__
@@ -20,18 +17,13 @@ LDAPUSERS, SYSADMINS = (group.id for group in domain.BUILTIN_GROUPS)
 UNKNOWN = "00000000-0000-0000-0000-00000000dead"
 
 
-def user_event(user_id, **data) -> dict:
-    return Event(type=identity_events.USER_CREATED, source="identity", category="users", actor=SYSTEM,
-                 resource=Resource("user", user_id, user_id), data={"username": user_id, **data}).to_dict()
+user_event = user_created
 
 
 @pytest.fixture
 def rbac(tmp_path):
     """root (first admin, default); adm-1 admin of t1 with member u-1; adm-2 admin of t2 with member u-2."""
-    service = RbacService()
-    service.db = migrated("rbac", tmp_path / "rbac.db", storage.metadata)
-    service.config = {"GATEHOUSE": Config.from_env({"GATEHOUSE_DATA_DIR": str(tmp_path)})}
-    service.tenancy = service.identity = FakeMemberships()
+    service = rbac_service(tmp_path)
     service.tenancy.join("root-1")
     service.enrol_new_user(user_event("root-1", first_admin=True))
     for user_id, tenant_id, role in (("adm-1", "t1", "admin"), ("u-1", "t1", None),

@@ -38,7 +38,7 @@ def get_invitation(invitation_id):
 def create_invitations(body):
     principal = current_principal()
     with current_app.extensions["rpc"].client() as rpc:
-        rpc.rbac.check_assignable(principal.user_id, body["role"], principal.tenant_id)
+        rpc.rbac.check_assignable(principal.user_id, body["role"], principal.tenant_id, {})
         items = rpc.identity.create_invitations(actor().__dict__, body["emails"], body["role"], principal.tenant_id)
     location = f"/api/v1/invitations/{items[0]['id']}" if len(items) == 1 else "/api/v1/invitations"
     return {"items": items}, 201, {"Location": location}

@@ -30,7 +30,7 @@ def me():
 def update_me(body):
     principal = current_principal()
     with current_app.extensions["rpc"].client() as rpc:
-        user = rpc.identity.update_user(actor().__dict__, principal.user_id, body)
+        user = rpc.identity.update_own_names(actor().__dict__, principal.session_id, body)
     session_cache().forget_user(principal.user_id)  # this process at once; the others by the event
     return {**user, "tenant_id": principal.tenant_id}
 

@@ -219,7 +219,7 @@ def assign_member(tenant_id, user_id, body):
         _require_admin_users(rpc, tenant_id)
         user = rpc.identity.get_user(user_id)  # 404 for an unknown or removed user
         rpc.tenancy.check_takeover(_actor(), tenant_id, user_id)  # first: another tenant's user is unknown
-        rpc.rbac.check_assignable(principal.user_id, body["role"], tenant_id)
+        rpc.rbac.check_assignable(principal.user_id, body["role"], tenant_id, {})
         current = _assignment(rpc, user_id, tenant_id)
         if current and current["role"] != body["role"]:
             _check_replaceable(rpc, current, tenant_id)

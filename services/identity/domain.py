@@ -137,6 +137,7 @@ def login_refusal(status: str | None, password_ok: bool) -> str | None:
 # --- user administration ------------------------------------------------------
 
 PROFILE_FIELDS = ("username", "email", "first_name", "last_name", "company")
+OWN_PROFILE_FIELDS = ("first_name", "last_name")  # what users change themselves (PATCH /me)
 _FIELD_LIMITS = {"first_name": 64, "last_name": 64, "company": 128}
 _REQUIRED = frozenset({"first_name", "last_name"})
 

@@ -482,8 +482,10 @@ class IdentityService(ServiceBase):
     @rpc
     def create_invitations(self, actor, emails, role, tenant_id=DEFAULT_TENANT_ID):
         """All or nothing: per address a placeholder user (`invited`), an invitation and a mail.
-        The gateway has asked rbac whether the actor may hand out `role`."""
+        The actor must be allowed to hand out `role` (unscoped) in the tenant: rbac says, as it did for the gateway."""
         actor = Actor.from_dict(actor)
+        if not actor.is_operator:
+            self.rbac.check_assignable(actor.user_id, role, tenant_id, {})
         addresses, problems = invitation_rules.parse_emails(emails)
         if problems:
             raise ValidationFailed("Some addresses are not valid.", code="invalid_emails", details=problems)
@@ -902,6 +904,9 @@ class IdentityService(ServiceBase):
         """An active account made by an administrator in their active tenant, with a generated password
         shown once (returned here, never stored in clear, never in an event) that must be changed.
         super_admin (the operator CLI only; the gateway never passes it): rbac makes the user a super admin."""
+        if super_admin and not Actor.from_dict(actor).is_operator:
+            raise Forbidden("Only the operator CLI creates super admins this way.", code="super_admin_only",
+                            details={"super_admin": "the operator CLI only"})
         fields = {"username": username, "email": email, "first_name": first_name, "last_name": last_name,
                   "company": company or ""}
         if problems := domain.profile_problems(fields):
@@ -980,6 +985,31 @@ class IdentityService(ServiceBase):
                 self._emit_about(uow, user, events.user_status_changed(user, actor, before, user.status))
             uow.commit()
             return storage.admin_user(uow.session, user, current_role)
+
+    @rpc
+    def update_own_names(self, actor, session_id, names):
+        """The signed-in user's own first and last name; everything else about an account is its
+        administrators' (update_user, under the authority rule)."""
+        actor = Actor.from_dict(actor)
+        names = {field: value for field, value in dict(names).items() if value is not None}
+        if unknown := set(names) - set(domain.OWN_PROFILE_FIELDS):
+            raise ValidationFailed("Unknown fields.", details={field: "cannot be changed here" for field in unknown})
+        if problems := domain.profile_problems(names):
+            raise ValidationFailed("The names are invalid.", details=problems)
+        names = domain.clean_profile(names)
+        with self.db.unit_of_work() as uow:
+            user = self._signed_in_user(uow, session_id, utc_now())
+            changed = {field: {"from": getattr(user, field), "to": value}
+                       for field, value in names.items() if getattr(user, field) != value}
+            if changed:
+                for field, change in changed.items():
+                    setattr(user, field, change["to"])
+                user.refresh_search_text()
+                user.version += 1
+                user.updated_at = utc_now()
+                self._emit_about(uow, user, events.user_updated(user, actor, changed))
+                uow.commit()
+            return storage.admin_user(uow.session, user, None)
 
     @rpc
     def remove_user(self, actor, user_id):

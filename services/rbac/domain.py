@@ -207,7 +207,7 @@ def authority_problem(actor_grants: dict[str, Grant], target_grants: dict[str, G
     for tenant, target in sorted(target_grants.items()):
         actor = actor_grants.get(tenant, Grant())
         lacking = target.permissions - actor.permissions
-        if lacking or not scope_covers(actor.scope, target.scope):
+        if lacking or (target.permissions and not scope_covers(actor.scope, target.scope)):  # no rights: no reach
             short.append(tenant)
             missing |= lacking
     if short:

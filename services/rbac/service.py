@@ -101,7 +101,8 @@ class RbacService(ServiceBase):
         data = event.data
         current = uow.session.get(RoleAssignment, (data["user_id"], data["tenant_id"]))
         if data.get("role") and not (current and current.locked):
-            self._assign(uow, data["user_id"], data.get("username"), data["tenant_id"], data["role"], event.actor)
+            self._assign(uow, data["user_id"], data.get("username"), data["tenant_id"], data["role"], event.actor,
+                         scope=current.scope if current else None)  # a member's scope stays
 
     @on_event("tenancy", types=[tenancy_events.USER_REMOVED_FROM_TENANT])
     def revoke_tenant_role(self, event, uow):
@@ -313,10 +314,11 @@ class RbacService(ServiceBase):
     # --- assignments ---------------------------------------------------------------
 
     @rpc
-    def check_assignable(self, actor_user_id, role, tenant_id=DEFAULT_TENANT_ID):
-        """Raises unless the actor may hand out `role` in the tenant (before an invitation is sent)."""
+    def check_assignable(self, actor_user_id, role, tenant_id=DEFAULT_TENANT_ID, scope=None):
+        """Raises unless the actor may hand out `role` in the tenant (before an invitation is sent),
+        and, when given, with `scope` ({} or None lists: unscoped)."""
         with self.db.unit_of_work() as uow:
-            self._check_assignable(uow, actor_user_id, role, tenant_id)
+            self._check_assignable(uow, actor_user_id, role, tenant_id, scope)
 
     @rpc
     def assign_role(self, actor, user_id, role, tenant_id=DEFAULT_TENANT_ID, username=None, scope=None,
@@ -332,11 +334,13 @@ class RbacService(ServiceBase):
         self._require_authority_over(actor, user_id, (tenant_id,))
         with self.db.unit_of_work() as uow:
             self._require(uow.session, actor.user_id, required_permission, tenant_id)
-            self._check_assignable(uow, actor.user_id, role, tenant_id)
             current = uow.session.get(RoleAssignment, (user_id, tenant_id))
+            # no scope given: the user keeps theirs (a role change never widens it by accident)
+            resulting = scope if scope is not None else (current.scope if current else {})
+            self._check_assignable(uow, actor.user_id, role, tenant_id, resulting)
             if current and current.role != role:  # nobody demotes a user they could not have promoted
                 self._check_replaceable(uow, actor.user_id, current.role, tenant_id)
-            assignment = self._assign(uow, user_id, username, tenant_id, role, actor, scope=scope)
+            assignment = self._assign(uow, user_id, username, tenant_id, role, actor, scope=resulting)
             uow.commit()
         return _assignment_out(assignment)
 
@@ -591,9 +595,12 @@ class RbacService(ServiceBase):
         """Adds the user to each group named by cn as seen from the tenant (its own and the
         platform-wide ones; already a member: unchanged). Another tenant's cn is unknown here."""
         actor = Actor.from_dict(actor)
-        seen = bool(groups) and self._in_tenant(user_id, tenant_id)
-        if seen:  # one of another tenant is unknown here, not "outside your authority"
-            self._require_authority_over(actor, user_id, (tenant_id,))
+        if not groups:
+            return self.user_access(user_id, tenant_id)
+        if not self._in_tenant(user_id, tenant_id):  # another tenant's user is unknown here, whatever the groups
+            raise _no_such_user(user_id)
+        seen = True
+        self._require_authority_over(actor, user_id, (tenant_id,))
         with self.db.unit_of_work() as uow:
             found = {cn: storage.visible_group_by_cn(uow.session, cn, tenant_id) for cn in groups}
             if missing := [cn for cn, group in found.items() if group is None]:
@@ -637,7 +644,9 @@ class RbacService(ServiceBase):
             raise Forbidden(f"You cannot give a role permissions you do not hold: {', '.join(missing)}.",
                             code="escalation", details={"permissions": missing})
 
-    def _check_assignable(self, uow, actor_user_id, role, tenant_id):
+    def _check_assignable(self, uow, actor_user_id, role, tenant_id, scope=None):
+        """`scope`: the assignment's scope once granted (None: not being set); a scoped granter hands
+        out nothing wider than their own scope."""
         granter = self._grant(uow.session, actor_user_id, tenant_id)
         problem = domain.assignable_problem(role, _role_permissions(uow.session, role, tenant_id), granter)
         if problem:
@@ -645,6 +654,9 @@ class RbacService(ServiceBase):
             error, message = REFUSALS[code]
             details = {"role": role, **({"permissions": missing} if missing else {})}
             raise error(message.format(role=role), code=code, details=details)
+        if scope is not None and not granter.super_admin and not domain.scope_covers(granter.scope, scope):
+            raise Forbidden("You cannot grant a scope wider than your own.", code="escalation",
+                            details={"scope": f"must stay within your own scope: {granter.scope}"})
 
     def _check_replaceable(self, uow, actor_user_id, role, tenant_id):
         """Taking a role away needs what granting it needs; a role that no longer resolves anyone may replace."""

@@ -489,7 +489,7 @@ class TenancyService(ServiceBase):
         self._refuse_takeover(actor, tenant_id, user_id)  # first: another tenant's user is unknown here
         self._require_authority(actor, user_id, tenant_id)
         if role and not actor.is_operator:
-            self.rbac.check_assignable(actor.user_id, role, tenant_id)
+            self.rbac.check_assignable(actor.user_id, role, tenant_id, {})  # a new member is unscoped there
         with self.db.unit_of_work() as uow:
             self._tenant(uow.session, tenant_id)
             membership, created = self._join(uow, user_id, username, tenant_id, actor, role, make_default,

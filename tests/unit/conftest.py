@@ -63,7 +63,7 @@ class AllowingRbac:
     def check_authority(self, actor_user_id, target_user_id, tenant_ids=()):
         self.calls.append(("check_authority", actor_user_id, target_user_id, tuple(tenant_ids)))
 
-    def check_assignable(self, actor_user_id, role, tenant_id="default"):
+    def check_assignable(self, actor_user_id, role, tenant_id="default", scope=None):
         self.calls.append(("check_assignable", actor_user_id, role, tenant_id))
 
 

@@ -290,3 +290,40 @@ def test_the_migration_drops_admin_settings_from_stored_custom_roles(tmp_path):
     finally:
         cfg.attributes["engine"].dispose()
     assert stored == {"r1": (["vm.view"], 4), "r2": (["vm.view"], 3), "r3": ([], 4)}
+
+
+# --- scopes, invitations, self-service (the review of issue 17's merge) --------------------------------
+
+
+def test_a_scoped_admin_grants_nothing_wider_than_their_own_scope(rbac):
+    rbac.assign_role(ROOT, "adm1b", ADMIN, "t1", scope={"connections": ["c1"]})
+    scoped = Actor(user_id="adm1b", username="adm1b").__dict__
+    rbac.enrol_new_user(user_event("fresh"))
+    rbac.identity.join("fresh", "t1")
+    for who, scope in (("adm1b", {}), ("fresh", {}), ("fresh", {"connections": ["c1", "c2"]})):
+        with pytest.raises(Forbidden) as wider:
+            rbac.assign_role(scoped, who, ADMIN if who == "adm1b" else VIEWER, "t1", scope=scope)
+        assert wider.value.code == "escalation" and "scope" in wider.value.details
+    assert rbac.scope_of("adm1b", "t1")["connections"] == ["c1"]
+    rbac.assign_role(scoped, "fresh", VIEWER, "t1", scope={"connections": ["c1"]})  # within it
+    rbac.assign_role(ROOT, "fresh", OPERATOR, "t1")  # no scope given: the user keeps theirs
+    assert rbac.scope_of("fresh", "t1")["connections"] == ["c1"]
+    with pytest.raises(Forbidden):
+        rbac.check_assignable("adm1b", VIEWER, "t1", {})  # e.g. a new member of a tenant, unscoped there
+
+
+def test_identity_refuses_an_invitation_to_a_role_beyond_the_inviter(identity):
+    adm1 = Actor(user_id="adm1", username="adm1").__dict__
+    with pytest.raises(Forbidden):
+        identity.create_invitations(adm1, ["new@example.com"], "super_admin", "t1")
+    with pytest.raises(Forbidden) as refused:
+        identity.create_user(adm1, "sneaky", "sneaky@example.com", "S", "N", tenant_id="t1", super_admin=True)
+    assert refused.value.code == "super_admin_only"
+
+
+def test_users_change_their_own_names_only_through_their_session(identity):
+    with pytest.raises(ValidationFailed):
+        identity.update_own_names(Actor(user_id="op1").__dict__, "no-such-session", {"email": "x@example.com"})
+    with pytest.raises(Exception) as unknown_session:
+        identity.update_own_names(Actor(user_id="op1").__dict__, "no-such-session", {"first_name": "Olga"})
+    assert getattr(unknown_session.value, "code", None) == "session_invalid"

@@ -136,13 +136,20 @@ def world(platform, root, mailbox):
     tag = uuid.uuid4().hex[:6]
     assert root.put("/api/v1/settings/smtp", json=mailbox.smtp_settings()).status_code == 200
     tenants = [DEFAULT, new_tenant(root, f"Auth P {tag} 1")["id"], new_tenant(root, f"Auth P {tag} 2")["id"]]
-    group = root.post("/api/v1/groups", json={"cn": f"ap_{tag}", "description": "authority property"})
-    assert group.status_code == 201, group.text
+    groups = []  # one per tenant: groups belong to a tenant
+    for index, tenant in enumerate(tenants):
+        switched(root, tenant)
+        try:
+            group = root.post("/api/v1/groups", json={"cn": f"ap_{tag}_{index}", "description": "authority property"})
+        finally:
+            switched(root, DEFAULT)
+        assert group.status_code == 201, group.text
+        groups.append(group.json()["id"])
     first = Person("first")
     first.user = root.get("/api/v1/me").json()
     first.user = root.get(f"/api/v1/users/{first.user['id']}").json()
     first.api = root
-    return {"tag": tag, "tenants": tenants, "group": group.json()["id"], "actors": {}, "first": first,
+    return {"tag": tag, "tenants": tenants, "groups": groups, "actors": {}, "first": first,
             "mailbox": mailbox, "count": [0]}
 
 
@@ -224,7 +231,8 @@ def call(route, actor: Person, target: Person | None, world):
                                                   json={"require_for_super_admin": False}),
                 "get_ldap": lambda: api.get("/api/v1/settings/ldap"),
                 "enable_tenancy": lambda: api.post("/api/v1/tenancy/enable")}[route]()
-    here = tenants[active_tenant(actor, target)]
+    here_index = active_tenant(actor, target)
+    here = tenants[here_index]
     switched(api, here)
     user = f"/api/v1/users/{target.user['id']}"
     first_name = target.user.get("first_name") if target.kind == "first" else "Renamed"
@@ -241,7 +249,7 @@ def call(route, actor: Person, target: Person | None, world):
         "cancel_2fa": lambda: api.delete(f"{user}/2fa/requirement"),
         "disable_2fa": lambda: api.delete(f"{user}/2fa"),
         "assign_role": lambda: api.put(f"{user}/roles/{here}", json={"role": "viewer", "scope": {}}),
-        "add_group": lambda: api.post(f"/api/v1/groups/{world['group']}/members",
+        "add_group": lambda: api.post(f"/api/v1/groups/{world['groups'][here_index]}/members",
                                       json={"user_id": target.user["id"]}),
         "add_tenant": lambda: api.put(f"/api/v1/tenants/{tenants[joining_tenant(actor, target)]}/users/"
                                       f"{target.user['id']}", json={"role": "viewer"}),

@@ -76,18 +76,23 @@ export function ResetPassword() {
   </section>`;
 }
 
+/** POST /me/password, its refusals named after this form's fields. */
+async function changeOwnPassword(current, password) {
+  try {
+    await api.post("/me/password", { current_password: current, new_password: password });
+  } catch (error) {
+    if (error.fields && error.fields.new_password) error.fields.password = error.fields.new_password;
+    if (error.code === "invalid_credentials") error.fields = { current_password: "The current password is not right." };
+    throw error;
+  }
+}
+
 /** Change of the password an administrator set; required before anything else. */
 export function ChangePasswordNow() {
   const form = useForm({ current_password: "", password: "", password_confirm: "" });
   const submit = form.submit(async ({ current_password: current, password }) => {
     confirmed(form);
-    try {
-      await api.post("/me/password", { current_password: current, new_password: password });
-    } catch (error) {
-      if (error.fields && error.fields.new_password) error.fields.password = error.fields.new_password;
-      if (error.code === "invalid_credentials") error.fields = { current_password: "The current password is not right." };
-      throw error;
-    }
+    await changeOwnPassword(current, password);
     await load();
     const { home } = await import("../app.js");
     navigate(home(), { replace: true });
@@ -111,13 +116,7 @@ export function ChangePassword() {
   const submit = form.submit(async ({ current_password: current, password }) => {
     setDone(false);
     confirmed(form);
-    try {
-      await api.post("/me/password", { current_password: current, new_password: password });
-    } catch (error) {
-      if (error.fields && error.fields.new_password) error.fields.password = error.fields.new_password;
-      if (error.code === "invalid_credentials") error.fields = { current_password: "The current password is not right." };
-      throw error;
-    }
+    await changeOwnPassword(current, password);
     form.setValues({ current_password: "", password: "", password_confirm: "" });
     setDone(true);
   });

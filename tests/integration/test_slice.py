@@ -219,7 +219,8 @@ def test_audit_filters_and_cursor_paging(platform, unique):
 def test_first_admin_is_super_admin_through_rbac_events(platform):
     admin = platform.admin()
     me = admin.get("/api/v1/me").json()
-    [assigned, *_] = eventually(lambda: [e for e in admin.audit(action="role_assigned")
+    # by resource: on the shared platform, other tests' role assignments may fill a page before it
+    [assigned, *_] = eventually(lambda: [e for e in admin.audit(action="role_assigned", resource_id=me["id"])
                                          if e["resource"]["id"] == me["id"]])
     assert assigned["data"]["role"] == "super_admin"
     assert assigned["source"] == "rbac"

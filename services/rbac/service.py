@@ -599,7 +599,6 @@ class RbacService(ServiceBase):
             return self.user_access(user_id, tenant_id)
         if not self._in_tenant(user_id, tenant_id):  # another tenant's user is unknown here, whatever the groups
             raise _no_such_user(user_id)
-        seen = True
         self._require_authority_over(actor, user_id, (tenant_id,))
         with self.db.unit_of_work() as uow:
             found = {cn: storage.visible_group_by_cn(uow.session, cn, tenant_id) for cn in groups}
@@ -610,8 +609,6 @@ class RbacService(ServiceBase):
                        if uow.session.get(GroupMember, (group.id, user_id)) is None]
             for group in joining:
                 self._check_membership_change(uow.session, actor, group)
-            if joining and not seen:
-                raise _no_such_user(user_id)
             for group in joining:
                 self._add_member(uow, group, user_id, username, actor)
             uow.commit()

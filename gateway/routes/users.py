@@ -85,7 +85,7 @@ def create_user(body):
     role, groups = body.pop("role", None), body.pop("groups", None)
     tenant_id = current_principal().tenant_id
     with current_app.extensions["rpc"].client() as rpc:
-        _check_access(rpc, role, groups, tenant_id)
+        _check_access(rpc, role, groups, tenant_id, scope={})
         created = rpc.identity.create_user(actor().__dict__, **body, tenant_id=tenant_id)
         created["user"] = _grant_and_describe(rpc, created["user"], role, groups, tenant_id)
     return created, 201, {"Location": f"/api/v1/users/{created['user']['id']}"}
@@ -129,10 +129,11 @@ def remove_user(user_id):
     return "", 204
 
 
-def _check_access(rpc, role, groups, tenant_id):
-    """Everything rbac could refuse, asked before any change so that a refusal changes nothing."""
+def _check_access(rpc, role, groups, tenant_id, scope=None):
+    """Everything rbac could refuse, asked before any change so that a refusal changes nothing.
+    scope: the assignment's scope once given ({} for a new user, unscoped; None: the user keeps theirs)."""
     if role is not None:
-        rpc.rbac.check_assignable(current_principal().user_id, role, tenant_id)
+        rpc.rbac.check_assignable(current_principal().user_id, role, tenant_id, scope)
     if groups and (unknown := rpc.rbac.unknown_groups(groups, tenant_id)):
         raise ValidationFailed("Unknown groups.", code="unknown_group",
                                details={"groups": f"no such group: {', '.join(unknown)}"})

@@ -198,3 +198,18 @@ def test_removal_ends_every_session_and_refresh_token(platform, root, unique):
     eventually(lambda: session.get("/api/v1/me").status_code == 401, 10, message="removed session refused")
     refreshed = platform.api().post("/api/v1/auth/refresh", json={"refresh_token": session.refresh_token})
     assert refreshed.status_code == 401, refreshed.text
+
+
+def test_a_scoped_admin_widens_no_scope_and_creates_nobody_unscoped(platform, root, unique):
+    scope = {"connections": [f"conn-{unique}"]}
+    boss, boss_api = make_user(platform, root, f"sc{unique}", role="admin")
+    assert assign(root, boss["id"], "admin", scope).status_code == 200
+    eventually(lambda: boss_api.get("/api/v1/me/permissions").json()["scope"]["connections"] == scope["connections"],
+               20, 0.2, "the scope reaches the gateway")
+    error_of(assign(boss_api, boss["id"], "admin", {}), 403, "escalation")  # their own scope
+    name = f"sn{unique}"
+    created = boss_api.post("/api/v1/users", json={"username": name, "email": f"{name}@example.com",
+                                                   "first_name": "S", "last_name": "N", "role": "viewer"})
+    error_of(created, 403, "escalation")  # a new user would be unscoped
+    assert root.get("/api/v1/users", params={"q": name}).json()["items"] == []  # refused before anything changed
+    assert boss_api.get("/api/v1/me/permissions").json()["scope"]["connections"] == scope["connections"]

@@ -73,16 +73,20 @@ class Console:
         self.context.close()
 
 
-def _checked_console(platform, browser):
-    """A console of its own; the test fails on any script error or CSP violation it saw."""
+@pytest.fixture
+def console(platform, browser):
     opened = Console(browser, platform.url)
     yield opened
     opened.close()
     assert not opened.problems, "\n".join(opened.problems)
 
 
-console = pytest.fixture(_checked_console, name="console")
-another_console = pytest.fixture(_checked_console, name="another_console")  # a second browser, e.g. the user's
+@pytest.fixture
+def another_console(platform, browser):
+    opened = Console(browser, platform.url)
+    yield opened
+    opened.close()
+    assert not opened.problems, "\n".join(opened.problems)
 
 
 @pytest.fixture(scope="session")

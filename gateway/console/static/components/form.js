@@ -78,28 +78,21 @@ export function useForm(initial) {
 
 /** A labelled input bound to form.values[name], with its error and hint read by screen readers. */
 export function Field({ form, name, label, type = "text", hint, autocomplete, readOnly, required, inputMode, autofocus, children, ...rest }) {
+  const id = `f-${name}-${useId()}`;
+  form.fields.add(name);
+  const error = form.errors[name];
   const input = useRef(null);
   useEffect(() => {
     if (autofocus && input.current) input.current.focus();
   }, []);
-  const note = hint || children ? html`${hint}${children}` : null;
-  return html`<${FieldFrame} form=${form} name=${name} label=${label} hint=${note} control=${(id, aria) => html`
-    <input id=${id} name=${name} type=${type} ref=${input} value=${form.values[name] ?? ""}
-      autocomplete=${autocomplete} readOnly=${readOnly} required=${required} inputMode=${inputMode}
-      ...${aria} onInput=${(event) => form.set(name, event.currentTarget.value)} ...${rest} />`} />`;
-}
-
-/** What every form control stands in: its label, its hint and the API's error about it (`details`),
- * wired for assistive technology. `control(id, aria)` draws the control itself. */
-export function FieldFrame({ form, name, label, hint, control }) {
-  const id = `f-${name}-${useId()}`;
-  form.fields.add(name);
-  const error = form.errors[name];
-  const described = [hint ? `${id}-hint` : null, error ? `${id}-error` : null].filter(Boolean).join(" ") || undefined;
+  const described = [hint || children ? `${id}-hint` : null, error ? `${id}-error` : null].filter(Boolean).join(" ") || undefined;
   return html`<div class=${`field${error ? " has-error" : ""}`}>
     <label for=${id}>${label}</label>
-    ${control(id, { "aria-invalid": error ? "true" : undefined, "aria-describedby": described })}
-    ${hint ? html`<div class="hint" id=${`${id}-hint`}>${hint}</div>` : null}
+    <input id=${id} name=${name} type=${type} ref=${input} value=${form.values[name] ?? ""}
+      autocomplete=${autocomplete} readOnly=${readOnly} required=${required} inputMode=${inputMode}
+      aria-invalid=${error ? "true" : undefined} aria-describedby=${described}
+      onInput=${(event) => form.set(name, event.currentTarget.value)} ...${rest} />
+    ${hint || children ? html`<div class="hint" id=${`${id}-hint`}>${hint}${children}</div>` : null}
     ${error ? html`<div class="field-error" id=${`${id}-error`}>${error}</div>` : null}
   </div>`;
 }

@@ -2,8 +2,7 @@
 // forms and dialogs, plus what only these pages need (select and textarea fields bound to a
 // form, the generated password shown once, the rules of which row action applies).
 // Everything goes through the frame's API client: the public REST API, nothing else.
-import { html, useEffect, useState } from "../lib/preact.js";
-import { FieldFrame } from "../components/form.js";
+import { html, useEffect, useId, useState } from "../lib/preact.js";
 import { api } from "../api.js";
 import { CopyButton } from "../components/secrets.js";
 
@@ -25,16 +24,34 @@ if (typeof document !== "undefined" && !document.querySelector("link[data-area=u
 
 /** A <select> bound to form.values[name], its API error next to it (as the frame's Field). */
 export function SelectField({ form, name, label, hint, disabled, children }) {
-  return html`<${FieldFrame} form=${form} name=${name} label=${label} hint=${hint} control=${(id, aria) => html`
-    <select id=${id} name=${name} value=${form.values[name] ?? ""} disabled=${disabled} ...${aria}
-      onChange=${(event) => form.set(name, event.currentTarget.value)}>${children}</select>`} />`;
+  const id = `f-${name}-${useId()}`;
+  form.fields.add(name);
+  const error = form.errors[name];
+  const described = [hint ? `${id}-hint` : null, error ? `${id}-error` : null].filter(Boolean).join(" ") || undefined;
+  return html`<div class=${`field${error ? " has-error" : ""}`}>
+    <label for=${id}>${label}</label>
+    <select id=${id} name=${name} value=${form.values[name] ?? ""} disabled=${disabled}
+      aria-invalid=${error ? "true" : undefined} aria-describedby=${described}
+      onChange=${(event) => form.set(name, event.currentTarget.value)}>${children}</select>
+    ${hint ? html`<div class="hint" id=${`${id}-hint`}>${hint}</div>` : null}
+    ${error ? html`<div class="field-error" id=${`${id}-error`}>${error}</div>` : null}
+  </div>`;
 }
 
 /** A <textarea> bound to form.values[name], its API error next to it. */
 export function TextareaField({ form, name, label, hint, placeholder, rows = 4 }) {
-  return html`<${FieldFrame} form=${form} name=${name} label=${label} hint=${hint} control=${(id, aria) => html`
+  const id = `f-${name}-${useId()}`;
+  form.fields.add(name);
+  const error = form.errors[name];
+  const described = [hint ? `${id}-hint` : null, error ? `${id}-error` : null].filter(Boolean).join(" ") || undefined;
+  return html`<div class=${`field${error ? " has-error" : ""}`}>
+    <label for=${id}>${label}</label>
     <textarea id=${id} name=${name} rows=${rows} placeholder=${placeholder} value=${form.values[name] ?? ""}
-      ...${aria} onInput=${(event) => form.set(name, event.currentTarget.value)}></textarea>`} />`;
+      aria-invalid=${error ? "true" : undefined} aria-describedby=${described}
+      onInput=${(event) => form.set(name, event.currentTarget.value)}></textarea>
+    ${hint ? html`<div class="hint" id=${`${id}-hint`}>${hint}</div>` : null}
+    ${error ? html`<div class="field-error" id=${`${id}-error`}>${error}</div>` : null}
+  </div>`;
 }
 
 /** A generated password, shown this once: selectable text and a copy button. */

@@ -486,6 +486,8 @@ def test_a_status_change_based_on_a_stale_row_is_refused_and_the_row_refreshed(p
     row_action(page, name, "Suspend")
     expect(page.get_by_role("alert")).to_contain_text("Someone else changed this record")
     expect(row(page, name)).to_contain_text("Renamed")  # the row as it is now
+    # the refreshed list does not wipe the refusal away (it did, and CI missed the message)
+    expect(page.get_by_role("alert")).to_contain_text("Someone else changed this record")
     assert platform.admin().get(f"/api/v1/users/{user['id']}").json()["status"] == "active"
     row_action(page, name, "Suspend")
     expect(notice(page)).to_contain_text(f"{name} is suspended")

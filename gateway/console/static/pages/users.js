@@ -42,7 +42,8 @@ export function UsersPage({ query: urlQuery }) {
   const [page, setPage] = useState(null);
   const [pending, setPending] = useState(null);
   const [loading, setLoading] = useState(true);
-  const [error, setError] = useState(null);
+  const [error, setError] = useState(null);  // what the last row action was refused for
+  const [loadError, setLoadError] = useState(null);  // why the list could not be read
   const [dialog, setDialog] = useState(null);  // {kind, user}
   const [notice, setNotice] = useState("");
   const [reloads, setReloads] = useState(0);
@@ -64,8 +65,8 @@ export function UsersPage({ query: urlQuery }) {
     let live = true;
     setLoading(true);
     api.get("/users", { ...filters, limit: PAGE_SIZE, cursor }).then(
-      (answer) => { if (live) { setPage(answer.data); setError(null); setLoading(false); } },
-      (problem) => { if (live) { setError(problem); setLoading(false); } },
+      (answer) => { if (live) { setPage(answer.data); setLoadError(null); setLoading(false); } },
+      (problem) => { if (live) { setLoadError(problem); setLoading(false); } },
     );
     api.get("/users", { status: "pending", limit: 1 }).then(
       (answer) => { if (live) setPending(answer.data.total); }, () => {},
@@ -126,6 +127,7 @@ export function UsersPage({ query: urlQuery }) {
     </div>
     ${notice && html`<${Alert} kind="success">${notice}<//>`}
     <${ErrorAlert} error=${error} />
+    <${ErrorAlert} error=${loadError} />
     <div class="table-wrap">
       <table class="table users-table" aria-busy=${loading ? "true" : "false"} aria-label="Users">
         <thead><tr>

@@ -11,7 +11,7 @@ from flask import g, request
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from gateway import console, errors, headers, logcontext, metrics, openapi
+from gateway import console, errors, headers, json_guard, logcontext, metrics, openapi
 from gateway.rpc import RpcPool
 from gateway.routes import (
     audit, audit_chain, auth, connections, health, inventory, invitations, me, my_tenant, passwords, rbac, sessions,
@@ -44,6 +44,9 @@ def create_app(config: Config | None = None) -> APIFlask:
         HTTP_ERROR_SCHEMA=openapi.ErrorOut,
         VALIDATION_ERROR_SCHEMA=openapi.ErrorOut,
     )
+    # `//` (or `%2F` in an id) must not be a 308 HTML redirect to another resource: no rule
+    # ends in a slash but `/`, so without merging an odd path is a plain JSON 404.
+    app.url_map.merge_slashes = False
     trusted = config.integer("GATEHOUSE_TRUSTED_PROXIES")
     if trusted:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=trusted, x_proto=trusted, x_host=trusted)
@@ -88,5 +91,6 @@ def create_app(config: Config | None = None) -> APIFlask:
         return response
 
     logcontext.install(app)  # after _start, which sets the request id
+    json_guard.install(app)  # after _start: an oversize body is refused before it is read
     headers.install(app, config)  # after _start: a preflight answer carries the request id too
     return app

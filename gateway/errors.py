@@ -67,7 +67,9 @@ def register(app: APIFlask) -> None:
         if error.code == 400 and (getattr(error, "data", None) or {}).get("messages"):
             # webargs could not decode the body; its messages name the location ("json").
             return error_response(400, "bad_request", "The request body is not valid JSON.", error.data["messages"])
-        return error_response(error.code, HTTP_CODES.get(error.code, "error"), error.description)
+        # e.g. 405's Allow and 401's WWW-Authenticate: the exception's own headers, not its HTML type
+        kept = {name: value for name, value in error.get_headers() if name.lower() != "content-type"}
+        return error_response(error.code, HTTP_CODES.get(error.code, "error"), error.description, headers=kept)
 
     @app.errorhandler(Exception)
     def unexpected(error):

@@ -20,6 +20,16 @@ from services.identity import domain as identity_domain
 from services.rbac import domain as rbac_domain
 
 
+class JsonBoolean(Boolean):
+    """true or false only: marshmallow's Boolean also takes 1, 0, "yes", "on" ... (every boolean
+    field of the API is this one; none is read from a query string)."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, bool):
+            raise self.make_error("invalid")
+        return value
+
+
 class FullMatch(Regexp):
     """A pattern the whole value must match: Regexp's re.match lets "name\n" through a `...$`.
     apispec shows it as the field's `pattern`."""
@@ -129,13 +139,13 @@ class UserOut(RegisteredOut):
     full_name = String()
     company = String()
     uid_number = Integer(allow_none=True)
-    is_first_admin = Boolean()
-    must_change_password = Boolean()
-    totp_enrolled = Boolean()
-    totp_required = Boolean(metadata={"description": "an administrator requires 2FA of this user"})
-    totp_required_by_policy = Boolean(metadata={"description": "the policy \"Require 2FA for super_admin\" "
-                                                               "applies to this user"})
-    totp_enrollment_required = Boolean(metadata={"description": "the user must enroll TOTP before anything else"})
+    is_first_admin = JsonBoolean()
+    must_change_password = JsonBoolean()
+    totp_enrolled = JsonBoolean()
+    totp_required = JsonBoolean(metadata={"description": "an administrator requires 2FA of this user"})
+    totp_required_by_policy = JsonBoolean(metadata={"description": "the policy \"Require 2FA for super_admin\" "
+                                                                   "applies to this user"})
+    totp_enrollment_required = JsonBoolean(metadata={"description": "the user must enroll TOTP before anything else"})
     role = String(allow_none=True, metadata={"description": "the role in the caller's tenant (administrator views)"})
     version = Integer(metadata={"description": "bumped on every change; the ETag of If-Match updates"})
     updated_at = String(allow_none=True, metadata={"format": "date-time"})

@@ -4,10 +4,10 @@ from __future__ import annotations
 from datetime import timezone
 
 from apiflask import Schema
-from apiflask.fields import AwareDateTime, Boolean, Dict, Integer, List, Nested, String
+from apiflask.fields import AwareDateTime, Dict, Integer, List, Nested, String
 from apiflask.validators import Length, OneOf, Range
 
-from gateway.schemas import WholeBodyRule
+from gateway.schemas import JsonBoolean, WholeBodyRule
 from kernel.envelope import CATEGORIES, OUTCOMES
 from services.audit import forwarder
 
@@ -84,7 +84,7 @@ class ForwardingIn(WholeBodyRule):
 
     problems_of = staticmethod(forwarder.config_problems)
 
-    enabled = Boolean(required=True)
+    enabled = JsonBoolean(required=True)
     host = String(validate=Length(1, 253), allow_none=True, metadata={"description": "required when enabled"})
     port = Integer(validate=Range(1, 65535), allow_none=True, metadata={"description": "required when enabled"})
     protocol = String(validate=OneOf(["udp", "tcp"]), allow_none=True,
@@ -93,7 +93,7 @@ class ForwardingIn(WholeBodyRule):
 
 
 class ForwardingOut(Schema):
-    enabled = Boolean()
+    enabled = JsonBoolean()
     host = String(allow_none=True)
     port = Integer(allow_none=True)
     protocol = String(allow_none=True)

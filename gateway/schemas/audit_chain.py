@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 from apiflask import Schema
-from apiflask.fields import Boolean, Integer, List, Nested, String
+from apiflask.fields import Integer, List, Nested, String
 from apiflask.validators import Range
+
+from gateway.schemas import JsonBoolean
 
 
 class ChainBreakOut(Schema):
@@ -16,7 +18,7 @@ class ChainBreakOut(Schema):
 
 
 class VerifyOut(Schema):
-    valid = Boolean()
+    valid = JsonBoolean()
     checked = Integer(metadata={"description": "records whose hash was recomputed"})
     start_seq = Integer(metadata={"description": "where the chain starts: 1, or the first record kept by retention"})
     head_seq = Integer(metadata={"description": "the last record the chain head names"})

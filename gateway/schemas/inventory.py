@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 from apiflask import Schema
-from apiflask.fields import Boolean, Float, Integer, Nested, String
+from apiflask.fields import Float, Integer, Nested, String
 from apiflask.validators import Length, OneOf
 
-from gateway.schemas import PageQuery, page_of
+from gateway.schemas import JsonBoolean, PageQuery, page_of
 
 ISO = {"format": "date-time"}
 
@@ -50,7 +50,7 @@ class VmOut(_Item):
     mem = Integer()
     maxmem = Integer()
     uptime = Integer()
-    template = Boolean()
+    template = JsonBoolean()
     tags = String()
     pool = String()
     lock = String()
@@ -65,7 +65,7 @@ class StorageOut(_Item):
     id = String(metadata={"description": "<connection_id>.<node>.<storage>"})
     storage = String()
     content = String()
-    shared = Boolean()
+    shared = JsonBoolean()
     plugintype = String()
 
 

@@ -2,17 +2,17 @@
 from __future__ import annotations
 
 from apiflask import Schema
-from apiflask.fields import Boolean, Integer, List, Nested, String
+from apiflask.fields import Integer, List, Nested, String
 from apiflask.validators import Length
 
-from gateway.schemas import UserOut
+from gateway.schemas import JsonBoolean, UserOut
 
 
 class MyTenantOut(Schema):
     tenant_id = String()
     tenant_name = String()
-    is_default = Boolean(metadata={"description": "where the user's sessions start"})
-    active = Boolean(metadata={"description": "this session's active tenant"})
+    is_default = JsonBoolean(metadata={"description": "where the user's sessions start"})
+    active = JsonBoolean(metadata={"description": "this session's active tenant"})
 
 
 class MyTenantsOut(Schema):
@@ -34,7 +34,7 @@ class ActiveTenantOut(Schema):
 class TenantAssignmentOut(Schema):
     tenant_id = String()
     role = String(allow_none=True, metadata={"description": "the user's role in that tenant"})
-    is_default = Boolean()
+    is_default = JsonBoolean()
 
 
 class CrossTenantUserOut(UserOut):

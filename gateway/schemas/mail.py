@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 from apiflask import Schema
-from apiflask.fields import Boolean, Field, Integer, List, Nested, String
+from apiflask.fields import Field, Integer, List, Nested, String
 from apiflask.validators import Length, OneOf, Range
 from marshmallow import ValidationError
 
-from gateway.schemas import EMAIL, PageQuery, WholeBodyRule, role_reference, settable_password
+from gateway.schemas import EMAIL, JsonBoolean, PageQuery, WholeBodyRule, role_reference, settable_password
 from services.identity import mail
 from services.identity.domain import MIN_LENGTH_CEILING, PASSWORD_LENGTH_CEILING, PASSWORD_LENGTH_FLOOR
 
@@ -113,13 +113,13 @@ class SmtpSettingsIn(WholeBodyRule):
 
 
 class SmtpSettingsOut(Schema):
-    configured = Boolean()
+    configured = JsonBoolean()
     host = String(allow_none=True)
     port = Integer(allow_none=True)
     tls_mode = String(allow_none=True)
     username = String(allow_none=True)
     from_address = String(allow_none=True)
-    password_set = Boolean(metadata={"description": "a password is stored (it is never shown)"})
+    password_set = JsonBoolean(metadata={"description": "a password is stored (it is never shown)"})
 
 
 class PasswordPolicyIn(WholeBodyRule):
@@ -129,10 +129,10 @@ class PasswordPolicyIn(WholeBodyRule):
 
     min_length = Integer(load_default=12, validate=Range(PASSWORD_LENGTH_FLOOR, MIN_LENGTH_CEILING), strict=True)
     max_length = Integer(load_default=128, validate=Range(PASSWORD_LENGTH_FLOOR, PASSWORD_LENGTH_CEILING), strict=True)
-    refuse_common = Boolean(load_default=True)
+    refuse_common = JsonBoolean(load_default=True)
 
 
 class PasswordPolicyOut(Schema):
     min_length = Integer()
     max_length = Integer()
-    refuse_common = Boolean()
+    refuse_common = JsonBoolean()

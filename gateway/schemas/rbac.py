@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 from apiflask import Schema
-from apiflask.fields import Boolean, Integer, List, Nested, String
+from apiflask.fields import Integer, List, Nested, String
 from apiflask.validators import Length, OneOf, Range
 
-from gateway.schemas import Rule, page_of, pattern_of, role_reference
+from gateway.schemas import JsonBoolean, Rule, page_of, pattern_of, role_reference
 from services.identity.domain import FIRST_UID_NUMBER
 from services.rbac import domain
 
@@ -14,7 +14,7 @@ class PermissionOut(Schema):
     name = String()
     category = String()
     description = String()
-    dangerous = Boolean()
+    dangerous = JsonBoolean()
 
 
 def _ids():
@@ -48,13 +48,13 @@ def _gid_number() -> Integer:
 
 class GroupRef(Schema):
     cn = String()
-    is_admin = Boolean()
+    is_admin = JsonBoolean()
 
 
 class MyPermissionsOut(Schema):
     tenant_id = String()
     role = String(allow_none=True)
-    super_admin = Boolean()
+    super_admin = JsonBoolean()
     permissions = List(String())
     scope = Nested(Scope)
     groups = List(Nested(GroupRef))
@@ -65,8 +65,8 @@ class RoleIn(Schema):
         **pattern_of(domain.ROLE_NAME), "description": "not a built-in role's; fixed once created"})
     description = _description(load_default="")
     permissions = _permissions(required=True)
-    is_global = Boolean(load_default=False, data_key="global",
-                        metadata={"description": "a role of every tenant (super admins only); else of the active tenant"})
+    is_global = JsonBoolean(load_default=False, data_key="global",
+                            metadata={"description": "a role of every tenant (super admins only); else of the active tenant"})
 
 
 class RolePatchIn(Schema):
@@ -79,8 +79,8 @@ class RoleOut(Schema):
     name = String()
     description = String()
     permissions = List(String())
-    builtin = Boolean()
-    is_global = Boolean(data_key="global", metadata={"description": "held in any tenant (built-in or global custom)"})
+    builtin = JsonBoolean()
+    is_global = JsonBoolean(data_key="global", metadata={"description": "held in any tenant (built-in or global custom)"})
     tenant_id = String(allow_none=True, metadata={"description": "null for built-in and global roles"})
     user_count = Integer(metadata={"description": "users holding it in the active tenant"})
     created_at = String(allow_none=True, metadata={"format": "date-time"})
@@ -103,7 +103,7 @@ class AssignmentOut(Schema):
     tenant_id = String()
     role = String()
     scope = Nested(Scope)
-    locked = Boolean(metadata={"description": "the first administrator's role: cannot change"})
+    locked = JsonBoolean(metadata={"description": "the first administrator's role: cannot change"})
     assigned_at = String(metadata={"format": "date-time"})
 
 
@@ -115,16 +115,16 @@ class GroupIn(Schema):
     cn = _group_cn(required=True)
     gid_number = _gid_number()
     description = _description(load_default="")
-    is_admin = Boolean(load_default=False)
-    platform = Boolean(load_default=False, metadata={
-        "description": "platform-wide instead of the active tenant's (super admins only)"})
+    is_admin = JsonBoolean(load_default=False)
+    platform = JsonBoolean(load_default=False, metadata={
+            "description": "platform-wide instead of the active tenant's (super admins only)"})
 
 
 class GroupPatchIn(Schema):
     cn = _group_cn()
     gid_number = _gid_number()
     description = _description()
-    is_admin = Boolean()
+    is_admin = JsonBoolean()
 
 
 class GroupOut(Schema):
@@ -132,10 +132,10 @@ class GroupOut(Schema):
     cn = String()
     gid_number = Integer()
     description = String()
-    is_admin = Boolean()
-    builtin = Boolean()
+    is_admin = JsonBoolean()
+    builtin = JsonBoolean()
     tenant_id = String(allow_none=True, metadata={"description": "the tenant the group belongs to; null: platform-wide"})
-    platform = Boolean(metadata={"description": "platform-wide: seen by every tenant, changed by super admins only"})
+    platform = JsonBoolean(metadata={"description": "platform-wide: seen by every tenant, changed by super admins only"})
     member_count = Integer(metadata={"description": "of a platform-wide group: the active tenant's members"})
     created_at = String(metadata={"format": "date-time"})
 

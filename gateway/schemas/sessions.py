@@ -2,16 +2,16 @@
 from __future__ import annotations
 
 from apiflask import Schema
-from apiflask.fields import Boolean, Integer, List, Nested, String
+from apiflask.fields import Integer, List, Nested, String
 from apiflask.validators import Length
 
-from gateway.schemas import PageQuery, TokenOut, UserOut, profile_rule, settable_password
+from gateway.schemas import JsonBoolean, PageQuery, TokenOut, UserOut, profile_rule, settable_password
 
 
 class MeOut(UserOut):
     """The signed-in user, with what the account still owes before it may use the API."""
 
-    must_change_password = Boolean()
+    must_change_password = JsonBoolean()
     tenant_id = String(metadata={"description": "this session's active tenant"})
 
 
@@ -19,9 +19,9 @@ class SessionTokenOut(TokenOut):
     refresh_token = String(metadata={"description": "single use: each refresh answers a new one"})
     session_id = String()
     user = Nested(MeOut)
-    enrollment_required = Boolean(metadata={
-        "description": "true: these tokens can do nothing but set up 2FA (POST /api/v1/me/2fa/enrollment); "
-                       "every other route answers 403 2fa_enrollment_required"})
+    enrollment_required = JsonBoolean(metadata={
+            "description": "true: these tokens can do nothing but set up 2FA (POST /api/v1/me/2fa/enrollment); "
+                           "every other route answers 403 2fa_enrollment_required"})
 
 
 class RefreshIn(Schema):
@@ -49,7 +49,7 @@ class SessionOut(Schema):
     expires_at = String(allow_none=True, metadata={"format": "date-time"})
     ip = String(allow_none=True)
     user_agent = String()
-    current = Boolean(metadata={"description": "the session of the token making this request"})
+    current = JsonBoolean(metadata={"description": "the session of the token making this request"})
 
 
 class SessionPageOut(Schema):

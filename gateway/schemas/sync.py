@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 from apiflask import Schema
-from apiflask.fields import Boolean, Dict, Integer, List, Nested, String
+from apiflask.fields import Dict, Integer, List, Nested, String
 from apiflask.validators import Length, OneOf, Range
 
-from gateway.schemas import WholeBodyRule
+from gateway.schemas import JsonBoolean, WholeBodyRule
 from services.proxmox_sync import domain
 
 ISO = {"format": "date-time"}
@@ -49,7 +49,7 @@ class SyncTargetOut(Schema):
 
 class SyncStatusOut(Schema):
     items = List(Nested(SyncTargetOut))
-    directory_configured = Boolean()
+    directory_configured = JsonBoolean()
 
 
 class SyncRunIn(Schema):
@@ -71,8 +71,8 @@ class DirectorySettingsIn(WholeBodyRule):
         "description": "write-only; required the first time, leave out to keep the stored one"})
     base_dn = String(required=True, validate=Length(1, 512), metadata={
         "description": "users go under ou=people, groups under ou=groups of it"})
-    start_tls = Boolean(load_default=False)
-    verify_tls = Boolean(load_default=True)
+    start_tls = JsonBoolean(load_default=False)
+    verify_tls = JsonBoolean(load_default=True)
     ca_pem = String(allow_none=True, load_default=None, validate=Length(0, 65536))
     login_shell = String(load_default="/bin/bash", validate=Length(1, 128))
     realm_server = String(allow_none=True, load_default=None, validate=Length(1, 255), metadata={
@@ -85,18 +85,18 @@ class DirectorySettingsIn(WholeBodyRule):
 
 
 class DirectorySettingsOut(Schema):
-    configured = Boolean()
+    configured = JsonBoolean()
     url = String(allow_none=True)
     bind_dn = String(allow_none=True)
     base_dn = String(allow_none=True)
-    start_tls = Boolean(allow_none=True)
-    verify_tls = Boolean(allow_none=True)
+    start_tls = JsonBoolean(allow_none=True)
+    verify_tls = JsonBoolean(allow_none=True)
     ca_pem = String(allow_none=True)
     login_shell = String(allow_none=True)
     realm_server = String(allow_none=True)
-    password_set = Boolean(metadata={"description": "a bind password is stored (it is never shown)"})
+    password_set = JsonBoolean(metadata={"description": "a bind password is stored (it is never shown)"})
     realm_bind_dn = String(allow_none=True)
-    realm_bind_password_set = Boolean(metadata={"description": "a realm bind password is stored (it is never shown)"})
+    realm_bind_password_set = JsonBoolean(metadata={"description": "a realm bind password is stored (it is never shown)"})
     updated_at = String(allow_none=True, metadata=ISO)
 
 
@@ -107,7 +107,7 @@ class RealmIn(Schema):
 
 
 class RealmOut(Schema):
-    ok = Boolean()
+    ok = JsonBoolean()
     realm = String()
     result = String(metadata={"description": "`created`, `updated` or `unchanged`, when ok"})
     server = String()

@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 from apiflask import Schema
-from apiflask.fields import Boolean, Integer, Nested, String
+from apiflask.fields import Integer, Nested, String
 from apiflask.validators import Length, OneOf
 
-from gateway.schemas import FullMatch, PageQuery, Rule, page_of, pattern_of, role_reference
+from gateway.schemas import FullMatch, JsonBoolean, PageQuery, Rule, page_of, pattern_of, role_reference
 from services.tenancy import domain
 
 ISO = {"format": "date-time"}
@@ -15,7 +15,7 @@ ISO = {"format": "date-time"}
 
 
 class TenancyStatusOut(Schema):
-    enabled = Boolean()
+    enabled = JsonBoolean()
     tenants = Integer(metadata={"description": "how many tenants exist, `default` included"})
     changed_at = String(allow_none=True, metadata={**ISO, "description": "when multi-tenancy was last switched"})
     changed_by = String(allow_none=True, metadata={"description": "who switched it (username)"})
@@ -45,7 +45,7 @@ class TenantOut(Schema):
     id = String(metadata={"description": "`default`, or a uuid"})
     name = String()
     description = String()
-    is_default = Boolean(metadata={"description": "the default tenant, which cannot be deleted"})
+    is_default = JsonBoolean(metadata={"description": "the default tenant, which cannot be deleted"})
     connection_count = Integer()
     user_count = Integer()
     created_at = String(metadata=ISO)
@@ -62,8 +62,8 @@ TenantPageOut = page_of(TenantItemOut, "TenantPage")
 
 class TenantMemberIn(Schema):
     role = role_reference(required=True, metadata={"description": "the user's role in this tenant"})
-    default = Boolean(load_default=False, metadata={"description": "make this the tenant the user's sessions "
-                                                                   "start in"})
+    default = JsonBoolean(load_default=False, metadata={"description": "make this the tenant the user's sessions "
+                                                                       "start in"})
 
 
 class TenantMemberOut(Schema):
@@ -71,7 +71,7 @@ class TenantMemberOut(Schema):
     user_id = String()
     username = String(allow_none=True)
     role = String(allow_none=True, metadata={"description": "the user's role in this tenant (rbac)"})
-    is_default = Boolean(metadata={"description": "the tenant the user's sessions start in"})
+    is_default = JsonBoolean(metadata={"description": "the tenant the user's sessions start in"})
     created_at = String(metadata=ISO)
 
 
@@ -102,7 +102,7 @@ class ConnectionAuthIn(Schema):
 class _ConnectionFields(Schema):
     name = _name(metadata={"description": "unique across tenants, whatever the case"})
     url = _url()
-    verify_tls = Boolean(metadata={"description": "verify the server's certificate (default true)"})
+    verify_tls = JsonBoolean(metadata={"description": "verify the server's certificate (default true)"})
     ca_pem = String(allow_none=True, validate=[Length(1, domain.CA_PEM_MAX), Rule(domain.ca_pem_problem)],
                     metadata={"description": "PEM certificate(s) of the CA that signs the server's certificate"})
     fingerprint = String(allow_none=True, validate=[Length(1, 95), Rule(domain.fingerprint_problem)], metadata={
@@ -128,7 +128,7 @@ class ConnectionAuthOut(Schema):
     method = String(validate=OneOf(["token", "password"]))
     token_id = String()
     username = String()
-    secret_set = Boolean(metadata={"description": "a token secret or password is stored (never shown)"})
+    secret_set = JsonBoolean(metadata={"description": "a token secret or password is stored (never shown)"})
 
 
 class ConnectionOut(Schema):
@@ -136,7 +136,7 @@ class ConnectionOut(Schema):
     tenant_id = String()
     name = String()
     url = String()
-    verify_tls = Boolean()
+    verify_tls = JsonBoolean()
     ca_pem = String(allow_none=True)
     fingerprint = String(allow_none=True)
     realm = String()
@@ -170,7 +170,7 @@ class ConnectionTestErrorOut(Schema):
 
 
 class ConnectionTestOut(Schema):
-    ok = Boolean()
+    ok = JsonBoolean()
     version = String(metadata={"description": "pve-manager version, when ok"})
     release = String(metadata={"description": "Proxmox VE release (x.y), when ok"})
     error = Nested(ConnectionTestErrorOut, metadata={"description": "why not, when not ok"})

@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 from apiflask import Schema
-from apiflask.fields import Boolean, Integer, List, String
+from apiflask.fields import Integer, List, String
 from apiflask.validators import Length
 from marshmallow import ValidationError, validates_schema
 
-from gateway.schemas import UserOut
+from gateway.schemas import JsonBoolean, UserOut
 from gateway.schemas.sessions import SessionTokenOut
 
 CODE = {"description": "the 6-digit code the authenticator app shows now"}
@@ -15,9 +15,9 @@ CODE = {"description": "the 6-digit code the authenticator app shows now"}
 class LoginOut(SessionTokenOut):
     """Either the tokens of a session, or (account with 2FA) a second-factor challenge and no tokens."""
 
-    second_factor_required = Boolean(metadata={
-        "description": "true: the password was right; send the login_ticket and a code to "
-                       "POST /api/v1/auth/login/second-factor (no tokens yet)"})
+    second_factor_required = JsonBoolean(metadata={
+            "description": "true: the password was right; send the login_ticket and a code to "
+                           "POST /api/v1/auth/login/second-factor (no tokens yet)"})
     login_ticket = String(metadata={"description": "single use, valid for expires_in seconds (at most 300)"})
     methods = List(String(), metadata={"description": "second factors accepted: totp, recovery_code"})
 
@@ -48,14 +48,14 @@ class ConfirmEnrollmentIn(Schema):
 
 
 class TwoFactorStatusOut(Schema):
-    enrolled = Boolean()
+    enrolled = JsonBoolean()
     enrolled_at = String(allow_none=True, metadata={"format": "date-time"})
-    required = Boolean(metadata={"description": "an administrator requires 2FA of me"})
-    required_by_policy = Boolean(metadata={"description": "the policy \"Require 2FA for super_admin\" applies to me"})
-    enrollment_required = Boolean(metadata={"description": "I must enroll before anything else"})
-    enrollment_pending = Boolean(metadata={"description": "an enrollment was started and awaits its confirmation"})
+    required = JsonBoolean(metadata={"description": "an administrator requires 2FA of me"})
+    required_by_policy = JsonBoolean(metadata={"description": "the policy \"Require 2FA for super_admin\" applies to me"})
+    enrollment_required = JsonBoolean(metadata={"description": "I must enroll before anything else"})
+    enrollment_pending = JsonBoolean(metadata={"description": "an enrollment was started and awaits its confirmation"})
     recovery_codes_left = Integer()
-    second_factor_locked = Boolean(metadata={"description": "too many wrong codes: an administrator must unlock"})
+    second_factor_locked = JsonBoolean(metadata={"description": "too many wrong codes: an administrator must unlock"})
 
 
 class EnrollmentOut(Schema):
@@ -75,18 +75,9 @@ class RecoveryCodesOut(Schema):
     recovery_codes = List(String(), metadata={"description": "10 single-use codes, shown this once"})
 
 
-class JsonBoolean(Boolean):
-    """true or false only (marshmallow's Boolean also takes "yes", "on", 1 ...)."""
-
-    def _deserialize(self, value, attr, data, **kwargs):
-        if not isinstance(value, bool):
-            raise self.make_error("invalid")
-        return value
-
-
 class TwoFactorPolicy(Schema):
     require_for_super_admin = JsonBoolean(required=True, metadata={
-        "description": "super admins without TOTP must enroll before anything else (at their next request)"})
+            "description": "super admins without TOTP must enroll before anything else (at their next request)"})
 
 
 class RequiredUserOut(UserOut):

@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 from apiflask import Schema
-from apiflask.fields import Boolean, Integer, List, Nested, String
+from apiflask.fields import Integer, List, Nested, String
 from apiflask.validators import Length, OneOf
 
-from gateway.schemas import EMAIL, USERNAME, FullMatch, PageQuery, UserOut, profile_rule, role_reference
+from gateway.schemas import EMAIL, USERNAME, FullMatch, JsonBoolean, PageQuery, UserOut, profile_rule, role_reference
 from services.identity import domain as identity_domain
 from services.rbac import domain as rbac_domain
 
@@ -58,8 +58,8 @@ class UserPageOut(Schema):
     items = List(Nested(UserOut))
     next_cursor = String(allow_none=True)
     total = Integer(metadata={"description": "Matches, counted exactly up to 1,000 (see total_exact)"})
-    total_exact = Boolean(load_default=True, dump_default=True,
-                          metadata={"description": "false: more than 1,000 match and total says 1,000"})
+    total_exact = JsonBoolean(load_default=True, dump_default=True,
+                              metadata={"description": "false: more than 1,000 match and total says 1,000"})
 
 
 class NewUserOut(UserDetailOut):

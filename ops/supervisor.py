@@ -6,12 +6,34 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from kernel import SERVICES
 
 PROCESSES = (*SERVICES, "gateway")
+# A child that dies is started again after a delay that doubles with each death in a row
+# (so a process that cannot start does not spin) and returns to the first step once the
+# child has stayed up for HEALTHY_AFTER seconds. Each child has its own schedule: one
+# crashing service never delays another's restart.
+FIRST_RESTART_DELAY = 0.5
+MAX_RESTART_DELAY = 10.0
+HEALTHY_AFTER = 30.0
+
+
+def restart_delay(deaths_in_a_row: int) -> float:
+    """Seconds before starting a child that died `deaths_in_a_row` times without a healthy period."""
+    return min(MAX_RESTART_DELAY, FIRST_RESTART_DELAY * 2 ** max(0, deaths_in_a_row - 1))
+
+
+@dataclass
+class _Child:
+    """What the supervisor remembers of one child between looks."""
+
+    started_at: float
+    deaths_in_a_row: int = 0
+    restart_at: float | None = None  # set while dead and waiting for its restart
 
 
 def stop_group(process: subprocess.Popen | None, sig: int = signal.SIGTERM, timeout: float = 30) -> None:
@@ -40,7 +62,8 @@ class Supervisor:
     log_dir: Path
     restart: bool = False  # the run command restarts what dies; tests decide themselves
     children: dict = field(default_factory=dict)
-    _restarts: dict = field(default_factory=dict)
+    clock: Callable[[], float] = time.monotonic
+    _state: dict = field(default_factory=dict)  # key -> _Child
 
     def start(self, name: str, extra_env: dict | None = None, instance: int = 0) -> subprocess.Popen:
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -54,7 +77,10 @@ class Supervisor:
             env=env, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+        log.close()  # the child has its own copy; a restart must not leak one descriptor more
         self.children[key] = process
+        known = self._state.get(key)
+        self._state[key] = _Child(self.clock(), known.deaths_in_a_row if known else 0)
         return process
 
     def start_all(self) -> None:
@@ -67,13 +93,23 @@ class Supervisor:
         process.wait(30)
 
     def watch_once(self) -> list[str]:
-        """Restart children that died (run command); returns the keys restarted."""
-        restarted = []
+        """Restarts the children whose restart time has come (run command); never waits.
+        Returns the keys started in this look."""
+        if not self.restart:
+            return []
+        now, restarted = self.clock(), []
         for key, process in list(self.children.items()):
-            if process.poll() is not None and self.restart:
-                count = self._restarts.get(key, 0) + 1
-                self._restarts[key] = count
-                time.sleep(min(count, 5))
+            child = self._state[key]
+            if process.poll() is None:
+                if child.deaths_in_a_row and now - child.started_at >= HEALTHY_AFTER:
+                    child.deaths_in_a_row = 0  # up long enough: the next death restarts quickly again
+                continue
+            if child.restart_at is None:
+                if now - child.started_at >= HEALTHY_AFTER:
+                    child.deaths_in_a_row = 0
+                child.deaths_in_a_row += 1
+                child.restart_at = now + restart_delay(child.deaths_in_a_row)
+            if now >= child.restart_at:
                 name, _, instance = key.partition("#")
                 self.start(name, instance=int(instance or 0))
                 restarted.append(key)

@@ -60,7 +60,7 @@ def create_app(config: Config | None = None) -> APIFlask:
     app.extensions["session_cache"] = ProcessSessionCache(config.amqp_uri)
 
     errors.register(app)
-    openapi.install(app)
+    openapi.install(app, {"action": {"type": "string", "enum": sorted(inventory.ACTIONS)}})
     for module in (health, auth, me, users, sessions, audit, audit_chain, invitations, passwords, settings, rbac,
                    twofactor, tenancy, connections, my_tenant, sync, inventory):
         app.register_blueprint(module.bp)

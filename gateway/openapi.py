@@ -14,6 +14,7 @@ import re
 
 from apiflask import APIFlask, Schema
 from apiflask.fields import Dict, Nested, String
+from marshmallow import ValidationError
 
 from gateway.etags import IF_MATCH_PARAMETER
 
@@ -40,6 +41,22 @@ RETRY_AFTER = {"description": "Seconds to wait before trying again", "schema": {
 LOCATION = {"description": "The path of what was created", "required": True, "schema": {"type": "string"}}
 RULE_VARIABLE = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")  # werkzeug's <int:id> is OpenAPI's {id}
 METHODS = ("get", "put", "post", "delete", "patch")
+UUID = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+# What each path variable can be; a value outside it names nothing (404). Every path variable
+# of the API has an entry (a unit test checks), so the spec says what a client may put there.
+PATH_RULES = {
+    "user_id": {"type": "string", "pattern": UUID},
+    "invitation_id": {"type": "string", "pattern": UUID},
+    "session_id": {"type": "string", "pattern": UUID},
+    "connection_id": {"type": "string", "pattern": UUID},
+    "group_id": {"type": "string", "pattern": UUID},
+    "tenant_id": {"type": "string", "pattern": f"^(default|{UUID[1:-1]})$",
+                  "description": "`default` or a tenant's id"},
+    "role_id": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,64}$",
+                "description": "a built-in role's name or a custom role's id"},
+    "vm_id": {"type": "string", "pattern": f"^{UUID[1:-1]}\\.[0-9]{{1,9}}$",
+              "description": "`<connection id>.<vmid>`"},
+}
 
 
 class ErrorDetail(Schema):
@@ -144,7 +161,46 @@ def add_console_cookie(spec: dict) -> dict:
     return spec
 
 
-def install(app: APIFlask) -> None:
+def add_path_rules(spec: dict, rules: dict[str, dict]) -> dict:
+    """Each path parameter gets its rule from `rules` (by name); a name without one keeps its type."""
+    for item in spec.get("paths", {}).values():
+        for method in METHODS:
+            for parameter in (item.get(method) or {}).get("parameters", []):
+                if parameter.get("in") == "path" and parameter["name"] in rules:
+                    parameter["schema"] = dict(rules[parameter["name"]])
+    return spec
+
+
+def body_schemas(app: APIFlask) -> dict[tuple[str, str], Schema]:
+    """(OpenAPI path, method) → the route's body schema (@input), for routes that take one."""
+    found = {}
+    for rule in app.url_map.iter_rules():
+        schema = (getattr(app.view_functions[rule.endpoint], "_spec", None) or {}).get("body")
+        if schema is not None:
+            path = RULE_VARIABLE.sub(r"{\1}", rule.rule)
+            for method in rule.methods - {"HEAD", "OPTIONS"}:
+                found[(path, method.lower())] = schema
+    return found
+
+
+def mark_required_bodies(spec: dict, schemas: dict[tuple[str, str], Schema]) -> dict:
+    """A body whose schema refuses `{}` (a required field, a whole-body rule) is `required`:
+    a client that sends none is told so by the spec, not by a 422."""
+    for (path, method), schema in schemas.items():
+        body = spec.get("paths", {}).get(path, {}).get(method, {}).get("requestBody")
+        if body is None:
+            continue
+        try:
+            type(schema)().load({})
+        except ValidationError:
+            body["required"] = True
+    return spec
+
+
+def install(app: APIFlask, path_rules: dict[str, dict] | None = None) -> None:
+    rules = {**PATH_RULES, **(path_rules or {})}
+
     @app.spec_processor
     def _complete(spec: dict) -> dict:
+        spec = add_path_rules(mark_required_bodies(spec, body_schemas(app)), rules)
         return add_console_cookie(add_common_answers(spec, route_permissions(app)))

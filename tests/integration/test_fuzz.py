@@ -19,7 +19,8 @@ from kernel import DEFAULT_TENANT_ID
 from tests.harness import Platform
 
 ROOT = Path(__file__).resolve().parents[2]  # so the CLI imports fuzz_hooks from this checkout
-CHECKS = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"
+CHECKS = ("not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,"
+          "unsupported_method,allow_header_conformance")
 MAX_EXAMPLES = "5"
 # One worker: hypothesis describes strategies with ast.parse, which CPython 3.11 does not make
 # thread-safe ("AST constructor recursion depth mismatch" with two workers).

@@ -134,3 +134,36 @@ def test_json_boolean_refuses_what_is_not_a_boolean(value):
     with pytest.raises(ValidationError):
         TwoFactorPolicy().load({"require_for_super_admin": value})
     assert TwoFactorPolicy().load({"require_for_super_admin": False}) == {"require_for_super_admin": False}
+
+
+@pytest.fixture
+def spec(client):
+    return client.get("/api/v1/openapi.json").json
+
+
+def _operations(spec):
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            if method in ("get", "put", "post", "patch", "delete"):
+                yield path, method, operation
+
+
+def test_every_path_parameter_has_a_rule(spec):
+    loose = [f"{method.upper()} {path} {parameter['name']}" for path, method, operation in _operations(spec)
+             for parameter in operation.get("parameters", [])
+             if parameter["in"] == "path" and not ({"pattern", "enum"} & set(parameter["schema"]))]
+    assert loose == []
+
+
+def test_a_body_with_required_fields_is_marked_required(spec):
+    required = {(path, method) for path, method, operation in _operations(spec)
+                if operation.get("requestBody", {}).get("required")}
+    assert ("/api/v1/auth/login", "post") in required
+    assert ("/api/v1/users", "post") in required
+    assert ("/api/v1/users/{user_id}", "patch") not in required  # every field optional: {} is a valid PATCH
+
+
+def test_the_inventory_actions_are_an_enum(spec):
+    parameters = spec["paths"]["/api/v1/inventory/vms/{vm_id}/{action}"]["post"]["parameters"]
+    action = next(parameter for parameter in parameters if parameter["name"] == "action")
+    assert set(action["schema"]["enum"]) == {"start", "stop", "shutdown", "reboot"}

@@ -47,6 +47,7 @@ def create_app(config: Config | None = None) -> APIFlask:
     # `//` (or `%2F` in an id) must not be a 308 HTML redirect to another resource: no rule
     # ends in a slash but `/`, so without merging an odd path is a plain JSON 404.
     app.url_map.merge_slashes = False
+    app.url_map.converters["uuid_id"] = openapi.UuidConverter
     trusted = config.integer("GATEHOUSE_TRUSTED_PROXIES")
     if trusted:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=trusted, x_proto=trusted, x_host=trusted)

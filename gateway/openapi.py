@@ -15,6 +15,7 @@ import re
 from apiflask import APIFlask, Schema
 from apiflask.fields import Dict, Nested, String
 from marshmallow import ValidationError
+from werkzeug.routing import BaseConverter
 
 from gateway.etags import IF_MATCH_PARAMETER
 
@@ -42,6 +43,15 @@ LOCATION = {"description": "The path of what was created", "required": True, "sc
 RULE_VARIABLE = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")  # werkzeug's <int:id> is OpenAPI's {id}
 METHODS = ("get", "put", "post", "delete", "patch")
 UUID = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+
+
+class UuidConverter(BaseConverter):
+    """`<uuid_id:name>`: an id segment that cannot be a word, so `/invitations/preview` is no
+    invitation id (its OPTIONS would advertise the id's methods too). The value stays a str."""
+
+    regex = UUID[1:-1]
+
+
 # What each path variable can be; a value outside it names nothing (404). Every path variable
 # of the API has an entry (a unit test checks), so the spec says what a client may put there.
 PATH_RULES = {

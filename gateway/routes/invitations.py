@@ -13,7 +13,7 @@ from gateway.schemas.mail import (
 bp = APIBlueprint("invitations", __name__, url_prefix="/api/v1/invitations", tag="Invitations")
 
 
-@bp.get("/<string:invitation_id>")
+@bp.get("/<uuid_id:invitation_id>")
 @requires("admin.users")
 @bp.output(InvitationOut)
 @bp.doc(summary="One invitation", description="Needs `admin.users`.",
@@ -56,7 +56,7 @@ def list_invitations(query):
                                             current_principal().tenant_id)
 
 
-@bp.post("/<string:invitation_id>/resend")
+@bp.post("/<uuid_id:invitation_id>/resend")
 @requires("admin.users")
 @bp.output(InvitationOut)
 @bp.doc(summary="Send a pending invitation again",
@@ -70,7 +70,7 @@ def resend_invitation(invitation_id):
         return rpc.identity.resend_invitation(actor().__dict__, invitation_id, current_principal().tenant_id)
 
 
-@bp.delete("/<string:invitation_id>")
+@bp.delete("/<uuid_id:invitation_id>")
 @requires("admin.users")
 @bp.output({}, status_code=204)
 @bp.doc(summary="Revoke a pending invitation",

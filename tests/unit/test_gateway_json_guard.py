@@ -167,3 +167,7 @@ def test_the_inventory_actions_are_an_enum(spec):
     parameters = spec["paths"]["/api/v1/inventory/vms/{vm_id}/{action}"]["post"]["parameters"]
     action = next(parameter for parameter in parameters if parameter["name"] == "action")
     assert set(action["schema"]["enum"]) == {"start", "stop", "shutdown", "reboot"}
+
+
+def test_a_word_beside_an_id_route_advertises_only_its_own_methods(client):
+    assert set(client.options("/api/v1/invitations/preview").headers["Allow"].split(", ")) == {"POST", "OPTIONS"}

@@ -1,0 +1,76 @@
+"""Issue 20: one user the directory refuses never holds anyone else's access (a real slapd,
+binds checked with ldapwhoami, everything driven through the gateway).
+
+The poison is a real refusal by slapd for that one user: an entry Gatehouse does not manage sits
+on the user's DN with a child under it, so slapd refuses to delete it (notAllowedOnNonLeaf) and
+the user's entry cannot be added there. The API accepts the user as it is.
+"""
+from __future__ import annotations
+
+from tests.harness import PASSWORD, eventually
+from tests.integration.test_rbac import audited
+from tests.integration.test_sync import (WAIT, admin, binds, directory, entry, ldap_conn, patch_user,  # noqa: F401
+                                         person_dn, status)
+from tests.integration.test_tenancy import make_user
+
+
+def block(slapd, username: str) -> str:
+    """A foreign entry on the DN `username` would get, with a child: slapd will not delete it."""
+    dn = person_dn(slapd, username)
+    with ldap_conn(slapd) as conn:
+        assert conn.add(dn, attributes={"objectClass": ["account"], "uid": [username]}), conn.result
+        assert conn.add(f"cn=hold,{dn}", attributes={"objectClass": ["organizationalRole"], "cn": ["hold"]}), conn.result
+    return dn
+
+
+def unblock(slapd, dn: str) -> None:
+    with ldap_conn(slapd) as conn:
+        for each in (f"cn=hold,{dn}", dn):
+            conn.delete(each)
+
+
+def parked(admin, user_id: str) -> dict | None:
+    for item in status(admin)["ldap"]["parked"]:
+        if item["subject"] == f"user:{user_id}":
+            return item
+    return None
+
+
+def test_a_user_slapd_refuses_is_parked_and_another_users_suspension_is_not_held_behind_it(
+        platform, admin, directory, unique):
+    bob, _ = make_user(platform, admin, f"pb{unique}")
+    eventually(lambda: binds(directory, bob["username"], PASSWORD), WAIT, 0.2, "B binds")
+
+    poisoned = f"pa{unique}"
+    blocker = block(directory, poisoned)
+    try:
+        ada, _ = make_user(platform, admin, poisoned)
+        first = eventually(lambda: parked(admin, ada["id"]), WAIT, 0.2, "A parked")
+        assert first["label"] == blocker
+        assert first["reason"]["code"] == "ldap_refused" and first["reason"]["ldap_result"] == "notAllowedOnNonLeaf"
+        assert blocker in first["reason"]["message"] and first["since"] and first["attempts"] >= 1
+        ldap = status(admin)["ldap"]
+        assert ldap["state"] != "failing" and ldap["failing_since"] is None and ldap["parked_count"] >= 1
+        event = audited(admin, "subject_parked", "ldap", subject=f"user:{ada['id']}")
+        assert event["outcome"] == "failure" and event["data"]["error"] == "ldap_refused"
+
+        # B's suspension reaches slapd while A is still parked: nothing of B's waits behind A.
+        patch_user(admin, bob["id"], status="suspended")
+        eventually(lambda: not binds(directory, bob["username"], PASSWORD), WAIT, 0.1, "B's suspension in slapd")
+        still = parked(admin, ada["id"])
+        assert still is not None and still["since"] == first["since"], "A was unparked before B's suspension landed"
+        assert entry(directory, person_dn(directory, poisoned))["objectclass"] == ["account"]  # A not written yet
+        assert not [e for e in admin.audit(action="subject_unparked", resource_id="ldap")
+                    if e["data"].get("subject") == f"user:{ada['id']}"]
+        assert status(admin)["ldap"]["state"] != "failing"
+
+        # A's data fixed (a new username, off the blocked DN): A is tried again at once, reaches
+        # slapd and is unparked.
+        fixed = f"pa{unique}ok"
+        patch_user(admin, ada["id"], username=fixed)
+        eventually(lambda: binds(directory, fixed, PASSWORD), WAIT, 0.1, "A binds under the fixed name")
+        eventually(lambda: parked(admin, ada["id"]) is None, WAIT, 0.2, "A unparked")
+        audited(admin, "subject_unparked", "ldap", subject=f"user:{ada['id']}")
+    finally:
+        unblock(directory, blocker)
+

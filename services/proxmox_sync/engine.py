@@ -188,6 +188,11 @@ class Engine:
                     rows = storage.due_work(uow.session, target, utc_now())
                     work = {(row.target, row.subject): row.generation for row in rows}
                     hints = {row.subject: dict(row.hint or {}) for row in rows}
+                if target == LDAP_TARGET and FULL in hints and len(hints) > 1:
+                    # Users' changes (a suspension, a removal) never wait for a full reconcile:
+                    # they run first, on their own; the reconcile is the next run.
+                    work = {key: generation for key, generation in work.items() if key[1] != FULL}
+                    hints = {subject: hint for subject, hint in hints.items() if subject != FULL}
                 if not work or not self._run(target, work, hints, sources):
                     break
         finally:

@@ -7,11 +7,26 @@ the user's entry cannot be added there. The API accepts the user as it is.
 """
 from __future__ import annotations
 
+import pytest
+
 from tests.harness import PASSWORD, eventually
 from tests.integration.test_rbac import audited
-from tests.integration.test_sync import (WAIT, admin, binds, directory, entry, ldap_conn, patch_user,  # noqa: F401
-                                         person_dn, status)
+from tests.integration.test_sync import (WAIT, binds, directory_settings, entry, ldap_conn, patch_user, person_dn,
+                                         status)
 from tests.integration.test_tenancy import make_user
+
+
+@pytest.fixture(scope="module")
+def admin(platform):
+    return platform.admin()
+
+
+@pytest.fixture(scope="module")
+def directory(platform, admin, slapd):
+    """The platform writes to the test slapd (as in test_sync)."""
+    answer = admin.put("/api/v1/settings/ldap", json=directory_settings(slapd))
+    assert answer.status_code == 200, answer.text
+    return slapd
 
 
 def block(slapd, username: str) -> str:

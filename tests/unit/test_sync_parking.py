@@ -394,3 +394,15 @@ def test_a_proxmox_ve_failure_that_is_not_a_subjects_fails_the_connection(db, mo
 def _group():
     from services.proxmox_sync.pve_plan import PveGroup
     return PveGroup("ldapusers", f"{marker('gh')}: everyone")
+
+
+def test_users_work_runs_before_a_waiting_full_reconcile_of_the_directory(db, monkeypatch):
+    sync = Engine(db, lambda: SETTINGS)
+    sync.enqueue([("ldap", None)])  # a full reconcile waits
+    sync.enqueue([("ldap", None)], "user:id-bob", {"uid_number": 10002})  # then a suspension arrives
+    runs = []
+    monkeypatch.setattr(sync, "_converge", lambda target, mode, hints, sources: runs.append(
+        (mode, sorted(hints))) or engine.Outcome())
+    sync.process("ldap", sources=None)
+    assert runs == [("targeted", ["user:id-bob"]), ("full", ["full"])]
+    assert pending(db) == set()

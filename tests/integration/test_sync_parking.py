@@ -89,3 +89,40 @@ def test_a_user_slapd_refuses_is_parked_and_another_users_suspension_is_not_held
     finally:
         unblock(directory, blocker)
 
+
+
+# --- the adapter alone against slapd: a refusal for one entry's data is that entry's ---------------
+
+
+def test_slapd_refusing_one_entrys_data_is_recorded_and_the_other_changes_are_made(slapd, unique):
+    from services.proxmox_sync.ldap_directory import Directory, EntryRefused
+    from services.proxmox_sync.ldap_plan import LdapChange, LdapSettings
+    from ops.slapd import ssha
+    from tests.ldap_tools import ldapwhoami
+
+    base = f"ou=t-{unique},{slapd.base_dn}"
+    with ldap_conn(slapd) as conn:
+        assert conn.add(base, attributes={"objectClass": ["organizationalUnit"], "ou": [f"t-{unique}"]})
+    settings = LdapSettings(slapd.url, slapd.admin_dn, slapd.admin_password, base)
+
+    def person(name: str, mail: str) -> LdapChange:
+        return LdapChange("add", f"uid={name},ou=people,{base}", attributes={
+            "objectClass": ("inetOrgPerson", "posixAccount", "shadowAccount"), "uid": (name,), "cn": (name,),
+            "sn": (name,), "mail": (mail,), "uidNumber": ("20001" if name == "ok" else "20002",),
+            "gidNumber": ("5000",), "homeDirectory": (f"/home/{name}",), "userPassword": (ssha("pw-" + name),)})
+
+    with Directory(settings, timeout=5) as directory:
+        directory.ensure_subtrees()
+        changes = [person("bad", "b\u00fcser@ex\u00e4mple.com"), person("ok", "ok@example.com")]
+        refused = []
+        assert directory.apply(changes, refused=refused) == 1
+        [(change, error)] = refused
+        assert change.dn.startswith("uid=bad,") and error["code"] == "ldap_refused"
+        assert error["ldap_result"] == "invalidAttributeSyntax" and "xämple" not in error["message"]
+        assert ldapwhoami(slapd.url, f"uid=ok,ou=people,{base}", "pw-ok") == 0  # the other entry was made
+        try:
+            directory.apply(changes[:1])  # without `refused`, the refusal still ends the apply
+        except EntryRefused as refusal:
+            assert refusal.code == "ldap_error" and refusal.result == 21
+        else:
+            raise AssertionError("slapd took a mail it cannot hold")

@@ -183,14 +183,17 @@ class Engine:
         self._holding[target] = holder
         try:
             # Work that arrived during a run (its events found the lease taken) runs right after it.
+            users_first = True
             for _ in range(MAX_RUNS_PER_LEASE):
                 with self.db.unit_of_work() as uow:
                     rows = storage.due_work(uow.session, target, utc_now())
                     work = {(row.target, row.subject): row.generation for row in rows}
                     hints = {row.subject: dict(row.hint or {}) for row in rows}
-                if target == LDAP_TARGET and FULL in hints and len(hints) > 1:
+                if users_first and target == LDAP_TARGET and FULL in hints and len(hints) > 1:
                     # Users' changes (a suspension, a removal) never wait for a full reconcile:
-                    # they run first, on their own; the reconcile is the next run.
+                    # they run first, on their own; the reconcile is the next run (which takes
+                    # whatever users' work came meanwhile along: a stream of events cannot starve it).
+                    users_first = False
                     work = {key: generation for key, generation in work.items() if key[1] != FULL}
                     hints = {subject: hint for subject, hint in hints.items() if subject != FULL}
                 if not work or not self._run(target, work, hints, sources):

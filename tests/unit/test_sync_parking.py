@@ -406,3 +406,21 @@ def test_users_work_runs_before_a_waiting_full_reconcile_of_the_directory(db, mo
     sync.process("ldap", sources=None)
     assert runs == [("targeted", ["user:id-bob"]), ("full", ["full"])]
     assert pending(db) == set()
+
+
+def test_a_stream_of_users_work_does_not_starve_the_full_reconcile(db, monkeypatch):
+    sync = Engine(db, lambda: SETTINGS)
+    sync.enqueue([("ldap", None)])
+    sync.enqueue([("ldap", None)], "user:id-a", {"uid_number": 10001})
+    runs = []
+
+    def converge(target, mode, hints, sources):
+        runs.append((mode, sorted(hints)))
+        if len(runs) < 5:
+            sync.enqueue([("ldap", None)], f"user:id-{len(runs)}", {"uid_number": 20000 + len(runs)})
+        return engine.Outcome()
+
+    monkeypatch.setattr(sync, "_converge", converge)
+    sync.process("ldap", sources=None)
+    assert runs[0] == ("targeted", ["user:id-a"]) and runs[1][0] == "full" and "user:id-1" in runs[1][1]
+    assert pending(db) == set()

@@ -30,6 +30,15 @@ class ProgressOut(Schema):
     total = Integer()
 
 
+class ParkedSubjectOut(Schema):  # parked subjects (issue 20)
+    subject = String(metadata={"description": "`user:<id>`, `group:<cn>`, or `entry:<dn>` (an entry in the way)"})
+    label = String(allow_none=True, metadata={"description": "what the target refused: a DN or a Proxmox VE id"})
+    reason = Dict(metadata={"description": "the target's refusal: `code` and `message` (never a value)"})
+    attempts = Integer(metadata={"description": "refusals in a row"})
+    since = String(metadata=ISO)
+    last_refused_at = String(metadata=ISO)
+
+
 class SyncTargetOut(Schema):
     target = String(metadata={"description": "`ldap`, or `pve:<connection id>`"})
     kind = String(metadata={"description": "`ldap` or `proxmox`"})
@@ -45,6 +54,11 @@ class SyncTargetOut(Schema):
     changes_total = Integer()
     pending = Integer(metadata={"description": "units of work waiting (a full reconcile, users)"})
     next_attempt_at = String(allow_none=True, metadata=ISO)
+    # parked subjects (issue 20)
+    parked = List(Nested(ParkedSubjectOut), metadata={
+        "description": "subjects whose change the target refused for their data, while everyone else's work went "
+                       "on; retried when their data changes, on a requested sync and on every full reconcile"})
+    parked_count = Integer(metadata={"description": "how many subjects are parked (`parked` lists up to 100)"})
 
 
 class SyncStatusOut(Schema):

@@ -7,6 +7,17 @@ the difference, and deletes the work it did. A target that fails keeps its work,
 again later and later (`backoff`) until the target answers: nothing is lost while it is down.
 Proxmox connections always converge by a full reconcile (a tenant's users are few; four reads);
 the directory, shared by everyone, converges per user and reconciles in full periodically.
+
+One subject's bad data never holds the others: a change the target refuses for that user's or
+group's data (ldap_directory.SUBJECT_REFUSALS, a Proxmox VE HTTP 400) parks that subject alone
+(storage.ParkedSubject, shown in the status, audited as proxmox_sync.subject_parked) and the run
+goes on and succeeds for everyone else; the target is not failing and nothing waits behind it.
+A parked subject is tried again whenever a run covers it: an event that marks it (its data
+changed), a requested sync and every full reconcile; a run that covers it without a refusal
+unparks it (proxmox_sync.subject_unparked). Only failures of the target itself (unreachable,
+timeout, busy, a refused bind, no permission) keep the whole target's backoff. Within a run,
+access goes first: the directory applies deletes and revocations (password removed or changed,
+account expired, memberships dropped) before anything else, Proxmox VE ACL deletes first.
 """
 from __future__ import annotations
 
@@ -23,6 +34,7 @@ from kernel.errors import NotFound, TransientError
 from services.proxmox_sync import events, ldap_directory, ldap_plan, pve, pve_plan, storage
 from services.proxmox_sync.domain import (LDAP_TARGET, Access, CustomRole, Group, Person, connection_of,
                                           pve_target)
+from services.proxmox_sync.ldap_plan import dn_key
 from services.proxmox_sync.storage import FULL
 
 log = logging.getLogger(__name__)
@@ -56,6 +68,12 @@ class TargetFailure(Exception):
 class Outcome:
     changes: list[dict] = field(default_factory=list)  # describe() of each change made
     conflicts: list[dict] = field(default_factory=list)
+    # The subjects whose change the target refused for their data: {"subject", "label", "error"}.
+    refused: list[dict] = field(default_factory=list)
+
+
+def group_subject(cn: str) -> str:
+    return f"group:{cn}"
 
 
 class Sources:
@@ -165,11 +183,19 @@ class Engine:
         self._holding[target] = holder
         try:
             # Work that arrived during a run (its events found the lease taken) runs right after it.
+            users_first = True
             for _ in range(MAX_RUNS_PER_LEASE):
                 with self.db.unit_of_work() as uow:
                     rows = storage.due_work(uow.session, target, utc_now())
                     work = {(row.target, row.subject): row.generation for row in rows}
                     hints = {row.subject: dict(row.hint or {}) for row in rows}
+                if users_first and target == LDAP_TARGET and FULL in hints and len(hints) > 1:
+                    # Users' changes (a suspension, a removal) never wait for a full reconcile:
+                    # they run first, on their own; the reconcile is the next run (which takes
+                    # whatever users' work came meanwhile along: a stream of events cannot starve it).
+                    users_first = False
+                    work = {key: generation for key, generation in work.items() if key[1] != FULL}
+                    hints = {subject: hint for subject, hint in hints.items() if subject != FULL}
                 if not work or not self._run(target, work, hints, sources):
                     break
         finally:
@@ -219,14 +245,17 @@ class Engine:
         people, groups = sources.people(), sources.groups()
         with self._directory(settings) as directory:
             directory.ensure_subtrees()
-            changes = ldap_plan.plan_full(people, groups, directory.read_all(), settings)
-            return Outcome(self._apply(target, directory.apply, changes))
+            actual = directory.read_all()
+            changes = ldap_plan.plan_full(people, groups, actual, settings)
+            owners = {person.uid_number: (person.user_id, person.username) for person in people}
+            return self._ldap_apply(target, directory, changes, _ldap_subjects(settings, owners, actual))
 
     def _ldap_people(self, settings, hints: dict, sources: Sources) -> Outcome:
         user_ids = [subject.partition(":")[2] for subject in hints if subject.startswith("user:")]
         found = {person.user_id: person for person in sources.people(user_ids=user_ids)}
         groups = sources.groups(user_ids=user_ids)
         people: dict[int, Person | None] = {}
+        owners: dict[int, tuple[str, str | None]] = {}  # uidNumber -> (user id, username if any)
         usernames: set[str] = set()
         for user_id in user_ids:
             hint = hints[user_subject(user_id)]
@@ -234,9 +263,11 @@ class Engine:
             usernames.update(hint.get("usernames") or ())
             if person is not None:
                 people[person.uid_number] = person
+                owners[person.uid_number] = (user_id, person.username)
                 usernames.add(person.username)
             elif hint.get("uid_number") is not None:
                 people[int(hint["uid_number"])] = None  # removed: its entry goes
+                owners[int(hint["uid_number"])] = (user_id, None)
         if not people:
             return Outcome()
         groups_of = {person.uid_number: {g.cn for g in groups if person.user_id in g.member_ids} if person.active
@@ -247,7 +278,20 @@ class Engine:
         with self._directory(settings) as directory:
             actual = directory.read_for_people(set(people), usernames, wanted | {settings.primary_group})
             changes = ldap_plan.plan_people(people, groups_of, actual, settings, primary)
-            return Outcome(self._apply(None, directory.apply, changes))
+            return self._ldap_apply(None, directory, changes, _ldap_subjects(settings, owners, actual))
+
+    def _ldap_apply(self, target: str | None, directory, changes: list, subject_of) -> Outcome:
+        """Applies the changes; those the directory refuses for their entry's data are parked by
+        subject (subject_of(change) -> (subject, label)) and the others are made."""
+        refused: list = []
+        described = self._apply(target, lambda todo, progress: directory.apply(todo, progress, refused), changes)
+        parked: dict[str, dict] = {}
+        for change, error in refused:
+            subject, label = subject_of(change)
+            parked.setdefault(subject, {"subject": subject, "label": label, "error": error})
+        refused_changes = [change.describe() for change, _ in refused]
+        return Outcome([change for change in described if change not in refused_changes],
+                       refused=list(parked.values()))
 
     @staticmethod
     def _directory(settings):
@@ -268,12 +312,35 @@ class Engine:
         groups = sources.groups(user_ids=[person.user_id for person in members], tenant_id=tenant_id)
         desired = pve_plan.desired_state(realm, connection_id, members, access, groups, custom_roles,
                                          tenant_id=tenant_id)
+        userids = {f"{person.username}@{realm}": person.user_id for person in members}
+        refused: list[dict] = []
+
+        def apply(todo, progress) -> None:
+            try:
+                pve.apply(api, todo)
+            except pve.ChangesFailed as failed:
+                # A change refused for its object's data parks that user or group; any other
+                # failure is the connection's, retried with backoff.
+                theirs = [item for item in failed.failures if item.get("status") in pve.SUBJECT_STATUSES]
+                others = [item for item in failed.failures if item.get("status") not in pve.SUBJECT_STATUSES]
+                refused.extend(theirs)
+                if others:
+                    raise pve.ChangesFailed(failed.applied, others) from None
+
         with pve.session(pve.Endpoint.from_credentials(credentials)) as api:
             actual = pve_plan.managed(pve.read_state(api, realm), realm)
             changes = pve_plan.plan(desired, actual)
             conflicts = [change.describe() for change in changes if change.op == "conflict"]
             changes = [change for change in changes if change.op != "conflict"]
-            return Outcome(self._apply(target, lambda todo, progress: pve.apply(api, todo), changes), conflicts)
+            described = self._apply(target, apply, changes)
+        parked: dict[str, dict] = {}
+        for item in refused:
+            subject, label = _pve_subject(item["change"], userids)
+            parked.setdefault(subject, {"subject": subject, "label": label,
+                                        "error": {"code": "proxmox_refused", "message": item["message"]}})
+        refused_changes = [item["change"] for item in refused]
+        return Outcome([change for change in described if change not in refused_changes], conflicts,
+                       list(parked.values()))
 
     # --- bookkeeping -----------------------------------------------------------------------------
 
@@ -312,6 +379,7 @@ class Engine:
             if row is None:  # forgotten during the run (connection deleted)
                 uow.commit()
                 return
+            self._park(uow, target, row.tenant_id, work, outcome, mode, now)
             if row.failing_since is not None:
                 uow.emit(events.target_recovered(target, row.tenant_id, (now - aware(row.failing_since)).total_seconds()))
                 row.failing_since = None
@@ -325,6 +393,19 @@ class Engine:
             if outcome.changes or (mode == "full" and outcome.conflicts):
                 uow.emit(events.target_synced(target, row.tenant_id, mode, outcome.changes, duration, outcome.conflicts))
             uow.commit()
+
+    @staticmethod
+    def _park(uow, target: str, tenant_id, work, outcome: Outcome, mode: str, now) -> None:
+        """Parks the subjects the run's target refused; unparks those it covered without a refusal
+        (a full run covers every subject; a targeted one the subjects of its work)."""
+        refused = {item["subject"]: item for item in outcome.refused}
+        for subject, item in sorted(refused.items()):
+            if storage.park(uow.session, target, subject, item.get("label"), item["error"], now):
+                uow.emit(events.subject_parked(target, tenant_id, subject, item.get("label"), item["error"]))
+        covered = None if mode == "full" else [subject for (_, subject) in work]
+        for row in storage.unpark(uow.session, target, covered, keep=refused):
+            uow.emit(events.subject_unparked(target, tenant_id, row.subject, row.label,
+                                             (now - aware(row.since)).total_seconds()))
 
     def _failed(self, target, work, error: dict, started, clock, mode) -> None:
         now = utc_now()
@@ -369,3 +450,37 @@ def _primary_gid(groups: list[Group], settings) -> int:
         if group.cn == settings.primary_group:
             return group.gid_number
     raise TargetFailure("primary_group_missing", f"The primary group {settings.primary_group} does not exist.")
+
+
+def _ldap_subjects(settings, owners: dict[int, tuple[str, str | None]], actual: dict):
+    """subject_of(change) -> (subject, label) for the directory's changes: a person's entry (by
+    its uidNumber, or the DN a person wants) is `user:<id>`, a group's `group:<cn>`, anything
+    else in the way `entry:<dn>`."""
+    by_dn: dict[str, str] = {}
+    for key, entry in actual.items():
+        if entry.uid_number in owners:
+            by_dn[key] = user_subject(owners[entry.uid_number][0])
+    for user_id, username in owners.values():
+        if username:
+            by_dn.setdefault(dn_key(ldap_plan.person_dn(username, settings)), user_subject(user_id))
+
+    def subject_of(change) -> tuple[str, str]:
+        for dn in (change.dn, change.new_dn):
+            if dn and dn_key(dn) in by_dn:
+                return by_dn[dn_key(dn)], change.dn
+        if change.kind == "group":
+            return group_subject(ldap_plan.rdn_value(change.dn)), change.dn
+        return f"entry:{dn_key(change.dn)}", change.dn
+    return subject_of
+
+
+def _pve_subject(change: dict, userids: dict[str, str]) -> tuple[str, str]:
+    """(subject, label) of a Proxmox VE change (its describe()): users by their Gatehouse id."""
+    kind, key, fields = change["kind"], change["key"], change.get("fields") or {}
+    if kind == pve_plan.ACL:
+        kind, key = fields.get("type"), fields.get("ugid")
+    if kind == pve_plan.USER:
+        return (user_subject(userids[key]) if key in userids else f"pve-user:{key}"), key
+    if kind == pve_plan.GROUP:
+        return group_subject(key), key
+    return f"{kind}:{key}", key

@@ -89,3 +89,26 @@ def vm_action(actor: Actor, tenant_id: str, guest: dict, action: str, task: str 
                  resource=Resource("vm", guest["id"], guest.get("name")), data=data,
                  outcome="failure" if failure else "success", tenant_ids=(tenant_id,))
 
+
+
+# --- parked subjects (issue 20): one user's or group's refused change, isolated ----------------
+# A separate block so it can move with this module. Never a value: the reason names the entry
+# (a DN or a Proxmox VE id) and the target's result, as target_failed does.
+SUBJECT_PARKED = "proxmox_sync.subject_parked"
+SUBJECT_UNPARKED = "proxmox_sync.subject_unparked"
+SYNC_EVENTS = (*SYNC_EVENTS, SUBJECT_PARKED, SUBJECT_UNPARKED)
+ALL = (*ALL, SUBJECT_PARKED, SUBJECT_UNPARKED)
+
+
+def subject_parked(target: str, tenant_id: str | None, subject: str, label: str | None, error: dict) -> Event:
+    """The target refused `subject`'s change for its data: parked, the others' work went on."""
+    return _event(SUBJECT_PARKED, SYSTEM, _target(target),
+                  {"subject": subject, "label": label, "error": error["code"], "error_message": error["message"]},
+                  tenant_id, outcome="failure")
+
+
+def subject_unparked(target: str, tenant_id: str | None, subject: str, label: str | None,
+                     parked_seconds: float) -> Event:
+    """A run covered a parked subject and the target took its change (or nothing was left to change)."""
+    return _event(SUBJECT_UNPARKED, SYSTEM, _target(target),
+                  {"subject": subject, "label": label, "parked_seconds": round(parked_seconds, 1)}, tenant_id)

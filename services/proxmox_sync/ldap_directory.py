@@ -3,8 +3,14 @@
 Reads are paged searches on one connection. Writes go over a small pool of connections
 from a ThreadPoolExecutor (real threads, or green threads under eventlet's monkey-patching),
 phase by phase so that no change depends on one still in flight:
-people deletes, renames (one by one: a rename may free the DN the next one takes), people
-modifies, people adds, group deletes, group adds, group modifies.
+people deletes, revocations (people modifies that take a password away, change it or expire
+the account, and group modifies that only drop memberUid values: access goes first), renames
+(one by one: a rename may free the DN the next one takes), people modifies, people adds, group
+deletes, group adds, group modifies.
+
+apply(..., refused=[...]) isolates refusals: a change the directory refuses for its entry's
+data (SUBJECT_REFUSALS: a syntax, schema, naming or constraint result) is recorded there as
+(change, error) and the others go on; the engine parks the subject it belongs to.
 
 Errors are DirectoryUnavailable with a code: "unreachable" (connection, TLS or time-out),
 "authentication_failed" (the bind was refused), "ldap_error" (an operation refused: names
@@ -28,12 +34,22 @@ from services.proxmox_sync.ldap_plan import Entry, LdapChange, LdapSettings, dn_
 PAGE_SIZE = 1000
 FILTER_TERMS = 200  # (|(...)(...)) terms per search of read_for_people
 PROGRESS_EVERY = 0.5  # seconds between progress reports during a phase
-PHASES = (("person", "delete"), ("person", "rename"), ("person", "modify"), ("person", "add"),
-          ("group", "delete"), ("group", "add"), ("group", "modify"))
+PHASES = (("person", "delete"), ("person", "revoke"), ("group", "revoke"), ("person", "rename"),
+          ("person", "modify"), ("person", "add"), ("group", "delete"), ("group", "add"), ("group", "modify"))
+ACCESS_ATTRIBUTES = frozenset({"userPassword", "shadowExpire"})
 SEQUENTIAL = {("person", "rename")}
 SUCCESS, NO_SUCH_ATTRIBUTE, NO_SUCH_OBJECT, VALUE_EXISTS, INVALID_CREDENTIALS = 0, 16, 32, 20, 49
 SEARCH_RESULT_ENTRY = 4  # LDAP protocolOp
 ACTIONS = {"replace": ldap3.MODIFY_REPLACE, "add": ldap3.MODIFY_ADD, "delete": ldap3.MODIFY_DELETE}
+# LDAP results that refuse one entry's data, not the directory (RFC 4511 4.1.9): that entry's
+# subject is parked, everyone else's work goes on. Anything else (busy, unavailable, no access,
+# a broken connection, a refused bind) is the target's failure, retried with backoff.
+SUBJECT_REFUSALS = {
+    17: "undefinedAttributeType", 18: "inappropriateMatching", 19: "constraintViolation",
+    20: "attributeOrValueExists", 21: "invalidAttributeSyntax", 34: "invalidDNSyntax", 64: "namingViolation",
+    65: "objectClassViolation", 66: "notAllowedOnNonLeaf", 67: "notAllowedOnRDN", 68: "entryAlreadyExists",
+    69: "objectClassModsProhibited",
+}
 
 
 class DirectoryUnavailable(Exception):
@@ -49,10 +65,35 @@ class DirectoryUnavailable(Exception):
         return {"code": self.code, "message": self.message}
 
 
+class EntryRefused(DirectoryUnavailable):
+    """The directory refused one change for its entry's data (a SUBJECT_REFUSALS result)."""
+
+    def __init__(self, message: str, result: int, description: str):
+        super().__init__("ldap_error", message)
+        self.result, self.description = result, description
+
+    def as_dict(self) -> dict:
+        return {"code": "ldap_refused", "message": self.message, "ldap_result": self.description}
+
+
 def _refused(operation: str, dn: str, result: dict) -> DirectoryUnavailable:
     # The result's description and code only: a server message may quote a value.
-    return DirectoryUnavailable("ldap_error", f"{operation} {dn} refused: {result.get('description')} "
-                                              f"({result.get('result')})")
+    message = f"{operation} {dn} refused: {result.get('description')} ({result.get('result')})"
+    if result.get("result") in SUBJECT_REFUSALS:
+        return EntryRefused(message, result["result"], SUBJECT_REFUSALS[result["result"]])
+    return DirectoryUnavailable("ldap_error", message)
+
+
+def phase_of(change: LdapChange, moving: set[str]) -> tuple[str, str]:
+    """The phase a change is applied in; `moving`: dn_keys renames take from or give to."""
+    if change.op != "modify" or dn_key(change.dn) in moving:
+        return change.kind, change.op
+    names = {name for _, name, _ in change.modifications}
+    if change.kind == "person" and names & ACCESS_ATTRIBUTES:
+        return "person", "revoke"
+    if change.kind == "group" and all(action == "delete" for action, _, _ in change.modifications):
+        return "group", "revoke"
+    return change.kind, change.op
 
 
 class Directory:
@@ -233,11 +274,14 @@ class Directory:
 
     # --- writes
 
-    def apply(self, changes: list[LdapChange], progress: Callable[[int], None] | None = None) -> int:
+    def apply(self, changes: list[LdapChange], progress: Callable[[int], None] | None = None,
+              refused: list | None = None) -> int:
         """Applies the changes phase by phase; returns the writes made.
 
         progress(done) is called from the calling thread with the running total of writes, about
-        every half second during a phase and after each phase.
+        every half second during a phase and after each phase. refused: when given, a change
+        refused for its entry's data (EntryRefused) is appended as (change, error dict) and the
+        others go on; otherwise it ends the apply.
         """
         done = [0]
         counter_lock = threading.Lock()
@@ -246,15 +290,37 @@ class Directory:
             with counter_lock:
                 done[0] += 1
 
+        write = self._write
+        if refused is not None:
+            blocked: dict[str, dict] = {}  # dn_key -> the refusal of an earlier change of that entry
+
+            def write(conn: ldap3.Connection, change: LdapChange, count: Callable[[], None]) -> None:
+                earlier = blocked.get(dn_key(change.dn))
+                if earlier is not None:  # it would meet the state the refused change left: not tried
+                    with counter_lock:
+                        refused.append((change, earlier))
+                    return
+                try:
+                    self._write(conn, change, count)
+                except EntryRefused as refusal:
+                    error = refusal.as_dict()
+                    with counter_lock:
+                        refused.append((change, error))
+                        for dn in (change.dn, change.new_dn):
+                            if dn:
+                                blocked[dn_key(dn)] = error
+
+        moving = {dn_key(key) for change in changes if change.op == "rename" for key in (change.dn, change.new_dn)}
+        phases = {phase_of(change, moving) for change in changes}
         for phase in PHASES:
-            batch = [change for change in changes if (change.kind, change.op) == phase]
-            if not batch:
+            if phase not in phases:
                 continue
+            batch = [change for change in changes if phase_of(change, moving) == phase]
             try:
                 if phase in SEQUENTIAL or len(batch) == 1 or self.workers == 1:
-                    self._run(lambda conn: [self._write(conn, change, count) for change in batch])
+                    self._run(lambda conn: [write(conn, change, count) for change in batch])
                 else:
-                    self._apply_concurrently(batch, count, lambda: progress and progress(done[0]))
+                    self._apply_concurrently(batch, count, lambda: progress and progress(done[0]), write)
             except DirectoryUnavailable as exc:
                 exc.writes = done[0]
                 raise
@@ -263,7 +329,8 @@ class Directory:
         return done[0]
 
     def _apply_concurrently(self, batch: list[LdapChange], count: Callable[[], None],
-                            report: Callable[[], None]) -> None:
+                            report: Callable[[], None], write=None) -> None:
+        write = write or self._write
         pending = iter(batch)
         take = threading.Lock()
         failed = threading.Event()
@@ -275,7 +342,7 @@ class Directory:
                         change = next(pending, None)
                     if change is None:
                         return
-                    self._write(conn, change, count)
+                    write(conn, change, count)
             try:
                 self._run(drain)
             except Exception:

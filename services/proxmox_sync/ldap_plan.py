@@ -162,6 +162,15 @@ def _person_dn(username: str, settings: LdapSettings) -> str:
     return f"uid={escape_rdn(username)},{settings.people_dn}"
 
 
+person_dn = _person_dn
+
+
+def rdn_value(dn: str) -> str:
+    """The value of a DN's first RDN, unescaped enough to name it (cn=ops,... -> ops)."""
+    first = _UNESCAPED_COMMA.split(dn, 1)[0]
+    return first.partition("=")[2].strip().replace("\\", "")
+
+
 def _group_dn(cn: str, settings: LdapSettings) -> str:
     return f"cn={escape_rdn(cn)},{settings.groups_dn}"
 

@@ -46,6 +46,9 @@ PERMISSION_DENIED = "permission_denied"
 PROXMOX_ERROR = "proxmox_error"
 REALM_MISSING = "realm_missing"
 REALM_CONFLICT = "realm_conflict"
+# Answers to one change that refuse that object's data (Proxmox VE's parameter verification):
+# the engine parks that user or group and the connection's other changes go on.
+SUBJECT_STATUSES = frozenset({400})
 
 
 class PveFailure(Exception):
@@ -247,7 +250,7 @@ def apply(api, changes: list[PveChange]) -> int:
         except ResourceException as error:
             if error.status_code in (401, 403):
                 raise
-            failures.append({"change": change.describe(),
+            failures.append({"change": change.describe(), "status": error.status_code,
                              "message": _refusal(error, change.op, change.kind, change.key)})
     if failures:
         raise ChangesFailed(applied, failures)

@@ -232,12 +232,13 @@ def managed(actual_full: PveState, realm: str) -> PveState:
 # --- plan ---------------------------------------------------------------------------------------
 
 
-# The order changes are applied in: what others refer to exists first (roles, groups, users,
-# then ACLs); deletes last, ACL entries before the users, groups and roles they name.
-_ORDER = {(CONFLICT, USER): 0, (CONFLICT, GROUP): 0,
+# The order changes are applied in: access taken away first (ACL entries deleted: nothing
+# depends on them), then what others refer to exists first (roles, groups, users, then ACLs);
+# other deletes last, the users before the groups and roles they name.
+_ORDER = {(CONFLICT, USER): 0, (CONFLICT, GROUP): 0, (DELETE, ACL): 0,
           (CREATE, ROLE): 1, (UPDATE, ROLE): 1, (CREATE, GROUP): 2, (UPDATE, GROUP): 2,
           (CREATE, USER): 3, (UPDATE, USER): 3, (CREATE, ACL): 4, (UPDATE, ACL): 4,
-          (DELETE, ACL): 5, (DELETE, USER): 6, (DELETE, GROUP): 7, (DELETE, ROLE): 8}
+          (DELETE, USER): 6, (DELETE, GROUP): 7, (DELETE, ROLE): 8}
 
 
 def ordered(changes) -> list[PveChange]:

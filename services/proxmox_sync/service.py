@@ -452,7 +452,7 @@ def _without_names(item: dict) -> dict:
     run = item["last_run"]
     if run and run["error"]:
         run = {**run, "error": {"code": run["error"]["code"], "message": "The directory run failed."}}
-    return {**item, "last_run": run, "conflicts": []}
+    return {**item, "last_run": run, "conflicts": [], "parked": []}  # parked_count stays
 
 
 def _public_directory(row) -> dict:

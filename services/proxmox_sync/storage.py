@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from kernel.db import aware, iso, service_base, take_turns
 from services.proxmox_sync.domain import connection_of
@@ -17,6 +17,7 @@ metadata = Base.metadata
 # --- sync -------------------------------------------------------------------------------------
 
 FULL = "full"  # the work subject of a full reconcile; others are "user:<id>"
+PARKED_SHOWN = 100  # parked subjects a target's status lists (the count says how many there are)
 
 
 class DirectorySettings(Base):
@@ -91,6 +92,65 @@ class SyncTarget(Base):
     failing_since: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
     conflicts: Mapped[list | None] = mapped_column(sa.JSON)  # objects left alone: not ours, in our way
     changes_total: Mapped[int] = mapped_column(sa.Integer, default=0)
+    parked: Mapped[list["ParkedSubject"]] = relationship(
+        "ParkedSubject", primaryjoin="SyncTarget.target == foreign(ParkedSubject.target)", viewonly=True,
+        order_by="ParkedSubject.since", lazy="select")
+
+
+class ParkedSubject(Base):
+    """A user or group (or a foreign entry in the way) whose change the target refused for its data.
+
+    The refusal is that subject's alone: the run goes on for everyone else and the target is not
+    failing. The subject is tried again when an event marks it, on a sync request and on every
+    full reconcile; a run that covers it without a refusal unparks it (engine.Engine)."""
+
+    __tablename__ = "proxmox_sync_parked"
+
+    target: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    subject: Mapped[str] = mapped_column(sa.String(255), primary_key=True)  # user:<id>, group:<cn>, entry:<dn>...
+    label: Mapped[str | None] = mapped_column(sa.String(512))  # what was refused: a DN, a Proxmox id
+    error: Mapped[dict] = mapped_column(sa.JSON)  # {"code", "message"}: names and result codes, never a value
+    attempts: Mapped[int] = mapped_column(sa.Integer, default=1)  # refusals in a row
+    since: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+    last_refused_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+
+
+def park(session: Session, target: str, subject: str, label: str | None, error: dict, now: datetime) -> bool:
+    """Records the refusal of `subject`'s change; whether it was not parked before."""
+    row = session.get(ParkedSubject, (target, subject))
+    if row is None:
+        session.add(ParkedSubject(target=target, subject=subject[:255], label=(label or "")[:512] or None,
+                                  error=error, attempts=1, since=now, last_refused_at=now))
+        return True
+    row.attempts += 1
+    row.label, row.error, row.last_refused_at = (label or "")[:512] or None, error, now
+    return False
+
+
+def unpark(session: Session, target: str, subjects, keep=()) -> list[ParkedSubject]:
+    """Drops the parked rows of `subjects` (None: all of the target's) but those in `keep`; the
+    rows dropped."""
+    query = sa.select(ParkedSubject).where(ParkedSubject.target == target)
+    if keep:
+        query = query.where(ParkedSubject.subject.not_in(list(keep)))
+    if subjects is not None:
+        subjects = list(subjects)
+        if not subjects:
+            return []
+        query = query.where(ParkedSubject.subject.in_(subjects))
+    rows = list(session.scalars(query))
+    for row in rows:
+        session.delete(row)
+    return rows
+
+
+def parked_subjects(session: Session, target: str) -> dict[str, ParkedSubject]:
+    return {row.subject: row for row in session.scalars(sa.select(ParkedSubject).where(ParkedSubject.target == target))}
+
+
+def public_parked(row: ParkedSubject) -> dict:
+    return {"subject": row.subject, "label": row.label, "reason": row.error, "attempts": row.attempts,
+            "since": iso(row.since), "last_refused_at": iso(row.last_refused_at)}
 
 
 class SyncWork(Base):
@@ -154,6 +214,7 @@ def _next_try(session: Session, target: str, now: datetime) -> datetime:
 
 
 def forget_target(session: Session, target: str) -> None:
+    session.execute(sa.delete(ParkedSubject).where(ParkedSubject.target == target))
     session.execute(sa.delete(SyncWork).where(SyncWork.target == target))
     session.execute(sa.delete(SyncTarget).where(SyncTarget.target == target))
 
@@ -248,6 +309,9 @@ def public_target(row: SyncTarget, pending: int, next_attempt: datetime | None) 
         "last_full_at": iso(row.last_full_at), "failing_since": iso(row.failing_since),
         "conflicts": row.conflicts or [], "changes_total": row.changes_total,
         "pending": pending, "next_attempt_at": iso(next_attempt) if pending else None,
+        # Subjects whose change the target refused for their data (the others' work went on).
+        "parked": [public_parked(parked) for parked in row.parked[:PARKED_SHOWN]],
+        "parked_count": len(row.parked),
     }
 
 

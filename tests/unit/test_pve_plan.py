@@ -280,13 +280,13 @@ def test_drift_is_repaired_and_extras_are_removed():
                       groups={}, roles={"GH_helpdesk": frozenset({"Sys.Modify"}), "GH_old": frozenset()},
                       acls=(state.acls - {AclEntry("/", "PVEAuditor", "bob@gatehouse", "user")}) | {extra_acl, flipped})
     changes = plan(state, managed(actual, REALM))
-    assert ops(changes) == [
+    assert ops(changes) == [  # access taken away first: nothing waits for it
+        ("delete", "acl", "/ Administrator user:mallory@gatehouse"),
         ("update", "role", "GH_helpdesk"), ("create", "group", "ops"),
         ("update", "user", "alice@gatehouse"), ("update", "acl", "/ PVEAuditor user:bob@gatehouse"),
-        ("delete", "acl", "/ Administrator user:mallory@gatehouse"), ("delete", "user", "mallory@gatehouse"),
-        ("delete", "role", "GH_old")]
-    assert changes[2].fields == {"email": "alice@example.org", "enable": True}
-    assert changes[3].fields["propagate"] is True
+        ("delete", "user", "mallory@gatehouse"), ("delete", "role", "GH_old")]
+    assert changes[3].fields == {"email": "alice@example.org", "enable": True}
+    assert changes[4].fields["propagate"] is True
 
 
 def test_an_id_taken_by_an_object_gatehouse_does_not_manage_is_a_conflict_left_alone():

@@ -10,9 +10,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from kernel import DEFAULT_TENANT_ID
-from kernel.db import iso, service_base
-from services.tenancy.domain import LOGIN_FIELD
+from kernel.db import service_base
 
 Base = service_base("tenancy")
 metadata = Base.metadata
@@ -119,25 +117,3 @@ def memberships_of(session: Session, user_id: str, for_update: bool = False) -> 
 def members(session: Session, tenant_id: str) -> list[Membership]:
     return list(session.scalars(sa.select(Membership).where(Membership.tenant_id == tenant_id)))
 
-
-def public_tenant(tenant: Tenant, connection_count: int, user_count: int) -> dict:
-    return {"id": tenant.id, "name": tenant.name, "description": tenant.description,
-            "is_default": tenant.id == DEFAULT_TENANT_ID, "connection_count": connection_count,
-            "user_count": user_count, "created_at": iso(tenant.created_at), "updated_at": iso(tenant.updated_at),
-            "version": tenant.version}
-
-
-def public_connection(connection: Connection) -> dict:
-    """A connection as the API shows it: whether a secret is stored, never the secret."""
-    return {"id": connection.id, "tenant_id": connection.tenant_id, "name": connection.name,
-            "url": connection.url, "verify_tls": connection.verify_tls, "ca_pem": connection.ca_pem,
-            "fingerprint": connection.fingerprint, "realm": connection.realm,
-            "auth": {"method": connection.auth_method, LOGIN_FIELD[connection.auth_method]: connection.login,
-                     "secret_set": bool(connection.secret_sealed)},
-            "created_at": iso(connection.created_at), "updated_at": iso(connection.updated_at),
-            "version": connection.version}
-
-
-def public_membership(membership: Membership) -> dict:
-    return {"tenant_id": membership.tenant_id, "user_id": membership.user_id, "username": membership.username,
-            "is_default": membership.is_default, "created_at": iso(membership.created_at)}

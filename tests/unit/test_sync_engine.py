@@ -143,7 +143,7 @@ def test_backoff_doubles_up_to_a_minute():
 
 
 def test_a_tenants_view_of_the_directory_names_nobody():
-    from services.proxmox_sync.service import _without_names
+    from services.proxmox_sync.views import without_names as _without_names
 
     item = {"target": "ldap", "conflicts": [{"dn": "uid=bob,ou=people,dc=x"}], "last_run": {
         "error": {"code": "ldap_error", "message": "add uid=bob,ou=people,dc=x refused"}, "changes": 0}}

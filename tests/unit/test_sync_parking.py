@@ -250,7 +250,7 @@ def test_a_directory_that_is_down_fails_the_whole_target_and_parks_nobody(db, wo
 
 
 def test_the_tenant_view_keeps_the_count_of_parked_subjects_but_not_their_names(db, world):
-    from services.proxmox_sync.service import _without_names
+    from services.proxmox_sync.views import without_names as _without_names
     sync, sources, _ = world
     poisoned = person("dee", 10004, email="dée@exämple.test")
     sources.by_id[poisoned.user_id] = poisoned

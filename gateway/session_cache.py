@@ -33,9 +33,9 @@ from typing import Callable
 from kombu import Connection, Queue, binding
 
 from kernel.topology import events_exchange
-from services.identity import events as identity_events
-from services.rbac import events as rbac_events
-from services.tenancy import events as tenancy_events
+from contracts.events import identity as identity_events
+from contracts.events import rbac as rbac_events
+from contracts.events import tenancy as tenancy_events
 
 # Tenancy events that change who may work in a tenant.
 TENANCY_ACCESS_CHANGING = (tenancy_events.USER_ASSIGNED_TO_TENANT, tenancy_events.USER_REMOVED_FROM_TENANT,

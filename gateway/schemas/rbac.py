@@ -6,8 +6,8 @@ from apiflask.fields import Boolean, Integer, List, Nested, String
 from apiflask.validators import Length, OneOf, Range
 
 from gateway.schemas import Rule, page_of, pattern_of, role_reference
-from services.identity.domain import FIRST_UID_NUMBER
-from services.rbac import domain
+from contracts.identity import FIRST_UID_NUMBER
+from contracts import rbac as domain
 
 
 class PermissionOut(Schema):

@@ -6,7 +6,7 @@ from apiflask.fields import Boolean, Dict, Integer, List, Nested, String
 from apiflask.validators import Length, OneOf, Range
 
 from gateway.schemas import WholeBodyRule
-from services.proxmox_sync import domain
+from contracts import proxmox_sync as domain
 
 ISO = {"format": "date-time"}
 

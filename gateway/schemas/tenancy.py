@@ -6,7 +6,7 @@ from apiflask.fields import Boolean, Integer, Nested, String
 from apiflask.validators import Length, OneOf
 
 from gateway.schemas import FullMatch, PageQuery, Rule, page_of, pattern_of, role_reference
-from services.tenancy import domain
+from contracts import tenancy as domain
 
 ISO = {"format": "date-time"}
 

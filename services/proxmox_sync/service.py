@@ -21,12 +21,12 @@ from kernel.envelope import Actor, utc_now
 from kernel.errors import BadGateway, Conflict, NotFound, TransientError, ValidationFailed
 from kernel.metrics import ServiceMetrics
 from kernel.service import Database, ServiceBase, rpc
-from services.identity import events as identity_events
+from contracts.events import identity as identity_events
 from services.proxmox_sync import domain, engine, events, inventory, ldap_directory, ldap_plan, pve, storage
 from services.proxmox_sync.poller import InventoryPoller, save_poll
 from services.proxmox_sync.domain import LDAP_TARGET, pve_target
-from services.rbac import events as rbac_events
-from services.tenancy import events as tenancy_events
+from contracts.events import rbac as rbac_events
+from contracts.events import tenancy as tenancy_events
 
 log = logging.getLogger(__name__)
 

@@ -20,11 +20,11 @@ from kernel.db import iso
 from kernel.envelope import SYSTEM, Actor, utc_now
 from kernel.errors import Conflict, Forbidden, NotFound, ValidationFailed, refuse_stale_edit
 from kernel.service import Database, ServiceBase, rpc
-from services.identity import events as identity_events
+from contracts.events import identity as identity_events
 from services.rbac import domain, events, storage
 from services.rbac.grant_cache import ProcessGrantCache
 from services.rbac.storage import Group, GroupMember, Role, RoleAssignment
-from services.tenancy import events as tenancy_events
+from contracts.events import tenancy as tenancy_events
 
 AUTHORITY_MESSAGES = {
     domain.TARGET_SUPER_ADMIN: "Only a super admin can act on a super admin's account.",

@@ -20,7 +20,7 @@ from kernel.crypto import SecretBox
 from kernel.envelope import Actor, utc_now
 from kernel.errors import Conflict, Forbidden, NotFound, ValidationFailed, refuse_stale_edit
 from kernel.service import Database, ServiceBase, rpc
-from services.identity import events as identity_events
+from contracts.events import identity as identity_events
 from services.tenancy import domain, events, storage
 from services.tenancy.storage import Connection, Membership, Tenant
 

@@ -24,9 +24,6 @@ ALL = (MULTI_TENANCY_ENABLED, MULTI_TENANCY_DISABLED, TENANT_CREATED, TENANT_UPD
        CONNECTION_CREATED, CONNECTION_UPDATED, CONNECTION_REASSIGNED, CONNECTION_DELETED,
        USER_ASSIGNED_TO_TENANT, USER_REMOVED_FROM_TENANT)
 
-# Tenancy events that change who may work in a tenant (the gateway's session cache listens to them).
-ACCESS_CHANGING = (USER_ASSIGNED_TO_TENANT, USER_REMOVED_FROM_TENANT, TENANT_DELETED)
-
 # Why a membership ended (data.reason of user_removed_from_tenant).
 REMOVED, TENANT_GONE, USER_GONE = "removed", "tenant_deleted", "user_removed"
 

@@ -148,6 +148,5 @@ SOURCES = ("identity", "rbac", "tenancy", "proxmox_sync", "audit")
 
 
 def _load_all() -> None:
-    import importlib
-    for source in SOURCES:
-        importlib.import_module(f"contracts.events.{source}")
+    """Every source's payloads registered (their modules import this one, so not at its top)."""
+    from contracts.events import audit, identity, proxmox_sync, rbac, tenancy  # noqa: F401

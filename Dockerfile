@@ -18,6 +18,7 @@ RUN apt-get update \
 WORKDIR /src
 COPY pyproject.toml ./
 COPY kernel ./kernel
+COPY contracts ./contracts
 COPY services ./services
 COPY gateway ./gateway
 COPY ops ./ops

@@ -33,9 +33,10 @@ from typing import Callable
 from kombu import Connection, Queue, binding
 
 from kernel.topology import events_exchange
-from services.identity import events as identity_events
-from services.rbac import events as rbac_events
-from services.tenancy import events as tenancy_events
+from contracts.events import identity as identity_events
+from contracts.events import payload_class
+from contracts.events import rbac as rbac_events
+from contracts.events import tenancy as tenancy_events
 
 # Tenancy events that change who may work in a tenant.
 TENANCY_ACCESS_CHANGING = (tenancy_events.USER_ASSIGNED_TO_TENANT, tenancy_events.USER_REMOVED_FROM_TENANT,
@@ -131,7 +132,8 @@ class SessionCache:
         elif source == "identity":
             self.forget_user((body.get("resource") or {}).get("id"))
         elif source == "tenancy" and body.get("type") != tenancy_events.TENANT_DELETED:
-            self.forget_user((body.get("data") or {}).get("user_id"))
+            # a membership event (UserAssignedToTenant, UserRemovedFromTenant): about its user
+            self.forget_user(payload_class(body.get("type")).from_data(body.get("data")).user_id)
         else:
             self.forget_decisions()
 

@@ -24,7 +24,7 @@ from gateway.schemas.inventory import (
     VmQuery,
 )
 from kernel.errors import NotFound
-from services.proxmox_sync.inventory import ACTIONS
+from contracts.proxmox_sync import ACTIONS
 
 bp = APIBlueprint("inventory", __name__, url_prefix="/api/v1/inventory", tag="Inventory")
 

@@ -16,8 +16,8 @@ from apiflask.validators import Length, OneOf, Range, Regexp
 from marshmallow import ValidationError, validates_schema
 from marshmallow.validate import Validator
 
-from services.identity import domain as identity_domain
-from services.rbac import domain as rbac_domain
+from contracts import identity as identity_domain
+from contracts import rbac as rbac_domain
 
 
 class JsonBoolean(Boolean):

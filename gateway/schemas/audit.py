@@ -9,7 +9,7 @@ from apiflask.validators import Length, OneOf, Range
 
 from gateway.schemas import JsonBoolean, WholeBodyRule
 from kernel.envelope import CATEGORIES, OUTCOMES
-from services.audit import forwarder
+from contracts import audit as forwarder
 
 
 class AuditFilters(Schema):

@@ -6,9 +6,9 @@ from apiflask.fields import Field, Integer, List, Nested, String
 from apiflask.validators import Length, OneOf, Range
 from marshmallow import ValidationError
 
+from contracts import identity as mail
+from contracts.identity import MIN_LENGTH_CEILING, PASSWORD_LENGTH_CEILING, PASSWORD_LENGTH_FLOOR
 from gateway.schemas import EMAIL, JsonBoolean, PageQuery, WholeBodyRule, role_reference, settable_password
-from services.identity import mail
-from services.identity.domain import MIN_LENGTH_CEILING, PASSWORD_LENGTH_CEILING, PASSWORD_LENGTH_FLOOR
 
 INVITATION_STATUSES = ["pending", "accepted", "revoked", "expired"]
 

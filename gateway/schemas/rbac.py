@@ -5,9 +5,9 @@ from apiflask import Schema
 from apiflask.fields import Integer, List, Nested, String
 from apiflask.validators import Length, OneOf, Range
 
+from contracts import rbac as domain
+from contracts.identity import FIRST_UID_NUMBER
 from gateway.schemas import JsonBoolean, Rule, page_of, pattern_of, role_reference
-from services.identity.domain import FIRST_UID_NUMBER
-from services.rbac import domain
 
 
 class PermissionOut(Schema):

@@ -5,8 +5,8 @@ from apiflask import Schema
 from apiflask.fields import Dict, Integer, List, Nested, String
 from apiflask.validators import Length, OneOf, Range
 
+from contracts import proxmox_sync as domain
 from gateway.schemas import JsonBoolean, WholeBodyRule
-from services.proxmox_sync import domain
 
 ISO = {"format": "date-time"}
 

@@ -5,8 +5,8 @@ from apiflask import Schema
 from apiflask.fields import Integer, Nested, String
 from apiflask.validators import Length, OneOf
 
+from contracts import tenancy as domain
 from gateway.schemas import FullMatch, JsonBoolean, PageQuery, Rule, page_of, pattern_of, role_reference
-from services.tenancy import domain
 
 ISO = {"format": "date-time"}
 

@@ -5,9 +5,9 @@ from apiflask import Schema
 from apiflask.fields import Integer, List, Nested, String
 from apiflask.validators import Length, OneOf
 
+from contracts import identity as identity_domain
+from contracts import rbac as rbac_domain
 from gateway.schemas import EMAIL, USERNAME, FullMatch, JsonBoolean, PageQuery, UserOut, profile_rule, role_reference
-from services.identity import domain as identity_domain
-from services.rbac import domain as rbac_domain
 
 # The API's contract; identity checks the same rules again for any other caller.
 SETTABLE_STATUSES = [identity_domain.PENDING, identity_domain.ACTIVE, identity_domain.SUSPENDED]  # not invited

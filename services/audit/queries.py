@@ -28,6 +28,7 @@ from datetime import datetime, timedelta, timezone
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from contracts.events import proxmox_sync as sync_events
 from kernel import EVERY_TENANT
 from kernel.db import aware
 from kernel.envelope import OUTCOMES
@@ -335,8 +336,8 @@ def public_record(record, shown_tenant: str | None = None) -> dict:
 # object. Super admins (EVERY_TENANT) see records as stored.
 
 ANOTHER_TENANT = "(another tenant)"
-SAMPLED_TYPES = ("proxmox_sync.target_synced",)
-SAMPLES = ("sample", "conflicts")
+SAMPLED_TYPES = (sync_events.TARGET_SYNCED,)  # its payload (TargetSynced) describes changes in SAMPLES
+SAMPLES = sync_events.SAMPLES
 
 
 def tenant_view_data(record_type: str, data, other_tenants: set[str]):

@@ -1,7 +1,6 @@
 """Identity rules that need no broker and no database: validation, passwords, login decisions."""
 from __future__ import annotations
 
-import re
 import secrets
 from dataclasses import dataclass
 from functools import lru_cache
@@ -9,28 +8,14 @@ from pathlib import Path
 
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError
-from email_validator import EmailNotValidError, validate_email
 
-PENDING, INVITED, ACTIVE, SUSPENDED = "pending", "invited", "active", "suspended"
-STATUSES = (PENDING, INVITED, ACTIVE, SUSPENDED)
-
-FIRST_UID_NUMBER = 10000
-
-# A username becomes a Unix login and an LDAP uid.
-USERNAME_PATTERN = re.compile(r"^[a-z][a-z0-9._-]{0,31}$")
-RESERVED_USERNAMES = frozenset("""
-    root admin administrator daemon bin sys sync games man lp mail news uucp proxy
-    www-data backup list irc gnats nobody nogroup adm wheel sudo staff users operator
-    sshd messagebus postgres rabbitmq openldap ldap systemd-network systemd-resolve
-    systemd-timesync _apt polkitd ftp guest support security system shadow tty disk
-""".split())
+from contracts.identity import (  # noqa: F401 - the shared rules, re-exported for identity's code
+    ACTIVE, FIRST_UID_NUMBER, INVITED, MIN_LENGTH_CEILING, ORDERS, PASSWORD_LENGTH_CEILING, PASSWORD_LENGTH_FLOOR,
+    PENDING, PROFILE_FIELDS, RESERVED_USERNAMES, STATUSES, SUSPENDED, USER_SORTS, USERNAME_PATTERN,
+    normalize_email, profile_problems, username_problem)
 
 # OWASP's argon2id option: m=19 MiB, t=2, p=1.
 HASHER = PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1, type=Type.ID)
-
-
-# The bounds of any policy an admin sets: whatever it says, a password has 8 to 1024 characters.
-PASSWORD_LENGTH_FLOOR, MIN_LENGTH_CEILING, PASSWORD_LENGTH_CEILING = 8, 128, 1024
 
 
 @dataclass(frozen=True)
@@ -46,23 +31,6 @@ class PasswordPolicy:
 def common_passwords() -> frozenset[str]:
     path = Path(__file__).with_name("common_passwords.txt")
     return frozenset(line.strip().lower() for line in path.read_text().splitlines() if line.strip())
-
-
-def username_problem(username: str) -> str | None:
-    if not USERNAME_PATTERN.fullmatch(username or ""):
-        return ("must start with a lowercase letter and contain only lowercase letters, "
-                "digits, '.', '_' or '-', at most 32 characters")
-    if username in RESERVED_USERNAMES:
-        return "is reserved for the system"
-    return None
-
-
-def normalize_email(email: str) -> tuple[str | None, str | None]:
-    """(normalized address, None) or (None, what is wrong)."""
-    try:
-        return validate_email(email or "", check_deliverability=False).normalized.lower(), None
-    except EmailNotValidError as error:
-        return None, str(error)
 
 
 def password_problems(password: str, policy: PasswordPolicy, username: str = "") -> list[str]:
@@ -136,34 +104,13 @@ def login_refusal(status: str | None, password_ok: bool) -> str | None:
 
 # --- user administration ------------------------------------------------------
 
-PROFILE_FIELDS = ("username", "email", "first_name", "last_name", "company")
 OWN_PROFILE_FIELDS = ("first_name", "last_name")  # what users change themselves (PATCH /me)
-_FIELD_LIMITS = {"first_name": 64, "last_name": 64, "company": 128}
-_REQUIRED = frozenset({"first_name", "last_name"})
 
 # Approval, refusal, suspension and reactivation; invited users change only through their invitation.
 STATUS_TRANSITIONS = frozenset({(PENDING, ACTIVE), (PENDING, SUSPENDED), (ACTIVE, SUSPENDED), (SUSPENDED, ACTIVE)})
 
 OWN_ACCOUNT, FIRST_ADMIN_PROTECTED = "own_account", "first_admin_protected"
 DELETE, SUSPEND, CHANGE_ROLE = "delete", "suspend", "change_role"
-
-
-def profile_problems(fields: dict) -> dict[str, str]:
-    """What is wrong with each profile field present in `fields` (a partial update checks only those)."""
-    problems = {}
-    if "username" in fields and (problem := username_problem(fields["username"])):
-        problems["username"] = problem
-    if "email" in fields and (problem := normalize_email(fields["email"])[1]):
-        problems["email"] = problem
-    for field, limit in _FIELD_LIMITS.items():
-        if field not in fields:
-            continue
-        value = (fields[field] or "").strip()
-        if field in _REQUIRED and not value:
-            problems[field] = "is required"
-        elif len(value) > limit:
-            problems[field] = f"must be at most {limit} characters"
-    return problems
 
 
 def clean_profile(fields: dict) -> dict:
@@ -189,8 +136,3 @@ def protection_problem(action: str, actor_id: str | None, target_id: str, target
     if target_is_first_admin:
         return FIRST_ADMIN_PROTECTED
     return None
-
-
-# The user list: sort keys as the API names them.
-USER_SORTS = ("name", "username", "email", "role", "status", "totp_enrolled", "last_login_at", "created_at")
-ORDERS = ("asc", "desc")

@@ -5,16 +5,14 @@ mail flows depend on (SMTP, password policy). The sending itself is in mailer.py
 """
 from __future__ import annotations
 
-import re
 from datetime import datetime, timedelta, timezone
 from email.message import EmailMessage
 
 from kernel.db import aware
-from services.identity.domain import MIN_LENGTH_CEILING, PASSWORD_LENGTH_CEILING, PASSWORD_LENGTH_FLOOR
-from services.identity.domain import PasswordPolicy, normalize_email
+from contracts.identity import HOSTNAME, IPV6, TLS_MODES, password_policy_problems, smtp_problems  # noqa: F401 - re-exported
+from services.identity.domain import PasswordPolicy
 
 INVITATION, PASSWORD_RESET = "invitation", "password_reset"
-TLS_MODES = ("none", "starttls", "tls")
 SMTP_FIELDS = ("host", "port", "tls_mode", "username", "from_address")
 
 FIRST_RETRY_SECONDS = 2
@@ -22,8 +20,6 @@ MAX_RETRY_SECONDS = 30 * 60
 # A new self-service reset mail per account at most this often (mail bombing).
 RESET_MAIL_INTERVAL = timedelta(minutes=1)
 
-HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,62}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}[A-Za-z0-9])?)*\.?$")
-IPV6 = re.compile(r"^\[?[0-9A-Fa-f:.]+\]?$")
 
 
 # --- retries ------------------------------------------------------------------------
@@ -84,50 +80,12 @@ def build_message(kind: str, sender: str, recipient: str, url: str, expires_at: 
 
 # --- settings -----------------------------------------------------------------------
 
-def smtp_problems(settings: dict) -> dict[str, str]:
-    """Field -> what is wrong, for the SMTP settings an admin submits."""
-    problems = {}
-    host = (settings.get("host") or "").strip()
-    if not host:
-        problems["host"] = "is required"
-    elif not (HOSTNAME.fullmatch(host) or IPV6.fullmatch(host)):
-        problems["host"] = "must be a host name or IP address"
-    port = settings.get("port")
-    if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
-        problems["port"] = "must be a number from 1 to 65535"
-    if settings.get("tls_mode") not in TLS_MODES:
-        problems["tls_mode"] = f"must be one of {', '.join(TLS_MODES)}"
-    username = settings.get("username") or ""
-    if len(username) > 254:
-        problems["username"] = "must be at most 254 characters"
-    if settings.get("password") and not username:
-        problems["password"] = "needs a username"
-    if problem := normalize_email(settings.get("from_address") or "")[1]:
-        problems["from_address"] = problem
-    return problems
-
-
 def changed_fields(before: dict | None, after: dict | None, fields) -> list[str]:
     before, after = before or {}, after or {}
     return [field for field in fields if before.get(field) != after.get(field)]
 
 
 POLICY_FIELDS = ("min_length", "max_length", "refuse_common")
-
-
-def password_policy_problems(values: dict) -> dict[str, str]:
-    problems = {}
-    minimum, maximum = values.get("min_length"), values.get("max_length")
-    if (not isinstance(minimum, int) or isinstance(minimum, bool)
-            or not PASSWORD_LENGTH_FLOOR <= minimum <= MIN_LENGTH_CEILING):
-        problems["min_length"] = f"must be a number from {PASSWORD_LENGTH_FLOOR} to {MIN_LENGTH_CEILING}"
-    if not isinstance(maximum, int) or isinstance(maximum, bool) or not maximum <= PASSWORD_LENGTH_CEILING:
-        problems["max_length"] = f"must be a number of at most {PASSWORD_LENGTH_CEILING}"
-    elif "min_length" not in problems and maximum < minimum:
-        problems["max_length"] = "must be at least min_length"
-    if not isinstance(values.get("refuse_common"), bool):
-        problems["refuse_common"] = "must be true or false"
-    return problems
 
 
 def password_policy(values: dict) -> PasswordPolicy:

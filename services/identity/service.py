@@ -25,8 +25,8 @@ from services.identity import domain, events, limits, mail, ratelimit, resets, s
 from services.identity import invitations as invitation_rules
 from services.identity.mailer import Mailer
 from services.identity.storage import Invitation, LoginSession, MailJob, Membership, PasswordReset, User, UserRole
-from services.rbac import events as rbac_events
-from services.tenancy import events as tenancy_events
+from contracts.events import rbac as rbac_events
+from contracts.events import tenancy as tenancy_events
 
 # argon2 is memory-hard: more hashes at once than cores only thrash the caches (measured:
 # 8 threads verify ~35% fewer per second than 2). Hashing is all identity runs in threads.

@@ -17,7 +17,7 @@ from kernel.db import iso, service_base  # noqa: F401  (iso: storage.iso for the
 from kernel.envelope import utc_now
 from services.identity import twofactor
 from services.identity.domain import FIRST_UID_NUMBER, PasswordPolicy
-from services.rbac.domain import SUPER_ADMIN
+from contracts.rbac import SUPER_ADMIN
 
 
 Base = service_base("identity")

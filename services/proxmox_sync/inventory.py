@@ -11,16 +11,15 @@ from datetime import datetime
 
 from proxmoxer.core import ResourceException
 
+from contracts.proxmox_sync import ACTIONS  # noqa: F401 - shared, re-exported
+from contracts.rbac import in_scope
 from kernel.db import iso
 from services.proxmox_sync import pve
-from services.rbac.domain import in_scope
 
 NODE, QEMU, LXC, STORAGE = "node", "qemu", "lxc", "storage"
 GUESTS = (QEMU, LXC)
 # The lists of the API and the row kinds each shows.
 LISTS = {"nodes": (NODE,), "vms": GUESTS, "storages": (STORAGE,)}
-# Power actions and the permission each needs (stop and shutdown both end the guest).
-ACTIONS = {"start": "vm.start", "stop": "vm.stop", "shutdown": "vm.stop", "reboot": "vm.restart"}
 # Proxmox VE refused the action itself (e.g. starting a running guest): the guest's state, not the link.
 ACTION_REFUSED = "action_refused"
 

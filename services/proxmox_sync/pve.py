@@ -30,7 +30,7 @@ from requests.adapters import HTTPAdapter
 
 from services.proxmox_sync import pve_plan
 from services.proxmox_sync.pve_plan import AclEntry, PveChange, PveGroup, PveState, PveUser
-from services.tenancy.domain import PASSWORD, TOKEN, host_and_port
+from contracts.tenancy import PASSWORD, TOKEN, host_and_port
 
 log = logging.getLogger(__name__)
 

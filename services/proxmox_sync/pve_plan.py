@@ -21,7 +21,7 @@ import re
 from dataclasses import dataclass, field
 
 from services.proxmox_sync.domain import Access, CustomRole, Group, Person
-from services.rbac import domain as rbac
+from contracts import rbac
 
 MARKER = "Gatehouse-managed"
 ROLE_PREFIX = "GH_"

@@ -18,18 +18,20 @@ from nameko.timer import timer
 from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy.orm import Session
 
+from contracts.events import identity as identity_events
+from contracts.events import payload_of
+from contracts.events import rbac as rbac_events
+from contracts.events import tenancy as tenancy_events
+from contracts.rbac import SUPER_ADMIN
 from kernel.consumer import on_event
 from kernel.crypto import SecretBox
 from kernel.envelope import Actor, utc_now
 from kernel.errors import TransientError
 from kernel.metrics import ServiceMetrics
 from kernel.service import Database, ServiceBase, rpc
-from services.identity import events as identity_events
 from services.proxmox_sync import directory_settings, engine, guests, ldap_plan, pve, storage, targets
 from services.proxmox_sync.poller import InventoryPoller
 from services.proxmox_sync.domain import LDAP_TARGET, pve_target
-from services.rbac import events as rbac_events
-from services.tenancy import events as tenancy_events
 
 _targets = targets  # for request_sync, whose RPC signature has a parameter named `targets`
 
@@ -156,11 +158,14 @@ class ProxmoxSyncService(ServiceBase):
 
     @on_event("identity", types=USER_EVENTS + PASSWORD_EVENTS, dedupe=False)
     def on_user_changed(self, event):
-        data = event.data.get("profile") or event.data
-        usernames = [name for name in (data.get("username"),
-                                       ((event.data.get("changed") or {}).get("username") or {}).get("from")) if name]
+        payload = payload_of(event)
+        # The password events carry no profile: the entry is found by its subject.
+        profile = payload.profile if isinstance(payload, identity_events.PROFILE_PAYLOADS) \
+            else identity_events.UserProfile()
+        renamed_from = payload.renamed_from if isinstance(payload, identity_events.UserUpdated) else None
+        usernames = [name for name in (profile.username, renamed_from) if name]
         self._mark(self._directory(), engine.user_subject(event.resource.id),
-                   {"uid_number": data.get("uid_number"), "usernames": usernames})
+                   {"uid_number": profile.uid_number, "usernames": usernames})
 
     @on_event("identity", types=USER_EVENTS, dedupe=False)
     def on_user_changed_for_proxmox(self, event):
@@ -168,14 +173,14 @@ class ProxmoxSyncService(ServiceBase):
 
     @on_event("rbac", types=(rbac_events.MEMBER_ADDED, rbac_events.MEMBER_REMOVED), dedupe=False)
     def on_membership_changed(self, event):
-        if user_id := event.data.get("user_id"):
+        if user_id := payload_of(event).user_id:
             self._mark(self._directory(), engine.user_subject(user_id))
 
     @on_event("rbac", types=(rbac_events.MEMBER_ADDED, rbac_events.MEMBER_REMOVED), dedupe=False)
     def on_membership_changed_for_proxmox(self, event):
         """A tenant's group touches its tenant's connections; a platform-wide or administrator group
         (whose members are super admins, Administrator everywhere) every connection."""
-        everywhere = event.data.get("is_admin") or not event.tenant_ids
+        everywhere = payload_of(event).is_admin or not event.tenant_ids
         self._mark(self._connections_of(None if everywhere else set(event.tenant_ids)))
 
     @on_event("rbac", types=(rbac_events.GROUP_CREATED, rbac_events.GROUP_UPDATED, rbac_events.GROUP_DELETED),
@@ -183,8 +188,9 @@ class ProxmoxSyncService(ServiceBase):
     def on_group_changed(self, event):
         """The directory holds every group; a tenant's group is mirrored to its tenant's connections only
         (administrator and platform-wide groups: every connection)."""
-        everywhere = event.data.get("is_admin") or not event.tenant_ids
-        if event.type == rbac_events.GROUP_UPDATED and "is_admin" in (event.data.get("changes") or {}):
+        payload = payload_of(event)
+        everywhere = payload.is_admin or not event.tenant_ids
+        if isinstance(payload, rbac_events.GroupUpdated) and "is_admin" in (payload.changes or {}):
             everywhere = True
         self._mark(self._directory() + self._connections_of(None if everywhere else set(event.tenant_ids)))
 
@@ -192,9 +198,15 @@ class ProxmoxSyncService(ServiceBase):
                              rbac_events.ROLE_UPDATED, rbac_events.ROLE_DELETED), dedupe=False)
     def on_rights_changed(self, event):
         """A super_admin anywhere is Administrator everywhere; other rights stay in their tenant."""
-        tenant_id = event.data.get("tenant_id")
-        everywhere = "super_admin" in (event.data.get("role"), event.data.get("previous_role")) or not tenant_id
-        self._mark(self._connections_of(None if everywhere else {tenant_id}))
+        payload = payload_of(event)
+        if isinstance(payload, rbac_events.RoleAssigned):
+            roles = (payload.role, payload.previous_role)
+        elif isinstance(payload, rbac_events.RoleUnassigned):
+            roles = (payload.role,)
+        else:  # a custom role: never super_admin
+            roles = ()
+        everywhere = SUPER_ADMIN in roles or not payload.tenant_id
+        self._mark(self._connections_of(None if everywhere else {payload.tenant_id}))
 
     @on_event("tenancy", types=(tenancy_events.USER_ASSIGNED_TO_TENANT, tenancy_events.USER_REMOVED_FROM_TENANT,
                                 tenancy_events.CONNECTION_CREATED, tenancy_events.CONNECTION_UPDATED,
@@ -208,7 +220,7 @@ class ProxmoxSyncService(ServiceBase):
                 uow.commit()
             return
         if event.resource.type == "connection":
-            self._mark([(pve_target(event.resource.id), event.data.get("tenant_id") or event.data.get("to"))])
+            self._mark([(pve_target(event.resource.id), _tenant_of_connection(payload_of(event)))])
             return
         self._mark(self._connections_of(set(event.tenant_ids) if event.tenant_ids else None))
 
@@ -266,10 +278,20 @@ class ProxmoxSyncService(ServiceBase):
 
     @on_event("tenancy", types=[tenancy_events.CONNECTION_REASSIGNED])
     def follow_reassigned_connection(self, event, uow):
-        storage.move_connection(uow.session, event.resource.id, event.data["to"])
+        moved = tenancy_events.ConnectionReassigned.from_event(event)
+        storage.move_connection(uow.session, event.resource.id, moved.to)
         self.poller.wake()
 
     @on_event("tenancy", types=[tenancy_events.CONNECTION_CREATED, tenancy_events.CONNECTION_UPDATED])
     def poll_changed_connection(self, event, uow):
         self.poller.wake()  # a new or changed connection shows its inventory without waiting for the interval
 
+
+
+def _tenant_of_connection(payload) -> str | None:
+    """The tenant a connection event places its connection in (connection_updated names none)."""
+    if isinstance(payload, tenancy_events.ConnectionReassigned):
+        return payload.to
+    if isinstance(payload, tenancy_events.ConnectionCreated):
+        return payload.tenant_id
+    return None

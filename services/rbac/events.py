@@ -1,36 +1,16 @@
-"""Every event rbac publishes, in one place.
+"""rbac's event producers: each builds its payload (contracts.events.rbac) from rows.
 
-identity keeps its user list's role column from role_assigned/role_unassigned;
-proxmox_sync propagates memberships and roles; the gateway drops its cached
-authorization decisions on any rbac event.
+The event types and payload classes are rbac's contract with its consumers
+(contracts/events/rbac.py); they are re-exported here for rbac's own code.
 """
 from __future__ import annotations
 
+from contracts.events import event
+from contracts.events.rbac import *  # noqa: F403 - the types and payloads, re-exported for rbac's code
+from contracts.events.rbac import (AuthorizationDenied, GroupCreated, GroupDeleted, GroupUpdated, MemberAdded,
+                                   MemberRemoved, RoleAssigned, RoleCreated, RoleDeleted, RoleUnassigned,
+                                   RoleUpdated)
 from kernel.envelope import Actor, Event, Resource
-
-ROLE_CREATED = "rbac.role_created"
-ROLE_UPDATED = "rbac.role_updated"
-ROLE_DELETED = "rbac.role_deleted"
-ROLE_ASSIGNED = "rbac.role_assigned"
-ROLE_UNASSIGNED = "rbac.role_unassigned"
-GROUP_CREATED = "rbac.group_created"
-GROUP_UPDATED = "rbac.group_updated"
-GROUP_DELETED = "rbac.group_deleted"
-MEMBER_ADDED = "rbac.member_added"
-MEMBER_REMOVED = "rbac.member_removed"
-AUTHORIZATION_DENIED = "rbac.authorization_denied"
-
-ALL = (ROLE_CREATED, ROLE_UPDATED, ROLE_DELETED, ROLE_ASSIGNED, ROLE_UNASSIGNED,
-       GROUP_CREATED, GROUP_UPDATED, GROUP_DELETED, MEMBER_ADDED, MEMBER_REMOVED, AUTHORIZATION_DENIED)
-
-# After any of these an authorization decision may differ (the gateway's cache drops its answers).
-DECISION_CHANGING = tuple(type_ for type_ in ALL if type_ != AUTHORIZATION_DENIED)
-
-
-def _event(type_: str, actor: Actor, resource: Resource, data: dict, tenant_id: str | None = None,
-           outcome: str = "success") -> Event:
-    return Event(type=type_, source="rbac", category="rbac", actor=actor, resource=resource, data=data,
-                 tenant_ids=(tenant_id,) if tenant_id else (), outcome=outcome)
 
 
 def _role(role) -> Resource:
@@ -38,34 +18,31 @@ def _role(role) -> Resource:
 
 
 def role_created(role, actor: Actor) -> Event:
-    return _event(ROLE_CREATED, actor, _role(role), {
-        "name": role.name, "description": role.description, "permissions": sorted(role.permissions),
-        "tenant_id": role.tenant_id}, role.tenant_id)
+    return event(RoleCreated(name=role.name, description=role.description, permissions=sorted(role.permissions),
+                             tenant_id=role.tenant_id), actor, _role(role), tenant_ids=(role.tenant_id,))
 
 
 def role_updated(role, actor: Actor, diff: dict, description_changed: bool) -> Event:
     """diff: {"added": [...], "removed": [...]} permissions."""
-    return _event(ROLE_UPDATED, actor, _role(role), {
-        "name": role.name, "permissions_added": diff["added"], "permissions_removed": diff["removed"],
-        "description": role.description if description_changed else None, "tenant_id": role.tenant_id},
-        role.tenant_id)
+    return event(RoleUpdated(name=role.name, permissions_added=diff["added"], permissions_removed=diff["removed"],
+                             description=role.description if description_changed else None,
+                             tenant_id=role.tenant_id), actor, _role(role), tenant_ids=(role.tenant_id,))
 
 
 def role_deleted(role, actor: Actor) -> Event:
-    return _event(ROLE_DELETED, actor, _role(role), {
-        "name": role.name, "permissions": sorted(role.permissions), "tenant_id": role.tenant_id}, role.tenant_id)
+    return event(RoleDeleted(name=role.name, permissions=sorted(role.permissions), tenant_id=role.tenant_id),
+                 actor, _role(role), tenant_ids=(role.tenant_id,))
 
 
 def role_assigned(user_id: str, username: str | None, tenant_id: str, role: str, actor: Actor,
                   previous: str | None = None, scope: dict | None = None) -> Event:
-    return _event(ROLE_ASSIGNED, actor, Resource("user", user_id, username),
-                  {"user_id": user_id, "role": role, "previous_role": previous, "tenant_id": tenant_id,
-                   "scope": scope or {}}, tenant_id)
+    return event(RoleAssigned(user_id=user_id, role=role, previous_role=previous, tenant_id=tenant_id,
+                              scope=scope or {}), actor, Resource("user", user_id, username), tenant_ids=(tenant_id,))
 
 
 def role_unassigned(user_id: str, username: str | None, tenant_id: str, role: str, actor: Actor) -> Event:
-    return _event(ROLE_UNASSIGNED, actor, Resource("user", user_id, username),
-                  {"user_id": user_id, "role": role, "tenant_id": tenant_id}, tenant_id)
+    return event(RoleUnassigned(user_id=user_id, role=role, tenant_id=tenant_id), actor,
+                 Resource("user", user_id, username), tenant_ids=(tenant_id,))
 
 
 def _group(group) -> Resource:
@@ -82,30 +59,35 @@ def _group_fields(group) -> dict:
 
 
 def group_created(group, actor: Actor) -> Event:
-    return _event(GROUP_CREATED, actor, _group(group), _group_fields(group), group.tenant_id)
+    return event(GroupCreated(**_group_fields(group)), actor, _group(group), tenant_ids=(group.tenant_id,))
 
 
 def group_updated(group, actor: Actor, changes: dict) -> Event:
     """changes: field -> {"from": old, "to": new}."""
-    return _event(GROUP_UPDATED, actor, _group(group), {**_group_fields(group), "changes": changes}, group.tenant_id)
+    return event(GroupUpdated(**_group_fields(group), changes=changes), actor, _group(group),
+                 tenant_ids=(group.tenant_id,))
 
 
 def group_deleted(group, actor: Actor, members: int) -> Event:
-    return _event(GROUP_DELETED, actor, _group(group), {**_group_fields(group), "members": members}, group.tenant_id)
+    return event(GroupDeleted(**_group_fields(group), members=members), actor, _group(group),
+                 tenant_ids=(group.tenant_id,))
+
+
+def _membership(group, user_id: str, username: str | None) -> dict:
+    return {"group": group.cn, "gid_number": group.gid_number, "is_admin": group.is_admin,
+            "tenant_id": group.tenant_id, "user_id": user_id, "username": username}
 
 
 def member_added(group, user_id: str, username: str | None, actor: Actor) -> Event:
-    return _event(MEMBER_ADDED, actor, _group(group),
-                  {"group": group.cn, "gid_number": group.gid_number, "is_admin": group.is_admin,
-                   "tenant_id": group.tenant_id, "user_id": user_id, "username": username}, group.tenant_id)
+    return event(MemberAdded(**_membership(group, user_id, username)), actor, _group(group),
+                 tenant_ids=(group.tenant_id,))
 
 
 def member_removed(group, user_id: str, username: str | None, actor: Actor) -> Event:
-    return _event(MEMBER_REMOVED, actor, _group(group),
-                  {"group": group.cn, "gid_number": group.gid_number, "is_admin": group.is_admin,
-                   "tenant_id": group.tenant_id, "user_id": user_id, "username": username}, group.tenant_id)
+    return event(MemberRemoved(**_membership(group, user_id, username)), actor, _group(group),
+                 tenant_ids=(group.tenant_id,))
 
 
 def authorization_denied(actor: Actor, permission: str, tenant_id: str, route: str | None) -> Event:
-    return _event(AUTHORIZATION_DENIED, actor, Resource("permission", permission, permission),
-                  {"permission": permission, "route": route, "tenant_id": tenant_id}, tenant_id, outcome="failure")
+    return event(AuthorizationDenied(permission=permission, route=route, tenant_id=tenant_id), actor,
+                 Resource("permission", permission, permission), outcome="failure", tenant_ids=(tenant_id,))

@@ -19,10 +19,10 @@ from kernel import DEFAULT_TENANT_ID
 from kernel.consumer import on_event
 from kernel.envelope import Actor
 from kernel.service import Database, ServiceBase, rpc
-from services.identity import events as identity_events
+from contracts.events import identity as identity_events
+from contracts.events import tenancy as tenancy_events
 from services.rbac import access, assignments, domain, groups, handlers, roles, storage, views
 from services.rbac.grant_cache import ProcessGrantCache
-from services.tenancy import events as tenancy_events
 
 _groups = groups  # for add_to_groups, whose RPC signature has a parameter named `groups`
 

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from kernel.db import service_base
-from services.rbac.domain import SUPER_ADMIN
+from contracts.rbac import SUPER_ADMIN
 
 Base = service_base("rbac")
 metadata = Base.metadata

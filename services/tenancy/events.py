@@ -1,38 +1,18 @@
-"""Every event tenancy publishes, in one place.
+"""tenancy's event producers: each builds its payload (contracts.events.tenancy) from rows.
 
-rbac assigns the role of user_assigned_to_tenant, takes it away on user_removed_from_tenant
-and drops a deleted tenant's assignments and roles on tenant_deleted. No event carries a
-connection's secret: `auth_configured` says one is stored.
+The event types and payload classes are tenancy's contract with its consumers
+(contracts/events/tenancy.py); they are re-exported here for tenancy's own code. No event
+carries a connection's secret: `auth_configured` says one is stored.
 """
 from __future__ import annotations
 
+from contracts.events import event
+from contracts.events.tenancy import *  # noqa: F403 - the types and payloads, re-exported for tenancy's code
+from contracts.events.tenancy import (ConnectionCreated, ConnectionDeleted, ConnectionReassigned, ConnectionUpdated,
+                                      MultiTenancyDisabled, MultiTenancyEnabled, TenantCreated, TenantDeleted,
+                                      TenantUpdated, UserAssignedToTenant, UserRemovedFromTenant)
 from kernel import DEFAULT_TENANT_ID
 from kernel.envelope import Actor, Event, Resource
-
-MULTI_TENANCY_ENABLED = "tenancy.multi_tenancy_enabled"
-MULTI_TENANCY_DISABLED = "tenancy.multi_tenancy_disabled"
-TENANT_CREATED = "tenancy.tenant_created"
-TENANT_UPDATED = "tenancy.tenant_updated"
-TENANT_DELETED = "tenancy.tenant_deleted"
-CONNECTION_CREATED = "tenancy.connection_created"
-CONNECTION_UPDATED = "tenancy.connection_updated"
-CONNECTION_REASSIGNED = "tenancy.connection_reassigned"
-CONNECTION_DELETED = "tenancy.connection_deleted"
-USER_ASSIGNED_TO_TENANT = "tenancy.user_assigned_to_tenant"
-USER_REMOVED_FROM_TENANT = "tenancy.user_removed_from_tenant"
-
-ALL = (MULTI_TENANCY_ENABLED, MULTI_TENANCY_DISABLED, TENANT_CREATED, TENANT_UPDATED, TENANT_DELETED,
-       CONNECTION_CREATED, CONNECTION_UPDATED, CONNECTION_REASSIGNED, CONNECTION_DELETED,
-       USER_ASSIGNED_TO_TENANT, USER_REMOVED_FROM_TENANT)
-
-# Why a membership ended (data.reason of user_removed_from_tenant).
-REMOVED, TENANT_GONE, USER_GONE = "removed", "tenant_deleted", "user_removed"
-
-
-def _event(type_: str, actor: Actor, resource: Resource, data: dict, tenant_ids) -> Event:
-    return Event(type=type_, source="tenancy", category="tenancy", actor=actor, resource=resource, data=data,
-                 tenant_ids=tuple(tenant_ids))
-
 
 # --- the switch ---------------------------------------------------------------------------
 
@@ -41,13 +21,12 @@ _SWITCH = Resource("tenancy", "multi_tenancy", "multi-tenancy")
 
 def multi_tenancy_enabled(actor: Actor, default_connections: int, default_users: int) -> Event:
     """Everything that existed now lives in the default tenant: its counts say how much."""
-    return _event(MULTI_TENANCY_ENABLED, actor, _SWITCH,
-                  {"default_tenant": {"connections": default_connections, "users": default_users}},
-                  (DEFAULT_TENANT_ID,))
+    return event(MultiTenancyEnabled(default_tenant={"connections": default_connections, "users": default_users}),
+                 actor, _SWITCH, tenant_ids=(DEFAULT_TENANT_ID,))
 
 
 def multi_tenancy_disabled(actor: Actor) -> Event:
-    return _event(MULTI_TENANCY_DISABLED, actor, _SWITCH, {}, (DEFAULT_TENANT_ID,))
+    return event(MultiTenancyDisabled(), actor, _SWITCH, tenant_ids=(DEFAULT_TENANT_ID,))
 
 
 # --- tenants ---------------------------------------------------------------------------------
@@ -58,18 +37,18 @@ def _tenant(tenant) -> Resource:
 
 
 def tenant_created(tenant, actor: Actor) -> Event:
-    return _event(TENANT_CREATED, actor, _tenant(tenant), {"name": tenant.name, "description": tenant.description},
-                  (tenant.id,))
+    return event(TenantCreated(name=tenant.name, description=tenant.description), actor, _tenant(tenant),
+                 tenant_ids=(tenant.id,))
 
 
 def tenant_updated(tenant, actor: Actor, changes: dict) -> Event:
     """changes: field -> {"from", "to"}."""
-    return _event(TENANT_UPDATED, actor, _tenant(tenant), {"name": tenant.name, "changes": changes}, (tenant.id,))
+    return event(TenantUpdated(name=tenant.name, changes=changes), actor, _tenant(tenant), tenant_ids=(tenant.id,))
 
 
 def tenant_deleted(tenant, actor: Actor, members: int) -> Event:
     """rbac drops the tenant's role assignments and custom roles on it."""
-    return _event(TENANT_DELETED, actor, _tenant(tenant), {"name": tenant.name, "members": members}, (tenant.id,))
+    return event(TenantDeleted(name=tenant.name, members=members), actor, _tenant(tenant), tenant_ids=(tenant.id,))
 
 
 # --- connections -----------------------------------------------------------------------------
@@ -88,25 +67,25 @@ def connection_fields(connection) -> dict:
 
 
 def connection_created(connection, actor: Actor) -> Event:
-    return _event(CONNECTION_CREATED, actor, _connection(connection), connection_fields(connection),
-                  (connection.tenant_id,))
+    return event(ConnectionCreated(**connection_fields(connection)), actor, _connection(connection),
+                 tenant_ids=(connection.tenant_id,))
 
 
 def connection_updated(connection, actor: Actor, changes: dict, fields: list[str]) -> Event:
     """changes: field -> {"from", "to"} for fields shown in events; fields: every field that
     changed, the stored secret included (by name only: "auth_secret")."""
-    return _event(CONNECTION_UPDATED, actor, _connection(connection),
-                  {"name": connection.name, "changes": changes, "fields": fields}, (connection.tenant_id,))
+    return event(ConnectionUpdated(name=connection.name, changes=changes, fields=fields), actor,
+                 _connection(connection), tenant_ids=(connection.tenant_id,))
 
 
 def connection_reassigned(connection, actor: Actor, from_tenant: str, to_tenant: str) -> Event:
-    return _event(CONNECTION_REASSIGNED, actor, _connection(connection),
-                  {"name": connection.name, "from": from_tenant, "to": to_tenant}, (from_tenant, to_tenant))
+    return event(ConnectionReassigned(name=connection.name, from_=from_tenant, to=to_tenant), actor,
+                 _connection(connection), tenant_ids=(from_tenant, to_tenant))
 
 
 def connection_deleted(connection, actor: Actor) -> Event:
-    return _event(CONNECTION_DELETED, actor, _connection(connection), connection_fields(connection),
-                  (connection.tenant_id,))
+    return event(ConnectionDeleted(**connection_fields(connection)), actor, _connection(connection),
+                 tenant_ids=(connection.tenant_id,))
 
 
 # --- memberships -------------------------------------------------------------------------------
@@ -119,14 +98,14 @@ def _user(user_id: str, username: str | None) -> Resource:
 def user_assigned_to_tenant(membership, actor: Actor, role: str | None, already_member: bool) -> Event:
     """rbac gives the user `role` in the tenant when one is named. Shown in that tenant's audit
     view only: the user's other tenants must not learn of it."""
-    return _event(USER_ASSIGNED_TO_TENANT, actor, _user(membership.user_id, membership.username),
-                  {"user_id": membership.user_id, "username": membership.username, "tenant_id": membership.tenant_id,
-                   "role": role, "is_default": membership.is_default, "already_member": already_member},
-                  (membership.tenant_id,))
+    return event(UserAssignedToTenant(user_id=membership.user_id, username=membership.username,
+                                      tenant_id=membership.tenant_id, role=role, is_default=membership.is_default,
+                                      already_member=already_member),
+                 actor, _user(membership.user_id, membership.username), tenant_ids=(membership.tenant_id,))
 
 
 def user_removed_from_tenant(membership, actor: Actor, reason: str) -> Event:
     """rbac takes the user's role in the tenant away. Shown in that tenant's audit view only."""
-    return _event(USER_REMOVED_FROM_TENANT, actor, _user(membership.user_id, membership.username),
-                  {"user_id": membership.user_id, "username": membership.username, "tenant_id": membership.tenant_id,
-                   "reason": reason}, (membership.tenant_id,))
+    return event(UserRemovedFromTenant(user_id=membership.user_id, username=membership.username,
+                                       tenant_id=membership.tenant_id, reason=reason),
+                 actor, _user(membership.user_id, membership.username), tenant_ids=(membership.tenant_id,))

@@ -18,7 +18,7 @@ from kernel.consumer import on_event
 from kernel.crypto import SecretBox
 from kernel.envelope import Actor
 from kernel.service import Database, ServiceBase, rpc
-from services.identity import events as identity_events
+from contracts.events import identity as identity_events
 from services.tenancy import connections, handlers, memberships, storage, tenants
 
 

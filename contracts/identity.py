@@ -1,0 +1,120 @@
+"""identity's shared value rules: account statuses, name and profile rules, the sort keys of
+the user list, and the SMTP and password-policy settings rules the gateway checks too.
+
+Pure (stdlib and email_validator, a pure parsing library): identity's domain and mail rules
+import these, so the gateway's answers are identity's.
+"""
+from __future__ import annotations
+
+import re
+
+from email_validator import EmailNotValidError, validate_email
+
+PENDING, INVITED, ACTIVE, SUSPENDED = "pending", "invited", "active", "suspended"
+STATUSES = (PENDING, INVITED, ACTIVE, SUSPENDED)
+
+FIRST_UID_NUMBER = 10000
+
+# A username becomes a Unix login and an LDAP uid.
+USERNAME_PATTERN = re.compile(r"^[a-z][a-z0-9._-]{0,31}$")
+RESERVED_USERNAMES = frozenset("""
+    root admin administrator daemon bin sys sync games man lp mail news uucp proxy
+    www-data backup list irc gnats nobody nogroup adm wheel sudo staff users operator
+    sshd messagebus postgres rabbitmq openldap ldap systemd-network systemd-resolve
+    systemd-timesync _apt polkitd ftp guest support security system shadow tty disk
+""".split())
+
+# The bounds of any policy an admin sets: whatever it says, a password has 8 to 1024 characters.
+PASSWORD_LENGTH_FLOOR, MIN_LENGTH_CEILING, PASSWORD_LENGTH_CEILING = 8, 128, 1024
+
+
+def username_problem(username: str) -> str | None:
+    if not USERNAME_PATTERN.fullmatch(username or ""):
+        return ("must start with a lowercase letter and contain only lowercase letters, "
+                "digits, '.', '_' or '-', at most 32 characters")
+    if username in RESERVED_USERNAMES:
+        return "is reserved for the system"
+    return None
+
+
+def normalize_email(email: str) -> tuple[str | None, str | None]:
+    """(normalized address, None) or (None, what is wrong)."""
+    try:
+        return validate_email(email or "", check_deliverability=False).normalized.lower(), None
+    except EmailNotValidError as error:
+        return None, str(error)
+
+
+# --- profiles ------------------------------------------------------------------
+
+PROFILE_FIELDS = ("username", "email", "first_name", "last_name", "company")
+_FIELD_LIMITS = {"first_name": 64, "last_name": 64, "company": 128}
+_REQUIRED = frozenset({"first_name", "last_name"})
+
+
+def profile_problems(fields: dict) -> dict[str, str]:
+    """What is wrong with each profile field present in `fields` (a partial update checks only those)."""
+    problems = {}
+    if "username" in fields and (problem := username_problem(fields["username"])):
+        problems["username"] = problem
+    if "email" in fields and (problem := normalize_email(fields["email"])[1]):
+        problems["email"] = problem
+    for field, limit in _FIELD_LIMITS.items():
+        if field not in fields:
+            continue
+        value = (fields[field] or "").strip()
+        if field in _REQUIRED and not value:
+            problems[field] = "is required"
+        elif len(value) > limit:
+            problems[field] = f"must be at most {limit} characters"
+    return problems
+
+
+# The user list: sort keys as the API names them.
+USER_SORTS = ("name", "username", "email", "role", "status", "totp_enrolled", "last_login_at", "created_at")
+ORDERS = ("asc", "desc")
+
+
+# --- settings: SMTP and the password policy -------------------------------------------
+
+TLS_MODES = ("none", "starttls", "tls")
+HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,62}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}[A-Za-z0-9])?)*\.?$")
+IPV6 = re.compile(r"^\[?[0-9A-Fa-f:.]+\]?$")
+
+
+def smtp_problems(settings: dict) -> dict[str, str]:
+    """Field -> what is wrong, for the SMTP settings an admin submits."""
+    problems = {}
+    host = (settings.get("host") or "").strip()
+    if not host:
+        problems["host"] = "is required"
+    elif not (HOSTNAME.fullmatch(host) or IPV6.fullmatch(host)):
+        problems["host"] = "must be a host name or IP address"
+    port = settings.get("port")
+    if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
+        problems["port"] = "must be a number from 1 to 65535"
+    if settings.get("tls_mode") not in TLS_MODES:
+        problems["tls_mode"] = f"must be one of {', '.join(TLS_MODES)}"
+    username = settings.get("username") or ""
+    if len(username) > 254:
+        problems["username"] = "must be at most 254 characters"
+    if settings.get("password") and not username:
+        problems["password"] = "needs a username"
+    if problem := normalize_email(settings.get("from_address") or "")[1]:
+        problems["from_address"] = problem
+    return problems
+
+
+def password_policy_problems(values: dict) -> dict[str, str]:
+    problems = {}
+    minimum, maximum = values.get("min_length"), values.get("max_length")
+    if (not isinstance(minimum, int) or isinstance(minimum, bool)
+            or not PASSWORD_LENGTH_FLOOR <= minimum <= MIN_LENGTH_CEILING):
+        problems["min_length"] = f"must be a number from {PASSWORD_LENGTH_FLOOR} to {MIN_LENGTH_CEILING}"
+    if not isinstance(maximum, int) or isinstance(maximum, bool) or not maximum <= PASSWORD_LENGTH_CEILING:
+        problems["max_length"] = f"must be a number of at most {PASSWORD_LENGTH_CEILING}"
+    elif "min_length" not in problems and maximum < minimum:
+        problems["max_length"] = "must be at least min_length"
+    if not isinstance(values.get("refuse_common"), bool):
+        problems["refuse_common"] = "must be true or false"
+    return problems

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from contracts.events import payload_of
 from kernel import DEFAULT_TENANT_ID
 from kernel.envelope import SYSTEM
 from services.rbac import domain, events, storage
@@ -20,25 +21,27 @@ from services.rbac.storage import GroupMember, Role, RoleAssignment
 def enrol_new_user(uow, event):
     """Every new user joins ldapusers; the bootstrapped first admin (locked) and the super admins an operator
     creates with the CLI are super_admin (only these events grant it: the gateway cannot ask for it)."""
-    user_id, username = event.resource.id, event.data.get("username")
+    new = payload_of(event)  # UserCreated or UserRegistered
+    user_id, username = event.resource.id, new.username
     add(uow, storage.group_by_cn(uow.session, domain.LDAPUSERS), user_id, username, SYSTEM)
-    if event.data.get("first_admin"):
+    if getattr(new, "first_admin", False):
         assign(uow, user_id, username, DEFAULT_TENANT_ID, domain.SUPER_ADMIN, SYSTEM, lock=True)
-    elif event.data.get("super_admin"):
+    elif getattr(new, "super_admin", False):
         assign(uow, user_id, username, DEFAULT_TENANT_ID, domain.SUPER_ADMIN, event.actor)
 
 
 def grant_invited_role(uow, event):
-    data = event.data
-    assign(uow, data["user_id"], data.get("username"), data.get("tenant_id") or DEFAULT_TENANT_ID,
-           data["role"], event.actor)
+    accepted = payload_of(event)  # InvitationAccepted
+    assign(uow, accepted.user_id, accepted.username, accepted.tenant_id or DEFAULT_TENANT_ID,
+           accepted.role, event.actor)
 
 
 def follow_rename(uow, event):
     """Members are listed, and mirrored to LDAP memberUid, by username: follow a rename."""
-    if "username" in event.data.get("changed", {}):
+    updated = payload_of(event)  # UserUpdated
+    if "username" in updated.changed:
         uow.session.execute(sa.update(GroupMember).where(GroupMember.user_id == event.resource.id)
-                            .values(username=event.data["profile"]["username"]))
+                            .values(username=updated.profile.username))
 
 
 def forget_removed_user(uow, event):
@@ -58,27 +61,25 @@ def forget_removed_user(uow, event):
 def grant_tenant_role(uow, event):
     """The role that came with a membership; the gateway checked that the actor may grant it.
     The first admin's locked role stays (the gateway refuses that change before, too)."""
-    data = event.data
-    current = uow.session.get(RoleAssignment, (data["user_id"], data["tenant_id"]))
-    if data.get("role") and not (current and current.locked):
-        assign(uow, data["user_id"], data.get("username"), data["tenant_id"], data["role"], event.actor,
+    joined = payload_of(event)  # UserAssignedToTenant
+    current = uow.session.get(RoleAssignment, (joined.user_id, joined.tenant_id))
+    if joined.role and not (current and current.locked):
+        assign(uow, joined.user_id, joined.username, joined.tenant_id, joined.role, event.actor,
                scope=current.scope if current else None)  # a member's scope stays
 
 
 def revoke_tenant_role(uow, event):
     """A user leaving a tenant loses their role there and leaves the tenant's groups."""
-    data = event.data
-    assignment = uow.session.get(RoleAssignment, (data["user_id"], data["tenant_id"]))
+    left = payload_of(event)  # UserRemovedFromTenant
+    assignment = uow.session.get(RoleAssignment, (left.user_id, left.tenant_id))
     if assignment is not None and not assignment.locked:
         uow.session.delete(assignment)
-        uow.emit(events.role_unassigned(data["user_id"], data.get("username"), data["tenant_id"],
-                                        assignment.role, event.actor))
-    for group in storage.groups_of_tenant(uow.session, data["tenant_id"]):
-        member = uow.session.get(GroupMember, (group.id, data["user_id"]))
+        uow.emit(events.role_unassigned(left.user_id, left.username, left.tenant_id, assignment.role, event.actor))
+    for group in storage.groups_of_tenant(uow.session, left.tenant_id):
+        member = uow.session.get(GroupMember, (group.id, left.user_id))
         if member is not None:
             uow.session.delete(member)
-            uow.emit(events.member_removed(group, member.user_id, data.get("username") or member.username,
-                                           event.actor))
+            uow.emit(events.member_removed(group, member.user_id, left.username or member.username, event.actor))
 
 
 def forget_deleted_tenant(uow, event):

@@ -7,6 +7,7 @@ import these, so the gateway's answers are identity's.
 from __future__ import annotations
 
 import re
+import unicodedata
 
 from email_validator import EmailNotValidError, validate_email
 
@@ -38,11 +39,16 @@ def username_problem(username: str) -> str | None:
 
 
 def normalize_email(email: str) -> tuple[str | None, str | None]:
-    """(normalized address, None) or (None, what is wrong)."""
+    """(normalized address, None) or (None, what is wrong).
+
+    An address must be one the LDAP directory can hold: `mail` is an IA5 (ASCII) string. So the
+    local part is ASCII (no SMTPUTF8 addresses), and an internationalized domain is kept in its
+    ASCII (IDNA) form: `ada@exämple.com` is stored as `ada@xn--exmple-cua.com`."""
     try:
-        return validate_email(email or "", check_deliverability=False).normalized.lower(), None
+        valid = validate_email(email or "", check_deliverability=False, allow_smtputf8=False)
     except EmailNotValidError as error:
         return None, str(error)
+    return (valid.ascii_email or valid.normalized).lower(), None
 
 
 # --- profiles ------------------------------------------------------------------
@@ -67,7 +73,25 @@ def profile_problems(fields: dict) -> dict[str, str]:
             problems[field] = "is required"
         elif len(value) > limit:
             problems[field] = f"must be at most {limit} characters"
+        elif (char := unwritable_char(value)) is not None:
+            problems[field] = f"must not contain control or text-direction characters (U+{ord(char):04X})"
     return problems
+
+
+# Names go into the directory's cn, givenName and sn and onto every page that lists users: no
+# control characters (NUL, ESC, CR, LF...), no line or paragraph separators, no text-direction
+# overrides that make a name read as something else (U+202E), no lone surrogates. Joiners
+# (U+200C/U+200D), which some scripts need, stay allowed.
+_BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def unwritable_char(value: str) -> str | None:
+    """The first character a name must not hold, else None."""
+    for char in value:
+        category = unicodedata.category(char)
+        if category in ("Cc", "Cs", "Zl", "Zp") or char in _BIDI_CONTROLS:
+            return char
+    return None
 
 
 # The user list: sort keys as the API names them.

@@ -113,16 +113,35 @@ def normalize_scope(scope: dict | None) -> dict:
     return {key: sorted({str(v) for v in scope.get(key) or ()}) for key in SCOPE_KEYS}
 
 
+# What an id of each scope key can be, as Proxmox VE names them: a VMID is 100 to 999999999; a node
+# is a host name without dots; connection and storage ids are word characters, dots and dashes,
+# starting with a letter or digit. So "*", "-1", "../x" or a 100-digit number are refused, not kept
+# as a rule that silently matches nothing.
+SCOPE_ID_PATTERNS = {
+    "connections": re.compile(rf"[A-Za-z0-9][A-Za-z0-9._-]{{0,{SCOPE_ID_MAX - 1}}}"),
+    "nodes": re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"),
+    "storages": re.compile(rf"[A-Za-z0-9][A-Za-z0-9._-]{{0,{SCOPE_ID_MAX - 1}}}"),
+    "vms": re.compile(r"[1-9][0-9]{2,8}"),
+}
+SCOPE_ID_WORDS = {
+    "connections": "connection ids (letters, digits, '.', '_', '-'; starting with a letter or digit)",
+    "nodes": "node names (letters, digits and '-', at most 63)",
+    "storages": "storage ids (letters, digits, '.', '_', '-'; starting with a letter or digit)",
+    "vms": "VMIDs (whole numbers from 100 to 999999999)",
+}
+
+
 def scope_problems(scope: dict | None) -> dict:
     problems = {}
     for key, values in (scope or {}).items():
         if key not in SCOPE_KEYS:
             problems[key] = f"is not a scope; use {', '.join(SCOPE_KEYS)}"
-        elif not isinstance(values, list) or not all(isinstance(v, str) and 0 < len(v) <= SCOPE_ID_MAX
-                                                     for v in values):
-            problems[key] = f"a list of ids (non-empty strings up to {SCOPE_ID_MAX} characters)"
+        elif not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+            problems[key] = f"a list of {SCOPE_ID_WORDS[key]}"
         elif len(values) > SCOPE_IDS_MAX:
             problems[key] = f"at most {SCOPE_IDS_MAX} ids"
+        elif bad := [v for v in values if not SCOPE_ID_PATTERNS[key].fullmatch(v)]:
+            problems[key] = f"{bad[0][:40]!r} is not valid: a list of {SCOPE_ID_WORDS[key]}"
     return problems
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 from datetime import timedelta
 
@@ -40,6 +41,7 @@ NOT_ACTIVE = {
 }
 # Computed now, so the first login of an unknown user costs one hash like any other.
 domain.dummy_hash()
+log = logging.getLogger(__name__)
 
 
 class SecretBoxProvider(DependencyProvider):
@@ -900,10 +902,18 @@ class IdentityService(ServiceBase):
 
     @rpc
     def create_user(self, actor, username, email, first_name, last_name, company="", tenant_id=DEFAULT_TENANT_ID,
-                    super_admin=False):
+                    super_admin=False, role=None, groups=None, with_access=False):
         """An active account made by an administrator in their active tenant, with a generated password
         shown once (returned here, never stored in clear, never in an event) that must be changed.
-        super_admin (the operator CLI only; the gateway never passes it): rbac makes the user a super admin."""
+        super_admin (the operator CLI only; the gateway never passes it): rbac makes the user a super admin.
+
+        role, groups: rbac's part of the same write (docs/architecture.md, "Writes that span services"):
+        asked of rbac before anything changes (check_assignable, unknown_groups), applied after the account
+        commits (assign_role, add_to_groups). Compensation: when rbac refuses or fails then, the account
+        is removed again (user_removed: tenancy, rbac, audit and sync forget it) and rbac's error is raised.
+        with_access: the answer's user carries rbac's role in the tenant and groups (as the gateway shows it)."""
+        if role is not None or groups:
+            self._check_access(Actor.from_dict(actor), role, groups, tenant_id, scope={})
         if super_admin and not Actor.from_dict(actor).is_operator:
             raise Forbidden("Only the operator CLI creates super admins this way.", code="super_admin_only",
                             details={"super_admin": "the operator CLI only"})
@@ -929,13 +939,34 @@ class IdentityService(ServiceBase):
             uow.emit(*events.in_tenants((tenant_id,), events.user_created(user, Actor.from_dict(actor),
                                                                           super_admin=bool(super_admin))))
             uow.commit()
-            return {"user": storage.admin_user(uow.session, user, None), "password": password}
+            answer = storage.admin_user(uow.session, user, None)
+        try:
+            access = self._complete_access(actor, answer, role, groups, tenant_id, with_access)
+        except Exception:
+            self._undo_creation(Actor.from_dict(actor), user.id)
+            raise
+        return {"user": self._with_access(answer, access, tenant_id), "password": password}
 
     @rpc
-    def update_user(self, actor, user_id, changes, expected_version=None, role=None, tenant_id=DEFAULT_TENANT_ID):
-        """Partial update of profile fields and status. `role` is the role the caller is about
-        to assign through rbac: checked here (first admin) before anything changes."""
+    def update_user(self, actor, user_id, changes, expected_version=None, role=None, tenant_id=DEFAULT_TENANT_ID,
+                    groups=None, with_access=False, in_tenant=False):
+        """Partial update of profile fields and status, and the user's role in the tenant and groups to join.
+
+        role, groups: rbac's part of the same write (docs/architecture.md, "Writes that span services"):
+        asked of rbac before anything changes (check_assignable, unknown_groups; the first admin's role is
+        refused here), applied after identity's change commits (assign_role, add_to_groups). Compensation:
+        when rbac refuses or fails then, identity's change is undone in a new transaction (the fields and
+        the status take their previous values again, with user_updated / user_status_changed events so
+        audit and sync follow; sessions a suspension ended stay ended), a role already replaced gets its
+        previous one back, and rbac's error is raised.
+        in_tenant: NotFound unless the user is a member of `tenant_id` (identity's read model; the gateway's
+        404 for a user outside the active tenant, asked first). with_access: the answer carries rbac's role
+        in the tenant and groups."""
         actor = Actor.from_dict(actor)
+        if in_tenant:
+            self._require_member(user_id, tenant_id)
+        if role is not None or groups:
+            self._check_access(actor, role, groups, tenant_id)
         changes = dict(changes)
         status = changes.pop("status", None)
         if unknown := set(changes) - set(domain.PROFILE_FIELDS):
@@ -966,25 +997,39 @@ class IdentityService(ServiceBase):
                        for field, value in changes.items() if getattr(user, field) != value}
             self._refuse_taken(uow, changed.get("username", {}).get("to"), changed.get("email", {}).get("to"),
                                excluding=user.id)
-            if not changed and (status is None or status == before):
-                return storage.admin_user(uow.session, user, current_role)
-            for field, change in changed.items():
-                setattr(user, field, change["to"])
-            if status is not None:
-                user.status = status
-            user.refresh_search_text()
-            user.version += 1
-            user.updated_at = utc_now()
-            try:
-                uow.session.flush()
-            except IntegrityError:  # a concurrent request took the name first
-                raise Conflict("That username or email is already in use.", code="user_exists") from None
-            if changed:
-                self._emit_about(uow, user, events.user_updated(user, actor, changed))
-            if user.status != before:
-                self._emit_about(uow, user, events.user_status_changed(user, actor, before, user.status))
-            uow.commit()
-            return storage.admin_user(uow.session, user, current_role)
+            wrote = bool(changed) or (status is not None and status != before)
+            if wrote:
+                answer = self._apply_update(uow, actor, user, changed, before, status, current_role)
+            else:
+                answer = storage.admin_user(uow.session, user, current_role)
+        try:
+            access = self._complete_access(actor.__dict__, answer, role, groups, tenant_id, with_access,
+                                           previous_role=current_role)
+        except Exception:
+            if wrote:
+                self._undo_update(actor, user.id, changed, before, status)
+            raise
+        return self._with_access(answer, access, tenant_id)
+
+    def _apply_update(self, uow, actor, user, changed, before, status, current_role) -> dict:
+        """update_user's change of the account, committed; the user as the answer shows it."""
+        for field, change in changed.items():
+            setattr(user, field, change["to"])
+        if status is not None:
+            user.status = status
+        user.refresh_search_text()
+        user.version += 1
+        user.updated_at = utc_now()
+        try:
+            uow.session.flush()
+        except IntegrityError:  # a concurrent request took the name first
+            raise Conflict("That username or email is already in use.", code="user_exists") from None
+        if changed:
+            self._emit_about(uow, user, events.user_updated(user, actor, changed))
+        if user.status != before:
+            self._emit_about(uow, user, events.user_status_changed(user, actor, before, user.status))
+        uow.commit()
+        return storage.admin_user(uow.session, user, current_role)
 
     @rpc
     def update_own_names(self, actor, session_id, names):
@@ -1028,6 +1073,98 @@ class IdentityService(ServiceBase):
             self._emit_about(uow, user, events.user_removed(user, actor))
             uow.session.execute(sa.delete(User).where(User.id == user.id))
             uow.commit()
+
+    # writes that span services: rbac's part of create_user / update_user (docs/architecture.md)
+
+    def _check_access(self, actor, role, groups, tenant_id, scope=None) -> None:
+        """Everything rbac could refuse, asked before any change so that a refusal changes nothing.
+        scope: the assignment's scope once given ({} for a new user, unscoped; None: the user keeps theirs)."""
+        if role is not None and not actor.is_operator:
+            self.rbac.check_assignable(actor.user_id, role, tenant_id, scope)
+        if groups and (unknown := self.rbac.unknown_groups(groups, tenant_id)):
+            raise ValidationFailed("Unknown groups.", code="unknown_group",
+                                   details={"groups": f"no such group: {', '.join(unknown)}"})
+
+    def _require_member(self, user_id, tenant_id) -> None:
+        with self.db.unit_of_work() as uow:
+            if tenant_id not in {row.tenant_id for row in storage.memberships_of(uow.session, user_id)}:
+                raise NotFound("No such user.", details={"user_id": user_id})
+
+    def _complete_access(self, actor, user, role, groups, tenant_id, with_access, previous_role=None) -> dict | None:
+        """rbac's part, after identity's committed: the role, then the groups. A role replaced before the
+        groups were refused gets `previous_role` back (None: unassigned) before the error goes on.
+        Returns rbac's user_access when with_access (the groups' answer serves when there were groups)."""
+        if role is not None:
+            self.rbac.assign_role(actor, user["id"], role, tenant_id, username=user["username"])
+        try:
+            if groups:
+                access = self.rbac.add_to_groups(actor, user["id"], groups, username=user["username"],
+                                                 tenant_id=tenant_id)
+                return access if with_access else None
+        except Exception:
+            if role is not None and role != previous_role:
+                self._restore_role(actor, user, previous_role, tenant_id)
+            raise
+        return self.rbac.user_access(user["id"], tenant_id) if with_access else None
+
+    def _restore_role(self, actor, user, previous_role, tenant_id) -> None:
+        try:
+            if previous_role is None:
+                self.rbac.unassign_role(actor, user["id"], tenant_id, username=user["username"])
+            else:
+                self.rbac.assign_role(actor, user["id"], previous_role, tenant_id, username=user["username"])
+        except Exception:  # the error that made us undo is the one the caller must see
+            log.exception("compensation: the previous role of user %s could not be restored", user["id"])
+
+    @staticmethod
+    def _with_access(user, access, tenant_id) -> dict:
+        if access is None:
+            return user
+        roles = {entry["tenant_id"]: entry["role"] for entry in access["roles"]}
+        return {**user, "role": roles.get(tenant_id), "groups": access["groups"]}
+
+    def _undo_creation(self, actor, user_id) -> None:
+        """Compensation of create_user: the account goes again, as remove_user would take it."""
+        try:
+            with self.db.unit_of_work() as uow:
+                user = uow.session.get(User, user_id, with_for_update=True)
+                if user is None:
+                    return
+                self._emit_about(uow, user, events.user_removed(user, actor))
+                uow.session.execute(sa.delete(User).where(User.id == user.id))
+                uow.commit()
+        except Exception:
+            log.exception("compensation: the account %s could not be removed again", user_id)
+
+    def _undo_update(self, actor, user_id, changed, status_before, status) -> None:
+        """Compensation of update_user: each field still holding the value this update wrote, and the
+        status, take their previous values again (a later writer's values stay)."""
+        try:
+            with self.db.unit_of_work() as uow:
+                user = uow.session.get(User, user_id, with_for_update=True)
+                if user is None:
+                    return
+                restored = {field: {"from": change["to"], "to": change["from"]} for field, change in changed.items()
+                            if getattr(user, field) == change["to"]}
+                status_now = user.status
+                restore_status = status is not None and status != status_before and status_now == status
+                if not restored and not restore_status:
+                    return
+                for field, change in restored.items():
+                    setattr(user, field, change["to"])
+                if restore_status:
+                    user.status = status_before
+                user.refresh_search_text()
+                user.version += 1
+                user.updated_at = utc_now()
+                uow.session.flush()
+                if restored:
+                    self._emit_about(uow, user, events.user_updated(user, actor, restored))
+                if restore_status:
+                    self._emit_about(uow, user, events.user_status_changed(user, actor, status_now, status_before))
+                uow.commit()
+        except Exception:
+            log.exception("compensation: the change of user %s could not be undone", user_id)
 
     @staticmethod
     def _user(uow, user_id, for_update=False) -> User:

@@ -74,7 +74,8 @@ class IdentityService(ServiceBase):
 
     @rpc
     def register(self, actor, username, first_name, last_name, email=None, password=None, invitation_token=None):
-        return accounts.register(self.uow(), actor, username, first_name, last_name, email, password, invitation_token)
+        return accounts.register(self.uow(), actor, username, first_name, last_name, email, password,
+                                 invitation_token)
 
     @rpc
     def bootstrap_admin(self, username, password=None):
@@ -166,7 +167,7 @@ class IdentityService(ServiceBase):
     def admin_reset_password(self, actor, user_id, method):
         return password_resets.admin_reset_password(self.uow(), actor, user_id, method)
 
-    # --- settings (usecases/platform_settings.py) --------------------------------------------------------
+    # --- settings (usecases/platform_settings.py) -------------------------------------------------
 
     @rpc
     def get_smtp_settings(self):
@@ -197,7 +198,8 @@ class IdentityService(ServiceBase):
     @rpc
     def list_users(self, tenant_id=DEFAULT_TENANT_ID, q=None, status=None, role=None, sort="created_at",
                    order="desc", limit=50, cursor=None, with_tenants=False):
-        return readmodels.list_users(self.uow(), tenant_id, q, status, role, sort, order, limit, cursor, with_tenants)
+        return readmodels.list_users(self.uow(), tenant_id, q=q, status=status, role=role, sort=sort, order=order,
+                                     limit=limit, cursor=cursor, with_tenants=with_tenants)
 
     @rpc
     def directory_entries(self, user_ids=None, tenant_id=None, after=None, limit=2000):
@@ -206,12 +208,18 @@ class IdentityService(ServiceBase):
     @rpc
     def create_user(self, actor, username, email, first_name, last_name, company="", tenant_id=DEFAULT_TENANT_ID,
                     super_admin=False, role=None, groups=None, with_access=False):
-        return accounts.create_user(self.uow(), actor, username, email, first_name, last_name, company, tenant_id, super_admin, role, groups, with_access)
+        """role, groups: rbac's part of the same write, owned here (docs/architecture.md)."""
+        return accounts.create_user(self.uow(), actor, username, email, first_name, last_name, company=company,
+                                    tenant_id=tenant_id, super_admin=super_admin, role=role, groups=groups,
+                                    with_access=with_access)
 
     @rpc
     def update_user(self, actor, user_id, changes, expected_version=None, role=None, tenant_id=DEFAULT_TENANT_ID,
                     groups=None, with_access=False, in_tenant=False):
-        return accounts.update_user(self.uow(), actor, user_id, changes, expected_version, role, tenant_id, groups, with_access, in_tenant)
+        """role, groups: rbac's part of the same write, owned here (docs/architecture.md)."""
+        return accounts.update_user(self.uow(), actor, user_id, changes, expected_version=expected_version, role=role,
+                                    tenant_id=tenant_id, groups=groups, with_access=with_access,
+                                    in_tenant=in_tenant)
 
     @rpc
     def update_own_names(self, actor, session_id, names):

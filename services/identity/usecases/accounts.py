@@ -43,7 +43,7 @@ def register(uow, actor, username, first_name, last_name, email=None, password=N
         refuse_taken(uow, username, email)
         try:
             user = new_user(uow.session, username, first_name, last_name, email,
-                                  domain.PENDING, password_hash, tenant_id=DEFAULT_TENANT_ID)
+                            domain.PENDING, password_hash, tenant_id=DEFAULT_TENANT_ID)
         except IntegrityError:  # a concurrent registration took the name first
             raise Conflict("That username or email is already in use.", code="user_exists") from None
         uow.emit(*events.in_tenants((DEFAULT_TENANT_ID,), events.user_registered(user, Actor.from_dict(actor))))
@@ -78,7 +78,7 @@ def bootstrap_admin(uow, username, password=None):
         if taken := storage.conflicts(uow.session, username, f"{username}@localhost"):
             raise Conflict("That username is already in use.", code="user_exists", details=taken)
         user = new_user(uow.session, username, "Super", "Admin", f"{username}@localhost",
-                              domain.ACTIVE, password_hash, is_first_admin=True, tenant_id=DEFAULT_TENANT_ID)
+                        domain.ACTIVE, password_hash, is_first_admin=True, tenant_id=DEFAULT_TENANT_ID)
         uow.emit(*events.in_tenants((DEFAULT_TENANT_ID,), events.user_created(user, SYSTEM, first_admin=True)))
         uow.commit()
     return {"created": True, "user": views.public_user(user), "password": generated}
@@ -123,8 +123,8 @@ def create_user(uow, actor, username, email, first_name, last_name, company="", 
         refuse_taken(uow, fields["username"], fields["email"])
         try:
             user = new_user(uow.session, fields["username"], fields["first_name"], fields["last_name"],
-                                  fields["email"], domain.ACTIVE, password_hash, company=fields["company"],
-                                  tenant_id=tenant_id)
+                            fields["email"], domain.ACTIVE, password_hash, company=fields["company"],
+                            tenant_id=tenant_id)
         except IntegrityError:  # a concurrent request took the name first
             raise Conflict("That username or email is already in use.", code="user_exists") from None
         user.must_change_password = True
@@ -189,7 +189,7 @@ def update_user(uow, actor, user_id, changes, expected_version=None, role=None, 
         changed = {field: {"from": getattr(user, field), "to": value}
                    for field, value in changes.items() if getattr(user, field) != value}
         refuse_taken(uow, changed.get("username", {}).get("to"), changed.get("email", {}).get("to"),
-                           excluding=user.id)
+                     excluding=user.id)
         wrote = bool(changed) or (status is not None and status != before)
         if wrote:
             answer = apply_update(uow, actor, user, changed, before, status, current_role)
@@ -197,7 +197,7 @@ def update_user(uow, actor, user_id, changes, expected_version=None, role=None, 
             answer = views.admin_user(uow.session, user, current_role)
     try:
         access = spanning.complete_access(uow, actor.__dict__, answer, role, groups, tenant_id, with_access,
-                                       previous_role=current_role)
+                                          previous_role=current_role)
     except Exception:
         if wrote:
             spanning.undo_update(uow, actor, user.id, changed, before, status)
@@ -292,7 +292,7 @@ def refuse_protected(action, actor, user):
 
 
 def new_user(session, username, first_name, last_name, email, status, password_hash, is_first_admin=False,
-              company="", tenant_id=DEFAULT_TENANT_ID):
+             company="", tenant_id=DEFAULT_TENANT_ID):
     """The account and, at once, its membership of `tenant_id` (tenancy's event confirms it later)."""
     user = User(username=username, first_name=first_name.strip(), last_name=last_name.strip(),
                 email=email, company=company, status=status, password_hash=password_hash,

@@ -44,7 +44,8 @@ def create_invitations(uow, actor, emails, role, tenant_id=DEFAULT_TENANT_ID):
     now = utc_now()
     with uow:
         platform_settings.enforce_limits(uow, actor, [("invitations_per_admin", actor.user_id, len(addresses))],
-                             resource=Resource("user", actor.user_id, actor.username), tenant_ids=(tenant_id,))
+                                         resource=Resource("user", actor.user_id, actor.username),
+                                         tenant_ids=(tenant_id,))
         platform_settings.require_smtp(uow.session)
         if taken := storage_mail.email_conflicts(uow.session, addresses):
             raise Conflict("Some addresses already have an account or a pending invitation.",
@@ -93,9 +94,9 @@ def resend_invitation(uow, actor, invitation_id, tenant_id=DEFAULT_TENANT_ID):
         invitation = _pending_invitation(uow.session, invitation_id, tenant_id, now)
         platform_settings.require_smtp(uow.session)
         platform_settings.enforce_limits(uow, actor, [("invitations_per_admin", actor.user_id, 1),
-                                          ("invitation_resends_per_address", invitation.email, 1)],
-                             resource=Resource("invitation", invitation.id, invitation.email),
-                             tenant_ids=(tenant_id,))
+                                                      ("invitation_resends_per_address", invitation.email, 1)],
+                                         resource=Resource("invitation", invitation.id, invitation.email),
+                                         tenant_ids=(tenant_id,))
         invitation.token_hash, invitation.expires_at = None, now + uow.mailer.invitation_ttl
         storage_mail.cancel_mail_jobs(uow.session, mail.INVITATION, invitation.id, "superseded by a resend", now)
         queue_mail(uow.session, mail.INVITATION, invitation.id, invitation.email, now)
@@ -151,7 +152,7 @@ def register_invited(uow, actor, invitation_token, username, first_name, last_na
         try:
             if user is None:  # placeholder gone (should not happen): make the account anew
                 user = accounts.new_user(uow.session, username, first_name, last_name, invited_email,
-                                      domain.ACTIVE, password_hash, tenant_id=invitation.tenant_id)
+                                         domain.ACTIVE, password_hash, tenant_id=invitation.tenant_id)
             else:
                 user.username, user.first_name, user.last_name = username, first_name.strip(), last_name.strip()
                 user.status, user.password_hash, user.updated_at = domain.ACTIVE, password_hash, now

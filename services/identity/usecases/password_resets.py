@@ -63,7 +63,7 @@ def admin_reset_password(uow, actor, user_id, method):
         if method == "email":
             platform_settings.require_smtp(uow.session)
             platform_settings.enforce_limits(uow, actor, [("admin_resets_per_user", user.id, 1),
-                                              ("admin_resets_per_admin", actor.user_id, 1)], user=user)
+                                                          ("admin_resets_per_admin", actor.user_id, 1)], user=user)
             queue_reset(uow, user, actor, now, by_admin=True)
             uow.commit()
             uow.mailer.wake()

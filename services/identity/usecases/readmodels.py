@@ -32,7 +32,7 @@ def track_membership(uow, event, assigned: bool):
         return
     if assigned:
         storage_tenants.join_tenant(uow.session, data["user_id"], data["tenant_id"], event.occurred_at,
-                            is_default=bool(data.get("is_default")), confirmed=True)
+                                    is_default=bool(data.get("is_default")), confirmed=True)
     elif row is not None:
         storage_tenants.leave_tenant(uow.session, row, event.occurred_at)
     else:  # removed before identity heard of it: remember, so the late assignment changes nothing

@@ -53,13 +53,13 @@ def login_second_factor(uow, actor, login_ticket, code=None, recovery_code=None,
             _refuse_second_factor(uow, user, actor, twofactor.TICKET_INVALID, method, now, count=False)
         if aware(ticket.expires_at) <= now:
             _refuse_second_factor(uow, user, actor, twofactor.TICKET_INVALID, method, now, count=False,
-                                       expired=True)
+                                  expired=True)
         if user.second_factor_locked_at:
             _refuse_second_factor(uow, user, actor, twofactor.LOCKED, method, now, count=False)
         if method == "recovery_code":
             normalized = twofactor.normalize_recovery_code(recovery_code)
             spent = normalized and storage_sessions.use_recovery_code(uow.session, user.id,
-                                                             uow.secret_box.keyed_digest(normalized), now)
+                                                                      uow.secret_box.keyed_digest(normalized), now)
             refusal = None if spent else twofactor.RECOVERY_CODE_INVALID
         else:
             refusal = _accept_totp(uow, user, code, now)
@@ -243,7 +243,7 @@ def _prove_for_two_factor_change(uow, actor, session_id, password, code) -> User
             uow.session.refresh(user, with_for_update=True)
             if user.second_factor_locked_at:
                 _refuse_second_factor(uow, user, actor, twofactor.LOCKED, "totp", now, count=False,
-                                           via="change")
+                                      via="change")
             if refusal := _accept_totp(uow, user, code, now):
                 _refuse_second_factor(uow, user, actor, refusal, "totp", now, via="change")
             user.second_factor_failures = 0

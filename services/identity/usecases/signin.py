@@ -56,7 +56,7 @@ def login(uow, actor, login, password, user_agent=""):
         account_wait = sessions.retry_after(throttled.get(account), now)
         if ip_wait:
             ratelimit.emit_about(uow, user, events.login_throttled(user, actor, domain.loggable_login(login), "ip",
-                                                               ip_wait))
+                                                                   ip_wait))
             uow.commit()
             raise TooManyRequests("Too many failed sign-ins from this address; try again later.",
                                   code="too_many_attempts", details={"retry_after": ip_wait},
@@ -89,8 +89,9 @@ def open_session(uow, user, actor, user_agent, now, second_factor=None) -> dict:
     # Sign-in is the hot path: the session's tenant and the event's tenants come from one query,
     # the session and its token are Core inserts (no ORM objects to flush).
     tenant_id, user_tenant_ids = storage_tenants.sign_in_tenants(uow.session, user.id)
-    session_id = storage_sessions.add_login_session(uow.session, user.id, now, actor.ip, sessions.user_agent(user_agent),
-                                           sessions.session_expiry(now, refresh_ttl(uow)), tenant_id)
+    session_id = storage_sessions.add_login_session(uow.session, user.id, now, actor.ip,
+                                                    sessions.user_agent(user_agent),
+                                                    sessions.session_expiry(now, refresh_ttl(uow)), tenant_id)
     refresh_token = issue_refresh_token(uow, session_id, now)
     uow.emit(*events.in_tenants(user_tenant_ids, events.login_succeeded(
         user, actor.as_user(user.id, user.username, user.full_name, user.email), session_id, second_factor)))
@@ -250,7 +251,7 @@ def change_password(uow, actor, session_id, current_password, new_password):
         storage_sessions.clear_throttle(uow.session, sessions.account_key(user.id))
         ratelimit.emit_about(uow, user, events.password_changed(user, actor))
         password_resets.set_password(uow, user, new_hash, False, actor, "password_changed", utc_now(),
-                           keep_session_id=session_id)
+                                     keep_session_id=session_id)
         uow.commit()
 
 

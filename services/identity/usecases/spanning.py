@@ -41,7 +41,7 @@ def complete_access(uow, actor, user, role, groups, tenant_id, with_access, prev
     try:
         if groups:
             access = uow.rbac.add_to_groups(actor, user["id"], groups, username=user["username"],
-                                             tenant_id=tenant_id)
+                                            tenant_id=tenant_id)
             return access if with_access else None
     except Exception:
         if role is not None and role != previous_role:

@@ -49,7 +49,10 @@ class IdentityService(ServiceBase):
     mailer = Mailer()
     secret_box = SecretBoxProvider()
     config = NamekoConfig()  # config["GATEHOUSE"]: the kernel Config (token lifetimes, throttle limits)
-    rbac = RpcProxy("rbac")  # the authority checks (kernel/authority.py); rbac never calls identity back for them
+    # rbac: the authority checks (kernel/authority.py; rbac never calls identity back for them), and rbac's
+    # part of a user write with a role or groups (usecases/spanning.py), for which rbac asks identity
+    # (user_tenants) while this worker waits: such writes need a second identity worker free.
+    rbac = RpcProxy("rbac")
 
     def uow(self) -> IdentityUnitOfWork:
         """The unit of work of one call, with this worker's dependencies (services/identity/uow.py)."""

@@ -158,3 +158,19 @@ def test_update_user_keeps_a_later_writers_value_when_it_compensates(database):
                              {"first_name": "After"}, groups=["sysadmins"])
     with database.unit_of_work() as tx:
         assert tx.session.get(User, user_id).first_name == "Other"
+
+
+def test_update_user_whose_role_rbac_refuses_when_applied_restores_the_fields(database):
+    """The role refused at apply time (e.g. deleted between check and apply): nothing of rbac's changed,
+    identity's change is undone, and no group is asked for."""
+    user_id = seed(database, "pat", role="viewer")
+    rbac = Rbac(refuse="assign_role")
+    with pytest.raises(Forbidden) as refused:
+        accounts.update_user(unit_of_work(database, rbac), ADMIN, user_id, {"last_name": "Changed"}, role="operator",
+                             groups=["ops"])
+    assert refused.value.code == "escalation"
+    with database.unit_of_work() as tx:
+        assert tx.session.get(User, user_id).last_name == "Last"
+    assert [call[0] for call in rbac.calls if call[0] in ("assign_role", "unassign_role", "add_to_groups")] == \
+        ["assign_role"]
+    assert outbox_types(database) == ["identity.user_updated", "identity.user_updated"]

@@ -126,8 +126,9 @@ def update_user(user_id, body):
     responses=CHANGE)
 def remove_user(user_id):
     with current_app.extensions["rpc"].client() as rpc:
-        changeable_user(rpc, user_id)
-        rpc.identity.remove_user(actor().__dict__, user_id)
+        if not is_super_admin():  # a super admin's 404 for a user outside the active tenant is identity's
+            changeable_user(rpc, user_id)
+        rpc.identity.remove_user(actor().__dict__, user_id, tenant_id=current_principal().tenant_id)
     session_cache().forget_user(user_id)
     return "", 204
 

@@ -229,8 +229,8 @@ class IdentityService(ServiceBase):
         return accounts.update_own_names(self.uow(), actor, session_id, names)
 
     @rpc
-    def remove_user(self, actor, user_id):
-        return accounts.remove_user(self.uow(), actor, user_id)
+    def remove_user(self, actor, user_id, tenant_id=None):
+        return accounts.remove_user(self.uow(), actor, user_id, tenant_id=tenant_id)
 
     # --- two-factor authentication (usecases/second_factor.py) -------------------------------------
 

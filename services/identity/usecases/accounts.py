@@ -251,9 +251,12 @@ def update_own_names(uow, actor, session_id, names):
         return views.admin_user(uow.session, user, None)
 
 
-def remove_user(uow, actor, user_id):
-    """Deletes the account (its sessions go with it); audit keeps what it did, by name."""
+def remove_user(uow, actor, user_id, tenant_id=None):
+    """Deletes the account (its sessions go with it); audit keeps what it did, by name.
+    tenant_id: NotFound unless the user is a member of it (the gateway's 404 outside the active tenant)."""
     actor = Actor.from_dict(actor)
+    if tenant_id is not None:
+        spanning.require_member(uow, user_id, tenant_id)
     require_authority_over(uow, actor, user_id)
     with uow:
         user = load_user(uow, user_id, for_update=True)

@@ -6,8 +6,10 @@ change beyond the caller's authority (docs/security.md): never a super admin unl
 account holding rights the caller lacks in one of its tenants. Super admins list across
 tenants with `?tenant=*` or `?tenant=<id>`.
 
-Identity owns accounts, rbac owns roles and groups: the routes that change both
-check everything rbac could refuse first, then change identity, then rbac.
+Identity owns accounts, rbac owns roles and groups: a create or change with `role`/`groups` is ONE
+RPC to identity, which owns the whole write (it asks rbac first, commits, then has rbac apply its
+part, and undoes its own change when rbac refuses then: docs/architecture.md, "Writes that span
+services").
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from gateway.isolation import changeable_user, visible_user
 from gateway.schemas.isolation import UserPageAnyTenantOut
 from gateway.schemas.users import CreatedUserOut, UserCreateIn, UserDetailOut, UserListQuery, UserPatchIn
 from kernel import SUPER_ADMIN_ONLY
-from kernel.errors import Forbidden, NotFound, ValidationFailed
+from kernel.errors import Forbidden, NotFound
 
 bp = APIBlueprint("users", __name__, url_prefix="/api/v1/users", tag="Users")
 
@@ -40,7 +42,7 @@ def get_user(user_id):
     tenant_id = current_principal().tenant_id
     with current_app.extensions["rpc"].client() as rpc:
         visible_user(rpc, user_id)
-        user = _grant_and_describe(rpc, rpc.identity.get_user(user_id, tenant_id), None, None, tenant_id)
+        user = _describe(rpc, rpc.identity.get_user(user_id, tenant_id), tenant_id)
     return user, 200, _etag(user)
 
 
@@ -85,9 +87,8 @@ def create_user(body):
     role, groups = body.pop("role", None), body.pop("groups", None)
     tenant_id = current_principal().tenant_id
     with current_app.extensions["rpc"].client() as rpc:
-        _check_access(rpc, role, groups, tenant_id, scope={})
-        created = rpc.identity.create_user(actor().__dict__, **body, tenant_id=tenant_id)
-        created["user"] = _grant_and_describe(rpc, created["user"], role, groups, tenant_id)
+        created = rpc.identity.create_user(actor().__dict__, **body, tenant_id=tenant_id, role=role, groups=groups,
+                                           with_access=True)
     return created, 201, {"Location": f"/api/v1/users/{created['user']['id']}"}
 
 
@@ -105,12 +106,14 @@ def update_user(user_id, body):
     role, groups = body.pop("role", None), body.pop("groups", None)
     tenant_id = current_principal().tenant_id
     with current_app.extensions["rpc"].client() as rpc:
-        changeable_user(rpc, user_id)
-        _check_access(rpc, role, groups, tenant_id)
-        user = rpc.identity.update_user(actor().__dict__, user_id, body, expected_version=_if_match(),
-                                        role=role, tenant_id=tenant_id)
-        session_cache().forget_user(user_id)  # this process at once; the others by the event
-        user = _grant_and_describe(rpc, user, role, groups, tenant_id)
+        if not is_super_admin():  # a super admin's 404 for a user outside the active tenant is identity's
+            changeable_user(rpc, user_id)
+        try:
+            user = rpc.identity.update_user(actor().__dict__, user_id, body, expected_version=_if_match(),
+                                            role=role, tenant_id=tenant_id, groups=groups, with_access=True,
+                                            in_tenant=True)
+        finally:  # a compensated change was a change too
+            session_cache().forget_user(user_id)  # this process at once; the others by the event
     return user, 200, _etag(user)
 
 
@@ -123,29 +126,15 @@ def update_user(user_id, body):
     responses=CHANGE)
 def remove_user(user_id):
     with current_app.extensions["rpc"].client() as rpc:
-        changeable_user(rpc, user_id)
-        rpc.identity.remove_user(actor().__dict__, user_id)
+        if not is_super_admin():  # a super admin's 404 for a user outside the active tenant is identity's
+            changeable_user(rpc, user_id)
+        rpc.identity.remove_user(actor().__dict__, user_id, tenant_id=current_principal().tenant_id)
     session_cache().forget_user(user_id)
     return "", 204
 
 
-def _check_access(rpc, role, groups, tenant_id, scope=None):
-    """Everything rbac could refuse, asked before any change so that a refusal changes nothing.
-    scope: the assignment's scope once given ({} for a new user, unscoped; None: the user keeps theirs)."""
-    if role is not None:
-        rpc.rbac.check_assignable(current_principal().user_id, role, tenant_id, scope)
-    if groups and (unknown := rpc.rbac.unknown_groups(groups, tenant_id)):
-        raise ValidationFailed("Unknown groups.", code="unknown_group",
-                               details={"groups": f"no such group: {', '.join(unknown)}"})
-
-
-def _grant_and_describe(rpc, user, role, groups, tenant_id):
-    """Assigns the role and groups (if any), then the user with rbac's current role and groups."""
-    if role is not None:
-        rpc.rbac.assign_role(actor().__dict__, user["id"], role, tenant_id, username=user["username"])
-    if groups:
-        rpc.rbac.add_to_groups(actor().__dict__, user["id"], groups, username=user["username"],
-                                tenant_id=tenant_id)
+def _describe(rpc, user, tenant_id):
+    """The user with rbac's current role in the tenant and groups."""
     access = rpc.rbac.user_access(user["id"], tenant_id)
     roles = {entry["tenant_id"]: entry["role"] for entry in access["roles"]}
     return {**user, "role": roles.get(tenant_id), "groups": access["groups"]}

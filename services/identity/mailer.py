@@ -23,8 +23,8 @@ from kernel.crypto import SecretBox, new_token, token_digest
 from kernel.db import aware
 from kernel.envelope import SYSTEM, utc_now
 from kernel.service import Periodic
-from services.identity import events, mail, resets, storage
-from services.identity.storage import Invitation, MailJob, PasswordReset
+from services.identity import events, mail, resets, storage, storage_mail
+from services.identity.models import Invitation, MailJob, PasswordReset
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +123,7 @@ class Mailer(Periodic):
                 settings = smtp_settings(uow.session, self.box)
             except SmtpUnusable as problem:
                 settings = problem
-            for job in storage.due_mail_jobs(uow.session, now, BATCH):
+            for job in storage_mail.due_mail_jobs(uow.session, now, BATCH):
                 job.next_attempt_at = now + CLAIM_LEASE
                 target = self._target(uow.session, job, now)
                 if target is None:
@@ -188,11 +188,11 @@ class Mailer(Periodic):
 
     def expire_invitations(self, now: datetime) -> int:
         with self.db.unit_of_work() as uow:
-            expired = storage.expired_invitations(uow.session, now, 100)
+            expired = storage_mail.expired_invitations(uow.session, now, 100)
             for invitation in expired:
                 invitation.status = "expired"
-                storage.delete_placeholder(uow.session, invitation.user_id)
-                storage.cancel_mail_jobs(uow.session, mail.INVITATION, invitation.id, "invitation expired", now)
+                storage_mail.delete_placeholder(uow.session, invitation.user_id)
+                storage_mail.cancel_mail_jobs(uow.session, mail.INVITATION, invitation.id, "invitation expired", now)
                 uow.emit(events.invitation_expired(invitation, SYSTEM))
             uow.commit()
         return len(expired)

@@ -16,8 +16,8 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 
 from kernel.envelope import Actor
-from services.identity import domain, events, limits, mail, ratelimit, storage
-from services.identity.storage import MailJob, PasswordReset, ResetRequest, User
+from services.identity import domain, events, limits, mail, ratelimit, storage_mail
+from services.identity.models import MailJob, PasswordReset, ResetRequest, User
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ def handle_due(db, config, reset_ttl: timedelta, now: datetime) -> int:
     queued = 0
     while True:
         with db.unit_of_work() as uow:
-            [request] = storage.due_reset_requests(uow.session, 1) or [None]
+            [request] = storage_mail.due_reset_requests(uow.session, 1) or [None]
             if request is None:
                 return queued
             request_id, address, actor = request.id, request.email, Actor.from_dict(json.loads(request.actor))
@@ -68,7 +68,7 @@ def handle_one(uow, config, email: str, actor: Actor, reset_ttl: timedelta, now:
     rules = limits.limits_from_config(config)
     if ratelimit.over_limit(uow, rules, actor, [("reset_mails_per_account", user.id, 1)], user=user):
         return False  # over_limit rolled back, audited the refusal and committed
-    if not mail.reset_mail_allowed(storage.last_reset_requested_at(uow.session, user.id), now):
+    if not mail.reset_mail_allowed(storage_mail.last_reset_requested_at(uow.session, user.id), now):
         return False
     queue_reset(uow, user, actor, now, reset_ttl, by_admin=False)
     return True

@@ -1,8 +1,10 @@
-"""Identity's tables and the queries the service needs; the only module that knows SQL."""
+"""Identity's queries of accounts, the user list, settings, rate counters and the read model of roles.
+
+The models are in models.py (re-exported here: `storage.User`, `storage.metadata`); sign-in's queries in
+storage_sessions.py, mail's in storage_mail.py, tenants' in storage_tenants.py; answers in views.py."""
 from __future__ import annotations
 
 import json
-import uuid
 from datetime import datetime
 from typing import NamedTuple
 
@@ -10,268 +12,19 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy.orm import Session
 
 from kernel import paging
-from kernel.db import iso, service_base  # noqa: F401  (iso: storage.iso for the service)
+from kernel.db import iso  # noqa: F401  (iso: storage.iso for the service)
 from kernel.envelope import utc_now
 from services.identity import twofactor
 from services.identity.domain import FIRST_UID_NUMBER, PasswordPolicy
 from contracts.rbac import SUPER_ADMIN
 
-
-Base = service_base("identity")
-metadata = Base.metadata
-
-
-class User(Base):
-    """An account. Invited users exist before they choose a username (status `invited`)."""
-
-    __tablename__ = "identity_users"
-    # The user list walks these in its sort's order from where the last page ended (key, id);
-    # the id also spares sorting runs of equal keys (a status, a name shared by many).
-    __table_args__ = (
-        sa.Index("ix_identity_users_sort_name", "first_name", "last_name", "id"),
-        sa.Index("ix_identity_users_sort_status", "status", "id"),
-        sa.Index("ix_identity_users_sort_totp", "totp_enrolled", "id"),
-        sa.Index("ix_identity_users_sort_created_at", "created_at", "id"),
-        sa.Index("ix_identity_users_sort_last_login_at", "last_login_at", "id"),
-    )
-
-    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True, default=lambda: str(uuid.uuid4()))
-    username: Mapped[str | None] = mapped_column(sa.String(32), unique=True)
-    email: Mapped[str] = mapped_column(sa.String(254), unique=True)
-    first_name: Mapped[str] = mapped_column(sa.String(64), default="")
-    last_name: Mapped[str] = mapped_column(sa.String(64), default="")
-    company: Mapped[str] = mapped_column(sa.String(128), default="")
-    status: Mapped[str] = mapped_column(sa.String(16))
-    # Allocated when the account becomes real (registration, creation, acceptance).
-    uid_number: Mapped[int | None] = mapped_column(sa.Integer, unique=True)
-    password_hash: Mapped[str | None] = mapped_column(sa.String(256))
-    must_change_password: Mapped[bool] = mapped_column(sa.Boolean, default=False)
-    is_first_admin: Mapped[bool] = mapped_column(sa.Boolean, default=False)
-    # 2FA. totp_required: an administrator requires it (it stands after enrollment, until cancelled).
-    totp_enrolled: Mapped[bool] = mapped_column(sa.Boolean, default=False)
-    totp_required: Mapped[bool] = mapped_column(sa.Boolean, default=False)
-    totp_secret: Mapped[str | None] = mapped_column(sa.Text)  # sealed (kernel.crypto.SecretBox)
-    totp_pending_secret: Mapped[str | None] = mapped_column(sa.Text)  # sealed; enrollment started, not confirmed
-    totp_pending_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
-    totp_enrolled_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
-    # RFC 6238 time step of the last accepted code: a code of this step or earlier is a replay.
-    totp_last_step: Mapped[int | None] = mapped_column(sa.Integer)
-    second_factor_failures: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
-    second_factor_locked_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
-    # Lowercased "username first last email": one LIKE serves the user list's search.
-    search_text: Mapped[str] = mapped_column(sa.String(512), default="")
-    # Bumped on every change of the profile or status: the ETag of If-Match updates.
-    version: Mapped[int] = mapped_column(sa.Integer, default=1)
-    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
-    updated_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
-    last_login_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
-
-    @property
-    def full_name(self) -> str:
-        return f"{self.first_name} {self.last_name}".strip()
-
-    def refresh_search_text(self) -> None:
-        self.search_text = " ".join(
-            part for part in (self.username, self.first_name, self.last_name, self.email) if part).lower()
-
-
-class UserRole(Base):
-    """Read model of rbac's assignments (fed by rbac events): the user list sorts and
-    filters by role in the same query as everything else."""
-
-    __tablename__ = "identity_user_roles"
-    __table_args__ = (sa.Index("ix_identity_user_roles_tenant_role", "tenant_id", "role", "user_id"),)
-
-    user_id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
-    tenant_id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
-    role: Mapped[str | None] = mapped_column(sa.String(64), index=True)
-    # occurred_at of the rbac event applied last: a late, older event changes nothing.
-    as_of: Mapped[str] = mapped_column(sa.String(32))
-
-
-class Membership(Base):
-    """Read model of tenancy's memberships (fed by its events): the user list joins it to show a
-    tenant's members only, and sign-in picks the session's tenant from it.
-
-    Identity writes a new user's first membership itself in the creating transaction
-    (`confirmed` false) so the user shows at once; tenancy's event confirms it. A row whose
-    membership ended stays as a tombstone (`member` false) so a late, older event changes nothing.
-    """
-
-    __tablename__ = "identity_memberships"
-    __table_args__ = (sa.Index("ix_identity_memberships_tenant_user", "tenant_id", "member", "user_id"),)
-
-    user_id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
-    tenant_id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
-    member: Mapped[bool] = mapped_column(sa.Boolean, default=True)
-    is_default: Mapped[bool] = mapped_column(sa.Boolean, default=False)
-    confirmed: Mapped[bool] = mapped_column(sa.Boolean, default=False)
-    # occurred_at of the event applied last (or the creation's time): older events change nothing.
-    as_of: Mapped[str] = mapped_column(sa.String(32))
-
-
-class RecoveryCode(Base):
-    """A 2FA recovery code, by keyed digest only; works once (used_at)."""
-
-    __tablename__ = "identity_recovery_codes"
-
-    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True, default=lambda: str(uuid.uuid4()))
-    user_id: Mapped[str] = mapped_column(sa.ForeignKey("identity_users.id", ondelete="CASCADE"), index=True)
-    digest: Mapped[str] = mapped_column(sa.String(64))
-    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
-    used_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
-
-
-class LoginTicket(Base):
-    """What the password step of a 2FA account answers instead of a session: single use,
-    short-lived, stored by digest; the second step trades it (and a code) for a session."""
-
-    __tablename__ = "identity_login_tickets"
-
-    digest: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
-    user_id: Mapped[str] = mapped_column(sa.ForeignKey("identity_users.id", ondelete="CASCADE"), index=True)
-    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
-    expires_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
-    used_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
-
-
-class LoginSession(Base):
-    """A signed-in device: access tokens name it, refresh tokens renew it."""
-
-    __tablename__ = "identity_sessions"
-
-    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True, default=lambda: str(uuid.uuid4()))
-    user_id: Mapped[str] = mapped_column(sa.ForeignKey("identity_users.id", ondelete="CASCADE"), index=True)
-    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
-    last_used_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
-    expires_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
-    ip: Mapped[str | None] = mapped_column(sa.String(45))
-    user_agent: Mapped[str] = mapped_column(sa.String(256), default="")
-    revoked_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
-    revoked_reason: Mapped[str | None] = mapped_column(sa.String(64))
-    # The session's active tenant: every request of it is confined there (chosen at sign-in, switched).
-    tenant_id: Mapped[str] = mapped_column(sa.String(36), default="default", server_default="default")
-
-
-class RefreshToken(Base):
-    """Every refresh token a session was given, by hash: a used one presented again
-    means it was stolen, and the whole session is revoked."""
-
-    __tablename__ = "identity_refresh_tokens"
-
-    token_hash: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
-    session_id: Mapped[str] = mapped_column(sa.ForeignKey("identity_sessions.id", ondelete="CASCADE"), index=True)
-    issued_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
-    used_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
-
-
-class LoginThrottle(Base):
-    """Failed password attempts per key (`account:<id>`, `login:<name>`, `ip:<addr>`)."""
-
-    __tablename__ = "identity_login_throttle"
-
-    key: Mapped[str] = mapped_column(sa.String(300), primary_key=True)
-    failures: Mapped[int] = mapped_column(sa.Integer, default=0)
-    first_failure_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
-    locked_until: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
-
-
-class RateCounter(Base):
-    """How many units (requests, mails) one key used in one fixed window (limits.py)."""
-
-    __tablename__ = "identity_rate_counters"
-
-    key: Mapped[str] = mapped_column(sa.String(300), primary_key=True)
-    window_start: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), primary_key=True)
-    expires_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), index=True)
-    count: Mapped[int] = mapped_column(sa.Integer, default=0)
-
-
-class Invitation(Base):
-    __tablename__ = "identity_invitations"
-
-    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True, default=lambda: str(uuid.uuid4()))
-    email: Mapped[str] = mapped_column(sa.String(254), index=True)
-    # The placeholder user (status `invited`) that shows in the user list until acceptance.
-    user_id: Mapped[str | None] = mapped_column(sa.String(36), index=True)
-    role: Mapped[str] = mapped_column(sa.String(64))
-    tenant_id: Mapped[str] = mapped_column(sa.String(36))
-    status: Mapped[str] = mapped_column(sa.String(16), index=True)  # pending accepted revoked expired
-    # sha256 of the single-use token; minted when the mail is handed to SMTP, never stored in clear.
-    token_hash: Mapped[str | None] = mapped_column(sa.String(64), unique=True)
-    invited_by: Mapped[str | None] = mapped_column(sa.String(36))
-    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
-    expires_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), index=True)
-    sent_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
-    accepted_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
-
-
-class PasswordReset(Base):
-    __tablename__ = "identity_password_resets"
-
-    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True, default=lambda: str(uuid.uuid4()))
-    user_id: Mapped[str] = mapped_column(sa.ForeignKey("identity_users.id", ondelete="CASCADE"), index=True)
-    token_hash: Mapped[str | None] = mapped_column(sa.String(64), unique=True)
-    requested_by: Mapped[str | None] = mapped_column(sa.String(36))
-    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
-    expires_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
-    used_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
-
-
-class ResetRequest(Base):
-    """A self-service password reset request, as accepted: the address and who asked. The request
-    answers once this row is committed, the same for any address; the mailer looks the account up
-    afterwards (services/identity/resets.py), so no answer's timing tells whether it exists."""
-
-    __tablename__ = "identity_reset_requests"
-
-    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True, default=lambda: str(uuid.uuid4()))
-    email: Mapped[str] = mapped_column(sa.String(254))
-    actor: Mapped[str] = mapped_column(sa.Text)  # JSON of kernel.envelope.Actor (IP, request id) for the audit
-    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), index=True)
-
-
-class MailJob(Base):
-    """A mail to deliver, retried until SMTP takes it; survives restarts because it is a row.
-
-    It holds no secret: the link's token is minted at delivery time (see mailer.py).
-    """
-
-    __tablename__ = "identity_mail_jobs"
-
-    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True, default=lambda: str(uuid.uuid4()))
-    kind: Mapped[str] = mapped_column(sa.String(32))  # invitation, password_reset
-    ref_id: Mapped[str] = mapped_column(sa.String(36))  # the invitation or password reset
-    recipient: Mapped[str] = mapped_column(sa.String(254))
-    attempts: Mapped[int] = mapped_column(sa.Integer, default=0)
-    next_attempt_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), index=True)
-    last_error: Mapped[str | None] = mapped_column(sa.String(500))
-    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
-    sent_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True), index=True)
-    gave_up_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
-
-
-class Setting(Base):
-    """Admin-editable settings (smtp, password_policy) as JSON; secrets inside are encrypted."""
-
-    __tablename__ = "identity_settings"
-
-    key: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
-    value: Mapped[str] = mapped_column(sa.Text)
-    updated_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
-    updated_by: Mapped[str | None] = mapped_column(sa.String(36))
-
-
-class UidCounter(Base):
-    """Next Unix uidNumber; a counter, not max()+1, so a number is never handed out twice."""
-
-    __tablename__ = "identity_uid_counter"
-
-    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
-    next_uid: Mapped[int] = mapped_column(sa.Integer)
+# The models, re-exported: storage.User, storage.metadata and the like stay where callers look for them.
+from services.identity.models import (  # noqa: F401
+    Invitation, LoginSession, LoginThrottle, LoginTicket, MailJob, Membership, PasswordReset, RateCounter,
+    RecoveryCode, RefreshToken, ResetRequest, Setting, UidCounter, User, UserRole, metadata)
 
 
 def allocate_uid_number(session: Session) -> int:
@@ -287,8 +40,6 @@ def allocate_uid_number(session: Session) -> int:
     return allocated - 1
 
 
-# Statements of sign-in, built once: building one and computing its cache key costs more CPU than
-# running it on SQLite.
 _USER_BY_LOGIN = sa.select(User).where(sa.or_(User.username == sa.bindparam("login"),
                                               User.email == sa.bindparam("login")))
 
@@ -332,36 +83,6 @@ def password_policy(session: Session) -> PasswordPolicy:
     return PasswordPolicy(**(read_setting(session, "password_policy") or {}))
 
 
-def public_user(user: User) -> dict:
-    return {
-        "id": user.id, "username": user.username, "email": user.email,
-        "first_name": user.first_name, "last_name": user.last_name, "full_name": user.full_name,
-        "company": user.company, "status": user.status, "uid_number": user.uid_number,
-        "is_first_admin": user.is_first_admin, "must_change_password": user.must_change_password,
-        "totp_enrolled": user.totp_enrolled, "totp_required": user.totp_required,
-        "version": user.version, "created_at": iso(user.created_at), "updated_at": iso(user.updated_at),
-        "last_login_at": iso(user.last_login_at),
-    }
-
-
-# --- user administration ------------------------------------------------------
-
-def admin_user(session: Session, user: User, role: str | None) -> dict:
-    """A user as administrators see them: with their role in the caller's tenant and the 2FA flags."""
-    return admin_users(session, [(user, role)])[0]
-
-
-def admin_users(session: Session, rows: list[tuple[User, str | None]]) -> list[dict]:
-    """admin_user of many users with two queries in all (the user list)."""
-    flags = two_factor_flags(session, [user for user, _ in rows])
-    return [{**public_user(user), **flags[user.id], "role": role} for user, role in rows]
-
-
-def signed_in_user(session: Session, user: User) -> dict:
-    """The user of a session, as sign-in answers and the gateway's guards read it (with what 2FA owes)."""
-    return {**public_user(user), **two_factor_flags(session, [user])[user.id]}
-
-
 def role_of(session: Session, user_id: str, tenant_id: str) -> str | None:
     row = session.get(UserRole, (user_id, tenant_id))
     return row.role if row else None
@@ -385,9 +106,6 @@ class UserPage(NamedTuple):
     next_cursor: str | None  # where the next page starts; None: this is the last
 
 
-# Counting every match of an unselective filter costs a pass over it (tens of ms at 100,000
-# users); beyond this many, lists say "at least" instead. It is also the most candidates a
-# filter may hand the page query to sort (see _driving_filter).
 TOTAL_CAP = 1000
 
 
@@ -475,6 +193,8 @@ def _ids_after(session: Session, key: str | None, descending: bool, conditions: 
 
 
 _USER_LIST_CURSOR = "users"
+
+
 _DATETIME_KEYS = {"created_at", "last_login_at"}
 
 
@@ -566,7 +286,6 @@ def _is_member(user_id_column, tenant_id: str):
                              Membership.member.is_(True))
 
 
-# SQLite's FTS5 trigram shadow table of search_text (migration b3f1c2d4e5a6).
 _USER_SEARCH = sa.table("identity_users_search", sa.column("user_id"), sa.column("search_text"))
 
 
@@ -574,8 +293,6 @@ def _search_match(needle: str):
     phrase = '"' + needle.replace('"', '""') + '"'  # one phrase: a substring, operators literal
     return _USER_SEARCH.c.search_text.op("MATCH")(phrase)
 
-
-# --- invitations, password resets, mail, settings ------------------------------------
 
 def directory_people(session: Session, *, user_ids: list[str] | None = None, tenant_id: str | None = None,
                      after: str | None = None, limit: int = 2000) -> list[dict]:
@@ -598,241 +315,6 @@ def directory_people(session: Session, *, user_ids: list[str] | None = None, ten
 def delete_setting(session: Session, key: str) -> bool:
     return session.execute(sa.delete(Setting).where(Setting.key == key)).rowcount > 0
 
-
-def email_conflicts(session: Session, emails: list[str]) -> dict[str, str]:
-    """Address -> why it cannot be invited (an account, or a pending invitation's placeholder)."""
-    taken = {}
-    for user in session.scalars(sa.select(User).where(User.email.in_(emails))):
-        taken[user.email] = "has a pending invitation" if user.status == "invited" else "is already registered"
-    return taken
-
-
-def invitation_by_token(session: Session, digest: str) -> Invitation | None:
-    return session.scalars(sa.select(Invitation).where(Invitation.token_hash == digest)).first()
-
-
-def reset_by_token(session: Session, digest: str) -> PasswordReset | None:
-    return session.scalars(sa.select(PasswordReset).where(PasswordReset.token_hash == digest)).first()
-
-
-def consume_invitation(session: Session, invitation_id: str, digest: str, now: datetime) -> bool:
-    """Marks the invitation accepted if it is still pending under this token; exactly one
-    of concurrent acceptances sees True (the row count decides)."""
-    result = session.execute(
-        sa.update(Invitation)
-        .where(Invitation.id == invitation_id, Invitation.status == "pending",
-               Invitation.token_hash == digest, Invitation.expires_at > now)
-        .values(status="accepted", accepted_at=now))
-    return result.rowcount == 1
-
-
-def consume_reset(session: Session, reset_id: str, digest: str, now: datetime) -> bool:
-    """Marks the reset used if it still is unused under this token (single use, atomic)."""
-    result = session.execute(
-        sa.update(PasswordReset)
-        .where(PasswordReset.id == reset_id, PasswordReset.used_at.is_(None),
-               PasswordReset.token_hash == digest, PasswordReset.expires_at > now)
-        .values(used_at=now))
-    return result.rowcount == 1
-
-
-def close_open_resets(session: Session, user_id: str, now: datetime) -> None:
-    """Once a password is set, links sent before stop working (their digests stay: a late
-    click is told the link was used)."""
-    session.execute(sa.update(PasswordReset)
-                    .where(PasswordReset.user_id == user_id, PasswordReset.used_at.is_(None))
-                    .values(used_at=now))
-
-
-def last_reset_requested_at(session: Session, user_id: str) -> datetime | None:
-    return session.scalar(sa.select(sa.func.max(PasswordReset.created_at)).where(PasswordReset.user_id == user_id))
-
-
-def list_invitations(session: Session, tenant_id: str, status: str | None, limit: int, cursor: str | None):
-    """(page of the tenant's invitations newest first, next cursor or None, total matching)."""
-    query = sa.select(Invitation).where(Invitation.tenant_id == tenant_id)
-    if status:
-        query = query.where(Invitation.status == status)
-    total = session.scalar(sa.select(sa.func.count()).select_from(query.subquery()))
-    if cursor:
-        created_at, last_id = _decode_cursor(cursor)
-        query = query.where(sa.or_(Invitation.created_at < created_at,
-                                   sa.and_(Invitation.created_at == created_at, Invitation.id < last_id)))
-    rows = list(session.scalars(query.order_by(Invitation.created_at.desc(), Invitation.id.desc()).limit(limit + 1)))
-    next_cursor = _encode_cursor(rows[limit - 1].created_at, rows[limit - 1].id) if len(rows) > limit else None
-    return rows[:limit], next_cursor, total
-
-
-_INVITATION_CURSOR = "invitations"
-
-
-def _encode_cursor(created_at: datetime, row_id: str) -> str:
-    return paging.encode_position(_INVITATION_CURSOR, [created_at.isoformat(), row_id])
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        created_at, row_id = paging.position_of(_INVITATION_CURSOR, cursor)
-        return datetime.fromisoformat(created_at), str(row_id)
-    except (ValueError, TypeError):
-        raise paging.refuse_cursor() from None
-
-
-def cancel_mail_jobs(session: Session, kind: str, ref_id: str, reason: str, now: datetime) -> None:
-    """Mails not sent yet for this invitation or reset are not sent any more."""
-    session.execute(sa.update(MailJob)
-                    .where(MailJob.kind == kind, MailJob.ref_id == ref_id,
-                           MailJob.sent_at.is_(None), MailJob.gave_up_at.is_(None))
-                    .values(gave_up_at=now, last_error=reason))
-
-
-def due_reset_requests(session: Session, limit: int) -> list[ResetRequest]:
-    """Reset requests to handle, oldest first, locked; other instances skip them (PostgreSQL)."""
-    query = (sa.select(ResetRequest).order_by(ResetRequest.created_at).limit(limit)
-             .with_for_update(skip_locked=True))
-    return list(session.scalars(query))
-
-
-def _waiting_jobs():
-    return sa.and_(MailJob.sent_at.is_(None), MailJob.gave_up_at.is_(None))
-
-
-def due_mail_jobs(session: Session, now: datetime, limit: int) -> list[MailJob]:
-    """Jobs to attempt now, locked; other instances skip them (PostgreSQL; SQLite ignores it)."""
-    query = (sa.select(MailJob).where(_waiting_jobs(), MailJob.next_attempt_at <= now)
-             .order_by(MailJob.next_attempt_at).limit(limit).with_for_update(skip_locked=True))
-    return list(session.scalars(query))
-
-
-def retry_waiting_mail_now(session: Session, now: datetime) -> int:
-    """After the SMTP settings change, waiting mails need not sit out their pause."""
-    return session.execute(sa.update(MailJob).where(_waiting_jobs(), MailJob.next_attempt_at > now)
-                           .values(next_attempt_at=now)).rowcount
-
-
-def expired_invitations(session: Session, now: datetime, limit: int) -> list[Invitation]:
-    query = (sa.select(Invitation).where(Invitation.status == "pending", Invitation.expires_at <= now)
-             .limit(limit).with_for_update(skip_locked=True))
-    return list(session.scalars(query))
-
-
-def delete_placeholder(session: Session, user_id: str | None) -> None:
-    """The `invited` user an invitation made; never a real account."""
-    if user_id:
-        session.execute(sa.delete(User).where(User.id == user_id, User.status == "invited"))
-
-
-def public_invitation(invitation: Invitation) -> dict:
-    """Never the token hash."""
-    return {
-        "id": invitation.id, "email": invitation.email, "role": invitation.role,
-        "tenant_id": invitation.tenant_id, "status": invitation.status, "user_id": invitation.user_id,
-        "invited_by": invitation.invited_by, "created_at": iso(invitation.created_at),
-        "expires_at": iso(invitation.expires_at), "sent_at": iso(invitation.sent_at),
-        "accepted_at": iso(invitation.accepted_at),
-    }
-# --- tenants of users and sessions ------------------------------------------------
-
-def memberships_of(session: Session, user_id: str) -> list[Membership]:
-    """The user's tenants (read model), `default` first then by id."""
-    rows = session.scalars(sa.select(Membership).where(Membership.user_id == user_id, Membership.member.is_(True)))
-    return sorted(rows, key=_membership_order)
-
-
-def membership(session: Session, user_id: str, tenant_id: str) -> Membership | None:
-    row = session.get(Membership, (user_id, tenant_id))
-    return row if row is not None and row.member else None
-
-
-def join_tenant(session: Session, user_id: str, tenant_id: str, as_of: str, *, is_default: bool | None = None,
-                confirmed: bool = False) -> Membership:
-    """Adds (or revives) the membership; is_default None keeps the flag (a new one: default when the
-    user's first). A default membership makes the user's others not default."""
-    row = session.get(Membership, (user_id, tenant_id))
-    if row is None:
-        row = Membership(user_id=user_id, tenant_id=tenant_id, member=False, is_default=False, confirmed=False,
-                         as_of=as_of)
-        session.add(row)
-    if is_default is None and not row.member:
-        is_default = not memberships_of(session, user_id)
-    row.confirmed = confirmed or (row.member and row.confirmed)
-    row.member, row.as_of = True, as_of
-    if is_default is not None:
-        row.is_default = is_default
-    if row.is_default:
-        _only_default(session, user_id, tenant_id)
-    session.flush()
-    return row
-
-
-def leave_tenant(session: Session, row: Membership, as_of: str) -> None:
-    """Ends the membership (a tombstone stays); another tenant becomes the default if this one was."""
-    was_default = row.is_default
-    row.member, row.is_default, row.confirmed, row.as_of = False, False, True, as_of
-    session.flush()
-    rest = memberships_of(session, row.user_id)
-    if was_default and rest:
-        rest[0].is_default = True
-
-
-def _only_default(session: Session, user_id: str, tenant_id: str) -> None:
-    session.execute(sa.update(Membership).where(Membership.user_id == user_id, Membership.tenant_id != tenant_id)
-                    .values(is_default=False))
-
-
-def _starting_tenant(memberships) -> str:
-    """Where a new session starts, among the user's memberships sorted as memberships_of sorts them:
-    their default tenant, else their only or first one; `default` for a user of no tenant (super
-    admins; anyone else is refused there by the gateway)."""
-    chosen = next((row for row in memberships if row.is_default), memberships[0] if memberships else None)
-    return chosen.tenant_id if chosen else "default"
-
-
-def _membership_order(row) -> tuple[bool, str]:
-    return row.tenant_id != "default", row.tenant_id
-
-
-# Every tenant of a user (as tenants_of), each telling whether it is a membership and the default one.
-_SIGN_IN_TENANTS = sa.union_all(
-    sa.select(Membership.tenant_id, Membership.is_default, sa.true().label("is_membership"))
-    .where(Membership.user_id == sa.bindparam("user_id"), Membership.member.is_(True)),
-    sa.select(UserRole.tenant_id, sa.false().label("is_default"), sa.false().label("is_membership"))
-    .where(UserRole.user_id == sa.bindparam("user_id"), UserRole.role.is_not(None)))
-
-
-def sign_in_tenants(session: Session, user_id: str) -> tuple[str, tuple[str, ...]]:
-    """Where a new session of the user starts, and tenants_of the user (which the sign-in event
-    carries): one query for both, sign-in is the hot path."""
-    rows = session.execute(_SIGN_IN_TENANTS, {"user_id": user_id}).all()
-    joined = sorted((row for row in rows if row.is_membership), key=_membership_order)
-    return _starting_tenant(joined), tuple(sorted({row.tenant_id for row in rows}))
-
-
-def tenant_assignments(session: Session, user_ids: list[str]) -> dict[str, list[dict]]:
-    """Per user: each tenant they belong to, with their role there and whether it is their default."""
-    if not user_ids:
-        return {}
-    roles = {(row.user_id, row.tenant_id): row.role for row in session.scalars(
-        sa.select(UserRole).where(UserRole.user_id.in_(user_ids)))}
-    found: dict[str, list[dict]] = {user_id: [] for user_id in user_ids}
-    rows = session.scalars(sa.select(Membership).where(Membership.user_id.in_(user_ids), Membership.member.is_(True))
-                           .order_by(Membership.tenant_id != "default", Membership.tenant_id))
-    for row in rows:
-        found[row.user_id].append({"tenant_id": row.tenant_id, "role": roles.get((row.user_id, row.tenant_id)),
-                                   "is_default": row.is_default})
-    return found
-
-
-def invitation_states(session: Session, user_ids: list[str]) -> dict[str, str]:
-    """Per user made by an invitation: the state of their latest invitation."""
-    if not user_ids:
-        return {}
-    rows = session.execute(sa.select(Invitation.user_id, Invitation.status).where(Invitation.user_id.in_(user_ids))
-                           .order_by(Invitation.created_at))
-    return {user_id: status for user_id, status in rows}
-
-
-# --- sessions and login protection -------------------------------------------
 
 def take_rate(session: Session, key: str, start: datetime, end: datetime, units: int, within) -> bool:
     """Count `units` against `key` in the window [start, end) if `within(new count)` allows it.
@@ -875,99 +357,6 @@ def forget_rate_windows(session: Session, now: datetime) -> int:
     return session.execute(sa.delete(table).where(table.c.expires_at <= now)).rowcount
 
 
-_THROTTLE_TABLE = LoginThrottle.__table__
-_THROTTLES = (sa.select(_THROTTLE_TABLE.c.key, _THROTTLE_TABLE.c.failures, _THROTTLE_TABLE.c.first_failure_at,
-                        _THROTTLE_TABLE.c.locked_until)
-              .where(_THROTTLE_TABLE.c.key.in_(sa.bindparam("keys", expanding=True))).with_for_update())
-_CLEAR_THROTTLE = sa.delete(_THROTTLE_TABLE).where(_THROTTLE_TABLE.c.key == sa.bindparam("throttle_key"))
-
-
-def throttles(session: Session, keys: list[str]) -> dict:
-    """The rows (key, failures, first_failure_at, locked_until) of those of the keys that have one
-    (most have none), by key, locked for this transaction where the database can (PostgreSQL):
-    one Core query for all of them."""
-    return {row.key: row for row in session.execute(_THROTTLES, {"keys": keys})}
-
-
-def throttle(session: Session, key: str) -> LoginThrottle | None:
-    """The key's row, locked for this transaction where the database can (PostgreSQL)."""
-    return session.scalars(sa.select(LoginThrottle).where(LoginThrottle.key == key).with_for_update()).first()
-
-
-def save_throttle(session: Session, key: str, state) -> None:
-    """Store a sessions.Throttle for the key (insert or update)."""
-    row = throttle(session, key)
-    if row is None:
-        try:
-            with session.begin_nested():
-                session.add(LoginThrottle(key=key, failures=state.failures, first_failure_at=state.first_failure_at,
-                                          locked_until=state.locked_until))
-            return
-        except IntegrityError:  # a concurrent failure created it first
-            row = throttle(session, key)
-    row.failures, row.first_failure_at, row.locked_until = state.failures, state.first_failure_at, state.locked_until
-
-
-def clear_throttle(session: Session, key: str) -> bool:
-    return session.execute(_CLEAR_THROTTLE, {"throttle_key": key}).rowcount > 0
-
-
-_INSERT_SESSION = sa.insert(LoginSession.__table__)
-_INSERT_REFRESH_TOKEN = sa.insert(RefreshToken.__table__)
-
-
-def add_login_session(session: Session, user_id: str, now: datetime, ip: str | None, user_agent: str,
-                      expires_at: datetime, tenant_id: str) -> str:
-    """A new session; returns its id. A Core insert: sign-in needs no ORM object (and no flush) for it."""
-    session_id = str(uuid.uuid4())
-    session.execute(_INSERT_SESSION, {"id": session_id, "user_id": user_id, "created_at": now, "last_used_at": now,
-                                      "ip": ip, "user_agent": user_agent, "expires_at": expires_at,
-                                      "tenant_id": tenant_id})
-    return session_id
-
-
-def add_refresh_token(session: Session, session_id: str, digest: str, now: datetime) -> None:
-    session.execute(_INSERT_REFRESH_TOKEN, {"token_hash": digest, "session_id": session_id, "issued_at": now})
-
-
-def refresh_token(session: Session, digest: str) -> RefreshToken | None:
-    return session.get(RefreshToken, digest)
-
-
-def use_refresh_token(session: Session, digest: str, now: datetime) -> bool:
-    """Marks the token used; False when it already was (one of two concurrent uses loses)."""
-    used = sa.update(RefreshToken).where(RefreshToken.token_hash == digest, RefreshToken.used_at.is_(None))
-    return session.execute(used.values(used_at=now)).rowcount == 1
-
-
-def live_sessions(session: Session, user_id: str, now: datetime, offset: int = 0,
-                  limit: int | None = None) -> tuple[list[LoginSession], int]:
-    """A user's sessions that are neither revoked nor expired, newest first, and their count."""
-    live = sa.and_(LoginSession.user_id == user_id, LoginSession.revoked_at.is_(None),
-                   sa.or_(LoginSession.expires_at.is_(None), LoginSession.expires_at > now))
-    total = session.execute(sa.select(sa.func.count()).select_from(LoginSession).where(live)).scalar_one()
-    query = (sa.select(LoginSession).where(live)
-             .order_by(LoginSession.created_at.desc(), LoginSession.id).offset(offset))
-    if limit is not None:
-        query = query.limit(limit)
-    return list(session.scalars(query)), total
-
-
-def revoke(sessions: list[LoginSession], now: datetime, reason: str) -> list[str]:
-    for login_session in sessions:
-        login_session.revoked_at, login_session.revoked_reason = now, reason
-    return [login_session.id for login_session in sessions]
-
-
-def public_session(login_session: LoginSession, current_session_id: str | None = None) -> dict:
-    return {"id": login_session.id, "created_at": iso(login_session.created_at),
-            "last_used_at": iso(login_session.last_used_at), "expires_at": iso(login_session.expires_at),
-            "ip": login_session.ip, "user_agent": login_session.user_agent,
-            "current": login_session.id == current_session_id}
-
-
-# --- two-factor authentication ---------------------------------------------------
-
 TWO_FACTOR_POLICY = "2fa_policy"
 
 
@@ -1003,56 +392,3 @@ def two_factor_flags(session: Session, users: list[User]) -> dict[str, dict]:
     supers = super_admin_ids(session, [user.id for user in users]) if policy_on else set()
     return {user.id: twofactor.flags(user.totp_enrolled, user.totp_required, policy_on, user.id in supers)
             for user in users}
-
-
-def recovery_codes_left(session: Session, user_id: str) -> int:
-    return session.scalar(sa.select(sa.func.count()).select_from(RecoveryCode).where(
-        RecoveryCode.user_id == user_id, RecoveryCode.used_at.is_(None)))
-
-
-def replace_recovery_codes(session: Session, user_id: str, digests: list[str], now: datetime) -> None:
-    """The user's recovery codes are these from now on; every earlier one is dead."""
-    session.execute(sa.delete(RecoveryCode).where(RecoveryCode.user_id == user_id))
-    session.add_all(RecoveryCode(user_id=user_id, digest=digest, created_at=now) for digest in digests)
-
-
-def use_recovery_code(session: Session, user_id: str, digest: str, now: datetime) -> bool:
-    """Spends the user's unused code with this digest; False when there is none (or a concurrent use won)."""
-    spend = (sa.update(RecoveryCode)
-             .where(RecoveryCode.user_id == user_id, RecoveryCode.digest == digest, RecoveryCode.used_at.is_(None))
-             .values(used_at=now))
-    return session.execute(spend).rowcount == 1
-
-
-def remember_step(session: Session, user_id: str, step: int) -> bool:
-    """Records the step of an accepted TOTP code; False when this step (or a later one) was
-    already used: of two concurrent uses of one code, one loses."""
-    newer = sa.or_(User.totp_last_step.is_(None), User.totp_last_step < step)
-    return session.execute(sa.update(User).where(User.id == user_id, newer)
-                           .values(totp_last_step=step)).rowcount == 1
-
-
-def add_login_ticket(session: Session, user_id: str, digest: str, now: datetime, expires_at: datetime) -> None:
-    """A new ticket; the user's used and expired ones go (they can never be used again)."""
-    session.execute(sa.delete(LoginTicket).where(
-        LoginTicket.user_id == user_id, sa.or_(LoginTicket.used_at.is_not(None), LoginTicket.expires_at <= now)))
-    session.add(LoginTicket(digest=digest, user_id=user_id, created_at=now, expires_at=expires_at))
-
-
-def login_ticket(session: Session, digest: str) -> LoginTicket | None:
-    return session.get(LoginTicket, digest)
-
-
-def use_login_ticket(session: Session, digest: str, now: datetime) -> bool:
-    """Marks the ticket used; False when it already was (one of two concurrent uses loses)."""
-    used = sa.update(LoginTicket).where(LoginTicket.digest == digest, LoginTicket.used_at.is_(None))
-    return session.execute(used.values(used_at=now)).rowcount == 1
-
-
-def remove_two_factor(session: Session, user: User) -> None:
-    """TOTP and every recovery code and pending login ticket of the user go; the requirement stays."""
-    user.totp_enrolled, user.totp_secret, user.totp_enrolled_at, user.totp_last_step = False, None, None, None
-    user.totp_pending_secret, user.totp_pending_at = None, None
-    user.second_factor_failures, user.second_factor_locked_at = 0, None
-    session.execute(sa.delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
-    session.execute(sa.delete(LoginTicket).where(LoginTicket.user_id == user.id))

@@ -15,7 +15,7 @@ from kernel.envelope import utc_now
 from services.identity import invitations, mail, storage
 from services.identity.domain import PasswordPolicy
 from services.identity.mailer import Mailer, send
-from services.identity.storage import Invitation, MailJob, PasswordReset, User
+from services.identity.models import Invitation, MailJob, PasswordReset, User
 from tests.mailbox import Mailbox
 from tests.unit.conftest import migrated
 

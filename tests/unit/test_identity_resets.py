@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from kernel.config import Config
 from kernel.envelope import Actor, utc_now
 from services.identity import domain, resets, storage
-from services.identity.storage import MailJob, PasswordReset, ResetRequest, User
+from services.identity.models import MailJob, PasswordReset, ResetRequest, User
 from tests.unit.conftest import migrated
 
 TTL = timedelta(hours=1)

@@ -13,8 +13,8 @@ from kernel import migrate
 from kernel.crypto import SecretBox
 from kernel.db import ServiceDatabase
 from kernel.envelope import Actor
-from services.identity import events, storage, twofactor
-from services.identity.storage import LoginTicket, RecoveryCode, User, UserRole
+from services.identity import events, storage, storage_sessions, twofactor, views
+from services.identity.models import LoginTicket, RecoveryCode, User, UserRole
 
 SECRET = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
 NOW = 1_800_000_015.0  # 15 s into a step
@@ -276,8 +276,8 @@ def test_the_policy_shows_in_the_flags_of_super_admins_only(db):
             plain.id: {"totp_required_by_policy": False, "totp_enrollment_required": True}}
         storage.write_setting(uow.session, storage.TWO_FACTOR_POLICY, {"require_for_super_admin": True}, None)
         assert storage.two_factor_policy_on(uow.session)
-        assert storage.signed_in_user(uow.session, root)["totp_enrollment_required"] is True
-        listed = storage.admin_users(uow.session, [(root, "super_admin"), (plain, None)])
+        assert views.signed_in_user(uow.session, root)["totp_enrollment_required"] is True
+        listed = views.admin_users(uow.session, [(root, "super_admin"), (plain, None)])
         assert [(u["username"], u["role"], u["totp_required_by_policy"]) for u in listed] == [
             ("root", "super_admin", True), ("plain", None, False)]
 
@@ -285,35 +285,35 @@ def test_the_policy_shows_in_the_flags_of_super_admins_only(db):
 def test_a_recovery_code_is_spent_once_and_replacing_kills_the_old_ones(db):
     with db.unit_of_work() as uow:
         user = add_user(uow.session, "carol")
-        storage.replace_recovery_codes(uow.session, user.id, ["d1", "d2", "d3"], MOMENT)
-        assert storage.recovery_codes_left(uow.session, user.id) == 3
-        assert storage.use_recovery_code(uow.session, user.id, "d2", MOMENT)
-        assert not storage.use_recovery_code(uow.session, user.id, "d2", MOMENT)
-        assert not storage.use_recovery_code(uow.session, "someone else", "d1", MOMENT)
-        assert storage.recovery_codes_left(uow.session, user.id) == 2
-        storage.replace_recovery_codes(uow.session, user.id, ["n1"], MOMENT)
-        assert not storage.use_recovery_code(uow.session, user.id, "d1", MOMENT)
-        assert storage.recovery_codes_left(uow.session, user.id) == 1
+        storage_sessions.replace_recovery_codes(uow.session, user.id, ["d1", "d2", "d3"], MOMENT)
+        assert storage_sessions.recovery_codes_left(uow.session, user.id) == 3
+        assert storage_sessions.use_recovery_code(uow.session, user.id, "d2", MOMENT)
+        assert not storage_sessions.use_recovery_code(uow.session, user.id, "d2", MOMENT)
+        assert not storage_sessions.use_recovery_code(uow.session, "someone else", "d1", MOMENT)
+        assert storage_sessions.recovery_codes_left(uow.session, user.id) == 2
+        storage_sessions.replace_recovery_codes(uow.session, user.id, ["n1"], MOMENT)
+        assert not storage_sessions.use_recovery_code(uow.session, user.id, "d1", MOMENT)
+        assert storage_sessions.recovery_codes_left(uow.session, user.id) == 1
 
 
 def test_a_step_is_remembered_only_forward(db):
     with db.unit_of_work() as uow:
         user = add_user(uow.session, "dave")
-        assert storage.remember_step(uow.session, user.id, 100)
-        assert not storage.remember_step(uow.session, user.id, 100)
-        assert not storage.remember_step(uow.session, user.id, 99)
-        assert storage.remember_step(uow.session, user.id, 101)
+        assert storage_sessions.remember_step(uow.session, user.id, 100)
+        assert not storage_sessions.remember_step(uow.session, user.id, 100)
+        assert not storage_sessions.remember_step(uow.session, user.id, 99)
+        assert storage_sessions.remember_step(uow.session, user.id, 101)
 
 
 def test_login_tickets_are_single_use_and_old_ones_are_swept(db):
     with db.unit_of_work() as uow:
         user = add_user(uow.session, "erin")
-        storage.add_login_ticket(uow.session, user.id, "t1", MOMENT, MOMENT + timedelta(minutes=5))
-        storage.add_login_ticket(uow.session, user.id, "t2", MOMENT, MOMENT + timedelta(minutes=5))
-        assert storage.use_login_ticket(uow.session, "t1", MOMENT)
-        assert not storage.use_login_ticket(uow.session, "t1", MOMENT)
+        storage_sessions.add_login_ticket(uow.session, user.id, "t1", MOMENT, MOMENT + timedelta(minutes=5))
+        storage_sessions.add_login_ticket(uow.session, user.id, "t2", MOMENT, MOMENT + timedelta(minutes=5))
+        assert storage_sessions.use_login_ticket(uow.session, "t1", MOMENT)
+        assert not storage_sessions.use_login_ticket(uow.session, "t1", MOMENT)
         later = MOMENT + timedelta(minutes=6)
-        storage.add_login_ticket(uow.session, user.id, "t3", later, later + timedelta(minutes=5))
+        storage_sessions.add_login_ticket(uow.session, user.id, "t3", later, later + timedelta(minutes=5))
         uow.session.flush()
         assert {t.digest for t in uow.session.query(LoginTicket)} == {"t3"}  # t1 used, t2 expired
 
@@ -322,9 +322,9 @@ def test_removing_2fa_leaves_nothing_to_sign_in_with_but_keeps_the_requirement(d
     with db.unit_of_work() as uow:
         user = add_user(uow.session, "frank", totp_enrolled=True, totp_required=True, totp_secret="sealed",
                         totp_last_step=5, second_factor_failures=10, second_factor_locked_at=MOMENT)
-        storage.replace_recovery_codes(uow.session, user.id, ["d1"], MOMENT)
-        storage.add_login_ticket(uow.session, user.id, "t1", MOMENT, MOMENT + timedelta(minutes=5))
-        storage.remove_two_factor(uow.session, user)
+        storage_sessions.replace_recovery_codes(uow.session, user.id, ["d1"], MOMENT)
+        storage_sessions.add_login_ticket(uow.session, user.id, "t1", MOMENT, MOMENT + timedelta(minutes=5))
+        storage_sessions.remove_two_factor(uow.session, user)
         uow.session.flush()
         assert (user.totp_enrolled, user.totp_secret, user.totp_last_step, user.second_factor_locked_at) == (
             False, None, None, None)

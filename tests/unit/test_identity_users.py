@@ -9,9 +9,9 @@ from tests import user_list_reference
 from tests.unit.conftest import AllowingRbac, migrated
 from kernel.envelope import utc_now
 from kernel.errors import ValidationFailed
-from services.identity import domain, storage
+from services.identity import domain, storage, storage_sessions, storage_tenants
 from services.identity.domain import ACTIVE, INVITED, PENDING, SUSPENDED
-from services.identity.storage import Membership, User, UserRole
+from services.identity.models import Membership, User, UserRole
 
 
 # --- domain -------------------------------------------------------------------
@@ -90,7 +90,7 @@ def add_user(session, username, first, last, status=ACTIVE, role=None, tenant="d
     if role:
         session.add(UserRole(user_id=user.id, tenant_id=tenant, role=role, as_of="x"))
     for tenant_id in dict.fromkeys((*tenants, tenant)):
-        storage.join_tenant(session, user.id, tenant_id, "x")
+        storage_tenants.join_tenant(session, user.id, tenant_id, "x")
     session.flush()
     return user
 
@@ -380,30 +380,30 @@ def test_lists_only_the_members_of_the_tenant(session, people):
     assert storage.list_users(session, "other", q="zoe")[1] == 1
     # None: the cross-tenant view, every user
     assert storage.list_users(session, None, limit=100)[1] == 6
-    assert storage.tenant_assignments(session, [outsider.id]) == {
+    assert storage_tenants.tenant_assignments(session, [outsider.id]) == {
         outsider.id: [{"tenant_id": "other", "role": "admin", "is_default": True}]}
 
 
 def starting_tenant(session, user_id):
-    return storage.sign_in_tenants(session, user_id)[0]
+    return storage_tenants.sign_in_tenants(session, user_id)[0]
 
 
 def test_a_membership_that_ended_takes_the_user_out_and_moves_the_default(session, people):
     dee = people["dee"]
     assert starting_tenant(session, dee.id) == "default"  # the first one joined is the default
-    storage.leave_tenant(session, storage.membership(session, dee.id, "default"), "y")
+    storage_tenants.leave_tenant(session, storage_tenants.membership(session, dee.id, "default"), "y")
     assert "dee" not in names(storage.list_users(session, "default", limit=100)[0])
-    assert storage.membership(session, dee.id, "default") is None
+    assert storage_tenants.membership(session, dee.id, "default") is None
     assert starting_tenant(session, dee.id) == "other"
-    storage.join_tenant(session, dee.id, "default", "z", is_default=True)
+    storage_tenants.join_tenant(session, dee.id, "default", "z", is_default=True)
     assert starting_tenant(session, dee.id) == "default"
-    assert [row.is_default for row in storage.memberships_of(session, dee.id)] == [True, False]
+    assert [row.is_default for row in storage_tenants.memberships_of(session, dee.id)] == [True, False]
 
 
 def test_a_user_of_no_tenant_starts_in_default(session):
     loner = add_user(session, "solo", "So", "Lo", tenants=(), tenant="gone")
-    storage.leave_tenant(session, session.get(Membership, (loner.id, "gone")), "y")
-    assert storage.sign_in_tenants(session, loner.id) == ("default", ())
+    storage_tenants.leave_tenant(session, session.get(Membership, (loner.id, "gone")), "y")
+    assert storage_tenants.sign_in_tenants(session, loner.id) == ("default", ())
 
 
 # --- sign-in queries (one statement where the general ones take several) -----------
@@ -424,29 +424,29 @@ def test_sign_in_tenants_are_where_the_session_starts_and_every_tenant_of_the_us
     user = add_user(session, "ann", "Ann", "Zed", tenants=())
     session.query(Membership).delete()  # add_user joins `default` in any case
     for tenant_id in memberships:
-        storage.join_tenant(session, user.id, tenant_id, "x", is_default=tenant_id == default or None)
+        storage_tenants.join_tenant(session, user.id, tenant_id, "x", is_default=tenant_id == default or None)
     if default == "nowhere":
         session.query(Membership).update({"is_default": False})
     for tenant_id, role in roles.items():
         session.add(UserRole(user_id=user.id, tenant_id=tenant_id, role=role, as_of="x"))
     session.flush()
-    assert storage.sign_in_tenants(session, user.id) == expected
+    assert storage_tenants.sign_in_tenants(session, user.id) == expected
     assert expected[1] == storage.tenants_of(session, user.id)  # what events about the user carry
 
 
 def test_a_left_tenant_is_neither_where_a_session_starts_nor_one_of_the_users(session):
     user = add_user(session, "ann", "Ann", "Zed", tenants=("a", "b"))
-    storage.leave_tenant(session, storage.membership(session, user.id, "a"), "y")
-    storage.leave_tenant(session, storage.membership(session, user.id, "default"), "y")
+    storage_tenants.leave_tenant(session, storage_tenants.membership(session, user.id, "a"), "y")
+    storage_tenants.leave_tenant(session, storage_tenants.membership(session, user.id, "default"), "y")
     session.flush()
-    assert storage.sign_in_tenants(session, user.id) == ("b", ("b",))
+    assert storage_tenants.sign_in_tenants(session, user.id) == ("b", ("b",))
 
 
 def test_throttles_are_read_for_every_key_at_once_and_only_where_failures_are_recorded(session):
     from services.identity.sessions import Throttle
     now = utc_now()
-    storage.save_throttle(session, "ip:10.0.0.1", Throttle(3, now, now + timedelta(seconds=60)))
-    rows = storage.throttles(session, ["ip:10.0.0.1", "account:nobody"])
+    storage_sessions.save_throttle(session, "ip:10.0.0.1", Throttle(3, now, now + timedelta(seconds=60)))
+    rows = storage_sessions.throttles(session, ["ip:10.0.0.1", "account:nobody"])
     assert list(rows) == ["ip:10.0.0.1"]
     assert (rows["ip:10.0.0.1"].failures, rows["ip:10.0.0.1"].locked_until is not None) == (3, True)
-    assert storage.throttles(session, ["account:nobody"]) == {}
+    assert storage_sessions.throttles(session, ["account:nobody"]) == {}

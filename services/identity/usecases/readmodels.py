@@ -4,6 +4,7 @@ roles and memberships other services own (rbac's role_assigned/unassigned, tenan
 Use cases take the unit of work first (services/identity/uow.py); service.py calls them."""
 from __future__ import annotations
 
+from contracts.events import payload_of
 from kernel import DEFAULT_TENANT_ID, paging
 from kernel.errors import ValidationFailed
 from services.identity import domain, storage, storage_tenants, views
@@ -13,11 +14,11 @@ from services.identity.usecases import accounts
 
 def track_role(uow, event, unassigned: bool):
     """The user list's role column: one query sorts and pages users with their role."""
-    data = event.data
-    role = None if unassigned else data["role"]
-    row = uow.session.get(UserRole, (data["user_id"], data["tenant_id"]))
+    change = payload_of(event)  # RoleAssigned or RoleUnassigned
+    role = None if unassigned else change.role
+    row = uow.session.get(UserRole, (change.user_id, change.tenant_id))
     if row is None:
-        uow.session.add(UserRole(user_id=data["user_id"], tenant_id=data["tenant_id"], role=role,
+        uow.session.add(UserRole(user_id=change.user_id, tenant_id=change.tenant_id, role=role,
                                  as_of=event.occurred_at))
     elif row.as_of <= event.occurred_at:  # events of one user may be handled out of order
         row.role, row.as_of = role, event.occurred_at
@@ -26,17 +27,17 @@ def track_role(uow, event, unassigned: bool):
 def track_membership(uow, event, assigned: bool):
     """Which tenants a user belongs to: the user list shows a tenant's members, sign-in
     starts a session in one of the user's tenants."""
-    data = event.data
-    row = uow.session.get(Membership, (data["user_id"], data["tenant_id"]))
+    change = payload_of(event)  # UserAssignedToTenant or UserRemovedFromTenant
+    row = uow.session.get(Membership, (change.user_id, change.tenant_id))
     if row is not None and row.as_of > event.occurred_at:  # a later change was applied already
         return
     if assigned:
-        storage_tenants.join_tenant(uow.session, data["user_id"], data["tenant_id"], event.occurred_at,
-                                    is_default=bool(data.get("is_default")), confirmed=True)
+        storage_tenants.join_tenant(uow.session, change.user_id, change.tenant_id, event.occurred_at,
+                                    is_default=bool(getattr(change, "is_default", False)), confirmed=True)
     elif row is not None:
         storage_tenants.leave_tenant(uow.session, row, event.occurred_at)
     else:  # removed before identity heard of it: remember, so the late assignment changes nothing
-        uow.session.add(Membership(user_id=data["user_id"], tenant_id=data["tenant_id"], member=False,
+        uow.session.add(Membership(user_id=change.user_id, tenant_id=change.tenant_id, member=False,
                                    is_default=False, confirmed=True, as_of=event.occurred_at))
 
 

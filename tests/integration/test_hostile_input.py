@@ -65,3 +65,41 @@ def test_an_encoded_slash_in_an_id_is_a_json_404(platform):
     answer = platform.admin().get("/api/v1/groups/%2F/members", allow_redirects=False)
     assert answer.status_code == 404
     assert answer.headers["Content-Type"].startswith("application/json")
+
+
+@pytest.mark.parametrize("field, value", [("first_name", "Ada\x1b[2J"), ("last_name", "Love\nlace"),
+                                          ("last_name", "\u202egnp.exe"), ("company", "Acme\x00Corp")])
+def test_names_the_directory_would_carry_refuse_control_characters(platform, unique, field, value):
+    if field != "company":  # sign-up takes no company
+        body = {"username": f"cc{unique}", "first_name": "Ada", "last_name": "Lovelace",
+                "email": f"cc{unique}@example.com", "password": "Correct-Horse-9-Battery", field: value}
+        answer = platform.api().post("/api/v1/auth/register", json=body)
+        assert answer.status_code == 422, answer.text
+        assert "control or text-direction" in answer.json()["error"]["details"]["json"][field][0]
+    user, _ = platform.create_user(f"cp{unique}")
+    changed = platform.admin().patch(f"/api/v1/users/{user['id']}", json={field: value})
+    assert changed.status_code == 422, changed.text
+    assert "control or text-direction" in changed.json()["error"]["details"]["json"][field][0]
+
+
+def test_an_email_the_directory_cannot_hold_is_refused_and_an_idn_domain_kept_in_ascii(platform, unique):
+    refused = platform.api().post("/api/v1/auth/register", json={
+        "username": f"um{unique}", "first_name": "U", "last_name": "M", "email": f"üser{unique}@exämple.com",
+        "password": "Correct-Horse-9-Battery"})
+    assert refused.status_code == 422, refused.text
+    assert "email" in refused.json()["error"]["details"]["json"]
+    kept = platform.api().post("/api/v1/auth/register", json={
+        "username": f"idn{unique}", "first_name": "I", "last_name": "D", "email": f"idn{unique}@exämple.com",
+        "password": "Correct-Horse-9-Battery"})
+    assert kept.status_code == 201, kept.text
+    assert kept.json()["email"] == f"idn{unique}@xn--exmple-cua.com"
+
+
+@pytest.mark.parametrize("scope", [{"vms": ["*"]}, {"vms": ["-1"]}, {"vms": ["9" * 100]}, {"nodes": ["../x"]},
+                                   {"connections": ["a b"]}])
+def test_scope_values_are_what_a_scope_can_name(platform, unique, scope):
+    user, _ = platform.create_user(f"sc{unique}")
+    answer = platform.admin().put(f"/api/v1/users/{user['id']}/roles/default", json={"role": "viewer", "scope": scope})
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["error"]["code"] == "invalid_scope"
+    assert list(answer.json()["error"]["details"]) == list(scope)  # rbac names the key it refused

@@ -22,14 +22,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import kernel  # noqa: F401  (filters eventlet's import warning)
-from bench import audit_query, figures, ingest as ingest_figures, sync as sync_figures
+from bench import audit_query, chaos as chaos_figures, figures, ingest as ingest_figures, sync as sync_figures
 from ops.broker import LocalRabbit, free_port
 from tests.harness import ADMIN_PASSWORD, ADMIN_USERNAME, Platform
 
 COLUMNS = ("figure", "value", "primitive", "ratio", "goal", "met")
 RESULTS = Path(__file__).with_name("results") / "latest.json"
 INGEST_VHOST = "bench-ingest"
-PHASES = ("logins", "list", "authz", "suspend", "users", "ingest", "ldap-sync", "audit-query")
+PHASES = ("logins", "list", "authz", "suspend", "users", "ingest", "ldap-sync", "chaos", "audit-query")
+CHAOS_VHOST = "bench-chaos"
 SYNC_VHOST = "bench-sync"
 
 
@@ -53,6 +54,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--audit-query-calls", type=int, default=200, help="first pages timed per audit query shape")
     parser.add_argument("--only", nargs="+", choices=PHASES, default=PHASES,
                         help="figures to measure (always run in this order)")
+    parser.add_argument("--chaos-seconds", type=float, default=60, help="seconds of sign-ups, undisturbed then with kills")
+    parser.add_argument("--chaos-interval", type=float, default=3.5, help="seconds between two SIGKILLs in the chaos run")
+    parser.add_argument("--chaos-threads", type=int, default=4, help="concurrent sign-up clients of the chaos run")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (logs, databases)")
     return parser.parse_args(argv)
 
@@ -128,6 +132,8 @@ def measure(args, workdir: Path, cleanup: list) -> list[dict]:
         "users": lambda: figures.user_list(gatehouse, gatehouse.admin().token, args),
         "ingest": lambda: ingest_figures.audit_ingest(ingest, rabbit.process.pid, args),
         "ldap-sync": ldap_sync,
+        # last: its own Gatehouse, whose processes it kills
+        "chaos": lambda: chaos_figures.chaos(workdir, rabbit.add_vhost(CHAOS_VHOST), args, say),
     }
     for name in (p for p in PHASES if p in args.only and p in phases):
         rows += _phase(name, phases[name])

@@ -38,7 +38,7 @@ class BatchConsumer:
         self._channel = None
 
     def open(self) -> None:
-        """Connect (one attempt), declare, consume: raises a broker error when it cannot."""
+        """Connect (`connect`), declare, consume: raises a broker error when it cannot."""
         self._pending = []
         self._connection = connection = open_connection(self.amqp_uri, heartbeat=BATCH_HEARTBEAT, name=self.name)
         connect(connection)

@@ -3,8 +3,9 @@
 Every piece of kernel.amqp gets its connection here: the URL from kernel.config (or the
 nameko config dict a container or the gateway holds), the connect timeout, the piece's
 heartbeat, the broker I/O timeouts, and a name the broker's connection list shows. A
-connection is opened with one attempt (`connect`): the piece's own loop decides when to
-try again, pausing as `Backoff` says, so no library retries behind its back. A connection
+connection is opened by `connect` (kombu's attempt and one retry, then it raises): the
+piece's own loop decides when to try again, pausing as `Backoff` says, so no library
+keeps retrying behind its back. A connection
 that failed is dropped with `drop` (frees the socket without waiting on a broker that may
 be gone).
 """
@@ -84,7 +85,8 @@ def open_connection(config: Config | Mapping | str | None = None, *, heartbeat: 
 
 
 def connect(connection: Connection) -> Connection:
-    """Open it with one attempt (raises a BROKER_ERRORS error): retrying is the caller's loop's."""
+    """Open it: an attempt and one retry (kombu's max_retries=1), then a BROKER_ERRORS error;
+    trying again later is the caller's loop's."""
     connection.ensure_connection(max_retries=1)
     return connection
 

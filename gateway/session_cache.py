@@ -190,15 +190,8 @@ class ProcessSessionCache:
 
     def _listen(self, cache: SessionCache) -> None:
         name = f"gateway.session-cache.{os.getpid()}.{uuid.uuid4().hex[:8]}"
-        # While it is not consuming, the cache is not used (see the module's correctness rules).
+        # While it is not consuming, the cache is not used (see the module's correctness rules);
+        # an unreadable event empties it rather than risk staleness.
         EventListener(self.amqp_uri, listener_queue(name), cache.on_event, on_connected=cache.connected,
-                      on_disconnected=cache.disconnected, on_unreadable=_forget_all(cache),
+                      on_disconnected=cache.disconnected, on_unreadable=cache.forget_all,
                       name="session cache listener", logger=log).run()
-
-
-def _forget_all(cache: SessionCache):
-    def unreadable() -> None:  # an unreadable event: forget everything rather than risk staleness
-        log.warning("session cache emptied after an unreadable event")
-        cache.forget_all()
-
-    return unreadable

@@ -87,6 +87,6 @@ class EventListener:
                 body = json.loads(body)
             self.handle(message.delivery_info.get("exchange", "").split(".")[0], body)
         except Exception:  # noqa: BLE001 - an unreadable event: the owner decides (the cache forgets everything)
-            self.log.exception("%s: unreadable event", self.name)
+            self.log.exception("%s: unreadable event, handed to its owner", self.name)
             self.on_unreadable()
         message.ack()

@@ -1,7 +1,8 @@
 """One error shape for every failure: {"error": {"code", "message", "details"}}.
 
-Remote domain errors arrive as kernel.errors instances and keep their status and
-code; infrastructure failures become 503/504; anything else is a 500 that names
+Remote domain errors arrive as kernel.errors instances and keep their status, code
+and details (with their JSON types: kernel.errors.GatehouseError.from_wire rebuilds them);
+infrastructure failures become 503/504; anything else is a 500 that names
 the request id and nothing internal.
 """
 from __future__ import annotations

@@ -22,7 +22,6 @@ Correctness rules:
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
@@ -30,8 +29,9 @@ import time
 import uuid
 from typing import Callable
 
-from kombu import Connection, Queue, binding
+from kombu import Queue, binding
 
+from kernel.amqp.listener import EventListener
 from kernel.topology import events_exchange
 from contracts.events import identity as identity_events
 from contracts.events import payload_class
@@ -46,7 +46,6 @@ log = logging.getLogger("gatehouse.gateway.session_cache")
 
 TTL_SECONDS = 30.0
 MAX_ENTRIES = 20_000
-RECONNECT_PAUSE = 1.0
 
 
 class SessionCache:
@@ -193,35 +192,8 @@ class ProcessSessionCache:
 
     def _listen(self, cache: SessionCache) -> None:
         name = f"gateway.session-cache.{os.getpid()}.{uuid.uuid4().hex[:8]}"
-        while True:
-            try:
-                with Connection(self.amqp_uri, heartbeat=10, connect_timeout=5) as conn:
-                    conn.ensure_connection(max_retries=1)
-                    with conn.Consumer(listener_queue(name), callbacks=[_handler(cache)], accept=["json"]):
-                        cache.connected()  # the queue is bound: nothing from now on is missed
-                        log.info("session cache listening")
-                        while True:
-                            try:
-                                conn.drain_events(timeout=2)
-                            except TimeoutError:
-                                conn.heartbeat_check()
-            except Exception as error:  # broker gone: serve uncached until back
-                if cache.is_connected:
-                    log.warning("session cache listener lost the broker: %s", type(error).__name__)
-            finally:
-                cache.disconnected()
-            time.sleep(RECONNECT_PAUSE)
-
-
-def _handler(cache: SessionCache):
-    def handle(body, message):
-        try:
-            if isinstance(body, (str, bytes)):
-                body = json.loads(body)
-            cache.on_event(message.delivery_info.get("exchange", "").split(".")[0], body)
-        except Exception:  # an unreadable event: forget everything rather than risk staleness
-            log.exception("unreadable event; session cache emptied")
-            cache.forget_all()
-        message.ack()
-
-    return handle
+        # While it is not consuming, the cache is not used (see the module's correctness rules);
+        # an unreadable event empties it rather than risk staleness.
+        EventListener(self.amqp_uri, listener_queue(name), cache.on_event, on_connected=cache.connected,
+                      on_disconnected=cache.disconnected, on_unreadable=cache.forget_all,
+                      name="session cache listener", logger=log).run()

@@ -1,12 +1,23 @@
 """Errors that cross the RPC boundary and become HTTP answers at the gateway.
 
-Each class is registered with nameko once, so the gateway receives an instance of
-the same class (not a bare RemoteError) and maps it with `status` and `code`.
+Each class is registered with nameko once (`crosses_rpc`), so the caller (the gateway,
+or a service calling another) receives an instance of the same class, not a bare
+RemoteError, and the gateway maps it with `status` and `code`.
+
+On the wire (nameko's `serialize`: the exception's args, every non-text leaf turned into
+text) an error's args are (message, code, payload), the payload being `details` and
+`retry_after` as one JSON text: text stays text through nameko, and `from_wire`, the one
+place remote errors are rebuilt (nameko's `deserialize` calls it), reads them back with
+their JSON types (ints, bools, lists, nested objects, null). A value JSON has no type for
+(a datetime, say) crosses as its text. Details are fixed when the error is made.
+
 Messages and details are shown to API callers: never put a secret in them.
 """
 from __future__ import annotations
 
-from nameko.exceptions import deserialize_to_instance
+import json
+
+from nameko.exceptions import get_module_path, registry
 
 
 class GatehouseError(Exception):
@@ -15,58 +26,76 @@ class GatehouseError(Exception):
 
     def __init__(self, message: str, code: str | None = None, details: dict | None = None,
                  retry_after: int | None = None):
-        # Every field is in args: nameko rebuilds the instance from them at the caller.
-        super().__init__(message, code or self.code, details or {}, retry_after)
         self.message = message
         self.code = code or type(self).code
         self.details = details or {}
-        # seconds; the gateway sends it as Retry-After (nameko carries args as text)
-        self.retry_after = int(retry_after) if retry_after not in (None, "None") else None
+        # whole seconds; the gateway sends it as Retry-After
+        self.retry_after = int(retry_after) if retry_after is not None else None
+        # Every field is in args: nameko serializes them, from_wire rebuilds the instance at the caller.
+        super().__init__(message, self.code, json.dumps({"details": self.details, "retry_after": self.retry_after},
+                                                        default=str, separators=(",", ":")))
 
     def __str__(self) -> str:
         return self.message
 
+    @classmethod
+    def from_wire(cls, message: str = "", code: str | None = None, payload=None, *older) -> "GatehouseError":
+        """The error a caller rebuilds from the args nameko carried (see the module docstring)."""
+        if isinstance(payload, str) and not older:
+            fields = json.loads(payload)
+            return cls(message, code, fields.get("details"), fields.get("retry_after"))
+        # From a peer of the previous release during a rollout: (message, code, details as
+        # nameko's text, retry_after as text).
+        retry_after = older[0] if older and older[0] not in (None, "None") else None
+        return cls(message, code, payload, int(retry_after) if retry_after is not None else None)
 
-@deserialize_to_instance
+
+def crosses_rpc(cls: type[GatehouseError]) -> type[GatehouseError]:
+    """Registers `cls` with nameko: its `deserialize` rebuilds it with `cls.from_wire`."""
+    registry[get_module_path(cls)] = cls.from_wire
+    return cls
+
+
+@crosses_rpc
 class BadRequest(GatehouseError):
     status, code = 400, "bad_request"
 
 
-@deserialize_to_instance
+@crosses_rpc
 class ValidationFailed(GatehouseError):
     """details maps each field to what is wrong with it."""
 
     status, code = 422, "validation_error"
 
 
-@deserialize_to_instance
+@crosses_rpc
 class Unauthorized(GatehouseError):
     status, code = 401, "unauthorized"
 
 
-@deserialize_to_instance
+@crosses_rpc
 class Forbidden(GatehouseError):
     status, code = 403, "forbidden"
 
 
-@deserialize_to_instance
+@crosses_rpc
 class NotFound(GatehouseError):
     status, code = 404, "not_found"
 
 
-@deserialize_to_instance
+@crosses_rpc
 class Conflict(GatehouseError):
     status, code = 409, "conflict"
 
 
-@deserialize_to_instance
+@crosses_rpc
 class Gone(GatehouseError):
     """It existed but is no longer usable (a used or expired single-use link)."""
 
     status, code = 410, "gone"
 
 
-@deserialize_to_instance
+@crosses_rpc
 class PreconditionFailed(GatehouseError):
     """The caller's If-Match names a version that is no longer current."""
 
@@ -78,22 +107,22 @@ def refuse_stale_edit(what: str, current_version: int, expected_version: int | N
     (their If-Match); expected_version None: the caller did not ask, so the edit goes ahead."""
     if expected_version is not None and expected_version != current_version:
         raise PreconditionFailed(f"The {what} changed since you read it; reload and retry.",
-                                 details={"version": str(current_version)})  # details cross RPC as text
+                                 details={"version": current_version})
 
 
-@deserialize_to_instance
+@crosses_rpc
 class TooManyRequests(GatehouseError):
     status, code = 429, "too_many_requests"
 
 
-@deserialize_to_instance
+@crosses_rpc
 class BadGateway(GatehouseError):
     """A system we call for the caller (a Proxmox VE) failed; `code` says how (unreachable, timeout, ...)."""
 
     status, code = 502, "bad_gateway"
 
 
-@deserialize_to_instance
+@crosses_rpc
 class ServiceUnavailable(GatehouseError):
     """The request was not carried out; trying again later may work."""
 

@@ -1,5 +1,7 @@
 """The outbox relay: publishes committed events to RabbitMQ, then marks them sent.
 
+The publishing itself (confirms, mandatory, timeouts) is kernel.amqp.publisher's.
+
 At-least-once: a crash after the broker confirmed but before the row was marked
 publishes that event again on restart; consumers absorb it by event id. On
 PostgreSQL, instances of one service skip each other's rows (FOR UPDATE SKIP LOCKED).
@@ -12,57 +14,19 @@ import time
 from datetime import timedelta
 
 import sqlalchemy as sa
-from kombu import Connection, Producer
 
 from kernel import failpoints
+from kernel.amqp.connection import OUTBOX_RETRY, Backoff
+from kernel.amqp.publisher import AmqpPublisher
 from kernel.db import ServiceDatabase
 from kernel.envelope import utc_now
 from kernel.metrics import EVENTS_PUBLISHED
-from kernel.topology import events_exchange
+
+__all__ = ["AmqpPublisher", "OutboxRelay"]
 
 log = logging.getLogger(__name__)
 
 PUBLISHED_ROWS_KEPT = timedelta(days=1)
-BROKER_TIMEOUT = 15  # seconds any broker read, write or confirm may take before we reconnect
-
-
-class AmqpPublisher:
-    """Publishes with publisher confirms: `publish` returns once the broker has routed the message.
-
-    mandatory: an event that no queue would receive is refused (the broker lost its
-    queue definitions, say) instead of being confirmed into the void and marked sent.
-    """
-
-    def __init__(self, amqp_uri: str):
-        self.amqp_uri = amqp_uri
-        self._connection = None
-        self._producer = None
-        self._declared: set[str] = set()
-
-    def publish(self, exchange: str, routing_key: str, body: str, message_id: str) -> None:
-        producer = self._ensure()
-        if exchange not in self._declared:
-            service = exchange.rsplit(".events", 1)[0]
-            events_exchange(service)(producer.channel).declare()
-            self._declared.add(exchange)
-        producer.publish(
-            body, exchange=exchange, routing_key=routing_key, content_type="application/json",
-            content_encoding="utf-8", delivery_mode=2, message_id=message_id, retry=False,
-            mandatory=True, confirm_timeout=BROKER_TIMEOUT,
-        )
-
-    def _ensure(self) -> Producer:
-        if self._producer is None:
-            self._connection = Connection(self.amqp_uri, connect_timeout=5, transport_options={
-                "confirm_publish": True, "read_timeout": BROKER_TIMEOUT, "write_timeout": BROKER_TIMEOUT})
-            self._producer = Producer(self._connection.channel())
-        return self._producer
-
-    def close(self) -> None:
-        if self._connection is not None:
-            self._connection.collect()  # drops the socket without waiting on a broker that may be gone
-        self._connection = self._producer = None
-        self._declared.clear()
 
 
 class OutboxRelay:
@@ -110,20 +74,20 @@ class OutboxRelay:
     def run(self) -> None:
         """Relay until stopped: at once after a local commit, else every poll interval."""
         self._running.set()
-        backoff = 0.5
+        backoff = Backoff(*OUTBOX_RETRY)  # a pass that works resets it
         while not self._stopping.is_set():
             self.db.committed.clear()  # before reading, so a commit during the pass is not missed
             try:
                 sent = self.relay_once()
-                backoff = 0.5
+                backoff.reset()
                 if time.monotonic() - self._last_cleanup > 3600:
                     self._last_cleanup = time.monotonic()
                     self.cleanup()
             except Exception:
-                log.warning("outbox relay of %s failed; retrying in %.1fs", self.db.service, backoff, exc_info=True)
+                pause = backoff.next()
+                log.warning("outbox relay of %s failed; retrying in %.1fs", self.db.service, pause, exc_info=True)
                 self.publisher.close()
-                self._stopping.wait(backoff)
-                backoff = min(backoff * 2, 30)
+                self._stopping.wait(pause)
                 continue
             if sent < self.batch_size:
                 self.db.committed.wait(self.poll_interval)

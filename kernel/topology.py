@@ -71,7 +71,7 @@ def consumer_queues(service_cls, config: Config | None = None) -> list[Queue]:
     Besides @on_event entrypoints, a dependency provider that consumes by itself (audit's
     batching ingest) names its queues with a `consumer_queues(service_name)` method.
     """
-    from kernel.consumer import EventConsumer
+    from kernel.amqp.consumer import EventConsumer
 
     queues = []
     for method_name, method in inspect.getmembers(service_cls, inspect.isfunction):

@@ -1,10 +1,10 @@
 """Audit's ingest: every event of every service, stored in batches, never dropped.
 
 nameko's event entrypoints hand messages to workers one at a time, so audit stored one
-event per transaction (~850/s). This dependency provider runs its own kombu consumer on
-its own connection instead: it gathers up to GATEHOUSE_AUDIT_BATCH_SIZE messages or
-GATEHOUSE_AUDIT_BATCH_WAIT seconds, appends them all in one transaction, and acks them
-with one multiple-ack only after the commit. Failure rules:
+event per transaction (~850/s). This dependency provider runs kernel.amqp's batching
+consumer on its own connection instead: it gathers up to GATEHOUSE_AUDIT_BATCH_SIZE
+messages or GATEHOUSE_AUDIT_BATCH_WAIT seconds, appends them all in one transaction, and
+acks them with one multiple-ack only after the commit. Failure rules:
 
 - the broker goes away: everything unacked goes back to the queue; we reconnect, backing off;
 - the database is briefly unavailable (locked, connection lost): the same, after a pause;
@@ -24,17 +24,17 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
 import time
 from dataclasses import asdict, dataclass
 
 import eventlet
-from kombu import Connection, Consumer
 from nameko.extensions import DependencyProvider
 from sqlalchemy.exc import InterfaceError, InternalError, ProgrammingError
 
 from kernel import SERVICES, failpoints, metrics
-from kernel.consumer import REQUEUE_PAUSE, is_transient
+from kernel.amqp.batch import BatchConsumer
+from kernel.amqp.connection import BATCH_RETRY, Backoff
+from kernel.amqp.consumer import is_transient
 from kernel.envelope import Event, utc_now
 from kernel.service import Database
 from kernel.topology import consumer_queue, dead_letter_queue
@@ -44,9 +44,6 @@ log = logging.getLogger(__name__)
 
 QUEUE_METHOD = "record"
 CONNECTION_NAME = "audit ingest"  # how the broker's connection list shows it
-HEARTBEAT = 30  # seconds; the broker drops a consumer that misses two
-MAX_RECONNECT_PAUSE = 30.0
-IDLE_WAIT = 1.0  # seconds between checks for a stop request or a heartbeat when no event comes
 
 
 # The store itself is broken (schema not migrated, driver confused), not one message:
@@ -116,11 +113,10 @@ class BatchIngest(DependencyProvider):
         [self.queue] = self.consumer_queues(self.container.service_name, config)
         self.stats = IngestStats(queue=self.queue.name)
         self.db = None
-        self._pending: list = []
-        self._connection: Connection | None = None
+        self._consumer: BatchConsumer | None = None
         self._stopping = False
         self._thread = None
-        self._pause = REQUEUE_PAUSE
+        self._backoff = Backoff(*BATCH_RETRY)  # a batch stored resets it
 
     def start(self):
         self.db = next(dep.db for dep in self.container.dependencies if isinstance(dep, Database))
@@ -150,54 +146,25 @@ class BatchIngest(DependencyProvider):
                     break
                 self.stats.connected, self.stats.last_error = False, f"{type(error).__name__}: {error}"[:300]
                 self.stats.reconnects += 1
+                pause = self._backoff.next()
                 log.warning("audit ingest: %s; unacked events return to %s; reconnecting in %.0f s",
-                            self.stats.last_error, self.queue.name, self._pause)
+                            self.stats.last_error, self.queue.name, pause)
                 self._close()
-                self._sleep(self._pause)
-                self._pause = min(self._pause * 2, MAX_RECONNECT_PAUSE)  # a batch stored resets it
+                self._sleep(pause)
         self._close()
 
     def _consume(self):
-        self._pending = []
-        self._connection = connection = Connection(
-            self.amqp_uri, heartbeat=HEARTBEAT, connect_timeout=10,
-            transport_options={"client_properties": {"connection_name": CONNECTION_NAME}})
-        connection.ensure_connection(max_retries=1)
-        channel = connection.channel()
-        # Four batches in flight: the broker keeps streaming while a batch is written.
-        channel.basic_qos(0, self.batch_size * 4, False)
-        dead_letter_queue(self.queue.name, self.config)(channel).declare()
-        self.queue(channel).declare()
-        Consumer(channel, [self.queue], on_message=self._pending.append, auto_declare=False).consume()
+        self._consumer = consumer = BatchConsumer(
+            self.amqp_uri, self.queue, dead_letter_queue(self.queue.name, self.config), self.batch_size,
+            self.batch_wait, CONNECTION_NAME)
+        consumer.open()
         self.stats.connected = True
         log.info("audit ingest: consuming %s (batches of up to %d, %.3f s)", self.queue.name, self.batch_size,
                  self.batch_wait)
-        next_heartbeat = time.monotonic()
-        first_at = None
-        while not self._stopping:
-            now = time.monotonic()
-            if self._pending and first_at is None:
-                first_at = now
-            if first_at is not None and (len(self._pending) >= self.batch_size or now - first_at >= self.batch_wait):
-                self._flush(channel)
-                first_at = None
-                eventlet.sleep(0)  # a busy socket never blocks: let RPCs and the outbox relay run
-                continue
-            try:
-                connection.drain_events(timeout=IDLE_WAIT if first_at is None else
-                                        max(0.0, first_at + self.batch_wait - now))
-            except socket.timeout:
-                pass
-            if now >= next_heartbeat:
-                connection.heartbeat_check()
-                next_heartbeat = now + 1.0
-        self._flush(channel)  # stopping: keep what is in hand
+        for batch in consumer.batches(lambda: self._stopping):  # stopping: the last one is what is in hand
+            self._flush(consumer, batch)
 
-    def _flush(self, channel):
-        batch = list(self._pending)
-        self._pending.clear()  # in place: the consumer's callback appends to this list
-        if not batch:
-            return
+    def _flush(self, consumer: BatchConsumer, batch: list):
         recorded_at = utc_now()
         items = []
         for message in batch:
@@ -208,14 +175,14 @@ class BatchIngest(DependencyProvider):
                 self._park(message, "not a valid event", error)
         # An error worth retrying propagates: the connection closes, the broker requeues, _run pauses.
         refused = store_isolating(items, self._append)
-        self._pause = REQUEUE_PAUSE
+        self._backoff.reset()
         for (message, _), error in refused:
             self._park(message, "could not be stored", error)
         refused_messages = {id(message) for (message, _row), _error in refused}
         kept = [message for message, _row in items if id(message) not in refused_messages]
         failpoints.hit("audit.after_commit", "ingest")
         if kept:  # every earlier delivery is stored or already rejected: one ack settles them all
-            channel.basic_ack(kept[-1].delivery_tag, multiple=True)
+            consumer.ack_through(kept[-1])
         self.stats.batches += 1
         self.stats.acked += len(kept)
         for message in kept:
@@ -231,7 +198,7 @@ class BatchIngest(DependencyProvider):
         log.error("audit ingest: message %s parked in %s.dead, %s: %s: %s",
                   message.properties.get("message_id"), self.queue.name, why, type(error).__name__,
                   str(error)[:300])
-        message.reject(requeue=False)
+        BatchConsumer.reject(message)
         self.stats.parked += 1
         metrics.count_consumed(self.container.service_name, message, metrics.DEAD_LETTERED)
 
@@ -242,10 +209,7 @@ class BatchIngest(DependencyProvider):
             eventlet.sleep(min(0.2, deadline - time.monotonic()))
 
     def _close(self) -> None:
-        connection, self._connection = self._connection, None
+        consumer, self._consumer = self._consumer, None
         self.stats.connected = False
-        if connection is not None:
-            try:
-                connection.collect()  # drops the socket without waiting on a broker that may be gone
-            except Exception:  # noqa: BLE001
-                pass
+        if consumer is not None:
+            consumer.close()

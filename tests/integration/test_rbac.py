@@ -146,7 +146,7 @@ def test_a_role_edit_based_on_a_stale_read_gets_412_and_changes_nothing(admin, u
     assert changed.status_code == 200 and changed.headers["ETag"] == '"2"' and changed.json()["version"] == 2
     stale = admin.patch(location, json={"permissions": ["vm.view", "node.view"]},
                         headers={"If-Match": read.headers["ETag"]})
-    assert error_of(stale, 412, "precondition_failed")["details"] == {"version": "2"}
+    assert error_of(stale, 412, "precondition_failed")["details"] == {"version": 2}
     kept = admin.get(location)
     assert kept.json()["permissions"] == ["vm.view"] and kept.json()["description"] == "first"
     assert kept.headers["ETag"] == '"2"'

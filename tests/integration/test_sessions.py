@@ -270,5 +270,7 @@ def test_too_many_failures_from_one_address_get_429(platform, unique):
     assert refused.status_code == 429
     assert refused.json()["error"]["code"] == "too_many_attempts"
     assert 0 < int(refused.headers["Retry-After"]) <= 60
+    # identity's int crosses RPC and the gateway as an int (nameko alone would make it the text "60")
+    assert refused.json()["error"]["details"] == {"retry_after": int(refused.headers["Retry-After"])}
     assert login(platform, user["username"]).status_code == 200  # another address is not concerned
     audit_of(platform.admin(), "login_throttled", user["id"], lambda e: e["data"]["scope"] == "ip")

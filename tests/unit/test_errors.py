@@ -1,7 +1,10 @@
 """Domain errors keep their HTTP mapping and survive nameko's RPC serialization."""
 from __future__ import annotations
 
+import copy
 import json
+import pickle
+from datetime import datetime, timezone
 
 import pytest
 from nameko.exceptions import RemoteError, deserialize, serialize
@@ -92,10 +95,58 @@ def test_round_trip_keeps_default_code_and_empty_details(cls, status, code):
     assert (again.message, again.code, again.details) == ("Nope.", code, {})
 
 
-def test_non_string_detail_values_arrive_as_strings():
-    """nameko's safe_for_serialization stringifies every non-str leaf of exc_args: keep details textual."""
-    again = deserialize(serialize(Conflict("x", details={"retry_after": 30, "ok": True})))
-    assert again.details == {"retry_after": "30", "ok": "True"}
+def wire(error):
+    """What a caller rebuilds: nameko's serialize, the JSON body of the reply, nameko's deserialize."""
+    return deserialize(json.loads(json.dumps(serialize(error))))
+
+
+def test_details_keep_their_json_types_across_rpc():
+    details = {"retry_after": 60, "fields": {"a": "x"}, "flag": True}
+    again = wire(TooManyRequests("Slow down.", code="rate_limited", details=details, retry_after=60))
+    assert type(again) is TooManyRequests
+    assert again.details == details
+    assert type(again.details["retry_after"]) is int and type(again.details["flag"]) is bool
+    assert (again.message, again.code, again.retry_after) == ("Slow down.", "rate_limited", 60)
+
+
+@pytest.mark.parametrize("value", [0, -3, 2.5, False, None, [], [1, "two", {"three": [3.0]}], {"x": {"y": {"z": 1}}},
+                                   "60", "None", "", "ünïcödé"])
+def test_every_json_value_arrives_as_itself(value):
+    assert wire(Conflict("x", details={"value": value})).details == {"value": value}
+
+
+def test_nameko_would_have_turned_them_into_text():
+    """Why the payload is one JSON text: nameko stringifies every non-text leaf of the args."""
+    payload = serialize(Conflict("x", details={"n": 1}))
+    assert all(isinstance(arg, str) for arg in payload["exc_args"])
+    assert payload["exc_args"][:2] == ["x", "conflict"] and payload["value"] == "x"
+
+
+def test_a_value_json_cannot_carry_crosses_as_its_text():
+    when = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    assert wire(Conflict("x", details={"at": when})).details == {"at": str(when)}
+
+
+def test_no_retry_after_arrives_as_none():
+    assert wire(TooManyRequests("Slow down.")).retry_after is None
+
+
+def test_an_error_of_the_previous_release_is_still_rebuilt():
+    """During a rollout an older peer sends (message, code, details as text, retry_after as text)."""
+    older = {"exc_type": "TooManyRequests", "exc_path": "kernel.errors.TooManyRequests",
+             "exc_args": ["Slow down.", "rate_limited", {"retry_after": "30"}, "30"], "value": "Slow down."}
+    again = deserialize(older)
+    assert (type(again), again.code, again.details, again.retry_after) == (
+        TooManyRequests, "rate_limited", {"retry_after": "30"}, 30)
+    older["exc_args"][3] = "None"
+    assert deserialize(older).retry_after is None
+
+
+def test_an_error_survives_copy_and_pickle():
+    error = ValidationFailed("Bad.", details={"n": 1, "ok": True})
+    for again in (copy.copy(error), pickle.loads(pickle.dumps(error))):
+        assert (type(again), again.message, again.code, again.details) == (
+            ValidationFailed, "Bad.", "validation_error", {"n": 1, "ok": True})
 
 
 def test_base_error_is_not_registered_and_arrives_as_remote_error():
@@ -113,4 +164,4 @@ def test_an_edit_based_on_a_stale_read_is_refused_naming_the_current_version():
     errors.refuse_stale_edit("role", 3, 3)
     with pytest.raises(PreconditionFailed) as stale:
         errors.refuse_stale_edit("role", 3, 2)
-    assert stale.value.details == {"version": "3"} and "role changed" in stale.value.message
+    assert stale.value.details == {"version": 3} and "role changed" in stale.value.message

@@ -1,4 +1,4 @@
-"""kernel.service.AtMostOnceRpc: a redelivered RPC request is answered, not carried out again."""
+"""kernel.amqp.rpc_server.AtMostOnceRpc: a redelivered RPC request is answered, not carried out again."""
 from types import SimpleNamespace
 
 import pytest
@@ -6,7 +6,7 @@ import pytest
 from nameko.rpc import Rpc
 
 from kernel.errors import ServiceUnavailable
-from kernel.service import AtMostOnceRpc
+from kernel.amqp.rpc_server import AtMostOnceRpc
 
 
 class RecordingConsumer:
@@ -88,7 +88,7 @@ def answered(monkeypatch, result, exc_info):
     """What TypedRpcConsumer.handle_result publishes and acks for one request."""
     import json
 
-    from kernel import service
+    from kernel.amqp import rpc_server as service
 
     replies = RecordingProducers()
     monkeypatch.setattr(service, "producers", replies)
@@ -145,7 +145,7 @@ def test_arguments_that_do_not_fit_the_method_are_refused_before_it_runs():
 def test_each_request_finds_its_method_and_an_unknown_one_is_refused():
     from nameko.exceptions import MethodNotFound
 
-    from kernel.service import TypedRpcConsumer
+    from kernel.amqp.rpc_server import TypedRpcConsumer
 
     consumer = TypedRpcConsumer.__new__(TypedRpcConsumer)
     consumer.container = SimpleNamespace(service_name="identity")

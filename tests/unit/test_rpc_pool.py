@@ -1,4 +1,4 @@
-"""gateway.rpc.RpcPool against a fake broker: replies reach the right caller, and every failure
+"""gateway.rpc.RpcPool (kernel.amqp.rpc_client) against a fake broker: replies reach the right caller, and every failure
 (timeout, lost connection, unknown service, a service's error) ends the call with a clear error."""
 import json
 import queue
@@ -10,6 +10,7 @@ from amqp.exceptions import ChannelError, error_for_code
 from nameko.exceptions import RemoteError, RpcTimeout, UnknownService, serialize
 
 from gateway import rpc
+from kernel.amqp import rpc_client
 from kernel.errors import NotFound
 
 
@@ -120,7 +121,7 @@ class FakeConnection:
 @pytest.fixture
 def broker(monkeypatch):
     broker = FakeBroker()
-    monkeypatch.setattr(rpc, "_SingleThreadedReads", type("Connection", (FakeConnection,), {"broker": broker}))
+    monkeypatch.setattr(rpc_client, "_SingleThreadedReads", type("Connection", (FakeConnection,), {"broker": broker}))
     broker.services["identity.health"] = lambda: {"service": "identity"}
     return broker
 

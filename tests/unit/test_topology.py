@@ -102,7 +102,7 @@ def test_rpc_queue_is_namekos_with_the_configured_type():
 
 
 def test_services_consume_their_rpc_queue_through_the_typed_consumer():
-    from kernel.service import AtMostOnceRpc, TypedRpcConsumer
+    from kernel.amqp.rpc_server import AtMostOnceRpc, TypedRpcConsumer
 
     assert isinstance(AtMostOnceRpc.rpc_consumer, TypedRpcConsumer)
     for method in (RbacService.health, AuditService.health):

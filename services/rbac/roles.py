@@ -87,7 +87,7 @@ def delete_role(uow, actor, role_id, tenant_id) -> None:
         holders = storage.assignment_counts(uow.session, role.tenant_id).get(role.name, 0)
         if holders:
             raise Conflict(f"The role {role.name!r} is assigned to {holders} user(s); reassign them first.",
-                           code="role_in_use", details={"users": str(holders)})  # details cross RPC as text
+                           code="role_in_use", details={"users": holders})
         uow.session.delete(role)
         uow.emit(events.role_deleted(role, actor))
         uow.commit()

@@ -175,7 +175,7 @@ def test_a_role_in_use_cannot_be_deleted_and_says_by_how_many(platform, admin, u
     for index in range(2):
         make_user(platform, admin, f"use{index}{unique}", role["name"])
     refused = error_of(admin.delete(f"/api/v1/roles/{role['id']}"), 409, "role_in_use")
-    assert refused["details"]["users"] == "2" and "2 user" in refused["message"]
+    assert refused["details"]["users"] == 2 and "2 user" in refused["message"]
     assert admin.get(f"/api/v1/roles/{role['id']}").json()["user_count"] == 2
 
 

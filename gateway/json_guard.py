@@ -13,6 +13,7 @@ that names the problem, decided in one pass before the schemas run:
 from __future__ import annotations
 
 import json
+import math
 import re
 
 from flask import Flask, request
@@ -64,7 +65,10 @@ def _bounded_number(convert):
     def parse(text: str):
         if len(text) > MAX_NUMBER_CHARS:
             return _Refused(f"a number of more than {MAX_NUMBER_CHARS} characters")
-        return convert(text)
+        number = convert(text)
+        if number in (math.inf, -math.inf):  # 1e400 is short but no number Python can hold
+            return _Refused("a number too large to hold")
+        return number
     return parse
 
 

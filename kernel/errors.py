@@ -40,14 +40,33 @@ class GatehouseError(Exception):
 
     @classmethod
     def from_wire(cls, message: str = "", code: str | None = None, payload=None, *older) -> "GatehouseError":
-        """The error a caller rebuilds from the args nameko carried (see the module docstring)."""
-        if isinstance(payload, str) and not older:
-            fields = json.loads(payload)
-            return cls(message, code, fields.get("details"), fields.get("retry_after"))
-        # From a peer of the previous release during a rollout: (message, code, details as
-        # nameko's text, retry_after as text).
-        retry_after = older[0] if older and older[0] not in (None, "None") else None
-        return cls(message, code, payload, int(retry_after) if retry_after is not None else None)
+        """The error a caller rebuilds from the args nameko carried (see the module docstring).
+
+        Never raises: a payload it cannot read (a peer's bug) gives the error without details,
+        so the caller still answers with the error's status instead of a 500."""
+        try:
+            if isinstance(payload, str) and not older:
+                fields = json.loads(payload)
+                fields = fields if isinstance(fields, dict) else {}
+                details, retry_after = fields.get("details"), fields.get("retry_after")
+            else:  # a peer of the previous release: (message, code, details as nameko's text, retry_after as text)
+                details, retry_after = payload, (older[0] if older else None)
+        except ValueError:
+            details, retry_after = None, None
+        if not isinstance(details, dict):
+            details = {"detail": details} if isinstance(details, str) and details not in ("", "{}") else {}
+        return cls(str(message), code if isinstance(code, str) else None, details, _seconds(retry_after))
+
+
+def _seconds(value) -> int | None:
+    """A Retry-After from the wire: whole seconds as a number or its text, else none."""
+    if isinstance(value, bool):
+        return None
+    try:
+        seconds = int(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return seconds if 0 < seconds < 10 ** 9 else None
 
 
 def crosses_rpc(cls: type[GatehouseError]) -> type[GatehouseError]:

@@ -50,7 +50,7 @@ def disable(uow, rbac, actor) -> dict:
         count = storage.tenant_count(uow.session)
         if domain.disable_refusal(count):
             raise Conflict(f"Multi-tenancy cannot be disabled while {count - 1} tenant(s) besides default exist; "
-                           "delete them first.", code="tenants_exist", details={"tenants": str(count)})
+                           "delete them first.", code="tenants_exist", details={"tenants": count})
         if state.enabled:
             _switch(state, False, actor)
             uow.emit(events.multi_tenancy_disabled(actor))
@@ -162,7 +162,7 @@ def delete_tenant(uow, actor, tenant_id) -> None:
             raise Conflict("The default tenant cannot be deleted.", code=refusal)
         if refusal:
             raise Conflict(f"The tenant still owns {connections} connection(s); delete or reassign them first.",
-                           code=refusal, details={"connections": str(connections)})
+                           code=refusal, details={"connections": connections})
         members = storage.members(uow.session, tenant.id)
         for membership in members:
             leave(uow, membership, actor, events.TENANT_GONE)

@@ -117,7 +117,7 @@ def test_tenants_are_created_renamed_and_deleted_with_clear_refusals(platform, a
         "auth": {"token_id": "gatehouse@pve!sync", "token_secret": "x"}})
     assert connection.status_code == 201, connection.text
     refused = error_of(admin.delete(location), 409, "tenant_has_connections")
-    assert refused["details"]["connections"] == "1"
+    assert refused["details"]["connections"] == 1
     assert admin.delete(f"/api/v1/connections/{connection.json()['id']}").status_code == 204
     assert admin.delete(location).status_code == 204
     error_of(admin.get(location), 404, "tenant_not_found")

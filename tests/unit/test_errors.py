@@ -165,3 +165,15 @@ def test_an_edit_based_on_a_stale_read_is_refused_naming_the_current_version():
     with pytest.raises(PreconditionFailed) as stale:
         errors.refuse_stale_edit("role", 3, 2)
     assert stale.value.details == {"version": 3} and "role changed" in stale.value.message
+
+
+@pytest.mark.parametrize("payload", ["not json", "null", "[1]", '{"details": [1, 2], "retry_after": "x"}',
+                                     '{"details": {"a": 1}, "retry_after": 1e400}', '{"retry_after": true}',
+                                     '{"details": "text"}', '{"retry_after": -5}'])
+def test_a_payload_from_a_broken_peer_still_gives_the_error(payload):
+    wire = {"exc_path": "kernel.errors.Conflict", "exc_type": "Conflict", "value": "taken",
+            "exc_args": ["taken", "name_taken", payload]}
+    error = deserialize(wire)
+    assert isinstance(error, Conflict) and error.status == 409 and error.code == "name_taken"
+    assert isinstance(error.details, dict)
+    assert error.retry_after is None or error.retry_after > 0

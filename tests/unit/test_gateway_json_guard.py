@@ -171,3 +171,9 @@ def test_the_inventory_actions_are_an_enum(spec):
 
 def test_a_word_beside_an_id_route_advertises_only_its_own_methods(client):
     assert set(client.options("/api/v1/invitations/preview").headers["Allow"].split(", ")) == {"POST", "OPTIONS"}
+
+
+def test_a_short_number_too_large_to_hold_is_refused(client):
+    answer = post(client, '{"login": 1e400, "password": "x"}')
+    assert answer.status_code == 422
+    assert answer.json["error"]["details"] == {"login": "a number too large to hold"}

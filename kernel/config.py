@@ -60,6 +60,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("GATEHOUSE_GID_MIN", "5000", "Lowest gidNumber given to a new LDAP group when none is chosen; a chosen one must lie in the range too."),
     Setting("GATEHOUSE_GID_MAX", "9999", "Highest gidNumber of new LDAP groups; kept below 10000, where uidNumbers start."),
     Setting("GATEHOUSE_RPC_TIMEOUT", "10", "Seconds the gateway waits for a service to answer."),
+    Setting("GATEHOUSE_REPLY_QUEUE_TTL", "60", "Seconds a service instance's RPC reply queue outlives the instance when it dies without closing it (the broker deletes it then)."),
     Setting("GATEHOUSE_RPC_POOL_SIZE", "8", "RPC clients in use at once per gateway process (they share one AMQP connection)."),
     Setting("GATEHOUSE_TRUSTED_PROXIES", "0", "Reverse proxies in front of the gateway whose X-Forwarded-For is trusted for the client IP."),
     Setting("GATEHOUSE_CORS_ORIGINS", "", "Comma-separated browser origins (scheme://host[:port]) allowed to call the API from another site (CORS); empty: none."),

@@ -45,6 +45,7 @@ def serve_service(name: str) -> None:
     from nameko.runners import ServiceRunner
 
     from kernel import topology
+    from kernel.amqp.rpc_server import expire_reply_queues_after
 
     config = Config.from_env()
     configure_logs(name, config["GATEHOUSE_LOG_LEVEL"])
@@ -54,6 +55,7 @@ def serve_service(name: str) -> None:
         topology.declare(config.amqp_uri, all_service_classes(), config)
     except ConfigError as error:  # a wrong setting or queues of another type: say which, once
         sys.exit(f"{name}: {error}")
+    expire_reply_queues_after(config.number("GATEHOUSE_REPLY_QUEUE_TTL"))
     runner = ServiceRunner(config.nameko())
     runner.add_service(service_class(name))
 

@@ -130,3 +130,12 @@ class AtMostOnceRpc(Rpc):
 @functools.lru_cache(maxsize=None)
 def _signature(service_cls, method_name: str) -> inspect.Signature:
     return inspect.signature(getattr(service_cls, method_name))
+
+
+def expire_reply_queues_after(seconds: float) -> None:
+    """The reply queue of each RpcProxy of this process (nameko's `rpc.reply-<service>-<uuid>`)
+    is deleted by the broker `seconds` after its last consumer went away: an instance killed
+    with SIGKILL leaves no queue (with the replies it never read) for longer than that.
+    nameko's own default is five minutes; the name is new per start, so no declare conflicts."""
+    import nameko.rpc
+    nameko.rpc.RPC_REPLY_QUEUE_TTL = max(1000, int(seconds * 1000))

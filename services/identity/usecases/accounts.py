@@ -200,7 +200,7 @@ def update_user(uow, actor, user_id, changes, expected_version=None, role=None, 
                                           previous_role=current_role)
     except Exception:
         if wrote:
-            spanning.undo_update(uow, actor, user.id, changed, before, status)
+            spanning.undo_update(uow, actor, user.id, changed, before, status, answer["version"])
         raise
     return spanning.with_access(answer, access, tenant_id)
 

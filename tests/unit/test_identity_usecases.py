@@ -286,3 +286,35 @@ def test_undo_update_keeps_the_same_value_written_by_another_administrator_meanw
                              {"first_name": "After"}, groups=["sysadmins"])
     with database.unit_of_work() as tx:
         assert tx.session.get(User, user_id).first_name == "After"
+
+
+# --- addresses: looked up in any stored form; one sent back unchanged is not checked again
+
+def set_email(database, user_id, email) -> None:
+    with database.unit_of_work() as tx:
+        tx.session.get(User, user_id).email = email
+        tx.commit()
+
+
+def test_an_idn_address_is_found_typed_in_unicode_or_ascii_form(database):
+    ada, jorg = seed(database, "ada"), seed(database, "jorg")
+    set_email(database, ada, "ada@xn--exmple-cua.com")
+    set_email(database, jorg, "jörg@exämple.com")  # stored before the rule: stays as it is
+    with database.unit_of_work() as tx:
+        for typed in (" ADA@exämple.com", "ada@xn--exmple-cua.com", "ada"):
+            assert storage.find_by_login(tx.session, typed).id == ada, typed
+        assert storage.find_by_login(tx.session, "Jörg@exämple.com").id == jorg
+        assert storage.user_by_email(tx.session, "ada@EXÄMPLE.com").id == ada
+        assert storage.conflicts(tx.session, None, "ada@exämple.com") == {"email": "is already registered"}
+        assert storage.find_by_login(tx.session, "ada@example.com") is None
+
+
+def test_a_patch_sending_back_an_unchanged_stored_email_is_not_refused(database):
+    user_id = seed(database, "jorg")
+    set_email(database, user_id, "jörg@exämple.com")  # the rule for new addresses refuses it now
+    answer = accounts.update_user(unit_of_work(database, Rbac()), ADMIN, user_id,
+                                  {"email": "Jörg@exämple.com", "first_name": "Jörg"})
+    assert (answer["email"], answer["first_name"]) == ("jörg@exämple.com", "Jörg")
+    with pytest.raises(ValidationFailed) as refused:
+        accounts.update_user(unit_of_work(database, Rbac()), ADMIN, user_id, {"email": "jürgen@exämple.com"})
+    assert "email" in refused.value.details

@@ -113,6 +113,18 @@ OWN_ACCOUNT, FIRST_ADMIN_PROTECTED = "own_account", "first_admin_protected"
 DELETE, SUSPEND, CHANGE_ROLE = "delete", "suspend", "change_role"
 
 
+def email_lookup_forms(value) -> list[str]:
+    """The stored forms an address someone typed may have: its normalized form (an IDN domain in
+    ASCII form, as stored since the rule; `ada@exämple.com` finds `ada@xn--exmple-cua.com`) and as
+    typed, trimmed and in lower case (an address stored before the rule, e.g. a non-ASCII local
+    part). Empty for no text."""
+    typed = value.strip().lower() if isinstance(value, str) else ""
+    if not typed:
+        return []
+    normalized = normalize_email(typed)[0]
+    return [normalized, typed] if normalized and normalized != typed else [typed]
+
+
 def clean_profile(fields: dict) -> dict:
     """The stored form of valid profile fields: trimmed names, normalised email."""
     cleaned = {key: value.strip() if isinstance(value, str) else value for key, value in fields.items()}

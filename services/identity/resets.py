@@ -16,8 +16,8 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 
 from kernel.envelope import Actor
-from services.identity import domain, events, limits, mail, ratelimit, storage_mail
-from services.identity.models import MailJob, PasswordReset, ResetRequest, User
+from services.identity import domain, events, limits, mail, ratelimit, storage, storage_mail
+from services.identity.models import MailJob, PasswordReset, ResetRequest
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +61,7 @@ def handle_due(db, config, reset_ttl: timedelta, now: datetime) -> int:
 def handle_one(uow, config, email: str, actor: Actor, reset_ttl: timedelta, now: datetime) -> bool:
     """The per-account part of a request, in `uow` (holding no write yet): a mail to an active
     account, unless over its limit or within its pause (audited, no mail)."""
-    address = domain.normalize_email(email)[0]
-    user = uow.session.scalars(sa.select(User).where(User.email == address)).first() if address else None
+    user = storage.user_by_email(uow.session, email)
     if not user or user.status != domain.ACTIVE:
         return False
     rules = limits.limits_from_config(config)

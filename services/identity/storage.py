@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from kernel import paging
 from kernel.db import iso  # noqa: F401  (iso: storage.iso for the service)
 from kernel.envelope import utc_now
-from services.identity import twofactor
+from services.identity import domain, twofactor
 from services.identity.domain import FIRST_UID_NUMBER, PasswordPolicy
 from contracts.rbac import SUPER_ADMIN
 
@@ -41,11 +41,20 @@ def allocate_uid_number(session: Session) -> int:
 
 
 _USER_BY_LOGIN = sa.select(User).where(sa.or_(User.username == sa.bindparam("login"),
-                                              User.email == sa.bindparam("login")))
+                                              User.email.in_(sa.bindparam("emails", expanding=True))))
 
 
 def find_by_login(session: Session, login: str) -> User | None:
-    return session.scalars(_USER_BY_LOGIN, {"login": (login or "").strip().lower()}).first()
+    """The account whose username or email is `login` (an email in any of its stored forms:
+    domain.email_lookup_forms, so `ada@exämple.com` finds `ada@xn--exmple-cua.com`)."""
+    typed = (login or "").strip().lower()
+    return session.scalars(_USER_BY_LOGIN, {"login": typed, "emails": domain.email_lookup_forms(typed) or [typed]}).first()
+
+
+def user_by_email(session: Session, email: str) -> User | None:
+    """The account holding `email` in any of its stored forms (domain.email_lookup_forms)."""
+    forms = domain.email_lookup_forms(email)
+    return session.scalars(sa.select(User).where(User.email.in_(forms))).first() if forms else None
 
 
 def conflicts(session: Session, username: str | None, email: str | None, excluding: str | None = None) -> dict[str, str]:
@@ -56,7 +65,7 @@ def conflicts(session: Session, username: str | None, email: str | None, excludi
         others = others.where(User.id != excluding)
     if username is not None and session.scalar(others.where(User.username == username)):
         taken["username"] = "is already taken"
-    if email is not None and session.scalar(others.where(User.email == email)):
+    if email is not None and session.scalar(others.where(User.email.in_(domain.email_lookup_forms(email) or [email]))):
         taken["email"] = "is already registered"
     return taken
 

@@ -8,7 +8,10 @@ import json
 import pytest
 import sqlalchemy as sa
 
-from kernel.errors import Forbidden, ValidationFailed
+from nameko.exceptions import RpcTimeout
+
+from kernel.amqp.rpc_client import ReplyLost
+from kernel.errors import Forbidden, ServiceUnavailable, ValidationFailed
 from services.identity import storage
 from services.identity.domain import ACTIVE
 from services.identity.models import User
@@ -174,3 +177,144 @@ def test_update_user_whose_role_rbac_refuses_when_applied_restores_the_fields(da
     assert [call[0] for call in rbac.calls if call[0] in ("assign_role", "unassign_role", "add_to_groups")] == \
         ["assign_role"]
     assert outbox_types(database) == ["identity.user_updated", "identity.user_updated"]
+
+
+# --- compensation undoes only what is known to have failed (reads never undo; unknown outcomes are re-read)
+
+class FlakyReads(Rbac):
+    """user_access fails `failing` times once rbac's role was written; the writes succeed."""
+
+    def __init__(self, failing=1, **kwargs):
+        super().__init__(**kwargs)
+        self.failing = failing
+
+    def user_access(self, user_id, tenant_id=None):
+        if self.failing and any(call[0] == "assign_role" for call in self.calls):
+            self.failing -= 1
+            raise ServiceUnavailable("rbac is restarting.")
+        return super().user_access(user_id, tenant_id)
+
+
+def test_a_failed_read_after_rbacs_writes_does_not_undo_identitys_change(database):
+    user_id = seed(database, "pat", role="viewer")
+
+    class ReadsFailAfterTheWrite(Rbac):
+        def user_access(self, user_id, tenant_id=None):
+            if any(call[0] == "assign_role" for call in self.calls):
+                raise ServiceUnavailable("rbac is restarting.")
+            return super().user_access(user_id, tenant_id)
+
+    rbac = ReadsFailAfterTheWrite()
+    rbac.roles[user_id] = "viewer"
+    answer = accounts.update_user(unit_of_work(database, rbac), ADMIN, user_id, {"last_name": "Changed"},
+                                  role="operator", with_access=True)
+    assert answer["last_name"] == "Changed" and answer["role"] == "operator"
+    with database.unit_of_work() as tx:
+        assert tx.session.get(User, user_id).last_name == "Changed"
+    assert rbac.roles[user_id] == "operator"
+    assert not any(call[0] == "unassign_role" for call in rbac.calls)
+    assert outbox_types(database) == ["identity.user_updated"]
+
+
+def test_a_read_failing_once_after_the_writes_is_read_again(database):
+    user_id = seed(database, "pat")
+    rbac = FlakyReads(failing=1)
+    rbac.groups[user_id] = ["old"]
+    answer = accounts.update_user(unit_of_work(database, rbac), ADMIN, user_id, {"last_name": "Changed"},
+                                  role="operator", with_access=True)
+    assert (answer["role"], answer["groups"], answer["last_name"]) == ("operator", ["old"], "Changed")
+    assert rbac.failing == 0  # it was read again
+
+
+@pytest.mark.parametrize("lost", [RpcTimeout("timed out"), ReplyLost("connection dropped"),
+                                  ServiceUnavailable("interrupted", code="request_interrupted")])
+def test_a_write_with_an_unknown_outcome_that_rbac_applied_is_not_undone(database, lost):
+    user_id = seed(database, "pat")
+
+    class Applied(Rbac):
+        def add_to_groups(self, *args, **kwargs):
+            super().add_to_groups(*args, **kwargs)
+            raise lost  # applied, but the answer was lost
+
+    rbac = Applied()
+    answer = accounts.update_user(unit_of_work(database, rbac), ADMIN, user_id, {"last_name": "Changed"},
+                                  role="operator", groups=["ops"], with_access=True)
+    assert (answer["role"], answer["groups"]) == ("operator", ["ops"])
+    with database.unit_of_work() as tx:
+        assert tx.session.get(User, user_id).last_name == "Changed"
+    assert rbac.roles[user_id] == "operator" and not any(call[0] == "unassign_role" for call in rbac.calls)
+
+
+def test_a_write_with_an_unknown_outcome_that_rbac_did_not_apply_is_undone(database):
+    user_id = seed(database, "pat")
+
+    class Lost(Rbac):
+        def assign_role(self, *args, **kwargs):
+            self.calls.append(("assign_role",))
+            raise RpcTimeout("timed out")  # never ran
+
+    rbac = Lost()
+    with pytest.raises(RpcTimeout):
+        accounts.update_user(unit_of_work(database, rbac), ADMIN, user_id, {"last_name": "Changed"}, role="operator")
+    with database.unit_of_work() as tx:
+        assert tx.session.get(User, user_id).last_name == "Last"
+
+
+def test_the_restored_role_is_rbacs_not_identitys_lagging_read_model(database):
+    user_id = seed(database, "pat", role="viewer")  # identity's read model has not seen rbac's last change yet
+    rbac = Rbac(refuse="add_to_groups")
+    rbac.roles[user_id] = "auditor"
+    with pytest.raises(Forbidden):
+        accounts.update_user(unit_of_work(database, rbac), ADMIN, user_id, {"last_name": "Changed"},
+                             role="operator", groups=["sysadmins"])
+    assert rbac.roles[user_id] == "auditor"
+
+
+def test_undo_update_keeps_the_same_value_written_by_another_administrator_meanwhile(database):
+    user_id = seed(database, "pat")
+
+    class Racing(Rbac):
+        def add_to_groups(self, *args, **kwargs):
+            with database.unit_of_work() as tx:  # another administrator writes the very same name
+                user = tx.session.get(User, user_id)
+                user.first_name, user.version = "After", user.version + 1
+                tx.commit()
+            return super().add_to_groups(*args, **kwargs)
+
+    with pytest.raises(Forbidden):
+        accounts.update_user(unit_of_work(database, Racing(refuse="add_to_groups")), ADMIN, user_id,
+                             {"first_name": "After"}, groups=["sysadmins"])
+    with database.unit_of_work() as tx:
+        assert tx.session.get(User, user_id).first_name == "After"
+
+
+# --- addresses: looked up in any stored form; one sent back unchanged is not checked again
+
+def set_email(database, user_id, email) -> None:
+    with database.unit_of_work() as tx:
+        tx.session.get(User, user_id).email = email
+        tx.commit()
+
+
+def test_an_idn_address_is_found_typed_in_unicode_or_ascii_form(database):
+    ada, jorg = seed(database, "ada"), seed(database, "jorg")
+    set_email(database, ada, "ada@xn--exmple-cua.com")
+    set_email(database, jorg, "jörg@exämple.com")  # stored before the rule: stays as it is
+    with database.unit_of_work() as tx:
+        for typed in (" ADA@exämple.com", "ada@xn--exmple-cua.com", "ada"):
+            assert storage.find_by_login(tx.session, typed).id == ada, typed
+        assert storage.find_by_login(tx.session, "Jörg@exämple.com").id == jorg
+        assert storage.user_by_email(tx.session, "ada@EXÄMPLE.com").id == ada
+        assert storage.conflicts(tx.session, None, "ada@exämple.com") == {"email": "is already registered"}
+        assert storage.find_by_login(tx.session, "ada@example.com") is None
+
+
+def test_a_patch_sending_back_an_unchanged_stored_email_is_not_refused(database):
+    user_id = seed(database, "jorg")
+    set_email(database, user_id, "jörg@exämple.com")  # the rule for new addresses refuses it now
+    answer = accounts.update_user(unit_of_work(database, Rbac()), ADMIN, user_id,
+                                  {"email": "Jörg@exämple.com", "first_name": "Jörg"})
+    assert (answer["email"], answer["first_name"]) == ("jörg@exämple.com", "Jörg")
+    with pytest.raises(ValidationFailed) as refused:
+        accounts.update_user(unit_of_work(database, Rbac()), ADMIN, user_id, {"email": "jürgen@exämple.com"})
+    assert "email" in refused.value.details

@@ -133,7 +133,7 @@ def register_invited(uow, actor, invitation_token, username, first_name, last_na
         invitation = _usable_invitation(uow.session, invitation_token, utc_now())
         invitation_id, invited_email = invitation.id, invitation.email
         policy = storage.password_policy(uow.session)
-    if email and domain.normalize_email(email)[0] != invited_email:
+    if email and invited_email not in domain.email_lookup_forms(email):
         raise ValidationFailed("The registration has invalid fields.",
                                details={"email": "must be the invited address"})
     problems = domain.registration_problems(username, first_name, last_name, invited_email, password, policy)

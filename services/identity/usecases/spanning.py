@@ -8,9 +8,10 @@ from __future__ import annotations
 import logging
 
 import sqlalchemy as sa
+from nameko.exceptions import RpcTimeout
 
 from kernel.envelope import utc_now
-from kernel.errors import NotFound, ValidationFailed
+from kernel.errors import NotFound, ServiceUnavailable, TransientError, ValidationFailed
 from services.identity import events, ratelimit, storage_tenants
 from services.identity.models import User
 
@@ -34,20 +35,79 @@ def require_member(uow, user_id, tenant_id) -> None:
 
 def complete_access(uow, actor, user, role, groups, tenant_id, with_access, previous_role=None) -> dict | None:
     """rbac's part, after identity's committed: the role, then the groups. A role replaced before the
-    groups were refused gets `previous_role` back (None: unassigned) before the error goes on.
+    groups were refused gets its previous one back (rbac's, read from rbac before the write: identity's
+    read model lags rbac's events; `previous_role` is ignored) before the error goes on.
+
+    What raises here makes the caller undo identity's change, so only a write rbac refused or did
+    not apply raises: a write whose outcome is unknown (the call timed out, its reply was lost, rbac
+    answered request_interrupted) is decided by reading user_access again, and a read after the
+    writes never raises (read again once, else the answer is what is known).
     Returns rbac's user_access when with_access (the groups' answer serves when there were groups)."""
+    known = None
     if role is not None:
-        uow.rbac.assign_role(actor, user["id"], role, tenant_id, username=user["username"])
-    try:
-        if groups:
+        known = uow.rbac.user_access(user["id"], tenant_id)  # fails: nothing of rbac's changed yet
+        previous_role = role_in(known, tenant_id)
+        try:
+            uow.rbac.assign_role(actor, user["id"], role, tenant_id, username=user["username"])
+        except Exception as error:
+            if not _applied_after_all(uow, error, user, tenant_id, role=role):
+                raise
+        known = {**known, "roles": [entry for entry in known["roles"] if entry["tenant_id"] != tenant_id]
+                 + [{"tenant_id": tenant_id, "role": role, "scope": {}}]}
+    if groups:
+        try:
             access = uow.rbac.add_to_groups(actor, user["id"], groups, username=user["username"],
                                             tenant_id=tenant_id)
             return access if with_access else None
+        except Exception as error:
+            if not _applied_after_all(uow, error, user, tenant_id, groups=groups):
+                if role is not None and role != previous_role:
+                    _restore_role(uow, actor, user, previous_role, tenant_id)
+                raise
+        if known is not None:
+            known = {**known, "groups": sorted({*known["groups"], *groups})}
+    return _access_after(uow, user, tenant_id, role, groups, known) if with_access else None
+
+
+def role_in(access: dict, tenant_id) -> str | None:
+    return next((entry["role"] for entry in access["roles"] if entry["tenant_id"] == tenant_id), None)
+
+
+def unknown_outcome(error: Exception) -> bool:
+    """The call may or may not have run: nameko's RpcTimeout (the kernel's ReplyLost is one), a kernel
+    TransientError, or rbac's 503 request_interrupted (a redelivered request not run again)."""
+    return isinstance(error, (RpcTimeout, TransientError)) or (
+        isinstance(error, ServiceUnavailable) and error.code == "request_interrupted")
+
+
+def _applied_after_all(uow, error, user, tenant_id, role=None, groups=None) -> bool:
+    """After `error` from a write: True when rbac holds what it was asked anyway (read once)."""
+    if not unknown_outcome(error):
+        return False
+    try:
+        access = uow.rbac.user_access(user["id"], tenant_id)
     except Exception:
-        if role is not None and role != previous_role:
-            _restore_role(uow, actor, user, previous_role, tenant_id)
-        raise
-    return uow.rbac.user_access(user["id"], tenant_id) if with_access else None
+        log.warning("compensation: whether rbac applied the access of user %s is unknown; undoing", user["id"])
+        return False
+    if role is not None and role_in(access, tenant_id) != role:
+        return False
+    if groups and not set(groups) <= set(access["groups"]):
+        return False
+    log.info("rbac applied the access of user %s though its answer was lost", user["id"])
+    return True
+
+
+def _access_after(uow, user, tenant_id, role, groups, known) -> dict:
+    """rbac's user_access after its writes succeeded: read (again once); a read never undoes them."""
+    for attempt in (1, 2):
+        try:
+            return uow.rbac.user_access(user["id"], tenant_id)
+        except Exception:
+            log.warning("rbac's access of user %s could not be read (attempt %d)", user["id"], attempt)
+    if known is not None:
+        return known
+    return {"roles": [{"tenant_id": tenant_id, "role": user.get("role"), "scope": {}}] if user.get("role") else [],
+            "groups": sorted(set(groups or ()))}
 
 
 def _restore_role(uow, actor, user, previous_role, tenant_id) -> None:
@@ -81,13 +141,18 @@ def undo_creation(uow, actor, user_id) -> None:
         log.exception("compensation: the account %s could not be removed again", user_id)
 
 
-def undo_update(uow, actor, user_id, changed, status_before, status) -> None:
+def undo_update(uow, actor, user_id, changed, status_before, status, version) -> None:
     """Compensation of update_user: each field still holding the value this update wrote, and the
-    status, take their previous values again (a later writer's values stay)."""
+    status, take their previous values again, as long as the user is still at the `version` this
+    update produced (a later writer's values stay, even when they are the same as this update's)."""
     try:
         with uow:
             user = uow.session.get(User, user_id, with_for_update=True)
             if user is None:
+                return
+            if user.version != version:
+                log.warning("compensation: user %s changed since (version %s, not %s); left as it is",
+                            user_id, user.version, version)
                 return
             restored = {field: {"from": change["to"], "to": change["from"]} for field, change in changed.items()
                         if getattr(user, field) == change["to"]}

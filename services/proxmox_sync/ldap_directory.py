@@ -10,7 +10,11 @@ deletes, group adds, group modifies.
 
 apply(..., refused=[...]) isolates refusals: a change the directory refuses for its entry's
 data (SUBJECT_REFUSALS: a syntax, schema, naming or constraint result) is recorded there as
-(change, error) and the others go on; the engine parks the subject it belongs to.
+(change, error) and the others go on; the engine parks the subject it belongs to. Never a
+change that ends a person's access (ldap_plan.is_access_change: a revoke, a person's delete):
+its refusal, or its not being tried after a refused rename of that entry, fails the apply
+(DirectoryUnavailable "ldap_error"), so the target fails and retries and no one keeps access
+through a parked subject.
 
 Errors are DirectoryUnavailable with a code: "unreachable" (connection, TLS or time-out),
 "authentication_failed" (the bind was refused), "ldap_error" (an operation refused: names
@@ -29,14 +33,13 @@ import ldap3
 from ldap3.core import exceptions as ldap_errors
 from ldap3.utils.conv import escape_filter_chars
 
-from services.proxmox_sync.ldap_plan import Entry, LdapChange, LdapSettings, dn_key
+from services.proxmox_sync.ldap_plan import ACCESS_ATTRIBUTES, Entry, LdapChange, LdapSettings, dn_key, is_access_change
 
 PAGE_SIZE = 1000
 FILTER_TERMS = 200  # (|(...)(...)) terms per search of read_for_people
 PROGRESS_EVERY = 0.5  # seconds between progress reports during a phase
 PHASES = (("person", "delete"), ("person", "revoke"), ("group", "revoke"), ("person", "rename"),
           ("person", "modify"), ("person", "add"), ("group", "delete"), ("group", "add"), ("group", "modify"))
-ACCESS_ATTRIBUTES = frozenset({"userPassword", "shadowExpire"})
 SEQUENTIAL = {("person", "rename")}
 SUCCESS, NO_SUCH_ATTRIBUTE, NO_SUCH_OBJECT, VALUE_EXISTS, INVALID_CREDENTIALS = 0, 16, 32, 20, 49
 SEARCH_RESULT_ENTRY = 4  # LDAP protocolOp
@@ -297,18 +300,24 @@ class Directory:
             def write(conn: ldap3.Connection, change: LdapChange, count: Callable[[], None]) -> None:
                 earlier = blocked.get(dn_key(change.dn))
                 if earlier is not None:  # it would meet the state the refused change left: not tried
+                    if is_access_change(change):
+                        raise DirectoryUnavailable("ldap_error", f"{change.op} {change.dn} (an access change) "
+                                                                 f"not made: {earlier['message']}")
                     with counter_lock:
                         refused.append((change, earlier))
                     return
                 try:
                     self._write(conn, change, count)
                 except EntryRefused as refusal:
+                    if is_access_change(change):  # access must end: the target's failure, never parked
+                        raise DirectoryUnavailable("ldap_error", f"{refusal.message} (an access change)") from None
                     error = refusal.as_dict()
                     with counter_lock:
                         refused.append((change, error))
-                        for dn in (change.dn, change.new_dn):
-                            if dn:
-                                blocked[dn_key(dn)] = error
+                        if change.op != "modify":  # a refused modify leaves the entry as it was
+                            for dn in (change.dn, change.new_dn):
+                                if dn:
+                                    blocked[dn_key(dn)] = error
 
         moving = {dn_key(key) for change in changes if change.op == "rename" for key in (change.dn, change.new_dn)}
         phases = {phase_of(change, moving) for change in changes}

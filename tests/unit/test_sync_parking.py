@@ -6,15 +6,16 @@ from __future__ import annotations
 import contextlib
 import json
 from dataclasses import replace
+from datetime import timedelta
 
 import pytest
 from proxmoxer.core import ResourceException
 
-from services.proxmox_sync import engine, ldap_directory, pve, storage
+from services.proxmox_sync import engine, ldap_directory, ldap_plan, pve, storage
 from services.proxmox_sync.domain import Access, Group, Person
 from services.proxmox_sync.engine import Engine
 from services.proxmox_sync.ldap_directory import Directory, DirectoryUnavailable, EntryRefused
-from services.proxmox_sync.ldap_plan import Entry, LdapChange, LdapSettings, dn_key
+from services.proxmox_sync.ldap_plan import ACCESS_ATTRIBUTES, Entry, LdapChange, LdapSettings, dn_key, rdn_value
 from services.proxmox_sync.pve_plan import PveState, marker
 from tests.unit.conftest import migrated
 
@@ -65,6 +66,7 @@ class FakeDirectory:
         self.entries: dict[str, Entry] = {}
         self.writes: list[tuple[str, str]] = []
         self.down = False
+        self.refuse_access: set[str] = set()  # usernames whose access modifies are refused
 
     def __call__(self, settings):  # Engine._directory(settings)
         return self
@@ -87,20 +89,22 @@ class FakeDirectory:
         return dict(self.entries)
 
     def apply(self, changes, progress=None, refused=None):
-        for change in sorted(changes, key=lambda c: ldap_directory.PHASES.index(ldap_directory.phase_of(c, set()))):
-            try:
-                self._write(change)
-            except EntryRefused as refusal:
-                if refused is None:
-                    raise
-                refused.append((change, refusal.as_dict()))
-        return len(self.writes)
+        """The real adapter's phases and refusal rules, over this in-memory directory."""
+        real = Directory(SETTINGS, workers=1)
+        real._run = lambda work, retry=False: work(None)
+        real._write = lambda conn, change, count: (self._write(change), count())
+        return real.apply(changes, progress, refused)
 
     def _write(self, change: LdapChange):
+        mails = change.attributes.get("mail", ()) if change.op == "add" else [
+            value for _, name, values in change.modifications if name == "mail" for value in values]
+        if not all(value.isascii() for value in mails):
+            raise EntryRefused(f"{change.op} {change.dn} refused: invalidAttributeSyntax (21)", 21,
+                               "invalidAttributeSyntax")
+        if (change.op == "modify" and rdn_value(change.dn) in self.refuse_access
+                and any(name in ACCESS_ATTRIBUTES for _, name, _ in change.modifications)):
+            raise EntryRefused(f"modify {change.dn} refused: constraintViolation (19)", 19, "constraintViolation")
         if change.op == "add":
-            if not all(value.isascii() for value in change.attributes.get("mail", ())):
-                raise EntryRefused(f"add {change.dn} refused: invalidAttributeSyntax (21)", 21,
-                                   "invalidAttributeSyntax")
             self.entries[dn_key(change.dn)] = Entry(change.dn, dict(change.attributes))
         elif change.op == "modify":
             entry = self.entries[dn_key(change.dn)]
@@ -278,8 +282,8 @@ def test_revocations_go_before_renames_modifies_and_adds_and_a_refusal_stops_onl
     people = "ou=people,dc=t"
     changes = [
         LdapChange("add", f"uid=new,{people}", attributes={"uid": ("new",)}),
-        LdapChange("delete", f"uid=bad,{people}"),  # refused: the add to the same DN is not tried
-        LdapChange("add", f"uid=bad,{people}", attributes={"uid": ("bad",)}),
+        LdapChange("rename", f"uid=bad,{people}", new_rdn="uid=bad2"),  # refused: the data modify of the
+        LdapChange("modify", f"uid=bad2,{people}", modifications=(("replace", "cn", ("Bad",)),)),  # new DN waits
         LdapChange("modify", f"uid=pat,{people}", modifications=(("replace", "cn", ("Pat",)),)),
         LdapChange("rename", f"uid=old,{people}", new_rdn="uid=renamed"),
         LdapChange("modify", f"uid=renamed,{people}", modifications=(("replace", "shadowExpire", ("1",)),)),
@@ -293,10 +297,88 @@ def test_revocations_go_before_renames_modifies_and_adds_and_a_refusal_stops_onl
     assert written == [("modify", f"uid=sus,{people}"), ("modify", "cn=ops,ou=groups,dc=t"),
                        ("rename", f"uid=old,{people}"), ("modify", f"uid=pat,{people}"),
                        ("modify", f"uid=renamed,{people}"), ("add", f"uid=new,{people}")]
-    assert [(change.op, error["ldap_result"]) for change, error in refused] == [("delete", "notAllowedOnNonLeaf"),
-                                                                                ("add", "notAllowedOnNonLeaf")]
+    assert [(change.op, error["ldap_result"]) for change, error in refused] == [("rename", "notAllowedOnNonLeaf"),
+                                                                                ("modify", "notAllowedOnNonLeaf")]
     with pytest.raises(EntryRefused):  # without isolation a refusal still ends the apply
         directory.apply(changes)
+
+
+def test_a_persons_access_change_is_a_modify_of_its_own_in_the_revoke_phase():
+    from services.proxmox_sync.ldap_plan import desired_person
+    bob = person("bob", 10002)
+    actual = desired_person(bob, SETTINGS, 5000)
+    suspended = desired_person(replace(bob, status="suspended", email="bob@new.example.test"), SETTINGS, 5000)
+    changes = ldap_plan._update(suspended, actual, "person")
+    assert [sorted(name for _, name, _ in change.modifications) for change in changes] == [
+        ["shadowExpire", "userPassword"], ["mail"]]
+    assert [ldap_directory.phase_of(change, set()) for change in changes] == [("person", "revoke"),
+                                                                              ("person", "modify")]
+    plan = ldap_plan.plan_people({10002: replace(bob, status="suspended", email="bob@new.example.test")},
+                                 {}, {actual.key: actual}, SETTINGS, 5000)
+    assert [(change.op, sorted(name for _, name, _ in change.modifications)) for change in plan] == [
+        ("modify", ["shadowExpire", "userPassword"]), ("modify", ["mail"])]
+    # A group's modify and a person's data-only modify stay one change each.
+    assert len(ldap_plan._update(desired_person(replace(bob, email="b@x.test"), SETTINGS, 5000), actual,
+                                 "person")) == 1
+
+
+def test_a_suspension_reaches_the_directory_though_the_users_new_mail_is_refused(db, world):
+    sync, sources, directory = world
+    sources.by_id["id-bob"] = replace(sources.by_id["id-bob"], status="suspended", email="böb@exämple.test")
+    mark(sync, sources.by_id["id-bob"])
+    sync.process("ldap", sources)
+
+    assert not directory.can_bind("bob")  # the revoke went alone, first
+    entry = directory.entries[dn_key("uid=bob,ou=people,dc=t")]
+    assert entry.attributes["shadowExpire"] == ("1",) and entry.attributes["mail"] == ("bob@example.test",)
+    seen = status(db)
+    assert seen["state"] == "idle" and [p["subject"] for p in seen["parked"]] == ["user:id-bob"]  # for the mail
+
+
+def test_a_refused_revoke_fails_the_directory_target_and_parks_no_one(db, world):
+    sync, sources, directory = world
+    directory.refuse_access.add("bob")
+    sources.by_id["id-bob"] = replace(sources.by_id["id-bob"], status="suspended")
+    mark(sync, sources.by_id["id-bob"])
+    sync.process("ldap", sources)
+
+    seen = status(db)
+    assert seen["state"] == "failing" and seen["last_run"]["error"]["code"] == "ldap_error"
+    assert "constraintViolation" in seen["last_run"]["error"]["message"]
+    assert seen["parked"] == [] and seen["parked_count"] == 0
+    assert pending(db) == {("ldap", "user:id-bob")}  # retried with backoff until access ends
+    assert any(e["type"] == "proxmox_sync.target_failed" for e in outbox(db))
+    assert not any(e["type"] == "proxmox_sync.subject_parked" for e in outbox(db))
+
+    directory.refuse_access.clear()  # the directory takes it again: access ends
+    with db.unit_of_work() as uow:
+        storage.retry_now(uow.session, "ldap", engine.utc_now() - timedelta(minutes=1))
+        uow.commit()
+    sync.process("ldap", sources)
+    assert not directory.can_bind("bob") and status(db)["state"] == "idle"
+
+
+def test_a_refused_access_change_or_person_delete_is_never_isolated_by_the_adapter(monkeypatch):
+    directory = Directory(SETTINGS, workers=1)
+
+    def write(conn, change, count):
+        raise ldap_directory._refused(change.op, change.dn, {"result": 19, "description": "constraintViolation"})
+
+    monkeypatch.setattr(directory, "_run", lambda work, retry=False: work(None))
+    monkeypatch.setattr(directory, "_write", write)
+    people = "ou=people,dc=t"
+    for change in (LdapChange("modify", f"uid=sus,{people}", modifications=(("replace", "userPassword", ()),
+                                                                            ("replace", "shadowExpire", ("1",)))),
+                   LdapChange("delete", f"uid=gone,{people}")):
+        refused = []
+        with pytest.raises(DirectoryUnavailable) as failure:
+            directory.apply([change], refused=refused)
+        assert not isinstance(failure.value, EntryRefused) and refused == []
+    # A revoke that waits on a refused rename of its entry is not made either: the target fails.
+    with pytest.raises(DirectoryUnavailable):
+        directory.apply([LdapChange("rename", f"uid=old,{people}", new_rdn="uid=sus"),
+                         LdapChange("modify", f"uid=sus,{people}", modifications=(("replace", "shadowExpire", ("1",)),))],
+                        refused=[])
 
 
 def test_only_data_refusals_are_a_subjects_other_results_are_the_directorys():

@@ -321,8 +321,11 @@ class Engine:
             except pve.ChangesFailed as failed:
                 # A change refused for its object's data parks that user or group; any other
                 # failure is the connection's, retried with backoff.
-                theirs = [item for item in failed.failures if item.get("status") in pve.SUBJECT_STATUSES]
-                others = [item for item in failed.failures if item.get("status") not in pve.SUBJECT_STATUSES]
+                # A refused revoke (an ACL delete, a user's disable or delete) is never parked:
+                # access must end, so the connection fails and retries.
+                theirs = [item for item in failed.failures if item.get("status") in pve.SUBJECT_STATUSES
+                          and not pve_plan.revokes(item["change"])]
+                others = [item for item in failed.failures if item not in theirs]
                 refused.extend(theirs)
                 if others:
                     raise pve.ChangesFailed(failed.applied, others) from None

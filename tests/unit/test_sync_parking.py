@@ -397,6 +397,7 @@ class FakePve:
 
     def __init__(self):
         self.users, self.acls, self.calls = {}, set(), []
+        self.refuse_revokes: set[str] = set()  # userids whose disable and ACL deletes answer HTTP 400
         outer = self
 
         class Users:
@@ -409,6 +410,11 @@ class FakePve:
             def __call__(self, userid):
                 class One:
                     def put(self, **fields):
+                        if not fields.get("email", "").isascii():
+                            raise ResourceException(400, "Parameter verification failed.", "",
+                                                    {"email": "invalid format"})
+                        if "enable" in fields and userid in outer.refuse_revokes:
+                            raise ResourceException(400, "Parameter verification failed.", "", {"enable": "x"})
                         outer.calls.append(("update", userid))
                         outer.users[userid].update(fields)
 
@@ -419,7 +425,7 @@ class FakePve:
 
         class Acl:
             def put(self, path, roles, propagate, users=None, groups=None, delete=0):
-                if users and users not in outer.users:
+                if users and users not in outer.users or delete and users in outer.refuse_revokes:
                     raise ResourceException(400, "Parameter verification failed.", "", {"users": "no such user"})
                 outer.calls.append(("acl", users))
                 (outer.acls.discard if delete else outer.acls.add)((path, roles, users))
@@ -471,6 +477,69 @@ def test_a_proxmox_ve_failure_that_is_not_a_subjects_fails_the_connection(db, mo
     sync.process("pve:c1", sources)
     seen = status(db, "pve:c1")
     assert seen["state"] == "failing" and seen["parked"] == [] and pending(db) == {("pve:c1", "full")}
+
+
+def _pve_world(db, monkeypatch):
+    """ada and bob mirrored to a fake Proxmox VE whose state is read back from what it took."""
+    from services.proxmox_sync.pve_plan import AclEntry, PveUser
+    sources = FakeSources([person("ada", 10001), person("bob", 10002)])
+    api = FakePve()
+
+    def managed(state, realm):
+        users = {userid: PveUser(userid, f.get("firstname", ""), f.get("lastname", ""), f.get("email", ""),
+                                 bool(int(f.get("enable", 1))), frozenset(filter(None, str(f.get("groups", "")).split(","))),
+                                 f.get("comment", "")) for userid, f in api.users.items()}
+        acls = frozenset(AclEntry(path, roles, users_, "user", True) for path, roles, users_ in api.acls)
+        return PveState(users, {"ldapusers": _group()}, {}, acls)
+
+    monkeypatch.setattr(pve, "session", lambda endpoint: contextlib.nullcontext(api))
+    monkeypatch.setattr(pve, "read_state", lambda api_, realm: None)
+    monkeypatch.setattr(engine.pve_plan, "managed", managed)
+    sync = Engine(db, lambda: None)
+    sync.enqueue([("pve:c1", "t1")])
+    sync.process("pve:c1", sources)
+    assert api.users["bob@gh"]["enable"] == 1 and any(users == "bob@gh" for _, _, users in api.acls)
+    return sync, sources, api
+
+
+def test_a_proxmox_ve_suspension_goes_through_though_the_users_new_email_is_refused(db, monkeypatch):
+    sync, sources, api = _pve_world(db, monkeypatch)
+    sources.by_id["id-bob"] = replace(sources.by_id["id-bob"], status="suspended", email="böb@exämple.test")
+    sync.enqueue([("pve:c1", "t1")])
+    sync.process("pve:c1", sources)
+
+    assert api.users["bob@gh"]["enable"] == 0 and not any(users == "bob@gh" for _, _, users in api.acls)
+    assert api.users["bob@gh"]["email"] == "bob@example.test"
+    seen = status(db, "pve:c1")
+    assert seen["state"] == "idle" and [p["subject"] for p in seen["parked"]] == ["user:id-bob"]  # the email
+
+
+def test_a_proxmox_ve_refusing_a_disable_or_an_acl_delete_fails_the_connection_and_parks_no_one(db, monkeypatch):
+    sync, sources, api = _pve_world(db, monkeypatch)
+    api.refuse_revokes.add("bob@gh")
+    sources.by_id["id-bob"] = replace(sources.by_id["id-bob"], status="suspended")
+    sync.enqueue([("pve:c1", "t1")])
+    sync.process("pve:c1", sources)
+
+    seen = status(db, "pve:c1")
+    assert seen["state"] == "failing" and seen["parked"] == [] and seen["parked_count"] == 0
+    assert "HTTP 400" in json.dumps(seen["last_run"]["error"])
+    assert pending(db) == {("pve:c1", "full")}
+    assert not any(e["type"] == "proxmox_sync.subject_parked" for e in outbox(db))
+
+
+def test_a_proxmox_ve_users_enable_flag_is_an_update_of_its_own_before_its_data():
+    from services.proxmox_sync import pve_plan
+    from services.proxmox_sync.pve_plan import PveUser
+    have = PveUser("bob@gh", "Bob", "T", "bob@example.test", True, frozenset(), "c")
+    want = replace(have, enable=False, email="bob@new.test")
+    changes = pve_plan.plan(PveState({"bob@gh": want}, {}, {}, frozenset()),
+                            PveState({"bob@gh": have}, {}, {}, frozenset()))
+    assert [(change.op, change.fields) for change in changes] == [("update", {"enable": False}),
+                                                                   ("update", {"email": "bob@new.test"})]
+    assert pve_plan.revokes(changes[0].describe()) and not pve_plan.revokes(changes[1].describe())
+    assert pve_plan.revokes({"op": "delete", "kind": "acl", "key": "/ PVEAuditor user:bob@gh", "fields": {}})
+    assert not pve_plan.revokes({"op": "create", "kind": "acl", "key": "/ PVEAuditor user:bob@gh", "fields": {}})
 
 
 def _group():

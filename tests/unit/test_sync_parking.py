@@ -575,3 +575,20 @@ def test_a_stream_of_users_work_does_not_starve_the_full_reconcile(db, monkeypat
     sync.process("ldap", sources=None)
     assert runs[0] == ("targeted", ["user:id-a"]) and runs[1][0] == "full" and "user:id-1" in runs[1][1]
     assert pending(db) == set()
+
+
+def test_a_tenant_caller_sees_how_many_subjects_a_cluster_parked_but_not_who(db, monkeypatch):
+    from services.proxmox_sync import targets
+    sync, sources, api = _pve_world(db, monkeypatch)
+    sources.by_id["id-root"] = person("root", 10009, email="röot@exämple.test")  # e.g. a super admin, mirrored
+    sync.enqueue([("pve:c1", "t1")])
+    sync.process("pve:c1", sources)
+
+    def cluster(tenant_id):
+        [item] = [item for item in targets.sync_status(db.unit_of_work(), True, tenant_id)["items"]
+                  if item["target"] == "pve:c1"]
+        return item
+
+    seen = cluster("t1")
+    assert seen["parked"] == [] and seen["parked_count"] == 1 and "root" not in json.dumps(seen)
+    assert [p["subject"] for p in cluster(None)["parked"]] == ["user:id-root"]  # super admins: everything

@@ -592,3 +592,24 @@ def test_a_tenant_caller_sees_how_many_subjects_a_cluster_parked_but_not_who(db,
     seen = cluster("t1")
     assert seen["parked"] == [] and seen["parked_count"] == 1 and "root" not in json.dumps(seen)
     assert [p["subject"] for p in cluster(None)["parked"]] == ["user:id-root"]  # super admins: everything
+
+
+def test_a_subject_longer_than_the_column_stays_parked_run_after_run(db):
+    subject = "entry:" + "uid=x" * 100  # 506 characters: more than ParkedSubject.subject holds
+    error = {"code": "ldap_refused", "message": "refused"}
+    now = engine.utc_now()
+    with db.unit_of_work() as uow:
+        assert storage.park(uow.session, "ldap", subject, "x", error, now) is True
+        uow.commit()
+    for attempt in (2, 3):
+        with db.unit_of_work() as uow:
+            assert storage.park(uow.session, "ldap", subject, "x", error, now) is False  # already parked
+            assert storage.unpark(uow.session, "ldap", None, keep={subject: {}}) == []  # still refused: kept
+            assert storage.unpark(uow.session, "ldap", [subject], keep={subject: {}}) == []
+            uow.commit()
+        with db.unit_of_work() as uow:
+            [row] = storage.parked_subjects(uow.session, "ldap").values()
+            assert row.attempts == attempt and len(row.subject) == storage.SUBJECT_LENGTH
+    with db.unit_of_work() as uow:  # covered without a refusal: unparked
+        assert len(storage.unpark(uow.session, "ldap", [subject])) == 1
+        uow.commit()

@@ -18,6 +18,8 @@ unparks it (proxmox_sync.subject_unparked). Only failures of the target itself (
 timeout, busy, a refused bind, no permission) keep the whole target's backoff. Within a run,
 access goes first: the directory applies deletes and revocations (password removed or changed,
 account expired, memberships dropped) before anything else, Proxmox VE ACL deletes first.
+A change that ends access (ldap_plan.is_access_change, pve_plan.revokes) is never parked: the
+target refusing it fails the run, so access cannot outlive a refusal of someone's data.
 """
 from __future__ import annotations
 

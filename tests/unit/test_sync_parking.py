@@ -358,27 +358,52 @@ def test_a_refused_revoke_fails_the_directory_target_and_parks_no_one(db, world)
     assert not directory.can_bind("bob") and status(db)["state"] == "idle"
 
 
-def test_a_refused_access_change_or_person_delete_is_never_isolated_by_the_adapter(monkeypatch):
+def test_a_refused_access_change_is_never_parked_while_access_lasts(monkeypatch):
     directory = Directory(SETTINGS, workers=1)
+    refuse, written = set(), []  # refuse: (op, dn) the fake slapd refuses
 
     def write(conn, change, count):
-        raise ldap_directory._refused(change.op, change.dn, {"result": 19, "description": "constraintViolation"})
+        if (change.op, change.dn) in refuse or ("*", change.dn) in refuse:
+            raise ldap_directory._refused(change.op, change.dn, {"result": 66, "description": "notAllowedOnNonLeaf"})
+        written.append((change.op, change.dn, tuple(change.modifications)))
+        count()
 
     monkeypatch.setattr(directory, "_run", lambda work, retry=False: work(None))
     monkeypatch.setattr(directory, "_write", write)
     people = "ou=people,dc=t"
-    for change in (LdapChange("modify", f"uid=sus,{people}", modifications=(("replace", "userPassword", ()),
-                                                                            ("replace", "shadowExpire", ("1",)))),
-                   LdapChange("delete", f"uid=gone,{people}")):
-        refused = []
-        with pytest.raises(DirectoryUnavailable) as failure:
-            directory.apply([change], refused=refused)
-        assert not isinstance(failure.value, EntryRefused) and refused == []
-    # A revoke that waits on a refused rename of its entry is not made either: the target fails.
+    revoke = (("replace", "userPassword", ()), ("replace", "shadowExpire", ("1",)))
+
+    # A refused revoke fails the apply: nothing parked.
+    refuse.add(("*", f"uid=sus,{people}"))
+    refused = []
+    with pytest.raises(DirectoryUnavailable) as failure:
+        directory.apply([LdapChange("modify", f"uid=sus,{people}", modifications=revoke)], refused=refused)
+    assert not isinstance(failure.value, EntryRefused) and refused == []
+
+    # A refused person delete: the entry stays, its password goes, then it is parked.
+    refuse.add(("delete", f"uid=gone,{people}"))
+    refused = []
+    directory.apply([LdapChange("delete", f"uid=gone,{people}")], refused=refused)
+    assert written == [("modify", f"uid=gone,{people}", (("replace", "userPassword", ()),))]
+    assert [change.op for change, _ in refused] == ["delete"]
+    refuse.add(("*", f"uid=gone,{people}"))  # ... and if that is refused too, the target fails
     with pytest.raises(DirectoryUnavailable):
-        directory.apply([LdapChange("rename", f"uid=old,{people}", new_rdn="uid=sus"),
-                         LdapChange("modify", f"uid=sus,{people}", modifications=(("replace", "shadowExpire", ("1",)),))],
-                        refused=[])
+        directory.apply([LdapChange("delete", f"uid=gone,{people}")], refused=[])
+
+    # A revoke waiting on a refused rename is made where the entry still is.
+    written.clear()
+    refuse.add(("rename", f"uid=old,{people}"))
+    refused = []
+    directory.apply([LdapChange("rename", f"uid=old,{people}", new_rdn="uid=new"),
+                     LdapChange("modify", f"uid=new,{people}", modifications=revoke),
+                     LdapChange("modify", f"uid=new,{people}", modifications=(("replace", "mail", ("n@x.t",)),))],
+                    refused=refused)
+    assert written == [("modify", f"uid=old,{people}", revoke)]
+    assert [change.op for change, _ in refused] == ["rename", "modify", "modify"]  # parked: access has ended
+    refuse.add(("*", f"uid=old,{people}"))  # ... and if the old entry refuses it too, the target fails
+    with pytest.raises(DirectoryUnavailable):
+        directory.apply([LdapChange("rename", f"uid=old,{people}", new_rdn="uid=new"),
+                         LdapChange("modify", f"uid=new,{people}", modifications=revoke)], refused=[])
 
 
 def test_only_data_refusals_are_a_subjects_other_results_are_the_directorys():

@@ -333,11 +333,16 @@ def public_record(record, shown_tenant: str | None = None) -> dict:
 # T1's cluster that mirrored every tenant's groups). The tenant's reader sees none of the
 # others: their ids are replaced wherever they appear in the data, and sync samples (names of
 # users, groups and roles of a cluster or directory) keep only what was done to what kind of
-# object. Super admins (EVERY_TENANT) see records as stored.
+# object; parked subjects lose their names (NAMED_FIELDS). Super admins (EVERY_TENANT) see records as stored.
 
 ANOTHER_TENANT = "(another tenant)"
 SAMPLED_TYPES = (sync_events.TARGET_SYNCED,)  # its payload (TargetSynced) describes changes in SAMPLES
 SAMPLES = sync_events.SAMPLES
+# A parked (or unparked) subject names a user or group of a cluster or directory that may be
+# another tenant's or a super admin's (mirrored into every tenant's cluster): the tenant's view
+# keeps the event, its target and its error code, not the name, the label or the target's message.
+NAMED_FIELDS = {sync_events.SUBJECT_PARKED: ("subject", "label", "error_message"),
+                sync_events.SUBJECT_UNPARKED: ("subject", "label")}
 
 
 def tenant_view_data(record_type: str, data, other_tenants: set[str]):
@@ -345,6 +350,8 @@ def tenant_view_data(record_type: str, data, other_tenants: set[str]):
     if record_type in SAMPLED_TYPES and isinstance(data, dict):
         data = {key: [_kind_only(entry) for entry in value] if key in SAMPLES and isinstance(value, list) else value
                 for key, value in data.items()}
+    if record_type in NAMED_FIELDS and isinstance(data, dict):
+        data = {key: value for key, value in data.items() if key not in NAMED_FIELDS[record_type]}
     return _without(data, other_tenants) if other_tenants else data
 
 

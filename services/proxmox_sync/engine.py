@@ -18,6 +18,8 @@ unparks it (proxmox_sync.subject_unparked). Only failures of the target itself (
 timeout, busy, a refused bind, no permission) keep the whole target's backoff. Within a run,
 access goes first: the directory applies deletes and revocations (password removed or changed,
 account expired, memberships dropped) before anything else, Proxmox VE ACL deletes first.
+A change that ends access (ldap_plan.is_access_change, pve_plan.revokes) is never parked: the
+target refusing it fails the run, so access cannot outlive a refusal of someone's data.
 """
 from __future__ import annotations
 
@@ -321,8 +323,11 @@ class Engine:
             except pve.ChangesFailed as failed:
                 # A change refused for its object's data parks that user or group; any other
                 # failure is the connection's, retried with backoff.
-                theirs = [item for item in failed.failures if item.get("status") in pve.SUBJECT_STATUSES]
-                others = [item for item in failed.failures if item.get("status") not in pve.SUBJECT_STATUSES]
+                # A refused revoke (an ACL delete, a user's disable or delete) is never parked:
+                # access must end, so the connection fails and retries.
+                theirs = [item for item in failed.failures if item.get("status") in pve.SUBJECT_STATUSES
+                          and not pve_plan.revokes(item["change"])]
+                others = [item for item in failed.failures if item not in theirs]
                 refused.extend(theirs)
                 if others:
                     raise pve.ChangesFailed(failed.applied, others) from None

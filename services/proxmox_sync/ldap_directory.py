@@ -10,7 +10,12 @@ deletes, group adds, group modifies.
 
 apply(..., refused=[...]) isolates refusals: a change the directory refuses for its entry's
 data (SUBJECT_REFUSALS: a syntax, schema, naming or constraint result) is recorded there as
-(change, error) and the others go on; the engine parks the subject it belongs to.
+(change, error) and the others go on; the engine parks the subject it belongs to. A change
+that ends a person's access (ldap_plan.is_access_change) is parked only once access has ended:
+a refused person delete first removes the entry's password, a revoke waiting on a refused
+rename is made at the entry's old DN; a refused revoke, or a refused fallback, fails the apply
+(DirectoryUnavailable "ldap_error"), so the target fails and retries and no one keeps access
+through a parked subject.
 
 Errors are DirectoryUnavailable with a code: "unreachable" (connection, TLS or time-out),
 "authentication_failed" (the bind was refused), "ldap_error" (an operation refused: names
@@ -18,6 +23,7 @@ the DN and the LDAP result, never a value). The bind password appears nowhere.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import queue
 import ssl
@@ -29,14 +35,14 @@ import ldap3
 from ldap3.core import exceptions as ldap_errors
 from ldap3.utils.conv import escape_filter_chars
 
-from services.proxmox_sync.ldap_plan import Entry, LdapChange, LdapSettings, dn_key
+from services.proxmox_sync.ldap_plan import (ACCESS_ATTRIBUTES, PASSWORD, Entry, LdapChange, LdapSettings, dn_key,
+                                             is_access_change)
 
 PAGE_SIZE = 1000
 FILTER_TERMS = 200  # (|(...)(...)) terms per search of read_for_people
 PROGRESS_EVERY = 0.5  # seconds between progress reports during a phase
 PHASES = (("person", "delete"), ("person", "revoke"), ("group", "revoke"), ("person", "rename"),
           ("person", "modify"), ("person", "add"), ("group", "delete"), ("group", "add"), ("group", "modify"))
-ACCESS_ATTRIBUTES = frozenset({"userPassword", "shadowExpire"})
 SEQUENTIAL = {("person", "rename")}
 SUCCESS, NO_SUCH_ATTRIBUTE, NO_SUCH_OBJECT, VALUE_EXISTS, INVALID_CREDENTIALS = 0, 16, 32, 20, 49
 SEARCH_RESULT_ENTRY = 4  # LDAP protocolOp
@@ -297,18 +303,28 @@ class Directory:
             def write(conn: ldap3.Connection, change: LdapChange, count: Callable[[], None]) -> None:
                 earlier = blocked.get(dn_key(change.dn))
                 if earlier is not None:  # it would meet the state the refused change left: not tried
+                    error, staying = earlier
+                    if is_access_change(change) and staying is not None:
+                        # The entry's rename was refused: it is still at `staying`, and access ends there.
+                        self._end_access(conn, dataclasses.replace(change, dn=staying), count)
                     with counter_lock:
-                        refused.append((change, earlier))
+                        refused.append((change, error))
                     return
                 try:
                     self._write(conn, change, count)
                 except EntryRefused as refusal:
+                    if is_access_change(change):
+                        if change.op != "delete":  # a refused revoke: the target's failure, never parked
+                            raise DirectoryUnavailable("ldap_error", f"{refusal.message} (an access change)") from None
+                        self._end_access(conn, change, count)  # the entry stays: its password goes
                     error = refusal.as_dict()
                     with counter_lock:
                         refused.append((change, error))
-                        for dn in (change.dn, change.new_dn):
-                            if dn:
-                                blocked[dn_key(dn)] = error
+                        if change.op != "modify":  # a refused modify leaves the entry as it was
+                            staying = change.dn if change.op == "rename" else None
+                            for dn in (change.dn, change.new_dn):
+                                if dn:
+                                    blocked[dn_key(dn)] = (error, staying)
 
         moving = {dn_key(key) for change in changes if change.op == "rename" for key in (change.dn, change.new_dn)}
         phases = {phase_of(change, moving) for change in changes}
@@ -381,6 +397,16 @@ class Directory:
         if conn.result["result"] != SUCCESS:
             raise _refused(change.op, change.dn, conn.result)
         count()
+
+    def _end_access(self, conn: ldap3.Connection, change: LdapChange, count: Callable[[], None]) -> None:
+        """Ends a person's access where its entry stays: the access modify itself, or (a refused
+        delete) the password removed. Refused too: the target's failure."""
+        if change.op == "delete":
+            change = LdapChange("modify", change.dn, modifications=(("replace", PASSWORD, ()),), kind="person")
+        try:
+            self._write(conn, change, count)
+        except EntryRefused as refusal:
+            raise DirectoryUnavailable("ldap_error", f"{refusal.message} (ending access)") from None
 
     @staticmethod
     def _modify_value_by_value(conn: ldap3.Connection, change: LdapChange) -> None:

@@ -33,6 +33,10 @@ PARKING_UID = "gatehouse-renaming-"
 
 ATTRIBUTES = ("objectClass", "uid", "cn", "sn", "givenName", "mail", "uidNumber", "gidNumber", "homeDirectory",
               "loginShell", PASSWORD, "shadowExpire", "memberUid", "description")
+# What lets a person authenticate: changed in a modify of its own, before anything else of the
+# entry (ldap_directory's revoke phase), so a data change the directory refuses (a mail it
+# finds malformed) never holds back a suspension or a new password.
+ACCESS_ATTRIBUTES = frozenset({PASSWORD, "shadowExpire"})
 CANONICAL_ATTRIBUTE = {name.lower(): name for name in ATTRIBUTES}
 CANONICAL_CLASS = {name.lower(): name for name in (*PERSON_CLASSES, *GROUP_CLASSES)}
 IGNORED_CLASSES = frozenset({"top"})
@@ -220,8 +224,26 @@ def _modifications(desired: Entry, actual: Entry) -> tuple[Modification, ...]:
 
 
 def _update(desired: Entry, actual: Entry, kind: str) -> list[LdapChange]:
+    """The modifies that make `actual` `desired`. A person's access attributes (and objectClass,
+    which shadowExpire needs) go in a modify of their own, listed first; the rest in another."""
     modifications = _modifications(desired, actual)
-    return [LdapChange("modify", desired.dn, modifications=modifications, kind=kind)] if modifications else []
+    if not modifications:
+        return []
+    if kind != "person" or not any(name in ACCESS_ATTRIBUTES for _, name, _ in modifications):
+        return [LdapChange("modify", desired.dn, modifications=modifications, kind=kind)]
+    access = tuple(mod for mod in modifications if mod[1] in ACCESS_ATTRIBUTES or mod[1] == "objectClass")
+    data = tuple(mod for mod in modifications if mod not in access)
+    return [LdapChange("modify", desired.dn, modifications=mods, kind=kind) for mods in (access, data) if mods]
+
+
+def is_access_change(change: LdapChange) -> bool:
+    """A change that can end a person's access: its deletion or a modify of its access attributes.
+    The directory refusing one is never one subject's problem to park: access must not outlive it."""
+    if change.kind != "person":
+        return False
+    if change.op == "delete":
+        return True
+    return change.op == "modify" and any(name in ACCESS_ATTRIBUTES for _, name, _ in change.modifications)
 
 
 def _structural_ok(actual: Entry, structural: str) -> bool:

@@ -245,6 +245,15 @@ def ordered(changes) -> list[PveChange]:
     return sorted(changes, key=lambda change: (_ORDER[change.op, change.kind], change.key))
 
 
+def revokes(change: dict) -> bool:
+    """Whether a change (its describe()) takes access away: an ACL entry's delete, a user's
+    disable or delete. Proxmox VE refusing one is never parked: the target fails and retries."""
+    kind, op, fields = change["kind"], change["op"], change.get("fields") or {}
+    if op == DELETE:
+        return kind in (ACL, USER)
+    return kind == USER and op == UPDATE and fields.get("enable") is False
+
+
 def plan(desired: PveState, actual: PveState) -> list[PveChange]:
     """The changes that make `actual` (= managed(...)) what `desired` says, in apply order;
     empty when they agree. Conflicts come first, as op "conflict"."""
@@ -289,6 +298,10 @@ def _diff(kind: str, desired: dict, actual: dict, create_fields, update_fields) 
                if key not in actual]
     for key in desired.keys() & actual.keys():
         if fields := update_fields(desired[key], actual[key]):
+            if kind == USER and "enable" in fields and len(fields) > 1:
+                # A user's enable flag goes in an update of its own, first: a refused email never
+                # holds back a disable.
+                changes.append(PveChange(UPDATE, kind, key, {"enable": fields.pop("enable")}))
             changes.append(PveChange(UPDATE, kind, key, fields))
     changes += [PveChange(DELETE, kind, key, _acl_fields(value) if kind == ACL else {})
                 for key, value in actual.items() if key not in desired]

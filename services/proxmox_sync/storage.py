@@ -97,6 +97,9 @@ class SyncTarget(Base):
         order_by="ParkedSubject.since", lazy="select")
 
 
+SUBJECT_LENGTH = 255  # ParkedSubject.subject
+
+
 class ParkedSubject(Base):
     """A user or group (or a foreign entry in the way) whose change the target refused for its data.
 
@@ -107,7 +110,7 @@ class ParkedSubject(Base):
     __tablename__ = "proxmox_sync_parked"
 
     target: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
-    subject: Mapped[str] = mapped_column(sa.String(255), primary_key=True)  # user:<id>, group:<cn>, entry:<dn>...
+    subject: Mapped[str] = mapped_column(sa.String(SUBJECT_LENGTH), primary_key=True)  # user:<id>, group:<cn>, entry:<dn>...
     label: Mapped[str | None] = mapped_column(sa.String(512))  # what was refused: a DN, a Proxmox id
     error: Mapped[dict] = mapped_column(sa.JSON)  # {"code", "message"}: names and result codes, never a value
     attempts: Mapped[int] = mapped_column(sa.Integer, default=1)  # refusals in a row
@@ -115,11 +118,17 @@ class ParkedSubject(Base):
     last_refused_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
 
 
+def parked_key(subject: str) -> str:
+    """A subject as a parked row holds it (an `entry:<dn>` may be longer than the column)."""
+    return subject[:SUBJECT_LENGTH]
+
+
 def park(session: Session, target: str, subject: str, label: str | None, error: dict, now: datetime) -> bool:
     """Records the refusal of `subject`'s change; whether it was not parked before."""
+    subject = parked_key(subject)
     row = session.get(ParkedSubject, (target, subject))
     if row is None:
-        session.add(ParkedSubject(target=target, subject=subject[:255], label=(label or "")[:512] or None,
+        session.add(ParkedSubject(target=target, subject=subject, label=(label or "")[:512] or None,
                                   error=error, attempts=1, since=now, last_refused_at=now))
         return True
     row.attempts += 1
@@ -132,9 +141,9 @@ def unpark(session: Session, target: str, subjects, keep=()) -> list[ParkedSubje
     rows dropped."""
     query = sa.select(ParkedSubject).where(ParkedSubject.target == target)
     if keep:
-        query = query.where(ParkedSubject.subject.not_in(list(keep)))
+        query = query.where(ParkedSubject.subject.not_in({parked_key(subject) for subject in keep}))
     if subjects is not None:
-        subjects = list(subjects)
+        subjects = list({parked_key(subject) for subject in subjects})
         if not subjects:
             return []
         query = query.where(ParkedSubject.subject.in_(subjects))

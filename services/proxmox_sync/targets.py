@@ -18,8 +18,11 @@ def sync_status(uow, directory_configured: bool, tenant_id=None) -> dict:
         rows = uow.session.query(storage.SyncTarget).order_by(storage.SyncTarget.target).all()
         items = [storage.public_target(row, pending.get(row.target, 0), next_at.get(row.target))
                  for row in rows if tenant_id is None or row.target == LDAP_TARGET or row.tenant_id == tenant_id]
-    if tenant_id is not None:  # the directory holds every tenant's people: a tenant sees its state, not names
-        items = [views.without_names(item) if item["target"] == LDAP_TARGET else item for item in items]
+    if tenant_id is not None:
+        # The directory holds every tenant's people: a tenant sees its state, not names. A cluster
+        # mirrors the platform-wide groups and may hold super admins: its parked subjects are counted only.
+        items = [views.without_names(item) if item["target"] == LDAP_TARGET else views.without_parked(item)
+                 for item in items]
     return {"items": items, "directory_configured": directory_configured}
 
 

@@ -13,6 +13,11 @@ def without_names(item: dict) -> dict:
     return {**item, "last_run": run, "conflicts": [], "parked": []}  # parked_count stays
 
 
+def without_parked(item: dict) -> dict:
+    """A target's status with its parked subjects counted (parked_count), not named."""
+    return {**item, "parked": []}
+
+
 def public_directory(row) -> dict:
     if row is None:
         return {"configured": False, **{name: None for name in domain.DIRECTORY_FIELDS}, "password_set": False,

@@ -126,3 +126,39 @@ def test_slapd_refusing_one_entrys_data_is_recorded_and_the_other_changes_are_ma
             assert refusal.code == "ldap_error" and refusal.result == 21
         else:
             raise AssertionError("slapd took a mail it cannot hold")
+
+
+def test_slapd_refusing_a_suspended_users_new_mail_still_takes_the_suspension(slapd, unique):
+    """The revoke travels in a modify of its own: slapd refusing the user's new mail (the data
+    modify, parked) does not keep the suspended user's password working."""
+    from ops.slapd import ssha
+    from services.proxmox_sync.domain import Person
+    from services.proxmox_sync.ldap_directory import Directory
+    from services.proxmox_sync.ldap_plan import LdapChange, LdapSettings, plan_people
+    from tests.ldap_tools import ldapwhoami
+
+    base = f"ou=s-{unique},{slapd.base_dn}"
+    with ldap_conn(slapd) as conn:
+        assert conn.add(base, attributes={"objectClass": ["organizationalUnit"], "ou": [f"s-{unique}"]})
+    settings = LdapSettings(slapd.url, slapd.admin_dn, slapd.admin_password, base)
+    dn = f"uid=sus,ou=people,{base}"
+    with Directory(settings, timeout=5) as directory:
+        directory.ensure_subtrees()
+        directory.apply([LdapChange("add", dn, attributes={
+            "objectClass": ("inetOrgPerson", "posixAccount", "shadowAccount"), "uid": ("sus",), "cn": ("Sus T",),
+            "sn": ("T",), "givenName": ("Sus",), "mail": ("sus@example.com",), "uidNumber": ("20003",),
+            "gidNumber": ("5000",), "homeDirectory": ("/home/sus",), "loginShell": ("/bin/bash",),
+            "userPassword": (ssha("pw-sus"),)})])
+        assert ldapwhoami(slapd.url, dn, "pw-sus") == 0
+
+        suspended = Person(user_id="id-sus", username="sus", first_name="Sus", last_name="T", uid_number=20003,
+                           status="suspended", email="s\u00fcs@ex\u00e4mple.com", password_hash=None)
+        actual = directory.read_for_people({20003}, {"sus"}, set())
+        changes = plan_people({20003: suspended}, {}, actual, settings, 5000)
+        refused = []
+        directory.apply(changes, refused=refused)
+        [(change, error)] = refused  # the mail: that user's to park
+        assert {name for _, name, _ in change.modifications} == {"mail"}
+        assert error["ldap_result"] == "invalidAttributeSyntax"
+        assert ldapwhoami(slapd.url, dn, "pw-sus") != 0  # the suspension is in the directory
+        assert entry(slapd, dn)["shadowexpire"] in (["1"], [1], 1, "1")

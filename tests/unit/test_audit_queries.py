@@ -291,3 +291,20 @@ def test_a_tenants_view_names_no_other_tenant_and_no_sync_sample(db):
     assert by_type["proxmox_sync.target_synced"]["data"]["counts"] == {"create_group": 2}
     everything = json.dumps(page(db)["items"])  # super admins: as stored
     assert t2 in everything and "t2-secret-group" in everything
+
+
+def test_a_tenants_view_of_parked_subjects_keeps_the_error_code_but_no_name(db):
+    t1 = "11111111-aaaa-4aaa-8aaa-111111111111"
+    common = dict(source="proxmox_sync", category="sync", actor=Actor(username="system"),
+                  resource=Resource("sync_target", "pve:c1", "pve:c1"), tenant_ids=(t1,))
+    parked = Event(type="proxmox_sync.subject_parked", outcome="failure", **common,
+                   data={"subject": "user:root-admin-id", "label": "rootadmin@gh", "error": "proxmox_refused",
+                         "error_message": "user update rootadmin@gh: Proxmox VE answered HTTP 400"})
+    unparked = Event(type="proxmox_sync.subject_unparked", **common,
+                     data={"subject": "user:root-admin-id", "label": "rootadmin@gh", "parked_seconds": 12.5})
+    append(db, [parked, unparked])
+    seen = {item["type"]: item["data"] for item in tenant_page(db, t1)["items"]}
+    assert seen == {"proxmox_sync.subject_parked": {"error": "proxmox_refused"},
+                    "proxmox_sync.subject_unparked": {"parked_seconds": 12.5}}
+    everything = json.dumps(page(db)["items"])  # super admins: as stored
+    assert "rootadmin@gh" in everything and "user:root-admin-id" in everything

@@ -6,15 +6,16 @@ from __future__ import annotations
 import contextlib
 import json
 from dataclasses import replace
+from datetime import timedelta
 
 import pytest
 from proxmoxer.core import ResourceException
 
-from services.proxmox_sync import engine, ldap_directory, pve, storage
+from services.proxmox_sync import engine, ldap_directory, ldap_plan, pve, storage
 from services.proxmox_sync.domain import Access, Group, Person
 from services.proxmox_sync.engine import Engine
 from services.proxmox_sync.ldap_directory import Directory, DirectoryUnavailable, EntryRefused
-from services.proxmox_sync.ldap_plan import Entry, LdapChange, LdapSettings, dn_key
+from services.proxmox_sync.ldap_plan import ACCESS_ATTRIBUTES, Entry, LdapChange, LdapSettings, dn_key, rdn_value
 from services.proxmox_sync.pve_plan import PveState, marker
 from tests.unit.conftest import migrated
 
@@ -65,6 +66,7 @@ class FakeDirectory:
         self.entries: dict[str, Entry] = {}
         self.writes: list[tuple[str, str]] = []
         self.down = False
+        self.refuse_access: set[str] = set()  # usernames whose access modifies are refused
 
     def __call__(self, settings):  # Engine._directory(settings)
         return self
@@ -87,20 +89,22 @@ class FakeDirectory:
         return dict(self.entries)
 
     def apply(self, changes, progress=None, refused=None):
-        for change in sorted(changes, key=lambda c: ldap_directory.PHASES.index(ldap_directory.phase_of(c, set()))):
-            try:
-                self._write(change)
-            except EntryRefused as refusal:
-                if refused is None:
-                    raise
-                refused.append((change, refusal.as_dict()))
-        return len(self.writes)
+        """The real adapter's phases and refusal rules, over this in-memory directory."""
+        real = Directory(SETTINGS, workers=1)
+        real._run = lambda work, retry=False: work(None)
+        real._write = lambda conn, change, count: (self._write(change), count())
+        return real.apply(changes, progress, refused)
 
     def _write(self, change: LdapChange):
+        mails = change.attributes.get("mail", ()) if change.op == "add" else [
+            value for _, name, values in change.modifications if name == "mail" for value in values]
+        if not all(value.isascii() for value in mails):
+            raise EntryRefused(f"{change.op} {change.dn} refused: invalidAttributeSyntax (21)", 21,
+                               "invalidAttributeSyntax")
+        if (change.op == "modify" and rdn_value(change.dn) in self.refuse_access
+                and any(name in ACCESS_ATTRIBUTES for _, name, _ in change.modifications)):
+            raise EntryRefused(f"modify {change.dn} refused: constraintViolation (19)", 19, "constraintViolation")
         if change.op == "add":
-            if not all(value.isascii() for value in change.attributes.get("mail", ())):
-                raise EntryRefused(f"add {change.dn} refused: invalidAttributeSyntax (21)", 21,
-                                   "invalidAttributeSyntax")
             self.entries[dn_key(change.dn)] = Entry(change.dn, dict(change.attributes))
         elif change.op == "modify":
             entry = self.entries[dn_key(change.dn)]
@@ -278,8 +282,8 @@ def test_revocations_go_before_renames_modifies_and_adds_and_a_refusal_stops_onl
     people = "ou=people,dc=t"
     changes = [
         LdapChange("add", f"uid=new,{people}", attributes={"uid": ("new",)}),
-        LdapChange("delete", f"uid=bad,{people}"),  # refused: the add to the same DN is not tried
-        LdapChange("add", f"uid=bad,{people}", attributes={"uid": ("bad",)}),
+        LdapChange("rename", f"uid=bad,{people}", new_rdn="uid=bad2"),  # refused: the data modify of the
+        LdapChange("modify", f"uid=bad2,{people}", modifications=(("replace", "cn", ("Bad",)),)),  # new DN waits
         LdapChange("modify", f"uid=pat,{people}", modifications=(("replace", "cn", ("Pat",)),)),
         LdapChange("rename", f"uid=old,{people}", new_rdn="uid=renamed"),
         LdapChange("modify", f"uid=renamed,{people}", modifications=(("replace", "shadowExpire", ("1",)),)),
@@ -293,10 +297,113 @@ def test_revocations_go_before_renames_modifies_and_adds_and_a_refusal_stops_onl
     assert written == [("modify", f"uid=sus,{people}"), ("modify", "cn=ops,ou=groups,dc=t"),
                        ("rename", f"uid=old,{people}"), ("modify", f"uid=pat,{people}"),
                        ("modify", f"uid=renamed,{people}"), ("add", f"uid=new,{people}")]
-    assert [(change.op, error["ldap_result"]) for change, error in refused] == [("delete", "notAllowedOnNonLeaf"),
-                                                                                ("add", "notAllowedOnNonLeaf")]
+    assert [(change.op, error["ldap_result"]) for change, error in refused] == [("rename", "notAllowedOnNonLeaf"),
+                                                                                ("modify", "notAllowedOnNonLeaf")]
     with pytest.raises(EntryRefused):  # without isolation a refusal still ends the apply
         directory.apply(changes)
+
+
+def test_a_persons_access_change_is_a_modify_of_its_own_in_the_revoke_phase():
+    from services.proxmox_sync.ldap_plan import desired_person
+    bob = person("bob", 10002)
+    actual = desired_person(bob, SETTINGS, 5000)
+    suspended = desired_person(replace(bob, status="suspended", email="bob@new.example.test"), SETTINGS, 5000)
+    changes = ldap_plan._update(suspended, actual, "person")
+    assert [sorted(name for _, name, _ in change.modifications) for change in changes] == [
+        ["shadowExpire", "userPassword"], ["mail"]]
+    assert [ldap_directory.phase_of(change, set()) for change in changes] == [("person", "revoke"),
+                                                                              ("person", "modify")]
+    plan = ldap_plan.plan_people({10002: replace(bob, status="suspended", email="bob@new.example.test")},
+                                 {}, {actual.key: actual}, SETTINGS, 5000)
+    assert [(change.op, sorted(name for _, name, _ in change.modifications)) for change in plan] == [
+        ("modify", ["shadowExpire", "userPassword"]), ("modify", ["mail"])]
+    # A group's modify and a person's data-only modify stay one change each.
+    assert len(ldap_plan._update(desired_person(replace(bob, email="b@x.test"), SETTINGS, 5000), actual,
+                                 "person")) == 1
+
+
+def test_a_suspension_reaches_the_directory_though_the_users_new_mail_is_refused(db, world):
+    sync, sources, directory = world
+    sources.by_id["id-bob"] = replace(sources.by_id["id-bob"], status="suspended", email="böb@exämple.test")
+    mark(sync, sources.by_id["id-bob"])
+    sync.process("ldap", sources)
+
+    assert not directory.can_bind("bob")  # the revoke went alone, first
+    entry = directory.entries[dn_key("uid=bob,ou=people,dc=t")]
+    assert entry.attributes["shadowExpire"] == ("1",) and entry.attributes["mail"] == ("bob@example.test",)
+    seen = status(db)
+    assert seen["state"] == "idle" and [p["subject"] for p in seen["parked"]] == ["user:id-bob"]  # for the mail
+
+
+def test_a_refused_revoke_fails_the_directory_target_and_parks_no_one(db, world):
+    sync, sources, directory = world
+    directory.refuse_access.add("bob")
+    sources.by_id["id-bob"] = replace(sources.by_id["id-bob"], status="suspended")
+    mark(sync, sources.by_id["id-bob"])
+    sync.process("ldap", sources)
+
+    seen = status(db)
+    assert seen["state"] == "failing" and seen["last_run"]["error"]["code"] == "ldap_error"
+    assert "constraintViolation" in seen["last_run"]["error"]["message"]
+    assert seen["parked"] == [] and seen["parked_count"] == 0
+    assert pending(db) == {("ldap", "user:id-bob")}  # retried with backoff until access ends
+    assert any(e["type"] == "proxmox_sync.target_failed" for e in outbox(db))
+    assert not any(e["type"] == "proxmox_sync.subject_parked" for e in outbox(db))
+
+    directory.refuse_access.clear()  # the directory takes it again: access ends
+    with db.unit_of_work() as uow:
+        storage.retry_now(uow.session, "ldap", engine.utc_now() - timedelta(minutes=1))
+        uow.commit()
+    sync.process("ldap", sources)
+    assert not directory.can_bind("bob") and status(db)["state"] == "idle"
+
+
+def test_a_refused_access_change_is_never_parked_while_access_lasts(monkeypatch):
+    directory = Directory(SETTINGS, workers=1)
+    refuse, written = set(), []  # refuse: (op, dn) the fake slapd refuses
+
+    def write(conn, change, count):
+        if (change.op, change.dn) in refuse or ("*", change.dn) in refuse:
+            raise ldap_directory._refused(change.op, change.dn, {"result": 66, "description": "notAllowedOnNonLeaf"})
+        written.append((change.op, change.dn, tuple(change.modifications)))
+        count()
+
+    monkeypatch.setattr(directory, "_run", lambda work, retry=False: work(None))
+    monkeypatch.setattr(directory, "_write", write)
+    people = "ou=people,dc=t"
+    revoke = (("replace", "userPassword", ()), ("replace", "shadowExpire", ("1",)))
+
+    # A refused revoke fails the apply: nothing parked.
+    refuse.add(("*", f"uid=sus,{people}"))
+    refused = []
+    with pytest.raises(DirectoryUnavailable) as failure:
+        directory.apply([LdapChange("modify", f"uid=sus,{people}", modifications=revoke)], refused=refused)
+    assert not isinstance(failure.value, EntryRefused) and refused == []
+
+    # A refused person delete: the entry stays, its password goes, then it is parked.
+    refuse.add(("delete", f"uid=gone,{people}"))
+    refused = []
+    directory.apply([LdapChange("delete", f"uid=gone,{people}")], refused=refused)
+    assert written == [("modify", f"uid=gone,{people}", (("replace", "userPassword", ()),))]
+    assert [change.op for change, _ in refused] == ["delete"]
+    refuse.add(("*", f"uid=gone,{people}"))  # ... and if that is refused too, the target fails
+    with pytest.raises(DirectoryUnavailable):
+        directory.apply([LdapChange("delete", f"uid=gone,{people}")], refused=[])
+
+    # A revoke waiting on a refused rename is made where the entry still is.
+    written.clear()
+    refuse.add(("rename", f"uid=old,{people}"))
+    refused = []
+    directory.apply([LdapChange("rename", f"uid=old,{people}", new_rdn="uid=new"),
+                     LdapChange("modify", f"uid=new,{people}", modifications=revoke),
+                     LdapChange("modify", f"uid=new,{people}", modifications=(("replace", "mail", ("n@x.t",)),))],
+                    refused=refused)
+    assert written == [("modify", f"uid=old,{people}", revoke)]
+    assert [change.op for change, _ in refused] == ["rename", "modify", "modify"]  # parked: access has ended
+    refuse.add(("*", f"uid=old,{people}"))  # ... and if the old entry refuses it too, the target fails
+    with pytest.raises(DirectoryUnavailable):
+        directory.apply([LdapChange("rename", f"uid=old,{people}", new_rdn="uid=new"),
+                         LdapChange("modify", f"uid=new,{people}", modifications=revoke)], refused=[])
 
 
 def test_only_data_refusals_are_a_subjects_other_results_are_the_directorys():
@@ -315,6 +422,7 @@ class FakePve:
 
     def __init__(self):
         self.users, self.acls, self.calls = {}, set(), []
+        self.refuse_revokes: set[str] = set()  # userids whose disable and ACL deletes answer HTTP 400
         outer = self
 
         class Users:
@@ -327,6 +435,11 @@ class FakePve:
             def __call__(self, userid):
                 class One:
                     def put(self, **fields):
+                        if not fields.get("email", "").isascii():
+                            raise ResourceException(400, "Parameter verification failed.", "",
+                                                    {"email": "invalid format"})
+                        if "enable" in fields and userid in outer.refuse_revokes:
+                            raise ResourceException(400, "Parameter verification failed.", "", {"enable": "x"})
                         outer.calls.append(("update", userid))
                         outer.users[userid].update(fields)
 
@@ -337,7 +450,7 @@ class FakePve:
 
         class Acl:
             def put(self, path, roles, propagate, users=None, groups=None, delete=0):
-                if users and users not in outer.users:
+                if users and users not in outer.users or delete and users in outer.refuse_revokes:
                     raise ResourceException(400, "Parameter verification failed.", "", {"users": "no such user"})
                 outer.calls.append(("acl", users))
                 (outer.acls.discard if delete else outer.acls.add)((path, roles, users))
@@ -391,6 +504,69 @@ def test_a_proxmox_ve_failure_that_is_not_a_subjects_fails_the_connection(db, mo
     assert seen["state"] == "failing" and seen["parked"] == [] and pending(db) == {("pve:c1", "full")}
 
 
+def _pve_world(db, monkeypatch):
+    """ada and bob mirrored to a fake Proxmox VE whose state is read back from what it took."""
+    from services.proxmox_sync.pve_plan import AclEntry, PveUser
+    sources = FakeSources([person("ada", 10001), person("bob", 10002)])
+    api = FakePve()
+
+    def managed(state, realm):
+        users = {userid: PveUser(userid, f.get("firstname", ""), f.get("lastname", ""), f.get("email", ""),
+                                 bool(int(f.get("enable", 1))), frozenset(filter(None, str(f.get("groups", "")).split(","))),
+                                 f.get("comment", "")) for userid, f in api.users.items()}
+        acls = frozenset(AclEntry(path, roles, users_, "user", True) for path, roles, users_ in api.acls)
+        return PveState(users, {"ldapusers": _group()}, {}, acls)
+
+    monkeypatch.setattr(pve, "session", lambda endpoint: contextlib.nullcontext(api))
+    monkeypatch.setattr(pve, "read_state", lambda api_, realm: None)
+    monkeypatch.setattr(engine.pve_plan, "managed", managed)
+    sync = Engine(db, lambda: None)
+    sync.enqueue([("pve:c1", "t1")])
+    sync.process("pve:c1", sources)
+    assert api.users["bob@gh"]["enable"] == 1 and any(users == "bob@gh" for _, _, users in api.acls)
+    return sync, sources, api
+
+
+def test_a_proxmox_ve_suspension_goes_through_though_the_users_new_email_is_refused(db, monkeypatch):
+    sync, sources, api = _pve_world(db, monkeypatch)
+    sources.by_id["id-bob"] = replace(sources.by_id["id-bob"], status="suspended", email="böb@exämple.test")
+    sync.enqueue([("pve:c1", "t1")])
+    sync.process("pve:c1", sources)
+
+    assert api.users["bob@gh"]["enable"] == 0 and not any(users == "bob@gh" for _, _, users in api.acls)
+    assert api.users["bob@gh"]["email"] == "bob@example.test"
+    seen = status(db, "pve:c1")
+    assert seen["state"] == "idle" and [p["subject"] for p in seen["parked"]] == ["user:id-bob"]  # the email
+
+
+def test_a_proxmox_ve_refusing_a_disable_or_an_acl_delete_fails_the_connection_and_parks_no_one(db, monkeypatch):
+    sync, sources, api = _pve_world(db, monkeypatch)
+    api.refuse_revokes.add("bob@gh")
+    sources.by_id["id-bob"] = replace(sources.by_id["id-bob"], status="suspended")
+    sync.enqueue([("pve:c1", "t1")])
+    sync.process("pve:c1", sources)
+
+    seen = status(db, "pve:c1")
+    assert seen["state"] == "failing" and seen["parked"] == [] and seen["parked_count"] == 0
+    assert "HTTP 400" in json.dumps(seen["last_run"]["error"])
+    assert pending(db) == {("pve:c1", "full")}
+    assert not any(e["type"] == "proxmox_sync.subject_parked" for e in outbox(db))
+
+
+def test_a_proxmox_ve_users_enable_flag_is_an_update_of_its_own_before_its_data():
+    from services.proxmox_sync import pve_plan
+    from services.proxmox_sync.pve_plan import PveUser
+    have = PveUser("bob@gh", "Bob", "T", "bob@example.test", True, frozenset(), "c")
+    want = replace(have, enable=False, email="bob@new.test")
+    changes = pve_plan.plan(PveState({"bob@gh": want}, {}, {}, frozenset()),
+                            PveState({"bob@gh": have}, {}, {}, frozenset()))
+    assert [(change.op, change.fields) for change in changes] == [("update", {"enable": False}),
+                                                                   ("update", {"email": "bob@new.test"})]
+    assert pve_plan.revokes(changes[0].describe()) and not pve_plan.revokes(changes[1].describe())
+    assert pve_plan.revokes({"op": "delete", "kind": "acl", "key": "/ PVEAuditor user:bob@gh", "fields": {}})
+    assert not pve_plan.revokes({"op": "create", "kind": "acl", "key": "/ PVEAuditor user:bob@gh", "fields": {}})
+
+
 def _group():
     from services.proxmox_sync.pve_plan import PveGroup
     return PveGroup("ldapusers", f"{marker('gh')}: everyone")
@@ -424,3 +600,41 @@ def test_a_stream_of_users_work_does_not_starve_the_full_reconcile(db, monkeypat
     sync.process("ldap", sources=None)
     assert runs[0] == ("targeted", ["user:id-a"]) and runs[1][0] == "full" and "user:id-1" in runs[1][1]
     assert pending(db) == set()
+
+
+def test_a_tenant_caller_sees_how_many_subjects_a_cluster_parked_but_not_who(db, monkeypatch):
+    from services.proxmox_sync import targets
+    sync, sources, api = _pve_world(db, monkeypatch)
+    sources.by_id["id-root"] = person("root", 10009, email="röot@exämple.test")  # e.g. a super admin, mirrored
+    sync.enqueue([("pve:c1", "t1")])
+    sync.process("pve:c1", sources)
+
+    def cluster(tenant_id):
+        [item] = [item for item in targets.sync_status(db.unit_of_work(), True, tenant_id)["items"]
+                  if item["target"] == "pve:c1"]
+        return item
+
+    seen = cluster("t1")
+    assert seen["parked"] == [] and seen["parked_count"] == 1 and "root" not in json.dumps(seen)
+    assert [p["subject"] for p in cluster(None)["parked"]] == ["user:id-root"]  # super admins: everything
+
+
+def test_a_subject_longer_than_the_column_stays_parked_run_after_run(db):
+    subject = "entry:" + "uid=x" * 100  # 506 characters: more than ParkedSubject.subject holds
+    error = {"code": "ldap_refused", "message": "refused"}
+    now = engine.utc_now()
+    with db.unit_of_work() as uow:
+        assert storage.park(uow.session, "ldap", subject, "x", error, now) is True
+        uow.commit()
+    for attempt in (2, 3):
+        with db.unit_of_work() as uow:
+            assert storage.park(uow.session, "ldap", subject, "x", error, now) is False  # already parked
+            assert storage.unpark(uow.session, "ldap", None, keep={subject: {}}) == []  # still refused: kept
+            assert storage.unpark(uow.session, "ldap", [subject], keep={subject: {}}) == []
+            uow.commit()
+        with db.unit_of_work() as uow:
+            [row] = storage.parked_subjects(uow.session, "ldap").values()
+            assert row.attempts == attempt and len(row.subject) == storage.SUBJECT_LENGTH
+    with db.unit_of_work() as uow:  # covered without a refusal: unparked
+        assert len(storage.unpark(uow.session, "ldap", [subject])) == 1
+        uow.commit()

@@ -129,7 +129,7 @@ def test_deleting_a_tenant_ends_its_memberships_and_spares_default(tenancy):
     connection = tenancy.create_connection(ADMIN, acme["id"], {"name": "pve1", "url": "https://pve1", "auth": TOKEN})
     with pytest.raises(Conflict) as refused:
         tenancy.delete_tenant(ADMIN, acme["id"])
-    assert refused.value.code == "tenant_has_connections" and refused.value.details == {"connections": "1"}
+    assert refused.value.code == "tenant_has_connections" and refused.value.details == {"connections": 1}
     tenancy.delete_connection(ADMIN, connection["id"])
     tenancy.delete_tenant(ADMIN, acme["id"])
     assert tenancy.memberships_of("u1") == [{"tenant_id": "default", "tenant_name": "Default", "is_default": True}]

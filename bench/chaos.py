@@ -95,25 +95,26 @@ class Monkey:
                 thread.join(5)
 
 
+def _signups_while(platform: Platform, args, killing: bool, warmup: float) -> tuple[dict, Monkey]:
+    """Sign-ups for --chaos-seconds with the supervisor restarting what dies; with `killing`,
+    a SIGKILL every --chaos-interval seconds. The load's stats, and the monkey (its kills)."""
+    monkey = Monkey(platform, args.chaos_interval)
+    monkey.start(killing)
+    try:
+        return closed_loop(args.chaos_threads, args.chaos_seconds, warmup, _signups(platform)), monkey
+    finally:
+        monkey.stop()
+
+
 def chaos(workdir: Path, amqp_uri: str, args, say) -> list[dict]:
     platform = Platform(workdir / "chaos", amqp_uri)
     platform.supervisor.restart = True
     try:
         platform.start()
-        calm = Monkey(platform, args.chaos_interval)
-        calm.start(killing=False)
-        try:
-            say(f"chaos: {args.chaos_seconds:.0f} s undisturbed")
-            undisturbed = closed_loop(args.chaos_threads, args.chaos_seconds, args.warmup, _signups(platform))
-        finally:
-            calm.stop()
-        monkey = Monkey(platform, args.chaos_interval)
-        monkey.start(killing=True)
-        try:
-            say(f"chaos: {args.chaos_seconds:.0f} s with a SIGKILL every {args.chaos_interval} s")
-            disturbed = closed_loop(args.chaos_threads, args.chaos_seconds, 0, _signups(platform))
-        finally:
-            monkey.stop()
+        say(f"chaos: {args.chaos_seconds:.0f} s undisturbed")
+        undisturbed, _ = _signups_while(platform, args, killing=False, warmup=args.warmup)
+        say(f"chaos: {args.chaos_seconds:.0f} s with a SIGKILL every {args.chaos_interval} s")
+        disturbed, monkey = _signups_while(platform, args, killing=True, warmup=0)
     finally:
         platform.stop()
     per_minute = {name: stats["count"] / args.chaos_seconds * 60 for name, stats in

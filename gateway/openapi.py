@@ -126,14 +126,17 @@ def permission_of(view) -> str | None:
     return None
 
 
-def route_permissions(app: APIFlask) -> dict[tuple[str, str], str | None]:
-    """(OpenAPI path, method) → permission_of() the route."""
-    found = {}
+def operations(app: APIFlask):
+    """(OpenAPI path, method, view function) of every route and method the spec documents."""
     for rule in app.url_map.iter_rules():
         path = RULE_VARIABLE.sub(r"{\1}", rule.rule)
         for method in rule.methods - {"HEAD", "OPTIONS"}:
-            found[(path, method.lower())] = permission_of(app.view_functions[rule.endpoint])
-    return found
+            yield path, method.lower(), app.view_functions[rule.endpoint]
+
+
+def route_permissions(app: APIFlask) -> dict[tuple[str, str], str | None]:
+    """(OpenAPI path, method) → permission_of() the route."""
+    return {(path, method): permission_of(view) for path, method, view in operations(app)}
 
 
 CONSOLE_HEADER = {
@@ -184,12 +187,9 @@ def add_path_rules(spec: dict, rules: dict[str, dict]) -> dict:
 def body_schemas(app: APIFlask) -> dict[tuple[str, str], Schema]:
     """(OpenAPI path, method) → the route's body schema (@input), for routes that take one."""
     found = {}
-    for rule in app.url_map.iter_rules():
-        schema = (getattr(app.view_functions[rule.endpoint], "_spec", None) or {}).get("body")
-        if schema is not None:
-            path = RULE_VARIABLE.sub(r"{\1}", rule.rule)
-            for method in rule.methods - {"HEAD", "OPTIONS"}:
-                found[(path, method.lower())] = schema
+    for path, method, view in operations(app):
+        if (schema := (getattr(view, "_spec", None) or {}).get("body")) is not None:
+            found[(path, method)] = schema
     return found
 
 

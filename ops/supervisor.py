@@ -101,12 +101,10 @@ class Supervisor:
         for key, process in list(self.children.items()):
             child = self._state[key]
             if process.poll() is None:
-                if child.deaths_in_a_row and now - child.started_at >= HEALTHY_AFTER:
-                    child.deaths_in_a_row = 0  # up long enough: the next death restarts quickly again
                 continue
-            if child.restart_at is None:
+            if child.restart_at is None:  # a death just noticed
                 if now - child.started_at >= HEALTHY_AFTER:
-                    child.deaths_in_a_row = 0
+                    child.deaths_in_a_row = 0  # it was up long enough: a quick restart again
                 child.deaths_in_a_row += 1
                 child.restart_at = now + restart_delay(child.deaths_in_a_row)
             if now >= child.restart_at:

@@ -108,8 +108,6 @@ def _schema_classes():
 
     import gateway.schemas
     from apiflask import Schema
-    for info in pkgutil.iter_modules(gateway.schemas.__path__):
-        importlib.import_module(f"gateway.schemas.{info.name}")
     modules = [gateway.schemas] + [importlib.import_module(f"gateway.schemas.{info.name}")
                                    for info in pkgutil.iter_modules(gateway.schemas.__path__)]
     return {cls for module in modules for _, cls in inspect.getmembers(module, inspect.isclass)

@@ -62,7 +62,8 @@ def change_password(body):
 def sessions(query):
     principal = current_principal()
     with current_app.extensions["rpc"].client() as rpc:
-        return rpc.identity.list_sessions(principal.user_id, principal.session_id, query["limit"], query.get("cursor"))
+        return rpc.identity.list_sessions(actor().__dict__, principal.user_id, principal.session_id,
+                                          query["limit"], query.get("cursor"))
 
 
 @bp.delete("/sessions/<string:session_id>")

@@ -16,11 +16,12 @@ bp = APIBlueprint("sessions", __name__, url_prefix="/api/v1", tag="Users")
 @bp.input(SessionQuery, location="query", arg_name="query")
 @bp.output(SessionPageOut)
 @bp.doc(summary="A user's live sessions", description="Needs `admin.users`.",
-        responses={401: "Not signed in", 403: "Missing permission admin.users", 404: "No such user in the active tenant"})
+        responses={401: "Not signed in", 403: "Missing admin.users, or `outside_authority`",
+                   404: "No such user in the active tenant"})
 def user_sessions(user_id, query):
     with current_app.extensions["rpc"].client() as rpc:
         visible_user(rpc, user_id)
-        return rpc.identity.list_sessions(user_id, None, query["limit"], query.get("cursor"))
+        return rpc.identity.list_sessions(actor().__dict__, user_id, None, query["limit"], query.get("cursor"))
 
 
 @bp.delete("/users/<string:user_id>/sessions")

@@ -111,8 +111,8 @@ class IdentityService(ServiceBase):
         return signin.logout(self.uow(), actor, session_id)
 
     @rpc
-    def list_sessions(self, user_id, current_session_id=None, limit=50, cursor=None):
-        return signin.list_sessions(self.uow(), user_id, current_session_id, limit, cursor)
+    def list_sessions(self, actor, user_id, current_session_id=None, limit=50, cursor=None):
+        return signin.list_sessions(self.uow(), actor, user_id, current_session_id, limit, cursor)
 
     @rpc
     def revoke_session(self, actor, user_id, session_id):

@@ -93,6 +93,12 @@ def require(session, user_id, permission, tenant_id):
                         code="permission_denied", details={"permission": permission, "tenant_id": tenant_id})
 
 
+def require_rbac_admin(session, actor, tenant_id):
+    """Roles and groups are changed with admin.rbac in the tenant, asked here whatever the gateway asked."""
+    if not actor.is_operator:
+        require(session, actor.user_id, domain.ADMIN_RBAC, tenant_id)
+
+
 def require_super_admin(session, actor, message):
     if not grant(session, actor.user_id, DEFAULT_TENANT_ID).super_admin:
         raise Forbidden(message, code="super_admin_only")

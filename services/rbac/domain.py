@@ -102,6 +102,7 @@ def permission_diff(before, after) -> dict:
 # --- authority over other accounts ------------------------------------------------------
 
 ADMIN_USERS = "admin.users"
+ADMIN_RBAC = "admin.rbac"
 TARGET_SUPER_ADMIN, NOT_ADMINISTERED, MORE_RIGHTS, NO_TENANT = (
     "super_admin", "not_administered", "more_rights", "no_tenant")
 

@@ -54,6 +54,7 @@ def create_group(uow, actor, cn, gid_number, description, is_admin, tenant_id, p
     if problems:
         raise ValidationFailed("The group has invalid fields.", details=problems)
     with uow:
+        access.require_rbac_admin(uow.session, actor, tenant_id)
         if platform:
             access.require_super_admin(uow.session, actor, "Only a super admin can create a platform-wide group.")
         if is_admin:
@@ -80,6 +81,7 @@ def update_group(uow, memberships, actor, group_id, changes, tenant_id, gid_rang
     if problems:
         raise ValidationFailed("The group has invalid fields.", details=problems)
     with uow:
+        access.require_rbac_admin(uow.session, actor, tenant_id)
         group = visible_group(uow.session, group_id, tenant_id)
         check_platform_group(uow.session, actor, group)
         diff = {field: {"from": getattr(group, field), "to": value} for field, value in changes.items()
@@ -101,6 +103,7 @@ def update_group(uow, memberships, actor, group_id, changes, tenant_id, gid_rang
 
 def delete_group(uow, actor, group_id, tenant_id) -> None:
     with uow:
+        access.require_rbac_admin(uow.session, actor, tenant_id)
         group = visible_group(uow.session, group_id, tenant_id)
         if group.builtin:
             raise Forbidden(f"The built-in group {group.cn!r} cannot be deleted.", code="builtin_group_protected")
@@ -147,6 +150,7 @@ def add_member(uow, memberships, actor, group_id, user_id, username, tenant_id) 
     seen = memberships.in_tenant(user_id, tenant_id)
     # Unknown (or another tenant's) group and user first, then authority: no RPC inside a unit of work.
     with uow:
+        access.require_rbac_admin(uow.session, actor, tenant_id)
         check_membership_change(uow.session, actor, visible_group(uow.session, group_id, tenant_id))
         if not seen:
             raise no_such_user(user_id)
@@ -162,6 +166,7 @@ def add_member(uow, memberships, actor, group_id, user_id, username, tenant_id) 
 def remove_member(uow, memberships, actor, group_id, user_id, username, tenant_id) -> None:
     seen = memberships.in_tenant(user_id, tenant_id)
     with uow:  # unknown group or member first, then authority (as add_member)
+        access.require_rbac_admin(uow.session, actor, tenant_id)
         group = visible_group(uow.session, group_id, tenant_id)
         member_seen(uow.session, group, user_id, seen)
         check_membership_change(uow.session, actor, group)

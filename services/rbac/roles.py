@@ -36,6 +36,7 @@ def create_role(uow, actor, name, permissions, description, tenant_id, is_global
     if problems := domain.role_problems(name, description, permissions):
         raise ValidationFailed("The role has invalid fields.", details=problems)
     with uow:
+        access.require_rbac_admin(uow.session, actor, tenant_id)
         granter = access.grant(uow.session, actor.user_id, tenant_id)
         if is_global and not granter.super_admin:
             raise Forbidden("Only a super admin can create global roles.", code="super_admin_only")
@@ -103,6 +104,7 @@ def visible_role(session, role_id, tenant_id, for_update=False) -> Role:
 
 
 def changeable_role(session, actor, role_id, tenant_id) -> tuple[Role, domain.Grant]:
+    access.require_rbac_admin(session, actor, tenant_id)
     if role_id in domain.BUILTIN_ROLES:
         raise Forbidden("Built-in roles cannot be changed or deleted.", code="builtin_role_protected")
     role = visible_role(session, role_id, tenant_id, for_update=True)  # concurrent edits queue up

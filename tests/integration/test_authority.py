@@ -133,6 +133,53 @@ def test_the_services_refuse_on_their_own(platform, root, rpc, unique):
     rpc.rbac.check_authority(boss["id"], tenant_admin["id"], [])
 
 
+def test_reach_covers_reading_sessions_and_handling_invitations(platform, root, rpc, mailbox, unique):
+    """Another user's sessions (addresses, devices) are read only within authority over them; an
+    invitation is resent or revoked only by someone who could have sent it (its role)."""
+    assert root.put("/api/v1/settings/smtp", json=mailbox.smtp_settings()).status_code == 200
+    boss, _ = super_admin(platform, root, f"ss{unique}")
+    tenant_admin, tenant_admin_api = make_user(platform, root, f"ti{unique}", role="admin")
+    viewer, _ = make_user(platform, root, f"vi{unique}", role="viewer")
+
+    outside(tenant_admin_api.get(f"{USERS}/{boss['id']}/sessions"))
+    assert tenant_admin_api.get(f"{USERS}/{viewer['id']}/sessions").status_code == 200
+    with pytest.raises(Forbidden) as refused:
+        rpc.identity.list_sessions(actor_of(tenant_admin), boss["id"])
+    assert refused.value.code == "outside_authority"
+
+    sent = root.post("/api/v1/invitations", json={"emails": f"sa-to-be{unique}@example.com", "role": "super_admin"})
+    assert sent.status_code == 201, sent.text
+    [invitation] = sent.json()["items"]
+    for response in (tenant_admin_api.post(f"/api/v1/invitations/{invitation['id']}/resend"),
+                     tenant_admin_api.delete(f"/api/v1/invitations/{invitation['id']}")):
+        assert response.status_code == 403, response.text
+    assert root.get(f"/api/v1/invitations/{invitation['id']}").json()["status"] == "pending"
+    ours = tenant_admin_api.post("/api/v1/invitations", json={"emails": f"op{unique}@example.com", "role": "operator"})
+    assert ours.status_code == 201, ours.text
+    assert tenant_admin_api.delete(f"/api/v1/invitations/{ours.json()['items'][0]['id']}").status_code == 204
+
+
+def test_roles_and_groups_are_changed_only_with_admin_rbac_in_the_service(platform, root, rpc, unique):
+    """Straight at rbac over the broker, as if the gateway had let a viewer through."""
+    viewer, _ = make_user(platform, root, f"vg{unique}", role="viewer")
+    actor = actor_of(viewer)
+    group = root.post("/api/v1/groups", json={"cn": f"g{unique}"}).json()
+    role = create_role(root, f"r{unique}", ["vm.view"]).json()
+    calls = (lambda: rpc.rbac.create_role(actor, f"x{unique}", ["vm.view"]),
+             lambda: rpc.rbac.update_role(actor, role["id"], DEFAULT, "taken over"),
+             lambda: rpc.rbac.delete_role(actor, role["id"]),
+             lambda: rpc.rbac.create_group(actor, f"x{unique}"),
+             lambda: rpc.rbac.update_group(actor, group["id"], {"description": "taken over"}),
+             lambda: rpc.rbac.delete_group(actor, group["id"]),
+             lambda: rpc.rbac.add_member(actor, group["id"], viewer["id"], viewer["username"]))
+    for call in calls:
+        with pytest.raises(Forbidden) as refused:
+            call()
+        assert refused.value.code == "permission_denied", call
+    assert root.get(f"/api/v1/groups/{group['id']}").json()["description"] == ""
+    assert root.get(f"/api/v1/roles/{role['id']}").json()["description"] == ""
+
+
 # --- reproduction 2: platform settings are super admins' alone --------------------------------------------
 
 

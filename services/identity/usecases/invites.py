@@ -89,6 +89,7 @@ def get_invitation(uow, invitation_id, tenant_id=DEFAULT_TENANT_ID):
 def resend_invitation(uow, actor, invitation_id, tenant_id=DEFAULT_TENANT_ID):
     """A new expiry and a new mail; the previous link stops working at once."""
     actor = Actor.from_dict(actor)
+    _require_reach(uow, actor, invitation_id, tenant_id)
     now = utc_now()
     with uow:
         invitation = _pending_invitation(uow.session, invitation_id, tenant_id, now)
@@ -108,6 +109,7 @@ def resend_invitation(uow, actor, invitation_id, tenant_id=DEFAULT_TENANT_ID):
 
 def revoke_invitation(uow, actor, invitation_id, tenant_id=DEFAULT_TENANT_ID):
     actor = Actor.from_dict(actor)
+    _require_reach(uow, actor, invitation_id, tenant_id)
     now = utc_now()
     with uow:
         invitation = _pending_invitation(uow.session, invitation_id, tenant_id, now)
@@ -116,6 +118,16 @@ def revoke_invitation(uow, actor, invitation_id, tenant_id=DEFAULT_TENANT_ID):
         storage_mail.cancel_mail_jobs(uow.session, mail.INVITATION, invitation.id, "invitation revoked", now)
         uow.emit(events.invitation_revoked(invitation, actor))
         uow.commit()
+
+
+def _require_reach(uow, actor, invitation_id, tenant_id):
+    """Resending or revoking an invitation needs what sending it needed: the right to hand out its
+    role (a tenant admin neither revokes nor re-mails a super admin's invitation of a super admin)."""
+    if actor.is_operator:
+        return
+    with uow:
+        role = _invitation(uow.session, invitation_id, tenant_id).role
+    uow.rbac.check_assignable(actor.user_id, role, tenant_id, {})
 
 
 def invitation_for_token(uow, token):

@@ -192,8 +192,12 @@ def logout(uow, actor, session_id):
             uow.commit()
 
 
-def list_sessions(uow, user_id, current_session_id=None, limit=50, cursor=None):
-    """A user's live sessions, newest first; `cursor` is the previous page's next_cursor."""
+def list_sessions(uow, actor, user_id, current_session_id=None, limit=50, cursor=None):
+    """A user's live sessions, newest first; `cursor` is the previous page's next_cursor. Another
+    user's (their addresses and devices) only within the actor's authority over them."""
+    actor = Actor.from_dict(actor)
+    if actor.user_id != user_id:
+        accounts.require_authority_over(uow, actor, user_id)
     offset = paging.offset_of(cursor)
     with uow:
         accounts.load_user(uow, user_id)

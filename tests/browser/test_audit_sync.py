@@ -9,7 +9,7 @@ import csv
 import io
 import json
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pytest
 from playwright.sync_api import Page, expect
@@ -77,8 +77,10 @@ def test_the_audit_page_filters_to_actions_just_done_shows_a_change_exports_and_
     expect(records(page).first).to_be_visible()
     screenshot(page, "audit", tmp_path)
 
-    # Filter by action, actor and free text: exactly the two creations, newest first.
-    apply_filters(page, **{"Action": "user_created", "Actor": ADMIN_USERNAME, "Search": unique})
+    # Filter by action, actor, free text and time: exactly the two creations, newest first.
+    local = "%Y-%m-%dT%H:%M:%S"  # a datetime-local value, in the browser's (this machine's) time zone
+    apply_filters(page, **{"Action": "user_created", "Actor": ADMIN_USERNAME, "Search": unique,
+                           "From": (datetime.now() - timedelta(hours=1)).strftime(local)})
     expect(records(page)).to_have_count(2)
     expect(records(page).nth(0)).to_contain_text(names[1])
     expect(records(page).nth(1)).to_contain_text(names[0])
@@ -101,8 +103,17 @@ def test_the_audit_page_filters_to_actions_just_done_shows_a_change_exports_and_
     lines = open(download_info.value.path(), encoding="utf-8").read().splitlines()
     assert [json.loads(line)["resource"]["id"] for line in lines] == [ids[1], ids[0]]
 
+    # A time range ending before it starts is refused next to "Until"; one before the actions finds
+    # nothing, and the page says what to do.
+    apply_filters(page, **{"Until": (datetime.now() - timedelta(days=1)).strftime(local)})
+    expect(page.get_by_role("form", name="Audit filters").locator(".field.has-error")).to_contain_text("Must be after")
+    apply_filters(page, **{"From": ""})
+    expect(records(page)).to_have_count(0)
+    expect(page.get_by_text("No record matches these filters.")).to_be_visible()
+
     # A change's detail: its before and after.
-    apply_filters(page, **{"Action": "user_updated", "Actor": "", "Search": "", "Resource id": ids[0]})
+    apply_filters(page, **{"Action": "user_updated", "Actor": "", "Search": "", "From": "", "Until": "",
+                           "Resource id": ids[0]})
     expect(records(page)).to_have_count(1)
     records(page).first.get_by_role("button", name=re.compile("^Details of record")).click()
     dialog = page.get_by_role("dialog", name=re.compile(r"^Audit record #\d+"))

@@ -137,17 +137,22 @@ def test_the_audit_page_filters_to_actions_just_done_shows_a_change_exports_and_
     expect(page.locator(".verify-answer")).to_contain_text(re.compile(r"The audit trail is intact: \d+ records? checked"))
 
 
-def test_a_tenant_admin_reads_the_audit_log_without_the_chain_check(platform, admin, console, unique):
+def test_a_tenant_admin_reads_the_audit_log_without_the_chain_check_on_a_phone(platform, admin, console, unique):
     name = f"taud{unique}"
     platform.create_user(name, role="admin", admin=admin)
     page = console.page
     sign_in(page, name, PASSWORD)
     expect_signed_in(page)
+    page.set_viewport_size({"width": 390, "height": 844})
     open_area(page, "Audit", "Audit log")
     expect(records(page).first).to_be_visible()
     expect(page.get_by_role("button", name="Export CSV")).to_be_visible()
     expect(page.get_by_role("button", name="Verify chain")).to_have_count(0)
     expect(page.get_by_label("Tenant", exact=True)).to_have_count(0)
+    details = records(page).first.get_by_role("button", name=re.compile("^Details of record"))
+    details.click()
+    dialog = page.get_by_role("dialog", name=re.compile(r"^Audit record #\d+"))
+    expect(dialog.get_by_role("button", name="Close")).to_be_visible()
 
 
 def test_a_sync_runs_from_the_page_with_visible_progress(platform, admin, directory, console, tmp_path):

@@ -116,7 +116,8 @@ export function AuditPage({ query: urlQuery }) {
 
   const items = (page && page.items) || [];
   const filtered = applied && Object.keys(applied).length > 0;
-  const tenantName = (id) => (tenants.find((tenant) => tenant.id === id) || {}).name || id;
+  const tenantName = (id) => (tenants.find((tenant) => tenant.id === id) || {}).name
+    || ((session.tenants || []).find((tenant) => tenant.tenant_id === id) || {}).tenant_name || id;
   return html`<section class="page audit-page">
     <header class="page-header"><h1>Audit log</h1></header>
     <p class="hint">${superAdmin

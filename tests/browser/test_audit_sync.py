@@ -57,10 +57,10 @@ def apply_filters(page: Page, **fields: str) -> None:
     expect(page.get_by_role("table", name="Audit records")).to_have_attribute("aria-busy", "false")
 
 
-def test_the_audit_page_filters_to_actions_just_done_shows_a_change_exports_and_verifies(
+def test_the_audit_page_filters_to_actions_just_done_pages_exports_shows_a_change_and_verifies(
         platform, admin, console, unique, tmp_path):
-    # Actions done through the API: two users created, one renamed (first name).
-    names = [f"aud{unique}a", f"aud{unique}b"]
+    # Actions done through the API: eleven users created (more than a page of ten), one renamed.
+    names = [f"aud{unique}{number:02d}" for number in range(11)]
     ids = []
     for name in names:
         made = admin.post("/api/v1/users", json={"username": name, "email": f"{name}@example.com",
@@ -69,61 +69,75 @@ def test_the_audit_page_filters_to_actions_just_done_shows_a_change_exports_and_
         ids.append(made.json()["user"]["id"])
     changed = admin.patch(f"/api/v1/users/{ids[0]}", json={"first_name": "Renamed"})
     assert changed.status_code == 200, changed.text
-    eventually(lambda: len(admin.audit(action="user_created", q=unique)) == 2
+    eventually(lambda: len(admin.audit(action="user_created", q=unique)) == len(names)
                and admin.audit(action="user_updated", resource_id=ids[0]), 20, 0.2, "the actions audited")
+    newest_first = names[::-1]
 
     page = admin_console(console)
     open_area(page, "Audit", "Audit log")
     expect(records(page).first).to_be_visible()
     screenshot(page, "audit", tmp_path)
 
-    # Filter by action, actor, free text and time: exactly the two creations, newest first.
+    # Filter by action, actor, free text and time: exactly the creations, newest first, ten a page.
     local = "%Y-%m-%dT%H:%M:%S"  # a datetime-local value, in the browser's (this machine's) time zone
+    page.get_by_label("Per page").select_option("10")
     apply_filters(page, **{"Action": "user_created", "Actor": ADMIN_USERNAME, "Search": unique,
                            "From": (datetime.now() - timedelta(hours=1)).strftime(local)})
-    expect(records(page)).to_have_count(2)
-    expect(records(page).nth(0)).to_contain_text(names[1])
-    expect(records(page).nth(1)).to_contain_text(names[0])
-    for row in (records(page).nth(0), records(page).nth(1)):
-        expect(row).to_have_attribute("data-action", "user_created")
-        expect(row).to_contain_text(ADMIN_USERNAME)
+    shown = records(page)
+    expect(shown).to_have_count(10)
+    for index, name in enumerate(newest_first[:10]):
+        expect(shown.nth(index)).to_contain_text(name)
+        expect(shown.nth(index)).to_have_attribute("data-action", "user_created")
+        expect(shown.nth(index)).to_contain_text(ADMIN_USERNAME)
+    page.get_by_role("button", name="Next").click()
+    expect(shown).to_have_count(1)
+    expect(shown.first).to_contain_text(names[0])
+    expect(page.get_by_role("button", name="Next")).to_be_disabled()
+    page.get_by_role("button", name="Previous").click()
+    expect(shown).to_have_count(10)
+    expect(shown.first).to_contain_text(newest_first[0])
 
-    # The filtered view exported: the CSV holds exactly these two records.
+    # The filtered view exported, every page of it: the CSV holds exactly these records.
     with page.expect_download() as download_info:
         page.get_by_role("button", name="Export CSV").click()
     download = download_info.value
     assert re.fullmatch(r"audit-\d{8}T\d{6}Z\.csv", download.suggested_filename), download.suggested_filename
     rows = list(csv.DictReader(io.StringIO(open(download.path(), encoding="utf-8").read())))
-    assert [(row["action"], row["resource_name"]) for row in rows] == [("user_created", names[1]),
-                                                                        ("user_created", names[0])], rows
+    assert [(row["action"], row["resource_name"]) for row in rows] == [("user_created", name) for name in newest_first]
     assert {row["actor_username"] for row in rows} == {ADMIN_USERNAME}
-    expect(page.get_by_text("2 records.", exact=False)).to_be_visible()
+    expect(page.get_by_role("status").filter(has_text="11 records.")).to_be_visible()
     with page.expect_download() as download_info:
         page.get_by_role("button", name="Export JSON lines").click()
     lines = open(download_info.value.path(), encoding="utf-8").read().splitlines()
-    assert [json.loads(line)["resource"]["id"] for line in lines] == [ids[1], ids[0]]
+    assert [json.loads(line)["resource"]["id"] for line in lines] == ids[::-1]
 
     # A time range ending before it starts is refused next to "Until"; one before the actions finds
     # nothing, and the page says what to do.
     apply_filters(page, **{"Until": (datetime.now() - timedelta(days=1)).strftime(local)})
     expect(page.get_by_role("form", name="Audit filters").locator(".field.has-error")).to_contain_text("Must be after")
     apply_filters(page, **{"From": ""})
-    expect(records(page)).to_have_count(0)
+    expect(shown).to_have_count(0)
     expect(page.get_by_text("No record matches these filters.")).to_be_visible()
 
     # A change's detail: its before and after.
     apply_filters(page, **{"Action": "user_updated", "Actor": "", "Search": "", "From": "", "Until": "",
                            "Resource id": ids[0]})
-    expect(records(page)).to_have_count(1)
-    records(page).first.get_by_role("button", name=re.compile("^Details of record")).click()
+    expect(shown).to_have_count(1)
+    shown.first.get_by_role("button", name=re.compile("^Details of record")).click()
     dialog = page.get_by_role("dialog", name=re.compile(r"^Audit record #\d+"))
-    changes = dialog.get_by_role("table", name="What changed")
-    expect(changes.get_by_role("row", name=re.compile("first_name"))).to_contain_text("Audit")
-    expect(changes.get_by_role("row", name=re.compile("first_name"))).to_contain_text("Renamed")
+    change = dialog.get_by_role("table", name="What changed").get_by_role("row", name=re.compile("first_name"))
+    expect(change.get_by_role("cell").nth(0)).to_have_text("Audit")  # before
+    expect(change.get_by_role("cell").nth(1)).to_have_text("Renamed")  # after
     expect(dialog).to_contain_text(ADMIN_USERNAME)
     screenshot(page, "audit-detail", tmp_path)
-    dialog.get_by_role("button", name="Close").click()
+    # From the record to everything about its user (created, assigned to the tenant, renamed).
+    dialog.get_by_role("button", name="Everything about this user").click()
     expect(dialog).to_be_hidden()
+    expect(page.get_by_label("Resource id", exact=True)).to_have_value(ids[0])
+    expect(page.get_by_label("Action", exact=True)).to_have_value("")
+    for action in ("user_created", "user_updated"):
+        expect(shown.and_(page.locator(f'[data-action="{action}"]'))).to_have_count(1)
+    expect(shown.filter(has_not_text=names[0])).to_have_count(0)
 
     # A filter the API refuses is named next to its field; what was typed stays.
     form = page.get_by_role("form", name="Audit filters")

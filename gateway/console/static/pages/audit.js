@@ -12,7 +12,7 @@ import { Alert, ErrorAlert, EmptyState, Loading, describe } from "../components/
 import { Dialog } from "../components/dialog.js";
 import { when, problemsOf, plural, Facts } from "./audit-kit.js";
 
-const PAGE_SIZE = 50;
+const PAGE_SIZES = [10, 25, 50, 100, 200];
 const CATEGORIES = ["auth", "users", "rbac", "tenancy", "sync", "operations", "settings", "audit", "system"];
 const OUTCOMES = ["success", "failure"];
 const TEXT_FILTERS = ["q", "category", "action", "actor", "resource_type", "resource_id", "outcome", "tenant"];
@@ -72,16 +72,17 @@ export function AuditPage({ query: urlQuery }) {
   const [loadError, setLoadError] = useState(null);
   const [detail, setDetail] = useState(null);
   const [tenants, setTenants] = useState([]);
+  const [size, setSize] = useState(50);
 
   useEffect(() => {
     if (!superAdmin) return;
     api.get("/tenants", { limit: 200 }).then((answer) => setTenants(answer.data.items), () => {});
   }, [superAdmin]);
 
-  const load = async (query, cursor) => {
+  const load = async (query, cursor, limit = size) => {
     setLoading(true);
     try {
-      const answer = await api.get("/audit/events", { ...query, limit: PAGE_SIZE, cursor });
+      const answer = await api.get("/audit/events", { ...query, limit, cursor });
       setPage(answer.data);
       setLoadError(null);
       return answer.data;
@@ -89,7 +90,7 @@ export function AuditPage({ query: urlQuery }) {
       setLoading(false);
     }
   };
-  const search = form.submit(async (values) => {
+  const apply = async (values) => {
     const query = auditQuery(values);
     try {
       await load(query, null);
@@ -99,7 +100,19 @@ export function AuditPage({ query: urlQuery }) {
     }
     setApplied(query);
     setCursors([null]);
-  });
+  };
+  const search = form.submit(apply);
+  const related = (values) => {  // from a record: everything by its actor, or about its resource
+    const next = { ...EMPTY, tenant: form.values.tenant, ...values };
+    setDetail(null);
+    form.setValues(next);
+    form.clear();
+    apply(next).catch(form.fail);
+  };
+  const resize = (limit) => {
+    setSize(limit);
+    load(applied, null, limit).then(() => setCursors([null]), setLoadError);
+  };
   useEffect(() => {  // the first page, with the filters of the address (if any)
     let query;
     try { query = auditQuery(form.values); } catch { query = {}; }
@@ -180,13 +193,18 @@ export function AuditPage({ query: urlQuery }) {
       : html`<${EmptyState} title="No audit records yet.">Sign-ins, changes to users, roles, tenants and
           connections are recorded here as they happen.<//>`)}
     <div class="pager">
-      <span class="pager-total">${page ? `${plural(items.length, "record")} on this page${page.next_cursor ? ", more on the next" : ""}` : ""}</span>
+      <span class="pager-total">${page ? `${plural(items.length, "record")} on page ${cursors.length}${page.next_cursor ? ", more on the next" : ""}` : ""}</span>
+      <label for="audit-size">Per page</label>
+      <select id="audit-size" value=${size} disabled=${loading} onChange=${(event) => resize(Number(event.currentTarget.value))}>
+        ${PAGE_SIZES.map((count) => html`<option value=${count} key=${count}>${count}</option>`)}
+      </select>
       <button type="button" class="button" disabled=${cursors.length < 2 || loading}
               onClick=${() => turn(cursors.slice(0, -1))}>Previous</button>
       <button type="button" class="button" disabled=${!(page && page.next_cursor) || loading}
               onClick=${() => turn([...cursors, page.next_cursor])}>Next</button>
     </div>
-    ${detail ? html`<${RecordDialog} record=${detail} tenantName=${tenantName} onClose=${() => setDetail(null)} />` : null}
+    ${detail ? html`<${RecordDialog} record=${detail} tenantName=${tenantName} onRelated=${related}
+        onClose=${() => setDetail(null)} />` : null}
   </section>`;
 }
 
@@ -326,14 +344,19 @@ function shown(value) {
   return String(value);
 }
 
-function RecordDialog({ record, tenantName, onClose }) {
+function RecordDialog({ record, tenantName, onRelated, onClose }) {
   const data = record.data || {};
   const changes = changeRows(data);
   const rest = Object.fromEntries(Object.entries(data).filter(([key]) => !["changed", "changes", "before", "after"].includes(key)));
   const actor = record.actor || {};
   const resource = record.resource || {};
   return html`<${Dialog} open title=${`Audit record #${record.seq}`} onClose=${onClose}
-      footer=${html`<button type="button" class="button" onClick=${onClose}>Close</button>`}>
+      footer=${html`
+        ${actor.username ? html`<button type="button" class="button" onClick=${() => onRelated({ actor: actor.username })}>
+          Everything by ${actor.username}</button>` : null}
+        ${resource.type && resource.id ? html`<button type="button" class="button"
+          onClick=${() => onRelated({ resource_type: resource.type, resource_id: resource.id })}>Everything about this ${resource.type}</button>` : null}
+        <button type="button" class="button" onClick=${onClose}>Close</button>`}>
     <div class="audit-detail">
       <${Facts} rows=${[
         ["Action", `${record.action} (${record.category})`],

@@ -169,7 +169,8 @@ def test_a_tenant_admin_reads_the_audit_log_without_the_chain_check_on_a_phone(p
     expect(dialog.get_by_role("button", name="Close")).to_be_visible()
 
 
-def test_a_sync_runs_from_the_page_with_visible_progress(platform, admin, directory, console, tmp_path):
+def test_a_sync_runs_from_the_page_with_visible_progress(platform, admin, directory, console, another_console,
+                                                         unique, tmp_path):
     page = admin_console(console)
     open_area(page, "Sync", "Sync")
     card = page.locator('article[data-target="ldap"]')
@@ -202,3 +203,14 @@ def test_a_sync_runs_from_the_page_with_visible_progress(platform, admin, direct
     assert full_after and (full_before is None or datetime.fromisoformat(full_after) > datetime.fromisoformat(full_before))
     expect(card.locator(".last-run")).to_contain_text("full sync")
     screenshot(page, "sync", tmp_path)
+
+    # A viewer (sync.view, not sync.run) follows the status but gets no "Run now"; no audit log either.
+    viewer = f"sview{unique}"
+    platform.create_user(viewer, role="viewer", admin=admin)
+    other = another_console.page
+    sign_in(other, viewer, PASSWORD)
+    expect_signed_in(other)
+    open_area(other, "Sync", "Sync")
+    expect(other.locator('article[data-target="ldap"]').get_by_role("heading", name="LDAP directory")).to_be_visible()
+    expect(other.get_by_role("button", name=re.compile("Run now|Sync everything"))).to_have_count(0)
+    expect(other.get_by_role("navigation", name="Areas").get_by_role("link", name="Audit")).to_have_count(0)

@@ -89,11 +89,12 @@ async function send(method, path, { body, query, ifMatch, headers = {} } = {}) {
   if (text) {
     try { data = JSON.parse(text); } catch { data = null; }
   }
-  return { status: response.status, ok: response.ok, data, headers: response.headers, etag: response.headers.get("ETag") };
+  return { status: response.status, ok: response.ok, data, text, headers: response.headers, etag: response.headers.get("ETag") };
 }
 
 /**
- * request(method, path, options) -> {status, data, etag, headers}; throws ApiError.
+ * request(method, path, options) -> {status, data, text, etag, headers}; throws ApiError.
+ * `text`: the body as received (a CSV or JSON-lines download; `data` is its JSON, when it is).
  * path: "/users" means /api/v1/users; options: body (JSON), query (object), ifMatch (an ETag).
  */
 export async function request(method, path, options = {}) {

@@ -18,6 +18,8 @@ import { Profile } from "./pages/profile.js";
 import { UsersPage } from "./pages/users.js";
 import { InvitationsPage } from "./pages/users-invitations.js";
 import { AllTenantsPage } from "./pages/users-all-tenants.js";
+import { AuditPage } from "./pages/audit.js";
+import { SyncPage } from "./pages/sync.js";
 
 export const routes = [
   { path: "/sign-in", page: SignIn, title: "Sign in", access: "guest" },
@@ -32,4 +34,7 @@ export const routes = [
   { path: "/users", page: UsersPage, title: "Users", access: "signed_in", permission: "admin.users", nav: "Users" },
   { path: "/users/invitations", page: InvitationsPage, title: "Invitations", access: "signed_in", permission: "admin.users" },
   { path: "/users/all-tenants", page: AllTenantsPage, title: "Users of every tenant", access: "signed_in", permission: "admin.users" },
+  // Audit log and sync status (pages/audit.js, pages/sync.js)
+  { path: "/audit", page: AuditPage, title: "Audit log", access: "signed_in", permission: "admin.audit", nav: "Audit" },
+  { path: "/sync", page: SyncPage, title: "Sync", access: "signed_in", permission: "sync.view", nav: "Sync" },
 ];

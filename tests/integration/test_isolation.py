@@ -381,7 +381,8 @@ def test_a_tenants_audit_view_names_no_other_tenant_and_no_foreign_group(platfor
         # A user of both tenants switches between them: the records name both tenants.
         switched(shared_api, b["id"])
         switched(shared_api, a["id"])
-        # B's group, with a telling description; until groups are per tenant, A's cluster mirrors it.
+        # B's group, with a telling description: it belongs to B (A's cluster never gets it), and A's view of
+        # the trail, syncs of A's cluster included, must not name it.
         cn, description = f"isosecret{unique}", f"B's merger plans {unique}"
         group = admin_b.post("/api/v1/groups", json={"cn": cn, "description": description})
         assert group.status_code == 201, group.text

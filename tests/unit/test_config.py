@@ -50,7 +50,7 @@ def test_public_url_follows_the_http_host_and_port_unless_set():
                            )["GATEHOUSE_PUBLIC_URL"] == "https://gh.example"
 
 
-@pytest.mark.parametrize("host", ["0.0.0.0", "::"])
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "[::]", " 0.0.0.0 "])
 def test_public_url_of_a_gateway_on_every_address_names_this_machine(host, monkeypatch):
     monkeypatch.setattr("kernel.config.socket.getfqdn", lambda: "pve-admin.example.lan")
     assert Config.from_env({"GATEHOUSE_HTTP_HOST": host, "GATEHOUSE_HTTP_PORT": "8090"}

@@ -163,7 +163,7 @@ def test_a_connection_is_pinned_with_the_fetched_fingerprint_and_tested(platform
     row = page.locator(f'tr[data-connection="{name}"]')
     expect(row).to_contain_text("Pinned fingerprint")
 
-    row.get_by_role("button", name=f"Actions for {name}").click()
+    row.get_by_label(f"Actions for {name}").click()
     row.get_by_role("button", name="Test connection").click()
     expect(page.locator(".alert-success")).to_contain_text(
         f"{name} works: Proxmox VE 8.3 (pve-manager 8.3.2) accepted the credentials.")

@@ -88,7 +88,7 @@ def create_connection(body):
     return connection, 201, {"Location": f"/api/v1/connections/{connection['id']}", **etag(connection)}
 
 
-@bp.post("/fingerprint")
+@bp.post("/tls/fingerprint")  # not /fingerprint: that is the path of a connection named so (GET, PATCH, DELETE)
 @requires("connection.manage")
 @bp.input(FingerprintIn, arg_name="body")
 @bp.output(FingerprintOut)

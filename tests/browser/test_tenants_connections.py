@@ -154,6 +154,7 @@ def test_a_connection_is_pinned_with_the_fetched_fingerprint_and_tested(platform
     fetched = dialog.locator(".fetched")
     expect(fetched.locator("[data-fingerprint]")).to_have_text(pve.fingerprint.upper())
     expect(dialog.get_by_label("SHA-256 fingerprint")).to_have_value("")  # not used before the admin confirms
+    fetched.scroll_into_view_if_needed()
     screenshot(page, "connection-add", tmp_path)
     fetched.get_by_role("button", name="Use this fingerprint").click()
     expect(dialog.get_by_label("SHA-256 fingerprint")).to_have_value(pve.fingerprint.upper())

@@ -1,4 +1,4 @@
-"""POST /api/v1/connections/fingerprint through the gateway: the certificate a Proxmox VE address
+"""POST /api/v1/connections/tls/fingerprint through the gateway: the certificate a Proxmox VE address
 presents (proxmox_sync makes the TLS handshake), for an admin to confirm and pin; refused without
 connection.manage and for addresses a connection could not have; failures in words; no request
 and no credential ever reaches the server."""
@@ -9,7 +9,7 @@ from tests.integration.test_rbac import error_of
 from tests.integration.test_tenancy import make_user
 from tests.pve_standin import SilentServer
 
-FINGERPRINT = "/api/v1/connections/fingerprint"
+FINGERPRINT = "/api/v1/connections/tls/fingerprint"
 
 
 def test_the_fetched_fingerprint_is_the_servers_and_pins_a_working_connection(operator, pve, unique):

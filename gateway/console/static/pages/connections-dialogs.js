@@ -76,7 +76,7 @@ export function ConnectionDialog({ connection, onDone, onClose }) {
     setFetching(true);
     form.clear();
     try {
-      setFetched((await api.post("/connections/fingerprint", { url: values.url })).data);
+      setFetched((await api.post("/connections/tls/fingerprint", { url: values.url })).data);
     } catch (problem) {
       form.fail(problem);  // unreachable, timeout, not TLS: in words next to the address
     } finally {

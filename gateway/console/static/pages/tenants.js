@@ -57,7 +57,7 @@ export function TenantsPage() {
         ${superAdmin ? html`<button type="button" class="button primary" onClick=${() => setDialog({ kind: "enable" })}>
             Enable multi-tenancy</button>` : html`<p class="hint">A super admin turns it on.</p>`}
       </div>` : html`
-      <p class="lead">${superAdmin ? "Every tenant of the platform." : "The tenants you belong to."}
+      <p class="lead">${superAdmin ? "Every tenant of the platform." : "The tenants you belong to."}${" "}
         Open one to see its members and connections.</p>
       ${superAdmin ? html`<div class="toolbar"><div class="toolbar-actions">
         <button type="button" class="button primary" onClick=${() => setDialog({ kind: "create" })}>Create tenant</button>

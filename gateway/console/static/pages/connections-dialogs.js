@@ -145,7 +145,7 @@ export function ConnectionDialog({ connection, onDone, onClose }) {
         <legend>TLS: how Gatehouse checks the node is the right one</legend>
         ${TLS_MODES.map(([mode, label, hint]) => html`<label class="check" key=${mode}>
           <input type="radio" name="tls" value=${mode} checked=${values.tls === mode}
-                 onChange=${() => form.set("tls", mode)} /> ${label}<br /><small class="hint">${hint}</small></label>`)}
+                 onChange=${() => form.set("tls", mode)} /> ${label}<small class="hint">${hint}</small></label>`)}
         ${form.errors.verify_tls ? html`<div class="field-error">${form.errors.verify_tls}</div>` : null}
         ${values.tls === "ca" ? html`<${TextareaField} form=${form} name="ca_pem" label="CA certificate (PEM)" rows=${6}
             placeholder="-----BEGIN CERTIFICATE-----" />` : null}

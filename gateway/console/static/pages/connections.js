@@ -42,6 +42,7 @@ export function ConnectionsPage() {
   const [error, setError] = useState(null);
   const [testing, setTesting] = useState(null);  // the name of the connection under test
   const active = (session.tenants || []).find((tenant) => tenant.active);
+  useEffect(() => closeMenusOutside(), []);
 
   const done = (text) => {
     setDialog(null);
@@ -136,4 +137,25 @@ export function RowMenu({ name, actions }) {
       }}>${label}</button></li>`)}
     </ul>
   </details>`;
+}
+
+/** Row menus close on a click elsewhere and on Escape (focus back on their button), as on the Users page. */
+function closeMenusOutside() {
+  const menus = () => document.querySelectorAll("details.row-menu[open]");
+  const click = (event) => {
+    for (const menu of menus()) if (!menu.contains(event.target)) menu.open = false;
+  };
+  const key = (event) => {
+    if (event.key !== "Escape") return;
+    for (const menu of menus()) {
+      menu.open = false;
+      menu.querySelector("summary").focus();
+    }
+  };
+  document.addEventListener("click", click);
+  document.addEventListener("keydown", key);
+  return () => {
+    document.removeEventListener("click", click);
+    document.removeEventListener("keydown", key);
+  };
 }

@@ -19,6 +19,8 @@ from gateway.schemas.tenancy import (
     ConnectionPageOut,
     ConnectionPatchIn,
     ConnectionTestOut,
+    FingerprintIn,
+    FingerprintOut,
     ReassignIn,
 )
 from kernel import SUPER_ADMIN_ONLY
@@ -84,6 +86,26 @@ def create_connection(body):
     with _rpc() as rpc:
         connection = rpc.tenancy.create_connection(_actor(), tenant_id, body)
     return connection, 201, {"Location": f"/api/v1/connections/{connection['id']}", **etag(connection)}
+
+
+@bp.post("/tls/fingerprint")  # not /fingerprint: that is the path of a connection named so (GET, PATCH, DELETE)
+@requires("connection.manage")
+@bp.input(FingerprintIn, arg_name="body")
+@bp.output(FingerprintOut)
+@bp.doc(summary="Read the certificate a Proxmox VE address presents", description=(
+    "Needs `connection.manage`. proxmox_sync makes a TLS handshake with the host and port of `url` (an "
+    "address a connection could have: `https://host[:port]`) and answers the certificate's SHA-256 "
+    "`fingerprint`, `subject`, `issuer` and validity, for the administrator to compare with the node's own "
+    "(Proxmox VE nodes ship self-signed certificates) before pinning it. Nothing is sent after the "
+    "handshake, never a credential. `502` when no certificate could be had: `code` `unreachable`, "
+    "`timeout` or `not_tls`, `details.url` in words."),
+    responses={**MANAGE, 422: "The URL breaks the connection URL rules",
+               502: "No certificate: unreachable, timeout or not_tls"})
+def read_fingerprint(body):
+    pool = current_app.extensions["rpc"]
+    with pool.client() as rpc:
+        step = max(1.0, min(MAX_TEST_STEP, pool.timeout / 4))
+        return rpc.proxmox_sync.server_certificate(_actor(), current_principal().tenant_id, body["url"], step)
 
 
 @bp.get("/<string:connection_id>")

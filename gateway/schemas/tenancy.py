@@ -174,3 +174,17 @@ class ConnectionTestOut(Schema):
     version = String(metadata={"description": "pve-manager version, when ok"})
     release = String(metadata={"description": "Proxmox VE release (x.y), when ok"})
     error = Nested(ConnectionTestErrorOut, metadata={"description": "why not, when not ok"})
+
+
+class FingerprintIn(Schema):
+    url = _url(required=True)
+
+
+class FingerprintOut(Schema):
+    url = String(metadata={"description": "the address as a connection stores it (https://host:port)"})
+    fingerprint = String(metadata={**pattern_of(domain.FINGERPRINT),
+                                   "description": "SHA-256 fingerprint of the certificate (AB:CD:...)"})
+    subject = String(metadata={"description": "the certificate's subject (RFC 4514)"})
+    issuer = String(metadata={"description": "the certificate's issuer (RFC 4514); the subject again when self-signed"})
+    not_before = String(metadata=ISO)
+    not_after = String(metadata=ISO)

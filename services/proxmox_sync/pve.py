@@ -166,13 +166,24 @@ def _verification(endpoint: Endpoint, host: str, port: int, timeout: float):
         yield endpoint.verify_tls
 
 
+def served_certificate(host: str, port: int, timeout: float) -> bytes:
+    """The DER certificate the server at host:port presents, unverified: a TLS handshake, and
+    nothing sent after it. Raises what ssl and socket raise."""
+    return ssl.PEM_cert_to_DER_cert(ssl.get_server_certificate((host, port), timeout=timeout))
+
+
+def fingerprint_of(der: bytes) -> str:
+    """A certificate's SHA-256 fingerprint the way Proxmox VE shows it: AB:CD:... (32 pairs)."""
+    digest = hashlib.sha256(der).hexdigest().upper()
+    return ":".join(digest[i:i + 2] for i in range(0, len(digest), 2))
+
+
 def _check_fingerprint(endpoint: Endpoint, host: str, port: int, timeout: float) -> None:
     try:
-        served = ssl.get_server_certificate((host, port), timeout=timeout)
+        served = served_certificate(host, port, timeout)
     except Exception as error:  # noqa: BLE001
         raise failure(error, endpoint) from None
-    digest = hashlib.sha256(ssl.PEM_cert_to_DER_cert(served)).hexdigest()
-    if digest != endpoint.fingerprint.replace(":", "").lower():
+    if fingerprint_of(served) != endpoint.fingerprint.strip().upper():
         raise _mismatch(endpoint.url)
 
 

@@ -29,7 +29,7 @@ from kernel.envelope import Actor, utc_now
 from kernel.errors import TransientError
 from kernel.metrics import ServiceMetrics
 from kernel.service import Database, ServiceBase, rpc
-from services.proxmox_sync import directory_settings, engine, guests, ldap_plan, pve, storage, targets
+from services.proxmox_sync import certificates, directory_settings, engine, guests, ldap_plan, pve, storage, targets
 from services.proxmox_sync.poller import InventoryPoller
 from services.proxmox_sync.domain import LDAP_TARGET, pve_target
 
@@ -109,6 +109,11 @@ class ProxmoxSyncService(ServiceBase):
             return {"ok": True, **pve.probe(endpoint, float(timeout))}
         except pve.PveFailure as failure:
             return {"ok": False, "error": failure.as_dict()}
+
+    @rpc
+    def server_certificate(self, actor, tenant_id, url, timeout=pve.STEP_TIMEOUT):
+        """The certificate `url` presents (fingerprint, subject, issuer, validity): a TLS handshake only."""
+        return certificates.server_certificate(self.rbac, Actor.from_dict(actor), tenant_id, url, float(timeout))
 
     # --- sync: running ------------------------------------------------------------------
 

@@ -18,6 +18,9 @@ import { Profile } from "./pages/profile.js";
 import { UsersPage } from "./pages/users.js";
 import { InvitationsPage } from "./pages/users-invitations.js";
 import { AllTenantsPage } from "./pages/users-all-tenants.js";
+import { TenantsPage } from "./pages/tenants.js";
+import { TenantPage } from "./pages/tenants-detail.js";
+import { ConnectionsPage } from "./pages/connections.js";
 import { AuditPage } from "./pages/audit.js";
 import { SyncPage } from "./pages/sync.js";
 
@@ -34,6 +37,11 @@ export const routes = [
   { path: "/users", page: UsersPage, title: "Users", access: "signed_in", permission: "admin.users", nav: "Users" },
   { path: "/users/invitations", page: InvitationsPage, title: "Invitations", access: "signed_in", permission: "admin.users" },
   { path: "/users/all-tenants", page: AllTenantsPage, title: "Users of every tenant", access: "signed_in", permission: "admin.users" },
+  // Tenants and their members (pages/tenants*.js)
+  { path: "/tenants", page: TenantsPage, title: "Tenants", access: "signed_in", permission: "tenant.view", nav: "Tenants" },
+  { path: "/tenants/:id", page: TenantPage, title: "Tenant", access: "signed_in", permission: "tenant.view" },
+  // Proxmox VE connections (pages/connections*.js)
+  { path: "/connections", page: ConnectionsPage, title: "Connections", access: "signed_in", permission: "connection.view", nav: "Connections" },
   // Audit log and sync status (pages/audit.js, pages/sync.js)
   { path: "/audit", page: AuditPage, title: "Audit log", access: "signed_in", permission: "admin.audit", nav: "Audit" },
   { path: "/sync", page: SyncPage, title: "Sync", access: "signed_in", permission: "sync.view", nav: "Sync" },

@@ -31,6 +31,9 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "tests/browser/" in str(item.fspath).replace("\\", "/"):
             item.add_marker(pytest.mark.sqlite_only)
+    # The Tenants page's "Enable multi-tenancy" can be clicked only while the shared platform is
+    # single-tenant: its test goes first, before any other test enables multi-tenancy.
+    items.sort(key=lambda item: "tests/browser/test_tenants_connections.py" not in item.nodeid)
 
 
 @pytest.fixture(scope="package")  # closed (with Playwright's event loop) before other tests run

@@ -18,6 +18,8 @@ import { Profile } from "./pages/profile.js";
 import { UsersPage } from "./pages/users.js";
 import { InvitationsPage } from "./pages/users-invitations.js";
 import { AllTenantsPage } from "./pages/users-all-tenants.js";
+import { InventoryPage } from "./pages/inventory.js";
+import { SettingsPage } from "./pages/settings.js";
 
 export const routes = [
   { path: "/sign-in", page: SignIn, title: "Sign in", access: "guest" },
@@ -32,4 +34,8 @@ export const routes = [
   { path: "/users", page: UsersPage, title: "Users", access: "signed_in", permission: "admin.users", nav: "Users" },
   { path: "/users/invitations", page: InvitationsPage, title: "Invitations", access: "signed_in", permission: "admin.users" },
   { path: "/users/all-tenants", page: AllTenantsPage, title: "Users of every tenant", access: "signed_in", permission: "admin.users" },
+  // Proxmox VE inventory and power actions (pages/inventory.js)
+  { path: "/inventory", page: InventoryPage, title: "Inventory", access: "signed_in", permission: "vm.view", nav: "Inventory" },
+  // Platform settings, super admins (pages/settings*.js)
+  { path: "/settings", page: SettingsPage, title: "Settings", access: "signed_in", permission: "admin.settings", nav: "Settings" },
 ];

@@ -210,7 +210,7 @@ function RegistrationForm({ settings }) {
                          allowed_email_domains: domainsText(settings.allowed_email_domains) });
   const submit = form.submit(async (values) => {
     setSaved("");
-    const domains = values.allowed_email_domains.split(/[\s,;]+/).map((d) => d.trim()).filter(Boolean);
+    const domains = values.allowed_email_domains.split(/[\n,;]+/).map((d) => d.trim()).filter(Boolean);
     const answer = await api.put("/settings/registration", { self_registration: values.self_registration,
                                                              allowed_email_domains: domains });
     form.setValues({ self_registration: answer.data.self_registration,

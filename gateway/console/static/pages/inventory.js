@@ -134,7 +134,8 @@ export function InventoryPage() {
   if (error) return html`<${Header} onRefresh=${reload} /><${ErrorAlert} error=${error} />`;
   if (!lists) return html`<${Header} /><${Loading} label="Loading the inventory…" />`;
   const names = Object.fromEntries((lists.connections || []).map((c) => [c.id, c.name]));
-  const connectionName = (id) => names[id] || id;
+  // Without connection.view the names are unknown: a short id, the whole one on hover.
+  const connectionName = (id) => names[id] || html`<span title=${id}>${String(id).slice(0, 8)}…</span>`;
   const nothing = [lists.vms, lists.nodes, lists.storages].every((list) => !list || list.items.length === 0);
   return html`<div class="inventory">
     <${Header} onRefresh=${reload} />

@@ -62,8 +62,8 @@ def delete_smtp():
 @bp.doc(summary="Send a test mail",
         description="Super admins only. Sends a test message to `to` with the stored SMTP settings, at once "
                     "(not through the mail queue), and answers what happened: `sent` true, or false with "
-                    "`error`, the SMTP error in words (never the password). Counts against "
-                    "`GATEHOUSE_SMTP_TESTS_PER_ADMIN`.",
+                    "`error`, the SMTP error in words (never the password). Audited as `smtp_test_sent`. "
+                    "Counts against `GATEHOUSE_SMTP_TESTS_PER_ADMIN`.",
         responses={**GUARDED, 409: "`smtp_not_configured`", 422: "Invalid fields (`to` not an address)",
                    429: "`rate_limited`: more test mails than `GATEHOUSE_SMTP_TESTS_PER_ADMIN` in the window"})
 def test_smtp(body):

@@ -146,19 +146,22 @@ def smtp_server():
     server.stop()
 
 
-def test_the_test_mail_arrives_and_is_rate_limited(uow, smtp_server):
+def test_the_test_mail_arrives_audited_and_is_rate_limited(uow, database, smtp_server):
     platform_settings.put_smtp_settings(uow(), ROOT, smtp_server.smtp_settings())
     assert platform_settings.send_test_mail(uow(), ROOT, "Ann@Example.com") == {
         "sent": True, "to": "ann@example.com", "error": None}
     message = smtp_server.wait_for("ann@example.com", timeout=5)[0]
     assert message["Subject"] == "Gatehouse test mail" and message["From"] == "noreply@example.com"
+    [audited] = [e for e in events_of(database) if e["type"] == "identity.smtp_test_sent"]
+    assert audited["data"] == {"to": "ann@example.com", "sent": True, "error": None}
+    assert audited["outcome"] == "success"
     platform_settings.send_test_mail(uow(), ROOT, "ann@example.com")
     with pytest.raises(TooManyRequests) as refused:  # GATEHOUSE_SMTP_TESTS_PER_ADMIN=2
         platform_settings.send_test_mail(uow(), ROOT, "ann@example.com")
     assert refused.value.details["limit"] == "smtp_tests_per_admin"
 
 
-def test_a_failed_test_mail_answers_the_smtp_error_without_the_password(uow, monkeypatch):
+def test_a_failed_test_mail_answers_the_smtp_error_without_the_password(uow, database, monkeypatch):
     secret = "s3cret-Passw0rd"
     platform_settings.put_smtp_settings(uow(), ROOT, {"host": "127.0.0.1", "port": 25, "tls_mode": "none",
                                                       "username": "mailer", "password": secret,
@@ -172,3 +175,6 @@ def test_a_failed_test_mail_answers_the_smtp_error_without_the_password(uow, mon
     answer = platform_settings.send_test_mail(uow(), ROOT, "ann@example.com")
     assert answer["sent"] is False and "SMTPAuthenticationError" in answer["error"] and "535" in answer["error"]
     assert secret not in answer["error"] and "***" in answer["error"]
+    [audited] = [e for e in events_of(database) if e["type"] == "identity.smtp_test_sent"]
+    assert audited["outcome"] == "failure" and audited["data"]["error"] == answer["error"]
+    assert secret not in json.dumps(events_of(database))

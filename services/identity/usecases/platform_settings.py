@@ -81,7 +81,8 @@ def put_password_policy(uow, actor, values):
 def send_test_mail(uow, actor, to):
     """Sends a test message with the stored SMTP settings to `to`, now (not through the mail
     queue), and answers what happened: {"sent": true} or {"sent": false, "error": the SMTP
-    error in words, with no secret}. Super admins only; counts against smtp_tests_per_admin."""
+    error in words, with no secret}; audited either way (smtp_test_sent). Super admins only;
+    counts against smtp_tests_per_admin."""
     actor = Actor.from_dict(actor)
     require_super_admin(uow.rbac, actor, "the SMTP settings")
     recipient, problem = domain.normalize_email(to or "")
@@ -91,17 +92,22 @@ def send_test_mail(uow, actor, to):
         require_smtp(uow.session)
         enforce_limits(uow, actor, [("smtp_tests_per_admin", actor.user_id, 1)])
         uow.commit()
+    error = None
     with uow:
         try:
             settings = mailer.smtp_settings(uow.session, uow.mailer.box)
         except mailer.SmtpUnusable as problem:
-            return {"sent": False, "to": recipient, "error": str(problem)}
-    message = mail.build_test_message(settings["from_address"], recipient)
-    try:
-        mailer.send(settings, message, timeout=mailer.SMTP_TEST_TIMEOUT)
-    except Exception as error:  # any failure is the test's answer, in words
-        return {"sent": False, "to": recipient, "error": mail.describe_failure(error, settings.get("password") or "")}
-    return {"sent": True, "to": recipient, "error": None}
+            error = str(problem)
+    if error is None:
+        message = mail.build_test_message(settings["from_address"], recipient)
+        try:
+            mailer.send(settings, message, timeout=mailer.SMTP_TEST_TIMEOUT)
+        except Exception as failure:  # any failure is the test's answer, in words
+            error = mail.describe_failure(failure, settings.get("password") or "")
+    with uow:
+        uow.emit(events.smtp_test_sent(actor, recipient, error))
+        uow.commit()
+    return {"sent": error is None, "to": recipient, "error": error}
 
 
 def get_registration_settings(uow):

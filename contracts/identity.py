@@ -142,3 +142,43 @@ def password_policy_problems(values: dict) -> dict[str, str]:
     if not isinstance(values.get("refuse_common"), bool):
         problems["refuse_common"] = "must be true or false"
     return problems
+
+
+# --- settings: self-registration ------------------------------------------------------
+
+MAX_ALLOWED_EMAIL_DOMAINS = 100
+
+
+def normalize_email_domain(domain: str) -> tuple[str | None, str | None]:
+    """(the domain as stored addresses hold it: lower-case, ASCII/IDNA form, None) or (None,
+    what is wrong). A leading "@" is dropped: "@example.com" means "example.com"."""
+    text = (domain if isinstance(domain, str) else "").strip().lower().removeprefix("@")
+    if not text:
+        return None, "must not be empty"
+    address, problem = normalize_email(f"x@{text}")
+    if problem:
+        return None, f"{text!r} is not a valid email domain"
+    return address.split("@", 1)[1], None
+
+
+def registration_settings_problems(values: dict) -> dict[str, str]:
+    """Field -> what is wrong, for the self-registration settings an admin submits."""
+    problems = {}
+    if not isinstance(values.get("self_registration"), bool):
+        problems["self_registration"] = "must be true or false"
+    domains = values.get("allowed_email_domains", [])
+    if not isinstance(domains, list):
+        problems["allowed_email_domains"] = "must be a list of domains (empty: any domain)"
+    elif len(domains) > MAX_ALLOWED_EMAIL_DOMAINS:
+        problems["allowed_email_domains"] = f"must hold at most {MAX_ALLOWED_EMAIL_DOMAINS} domains"
+    else:
+        wrong = [problem for problem in (normalize_email_domain(domain)[1] for domain in domains) if problem]
+        if wrong:
+            problems["allowed_email_domains"] = "; ".join(dict.fromkeys(wrong))
+    return problems
+
+
+def email_domain_allowed(email: str, allowed_domains: list[str]) -> bool:
+    """Whether a (normalized) address is in one of the allowed domains: the same domain exactly,
+    not a subdomain. An empty list allows any domain."""
+    return not allowed_domains or email.rsplit("@", 1)[-1].lower() in allowed_domains

@@ -53,6 +53,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("GATEHOUSE_INVITATIONS_PER_ADMIN", "100", "Invitation mails (an invitation of K addresses counts K; resends count) one administrator sends per window; beyond: 429.", minimum=0),
     Setting("GATEHOUSE_INVITATION_RESENDS_PER_ADDRESS", "5", "Invitation resends to one address per window; beyond: 429.", minimum=0),
     Setting("GATEHOUSE_REGISTRATIONS_PER_IP", "20", "Self-registrations per client IP per window; beyond: 429.", minimum=0),
+    Setting("GATEHOUSE_SMTP_TESTS_PER_ADMIN", "10", "Test mails (`POST /api/v1/settings/smtp/test`) one super admin sends per window; beyond: 429.", minimum=0),
     Setting("GATEHOUSE_INVITATION_TTL", "86400", "Seconds an invitation link stays valid."),
     Setting("GATEHOUSE_PASSWORD_RESET_TTL", "3600", "Seconds a password reset link stays valid."),
     Setting("GATEHOUSE_LOGIN_TICKET_TTL", "300", "Seconds the single-use ticket of a sign-in's password step stays valid for its second factor (TOTP or recovery code); at most 300."),

@@ -28,6 +28,7 @@ ACCOUNT_UNLOCKED = "identity.account_unlocked"
 LOGOUT = "identity.logout"
 SESSIONS_REVOKED = "identity.sessions_revoked"
 SETTINGS_CHANGED = "identity.settings_changed"
+SMTP_TEST_SENT = "identity.smtp_test_sent"
 # Two-factor authentication (category auth).
 TWO_FACTOR_ENROLLMENT_STARTED = "identity.2fa_enrollment_started"
 TWO_FACTOR_ENROLLED = "identity.2fa_enrolled"
@@ -47,7 +48,7 @@ ALL = (USER_REGISTERED, USER_CREATED, USER_UPDATED, USER_STATUS_CHANGED, USER_RE
        INVITATION_SENT, INVITATION_ACCEPTED, INVITATION_REVOKED, INVITATION_EXPIRED, MAIL_FAILED,
        PASSWORD_CHANGED, PASSWORD_RESET_REQUESTED, PASSWORD_RESET_COMPLETED,
        LOGIN_SUCCEEDED, LOGIN_FAILED, LOGIN_THROTTLED, ACCOUNT_UNLOCKED, LOGOUT, SESSIONS_REVOKED,
-       SETTINGS_CHANGED,
+       SETTINGS_CHANGED, SMTP_TEST_SENT,
        TWO_FACTOR_ENROLLMENT_STARTED, TWO_FACTOR_ENROLLED, TWO_FACTOR_DISABLED, TWO_FACTOR_CHALLENGED,
        TWO_FACTOR_LOGIN_FAILED, TWO_FACTOR_RECOVERY_USED, TWO_FACTOR_RECOVERY_LOW,
        TWO_FACTOR_RECOVERY_REGENERATED, TWO_FACTOR_REQUIRED_FOR_USER, TWO_FACTOR_REQUIREMENT_CLEARED,
@@ -338,6 +339,19 @@ class SettingsChanged(Payload):
     """
 
     fields: list = key("fields", default_factory=list)
+
+
+@payload(SMTP_TEST_SENT, "settings")
+class SmtpTestSent(Payload):
+    """A super admin's test mail (POST /api/v1/settings/smtp/test): where to, whether the SMTP
+    server took it, and why not (the SMTP error in words, never the password).
+
+    Subscribers: none (audit only).
+    """
+
+    to: str | None = None
+    sent: bool = False
+    error: str | None = None
 
 
 # --- two-factor authentication ----------------------------------------------

@@ -15,7 +15,7 @@ from flask import Response, current_app, g, jsonify, request
 
 from gateway.auth import actor, current_principal, mint_access_token, requires, session_cache
 from gateway.schemas import LoginIn, RegisteredOut, RegisterIn
-from gateway.schemas.mail import PasswordPolicyOut
+from gateway.schemas.mail import PasswordPolicyOut, RegistrationSettingsOut
 from gateway.schemas.sessions import RefreshIn, SessionTokenOut
 from gateway.schemas.twofactor import LoginOut, SecondFactorIn
 from kernel.errors import Unauthorized
@@ -37,9 +37,13 @@ COOKIE_NOTE = ("With the header `X-Gatehouse-Client: console` the refresh token 
            description="The new account: pending approval, or active at once through an invitation")
 @bp.doc(summary="Register an account",
         description="With `invitation_token` (from an invitation link) the invited account becomes active "
-                    "with the invited role; `email` may then be left out (if given it must be the invited one).",
-        responses={404: "`invitation_not_found`", 409: "Username or email taken",
-                   410: "`invitation_expired` or `invitation_used`", 422: "Invalid fields",
+                    "with the invited role; `email` may then be left out (if given it must be the invited one). "
+                    "Without one (self-registration) the account waits for an administrator's approval, and the "
+                    "registration settings apply (`GET /api/v1/auth/registration`).",
+        responses={403: "`registration_closed`: self-registration is off (invitations still work)",
+                   404: "`invitation_not_found`", 409: "Username or email taken",
+                   410: "`invitation_expired` or `invitation_used`",
+                   422: "Invalid fields (`details.email`: also an address outside the allowed email domains)",
                    429: "`rate_limited`: more than `GATEHOUSE_REGISTRATIONS_PER_IP` self-registrations "
                         "from this address in the window (see Retry-After)"})
 def register(body):
@@ -57,6 +61,17 @@ def register(body):
 def password_policy():
     with current_app.extensions["rpc"].client() as rpc:
         return rpc.identity.get_password_policy()
+
+
+@bp.get("/registration")
+@bp.output(RegistrationSettingsOut)
+@bp.doc(summary="Whether self-registration is open, for the registration and sign-in pages",
+        description="Read-only and anonymous: `self_registration` (false: only invitations create accounts) and "
+                    "`allowed_email_domains` (empty: any). Changing them is for super admins "
+                    "(`PUT /api/v1/settings/registration`).")
+def registration():
+    with current_app.extensions["rpc"].client() as rpc:
+        return rpc.identity.get_registration_settings()
 
 
 @bp.post("/login")

@@ -136,3 +136,30 @@ class PasswordPolicyOut(Schema):
     min_length = Integer()
     max_length = Integer()
     refuse_common = JsonBoolean()
+
+
+class SmtpTestIn(Schema):
+    to = String(required=True, validate=Length(3, 254), metadata={**EMAIL, "description": "where the test mail goes"})
+
+
+class SmtpTestOut(Schema):
+    sent = JsonBoolean(metadata={"description": "the SMTP server took the mail"})
+    to = String(metadata={"description": "the address, as normalized"})
+    error = String(allow_none=True, metadata={
+        "description": "why not, when not sent: the SMTP error in words (never a secret)"})
+
+
+class RegistrationSettingsIn(WholeBodyRule):
+    problems_of = staticmethod(mail.registration_settings_problems)
+
+    self_registration = JsonBoolean(required=True, metadata={
+        "description": "anyone may register (accounts then wait for an administrator's approval); false: "
+                       "only invitations create accounts"})
+    allowed_email_domains = List(String(validate=Length(1, 253)), load_default=list, metadata={
+        "description": f"self-registration only with an address of one of these domains (exactly, not their "
+                       f"subdomains; at most {mail.MAX_ALLOWED_EMAIL_DOMAINS}); empty: any domain"})
+
+
+class RegistrationSettingsOut(Schema):
+    self_registration = JsonBoolean()
+    allowed_email_domains = List(String(), metadata={"description": "in ASCII (IDNA) form; empty: any domain"})

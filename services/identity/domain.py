@@ -12,7 +12,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from contracts.identity import (  # noqa: F401 - the shared rules, re-exported for identity's code
     ACTIVE, FIRST_UID_NUMBER, INVITED, MIN_LENGTH_CEILING, ORDERS, PASSWORD_LENGTH_CEILING, PASSWORD_LENGTH_FLOOR,
     PENDING, PROFILE_FIELDS, RESERVED_USERNAMES, STATUSES, SUSPENDED, USER_SORTS, USERNAME_PATTERN,
-    normalize_email, profile_problems, username_problem)
+    email_domain_allowed, normalize_email, profile_problems, username_problem)
 
 # OWASP's argon2id option: m=19 MiB, t=2, p=1.
 HASHER = PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1, type=Type.ID)
@@ -53,6 +53,14 @@ def registration_problems(username, first_name, last_name, email, password, poli
     if found := password_problems(password or "", policy, username or ""):
         problems["password"] = "; ".join(found)
     return problems
+
+
+def allowed_domains_text(domains: list[str]) -> str:
+    """"example.com" or "one of the allowed domains (a.com, b.org)": what a refused email is told."""
+    if len(domains) == 1:
+        return domains[0]
+    shown = ", ".join(domains[:10]) + (", ..." if len(domains) > 10 else "")
+    return f"one of the allowed domains ({shown})"
 
 
 def hash_password(password: str) -> str:

@@ -13,7 +13,7 @@ from contracts.events.identity import *  # noqa: F403 - the types and payloads, 
 from contracts.events.identity import (
     AccountUnlocked, InvitationAccepted, InvitationExpired, InvitationRevoked,
     InvitationSent, LoginFailed, LoginSucceeded, LoginThrottled, Logout, MailFailed, PasswordChanged,
-    PasswordResetCompleted, PasswordResetRequested, RateLimited, SessionsRevoked, SettingsChanged,
+    PasswordResetCompleted, PasswordResetRequested, RateLimited, SessionsRevoked, SettingsChanged, SmtpTestSent,
     TenantSwitched, TwoFactorChallenged, TwoFactorDisabled, TwoFactorEnrolled, TwoFactorEnrollmentStarted,
     TwoFactorLoginFailed, TwoFactorPolicyChanged, TwoFactorRecoveryLow, TwoFactorRecoveryRegenerated,
     TwoFactorRecoveryUsed, TwoFactorRequiredForUser, TwoFactorRequirementCleared, UserCreated, UserProfile,
@@ -158,6 +158,12 @@ def sessions_revoked(user, actor: Actor, session_ids: list[str], reason: str) ->
 def settings_changed(key: str, actor: Actor, changed_fields: list[str]) -> Event:
     """Names the fields that changed, never their values (the SMTP password is one)."""
     return event(SettingsChanged(fields=changed_fields), actor, Resource("setting", key, key))
+
+
+def smtp_test_sent(actor: Actor, to: str, error: str | None) -> Event:
+    """The outcome of a test mail; `error` (None: sent) holds no secret (mail.describe_failure)."""
+    return event(SmtpTestSent(to=to, sent=error is None, error=error[:300] if error else None), actor,
+                 Resource("setting", "smtp", "smtp"), outcome="failure" if error else "success")
 
 
 # --- two-factor authentication ----------------------------------------------

@@ -40,6 +40,7 @@ LIMITS = {
     "invitation_resends_per_address": ("GATEHOUSE_INVITATION_RESENDS_PER_ADDRESS",
                                        "Too many invitation mails to this address."),
     "registrations_per_ip": ("GATEHOUSE_REGISTRATIONS_PER_IP", "Too many registrations from this address."),
+    "smtp_tests_per_admin": ("GATEHOUSE_SMTP_TESTS_PER_ADMIN", "Too many test mails sent by you."),
 }
 
 

@@ -9,7 +9,9 @@ from datetime import datetime, timedelta, timezone
 from email.message import EmailMessage
 
 from kernel.db import aware
-from contracts.identity import HOSTNAME, IPV6, TLS_MODES, password_policy_problems, smtp_problems  # noqa: F401 - re-exported
+from contracts.identity import (  # noqa: F401 - re-exported
+    HOSTNAME, IPV6, TLS_MODES, email_domain_allowed, normalize_email_domain, password_policy_problems,
+    registration_settings_problems, smtp_problems)
 from services.identity.domain import PasswordPolicy
 
 INVITATION, PASSWORD_RESET = "invitation", "password_reset"
@@ -78,6 +80,16 @@ def build_message(kind: str, sender: str, recipient: str, url: str, expires_at: 
     return message
 
 
+def build_test_message(sender: str, recipient: str) -> EmailMessage:
+    """The mail of "send a test mail" (POST /api/v1/settings/smtp/test)."""
+    message = EmailMessage()
+    message["From"], message["To"] = sender, recipient
+    message["Subject"] = "Gatehouse test mail"
+    message.set_content("This is a test mail from Gatehouse: its SMTP settings work.\n"
+                        "A super admin sent it from the settings. Nothing needs to be done.\n")
+    return message
+
+
 # --- settings -----------------------------------------------------------------------
 
 def changed_fields(before: dict | None, after: dict | None, fields) -> list[str]:
@@ -86,6 +98,7 @@ def changed_fields(before: dict | None, after: dict | None, fields) -> list[str]
 
 
 POLICY_FIELDS = ("min_length", "max_length", "refuse_common")
+REGISTRATION_FIELDS = ("self_registration", "allowed_email_domains")
 
 
 def password_policy(values: dict) -> PasswordPolicy:

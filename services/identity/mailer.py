@@ -29,6 +29,8 @@ from services.identity.models import Invitation, MailJob, PasswordReset
 log = logging.getLogger(__name__)
 
 SMTP_TIMEOUT = 10
+# The test mail is sent while the RPC waits: below the gateway's GATEHOUSE_RPC_TIMEOUT (10 s).
+SMTP_TEST_TIMEOUT = 5
 # A claimed job is not due again for this long: the claimer is sending it. If that
 # process dies mid-send, another pass (or instance) picks the job up after it.
 CLAIM_LEASE = timedelta(minutes=2)

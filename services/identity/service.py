@@ -185,6 +185,18 @@ class IdentityService(ServiceBase):
         return platform_settings.delete_smtp_settings(self.uow(), actor)
 
     @rpc
+    def send_test_mail(self, actor, to):
+        return platform_settings.send_test_mail(self.uow(), actor, to)
+
+    @rpc
+    def get_registration_settings(self):
+        return platform_settings.get_registration_settings(self.uow())
+
+    @rpc
+    def put_registration_settings(self, actor, values):
+        return platform_settings.put_registration_settings(self.uow(), actor, values)
+
+    @rpc
     def get_password_policy(self):
         return platform_settings.get_password_policy(self.uow())
 

@@ -92,6 +92,16 @@ def password_policy(session: Session) -> PasswordPolicy:
     return PasswordPolicy(**(read_setting(session, "password_policy") or {}))
 
 
+REGISTRATION = "registration"
+# Self-registration open to any email domain: how Gatehouse behaved before the setting existed.
+REGISTRATION_DEFAULTS = {"self_registration": True, "allowed_email_domains": []}
+
+
+def registration_settings(session: Session) -> dict:
+    """The self-registration settings in force: the admins', else the defaults."""
+    return {**REGISTRATION_DEFAULTS, **(read_setting(session, REGISTRATION) or {})}
+
+
 def role_of(session: Session, user_id: str, tenant_id: str) -> str | None:
     row = session.get(UserRole, (user_id, tenant_id))
     return row.role if row else None

@@ -224,7 +224,9 @@ def test_platform_settings_refuse_tenant_admins_and_anonymous_callers(identity):
         for call in (lambda a: identity.put_smtp_settings(a, {"host": "evil.example.com", "port": 25}),
                      lambda a: identity.delete_smtp_settings(a),
                      lambda a: identity.put_password_policy(a, {"min_length": 8, "refuse_common": False}),
-                     lambda a: identity.put_two_factor_policy(a, True)):
+                     lambda a: identity.put_two_factor_policy(a, True),
+                     lambda a: identity.put_registration_settings(a, {"self_registration": False}),
+                     lambda a: identity.send_test_mail(a, "someone@example.com")):
             with pytest.raises(Forbidden) as refused:
                 call(actor.__dict__)
             assert refused.value.code == "super_admin_only"

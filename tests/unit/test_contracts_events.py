@@ -55,6 +55,7 @@ PRODUCED = [
     identity_producer.logout(ROW, ACTOR, "s-1"),
     identity_producer.sessions_revoked(ROW, ACTOR, ["s-1", "s-2"], "admin"),
     identity_producer.settings_changed("smtp", ACTOR, ["host", "password"]),
+    identity_producer.smtp_test_sent(ACTOR, "ann@example.com", "SMTPAuthenticationError: (535, b'no')"),
     identity_producer.two_factor_enrollment_started(ROW, ACTOR, re_enrollment=False),
     identity_producer.two_factor_enrolled(ROW, ACTOR, re_enrollment=True),
     identity_producer.two_factor_disabled(ROW, ACTOR, "admin"),

@@ -12,7 +12,7 @@ ANONYMOUS = {
     ("GET", "/static/<path:filename>"),
     # The web console's page and files: they hold no data (the page calls the guarded API).
     ("GET", "/"), ("GET", "/<console_path:path>"), ("GET", "/assets/<path:path>"),
-    ("GET", "/api/v1/auth/password-policy"), ("POST", "/api/v1/auth/register"), ("POST", "/api/v1/auth/login"), ("POST", "/api/v1/auth/login/second-factor"),
+    ("GET", "/api/v1/auth/password-policy"), ("GET", "/api/v1/auth/registration"), ("POST", "/api/v1/auth/register"), ("POST", "/api/v1/auth/login"), ("POST", "/api/v1/auth/login/second-factor"),
     ("POST", "/api/v1/auth/refresh"), ("POST", "/api/v1/auth/password-reset"),
     ("POST", "/api/v1/auth/password-reset/confirm"), ("POST", "/api/v1/invitations/preview"),
 }

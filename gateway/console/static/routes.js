@@ -23,6 +23,8 @@ import { TenantPage } from "./pages/tenants-detail.js";
 import { ConnectionsPage } from "./pages/connections.js";
 import { AuditPage } from "./pages/audit.js";
 import { SyncPage } from "./pages/sync.js";
+import { InventoryPage } from "./pages/inventory.js";
+import { SettingsPage } from "./pages/settings.js";
 
 export const routes = [
   { path: "/sign-in", page: SignIn, title: "Sign in", access: "guest" },
@@ -45,4 +47,8 @@ export const routes = [
   // Audit log and sync status (pages/audit.js, pages/sync.js)
   { path: "/audit", page: AuditPage, title: "Audit log", access: "signed_in", permission: "admin.audit", nav: "Audit" },
   { path: "/sync", page: SyncPage, title: "Sync", access: "signed_in", permission: "sync.view", nav: "Sync" },
+  // Proxmox VE inventory and power actions (pages/inventory.js)
+  { path: "/inventory", page: InventoryPage, title: "Inventory", access: "signed_in", permission: "vm.view", nav: "Inventory" },
+  // Platform settings, super admins (pages/settings*.js)
+  { path: "/settings", page: SettingsPage, title: "Settings", access: "signed_in", permission: "admin.settings", nav: "Settings" },
 ];

@@ -25,16 +25,24 @@ from services.identity.usecases import invites, platform_settings, signin, spann
 
 
 def register(uow, actor, username, first_name, last_name, email=None, password=None, invitation_token=None):
-    """Self-registration: a pending user that an administrator approves; through an
-    invitation link (invitation_token): the invited account, active at once."""
+    """Self-registration: a pending user that an administrator approves, while the registration
+    settings allow it (self_registration on, the email in an allowed domain); through an
+    invitation link (invitation_token): the invited account, active at once, whatever they say."""
     if invitation_token:
         return invites.register_invited(uow, actor, invitation_token, username, first_name, last_name, email, password)
     with uow:
+        if not storage.registration_settings(uow.session)["self_registration"]:
+            raise Forbidden("Self-registration is closed: ask an administrator for an invitation.",
+                            code="registration_closed")
         platform_settings.enforce_limits(uow, Actor.from_dict(actor), [("registrations_per_ip", actor.get("ip"), 1)])
         uow.commit()  # every attempt counts, valid or not
     with uow:
         policy = storage.password_policy(uow.session)
+        allowed_domains = storage.registration_settings(uow.session)["allowed_email_domains"]
     problems = domain.registration_problems(username, first_name, last_name, email, password, policy)
+    if "email" not in problems and not domain.email_domain_allowed(domain.normalize_email(email)[0], allowed_domains):
+        # The same answer whoever holds an account: it names the rule, not an account.
+        problems["email"] = f"must be an address of {domain.allowed_domains_text(allowed_domains)}"
     if problems:
         raise ValidationFailed("The registration has invalid fields.", details=problems)
     email = domain.normalize_email(email)[0]

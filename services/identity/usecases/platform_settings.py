@@ -1,5 +1,5 @@
-"""Platform settings kept by identity (SMTP, password policy; rules in mail.py) and the mail and
-sign-up rate limits (rules in limits.py, counting in ratelimit.py).
+"""Platform settings kept by identity (SMTP and its test mail, password policy, self-registration;
+rules in mail.py) and the mail and sign-up rate limits (rules in limits.py, counting in ratelimit.py).
 
 Use cases take the unit of work first (services/identity/uow.py); service.py calls them."""
 from __future__ import annotations
@@ -9,7 +9,7 @@ import dataclasses
 from kernel.authority import require_super_admin
 from kernel.envelope import Actor, utc_now
 from kernel.errors import Conflict, TooManyRequests, ValidationFailed
-from services.identity import events, limits, mail, ratelimit, storage, storage_mail
+from services.identity import domain, events, limits, mail, mailer, ratelimit, storage, storage_mail
 
 
 def get_smtp_settings(uow):
@@ -76,6 +76,63 @@ def put_password_policy(uow, actor, values):
             uow.emit(events.settings_changed("password_policy", actor, changed))
         uow.commit()
     return policy
+
+
+def send_test_mail(uow, actor, to):
+    """Sends a test message with the stored SMTP settings to `to`, now (not through the mail
+    queue), and answers what happened: {"sent": true} or {"sent": false, "error": the SMTP
+    error in words, with no secret}; audited either way (smtp_test_sent). Super admins only;
+    counts against smtp_tests_per_admin."""
+    actor = Actor.from_dict(actor)
+    require_super_admin(uow.rbac, actor, "the SMTP settings")
+    recipient, problem = domain.normalize_email(to or "")
+    if problem:
+        raise ValidationFailed("The test mail needs a valid address.", details={"to": problem})
+    with uow:
+        require_smtp(uow.session)
+        enforce_limits(uow, actor, [("smtp_tests_per_admin", actor.user_id, 1)])
+        uow.commit()
+    error = None
+    with uow:
+        try:
+            settings = mailer.smtp_settings(uow.session, uow.mailer.box)
+        except mailer.SmtpUnusable as problem:
+            error = str(problem)
+    if error is None:
+        message = mail.build_test_message(settings["from_address"], recipient)
+        try:
+            mailer.send(settings, message, timeout=mailer.SMTP_TEST_TIMEOUT)
+        except Exception as failure:  # any failure is the test's answer, in words
+            error = mail.describe_failure(failure, settings.get("password") or "")
+    with uow:
+        uow.emit(events.smtp_test_sent(actor, recipient, error))
+        uow.commit()
+    return {"sent": error is None, "to": recipient, "error": error}
+
+
+def get_registration_settings(uow):
+    with uow:
+        return storage.registration_settings(uow.session)
+
+
+def put_registration_settings(uow, actor, values):
+    """Replaces the self-registration settings (platform-wide: super admins only); a missing
+    allowed_email_domains means any domain. Domains are kept in the ASCII form addresses are."""
+    actor = Actor.from_dict(actor)
+    require_super_admin(uow.rbac, actor, "the registration settings")
+    values = {"allowed_email_domains": [], **values}
+    if problems := mail.registration_settings_problems(values):
+        raise ValidationFailed("The registration settings have invalid fields.", details=problems)
+    after = {"self_registration": values["self_registration"],
+             "allowed_email_domains": list(dict.fromkeys(
+                 mail.normalize_email_domain(domain)[0] for domain in values["allowed_email_domains"]))}
+    with uow:
+        before = storage.registration_settings(uow.session)
+        storage.write_setting(uow.session, storage.REGISTRATION, after, actor.user_id)
+        if changed := mail.changed_fields(before, after, mail.REGISTRATION_FIELDS):
+            uow.emit(events.settings_changed(storage.REGISTRATION, actor, changed))
+        uow.commit()
+    return after
 
 
 def require_smtp(session):

@@ -1,5 +1,6 @@
-// Self-registration: the account waits for an administrator's approval.
-import { html, useState } from "../lib/preact.js";
+// Self-registration: the account waits for an administrator's approval. When the super admins
+// closed it (Settings > Registration) the page says so instead of showing the form.
+import { html, useEffect, useState } from "../lib/preact.js";
 import { api } from "../api.js";
 import { Link } from "../router.js";
 import { Field, FormError, SubmitButton, useForm } from "../components/form.js";
@@ -29,7 +30,21 @@ export function registrationBody(values) {
   };
 }
 
+/** Whether self-registration is open (GET /api/v1/auth/registration, anonymous): null while
+ * unknown, else {open, domains}. If it cannot be read the page stays usable (the server decides). */
+export function useRegistration() {
+  const [registration, setRegistration] = useState(null);
+  useEffect(() => {
+    api.get("/auth/registration").then(
+      (answer) => setRegistration({ open: answer.data.self_registration, domains: answer.data.allowed_email_domains || [] }),
+      () => setRegistration({ open: true, domains: [] }),
+    );
+  }, []);
+  return registration;
+}
+
 export function Register() {
+  const registration = useRegistration();
   const [done, setDone] = useState(null);
   const form = useForm({ username: "", first_name: "", last_name: "", email: "", password: "", password_confirm: "" });
   const submit = form.submit(async (values) => {
@@ -44,8 +59,17 @@ export function Register() {
       <p class="links"><${Link} href="/sign-in">Back to sign in<//></p>
     </section>`;
   }
+  if (registration && !registration.open) {
+    return html`<section>
+      <h1>Registration is closed</h1>
+      <${Alert}>New accounts are created by invitation only. Ask an administrator of your organisation to invite you.<//>
+      <p class="links">Already have an account? <${Link} href="/sign-in">Sign in<//></p>
+    </section>`;
+  }
   return html`<section>
     <h1>Create an account</h1>
+    ${registration && registration.domains.length
+      ? html`<p class="hint">Registration is open to addresses of ${registration.domains.join(", ")}.</p>` : null}
     <form onSubmit=${submit} novalidate>
       <${FormError} form=${form} />
       <${RegistrationFields} form=${form} />

@@ -5,6 +5,7 @@ import { Link, navigate } from "../router.js";
 import { load, takeNotice } from "../session.js";
 import { Field, FormError, SubmitButton, useForm } from "../components/form.js";
 import { Alert } from "../components/feedback.js";
+import { useRegistration } from "./register.js";
 
 async function enter(query) {
   await load();
@@ -16,6 +17,7 @@ export function SignIn({ query }) {
   const [notice] = useState(() => takeNotice() || (query.get("done") === "reset" ? "Your password was changed. Sign in with the new one." : null)
     || (query.get("done") === "registered" ? "Your account is ready. Sign in." : null));
   const [challenge, setChallenge] = useState(null);
+  const registration = useRegistration();  // no "Create an account" link while registration is closed
   const form = useForm({ login: "", password: "" });
 
   const submit = form.submit(async ({ login, password }) => {
@@ -39,7 +41,8 @@ export function SignIn({ query }) {
       <${Field} form=${form} name="password" label="Password" type="password" autocomplete="current-password" required />
       <${SubmitButton} form=${form} busyLabel="Signing in…">Sign in<//>
     </form>
-    <p class="links"><${Link} href="/forgot-password">Forgot your password?<//> · <${Link} href="/register">Create an account<//></p>
+    <p class="links"><${Link} href="/forgot-password">Forgot your password?<//>${registration && registration.open
+      ? html` · <${Link} href="/register">Create an account<//>` : null}</p>
   </section>`;
 }
 

@@ -28,6 +28,7 @@ from gateway.schemas.rbac import (
     MemberOut,
     MemberPageOut,
     MyPermissionsOut,
+    NextGidOut,
     PermissionPageOut,
     RoleIn,
     RoleOut,
@@ -246,8 +247,9 @@ def list_groups(query):
 @bp.doc(summary="Create an LDAP group", description="Needs `admin.rbac`. The group belongs to the active tenant; "
         "`platform: true` makes it platform-wide instead (super admins only). An administrator group needs a super "
         "admin. Without `gid_number` the lowest free GID of the configured range is used. cn and GID are unique "
-        "across the whole directory (one LDAP tree holds every tenant's groups): one taken by any group answers "
-        "409 naming nothing about that group.",
+        "across the whole directory (one LDAP tree holds every tenant's groups): a taken GID names its holder "
+        "when the active tenant sees that group (its own or platform-wide), else answers 409 naming nothing "
+        "about it. `GET /api/v1/groups/next-gid` suggests the GID.",
         responses={**NEEDS_RBAC, 403: "Platform-wide or administrator group by a non super admin (`super_admin_only`)",
                    409: "cn or GID taken in the directory, range full", 422: "Invalid cn, GID out of range"})
 def create_group(body):
@@ -255,6 +257,19 @@ def create_group(body):
         group = rpc.rbac.create_group(_actor(), body["cn"], body.get("gid_number"), body["description"],
                                       body["is_admin"], tenant_id=_tenant(), platform=body["platform"])
     return group, 201, {"Location": f"/api/v1/groups/{group['id']}"}
+
+
+@bp.get("/groups/next-gid")
+@requires(ADMIN_RBAC)
+@bp.output(NextGidOut)
+@bp.doc(summary="The GID a new group would get", description="Needs `admin.rbac`. The lowest free GID of the "
+        "configured range (`GATEHOUSE_GID_MIN`..`GATEHOUSE_GID_MAX`), skipping every tenant's groups as "
+        "`POST /api/v1/groups` without `gid_number` does (docs/security.md: GIDs are unique across the "
+        "directory); `null` when the range is full. A suggestion: another creation may take it first (409 "
+        "`gid_taken`).", responses=NEEDS_RBAC)
+def next_gid():
+    with rbac_rpc() as rpc:
+        return rpc.rbac.next_gid()
 
 
 @bp.get("/groups/<string:group_id>")

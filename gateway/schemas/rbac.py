@@ -140,6 +140,13 @@ class GroupOut(Schema):
     created_at = String(metadata={"format": "date-time"})
 
 
+class NextGidOut(Schema):
+    gid_number = Integer(allow_none=True, metadata={"description": "the lowest free GID of the range (null: the "
+                                                    "range is full); what a creation without `gid_number` would get"})
+    gid_min = Integer(metadata={"description": "the configured range's lowest GID"})
+    gid_max = Integer(metadata={"description": "the configured range's highest GID"})
+
+
 class GroupItemOut(GroupOut):
     """A group in a list."""
 

@@ -28,7 +28,8 @@ Scope = Schema.from_dict({key: _ids() for key in domain.SCOPE_KEYS}, name="Scope
 
 def _permissions(**kwargs) -> List:
     known = OneOf(sorted(domain.PERMISSIONS), error="unknown permission: {input}")
-    return List(String(validate=known), validate=Length(1, 100), **kwargs)
+    return List(String(validate=known), validate=Length(1, 100, error="a role needs at least one permission "
+                                                        "(at most {max})"), **kwargs)
 
 
 def _description(**kwargs) -> String:

@@ -91,9 +91,9 @@ export function PermissionMatrix({ catalogue, value, onChange, held, error }) {
           <input type="checkbox" id=${id} checked=${on} disabled=${readOnly || (why && !on)}
                  aria-describedby=${`${id}-about`}
                  onChange=${(event) => toggle(permission.name, event.currentTarget.checked)} />
-          <label for=${id}><code>${permission.name}</code>
-            ${permission.dangerous ? html` <span class="tag danger-tag">sensitive</span>` : null}</label>
-          <div class="matrix-about" id=${`${id}-about`}>${permission.description}${why ? html`<br /><em>${why}</em>` : null}</div>
+          <label for=${id}><code>${permission.name}</code></label>
+          <div class="matrix-about" id=${`${id}-about`}>${permission.dangerous ? html`<span class="tag danger-tag">sensitive</span> ` : null
+            }${permission.description}${why ? html`<br /><em>${why}</em>` : null}</div>
         </div>`;
       })}
     </fieldset>`)}

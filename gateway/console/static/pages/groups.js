@@ -48,8 +48,8 @@ export function GroupsPage() {
   const items = (page && page.items) || [];
   return html`<section class="page groups-page">
     <header class="page-header"><h1>Groups</h1></header>
-    <p class="lead">LDAP groups (posixGroups) of this tenant, mirrored to the directory and to the tenant's Proxmox VE.
-      <code>ldapusers</code> (everyone's primary group) and <code>sysadmins</code> are built-in and platform-wide.</p>
+    <p class="lead">LDAP groups (posixGroups) of this tenant, mirrored to the directory and to the tenant's Proxmox
+      VE. The built-in <code>ldapusers</code> (everyone's primary group) and <code>sysadmins</code> are platform-wide.</p>
     <div class="toolbar"><div class="toolbar-actions">
       <button type="button" class="button primary" onClick=${() => { setNotice(""); setDialog({ kind: "create" }); }}>Create group</button>
     </div></div>

@@ -266,13 +266,13 @@ def create_group(body):
         "configured range (`GATEHOUSE_GID_MIN`..`GATEHOUSE_GID_MAX`), skipping every tenant's groups as "
         "`POST /api/v1/groups` without `gid_number` does (docs/security.md: GIDs are unique across the "
         "directory); `null` when the range is full. A suggestion: another creation may take it first (409 "
-        "`gid_taken`).", responses=NEEDS_RBAC)
+        "`gid_taken`). (Group ids are UUIDs, so `next-gid` is never one.)", responses=NEEDS_RBAC)
 def next_gid():
     with rbac_rpc() as rpc:
         return rpc.rbac.next_gid()
 
 
-@bp.get("/groups/<string:group_id>")
+@bp.get("/groups/<uuid_id:group_id>")
 @requires(ADMIN_RBAC)
 @bp.output(GroupOut)
 @bp.doc(summary="One LDAP group", description="Needs `admin.rbac`. A group of the active tenant or a platform-wide "
@@ -282,7 +282,7 @@ def get_group(group_id):
         return rpc.rbac.get_group(group_id, tenant_id=_tenant())
 
 
-@bp.patch("/groups/<string:group_id>")
+@bp.patch("/groups/<uuid_id:group_id>")
 @requires(ADMIN_RBAC)
 @bp.input(GroupPatchIn, arg_name="body")
 @bp.output(GroupOut)
@@ -296,7 +296,7 @@ def update_group(group_id, body):
         return rpc.rbac.update_group(_actor(), group_id, body, tenant_id=_tenant())
 
 
-@bp.delete("/groups/<string:group_id>")
+@bp.delete("/groups/<uuid_id:group_id>")
 @requires(ADMIN_RBAC)
 @bp.output({}, status_code=204)
 @bp.doc(summary="Delete an LDAP group", description="Needs `admin.rbac`; built-in groups stay; platform-wide and "
@@ -309,7 +309,7 @@ def delete_group(group_id):
     return "", 204
 
 
-@bp.get("/groups/<string:group_id>/members")
+@bp.get("/groups/<uuid_id:group_id>/members")
 @requires(ADMIN_RBAC)
 @bp.input(PageQuery, location="query", arg_name="query")
 @bp.output(MemberPageOut)
@@ -320,7 +320,7 @@ def list_members(group_id, query):
         return rpc.rbac.list_members(group_id, query["limit"], query.get("cursor"), tenant_id=_tenant())
 
 
-@bp.post("/groups/<string:group_id>/members")
+@bp.post("/groups/<uuid_id:group_id>/members")
 @requires(ADMIN_RBAC)
 @bp.input(MemberIn, arg_name="body")
 @bp.output(MemberOut, status_code=201, description="Added (200 when already a member)")
@@ -338,7 +338,7 @@ def add_member(group_id, body):
     return member, 201 if added else 200, location
 
 
-@bp.get("/groups/<string:group_id>/members/<string:user_id>")
+@bp.get("/groups/<uuid_id:group_id>/members/<string:user_id>")
 @requires(ADMIN_RBAC)
 @bp.output(MemberOut)
 @bp.doc(summary="One member of an LDAP group", description="Needs `admin.rbac`. Where adding a member points "
@@ -348,7 +348,7 @@ def get_member(group_id, user_id):
         return rpc.rbac.get_member(group_id, user_id, tenant_id=_tenant())
 
 
-@bp.delete("/groups/<string:group_id>/members/<string:user_id>")
+@bp.delete("/groups/<uuid_id:group_id>/members/<string:user_id>")
 @requires(ADMIN_RBAC)
 @bp.output({}, status_code=204)
 @bp.doc(summary="Remove a user from an LDAP group", description="Needs `admin.rbac`; administrator and platform-wide "

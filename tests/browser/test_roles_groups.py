@@ -74,7 +74,11 @@ def test_a_custom_role_made_in_the_matrix_and_assigned_with_a_storage_scope_limi
     dialog = page.get_by_role("dialog", name=f"Assign {role}")
     dialog.get_by_label("User", exact=True).select_option(holder["id"])
     dialog.get_by_label("Storages").fill("local-lvm")
-    screenshot(page, "role-assign", tmp_path)
+    dialog.get_by_label("VMs and containers").fill("-1")  # refused in words next to the field
+    dialog.get_by_role("button", name="Assign role").click()
+    expect(dialog.locator(".field-error")).to_contain_text("VMIDs")
+    expect(dialog.get_by_label("Storages")).to_have_value("local-lvm")
+    dialog.get_by_label("VMs and containers").fill("")
     dialog.get_by_role("button", name="Assign role").click()
     expect(notice(page)).to_contain_text(f"{holder['username']} now holds {role}")
     holders = page.get_by_role("table", name=f"Holders of {role}")

@@ -28,7 +28,7 @@ export const PLATFORM_ONLY = ["admin.settings"];
 
 // The scope of an assignment: ids each key is narrowed to; an empty list means all of them.
 export const SCOPE_FIELDS = [
-  ["connections", "Connections", "Proxmox connection names"],
+  ["connections", "Connections", "Proxmox connection ids"],
   ["nodes", "Nodes", "node names"],
   ["storages", "Storages", "storage ids"],
   ["vms", "VMs and containers", "VMIDs"],

@@ -190,5 +190,12 @@ def test_a_group_made_with_the_suggested_gid_and_a_member_reaches_the_directory(
     page.get_by_role("button", name=f"Remove {member['username']} from {cn}").click()
     page.get_by_role("dialog", name=re.compile("Remove")).get_by_role("button", name="Remove member").click()
     expect(notice(page)).to_contain_text("no longer a member")
+
+    # usable at a phone's width: the members table and the group's actions stay within reach
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.get_by_role("link", name="Groups", exact=True).first.click()
+    expect(page.get_by_role("button", name="Create group")).to_be_in_viewport()
+    expect(table.locator(f'tr[data-group="{cn}"]').get_by_role("link", name=f"Members of {cn}")).to_be_visible()
+    screenshot(page, "groups-phone", tmp_path)
     eventually(lambda: "memberUid" not in ldapsearch_group(directory, cn) and cn in ldapsearch_group(directory, cn),
                timeout=60, interval=0.5, message="the member gone from the posixGroup")

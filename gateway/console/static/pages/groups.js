@@ -66,10 +66,10 @@ export function GroupsPage() {
           <td><${Link} href=${`/groups/${encodeURIComponent(group.id)}`} class="name">${group.cn}<//>
             ${group.builtin ? html` <small class="tag">built-in</small>` : null}
             ${group.platform && !group.builtin ? html` <small class="tag">platform-wide</small>` : null}</td>
-          <td>${group.gid_number}</td>
-          <td>${group.description || "—"}</td>
-          <td>${group.is_admin ? html`<span class="badge admin-badge">Administrator</span>` : "No"}</td>
-          <td>${group.member_count}</td>
+          <td data-label="GID">${group.gid_number}</td>
+          <td data-label="Description">${group.description || "—"}</td>
+          <td data-label="Administrator">${group.is_admin ? html`<span class="badge admin-badge">Administrator</span>` : "No"}</td>
+          <td data-label="Members">${group.member_count}</td>
           <td class="row-actions">
             <${Link} href=${`/groups/${encodeURIComponent(group.id)}`} class="button small"
                      aria-label=${`Members of ${group.cn}`}>Members<//>
@@ -232,7 +232,7 @@ export function GroupPage({ params }) {
           <thead><tr><th scope="col">Username</th><th scope="col">Added</th>
             <th scope="col"><span class="visually-hidden">Actions</span></th></tr></thead>
           <tbody>${members.map((member) => html`<tr key=${member.user_id} data-member=${member.username}>
-            <td>${member.username || member.user_id}</td><td>${when(member.added_at)}</td>
+            <td>${member.username || member.user_id}</td><td data-label="Added">${when(member.added_at)}</td>
             <td class="row-actions">${why ? null : html`<button type="button" class="button small"
               aria-label=${`Remove ${member.username} from ${group.cn}`}
               onClick=${() => { setNotice(""); setRemoving(member); }}>Remove</button>`}</td>

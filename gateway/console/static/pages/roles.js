@@ -44,9 +44,9 @@ export function RolesPage() {
           <td><${Link} href=${`/roles/${encodeURIComponent(role.id)}`} class="name">${role.name}<//>
             ${role.builtin ? html` <small class="tag">built-in</small>` : null}
             ${!role.builtin && role.global ? html` <small class="tag">global</small>` : null}</td>
-          <td>${role.description || "—"}</td>
-          <td>${role.permissions.length}</td>
-          <td>${role.user_count}</td>
+          <td data-label="Description">${role.description || "—"}</td>
+          <td data-label="Permissions">${role.permissions.length}</td>
+          <td data-label="Users here">${role.user_count}</td>
           <td class="row-actions">
             <${Link} href=${`/roles/${encodeURIComponent(role.id)}`} class="button small">${role.builtin ? "View" : "Edit"}<//>
             <button type="button" class="button small" aria-label=${`Delete ${role.name}`}
@@ -224,7 +224,7 @@ function Holders({ role, onChanged }) {
       <thead><tr><th scope="col">User</th><th scope="col">Scope</th><th scope="col"><span class="visually-hidden">Actions</span></th></tr></thead>
       <tbody>${holders.map(({ user, assignment }) => html`<tr key=${user.id} data-user=${user.username}>
         <td>${userLabel(user)}${assignment && assignment.locked ? html` <small class="tag">first admin</small>` : null}</td>
-        <td>${assignment ? scopeWords(assignment.scope) : "—"}</td>
+        <td data-label="Scope">${assignment ? scopeWords(assignment.scope) : "—"}</td>
         <td class="row-actions">${assignment && !assignment.locked ? html`<button type="button" class="button small"
             aria-label=${`Change the scope of ${user.username}`} onClick=${() => setDialog({ user, assignment })}>Change scope</button>` : null}</td>
       </tr>`)}</tbody>

@@ -109,6 +109,13 @@ def test_a_custom_role_made_in_the_matrix_and_assigned_with_a_storage_scope_limi
     user_page.goto("/roles/new")
     expect(user_page.get_by_label("admin.users", exact=True)).to_be_disabled()
     expect(user_page.get_by_label("storage.view", exact=True)).to_be_enabled()
+    # built-in groups are read-only to anyone but super admins: no add/remove, and the page says why
+    nav(user_page).get_by_role("link", name="Groups").click()
+    builtin = user_page.get_by_role("table", name="Groups").locator('tr[data-group="ldapusers"]')
+    expect(builtin.get_by_role("button", name="Edit ldapusers")).to_have_count(0)
+    builtin.get_by_role("link", name="Members of ldapusers").click()
+    expect(user_page.get_by_role("status").filter(has_text="only a super admin")).to_be_visible()
+    expect(user_page.get_by_role("button", name="Add member")).to_have_count(0)
 
 
 @pytest.fixture

@@ -28,6 +28,7 @@ from gateway.schemas.rbac import (
     MemberOut,
     MemberPageOut,
     MyPermissionsOut,
+    NextGidOut,
     PermissionPageOut,
     RoleIn,
     RoleOut,
@@ -246,8 +247,9 @@ def list_groups(query):
 @bp.doc(summary="Create an LDAP group", description="Needs `admin.rbac`. The group belongs to the active tenant; "
         "`platform: true` makes it platform-wide instead (super admins only). An administrator group needs a super "
         "admin. Without `gid_number` the lowest free GID of the configured range is used. cn and GID are unique "
-        "across the whole directory (one LDAP tree holds every tenant's groups): one taken by any group answers "
-        "409 naming nothing about that group.",
+        "across the whole directory (one LDAP tree holds every tenant's groups): a taken GID names its holder "
+        "when the active tenant sees that group (its own or platform-wide), else answers 409 naming nothing "
+        "about it. `GET /api/v1/groups/next-gid` suggests the GID.",
         responses={**NEEDS_RBAC, 403: "Platform-wide or administrator group by a non super admin (`super_admin_only`)",
                    409: "cn or GID taken in the directory, range full", 422: "Invalid cn, GID out of range"})
 def create_group(body):
@@ -257,7 +259,20 @@ def create_group(body):
     return group, 201, {"Location": f"/api/v1/groups/{group['id']}"}
 
 
-@bp.get("/groups/<string:group_id>")
+@bp.get("/groups/next-gid")
+@requires(ADMIN_RBAC)
+@bp.output(NextGidOut)
+@bp.doc(summary="The GID a new group would get", description="Needs `admin.rbac`. The lowest free GID of the "
+        "configured range (`GATEHOUSE_GID_MIN`..`GATEHOUSE_GID_MAX`), skipping every tenant's groups as "
+        "`POST /api/v1/groups` without `gid_number` does (docs/security.md: GIDs are unique across the "
+        "directory); `null` when the range is full. A suggestion: another creation may take it first (409 "
+        "`gid_taken`). (Group ids are UUIDs, so `next-gid` is never one.)", responses=NEEDS_RBAC)
+def next_gid():
+    with rbac_rpc() as rpc:
+        return rpc.rbac.next_gid()
+
+
+@bp.get("/groups/<uuid_id:group_id>")
 @requires(ADMIN_RBAC)
 @bp.output(GroupOut)
 @bp.doc(summary="One LDAP group", description="Needs `admin.rbac`. A group of the active tenant or a platform-wide "
@@ -267,7 +282,7 @@ def get_group(group_id):
         return rpc.rbac.get_group(group_id, tenant_id=_tenant())
 
 
-@bp.patch("/groups/<string:group_id>")
+@bp.patch("/groups/<uuid_id:group_id>")
 @requires(ADMIN_RBAC)
 @bp.input(GroupPatchIn, arg_name="body")
 @bp.output(GroupOut)
@@ -281,7 +296,7 @@ def update_group(group_id, body):
         return rpc.rbac.update_group(_actor(), group_id, body, tenant_id=_tenant())
 
 
-@bp.delete("/groups/<string:group_id>")
+@bp.delete("/groups/<uuid_id:group_id>")
 @requires(ADMIN_RBAC)
 @bp.output({}, status_code=204)
 @bp.doc(summary="Delete an LDAP group", description="Needs `admin.rbac`; built-in groups stay; platform-wide and "
@@ -294,7 +309,7 @@ def delete_group(group_id):
     return "", 204
 
 
-@bp.get("/groups/<string:group_id>/members")
+@bp.get("/groups/<uuid_id:group_id>/members")
 @requires(ADMIN_RBAC)
 @bp.input(PageQuery, location="query", arg_name="query")
 @bp.output(MemberPageOut)
@@ -305,7 +320,7 @@ def list_members(group_id, query):
         return rpc.rbac.list_members(group_id, query["limit"], query.get("cursor"), tenant_id=_tenant())
 
 
-@bp.post("/groups/<string:group_id>/members")
+@bp.post("/groups/<uuid_id:group_id>/members")
 @requires(ADMIN_RBAC)
 @bp.input(MemberIn, arg_name="body")
 @bp.output(MemberOut, status_code=201, description="Added (200 when already a member)")
@@ -323,7 +338,7 @@ def add_member(group_id, body):
     return member, 201 if added else 200, location
 
 
-@bp.get("/groups/<string:group_id>/members/<string:user_id>")
+@bp.get("/groups/<uuid_id:group_id>/members/<string:user_id>")
 @requires(ADMIN_RBAC)
 @bp.output(MemberOut)
 @bp.doc(summary="One member of an LDAP group", description="Needs `admin.rbac`. Where adding a member points "
@@ -333,7 +348,7 @@ def get_member(group_id, user_id):
         return rpc.rbac.get_member(group_id, user_id, tenant_id=_tenant())
 
 
-@bp.delete("/groups/<string:group_id>/members/<string:user_id>")
+@bp.delete("/groups/<uuid_id:group_id>/members/<string:user_id>")
 @requires(ADMIN_RBAC)
 @bp.output({}, status_code=204)
 @bp.doc(summary="Remove a user from an LDAP group", description="Needs `admin.rbac`; administrator and platform-wide "

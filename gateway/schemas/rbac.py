@@ -28,7 +28,8 @@ Scope = Schema.from_dict({key: _ids() for key in domain.SCOPE_KEYS}, name="Scope
 
 def _permissions(**kwargs) -> List:
     known = OneOf(sorted(domain.PERMISSIONS), error="unknown permission: {input}")
-    return List(String(validate=known), validate=Length(1, 100), **kwargs)
+    return List(String(validate=known), validate=Length(1, 100, error="a role needs at least one permission "
+                                                        "(at most {max})"), **kwargs)
 
 
 def _description(**kwargs) -> String:
@@ -138,6 +139,13 @@ class GroupOut(Schema):
     platform = JsonBoolean(metadata={"description": "platform-wide: seen by every tenant, changed by super admins only"})
     member_count = Integer(metadata={"description": "of a platform-wide group: the active tenant's members"})
     created_at = String(metadata={"format": "date-time"})
+
+
+class NextGidOut(Schema):
+    gid_number = Integer(allow_none=True, metadata={"description": "the lowest free GID of the range (null: the "
+                                                    "range is full); what a creation without `gid_number` would get"})
+    gid_min = Integer(metadata={"description": "the configured range's lowest GID"})
+    gid_max = Integer(metadata={"description": "the configured range's highest GID"})
 
 
 class GroupItemOut(GroupOut):

@@ -59,7 +59,7 @@ def create_group(uow, actor, cn, gid_number, description, is_admin, tenant_id, p
             access.require_super_admin(uow.session, actor, "Only a super admin can create a platform-wide group.")
         if is_admin:
             access.require_super_admin(uow.session, actor, "Only a super admin can create an administrator group.")
-        refuse_taken(uow.session, cn=cn, gid_number=gid_number)
+        refuse_taken(uow.session, cn=cn, gid_number=gid_number, tenant_id=tenant_id)
         if gid_number is None:
             gid_number = domain.free_gid(uow.session.scalars(sa.select(Group.gid_number)), *gid_range)
             if gid_number is None:
@@ -71,6 +71,15 @@ def create_group(uow, actor, cn, gid_number, description, is_admin, tenant_id, p
         uow.emit(events.group_created(group, actor))
         _commit_unique(uow)
     return views.group_out(group, 0)
+
+
+def next_gid(uow, gid_range) -> dict:
+    """The GID a new group would get without one: the lowest free one of the configured range
+    (skipping every tenant's, as creation does), or None when the range is full."""
+    with uow:
+        gid = domain.free_gid(uow.session.scalars(sa.select(Group.gid_number)), *gid_range)
+    lowest, highest = gid_range
+    return {"gid_number": gid, "gid_min": lowest, "gid_max": min(highest, domain.FIRST_UID_NUMBER - 1)}
 
 
 def update_group(uow, memberships, actor, group_id, changes, tenant_id, gid_range) -> dict:
@@ -91,7 +100,8 @@ def update_group(uow, memberships, actor, group_id, changes, tenant_id, gid_rang
                             code="builtin_group_protected", details={f: "cannot change" for f in diff})
         if group.is_admin or diff.get("is_admin"):
             access.require_super_admin(uow.session, actor, "Only a super admin can change an administrator group.")
-        refuse_taken(uow.session, cn=diff.get("cn", {}).get("to"), gid_number=diff.get("gid_number", {}).get("to"))
+        refuse_taken(uow.session, cn=diff.get("cn", {}).get("to"), gid_number=diff.get("gid_number", {}).get("to"),
+                     tenant_id=tenant_id)
         if diff:
             for field, change in diff.items():
                 setattr(group, field, change["to"])
@@ -264,13 +274,18 @@ def counts_seen(memberships, counted, tenant_id) -> dict[str, int]:
     return counts
 
 
-def refuse_taken(session, cn=None, gid_number=None):
-    """cn and GID are unique across the directory (every tenant's groups share one LDAP tree): a
-    taken one is refused with the same answer whoever holds it, naming nothing about that group."""
+def refuse_taken(session, cn=None, gid_number=None, tenant_id=None):
+    """cn and GID are unique across the directory (every tenant's groups share one LDAP tree). A
+    taken GID names its holder when the tenant sees that group (its own or a platform-wide one:
+    the list shows it anyway); another tenant's holder is only "taken", naming nothing about it.
+    A taken cn names itself, whoever holds it."""
     if cn is not None and storage.group_by_cn(session, cn):
         raise Conflict(f"The group name {cn!r} is taken in the directory.", code="group_exists",
                        details={"cn": "already in use"})
-    if gid_number is not None and session.scalar(sa.select(Group.id).where(Group.gid_number == gid_number)):
+    if gid_number is not None and (holder := storage.group_by_gid(session, gid_number)) is not None:
+        if holder.tenant_id in (None, tenant_id):
+            raise Conflict(f"The GID {gid_number} is taken by the group {holder.cn!r}.", code="gid_taken",
+                           details={"gid_number": f"already in use by the group {holder.cn!r}"})
         raise Conflict(f"The GID {gid_number} is taken in the directory.", code="gid_taken",
                        details={"gid_number": "already in use"})
 

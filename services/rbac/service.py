@@ -188,6 +188,10 @@ class RbacService(ServiceBase):
                                    is_admin, tenant_id, platform, self._gid_range())
 
     @rpc
+    def next_gid(self):
+        return groups.next_gid(self.db.unit_of_work(), self._gid_range())
+
+    @rpc
     def update_group(self, actor, group_id, changes, tenant_id=DEFAULT_TENANT_ID):
         return groups.update_group(self.db.unit_of_work(), self._memberships, Actor.from_dict(actor), group_id,
                                    changes, tenant_id, self._gid_range())

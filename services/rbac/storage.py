@@ -102,6 +102,11 @@ def group_by_cn(session: Session, cn: str) -> Group | None:
     return session.scalars(sa.select(Group).where(Group.cn == cn)).first()
 
 
+def group_by_gid(session: Session, gid_number: int) -> Group | None:
+    """The group holding `gid_number` in the whole directory (any tenant): for uniqueness only."""
+    return session.scalars(sa.select(Group).where(Group.gid_number == gid_number)).first()
+
+
 def in_tenant(tenant_id: str | None):
     """Where-clause: the groups seen from the tenant (its own and the platform-wide ones); None: every group."""
     if tenant_id is None:

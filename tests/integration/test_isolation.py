@@ -296,6 +296,7 @@ def test_reproduction_3_a_tenant_admin_cannot_list_read_change_or_empty_another_
     error_of(gid, 409, "gid_taken")
     for answer in (taken, gid):
         assert description not in answer.text and group["id"] not in answer.text and world["b"]["id"] not in answer.text
+    assert cn not in gid.text  # a GID's holder is named only when the asking tenant sees it
 
     # platform-wide groups: seen, not changed, by a tenant admin
     ldapusers = next(g for g in listed.json()["items"] if g["cn"] == "ldapusers")

@@ -349,6 +349,19 @@ def test_new_users_join_ldapusers_automatically(platform, admin, unique):
     audited(admin, "member_added", ldapusers["id"], user_id=user["id"])
 
 
+def test_the_next_gid_is_suggested_and_is_what_a_creation_without_one_gets(admin, platform, unique):
+    suggested = admin.get("/api/v1/groups/next-gid")
+    assert suggested.status_code == 200, suggested.text
+    body = suggested.json()
+    assert (body["gid_min"], body["gid_max"]) == (5000, 9999) and 5002 <= body["gid_number"] <= 9999
+    created = admin.post("/api/v1/groups", json={"cn": f"next_{unique}"})
+    assert created.status_code == 201 and created.json()["gid_number"] == body["gid_number"], created.text
+    assert admin.get("/api/v1/groups/next-gid").json()["gid_number"] != body["gid_number"]
+    _, viewer = platform.create_user(f"ng{unique}", role="viewer")
+    error_of(viewer.get("/api/v1/groups/next-gid"), 403, "permission_denied")
+    assert admin.delete(f"/api/v1/groups/{created.json()['id']}").status_code == 204
+
+
 def test_group_gids_are_allocated_and_validated(admin, unique):
     created = admin.post("/api/v1/groups", json={"cn": f"team_{unique}", "description": "a team"})
     assert created.status_code == 201, created.text
@@ -358,7 +371,7 @@ def test_group_gids_are_allocated_and_validated(admin, unique):
     assert group["is_admin"] is False and group["builtin"] is False
     error_of(admin.post("/api/v1/groups", json={"cn": f"team_{unique}"}), 409, "group_exists")
     taken = error_of(admin.post("/api/v1/groups", json={"cn": f"t2_{unique}", "gid_number": 5000}), 409, "gid_taken")
-    assert "gid_number" in taken["details"]
+    assert taken["details"] == {"gid_number": "already in use by the group 'ldapusers'"}  # a holder the tenant sees
     for gid in (4999, 10000, 10042):  # outside the range; 10000+ may equal a uidNumber
         refused = error_of(admin.post("/api/v1/groups", json={"cn": f"t3_{unique}", "gid_number": gid}),
                            422, "validation_error")

@@ -142,7 +142,7 @@ def test_a_platform_groups_members_are_shown_as_far_as_they_belong_to_the_tenant
     assert rbac.get_member(LDAPUSERS, "u-2", tenant_id="t2")["user_id"] == "u-2"
 
 
-def test_cn_and_gid_stay_unique_across_the_directory_and_the_refusal_names_nothing_of_the_holder(rbac):
+def test_cn_and_gid_stay_unique_across_the_directory_and_the_refusal_names_nothing_of_another_tenants_holder(rbac):
     rbac.create_group(ADMIN_1, "secret-ops", gid_number=7000, description="T1's plans", tenant_id="t1")
     rbac.create_group(ADMIN_2, "mine", gid_number=7001, tenant_id="t2")
     theirs = refusal(rbac.create_group, ADMIN_2, "secret-ops", tenant_id="t2")
@@ -155,6 +155,29 @@ def test_cn_and_gid_stay_unique_across_the_directory_and_the_refusal_names_nothi
     assert "secret" not in gid.message and "t1" not in gid.message
     # the next free GID skips every tenant's
     assert rbac.create_group(ADMIN_2, "auto", tenant_id="t2")["gid_number"] not in (7000, 7001)
+
+
+def test_a_taken_gid_names_its_holder_when_the_tenant_sees_it(rbac):
+    rbac.create_group(ADMIN_1, "secret-ops", gid_number=7000, tenant_id="t1")
+    mine = rbac.create_group(ADMIN_2, "mine", gid_number=7001, tenant_id="t2")
+    own = refusal(rbac.create_group, ADMIN_2, "other", gid_number=7001, tenant_id="t2")
+    assert (type(own), own.code, own.details) == (Conflict, "gid_taken",
+                                                  {"gid_number": "already in use by the group 'mine'"})
+    ldapusers = rbac.get_group(LDAPUSERS, tenant_id="t2")  # platform-wide: every tenant sees it
+    platform = refusal(rbac.update_group, ADMIN_2, mine["id"], {"gid_number": ldapusers["gid_number"]}, tenant_id="t2")
+    assert platform.details == {"gid_number": "already in use by the group 'ldapusers'"}
+    theirs = refusal(rbac.update_group, ADMIN_2, mine["id"], {"gid_number": 7000}, tenant_id="t2")
+    assert (theirs.code, theirs.details) == ("gid_taken", {"gid_number": "already in use"})
+    assert "secret" not in theirs.message and "t1" not in theirs.message
+
+
+def test_the_next_gid_is_what_a_creation_without_one_gets_skipping_every_tenants(rbac):
+    first = rbac.next_gid()
+    assert first["gid_min"] <= first["gid_number"] <= first["gid_max"]
+    rbac.create_group(ADMIN_1, "t1-group", gid_number=first["gid_number"], tenant_id="t1")
+    suggested = rbac.next_gid()  # the same answer for every tenant: the range is the directory's
+    assert suggested["gid_number"] != first["gid_number"]
+    assert rbac.create_group(ADMIN_2, "t2-group", tenant_id="t2")["gid_number"] == suggested["gid_number"]
 
 
 def test_add_to_groups_and_unknown_groups_resolve_names_in_the_tenant(rbac):

@@ -18,6 +18,8 @@ import { Profile } from "./pages/profile.js";
 import { UsersPage } from "./pages/users.js";
 import { InvitationsPage } from "./pages/users-invitations.js";
 import { AllTenantsPage } from "./pages/users-all-tenants.js";
+import { RolesPage, RoleNewPage, RolePage } from "./pages/roles.js";
+import { GroupsPage, GroupPage } from "./pages/groups.js";
 import { TenantsPage } from "./pages/tenants.js";
 import { TenantPage } from "./pages/tenants-detail.js";
 import { ConnectionsPage } from "./pages/connections.js";
@@ -39,6 +41,13 @@ export const routes = [
   { path: "/users", page: UsersPage, title: "Users", access: "signed_in", permission: "admin.users", nav: "Users" },
   { path: "/users/invitations", page: InvitationsPage, title: "Invitations", access: "signed_in", permission: "admin.users" },
   { path: "/users/all-tenants", page: AllTenantsPage, title: "Users of every tenant", access: "signed_in", permission: "admin.users" },
+  // Roles and their assignments (pages/roles*.js)
+  { path: "/roles", page: RolesPage, title: "Roles", access: "signed_in", permission: "admin.rbac", nav: "Roles" },
+  { path: "/roles/new", page: RoleNewPage, title: "New role", access: "signed_in", permission: "admin.rbac" },
+  { path: "/roles/:id", page: RolePage, title: "Role", access: "signed_in", permission: "admin.rbac" },
+  // LDAP groups and their members (pages/groups*.js)
+  { path: "/groups", page: GroupsPage, title: "Groups", access: "signed_in", permission: "admin.rbac", nav: "Groups" },
+  { path: "/groups/:id", page: GroupPage, title: "Group", access: "signed_in", permission: "admin.rbac" },
   // Tenants and their members (pages/tenants*.js)
   { path: "/tenants", page: TenantsPage, title: "Tenants", access: "signed_in", permission: "tenant.view", nav: "Tenants" },
   { path: "/tenants/:id", page: TenantPage, title: "Tenant", access: "signed_in", permission: "tenant.view" },

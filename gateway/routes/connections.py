@@ -152,7 +152,7 @@ def test_connection(connection_id):
         rpc.tenancy.get_connection(connection_id, _scope())
         # At most three steps of this each, well inside the RPC timeout.
         step = max(1.0, min(MAX_TEST_STEP, pool.timeout / 4))
-        return rpc.proxmox_sync.test_connection(connection_id, step)
+        return rpc.proxmox_sync.test_connection(_actor(), connection_id, _scope(), step)
 
 
 @bp.post("/<string:connection_id>/realm")

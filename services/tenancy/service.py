@@ -14,6 +14,7 @@ from __future__ import annotations
 from nameko.dependency_providers import Config
 from nameko.rpc import RpcProxy
 
+from kernel import ratelimit
 from kernel.authority import require_permission, require_super_admin
 from kernel.consumer import on_event
 from kernel.crypto import SecretBox
@@ -37,6 +38,14 @@ class TenancyService(ServiceBase):
 
     def _box(self) -> SecretBox:
         return SecretBox(self.config["GATEHOUSE"].secret_key)
+
+    def _count_name_attempt(self, actor) -> None:
+        """Connection names are unique across tenants (docs/security.md): each attempt at one counts
+        against GATEHOUSE_CONNECTION_NAMES_PER_ADMIN, refused or not."""
+        settings = self.config["GATEHOUSE"]
+        ratelimit.count_attempt(self.db.unit_of_work(), storage.rate_counters, "connection_names_per_admin", actor,
+                                settings.integer("GATEHOUSE_CONNECTION_NAMES_PER_ADMIN"),
+                                settings.integer("GATEHOUSE_RATE_LIMIT_WINDOW"), "Too many connection names tried.")
 
     # --- reacting to identity ------------------------------------------------------
 
@@ -123,12 +132,15 @@ class TenancyService(ServiceBase):
     @rpc
     def create_connection(self, actor, tenant_id, fields):
         require_permission(self.rbac, actor, CONNECTION_MANAGE, tenant_id, tenant_required=True)
+        self._count_name_attempt(actor)
         return connections.create_connection(self.db.unit_of_work(), self._box(), Actor.from_dict(actor), tenant_id,
                                              fields)
 
     @rpc
     def update_connection(self, actor, connection_id, changes, tenant_id=None, expected_version=None):
         require_permission(self.rbac, actor, CONNECTION_MANAGE, tenant_id)  # None (every tenant): super admins
+        if "name" in (changes or {}):
+            self._count_name_attempt(actor)
         return connections.update_connection(self.db.unit_of_work(), self._box(), Actor.from_dict(actor),
                                              connection_id, changes, tenant_id, expected_version)
 

@@ -394,3 +394,26 @@ def test_tenants_and_connections_are_changed_only_with_the_routes_permission(ten
     assert tenancy.get_tenant(acme["id"])["description"] == "first customer"
     mine = tenancy.create_connection(boss, "default", {"name": "boss-pve", "url": "https://pve2", "auth": TOKEN})
     tenancy.delete_connection(boss, mine["id"], "default")
+
+
+def test_connection_names_tried_are_limited_per_administrator(tenancy):
+    """Connection names are unique across tenants: every attempt at one (a creation, a rename), refused
+    or not, counts against GATEHOUSE_CONNECTION_NAMES_PER_ADMIN (docs/security.md)."""
+    from kernel.errors import TooManyRequests
+
+    tenancy.config = {"GATEHOUSE": Config.from_env({"GATEHOUSE_SECRET_KEY": "unit-test-key",
+                                                    "GATEHOUSE_CONNECTION_NAMES_PER_ADMIN": "2"})}
+    acme = enabled_with_tenant(tenancy)
+    tenancy.create_connection(ADMIN, acme["id"], {"name": "acme-pve", "url": "https://pve1", "auth": TOKEN})
+    boss = Actor(user_id="boss", username="boss").__dict__
+    tenancy.rbac.admin_users |= {("boss", "default")}
+    mine = tenancy.create_connection(boss, "default", {"name": "mine", "url": "https://pve2", "auth": TOKEN})  # 1
+    with pytest.raises(Conflict):  # 2
+        tenancy.update_connection(boss, mine["id"], {"name": "ACME-pve"}, "default")
+    with pytest.raises(TooManyRequests) as limited:
+        tenancy.create_connection(boss, "default", {"name": "fresh", "url": "https://pve3", "auth": TOKEN})
+    assert limited.value.code == "rate_limited" and limited.value.details["limit"] == "connection_names_per_admin"
+    tenancy.update_connection(boss, mine["id"], {"url": "https://pve4"}, "default")  # no name: not counted
+    tenancy.create_connection(Actor(username="cli").__dict__, "default",
+                              {"name": "by-the-operator", "url": "https://pve5", "auth": TOKEN})
+    assert [c["name"] for c in tenancy.list_connections("default")["items"]] == ["by-the-operator", "mine"]

@@ -176,6 +176,9 @@ def test_each_routes_permission_is_asked_again_in_the_service(platform, root, rp
                 lambda: rpc.rbac.create_group(actor, f"sg{unique}", tenant_id=tenant_id)):
             refusal = refused_with("permission_denied", call)
             assert refusal.details["tenant_id"] == tenant_id, refusal.details
+        for target in (viewer["id"], "no-such-user"):  # an unknown user answers as a known one
+            refusal = refused_with("outside_authority", lambda: rpc.rbac.assign_role(actor, target, "admin", tenant_id))
+            assert refusal.details == {"user_id": target, "reason": "not_administered"}
         for call in (
                 lambda: rpc.identity.require_two_factor(actor, viewer["id"], ours["id"]),
                 lambda: rpc.identity.cancel_two_factor_requirement(actor, viewer["id"], ours["id"]),

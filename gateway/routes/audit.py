@@ -122,7 +122,7 @@ FORWARDING_DOC = (
         responses={401: "Not signed in", 403: "Not a super admin"})
 def get_forwarding():
     with current_app.extensions["rpc"].client() as rpc:
-        return rpc.audit.get_forwarding()
+        return rpc.audit.get_forwarding(actor().__dict__)
 
 
 @bp.put("/settings/audit-forwarding")

@@ -77,7 +77,8 @@ def list_connections(query):
     "`{token_id, token_secret}` or `{username, password}`; the secret is stored encrypted. TLS is verified "
     "unless `verify_tls` is false; `ca_pem` or `fingerprint` say how."),
     responses={**MANAGE, 403: "Missing connection.manage, or another tenant from someone not a super admin",
-               404: "No such tenant", 409: "Name taken", 422: "Invalid fields"})
+               404: "No such tenant", 409: "Name taken", 422: "Invalid fields",
+               429: "Too many connection names tried (GATEHOUSE_CONNECTION_NAMES_PER_ADMIN)"})
 def create_connection(body):
     tenant_id = body.pop("tenant_id", None) or current_principal().tenant_id
     if tenant_id != current_principal().tenant_id and not is_super_admin():
@@ -128,7 +129,8 @@ def get_connection(connection_id):
     "`auth` without its secret keeps the stored one (the method may change only with a new secret). Send "
     "`If-Match: <ETag>` to refuse a change based on a stale read (412)."),
     responses={**MANAGE, 404: "No such connection in the active tenant", 409: "Name taken",
-               412: "If-Match names an old version", 422: "Invalid fields"})
+               412: "If-Match names an old version", 422: "Invalid fields",
+               429: "Too many connection names tried (a rename counts)"})
 def update_connection(connection_id, body):
     with _rpc() as rpc:
         connection = rpc.tenancy.update_connection(_actor(), connection_id, body, _scope(), if_match("connection"))
@@ -174,7 +176,7 @@ def test_connection(connection_id):
         rpc.tenancy.get_connection(connection_id, _scope())
         # At most three steps of this each, well inside the RPC timeout.
         step = max(1.0, min(MAX_TEST_STEP, pool.timeout / 4))
-        return rpc.proxmox_sync.test_connection(connection_id, step)
+        return rpc.proxmox_sync.test_connection(_actor(), connection_id, _scope(), step)
 
 
 @bp.post("/<string:connection_id>/realm")

@@ -251,7 +251,8 @@ def list_groups(query):
         "when the active tenant sees that group (its own or platform-wide), else answers 409 naming nothing "
         "about it. `GET /api/v1/groups/next-gid` suggests the GID.",
         responses={**NEEDS_RBAC, 403: "Platform-wide or administrator group by a non super admin (`super_admin_only`)",
-                   409: "cn or GID taken in the directory, range full", 422: "Invalid cn, GID out of range"})
+                   409: "cn or GID taken in the directory, range full", 422: "Invalid cn, GID out of range",
+                   429: "Too many group names or GIDs tried (GATEHOUSE_GROUP_NAMES_PER_ADMIN)"})
 def create_group(body):
     with rbac_rpc() as rpc:
         group = rpc.rbac.create_group(_actor(), body["cn"], body.get("gid_number"), body["description"],
@@ -290,7 +291,8 @@ def get_group(group_id):
         "need a super admin. Built-in groups only change their description.",
         responses={**NEEDS_RBAC, 403: "Built-in (`builtin_group_protected`), platform-wide (`platform_group_protected`) "
                    "or administrator group", 404: "No such group in the active tenant",
-                   409: "cn or GID taken in the directory", 422: "Invalid cn, GID out of range"})
+                   409: "cn or GID taken in the directory", 422: "Invalid cn, GID out of range",
+                   429: "Too many group names or GIDs tried (a change of cn or GID counts)"})
 def update_group(group_id, body):
     with rbac_rpc() as rpc:
         return rpc.rbac.update_group(_actor(), group_id, body, tenant_id=_tenant())

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import eventlet
 from nameko.dependency_providers import Config
+from nameko.rpc import RpcProxy
 
+from kernel.authority import require_super_admin
 from kernel.envelope import Actor, utc_now
 from kernel.errors import ValidationFailed
 from kernel.service import Database, ServiceBase, rpc
@@ -11,6 +13,9 @@ from services.audit import deadletters, events, forwarder, queries, retention, s
 from services.audit.ingest import BatchIngest
 
 MAX_PAGE = 200
+
+
+FORWARDING = "the audit forwarding"
 
 
 class AuditService(ServiceBase):
@@ -53,6 +58,9 @@ class AuditService(ServiceBase):
 
     search_indexer = queries.SearchIndexer()
     forwarding = forwarder.Forwarding()
+    # Forwarding sends every tenant's records to a host the caller picks: super admins only, asked of rbac
+    # here whatever the gateway asked (kernel/authority.py). rbac never calls audit.
+    rbac = RpcProxy("rbac")
 
     @rpc
     def list_events(self, scope, filters=None, limit=50, cursor=None):
@@ -66,7 +74,8 @@ class AuditService(ServiceBase):
                                      None if scope == queries.EVERY_TENANT else scope)
 
     @rpc
-    def get_forwarding(self):
+    def get_forwarding(self, actor):
+        require_super_admin(self.rbac, Actor.from_dict(actor), FORWARDING)
         with self.db.unit_of_work() as uow:
             return forwarder.status(uow.session)
 
@@ -74,6 +83,7 @@ class AuditService(ServiceBase):
     def put_forwarding(self, actor, config):
         """Replace the syslog forwarding configuration; switching it on starts after the newest record."""
         actor = Actor.from_dict(actor)
+        require_super_admin(self.rbac, actor, FORWARDING)
         if problems := forwarder.config_problems(config):
             raise ValidationFailed("The forwarding settings have invalid fields.", details=problems)
         config = forwarder.normalized(config)

@@ -23,10 +23,11 @@ from contracts.events import payload_of
 from contracts.events import rbac as rbac_events
 from contracts.events import tenancy as tenancy_events
 from contracts.rbac import SUPER_ADMIN
+from kernel.authority import require_permission
 from kernel.consumer import on_event
 from kernel.crypto import SecretBox
 from kernel.envelope import Actor, utc_now
-from kernel.errors import TransientError
+from kernel.errors import NotFound, TransientError
 from kernel.metrics import ServiceMetrics
 from kernel.service import Database, ServiceBase, rpc
 from services.proxmox_sync import certificates, directory_settings, engine, guests, ldap_plan, pve, storage, targets
@@ -37,6 +38,8 @@ _targets = targets  # for request_sync, whose RPC signature has a parameter name
 
 log = logging.getLogger(__name__)
 
+# The routes' own permissions, asked of rbac here whatever the gateway asked (kernel/authority.py).
+CONNECTION_MANAGE, SYNC_RUN = "connection.manage", "sync.run"
 TICK = 1.0  # seconds between looks for due work: retries (events run their work at once)
 
 # Identity's events that change a user's directory entry or Proxmox user.
@@ -98,13 +101,18 @@ class ProxmoxSyncService(ServiceBase):
     # --- connections --------------------------------------------------------------
 
     @rpc
-    def test_connection(self, connection_id, timeout=pve.STEP_TIMEOUT):
+    def test_connection(self, actor, connection_id, tenant_id=None, timeout=pve.STEP_TIMEOUT):
         """Does the connection's endpoint answer, and do its credentials work? GET /version with them.
 
         {"ok": true, "version", "release"} or {"ok": false, "error": {"code", "message"}}; the
-        message never holds the secret. `timeout` bounds each network step (seconds).
+        message never holds the secret. `timeout` bounds each network step (seconds). The actor needs
+        connection.manage in `tenant_id` (None: every tenant, super admins), and the connection is there.
         """
-        endpoint = pve.Endpoint.from_credentials(self.tenancy.connection_credentials(connection_id))
+        require_permission(self.rbac, actor, CONNECTION_MANAGE, tenant_id)
+        credentials = self.tenancy.connection_credentials(connection_id)
+        if tenant_id is not None and credentials["tenant_id"] != tenant_id:
+            raise NotFound("No such connection.", code="connection_not_found", details={"connection_id": connection_id})
+        endpoint = pve.Endpoint.from_credentials(credentials)
         try:
             return {"ok": True, **pve.probe(endpoint, float(timeout))}
         except pve.PveFailure as failure:
@@ -237,6 +245,7 @@ class ProxmoxSyncService(ServiceBase):
 
     @rpc
     def request_sync(self, actor, targets=None, tenant_id=None):
+        require_permission(self.rbac, actor, SYNC_RUN, tenant_id)  # None (every tenant): super admins
         known = self._directory() + self._connections_of(None if tenant_id is None else {tenant_id})
         return _targets.request_sync(self.db.unit_of_work(), self.sync.engine, known, Actor.from_dict(actor), targets,
                                      tenant_id)
@@ -254,6 +263,7 @@ class ProxmoxSyncService(ServiceBase):
 
     @rpc
     def configure_realm(self, actor, connection_id, tenant_id=None, server=None, port=None, mode=None):
+        require_permission(self.rbac, actor, CONNECTION_MANAGE, tenant_id)  # None (every tenant): super admins
         return directory_settings.configure_realm(self.db.unit_of_work(), self.tenancy, self.sync.box,
                                                   self.sync.directory_settings, Actor.from_dict(actor), connection_id,
                                                   tenant_id, server, port, mode)

@@ -159,9 +159,21 @@ def require_authority_over(uow, memberships: Memberships, actor, target_user_id,
     entered), with every tenant identity and tenancy know the target in."""
     if actor.is_operator:
         return
+    with uow:  # before asking who the target is: an unknown id answers as a known one to a non-administrator
+        refuse_unadministered(uow.session, actor.user_id, target_user_id, tenant_ids)
     tenants = set(tenant_ids or ()) | memberships.tenants_of(target_user_id)
     with uow:
         require_authority(uow.session, actor.user_id, target_user_id, tenants)
+
+
+def refuse_unadministered(session, actor_user_id, target_user_id, tenant_ids) -> None:
+    """The authority rule's first step, from rbac's own tables: the tenants the action happens in are
+    the target's, so the actor needs admin.users in each (a super admin passes)."""
+    for tenant in sorted(set(tenant_ids or ())):
+        held = grant(session, actor_user_id, tenant)
+        if not held.super_admin and domain.ADMIN_USERS not in held.permissions:
+            raise Forbidden(AUTHORITY_MESSAGES[domain.NOT_ADMINISTERED], code="outside_authority",
+                            details={"user_id": target_user_id, "reason": domain.NOT_ADMINISTERED})
 
 
 # --- decisions (use cases) -------------------------------------------------------------------

@@ -15,7 +15,7 @@ from __future__ import annotations
 from nameko.dependency_providers import Config
 from nameko.rpc import RpcProxy
 
-from kernel import DEFAULT_TENANT_ID
+from kernel import DEFAULT_TENANT_ID, ratelimit
 from kernel.consumer import on_event
 from kernel.envelope import Actor
 from kernel.service import Database, ServiceBase, rpc
@@ -45,6 +45,14 @@ class RbacService(ServiceBase):
     def _gid_range(self) -> tuple[int, int]:
         settings = self.config["GATEHOUSE"]
         return settings.integer("GATEHOUSE_GID_MIN"), settings.integer("GATEHOUSE_GID_MAX")
+
+    def _count_name_attempt(self, actor) -> None:
+        """Group names and GIDs are unique across the directory (docs/security.md): each attempt at one
+        counts against GATEHOUSE_GROUP_NAMES_PER_ADMIN, refused or not."""
+        settings = self.config["GATEHOUSE"]
+        ratelimit.count_attempt(self.db.unit_of_work(), storage.rate_counters, "group_names_per_admin", actor,
+                                settings.integer("GATEHOUSE_GROUP_NAMES_PER_ADMIN"),
+                                settings.integer("GATEHOUSE_RATE_LIMIT_WINDOW"), "Too many group names or GIDs tried.")
 
     # --- reacting to identity ------------------------------------------------
 
@@ -184,6 +192,7 @@ class RbacService(ServiceBase):
     @rpc
     def create_group(self, actor, cn, gid_number=None, description="", is_admin=False, tenant_id=DEFAULT_TENANT_ID,
                      platform=False):
+        self._count_name_attempt(actor)
         return groups.create_group(self.db.unit_of_work(), Actor.from_dict(actor), cn, gid_number, description,
                                    is_admin, tenant_id, platform, self._gid_range())
 
@@ -193,6 +202,8 @@ class RbacService(ServiceBase):
 
     @rpc
     def update_group(self, actor, group_id, changes, tenant_id=DEFAULT_TENANT_ID):
+        if {"cn", "gid_number"} & set(changes or ()):
+            self._count_name_attempt(actor)
         return groups.update_group(self.db.unit_of_work(), self._memberships, Actor.from_dict(actor), group_id,
                                    changes, tenant_id, self._gid_range())
 

@@ -8,11 +8,14 @@ from typing import NamedTuple
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from kernel import ratelimit
 from kernel.db import service_base
 from contracts.rbac import SUPER_ADMIN
 
 Base = service_base("rbac")
 metadata = Base.metadata
+# Attempts at a group name or GID per administrator and window (GATEHOUSE_GROUP_NAMES_PER_ADMIN).
+rate_counters = ratelimit.counter_table(metadata, "rbac_rate_counters")
 
 
 class RoleAssignment(Base):

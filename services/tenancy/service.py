@@ -14,12 +14,18 @@ from __future__ import annotations
 from nameko.dependency_providers import Config
 from nameko.rpc import RpcProxy
 
+from kernel import ratelimit
+from kernel.authority import require_permission, require_super_admin
 from kernel.consumer import on_event
 from kernel.crypto import SecretBox
 from kernel.envelope import Actor
 from kernel.service import Database, ServiceBase, rpc
 from contracts.events import identity as identity_events
 from services.tenancy import connections, handlers, memberships, storage, tenants
+
+# The routes' own permissions, asked of rbac here (kernel/authority.py) before a change looks anything up,
+# whatever the gateway asked: a request reaching tenancy over the broker is refused all the same.
+CONNECTION_MANAGE, TENANT_MANAGE = "connection.manage", "tenant.manage"
 
 
 class TenancyService(ServiceBase):
@@ -32,6 +38,14 @@ class TenancyService(ServiceBase):
 
     def _box(self) -> SecretBox:
         return SecretBox(self.config["GATEHOUSE"].secret_key)
+
+    def _count_name_attempt(self, actor) -> None:
+        """Connection names are unique across tenants (docs/security.md): each attempt at one counts
+        against GATEHOUSE_CONNECTION_NAMES_PER_ADMIN, refused or not."""
+        settings = self.config["GATEHOUSE"]
+        ratelimit.count_attempt(self.db.unit_of_work(), storage.rate_counters, "connection_names_per_admin", actor,
+                                settings.integer("GATEHOUSE_CONNECTION_NAMES_PER_ADMIN"),
+                                settings.integer("GATEHOUSE_RATE_LIMIT_WINDOW"), "Too many connection names tried.")
 
     # --- reacting to identity ------------------------------------------------------
 
@@ -72,6 +86,7 @@ class TenancyService(ServiceBase):
 
     @rpc
     def adopt_users(self, actor, users):
+        require_super_admin(self.rbac, actor, "who belongs to the default tenant")
         return tenants.adopt_users(self.db.unit_of_work(), Actor.from_dict(actor), users)
 
     # --- tenants -----------------------------------------------------------------------------
@@ -90,15 +105,18 @@ class TenancyService(ServiceBase):
 
     @rpc
     def create_tenant(self, actor, name, description=""):
+        require_super_admin(self.rbac, actor, "the tenants")
         return tenants.create_tenant(self.db.unit_of_work(), Actor.from_dict(actor), name, description)
 
     @rpc
     def update_tenant(self, actor, tenant_id, changes, expected_version=None):
+        require_permission(self.rbac, actor, TENANT_MANAGE, tenant_id, tenant_required=True)
         return tenants.update_tenant(self.db.unit_of_work(), Actor.from_dict(actor), tenant_id, changes,
                                      expected_version)
 
     @rpc
     def delete_tenant(self, actor, tenant_id):
+        require_super_admin(self.rbac, actor, "the tenants")
         tenants.delete_tenant(self.db.unit_of_work(), Actor.from_dict(actor), tenant_id)
 
     # --- connections ------------------------------------------------------------------------
@@ -113,21 +131,28 @@ class TenancyService(ServiceBase):
 
     @rpc
     def create_connection(self, actor, tenant_id, fields):
+        require_permission(self.rbac, actor, CONNECTION_MANAGE, tenant_id, tenant_required=True)
+        self._count_name_attempt(actor)
         return connections.create_connection(self.db.unit_of_work(), self._box(), Actor.from_dict(actor), tenant_id,
                                              fields)
 
     @rpc
     def update_connection(self, actor, connection_id, changes, tenant_id=None, expected_version=None):
+        require_permission(self.rbac, actor, CONNECTION_MANAGE, tenant_id)  # None (every tenant): super admins
+        if "name" in (changes or {}):
+            self._count_name_attempt(actor)
         return connections.update_connection(self.db.unit_of_work(), self._box(), Actor.from_dict(actor),
                                              connection_id, changes, tenant_id, expected_version)
 
     @rpc
     def reassign_connection(self, actor, connection_id, to_tenant_id, tenant_id=None):
+        require_super_admin(self.rbac, actor, "which tenant a connection belongs to")
         return connections.reassign_connection(self.db.unit_of_work(), Actor.from_dict(actor), connection_id,
                                                to_tenant_id, tenant_id)
 
     @rpc
     def delete_connection(self, actor, connection_id, tenant_id=None):
+        require_permission(self.rbac, actor, CONNECTION_MANAGE, tenant_id)
         connections.delete_connection(self.db.unit_of_work(), Actor.from_dict(actor), connection_id, tenant_id)
 
     @rpc

@@ -10,10 +10,13 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from kernel import ratelimit
 from kernel.db import service_base
 
 Base = service_base("tenancy")
 metadata = Base.metadata
+# Attempts at a connection name per administrator and window (GATEHOUSE_CONNECTION_NAMES_PER_ADMIN).
+rate_counters = ratelimit.counter_table(metadata, "tenancy_rate_counters")
 
 
 class TenancyState(Base):

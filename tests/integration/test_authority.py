@@ -7,10 +7,12 @@ rule they would succeed and break every later test of the shared platform.
 import pytest
 
 from kernel.envelope import Actor
-from kernel.errors import Forbidden
+from kernel.errors import Forbidden, NotFound, ValidationFailed
+from ops.operator import cli_actor
 from tests.harness import PASSWORD, eventually
 from tests.integration.test_isolation import switched, user_in
 from tests.integration.test_rbac import assign, create_role, error_of, rpc  # noqa: F401 - rpc: a fixture
+from tests.integration.test_connections import body as connection_body
 from tests.integration.test_tenancy import DEFAULT, make_user, member, new_tenant, role_becomes
 
 USERS = "/api/v1/users"
@@ -119,8 +121,6 @@ def test_the_services_refuse_on_their_own(platform, root, rpc, unique):
              lambda: rpc.identity.remove_user(actor, boss["id"]),
              lambda: rpc.identity.revoke_sessions(actor, boss["id"], "admin"),
              lambda: rpc.identity.unlock_account(actor, boss["id"]),
-             lambda: rpc.identity.require_two_factor(actor, boss["id"], DEFAULT),
-             lambda: rpc.identity.admin_disable_two_factor(actor, boss["id"], DEFAULT),
              lambda: rpc.rbac.assign_role(actor, boss["id"], "viewer", DEFAULT),
              lambda: rpc.rbac.check_authority(tenant_admin["id"], boss["id"], [DEFAULT]),
              lambda: rpc.tenancy.remove_user(actor, DEFAULT, boss["id"]))
@@ -128,9 +128,96 @@ def test_the_services_refuse_on_their_own(platform, root, rpc, unique):
         with pytest.raises(Forbidden) as refused:
             call()
         assert refused.value.code == "outside_authority", call
+    for call in (lambda: rpc.identity.require_two_factor(actor, boss["id"], DEFAULT),  # super admins' alone
+                 lambda: rpc.identity.admin_disable_two_factor(actor, boss["id"], DEFAULT)):
+        refused_with("super_admin_only", call)
     assert rpc.identity.get_user(boss["id"])["status"] == "active"
     rpc.rbac.check_authority(tenant_admin["id"], viewer["id"], [DEFAULT])  # within reach: no error
     rpc.rbac.check_authority(boss["id"], tenant_admin["id"], [])
+
+
+def refused_with(code, call):
+    with pytest.raises(Forbidden) as refusal:
+        call()
+    assert refusal.value.code == code, (code, refusal.value.code, refusal.value.message)
+    return refusal.value
+
+
+def test_each_routes_permission_is_asked_again_in_the_service(platform, root, rpc, unique):
+    """Straight at identity, audit, tenancy and proxmox_sync over the broker, as if the gateway had let the
+    call through: the route's own permission (x-permission) in the tenant given, super admin where the
+    route says so, asked before any lookup (an unknown id is refused alike). As a viewer of T1 in T1, and
+    as an admin of T1 passing T2's tenant id."""
+    ours, theirs = new_tenant(root, f"Svc A {unique}"), new_tenant(root, f"Svc B {unique}")
+    viewer, _ = user_in(platform, root, ours["id"], f"sv{unique}", "viewer")
+    boss, _ = user_in(platform, root, ours["id"], f"sb{unique}", "admin")
+    connection = rpc.tenancy.create_connection(cli_actor(), theirs["id"], connection_body(f"svc-{unique}"))
+    forwarding = root.get("/api/v1/settings/audit-forwarding").json()
+    name = f"sn{unique}"
+
+    for actor, tenant_id in ((actor_of(viewer), ours["id"]), (actor_of(boss), theirs["id"])):
+        for connection_id in (connection["id"], "no-such-connection"):
+            for call in (
+                    lambda: rpc.tenancy.update_connection(actor, connection_id, {"name": "taken"}, tenant_id),
+                    lambda: rpc.tenancy.update_connection(actor, connection_id, {"name": "taken"}),  # every tenant
+                    lambda: rpc.tenancy.delete_connection(actor, connection_id, tenant_id),
+                    lambda: rpc.tenancy.delete_connection(actor, connection_id),
+                    lambda: rpc.proxmox_sync.test_connection(actor, connection_id, tenant_id),
+                    lambda: rpc.proxmox_sync.test_connection(actor, connection_id),
+                    lambda: rpc.proxmox_sync.configure_realm(actor, connection_id, tenant_id)):
+                refusal = refused_with("permission_denied", call)
+                assert refusal.details["permission"] in ("connection.manage", "super_admin"), refusal.details
+        for call in (
+                lambda: rpc.identity.create_user(actor, name, f"{name}@example.com", "S", "N", tenant_id=tenant_id),
+                lambda: rpc.identity.create_invitations(actor, f"{name}@example.com", "viewer", tenant_id),
+                lambda: rpc.tenancy.create_connection(actor, tenant_id, connection_body(f"sc-{unique}")),
+                lambda: rpc.tenancy.update_tenant(actor, tenant_id, {"description": "taken over"}),
+                lambda: rpc.proxmox_sync.request_sync(actor, None, tenant_id),
+                lambda: rpc.rbac.create_group(actor, f"sg{unique}", tenant_id=tenant_id)):
+            refusal = refused_with("permission_denied", call)
+            assert refusal.details["tenant_id"] == tenant_id, refusal.details
+        for target in (viewer["id"], "no-such-user"):  # an unknown user answers as a known one
+            refusal = refused_with("outside_authority", lambda: rpc.rbac.assign_role(actor, target, "admin", tenant_id))
+            assert refusal.details == {"user_id": target, "reason": "not_administered"}
+        for call in (
+                lambda: rpc.identity.require_two_factor(actor, viewer["id"], ours["id"]),
+                lambda: rpc.identity.cancel_two_factor_requirement(actor, viewer["id"], ours["id"]),
+                lambda: rpc.identity.admin_disable_two_factor(actor, viewer["id"], ours["id"]),
+                lambda: rpc.identity.require_two_factor(actor, "no-such-user", ours["id"]),
+                lambda: rpc.audit.get_forwarding(actor),
+                lambda: rpc.audit.put_forwarding(actor, {"enabled": True, "host": "127.0.0.2", "port": 514}),
+                lambda: rpc.tenancy.reassign_connection(actor, connection["id"], ours["id"]),
+                lambda: rpc.tenancy.create_tenant(actor, f"Svc C {unique}"),
+                lambda: rpc.tenancy.delete_tenant(actor, theirs["id"]),
+                lambda: rpc.tenancy.adopt_users(actor, [{"id": viewer["id"], "username": viewer["username"]}])):
+            refused_with("super_admin_only", call)
+
+    # a tenant is required where something is made in one
+    boss_actor = actor_of(boss)
+    for call in (lambda: rpc.tenancy.create_connection(boss_actor, None, connection_body(f"sc-{unique}")),
+                 lambda: rpc.identity.create_user(boss_actor, name, f"{name}@example.com", "S", "N", tenant_id=None)):
+        with pytest.raises(ValidationFailed):
+            call()
+    # within their permission in T1, another tenant's connection is no connection of theirs
+    for call in (lambda: rpc.tenancy.update_connection(boss_actor, connection["id"], {"name": "taken"}, ours["id"]),
+                 lambda: rpc.tenancy.delete_connection(boss_actor, connection["id"], ours["id"]),
+                 lambda: rpc.proxmox_sync.test_connection(boss_actor, connection["id"], ours["id"]),
+                 lambda: rpc.proxmox_sync.configure_realm(boss_actor, connection["id"], ours["id"])):
+        with pytest.raises(NotFound) as missing:
+            call()
+        assert missing.value.code == "connection_not_found"
+
+    # nothing changed
+    assert rpc.tenancy.get_connection(connection["id"]) == connection
+    assert rpc.tenancy.get_tenant(theirs["id"])["description"] == theirs["description"]
+    assert rpc.tenancy.get_tenant(ours["id"])["description"] == ours["description"]
+    assert rpc.identity.list_users(tenant_id=None, q=name)["items"] == []
+    assert root.get("/api/v1/settings/audit-forwarding").json() == forwarding
+    assert rpc.identity.get_user(viewer["id"], ours["id"])["totp_required"] is False
+    # and what the permission covers still works, straight at the service too
+    mine = rpc.tenancy.create_connection(boss_actor, ours["id"], connection_body(f"mine-{unique}"))
+    rpc.tenancy.delete_connection(boss_actor, mine["id"], ours["id"])
+    rpc.tenancy.update_connection(actor_of(root.get("/api/v1/me").json()), connection["id"], {"name": f"svc2-{unique}"})
 
 
 def test_reach_covers_reading_sessions_and_handling_invitations(platform, root, rpc, mailbox, unique):

@@ -202,14 +202,37 @@ def test_identity_refuses_account_actions_beyond_the_actors_reach(identity):
     refusal(lambda: identity.remove_user(adm1, "adm2"))
     refusal(lambda: identity.revoke_sessions(adm1, "root-1", "admin"))
     refusal(lambda: identity.unlock_account(adm1, "two"))
-    refusal(lambda: identity.require_two_factor(adm1, "root-1", "t1"))
-    refusal(lambda: identity.cancel_two_factor_requirement(adm1, "two", "t1"))
-    refusal(lambda: identity.admin_disable_two_factor(adm1, "adm2", "t1"))
     assert identity.get_user("root-1")["email"] == "root-1@example.com"
     # within reach
     identity.update_user(adm1, "op1", {"first_name": "Olga"}, tenant_id="t1")
     identity.revoke_sessions(adm1, "op1", "admin")
     assert identity.admin_reset_password(adm1, "op1", "random")["password"]
+
+
+def test_identity_asks_the_routes_own_permission_before_anything(identity):
+    """The 2FA row actions are super admins' (their routes' x-permission), even on a user within reach;
+    creating a user or an invitation needs admin.users in the tenant given; unknown ids are refused alike."""
+    adm1, op1 = (Actor(user_id=user, username=user).__dict__ for user in ("adm1", "op1"))
+    for target in ("op1", "no-such-user"):
+        for call in (lambda: identity.require_two_factor(adm1, target, "t1"),
+                     lambda: identity.cancel_two_factor_requirement(adm1, target, "t1"),
+                     lambda: identity.admin_disable_two_factor(adm1, target, "t1")):
+            with pytest.raises(Forbidden) as refused:
+                call()
+            assert refused.value.code == "super_admin_only"
+    for actor, tenant in ((adm1, "t2"), (op1, "t1")):
+        for call in (lambda: identity.create_user(actor, "newbie", "newbie@example.com", "N", "B", tenant_id=tenant),
+                     lambda: identity.create_invitations(actor, "newbie@example.com", "viewer", tenant),
+                     lambda: identity.revoke_invitation(actor, "00000000-0000-0000-0000-000000000000", tenant)):
+            with pytest.raises(Forbidden) as refused:
+                call()
+            assert (refused.value.code, refused.value.details) == (
+                "permission_denied", {"permission": "admin.users", "tenant_id": tenant})
+    with pytest.raises(ValidationFailed):
+        identity.create_user(adm1, "newbie", "newbie@example.com", "N", "B", tenant_id=None)
+    assert identity.list_users(tenant_id=None, q="newbie")["items"] == []
+    assert identity.require_two_factor(ROOT, "op1", "t1")["totp_required"] is True
+    assert identity.create_user(adm1, "newbie", "newbie@example.com", "N", "B", tenant_id="t1")["password"]
 
 
 def test_the_operator_cli_and_super_admins_act_on_anyone(identity):

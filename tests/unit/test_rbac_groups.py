@@ -260,3 +260,25 @@ def test_group_events_carry_the_groups_tenant():
     platform = storage.Group(id="p", cn="shared", gid_number=7001, description="", is_admin=False, builtin=False,
                              tenant_id=None)
     assert events.group_created(platform, actor).tenant_ids == ()
+
+
+def test_group_names_and_gids_tried_are_limited_per_administrator(rbac):
+    """Group names and GIDs are unique across tenants, so a refused one tells it is taken somewhere
+    (docs/security.md): every attempt, refused or not, counts against GATEHOUSE_GROUP_NAMES_PER_ADMIN."""
+    from kernel.config import Config
+    from kernel.errors import TooManyRequests
+
+    rbac.config = {"GATEHOUSE": Config.from_env({"GATEHOUSE_GROUP_NAMES_PER_ADMIN": "3"})}
+    theirs = rbac.create_group(ADMIN_2, "secret-team", tenant_id="t2")
+    ours = rbac.create_group(ADMIN_1, "ours", tenant_id="t1")  # 1
+    assert refusal(rbac.create_group, ADMIN_1, "secret-team", tenant_id="t1").code == "group_exists"  # 2
+    assert refusal(rbac.update_group, ADMIN_1, ours["id"], {"gid_number": theirs["gid_number"]},
+                   tenant_id="t1").code == "gid_taken"  # 3
+    limited = refusal(rbac.create_group, ADMIN_1, "another", tenant_id="t1")
+    assert isinstance(limited, TooManyRequests) and limited.code == "rate_limited"
+    assert limited.details["limit"] == "group_names_per_admin" and limited.details["retry_after"] >= 1
+    assert refusal(rbac.update_group, ADMIN_1, ours["id"], {"cn": "renamed"}, tenant_id="t1").code == "rate_limited"
+    rbac.update_group(ADMIN_1, ours["id"], {"description": "not a name"}, tenant_id="t1")  # not counted
+    rbac.create_group(ADMIN_2, "theirs-too", tenant_id="t2")  # another administrator's own count
+    rbac.create_group(Actor(username="cli").__dict__, "by-the-operator", tenant_id="t1")  # the CLI is not counted
+    assert [g["cn"] for g in rbac.list_groups(tenant_id="t1")["items"] if not g.get("builtin")].count("another") == 0

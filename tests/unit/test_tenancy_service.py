@@ -29,9 +29,9 @@ class FakeRbac(AllowingRbac):
         self.admin_users = set()  # (user_id, tenant_id)
 
     def authorize(self, user_id, permission, tenant_id="default", resource=None):
-        if permission == "super_admin":
-            return user_id in self.super_admins
-        return permission == "admin.users" and (user_id, tenant_id) in self.admin_users
+        if user_id in self.super_admins:  # as rbac answers: a super admin holds every permission everywhere
+            return True
+        return permission in ("admin.users", "connection.manage") and (user_id, tenant_id) in self.admin_users
 
 
 @pytest.fixture
@@ -361,3 +361,59 @@ def test_an_invitee_joins_the_inviting_tenant_only(tenancy):
     tenancy.delete_tenant(ADMIN, gone["id"])
     tenancy.enrol_new_user(accepted("p2", gone["id"]))
     assert tenancy.memberships_of("p2") == []  # not `default`
+
+
+def test_tenants_and_connections_are_changed_only_with_the_routes_permission(tenancy):
+    """The routes' x-permission asked again in tenancy: connection.manage in the tenant given (no tenant:
+    super admins), super admin for tenants, reassignment and adoption; before any lookup."""
+    acme = enabled_with_tenant(tenancy)
+    theirs = tenancy.create_connection(ADMIN, acme["id"], {"name": "acme-pve", "url": "https://pve1", "auth": TOKEN})
+    boss = Actor(user_id="boss", username="boss").__dict__
+    tenancy.rbac.admin_users |= {("boss", "default")}  # admin.users and connection.manage in default only
+    for connection_id in (theirs["id"], "no-such-connection"):
+        for call in (lambda: tenancy.update_connection(boss, connection_id, {"name": "mine"}, acme["id"]),
+                     lambda: tenancy.update_connection(boss, connection_id, {"name": "mine"}),
+                     lambda: tenancy.delete_connection(boss, connection_id, acme["id"]),
+                     lambda: tenancy.delete_connection(boss, connection_id),
+                     lambda: tenancy.reassign_connection(boss, connection_id, "default")):
+            with pytest.raises(Forbidden):
+                call()
+    for call in (lambda: tenancy.create_connection(boss, acme["id"], {"name": "x", "url": "https://x", "auth": TOKEN}),
+                 lambda: tenancy.update_tenant(boss, acme["id"], {"description": "mine"}),
+                 lambda: tenancy.update_tenant(boss, "default", {"description": "mine"}),  # no tenant.manage
+                 lambda: tenancy.create_tenant(boss, "Bossco"),
+                 lambda: tenancy.delete_tenant(boss, acme["id"]),
+                 lambda: tenancy.adopt_users(boss, [{"id": "u1", "username": "u1"}])):
+        with pytest.raises(Forbidden):
+            call()
+    with pytest.raises(ValidationFailed):
+        tenancy.create_connection(boss, None, {"name": "x", "url": "https://x", "auth": TOKEN})
+    with pytest.raises(NotFound):  # within their permission, another tenant's connection is none of theirs
+        tenancy.update_connection(boss, theirs["id"], {"name": "mine"}, "default")
+    assert tenancy.get_connection(theirs["id"]) == theirs
+    assert tenancy.get_tenant(acme["id"])["description"] == "first customer"
+    mine = tenancy.create_connection(boss, "default", {"name": "boss-pve", "url": "https://pve2", "auth": TOKEN})
+    tenancy.delete_connection(boss, mine["id"], "default")
+
+
+def test_connection_names_tried_are_limited_per_administrator(tenancy):
+    """Connection names are unique across tenants: every attempt at one (a creation, a rename), refused
+    or not, counts against GATEHOUSE_CONNECTION_NAMES_PER_ADMIN (docs/security.md)."""
+    from kernel.errors import TooManyRequests
+
+    tenancy.config = {"GATEHOUSE": Config.from_env({"GATEHOUSE_SECRET_KEY": "unit-test-key",
+                                                    "GATEHOUSE_CONNECTION_NAMES_PER_ADMIN": "2"})}
+    acme = enabled_with_tenant(tenancy)
+    tenancy.create_connection(ADMIN, acme["id"], {"name": "acme-pve", "url": "https://pve1", "auth": TOKEN})
+    boss = Actor(user_id="boss", username="boss").__dict__
+    tenancy.rbac.admin_users |= {("boss", "default")}
+    mine = tenancy.create_connection(boss, "default", {"name": "mine", "url": "https://pve2", "auth": TOKEN})  # 1
+    with pytest.raises(Conflict):  # 2
+        tenancy.update_connection(boss, mine["id"], {"name": "ACME-pve"}, "default")
+    with pytest.raises(TooManyRequests) as limited:
+        tenancy.create_connection(boss, "default", {"name": "fresh", "url": "https://pve3", "auth": TOKEN})
+    assert limited.value.code == "rate_limited" and limited.value.details["limit"] == "connection_names_per_admin"
+    tenancy.update_connection(boss, mine["id"], {"url": "https://pve4"}, "default")  # no name: not counted
+    tenancy.create_connection(Actor(username="cli").__dict__, "default",
+                              {"name": "by-the-operator", "url": "https://pve5", "auth": TOKEN})
+    assert [c["name"] for c in tenancy.list_connections("default")["items"]] == ["by-the-operator", "mine"]

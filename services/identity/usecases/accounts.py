@@ -9,7 +9,9 @@ from eventlet import tpool
 from sqlalchemy.exc import IntegrityError
 
 from kernel import DEFAULT_TENANT_ID
-from kernel.authority import require_authority
+
+ADMIN_USERS = "admin.users"  # the user routes' permission, asked here whatever the gateway asked
+from kernel.authority import require_authority, require_permission
 from kernel.envelope import SYSTEM, Actor, utc_now, utc_now_iso
 from kernel.errors import (
     Conflict,
@@ -113,6 +115,7 @@ def create_user(uow, actor, username, email, first_name, last_name, company="", 
     commits (assign_role, add_to_groups). Compensation: when rbac refuses or fails then, the account
     is removed again (user_removed: tenancy, rbac, audit and sync forget it) and rbac's error is raised.
     with_access: the answer's user carries rbac's role in the tenant and groups (as the gateway shows it)."""
+    require_permission(uow.rbac, actor, ADMIN_USERS, tenant_id, tenant_required=True)
     if role is not None or groups:
         spanning.check_access(uow, Actor.from_dict(actor), role, groups, tenant_id, scope={})
     if super_admin and not Actor.from_dict(actor).is_operator:

@@ -9,6 +9,7 @@ from eventlet import tpool
 from sqlalchemy.exc import IntegrityError
 
 from kernel import DEFAULT_TENANT_ID, paging
+from kernel.authority import require_permission
 from kernel.crypto import token_digest
 from kernel.envelope import Actor, Resource, utc_now, utc_now_iso
 from kernel.errors import Conflict, Gone, NotFound, ValidationFailed
@@ -31,6 +32,7 @@ def create_invitations(uow, actor, emails, role, tenant_id=DEFAULT_TENANT_ID):
     """All or nothing: per address a placeholder user (`invited`), an invitation and a mail.
     The actor must be allowed to hand out `role` (unscoped) in the tenant: rbac says, as it did for the gateway."""
     actor = Actor.from_dict(actor)
+    require_permission(uow.rbac, actor, accounts.ADMIN_USERS, tenant_id, tenant_required=True)
     if not actor.is_operator:
         uow.rbac.check_assignable(actor.user_id, role, tenant_id, {})
     addresses, problems = invitation_rules.parse_emails(emails)
@@ -123,6 +125,7 @@ def revoke_invitation(uow, actor, invitation_id, tenant_id=DEFAULT_TENANT_ID):
 def _require_reach(uow, actor, invitation_id, tenant_id):
     """Resending or revoking an invitation needs what sending it needed: the right to hand out its
     role (a tenant admin neither revokes nor re-mails a super admin's invitation of a super admin)."""
+    require_permission(uow.rbac, actor, accounts.ADMIN_USERS, tenant_id, tenant_required=True)
     if actor.is_operator:
         return
     with uow:

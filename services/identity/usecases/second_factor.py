@@ -25,6 +25,8 @@ from services.identity import (
 from services.identity.models import User
 from services.identity.usecases import accounts, signin
 
+ANOTHER_USERS_2FA = "another user's 2FA"  # the 2FA row actions: super admins only, as their routes say
+
 
 def challenge_second_factor(uow, user, actor, now) -> dict:
     """The password step of a 2FA account: a single-use login ticket instead of a session."""
@@ -172,6 +174,7 @@ def require_two_factor(uow, actor, user_id, tenant_id=DEFAULT_TENANT_ID):
     """The user must enroll before doing anything else (at once, and at every sign-in until enrolled);
     the requirement stands after enrollment (the user cannot turn 2FA off) until it is cancelled."""
     actor = Actor.from_dict(actor)
+    require_super_admin(uow.rbac, actor, ANOTHER_USERS_2FA)  # the routes' x-permission, before any lookup
     accounts.require_authority_over(uow, actor, user_id, also=(tenant_id,))
     with uow:
         user = accounts.load_user(uow, user_id, for_update=True)
@@ -184,6 +187,7 @@ def require_two_factor(uow, actor, user_id, tenant_id=DEFAULT_TENANT_ID):
 
 def cancel_two_factor_requirement(uow, actor, user_id, tenant_id=DEFAULT_TENANT_ID):
     actor = Actor.from_dict(actor)
+    require_super_admin(uow.rbac, actor, ANOTHER_USERS_2FA)  # the routes' x-permission, before any lookup
     accounts.require_authority_over(uow, actor, user_id, also=(tenant_id,))
     with uow:
         user = accounts.load_user(uow, user_id, for_update=True)
@@ -197,6 +201,7 @@ def admin_disable_two_factor(uow, actor, user_id, tenant_id=DEFAULT_TENANT_ID):
     """Removes the user's TOTP and every recovery code (a user who lost both): never on one's
     own account, never on a super admin while the policy requires 2FA of super admins."""
     actor = Actor.from_dict(actor)
+    require_super_admin(uow.rbac, actor, ANOTHER_USERS_2FA)  # the routes' x-permission, before any lookup
     accounts.require_authority_over(uow, actor, user_id, also=(tenant_id,))
     with uow:
         user = accounts.load_user(uow, user_id, for_update=True)

@@ -270,7 +270,7 @@ def create_group(body):
         "`gid_taken`). (Group ids are UUIDs, so `next-gid` is never one.)", responses=NEEDS_RBAC)
 def next_gid():
     with rbac_rpc() as rpc:
-        return rpc.rbac.next_gid()
+        return rpc.rbac.next_gid(_actor(), tenant_id=_tenant())
 
 
 @bp.get("/groups/<uuid_id:group_id>")

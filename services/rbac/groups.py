@@ -73,10 +73,12 @@ def create_group(uow, actor, cn, gid_number, description, is_admin, tenant_id, p
     return views.group_out(group, 0)
 
 
-def next_gid(uow, gid_range) -> dict:
+def next_gid(uow, actor, tenant_id, gid_range) -> dict:
     """The GID a new group would get without one: the lowest free one of the configured range
-    (skipping every tenant's, as creation does), or None when the range is full."""
+    (skipping every tenant's, as creation does), or None when the range is full. The actor needs
+    admin.rbac in the tenant, as to create a group (it tells which GIDs are taken)."""
     with uow:
+        access.require_rbac_admin(uow.session, actor, tenant_id)
         gid = domain.free_gid(uow.session.scalars(sa.select(Group.gid_number)), *gid_range)
     lowest, highest = gid_range
     return {"gid_number": gid, "gid_min": lowest, "gid_max": min(highest, domain.FIRST_UID_NUMBER - 1)}

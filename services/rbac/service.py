@@ -197,8 +197,8 @@ class RbacService(ServiceBase):
                                    is_admin, tenant_id, platform, self._gid_range())
 
     @rpc
-    def next_gid(self):
-        return groups.next_gid(self.db.unit_of_work(), self._gid_range())
+    def next_gid(self, actor, tenant_id=DEFAULT_TENANT_ID):
+        return groups.next_gid(self.db.unit_of_work(), Actor.from_dict(actor), tenant_id, self._gid_range())
 
     @rpc
     def update_group(self, actor, group_id, changes, tenant_id=DEFAULT_TENANT_ID):

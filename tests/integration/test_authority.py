@@ -256,6 +256,7 @@ def test_roles_and_groups_are_changed_only_with_admin_rbac_in_the_service(platfo
              lambda: rpc.rbac.update_role(actor, role["id"], DEFAULT, "taken over"),
              lambda: rpc.rbac.delete_role(actor, role["id"]),
              lambda: rpc.rbac.create_group(actor, f"x{unique}"),
+             lambda: rpc.rbac.next_gid(actor),
              lambda: rpc.rbac.update_group(actor, group["id"], {"description": "taken over"}),
              lambda: rpc.rbac.delete_group(actor, group["id"]),
              lambda: rpc.rbac.add_member(actor, group["id"], viewer["id"], viewer["username"]))

@@ -172,12 +172,20 @@ def test_a_taken_gid_names_its_holder_when_the_tenant_sees_it(rbac):
 
 
 def test_the_next_gid_is_what_a_creation_without_one_gets_skipping_every_tenants(rbac):
-    first = rbac.next_gid()
+    first = rbac.next_gid(ADMIN_1, tenant_id="t1")
     assert first["gid_min"] <= first["gid_number"] <= first["gid_max"]
     rbac.create_group(ADMIN_1, "t1-group", gid_number=first["gid_number"], tenant_id="t1")
-    suggested = rbac.next_gid()  # the same answer for every tenant: the range is the directory's
+    suggested = rbac.next_gid(ADMIN_2, tenant_id="t2")  # the same answer for every tenant: the range is the directory's
     assert suggested["gid_number"] != first["gid_number"]
     assert rbac.create_group(ADMIN_2, "t2-group", tenant_id="t2")["gid_number"] == suggested["gid_number"]
+
+
+def test_the_next_gid_is_told_to_rbac_admins_of_the_tenant_only(rbac):
+    """It tells which GIDs are taken across tenants: admin.rbac in the tenant, checked by rbac itself."""
+    for actor, tenant_id in ((Actor(user_id="u-1", username="u1").__dict__, "t1"), (ADMIN_1, "t2")):
+        refused = refusal(rbac.next_gid, actor, tenant_id=tenant_id)
+        assert (type(refused), refused.code) == (Forbidden, "permission_denied")
+    assert rbac.next_gid(ROOT)["gid_number"] is not None
 
 
 def test_add_to_groups_and_unknown_groups_resolve_names_in_the_tenant(rbac):

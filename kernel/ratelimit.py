@@ -1,7 +1,8 @@
 """Per-actor fixed-window counters in a service's own database, for the limits on the accepted
 global-uniqueness exceptions that are not identity's (docs/security.md: a refused duplicate group
 name or GID, or connection name, tells that it exists somewhere; each attempt counts, so probing for
-names is bounded). identity keeps its own mail and sign-up limits (services/identity/limits.py).
+names is bounded), and on proxmox_sync's certificate fetches (a TLS handshake with any address an
+administrator types: probing the network is bounded too). identity keeps its own mail and sign-up limits (services/identity/limits.py).
 
 A service declares its table with `counter_table(metadata, "<service>_rate_counters")` in storage.py
 (and a migration), and calls `count_attempt` at the top of the use case, before the name is looked at.

@@ -25,7 +25,10 @@ SYNC_EVENTS = (DIRECTORY_SETTINGS_CHANGED, SYNC_REQUESTED, TARGET_SYNCED, TARGET
 # --- inventory -------------------------------------------------------------------------
 VM_ACTION = "proxmox_sync.vm_action"
 
-ALL = (*SYNC_EVENTS, VM_ACTION)
+# --- connections: an address an administrator had proxmox_sync reach -----------------------
+CERTIFICATE_FETCHED = "proxmox_sync.certificate_fetched"
+
+ALL = (*SYNC_EVENTS, VM_ACTION, CERTIFICATE_FETCHED)
 
 SAMPLE = 20  # changes described in one event; the count says how many there were
 SAMPLES = ("sample", "conflicts")  # the keys of target_synced holding described changes
@@ -117,5 +120,18 @@ class VmAction(Payload):
     vmid: int | None = None
     type: str | None = None
     task: str | None = None
+    error: str | None = omitted()
+    error_message: str | None = omitted()
+
+
+@payload(CERTIFICATE_FETCHED, "tenancy")
+class CertificateFetched(Payload):
+    """An administrator had proxmox_sync read the certificate an address presents (POST
+    /api/v1/connections/tls/fingerprint: a TLS handshake with a host on Gatehouse's network, so each
+    one is recorded, docs/security.md). address: `host:port`; fingerprint when a certificate was
+    had, else error and error_message (our words). Subscribers: none (audit only)."""
+
+    address: str | None = None
+    fingerprint: str | None = omitted()
     error: str | None = omitted()
     error_message: str | None = omitted()

@@ -98,9 +98,11 @@ def create_connection(body):
     "address a connection could have: `https://host[:port]`) and answers the certificate's SHA-256 "
     "`fingerprint`, `subject`, `issuer` and validity, for the administrator to compare with the node's own "
     "(Proxmox VE nodes ship self-signed certificates) before pinning it. Nothing is sent after the "
-    "handshake, never a credential. `502` when no certificate could be had: `code` `unreachable`, "
-    "`timeout` or `not_tls`, `details.url` in words."),
+    "handshake, never a credential. Each fetch (failed or not) counts against "
+    "`GATEHOUSE_CERT_FETCHES_PER_ADMIN` per window and is audited (`proxmox_sync.certificate_fetched`). `502` "
+    "when no certificate could be had: `code` `unreachable`, `timeout` or `not_tls`, `details.url` in words."),
     responses={**MANAGE, 422: "The URL breaks the connection URL rules",
+               429: "Too many certificates fetched (GATEHOUSE_CERT_FETCHES_PER_ADMIN)",
                502: "No certificate: unreachable, timeout or not_tls"})
 def read_fingerprint(body):
     pool = current_app.extensions["rpc"]

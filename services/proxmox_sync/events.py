@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from contracts.events import event
 from contracts.events.proxmox_sync import *  # noqa: F403 - the types and payloads, re-exported
-from contracts.events.proxmox_sync import (SAMPLE, DirectorySettingsChanged, RealmConfigured, SubjectParked,
+from contracts.events.proxmox_sync import (SAMPLE, CertificateFetched, DirectorySettingsChanged, RealmConfigured, SubjectParked,
                                            SubjectUnparked, SyncRequested, TargetFailed, TargetRecovered,
                                            TargetSynced, VmAction)
 from kernel.envelope import Actor, Event, Resource
@@ -56,6 +56,19 @@ def realm_configured(actor: Actor, connection_id: str, tenant_id: str, realm: st
     return event(RealmConfigured(realm=realm, result=result, error=error and error["code"],
                                  error_message=error and error["message"]),
                  actor, Resource("connection", connection_id, realm), outcome=outcome, tenant_ids=(tenant_id,))
+
+
+# --- connections -----------------------------------------------------------------------
+
+def certificate_fetched(actor: Actor, tenant_id: str | None, address: str, fingerprint: str | None = None,
+                        failure: dict | None = None) -> Event:
+    """An address's certificate read for an administrator (address: host:port); failure: {"code",
+    "message"} when none was had (recorded as error and error_message)."""
+    return event(CertificateFetched(address=address, fingerprint=None if failure else fingerprint,
+                                    error=failure["code"] if failure else None,
+                                    error_message=failure["message"] if failure else None),
+                 actor, Resource("address", address, address), outcome="failure" if failure else "success",
+                 tenant_ids=(tenant_id,))
 
 
 # --- inventory -------------------------------------------------------------------------

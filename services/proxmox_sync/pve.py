@@ -124,10 +124,8 @@ def failure(error: Exception, endpoint: Endpoint) -> PveFailure:
             return _mismatch(where)
         return PveFailure(TLS_VERIFICATION_FAILED, f"The TLS certificate of {where} could not be verified "
                           "(give its CA or fingerprint, or turn verify_tls off for a lab).")
-    if isinstance(error, (requests.exceptions.Timeout, TimeoutError)):
-        return PveFailure(TIMEOUT, f"{where} did not answer in time.")
-    if isinstance(error, (requests.exceptions.ConnectionError, ConnectionError, OSError)):
-        return PveFailure(UNREACHABLE, f"{where} cannot be reached (connection refused, no route or unknown host).")
+    if network := network_failure(error, where):
+        return network
     if isinstance(error, AuthenticationError):
         return PveFailure(AUTHENTICATION_FAILED, f"{where} refused the user name or password.")
     if isinstance(error, ResourceException):
@@ -139,6 +137,16 @@ def failure(error: Exception, endpoint: Endpoint) -> PveFailure:
         return PveFailure(PROXMOX_ERROR, f"{where} answered HTTP {error.status_code}.")
     log.warning("unexpected failure talking to %s: %s", where, type(error).__name__)
     return PveFailure(PROXMOX_ERROR, f"Talking to {where} failed ({type(error).__name__}).")
+
+
+def network_failure(error: Exception, where: str) -> PveFailure | None:
+    """The PveFailure of an address that did not answer in time or could not be reached (in our
+    words), None for any other exception. TLS errors are OSErrors too: callers look at them first."""
+    if isinstance(error, (requests.exceptions.Timeout, TimeoutError)):
+        return PveFailure(TIMEOUT, f"{where} did not answer in time.")
+    if isinstance(error, (requests.exceptions.ConnectionError, ConnectionError, OSError)):
+        return PveFailure(UNREACHABLE, f"{where} cannot be reached (connection refused, no route or unknown host).")
+    return None
 
 
 def _auth(endpoint: Endpoint) -> dict:

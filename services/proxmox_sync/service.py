@@ -120,8 +120,11 @@ class ProxmoxSyncService(ServiceBase):
 
     @rpc
     def server_certificate(self, actor, tenant_id, url, timeout=pve.STEP_TIMEOUT):
-        """The certificate `url` presents (fingerprint, subject, issuer, validity): a TLS handshake only."""
-        return certificates.server_certificate(self.rbac, Actor.from_dict(actor), tenant_id, url, float(timeout))
+        """The certificate `url` presents (fingerprint, subject, issuer, validity): a TLS handshake only,
+        counted against GATEHOUSE_CERT_FETCHES_PER_ADMIN and audited."""
+        return certificates.server_certificate(self.db.unit_of_work(), self.rbac, Actor.from_dict(actor), tenant_id,
+                                               url, certificates.FetchLimit.from_config(self.config["GATEHOUSE"]),
+                                               float(timeout))
 
     # --- sync: running ------------------------------------------------------------------
 

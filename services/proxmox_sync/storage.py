@@ -7,12 +7,16 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
+from kernel import ratelimit
 from kernel.db import aware, iso, service_base, take_turns
 from services.proxmox_sync.domain import connection_of
 from services.proxmox_sync.inventory import GUESTS
 
 Base = service_base("proxmox_sync")
 metadata = Base.metadata
+
+# Certificate fetches per administrator and window (GATEHOUSE_CERT_FETCHES_PER_ADMIN, certificates.py).
+rate_counters = ratelimit.counter_table(metadata, "proxmox_sync_rate_counters")
 
 # --- sync -------------------------------------------------------------------------------------
 

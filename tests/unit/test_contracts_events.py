@@ -103,6 +103,8 @@ PRODUCED = [
                                    {"code": "refused", "message": "no"}),
     sync_producer.vm_action(ACTOR, "t-1", GUEST, "start", task="UPID:1"),
     sync_producer.vm_action(ACTOR, "t-1", GUEST, "stop", failure={"code": "action_refused", "message": "no"}),
+    sync_producer.certificate_fetched(ACTOR, "t-1", "10.0.0.5:8006", fingerprint="AB:CD"),
+    sync_producer.certificate_fetched(ACTOR, "t-1", "10.0.0.5:22", failure={"code": "not_tls", "message": "no"}),
     audit_producer.records_purged(10, 99, WHEN, 365),
     audit_producer.forwarding_changed(ACTOR, {"enabled": True, "host": "siem", "port": 514, "protocol": "udp",
                                               "app_name": "gatehouse"}, ["enabled"]),

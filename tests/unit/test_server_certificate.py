@@ -1,6 +1,7 @@
 """proxmox_sync's certificate reader (services/proxmox_sync/certificates.py) against the Proxmox VE
 stand-in and against servers that do not give a certificate: the fingerprint an admin pins, the
-permission asked of rbac, the URL rules, failures in words, and nothing sent after the handshake."""
+permission asked of rbac, the URL rules, failures in words, nothing sent after the handshake, and
+each handshake counted per administrator and audited (on a migrated proxmox_sync database)."""
 from __future__ import annotations
 
 import socket
@@ -9,9 +10,14 @@ import threading
 import pytest
 
 from ops.broker import free_port
-from services.proxmox_sync import certificates, pve
+import json
+
+import sqlalchemy as sa
+
+from services.proxmox_sync import certificates, events, pve, storage
 from kernel.envelope import Actor
-from kernel.errors import BadGateway, Forbidden, ValidationFailed
+from kernel.errors import BadGateway, Forbidden, TooManyRequests, ValidationFailed
+from tests.unit.conftest import migrated
 from tests.pve_standin import PveStandin, SilentServer
 
 ADMIN = Actor(user_id="u-admin", username="admin")
@@ -34,8 +40,23 @@ def standin():
         yield server
 
 
-def read(url, rbac=None, actor=ADMIN, timeout=2.0) -> dict:
-    return certificates.server_certificate(rbac or Rbac(), actor, "t-1", url, timeout)
+@pytest.fixture(autouse=True)
+def database(tmp_path):
+    global DB
+    DB = migrated("proxmox_sync", tmp_path / "proxmox_sync.db", storage.metadata)
+    yield DB
+    DB.dispose()
+
+
+def read(url, rbac=None, actor=ADMIN, timeout=2.0, limit=certificates.FetchLimit(100, 3600)) -> dict:
+    return certificates.server_certificate(DB.unit_of_work(), rbac or Rbac(), actor, "t-1", url, limit, timeout)
+
+
+def recorded() -> list[dict]:
+    """The events in the outbox, oldest first."""
+    with DB.engine.connect() as connection:
+        rows = connection.execute(sa.select(DB.outbox.c.body).order_by(DB.outbox.c.seq)).scalars()
+        return [json.loads(body) for body in rows]
 
 
 def test_the_fingerprint_is_the_one_a_connection_pins_and_nothing_is_sent(standin):
@@ -82,6 +103,42 @@ def test_failures_are_in_words():
     with PlainServer() as plain, pytest.raises(BadGateway) as raised:
         read(plain.url)
     assert raised.value.code == "not_tls" and "does not speak TLS" in raised.value.details["url"]
+
+
+def test_each_fetch_is_audited_with_its_address_and_outcome(standin):
+    read(standin.url)
+    with pytest.raises(BadGateway):
+        read(f"https://127.0.0.1:{free_port()}")
+    fetched, failed = recorded()
+    assert fetched["type"] == failed["type"] == events.CERTIFICATE_FETCHED
+    assert fetched["outcome"] == "success" and failed["outcome"] == "failure"
+    assert fetched["actor"]["user_id"] == "u-admin" and fetched["tenant_ids"] == ["t-1"]
+    assert fetched["data"] == {"address": f"127.0.0.1:{standin.port}", "fingerprint": standin.fingerprint.upper()}
+    assert failed["data"]["error"] == "unreachable" and "cannot be reached" in failed["data"]["error_message"]
+    assert failed["resource"]["id"].startswith("127.0.0.1:")
+    # refused before any network: nothing to record
+    with pytest.raises(Forbidden):
+        read(standin.url, Rbac(allowed=False))
+    with pytest.raises(ValidationFailed):
+        read("http://127.0.0.1")
+    assert len(recorded()) == 2
+
+
+def test_fetches_are_counted_per_administrator_and_refused_beyond_the_limit(standin):
+    limit = certificates.FetchLimit(2, 3600)
+    before = len(standin.calls)
+    read(standin.url, limit=limit)
+    with pytest.raises(BadGateway):
+        read(f"https://127.0.0.1:{free_port()}", limit=limit)  # a failed handshake counts too
+    with pytest.raises(TooManyRequests) as raised:
+        read(standin.url, limit=limit)
+    assert raised.value.code == "rate_limited" and raised.value.details["limit"] == "cert_fetches_per_admin"
+    assert raised.value.details["retry_after"] >= 1
+    assert len(recorded()) == 2  # the refused one reached nothing
+    other = Actor(user_id="u-other", username="other")
+    assert read(standin.url, actor=other, limit=limit)["fingerprint"]  # each administrator has their own count
+    assert read(standin.url, actor=Actor(username="cli"), limit=certificates.FetchLimit(0, 3600))  # 0: no limit
+    assert len(standin.calls) == before
 
 
 class PlainServer:

@@ -5,6 +5,7 @@ mail flows depend on (SMTP, password policy). The sending itself is in mailer.py
 """
 from __future__ import annotations
 
+import base64
 from datetime import datetime, timedelta, timezone
 from email.message import EmailMessage
 
@@ -35,13 +36,24 @@ def should_give_up(attempts: int, max_attempts: int) -> bool:
     return attempts >= max_attempts
 
 
-def describe_failure(error: BaseException, *secrets: str) -> str:
-    """What a failed delivery records: the error's kind and text, never a secret we hold."""
+def describe_failure(error: BaseException, *secrets: str, username: str | None = None) -> str:
+    """What a failed delivery records: the error's kind and text, never a secret we hold, neither
+    as it is nor as SMTP sends it (a server may quote what it was sent): base64 of the secret alone
+    (AUTH LOGIN) and, given the SMTP `username`, of "\\0username\\0secret" (AUTH PLAIN)."""
     text = f"{type(error).__name__}: {error}"
+    forms = set()
     for secret in secrets:
         if secret:
-            text = text.replace(secret, "***")
+            forms |= {secret, _base64(secret)}
+            if username:
+                forms.add(_base64(f"\0{username}\0{secret}"))
+    for form in sorted(forms, key=len, reverse=True):  # an encoded form first: it may hold the secret's text
+        text = text.replace(form, "***")
     return text[:300]
+
+
+def _base64(text: str) -> str:
+    return base64.b64encode(text.encode("utf-8")).decode("ascii")
 
 
 def reset_mail_allowed(last_requested_at: datetime | None, now: datetime) -> bool:

@@ -15,6 +15,7 @@ import logging
 import smtplib  # green: identity processes are monkey-patched
 import ssl
 import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.message import EmailMessage
@@ -29,8 +30,11 @@ from services.identity.models import Invitation, MailJob, PasswordReset
 log = logging.getLogger(__name__)
 
 SMTP_TIMEOUT = 10
-# The test mail is sent while the RPC waits: below the gateway's GATEHOUSE_RPC_TIMEOUT (10 s).
-SMTP_TEST_TIMEOUT = 5
+# The test mail is sent while the RPC waits, so it must end before the gateway's GATEHOUSE_RPC_TIMEOUT
+# (10 s): each SMTP step (connecting, each command and reply) waits at most SMTP_TEST_TIMEOUT, and the
+# whole exchange at most SMTP_TEST_DEADLINE (a slow server answering each step in time cannot add them up).
+SMTP_TEST_TIMEOUT = 2
+SMTP_TEST_DEADLINE = 7
 # A claimed job is not due again for this long: the claimer is sending it. If that
 # process dies mid-send, another pass (or instance) picks the job up after it.
 CLAIM_LEASE = timedelta(minutes=2)
@@ -63,14 +67,58 @@ def smtp_settings(session, box: SecretBox) -> dict:
         raise SmtpUnusable(f"the stored SMTP password cannot be used: {error}") from None
 
 
-def send(settings: dict, message: EmailMessage, timeout: float = SMTP_TIMEOUT) -> None:
-    """Hands one message to the SMTP server in the settings' TLS mode."""
+class _Bounded:
+    """smtplib's client whose every step (connecting, each command sent, each reply read) waits at most
+    `step` seconds, and no longer than what is left until `ends` (time.monotonic(); None: no end)."""
+
+    _step: float
+    _ends: float | None
+
+    def _arm(self) -> None:
+        wait = self._step
+        if self._ends is not None:
+            wait = min(wait, self._ends - time.monotonic())
+            if wait <= 0:
+                raise TimeoutError("the SMTP server took longer than the exchange may last")
+        self.timeout = wait
+        if self.sock is not None:
+            self.sock.settimeout(wait)
+
+    def _get_socket(self, host, port, timeout):
+        self._arm()
+        return super()._get_socket(host, port, self.timeout)
+
+    def send(self, s):
+        self._arm()
+        return super().send(s)
+
+    def getreply(self):
+        self._arm()
+        return super().getreply()
+
+
+class _BoundedSMTP(_Bounded, smtplib.SMTP):
+    def __init__(self, host, port, step: float, ends: float | None):
+        self._step, self._ends = step, ends
+        super().__init__(host, port, timeout=step)
+
+
+class _BoundedSMTPSSL(_Bounded, smtplib.SMTP_SSL):
+    def __init__(self, host, port, step: float, ends: float | None, context):
+        self._step, self._ends = step, ends
+        super().__init__(host, port, timeout=step, context=context)
+
+
+def send(settings: dict, message: EmailMessage, timeout: float = SMTP_TIMEOUT, deadline: float | None = None) -> None:
+    """Hands one message to the SMTP server in the settings' TLS mode. Each step waits at most `timeout`
+    seconds, the whole exchange at most `deadline` (None: no bound but the steps'); beyond: TimeoutError."""
     host, port, mode = settings["host"], settings["port"], settings["tls_mode"]
     context = ssl.create_default_context()
+    ends = None if deadline is None else time.monotonic() + deadline
     if mode == "tls":
-        client = smtplib.SMTP_SSL(host, port, timeout=timeout, context=context)
+        client = _BoundedSMTPSSL(host, port, timeout, ends, context)
     else:
-        client = smtplib.SMTP(host, port, timeout=timeout)
+        client = _BoundedSMTP(host, port, timeout, ends)
     with client:
         if mode == "starttls":
             client.starttls(context=context)
@@ -158,7 +206,8 @@ class Mailer(Periodic):
                 raise settings
             send(settings, outgoing.message)
         except Exception as error:
-            text = mail.describe_failure(error, outgoing.token, password or "")
+            text = mail.describe_failure(error, outgoing.token, password or "",
+                                         username=settings.get("username") if isinstance(settings, dict) else None)
             self.record_failure(outgoing.job_id, text)
             return 0
         self.record_sent(outgoing.job_id)

@@ -1,8 +1,12 @@
 """Mail, invitation and settings rules, and the delivery loop against a real SMTP server and SQLite."""
 from __future__ import annotations
 
+import base64
 import json
 import smtplib
+import socket
+import threading
+import time
 from datetime import timedelta
 
 import pytest
@@ -15,6 +19,7 @@ from kernel.envelope import utc_now
 from services.identity import invitations, mail, storage
 from services.identity.domain import PasswordPolicy
 from services.identity.mailer import Mailer, send
+from services.identity import mailer as mailer_module
 from services.identity.models import Invitation, MailJob, PasswordReset, User
 from tests.mailbox import Mailbox
 from tests.unit.conftest import migrated
@@ -40,6 +45,17 @@ def test_failure_text_never_carries_a_secret():
     text = mail.describe_failure(error, "hunter2-secret", "tok3n")
     assert "hunter2-secret" not in text and "***" in text and text.startswith("SMTPAuthenticationError")
     assert len(mail.describe_failure(RuntimeError("x" * 1000))) <= 300
+
+
+def test_failure_text_never_carries_the_secret_as_smtp_auth_sends_it():
+    """A server may quote what it was sent: AUTH PLAIN's base64 of "\\0user\\0password", AUTH LOGIN's
+    base64 of the password alone."""
+    plain = base64.b64encode(b"\0mailer\0hunter2-secret").decode()
+    login = base64.b64encode(b"hunter2-secret").decode()
+    error = smtplib.SMTPAuthenticationError(535, f"refused AUTH PLAIN {plain} then LOGIN {login}".encode())
+    text = mail.describe_failure(error, "hunter2-secret", username="mailer")
+    assert plain not in text and login not in text and text.count("***") == 2, text
+    assert "refused AUTH PLAIN" in text
 
 
 def test_one_reset_mail_per_minute():
@@ -194,6 +210,64 @@ def test_send_speaks_plain_smtp_and_refuses_starttls_the_server_lacks(smtp_serve
     assert smtp_server.wait_for("ann@x.com", timeout=5)
     with pytest.raises(smtplib.SMTPNotSupportedError):
         send({**settings, "tls_mode": "starttls"}, message)
+
+
+class SlowSmtp:
+    """An SMTP server answering each command after `pause` seconds: every step in time, the sum not."""
+
+    def __init__(self, pause: float):
+        self.pause = pause
+        self._socket = socket.create_server(("127.0.0.1", 0))
+        self.port = self._socket.getsockname()[1]
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self):
+        try:
+            conn = self._socket.accept()[0]
+        except OSError:
+            return
+        with conn, conn.makefile("rb") as lines:
+            conn.sendall(b"220 slow ESMTP\r\n")
+            in_data = False
+            for line in lines:
+                if in_data:
+                    if line.rstrip(b"\r\n") == b".":
+                        in_data = False
+                        time.sleep(self.pause)
+                        conn.sendall(b"250 queued\r\n")
+                    continue
+                time.sleep(self.pause)
+                verb = line[:4].upper()
+                if verb == b"DATA":
+                    in_data = True
+                    conn.sendall(b"354 go on\r\n")
+                elif verb == b"QUIT":
+                    conn.sendall(b"221 bye\r\n")
+                    return
+                else:
+                    conn.sendall(b"250 ok\r\n")
+
+    def close(self):
+        self._socket.close()
+
+
+def test_the_whole_exchange_ends_at_its_deadline_however_slow_each_step(monkeypatch):
+    """The test mail answers within the gateway's RPC wait: steps each in time do not add up past the deadline."""
+    assert mailer_module.SMTP_TEST_TIMEOUT <= 2 and mailer_module.SMTP_TEST_DEADLINE < 10
+    message = mail.build_test_message("noreply@gh.example", "ann@x.com")
+    settings = {"host": "127.0.0.1", "tls_mode": "none"}
+    server = SlowSmtp(pause=0.4)
+    try:  # six steps of 0.4 s, each well inside the 3 s step: the 1 s deadline ends it
+        with pytest.raises(TimeoutError, match="longer than the exchange may last"):
+            send({**settings, "port": server.port}, message, timeout=3, deadline=1)
+    finally:
+        server.close()
+    server = SlowSmtp(pause=0.4)
+    try:  # without a deadline the same server takes the mail
+        send({**settings, "port": server.port}, message, timeout=3)
+    finally:
+        server.close()
 
 
 def test_a_due_job_is_sent_with_a_fresh_token_whose_digest_alone_is_stored(identity_db, mailer, smtp_server):

@@ -167,8 +167,9 @@ def test_a_failed_test_mail_answers_the_smtp_error_without_the_password(uow, dat
                                                       "username": "mailer", "password": secret,
                                                       "from_address": "noreply@example.com"})
 
-    def refuse(settings, message, timeout):
+    def refuse(settings, message, timeout, deadline):
         assert settings["password"] == secret and timeout == mailer.SMTP_TEST_TIMEOUT
+        assert deadline == mailer.SMTP_TEST_DEADLINE
         raise smtplib.SMTPAuthenticationError(535, f"bad credentials mailer/{secret}".encode())
 
     monkeypatch.setattr(mailer, "send", refuse)

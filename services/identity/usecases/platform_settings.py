@@ -101,9 +101,9 @@ def send_test_mail(uow, actor, to):
     if error is None:
         message = mail.build_test_message(settings["from_address"], recipient)
         try:
-            mailer.send(settings, message, timeout=mailer.SMTP_TEST_TIMEOUT)
+            mailer.send(settings, message, timeout=mailer.SMTP_TEST_TIMEOUT, deadline=mailer.SMTP_TEST_DEADLINE)
         except Exception as failure:  # any failure is the test's answer, in words
-            error = mail.describe_failure(failure, settings.get("password") or "")
+            error = mail.describe_failure(failure, settings.get("password") or "", username=settings.get("username"))
     with uow:
         uow.emit(events.smtp_test_sent(actor, recipient, error))
         uow.commit()

@@ -1,8 +1,10 @@
 """The Audit log and Sync pages in real headless Chromium against the real platform: the audit
 page filters to the records of actions just done (through the API), shows a change's
 before/after, exports the filtered view as a download and, for a super admin, verifies the
-hash chain; the sync page runs a full sync of the LDAP directory (the test slapd) and follows
-it to its end."""
+hash chain and finds another tenant's record with the tenant filter (which a tenant admin never
+sees); the sync page runs a full sync of a Proxmox VE connection (a stand-in that holds the
+changes until the test has seen the run) and follows it live, running with its progress, to its
+end, without a reload."""
 from __future__ import annotations
 
 import csv

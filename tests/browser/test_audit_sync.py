@@ -1,14 +1,18 @@
 """The Audit log and Sync pages in real headless Chromium against the real platform: the audit
 page filters to the records of actions just done (through the API), shows a change's
 before/after, exports the filtered view as a download and, for a super admin, verifies the
-hash chain; the sync page runs a full sync of the LDAP directory (the test slapd) and follows
-it to its end."""
+hash chain and finds another tenant's record with the tenant filter (which a tenant admin never
+sees); the sync page runs a full sync of a Proxmox VE connection (a stand-in that holds the
+changes until the test has seen the run) and follows it live, running with its progress, to its
+end, without a reload."""
 from __future__ import annotations
 
 import csv
 import io
 import json
 import re
+import threading
+import uuid
 from datetime import datetime, timedelta
 
 import pytest
@@ -16,6 +20,11 @@ from playwright.sync_api import Page, expect
 
 from tests.browser.helpers import expect_signed_in, screenshot, sign_in
 from tests.harness import ADMIN_PASSWORD, ADMIN_USERNAME, PASSWORD, eventually
+from tests.integration.test_connections import create as create_connection
+from tests.integration.test_inventory import standin
+from tests.integration.test_isolation import switched
+from tests.integration.test_tenancy import new_tenant
+from tests.pve_standin.access import world
 
 
 @pytest.fixture(scope="module")
@@ -31,6 +40,22 @@ def directory(platform, admin, slapd):
         "login_shell": "/bin/zsh", "realm_bind_dn": slapd.reader_dn, "realm_bind_password": slapd.reader_password})
     assert answer.status_code == 200, answer.text
     return slapd
+
+
+@pytest.fixture(scope="module")
+def elsewhere(platform, admin):
+    """An audit record of another tenant: a user a super admin creates in a tenant of its own
+    (new_tenant turns multi-tenancy on if an earlier test has not)."""
+    tag = uuid.uuid4().hex[:6]
+    tenant = new_tenant(admin, f"Audit elsewhere {tag}")
+    name = f"aelse{tag}"
+    inside = switched(platform.admin(), tenant["id"])  # a session of its own, active in that tenant
+    made = inside.post("/api/v1/users", json={"username": name, "email": f"{name}@example.com",
+                                              "first_name": "Else", "last_name": "Where"})
+    assert made.status_code == 201, made.text
+    [record] = eventually(lambda: admin.audit(action="user_created", q=name), 20, 0.2, "the record elsewhere")
+    assert record["tenant_ids"] == [tenant["id"]], record
+    return {"tenant": tenant, "name": name}
 
 
 def admin_console(console) -> Page:
@@ -58,7 +83,7 @@ def apply_filters(page: Page, **fields: str) -> None:
 
 
 def test_the_audit_page_filters_to_actions_just_done_pages_exports_shows_a_change_and_verifies(
-        platform, admin, console, unique, tmp_path):
+        platform, admin, elsewhere, console, unique, tmp_path):
     # Actions done through the API: eleven users created (more than a page of ten), one renamed.
     names = [f"aud{unique}{number:02d}" for number in range(11)]
     ids = []
@@ -150,8 +175,20 @@ def test_the_audit_page_filters_to_actions_just_done_pages_exports_shows_a_chang
     page.get_by_role("button", name="Verify chain").click()
     expect(page.locator(".verify-answer")).to_contain_text(re.compile(r"The audit trail is intact: \d+ records? checked"))
 
+    # Across tenants: the record of another tenant is the super admin's to see, and the tenant filter
+    # finds it in its tenant only.
+    form = page.get_by_role("form", name="Audit filters")
+    form.get_by_label("Tenant", exact=True).select_option(elsewhere["tenant"]["id"])
+    apply_filters(page, **{"Action": "user_created", "Resource id": "", "Search": elsewhere["name"]})
+    expect(shown).to_have_count(1)
+    expect(shown.first).to_contain_text(elsewhere["tenant"]["name"])  # the Tenants column
+    form.get_by_label("Tenant", exact=True).select_option("default")
+    apply_filters(page)
+    expect(shown).to_have_count(0)
 
-def test_a_tenant_admin_reads_the_audit_log_without_the_chain_check_on_a_phone(platform, admin, console, unique):
+
+def test_a_tenant_admin_reads_the_audit_log_without_the_chain_check_on_a_phone(platform, admin, elsewhere, console,
+                                                                             unique):
     name = f"taud{unique}"
     platform.create_user(name, role="admin", admin=admin)
     page = console.page
@@ -163,46 +200,79 @@ def test_a_tenant_admin_reads_the_audit_log_without_the_chain_check_on_a_phone(p
     expect(page.get_by_role("button", name="Export CSV")).to_be_visible()
     expect(page.get_by_role("button", name="Verify chain")).to_have_count(0)
     expect(page.get_by_label("Tenant", exact=True)).to_have_count(0)
+    apply_filters(page, Search=elsewhere["name"])  # another tenant's record is not theirs to see
+    expect(page.get_by_text("No record matches these filters.")).to_be_visible()
+    apply_filters(page, Search="")
     details = records(page).first.get_by_role("button", name=re.compile("^Details of record"))
     details.click()
     dialog = page.get_by_role("dialog", name=re.compile(r"^Audit record #\d+"))
     expect(dialog.get_by_role("button", name="Close")).to_be_visible()
 
 
-def test_a_sync_runs_from_the_page_with_visible_progress(platform, admin, directory, console, another_console,
-                                                         unique, tmp_path):
+@pytest.fixture
+def held_pve(platform, admin):
+    """A Proxmox VE connection of the default tenant, fully synced once, whose managed users then
+    drift (their first names changed behind Gatehouse's back), so a full sync has changes to write;
+    its stand-in answers each user change only once `release` is set (or after 4 s, within the
+    sync's 5 s a request, so the run never fails for it): the run stays running until the test
+    has seen it."""
+    server = standin()
+    world(server).realms["gatehouse"] = {"type": "ldap", "server1": "127.0.0.1", "base_dn": "ou=people,dc=test",
+                                         "user_attr": "uid"}
+    connection = create_connection(admin, name=f"held-{uuid.uuid4().hex[:6]}", url=server.url,
+                                   fingerprint=server.fingerprint)
+    target = f"pve:{connection['id']}"
+
+    def status():
+        return next((item for item in admin.get("/api/v1/sync/status").json()["items"]
+                     if item.get("connection_id") == connection["id"]), None)
+    settled = eventually(lambda: (lambda item: item if item and item["last_full_at"] and not item["running"]
+                                  and item["pending"] == 0 else None)(status()), 60, 0.3, "the first full sync")
+    access = world(server)
+    with access.lock:
+        drifted = [userid for userid, user in access.users.items() if userid.endswith("@gatehouse")]
+        for userid in drifted:
+            access.users[userid]["firstname"] = "Drifted"
+    assert drifted, "the first full sync made no user"
+    release = threading.Event()
+    update = server.handlers[("PUT", "/access/users/{userid}")]
+    server.handlers[("PUT", "/access/users/{userid}")] = lambda pve, call: (release.wait(4), update(pve, call))[1]
+    yield {"connection": connection, "target": settled["target"] or target, "name": connection["name"],
+           "last_full": settled["last_full_at"], "release": release}
+    release.set()
+    admin.delete(f"/api/v1/connections/{connection['id']}")
+    server.stop()
+
+
+def test_a_sync_runs_from_the_page_with_visible_progress(platform, admin, directory, held_pve, console,
+                                                         another_console, unique, tmp_path):
     page = admin_console(console)
     open_area(page, "Sync", "Sync")
-    card = page.locator('article[data-target="ldap"]')
-    expect(card.get_by_role("heading", name="LDAP directory")).to_be_visible()
-    expect(card).to_have_attribute("data-state", re.compile("idle|running|requested|failing"))
-    # Let any sync under way (the directory was just configured) end, so the run seen is ours.
-    eventually(lambda: all(not item["running"] and item["pending"] == 0
-                           for item in admin.get("/api/v1/sync/status").json()["items"] if item["target"] == "ldap"),
-               30, 0.3, "the directory settled")
-    before = admin.get("/api/v1/sync/status").json()
-    [ldap] = [item for item in before["items"] if item["target"] == "ldap"]
-    full_before = ldap["last_full_at"]
-    expect(card).to_have_attribute("data-last-full", full_before or "", timeout=30_000)
+    expect(page.locator('article[data-target="ldap"]').get_by_role("heading", name="LDAP directory")).to_be_visible()
+    card = page.locator(f'article[data-target="{held_pve["target"]}"]')
+    name = f"Proxmox VE: {held_pve['name']}"
+    expect(card.get_by_role("heading", name=name)).to_be_visible()
+    expect(card).to_have_attribute("data-last-full", held_pve["last_full"])
 
-    # Every state the card passes through, from the click on.
-    page.evaluate("""() => {
-      window.seenStates = [];
-      const card = document.querySelector('article[data-target="ldap"]');
-      new MutationObserver(() => window.seenStates.push(card.dataset.state))
-        .observe(card, { attributes: true, attributeFilter: ["data-state"] });
-    }""")
-    card.get_by_role("button", name="Run now: LDAP directory").click()
+    # "Run now": the card follows the run live (no reload): running with its progress in words while
+    # the Proxmox VE holds the changes, then finished, with a newer last full sync and the log's line.
+    page.evaluate("window.sameDocument = true")  # gone if anything reloaded the page
+    card.get_by_role("button", name=f"Run now: {name}").click()
     log = page.get_by_role("log", name="Sync activity")
-    expect(log).to_contain_text("Full sync requested: LDAP directory.")
-    expect(log).to_contain_text(re.compile(r"LDAP directory: full sync finished at .+, \d+ changes? in "), timeout=30_000)
-    expect(card).to_have_attribute("data-state", "idle")
-    seen = page.evaluate("window.seenStates")
-    assert {"requested", "running"} & set(seen), seen
-    full_after = card.get_attribute("data-last-full")
-    assert full_after and (full_before is None or datetime.fromisoformat(full_after) > datetime.fromisoformat(full_before))
-    expect(card.locator(".last-run")).to_contain_text("full sync")
+    expect(log).to_contain_text(f"Full sync requested: {name}.")
+    expect(card).to_have_attribute("data-state", "running")
+    expect(card.get_by_role("status")).to_contain_text(re.compile(r"Full sync running: \d+ of \d+ changes? written"))
+    expect(card.get_by_role("progressbar", name=f"Progress of {name}")).to_be_visible()
     screenshot(page, "sync", tmp_path)
+    held_pve["release"].set()
+    expect(log).to_contain_text(re.compile(rf"{re.escape(name)}: full sync finished at .+, \d+ changes? in "),
+                                timeout=60_000)
+    expect(card).to_have_attribute("data-state", "idle")
+    full_after = card.get_attribute("data-last-full")
+    assert full_after and datetime.fromisoformat(full_after) > datetime.fromisoformat(held_pve["last_full"])
+    expect(card.locator(".last-run")).to_contain_text("full sync")
+    expect(card).to_contain_text(re.compile(r"[1-9]\d* changes? written"))
+    assert page.evaluate("window.sameDocument === true"), "the page was reloaded"
 
     # A viewer (sync.view, not sync.run) follows the status but gets no "Run now"; no audit log either.
     viewer = f"sview{unique}"

@@ -1,6 +1,7 @@
 """Roles and Groups in the console, driven in real headless Chromium against the real platform:
-a custom role made in the permission matrix and assigned with a storage scope (its holder then
-sees only the areas it allows), and a group made with the suggested GID whose member reaches the
+a custom role made in the permission matrix, edited there, and assigned with a storage scope (its
+holder then sees only the areas it allows; tests/browser/test_inventory_settings.py follows such a
+holder into a scoped inventory), and a group made with the suggested GID whose member reaches the
 posixGroup in slapd, read with OpenLDAP's own ldapsearch."""
 from __future__ import annotations
 
@@ -68,6 +69,16 @@ def test_a_custom_role_made_in_the_matrix_and_assigned_with_a_storage_scope_limi
     expect(notice(page)).to_contain_text("The role is created")
     expect(page.get_by_label("storage.view", exact=True)).to_be_checked()
     expect(page.get_by_label("vm.start", exact=True)).not_to_be_checked()
+
+    # edited in the matrix: one permission unticked, another ticked, saved; the API has the change
+    page.get_by_label("vm.view", exact=True).uncheck()
+    page.get_by_label("node.view", exact=True).check()
+    page.get_by_role("button", name="Save role").click()
+    expect(notice(page)).to_contain_text("The role is saved")
+    expect(page.get_by_label("node.view", exact=True)).to_be_checked()
+    saved = admin.get(f"/api/v1/roles/{page.url.split('?')[0].rsplit('/', 1)[-1]}").json()
+    assert saved["name"] == role, saved
+    assert sorted(saved["permissions"]) == ["admin.rbac", "node.view", "storage.view"], saved
 
     # assign it to the user, narrowed to one storage ("empty means all" for the rest)
     page.get_by_role("button", name="Assign to a user").click()

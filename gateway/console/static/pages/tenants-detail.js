@@ -6,6 +6,7 @@ import {
   EmptyState, Loading, ConfirmDialog, Link, SelectField, RoleOptions, useRoles, when, tlsWords,
 } from "./connections-kit.js";
 import { switchTenant } from "../session.js";
+import { MoreRows, appendNextPage } from "../components/paging.js";
 
 export function TenantPage({ params }) {
   const session = useSession();
@@ -64,7 +65,9 @@ function Members({ tenant }) {
   const superAdmin = Boolean(session.access && session.access.super_admin);
   const roles = useRoles();
   const path = `/tenants/${encodeURIComponent(tenant.id)}/users`;
-  const [members, setMembers] = useState(null);
+  const [listing, setListing] = useState(null);  // the GET answer: {items, next_cursor, total}
+  const members = listing && listing.items;
+  const setMembers = (change) => setListing((old) => ({ ...(old || {}), items: change(old && old.items) }));
   const [error, setError] = useState(null);
   const [notice, setNotice] = useState("");
   const [removing, setRemoving] = useState(null);
@@ -85,7 +88,7 @@ function Members({ tenant }) {
 
   useEffect(() => {
     let live = true;
-    api.get(path, { limit: 200 }).then((answer) => { if (live) setMembers(answer.data.items); },
+    api.get(path, { limit: 200 }).then((answer) => { if (live) setListing(answer.data); },
                                        (problem) => { if (live) setError(problem); });
     return () => { live = false; };
   }, [reloads]);
@@ -145,6 +148,7 @@ function Members({ tenant }) {
             aria-label=${`Remove ${member.username} from ${tenant.name}`} onClick=${() => setRemoving(member)}>Remove</button></td>` : null}
       </tr>`)}</tbody>
     </table></div>` : null}
+    <${MoreRows} page=${listing} what="members" onMore=${async () => setListing(await appendNextPage(path, { limit: 200 }, listing))} />
     ${removing ? html`<${ConfirmDialog} open title=${`Remove ${removing.username} from ${tenant.name}?`}
         confirmLabel="Remove from tenant" busyLabel="Removing…" danger onClose=${() => setRemoving(null)}
         onConfirm=${async () => {

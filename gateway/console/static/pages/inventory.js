@@ -10,7 +10,7 @@ import { can } from "../session.js";
 import { Link } from "../router.js";
 import { EmptyState, ErrorAlert, Loading, describe } from "../components/feedback.js";
 import { ConfirmDialog } from "../components/dialog.js";
-import { areaStylesheet } from "./settings-kit.js";
+import { areaStylesheet } from "../components/stylesheet.js";
 
 areaStylesheet("inventory");
 

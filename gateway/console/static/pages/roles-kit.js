@@ -3,19 +3,14 @@
 // share) plus this area's stylesheet and what only these pages need (the permission matrix,
 // the scope fields, the tenant's users to pick from).
 // Everything goes through the frame's API client: the public REST API, nothing else.
+import { areaStylesheet } from "../components/stylesheet.js";
 import { html, useEffect, useState, api } from "./users-kit.js";
 
 export * from "./users-kit.js";
 export { ConfirmDialog } from "../components/dialog.js";
 export { getSession } from "../session.js";
 
-if (typeof document !== "undefined" && !document.querySelector("link[data-area=roles]")) {
-  const sheet = document.createElement("link");
-  sheet.rel = "stylesheet";
-  sheet.href = new URL("./roles.css", import.meta.url).href;
-  sheet.dataset.area = "roles";
-  document.head.appendChild(sheet);
-}
+areaStylesheet("roles");
 
 // Category names as GET /api/v1/permissions gives them, in the matrix's order, with their words.
 export const CATEGORIES = [

@@ -1,8 +1,9 @@
 """Tenants and Proxmox VE connections in the console, in real headless Chromium against the real
 platform: multi-tenancy enabled and tenants created from the Tenants page, a member added with
 a role, a user of two tenants who sees each tenant's connections only as they switch, a tenant
-admin who sees nothing of the other tenant anywhere, and a connection to the Proxmox VE stand-in
-pinned with the fingerprint fetched from it, then tested."""
+admin who sees nothing of the other tenant anywhere (Tenants, Connections, Users, Roles, Groups,
+Audit, Sync, Inventory), a connection moved to another tenant by a super admin, and a connection to
+the Proxmox VE stand-in pinned with the fingerprint fetched from it, tested, its realm set up."""
 from __future__ import annotations
 
 import pytest
@@ -89,6 +90,20 @@ def test_tenants_keep_their_connections_apart_for_members_and_tenant_admins(plat
     members.get_by_role("button", name="Add member").click()
     expect(page.locator(".alert-success")).to_contain_text(f"both{unique} is a member of {first} as operator")
     expect(page.get_by_label(f"Role of both{unique}")).to_have_value("operator")
+    # a role changes with the row's Save button only, not as the select changes (keyboard users)
+    page.get_by_label(f"Role of both{unique}").select_option("viewer")
+    expect(page.get_by_role("button", name=f"Save role of both{unique}")).to_be_visible()
+    assert role_in(admin, acme, both["id"]) == "operator"  # nothing sent yet
+    page.get_by_role("button", name=f"Keep the role of both{unique}").click()
+    expect(page.get_by_label(f"Role of both{unique}")).to_have_value("operator")
+    expect(page.get_by_role("button", name=f"Save role of both{unique}")).to_have_count(0)
+    page.get_by_label(f"Role of both{unique}").select_option("viewer")
+    page.get_by_role("button", name=f"Save role of both{unique}").click()
+    expect(page.locator(".alert-success")).to_contain_text(f"both{unique} is viewer in {first}")
+    eventually(lambda: role_in(admin, acme, both["id"]) == "viewer", 20, 0.2, "viewer in Acme")
+    page.get_by_label(f"Role of both{unique}").select_option("operator")
+    page.get_by_role("button", name=f"Save role of both{unique}").click()
+    expect(page.locator(".alert-success")).to_contain_text(f"both{unique} is operator in {first}")
     expect(page.get_by_role("table", name=f"Connections of {first}")).to_contain_text(f"acme-pve-{unique}")
     screenshot(page, "tenant-members", tmp_path)
     eventually(lambda: role_in(admin, acme, both["id"]) == "operator", 20, 0.2, "operator in Acme")
@@ -106,6 +121,13 @@ def test_tenants_keep_their_connections_apart_for_members_and_tenant_admins(plat
         expect(connection_rows(user_page)).to_have_count(1)
         expect(user_page.get_by_text(hidden)).to_have_count(0)
         expect(user_page.locator(".lead")).to_contain_text(tenant_name)
+    # on the page of a tenant other than the active one they are offered a switch, not an error
+    user_page.goto(f"/tenants/{acme}")
+    expect(user_page.get_by_text("Switch to this tenant to see its connections")).to_be_visible()
+    expect(user_page.locator(".alert-error")).to_have_count(0)
+    user_page.get_by_role("button", name=f"Switch to {first}").click()
+    expect(user_page.get_by_role("table", name=f"Connections of {first}")).to_contain_text(f"acme-pve-{unique}")
+    expect(user_page.get_by_label("Tenant")).to_have_value(acme)
     sign_out(user_page)
 
     # Acme's admin: nothing of Globex on the tenants, connections and users pages
@@ -123,11 +145,30 @@ def test_tenants_keep_their_connections_apart_for_members_and_tenant_admins(plat
     expect(user_page.get_by_role("table", name="Users")).to_have_attribute("aria-busy", "false")
     expect(user_page.locator(f'tr[data-user="both{unique}"]')).to_be_visible()
     expect(user_page.locator(f'tr[data-user="glob{unique}"]')).to_have_count(0)
-    for path in ("/tenants", "/connections", "/users"):
+    globex_pve = next(c for c in admin.get("/api/v1/connections", params={"limit": 200, "tenant": "*"}).json()["items"]
+                      if c["name"] == f"globex-pve-{unique}")
+    for path in ("/tenants", "/connections", "/users", "/roles", "/groups", "/audit", "/sync", "/inventory"):
         user_page.goto(path)
         expect(user_page.get_by_role("heading", level=1)).to_be_visible()
-        expect(user_page.locator("main")).not_to_contain_text(second)
-        expect(user_page.locator("main")).not_to_contain_text(f"globex-pve-{unique}")
+        expect(user_page.locator("main .loading")).to_have_count(0)  # what the page read is shown
+        if path != "/sync":  # there, Acme's unreachable stand-in address is an error to show
+            expect(user_page.locator("main .alert-error"), f"an error on {path}").to_have_count(0)
+        main = user_page.locator("main")
+        for foreign in (second, globex, f"globex-pve-{unique}", globex_pve["id"], f"glob{unique}"):
+            expect(main).not_to_contain_text(foreign)
+        if path in ("/connections", "/sync"):  # their own tenant's connection is there
+            expect(main).to_contain_text(f"acme-pve-{unique}")
+
+    # a super admin moves a connection to another tenant from the tenant's page
+    page.goto(f"/tenants/{acme}")
+    page.get_by_label(f"Move acme-pve-{unique} to").select_option(label=second)
+    move = page.get_by_role("dialog", name=f"Move acme-pve-{unique} to {second}?")
+    move.get_by_role("button", name="Move connection").click()
+    expect(page.locator(".alert-success")).to_contain_text(f"acme-pve-{unique} now belongs to {second}")
+    expect(page.locator(f'tr[data-connection="acme-pve-{unique}"]')).to_have_count(0)
+    moved = [c for c in admin.get("/api/v1/connections", params={"limit": 200, "tenant": "*"}).json()["items"]
+             if c["name"] == f"acme-pve-{unique}"]
+    assert moved and moved[0]["tenant_id"] == globex
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +178,13 @@ def pve():
         yield server
 
 
-def test_a_connection_is_pinned_with_the_fetched_fingerprint_and_tested(platform, console, pve, unique, tmp_path):
+def test_a_connection_is_pinned_with_the_fetched_fingerprint_tested_and_given_its_realm(platform, console, pve, slapd,
+                                                                                        unique, tmp_path):
+    admin = platform.admin()
+    directory = admin.put("/api/v1/settings/ldap", json={  # as tests/browser/test_audit_sync.py's
+        "url": slapd.url, "bind_dn": slapd.admin_dn, "password": slapd.admin_password, "base_dn": slapd.base_dn,
+        "login_shell": "/bin/zsh", "realm_bind_dn": slapd.reader_dn, "realm_bind_password": slapd.reader_password})
+    assert directory.status_code == 200, directory.text
     page = console.page
     sign_in(page, ADMIN_USERNAME, ADMIN_PASSWORD)
     expect_signed_in(page)
@@ -156,6 +203,11 @@ def test_a_connection_is_pinned_with_the_fetched_fingerprint_and_tested(platform
     dialog.get_by_role("button", name="Fetch from server").click()
     fetched = dialog.locator(".fetched")
     expect(fetched.locator("[data-fingerprint]")).to_have_text(pve.fingerprint.upper())
+    dialog.get_by_label("Address").fill(pve.url + "/")  # another address: the certificate is not its
+    expect(fetched).to_have_count(0)
+    dialog.get_by_label("Address").fill(pve.url)
+    dialog.get_by_role("button", name="Fetch from server").click()
+    expect(fetched.locator("[data-fingerprint]")).to_have_text(pve.fingerprint.upper())
     expect(dialog.get_by_label("SHA-256 fingerprint")).to_have_value("")  # not used before the admin confirms
     fetched.scroll_into_view_if_needed()
     screenshot(page, "connection-add", tmp_path)
@@ -172,6 +224,16 @@ def test_a_connection_is_pinned_with_the_fetched_fingerprint_and_tested(platform
     expect(page.locator(".alert-success")).to_contain_text(
         f"{name} works: Proxmox VE 8.3 (pve-manager 8.3.2) accepted the credentials.")
     screenshot(page, "connections", tmp_path)
+
+    # the LDAP realm on the Proxmox VE points at the directory
+    row.get_by_label(f"Actions for {name}").click()
+    row.get_by_role("button", name="Set up realm").click()
+    realm = page.get_by_role("dialog", name=f"Set up the realm of {name}")
+    realm.get_by_role("button", name="Set up realm").click()
+    expect(realm.locator(".alert-success")).to_contain_text("The realm gatehouse is created")
+    expect(realm.locator(".alert-success")).to_contain_text(f"users under ou=people,{slapd.base_dn}")
+    realm.get_by_role("button", name="Done").click()
+    expect(realm).to_have_count(0)
 
     stored = [c for c in platform.admin().get("/api/v1/connections", params={"limit": 200}).json()["items"]
               if c["name"] == name]

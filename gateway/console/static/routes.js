@@ -5,7 +5,8 @@
 //   access      "guest": signed-out only (signed-in users go home), "public": anyone,
 //               "signed_in": needs a session (else the sign-in page)
 //   permission  (signed_in) the permission the API needs for the page: without it the page
-//               says "not allowed" (the server refuses anyway)
+//               says "not allowed" (the server refuses anyway). A list means any one of them
+//               (["vm.view", "node.view", "storage.view"]: the page shows what each one allows)
 //   nav         (signed_in) the area's name in the navigation; entries show only with the permission
 //   frame       false: a signed-in page without the frame's navigation (forced steps)
 // Navigation order is the order here.
@@ -57,7 +58,7 @@ export const routes = [
   { path: "/audit", page: AuditPage, title: "Audit log", access: "signed_in", permission: "admin.audit", nav: "Audit" },
   { path: "/sync", page: SyncPage, title: "Sync", access: "signed_in", permission: "sync.view", nav: "Sync" },
   // Proxmox VE inventory and power actions (pages/inventory.js)
-  { path: "/inventory", page: InventoryPage, title: "Inventory", access: "signed_in", permission: "vm.view", nav: "Inventory" },
+  { path: "/inventory", page: InventoryPage, title: "Inventory", access: "signed_in", permission: ["vm.view", "node.view", "storage.view"], nav: "Inventory" },
   // Platform settings, super admins (pages/settings*.js)
   { path: "/settings", page: SettingsPage, title: "Settings", access: "signed_in", permission: "admin.settings", nav: "Settings" },
 ];

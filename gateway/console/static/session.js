@@ -58,11 +58,12 @@ export async function load() {
 }
 
 /** Whether the signed-in user holds `permission` in the active tenant (what the API answered;
- * the server still checks every request). */
+ * the server still checks every request). A list means any one of them. */
 export function can(permission) {
-  if (!permission) return true;
+  if (!permission || (Array.isArray(permission) && permission.length === 0)) return true;
   const access = state.access;
-  return Boolean(access && (access.permissions || []).includes(permission));
+  const held = (access && access.permissions) || [];
+  return (Array.isArray(permission) ? permission : [permission]).some((one) => held.includes(one));
 }
 
 export async function switchTenant(tenantId) {

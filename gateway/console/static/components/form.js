@@ -108,3 +108,75 @@ export function SubmitButton({ form, children, busyLabel, kind = "primary", ...r
     ${form.busy ? html`<span class="spinner" aria-hidden="true"></span> ${busyLabel || "Working…"}` : children}
   </button>`;
 }
+
+function described(id, hint, error) {
+  return [hint ? `${id}-hint` : null, error ? `${id}-error` : null].filter(Boolean).join(" ") || undefined;
+}
+
+function Below({ id, hint, error }) {
+  return html`${hint ? html`<div class="hint" id=${`${id}-hint`}>${hint}</div>` : null}
+    ${error ? html`<div class="field-error" id=${`${id}-error`}>${error}</div>` : null}`;
+}
+
+/** A <select> bound to form.values[name], its API error next to it (as Field). Its options are
+ * `children` (<option> elements) or `options`: [value, label] pairs. */
+export function SelectField({ form, name, label, hint, disabled, options, children }) {
+  const id = `f-${name}-${useId()}`;
+  form.fields.add(name);
+  const error = form.errors[name];
+  return html`<div class=${`field${error ? " has-error" : ""}`}>
+    <label for=${id}>${label}</label>
+    <select id=${id} name=${name} value=${form.values[name] ?? ""} disabled=${disabled}
+      aria-invalid=${error ? "true" : undefined} aria-describedby=${described(id, hint, error)}
+      onChange=${(event) => form.set(name, event.currentTarget.value)}>
+      ${options ? options.map(([value, text]) => html`<option value=${value} key=${value}>${text}</option>`) : children}
+    </select>
+    <${Below} id=${id} hint=${hint} error=${error} />
+  </div>`;
+}
+
+/** A <textarea> bound to form.values[name], its API error next to it. */
+export function TextareaField({ form, name, label, hint, rows = 4, placeholder }) {
+  const id = `f-${name}-${useId()}`;
+  form.fields.add(name);
+  const error = form.errors[name];
+  return html`<div class=${`field${error ? " has-error" : ""}`}>
+    <label for=${id}>${label}</label>
+    <textarea id=${id} name=${name} rows=${rows} placeholder=${placeholder} value=${form.values[name] ?? ""}
+      aria-invalid=${error ? "true" : undefined} aria-describedby=${described(id, hint, error)}
+      onInput=${(event) => form.set(name, event.currentTarget.value)}></textarea>
+    <${Below} id=${id} hint=${hint} error=${error} />
+  </div>`;
+}
+
+/** A checkbox bound to form.values[name] (a boolean). */
+export function CheckField({ form, name, label, hint }) {
+  const id = `f-${name}-${useId()}`;
+  form.fields.add(name);
+  const error = form.errors[name];
+  return html`<div class=${`field check-field${error ? " has-error" : ""}`}>
+    <input id=${id} name=${name} type="checkbox" checked=${Boolean(form.values[name])}
+      aria-invalid=${error ? "true" : undefined} aria-describedby=${described(id, hint, error)}
+      onChange=${(event) => form.set(name, event.currentTarget.checked)} />
+    <label for=${id}>${label}</label>
+    <${Below} id=${id} hint=${hint} error=${error} />
+  </div>`;
+}
+
+/** A write-only secret: the API only says whether one is stored (`isSet`), never what it is. The
+ * field starts empty whatever is stored; empty means "keep the stored one". */
+export function SecretField({ form, name, label, isSet, hint }) {
+  const id = `f-${name}-${useId()}`;
+  form.fields.add(name);
+  const error = form.errors[name];
+  const state = isSet ? "set" : "not set";
+  const words = isSet ? "Leave empty to keep the stored one; type a new one to replace it." : hint;
+  return html`<div class=${`field${error ? " has-error" : ""}`}>
+    <label for=${id}>${label} <span class=${`badge secret-state ${isSet ? "is-set" : "not-set"}`}>${state}</span></label>
+    <input id=${id} name=${name} type="password" autocomplete="new-password" value=${form.values[name] ?? ""}
+      placeholder=${isSet ? "•••••••• (stored, not shown)" : ""}
+      aria-invalid=${error ? "true" : undefined} aria-describedby=${described(id, words, error)}
+      onInput=${(event) => form.set(name, event.currentTarget.value)} />
+    <${Below} id=${id} hint=${words} error=${error} />
+  </div>`;
+}

@@ -1,22 +1,15 @@
 // Shared pieces of the Audit and Sync pages (pages/audit*.js, pages/sync*.js): their stylesheet,
 // time formatting, and the API's query-string problems as field -> sentence.
+import { areaStylesheet } from "../components/stylesheet.js";
 import { html } from "../lib/preact.js";
 import { fieldProblems } from "../api.js";
+import { when as formatWhen } from "../components/format.js";
 
-// This area's stylesheet (console.css stays the frame's), loaded once with its pages.
-if (typeof document !== "undefined" && !document.querySelector("link[data-area=audit]")) {
-  const sheet = document.createElement("link");
-  sheet.rel = "stylesheet";
-  sheet.href = new URL("./audit.css", import.meta.url).href;
-  sheet.dataset.area = "audit";
-  document.head.appendChild(sheet);
-}
+areaStylesheet("audit");
 
+/** Audit records and sync runs: to the second by default. */
 export function when(iso, withSeconds = true) {
-  if (!iso) return "—";
-  const date = new Date(iso);
-  if (Number.isNaN(date.getTime())) return iso;
-  return date.toLocaleString(undefined, { dateStyle: "medium", timeStyle: withSeconds ? "medium" : "short" });
+  return formatWhen(iso, withSeconds);
 }
 
 export function duration(ms) {

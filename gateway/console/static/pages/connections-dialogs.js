@@ -65,9 +65,11 @@ function authOf(values, connection) {
 export function ConnectionDialog({ connection, onDone, onClose }) {
   const editing = Boolean(connection);
   const form = useForm(initialOf(connection));
-  const [fetched, setFetched] = useState(null);  // the certificate the server presented, to confirm
+  const [certificate, setFetched] = useState(null);  // the certificate the server presented, to confirm
   const [fetching, setFetching] = useState(false);
   const values = form.values;
+  // only the certificate of the address typed now: changing the address (even while fetching) drops it
+  const fetched = certificate && certificate.asked === values.url ? certificate : null;
   form.fields.add("auth");
   form.fields.add("verify_tls");
 
@@ -76,7 +78,8 @@ export function ConnectionDialog({ connection, onDone, onClose }) {
     setFetching(true);
     form.clear();
     try {
-      setFetched((await api.post("/connections/tls/fingerprint", { url: values.url })).data);
+      const asked = values.url;
+      setFetched({ ...(await api.post("/connections/tls/fingerprint", { url: asked })).data, asked });
     } catch (problem) {
       form.fail(problem);  // unreachable, timeout, not TLS: in words next to the address
     } finally {

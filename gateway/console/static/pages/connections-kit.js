@@ -6,16 +6,10 @@ export {
   Loading, describe, Link, navigate, useSession, can, SelectField, TextareaField, when, RoleOptions, useRoles,
 } from "./users-kit.js";
 export { ConfirmDialog } from "../components/dialog.js";
+import { areaStylesheet } from "../components/stylesheet.js";
 import { html } from "./users-kit.js";
 
-// This area's stylesheet (on top of console.css and users.css, whose tables and menus it shares).
-if (typeof document !== "undefined" && !document.querySelector("link[data-area=connections]")) {
-  const sheet = document.createElement("link");
-  sheet.rel = "stylesheet";
-  sheet.href = new URL("./connections.css", import.meta.url).href;
-  sheet.dataset.area = "connections";
-  document.head.appendChild(sheet);
-}
+areaStylesheet("connections");
 
 /** How the connection checks the server's certificate, in words. */
 export function tlsWords(connection) {

@@ -6,8 +6,9 @@
 // admins only (the API refuses anyone else; the page hides what would be refused).
 import {
   api, html, useEffect, useState, useSession, useForm, Field, FormError, SubmitButton, Dialog, ConfirmDialog,
-  Alert, ErrorAlert, EmptyState, Loading, Link, navigate, SelectField, useTenantUsers, userLabel, when,
+  Alert, ErrorAlert, EmptyState, Loading, Link, navigate, SelectField, useTenantUsers, UserSearch, userLabel, when,
 } from "./roles-kit.js";
+import { MoreRows, appendNextPage } from "../components/paging.js";
 
 /** What an administrator group grants, said wherever the flag can be set. */
 export function AdminWarning() {
@@ -82,6 +83,7 @@ export function GroupsPage() {
         </tr>`;
       })}</tbody>
     </table></div>`}
+    <${MoreRows} page=${page} what="groups" onMore=${async () => setPage(await appendNextPage("/groups", { limit: 200 }, page))} />
     ${page && items.every((group) => group.platform) ? html`<${EmptyState} title="This tenant has no groups of its own yet.">
       Use <b>Create group</b>: the next free GID is suggested. Then add members from the group's page.<//>` : null}
     ${dialog && dialog.kind === "create" && html`<${GroupDialog} onClose=${() => setDialog(null)}
@@ -173,17 +175,19 @@ function GroupDialog({ group, onClose, onDone }) {
 export function GroupPage({ params }) {
   const session = useSession();
   const [group, setGroup] = useState(null);
-  const [members, setMembers] = useState(null);
+  const [listing, setListing] = useState(null);  // GET .../members: {items, next_cursor, total}
+  const members = listing && listing.items;
   const [error, setError] = useState(null);
   const [notice, setNotice] = useState("");
   const [removing, setRemoving] = useState(null);
   const [reloads, setReloads] = useState(0);
-  const users = useTenantUsers(reloads);
+  const [search, setSearch] = useState("");
+  const users = useTenantUsers(reloads, search);
   const path = `/groups/${encodeURIComponent(params.id)}`;
   useEffect(() => {
     let live = true;
     Promise.all([api.get(path), api.get(`${path}/members`, { limit: 200 })]).then(([one, list]) => {
-      if (live) { setGroup(one.data); setMembers(list.data.items); }
+      if (live) { setGroup(one.data); setListing(list.data); }
     }, (problem) => { if (live) setError(problem); });
     return () => { live = false; };
   }, [params.id, reloads]);
@@ -216,10 +220,11 @@ export function GroupPage({ params }) {
     ${why ? html`<${Alert} kind="info">${why}<//>` : null}
     ${notice && html`<${Alert} kind="success">${notice}<//>`}
     <section class="panel" aria-labelledby="members-title">
-      <h2 id="members-title">Members${group.platform ? " of this tenant" : ""} (${members.length})</h2>
+      <h2 id="members-title">Members${group.platform ? " of this tenant" : ""} (${listing.total ?? members.length})</h2>
       ${why ? null : users === null ? html`<p class="hint">Picking members needs the permission admin.users.</p>`
         : html`<form class="add-member" onSubmit=${add} novalidate>
           <${FormError} form=${form} />
+          <${UserSearch} value=${search} users=${users} onInput=${(words) => { setSearch(words); form.set("user_id", ""); }} />
           <${SelectField} form=${form} name="user_id" label="Add a user of this tenant" disabled=${users === undefined}>
             <option value="">${users === undefined ? "Loading users…" : candidates.length ? "Choose a user…" : "Everyone is already a member"}</option>
             ${candidates.map((user) => html`<option value=${user.id} key=${user.id}>${userLabel(user)}</option>`)}
@@ -238,6 +243,8 @@ export function GroupPage({ params }) {
               onClick=${() => { setNotice(""); setRemoving(member); }}>Remove</button>`}</td>
           </tr>`)}</tbody>
         </table></div>`}
+      <${MoreRows} page=${listing} what="members"
+        onMore=${async () => setListing(await appendNextPage(`${path}/members`, { limit: 200 }, listing))} />
     </section>
     ${removing && html`<${ConfirmDialog} open=${true} title=${`Remove ${removing.username} from ${group.cn}?`}
         confirmLabel="Remove member" busyLabel="Removing…" danger=${true} onClose=${() => setRemoving(null)}

@@ -1,4 +1,4 @@
-// Inventory (needs vm.view): the Proxmox VE guests, nodes and storages of the active tenant's
+// Inventory (needs vm.view, node.view or storage.view: each list shows with its own): the Proxmox VE guests, nodes and storages of the active tenant's
 // connections, as the last poll saw them. The API shows only what the user's permissions and
 // scope cover; the page shows what it gets. Power actions (start: vm.start; shutdown and stop:
 // vm.stop; reboot: vm.restart) show only with their permission (the server checks each guest's
@@ -10,7 +10,7 @@ import { can } from "../session.js";
 import { Link } from "../router.js";
 import { EmptyState, ErrorAlert, Loading, describe } from "../components/feedback.js";
 import { ConfirmDialog } from "../components/dialog.js";
-import { areaStylesheet } from "./settings-kit.js";
+import { areaStylesheet } from "../components/stylesheet.js";
 
 areaStylesheet("inventory");
 

@@ -1,4 +1,5 @@
 // The signed-in user's own page: account, password, two-factor authentication, sessions.
+import { when } from "../components/format.js";
 import { html, useEffect, useState } from "../lib/preact.js";
 import { api } from "../api.js";
 import { load, useSession } from "../session.js";
@@ -34,10 +35,6 @@ function Account({ user, access }) {
       <${SubmitButton} form=${form} busyLabel="Saving…">Save name<//>
     </form>
   </div>`;
-}
-
-function when(text) {
-  return text ? new Date(text).toLocaleString() : "—";
 }
 
 function Sessions() {

@@ -3,19 +3,14 @@
 // share) plus this area's stylesheet and what only these pages need (the permission matrix,
 // the scope fields, the tenant's users to pick from).
 // Everything goes through the frame's API client: the public REST API, nothing else.
+import { areaStylesheet } from "../components/stylesheet.js";
 import { html, useEffect, useState, api } from "./users-kit.js";
 
 export * from "./users-kit.js";
 export { ConfirmDialog } from "../components/dialog.js";
 export { getSession } from "../session.js";
 
-if (typeof document !== "undefined" && !document.querySelector("link[data-area=roles]")) {
-  const sheet = document.createElement("link");
-  sheet.rel = "stylesheet";
-  sheet.href = new URL("./roles.css", import.meta.url).href;
-  sheet.dataset.area = "roles";
-  document.head.appendChild(sheet);
-}
+areaStylesheet("roles");
 
 // Category names as GET /api/v1/permissions gives them, in the matrix's order, with their words.
 export const CATEGORIES = [
@@ -100,19 +95,40 @@ export function PermissionMatrix({ catalogue, value, onChange, held, error }) {
   </div>`;
 }
 
-/** The tenant's users to pick from (GET /api/v1/users needs admin.users): undefined while
- * loading, the list, or null when the caller may not read them. */
-export function useTenantUsers(reloads = 0) {
+/** The tenant's users to pick from (GET /api/v1/users needs admin.users), the first 100 matching
+ * `q` (username, name or email; typed in UserSearch): undefined while loading, the list (its
+ * `more` says whether more users match than it holds), or null when the caller may not read them. */
+export function useTenantUsers(reloads = 0, q = "") {
   const [users, setUsers] = useState(undefined);
+  const query = q.trim();
   useEffect(() => {
     let live = true;
-    api.get("/users", { limit: 100, sort: "name", order: "asc" }).then(
-      (answer) => { if (live) setUsers(answer.data.items); },
+    const read = () => api.get("/users", { limit: 100, sort: "name", order: "asc", ...(query ? { q: query } : {}) }).then(
+      (answer) => {
+        if (!live) return;
+        const list = answer.data.items;
+        list.more = Boolean(answer.data.next_cursor);
+        setUsers(list);
+      },
       () => { if (live) setUsers(null); },
     );
-    return () => { live = false; };
-  }, [reloads]);
+    const timer = setTimeout(read, query ? 250 : 0);  // while typing: one request once the typing pauses
+    return () => { live = false; clearTimeout(timer); };
+  }, [reloads, query]);
   return users;
+}
+
+/** The search box above a user picker: the list shows the users matching it (the API searches). */
+export function UserSearch({ value, onInput, users, id = "user-search" }) {
+  if (users === null) return null;
+  return html`<div class="field user-search">
+    <label for=${id}>Find a user</label>
+    <input id=${id} type="search" value=${value} autocomplete="off" aria-describedby=${`${id}-hint`}
+           onInput=${(event) => onInput(event.currentTarget.value)} />
+    <div class="hint" id=${`${id}-hint`}>${users && users.more
+      ? `Showing the first ${users.length} matching users: type part of a username, name or email to narrow the list.`
+      : "Username, name or email: the list below shows who matches."}</div>
+  </div>`;
 }
 
 export function userLabel(user) {

@@ -6,7 +6,7 @@
 import {
   api, html, useEffect, useState, useSession, useForm, Field, FormError, SubmitButton, Dialog, ConfirmDialog,
   Alert, ErrorAlert, EmptyState, Loading, Link, navigate, can, SelectField, TextareaField, splitList,
-  PermissionMatrix, useCatalogue, useTenantUsers, userLabel, scopeWords, SCOPE_FIELDS,
+  PermissionMatrix, useCatalogue, useTenantUsers, UserSearch, userLabel, scopeWords, SCOPE_FIELDS,
 } from "./roles-kit.js";
 
 const held = (session) => (session.access && session.access.permissions) || [];
@@ -236,7 +236,8 @@ function Holders({ role, onChanged }) {
 
 /** PUT /api/v1/users/{id}/roles/{tenant}: the role, narrowed by a scope (empty lists: everything). */
 function AssignDialog({ role, tenant, user, assignment, onClose, onDone }) {
-  const users = useTenantUsers();
+  const [search, setSearch] = useState("");
+  const users = useTenantUsers(0, search);
   const scope = (assignment && assignment.scope) || {};
   const form = useForm({
     user_id: user ? user.id : "",
@@ -254,6 +255,8 @@ function AssignDialog({ role, tenant, user, assignment, onClose, onDone }) {
       onClose=${onClose}>
     <form onSubmit=${submit} novalidate>
       <${FormError} form=${form} />
+      ${user ? null : html`<${UserSearch} value=${search} users=${users}
+          onInput=${(words) => { setSearch(words); form.set("user_id", ""); }} />`}
       ${user ? html`<p>${userLabel(user)}</p>` : users === undefined ? html`<${Loading} label="Loading users…" />`
         : users === null ? html`<${Field} form=${form} name="user_id" label="User id"
             hint="Picking from a list needs admin.users; paste the user's id." />`

@@ -1,91 +1,12 @@
-// Shared pieces of the Settings page (pages/settings*.js) and the Inventory page: an area's
-// stylesheet linked once (the CSP refuses inline styles); a settings section that reads its
-// setting; form fields the frame's Field does not cover (checkbox, select, textarea, a
-// write-only secret), bound to useForm like Field: the API's problem of a field shows next to it.
-import { html, useEffect, useId, useState } from "../lib/preact.js";
+// Shared pieces of the Settings page (pages/settings*.js) and the Inventory page: a settings
+// section that reads its setting, whole numbers, "Saved."; the form fields (checkbox, select,
+// textarea, write-only secret, from components/form.js) and areaStylesheet are re-exported.
+import { html, useEffect, useState } from "../lib/preact.js";
 import { api } from "../api.js";
 import { Alert, ErrorAlert, Loading } from "../components/feedback.js";
-
-/** Links `pages/<name>.css` once (console.css stays the frame's). */
-export function areaStylesheet(name) {
-  if (typeof document === "undefined" || document.querySelector(`link[data-area="${name}"]`)) return;
-  const sheet = document.createElement("link");
-  sheet.rel = "stylesheet";
-  sheet.href = new URL(`./${name}.css`, import.meta.url).href;
-  sheet.dataset.area = name;
-  document.head.appendChild(sheet);
-}
-
-function described(id, hint, error) {
-  return [hint ? `${id}-hint` : null, error ? `${id}-error` : null].filter(Boolean).join(" ") || undefined;
-}
-
-function Below({ id, hint, error }) {
-  return html`${hint ? html`<div class="hint" id=${`${id}-hint`}>${hint}</div>` : null}
-    ${error ? html`<div class="field-error" id=${`${id}-error`}>${error}</div>` : null}`;
-}
-
-/** A checkbox bound to form.values[name] (a boolean). */
-export function CheckField({ form, name, label, hint }) {
-  const id = `f-${name}-${useId()}`;
-  form.fields.add(name);
-  const error = form.errors[name];
-  return html`<div class=${`field check-field${error ? " has-error" : ""}`}>
-    <input id=${id} name=${name} type="checkbox" checked=${Boolean(form.values[name])}
-      aria-invalid=${error ? "true" : undefined} aria-describedby=${described(id, hint, error)}
-      onChange=${(event) => form.set(name, event.currentTarget.checked)} />
-    <label for=${id}>${label}</label>
-    <${Below} id=${id} hint=${hint} error=${error} />
-  </div>`;
-}
-
-/** A <select> bound to form.values[name]; `options` are [value, label] pairs. */
-export function SelectField({ form, name, label, hint, options }) {
-  const id = `f-${name}-${useId()}`;
-  form.fields.add(name);
-  const error = form.errors[name];
-  return html`<div class=${`field${error ? " has-error" : ""}`}>
-    <label for=${id}>${label}</label>
-    <select id=${id} name=${name} value=${form.values[name] ?? ""}
-      aria-invalid=${error ? "true" : undefined} aria-describedby=${described(id, hint, error)}
-      onChange=${(event) => form.set(name, event.currentTarget.value)}>
-      ${options.map(([value, text]) => html`<option value=${value} key=${value}>${text}</option>`)}
-    </select>
-    <${Below} id=${id} hint=${hint} error=${error} />
-  </div>`;
-}
-
-/** A <textarea> bound to form.values[name]. */
-export function TextareaField({ form, name, label, hint, rows = 4, placeholder }) {
-  const id = `f-${name}-${useId()}`;
-  form.fields.add(name);
-  const error = form.errors[name];
-  return html`<div class=${`field${error ? " has-error" : ""}`}>
-    <label for=${id}>${label}</label>
-    <textarea id=${id} name=${name} rows=${rows} placeholder=${placeholder} value=${form.values[name] ?? ""}
-      aria-invalid=${error ? "true" : undefined} aria-describedby=${described(id, hint, error)}
-      onInput=${(event) => form.set(name, event.currentTarget.value)}></textarea>
-    <${Below} id=${id} hint=${hint} error=${error} />
-  </div>`;
-}
-
-/** A write-only secret: the API only says whether one is stored (`isSet`), never what it is. The
- * field starts empty whatever is stored; empty means "keep the stored one". */
-export function SecretField({ form, name, label, isSet, hint }) {
-  const id = `f-${name}-${useId()}`;
-  form.fields.add(name);
-  const error = form.errors[name];
-  const state = isSet ? "set" : "not set";
-  const words = isSet ? "Leave empty to keep the stored one; type a new one to replace it." : hint;
-  return html`<div class=${`field${error ? " has-error" : ""}`}>
-    <label for=${id}>${label} <span class=${`badge secret-state ${isSet ? "is-set" : "not-set"}`}>${state}</span></label>
-    <input id=${id} name=${name} type="password" autocomplete="new-password" value=${form.values[name] ?? ""}
-      placeholder=${isSet ? "•••••••• (stored, not shown)" : ""}
-      aria-invalid=${error ? "true" : undefined} aria-describedby=${described(id, words, error)}
-      onInput=${(event) => form.set(name, event.currentTarget.value)} />
-    <${Below} id=${id} hint=${words} error=${error} />
-  </div>`;
-}
+// The fields and the stylesheet loader live in components/ (shared by every area); re-exported here.
+export { CheckField, SecretField, SelectField, TextareaField } from "../components/form.js";
+export { areaStylesheet } from "../components/stylesheet.js";
 
 /** A whole number typed into a form, or a local error naming the field (the API would refuse it too). */
 export function wholeNumber(values, name) {

@@ -226,7 +226,7 @@ function RegistrationForm({ settings }) {
       hint="Off: the Register page says registration is closed and the sign-in page hides its link." />
     <${TextareaField} form=${form} name="allowed_email_domains" label="Allowed email domains" rows=${3}
       placeholder="example.com"
-      hint="One per line (or separated by commas). Only addresses of exactly these domains may register; empty: any domain." />
+      hint="One per line, or separated by commas or semicolons. Only addresses of exactly these domains may register; empty: any domain." />
     <${Saved} text=${saved} />
     <${SubmitButton} form=${form} busyLabel="Saving…">Save registration settings<//>
   </form>`;

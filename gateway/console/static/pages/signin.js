@@ -17,7 +17,7 @@ export function SignIn({ query }) {
   const [notice] = useState(() => takeNotice() || (query.get("done") === "reset" ? "Your password was changed. Sign in with the new one." : null)
     || (query.get("done") === "registered" ? "Your account is ready. Sign in." : null));
   const [challenge, setChallenge] = useState(null);
-  const registration = useRegistration();  // no "Create an account" link while registration is closed
+  const registration = useRegistration();  // the "Create an account" link hides only once the API says registration is closed
   const form = useForm({ login: "", password: "" });
 
   const submit = form.submit(async ({ login, password }) => {
@@ -41,8 +41,8 @@ export function SignIn({ query }) {
       <${Field} form=${form} name="password" label="Password" type="password" autocomplete="current-password" required />
       <${SubmitButton} form=${form} busyLabel="Signing in…">Sign in<//>
     </form>
-    <p class="links"><${Link} href="/forgot-password">Forgot your password?<//>${registration && registration.open
-      ? html` · <${Link} href="/register">Create an account<//>` : null}</p>
+    <p class="links"><${Link} href="/forgot-password">Forgot your password?<//>${registration && registration.open === false
+      ? null : html` · <${Link} href="/register">Create an account<//>`}</p>
   </section>`;
 }
 

@@ -5,6 +5,8 @@ import {
   api, html, useEffect, useState, useSession, can, useForm, Field, FormError, SubmitButton, Alert, ErrorAlert,
   EmptyState, Loading, ConfirmDialog, Link, SelectField, RoleOptions, useRoles, when, tlsWords,
 } from "./connections-kit.js";
+import { switchTenant } from "../session.js";
+import { MoreRows, appendNextPage } from "../components/paging.js";
 
 export function TenantPage({ params }) {
   const session = useSession();
@@ -28,7 +30,31 @@ export function TenantPage({ params }) {
     ${tenant.description ? html`<p class="lead">${tenant.description}</p>` : null}
     <${Members} tenant=${tenant} />
     ${superAdmin || tenantId === active ? html`<${Connections} tenant=${tenant} superAdmin=${superAdmin} />`
-      : html`<h2>Connections</h2><p class="hint">Switch to ${tenant.name} in the top bar to see its connections.</p>`}
+      : html`<${SwitchToSee} tenant=${tenant} />`}
+  </section>`;
+}
+
+/** An administrator of several tenants reads a tenant's connections while it is the active one
+ * (the API refuses `tenant` other than the active tenant but to super admins). */
+function SwitchToSee({ tenant }) {
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState(null);
+  const change = async () => {
+    setBusy(true);
+    setError(null);
+    try {
+      await switchTenant(tenant.id);
+    } catch (problem) {
+      setError(problem);
+      setBusy(false);
+    }
+  };
+  return html`<section aria-labelledby="connections-heading">
+    <h2 id="connections-heading">Connections</h2>
+    <p class="hint">Switch to this tenant to see its connections.</p>
+    <${ErrorAlert} error=${error} />
+    <button type="button" class="button" onClick=${change} disabled=${busy} aria-busy=${busy ? "true" : undefined}>
+      ${busy ? "Switching…" : `Switch to ${tenant.name}`}</button>
   </section>`;
 }
 
@@ -39,10 +65,14 @@ function Members({ tenant }) {
   const superAdmin = Boolean(session.access && session.access.super_admin);
   const roles = useRoles();
   const path = `/tenants/${encodeURIComponent(tenant.id)}/users`;
-  const [members, setMembers] = useState(null);
+  const [listing, setListing] = useState(null);  // the GET answer: {items, next_cursor, total}
+  const members = listing && listing.items;
+  const setMembers = (change) => setListing((old) => ({ ...(old || {}), items: change(old && old.items) }));
   const [error, setError] = useState(null);
   const [notice, setNotice] = useState("");
   const [removing, setRemoving] = useState(null);
+  const [drafts, setDrafts] = useState({});  // user_id -> role chosen, not saved yet
+  const [saving, setSaving] = useState(null);  // user_id
   const [reloads, setReloads] = useState(0);
   const reload = (words) => { setNotice(words || ""); setReloads((count) => count + 1); };
   // rbac applies a member's role from tenancy's event, moments after the answer: the answer's role is shown now
@@ -58,20 +88,32 @@ function Members({ tenant }) {
 
   useEffect(() => {
     let live = true;
-    api.get(path, { limit: 200 }).then((answer) => { if (live) setMembers(answer.data.items); },
+    api.get(path, { limit: 200 }).then((answer) => { if (live) setListing(answer.data); },
                                        (problem) => { if (live) setError(problem); });
     return () => { live = false; };
   }, [reloads]);
 
-  const setRole = async (member, role) => {
+  // a role changes only with the row's Save button (arrow keys on a closed select fire change)
+  const draft = (member) => (member.user_id in drafts ? drafts[member.user_id] : member.role || "");
+  const choose = (member, role) => setDrafts((old) => ({ ...old, [member.user_id]: role }));
+  const forget = (member) => setDrafts((old) => {
+    const rest = { ...old };
+    delete rest[member.user_id];
+    return rest;
+  });
+  const setRole = async (member) => {
+    const role = draft(member);
     setError(null);
     setNotice("");
+    setSaving(member.user_id);
     try {
       const answer = await api.put(`${path}/${encodeURIComponent(member.user_id)}`, { role });
+      forget(member);
       joined({ ...member, ...answer.data }, `${member.username} is ${role} in ${tenant.name}.`);
     } catch (problem) {
-      setError(problem);
-      setReloads((count) => count + 1);  // the select shows the role as it is
+      setError(problem);  // the choice stays in the select: Save again or put it back
+    } finally {
+      setSaving(null);
     }
   };
 
@@ -89,17 +131,24 @@ function Members({ tenant }) {
       <tbody>${members.map((member) => html`<tr key=${member.user_id} data-member=${member.username}>
         <td>${member.username || member.user_id}</td>
         <td>${manage ? html`<label class="visually-hidden" for=${`role-${member.user_id}`}>Role of ${member.username}</label>
-            <select id=${`role-${member.user_id}`} value=${member.role || ""}
-                    onChange=${(event) => setRole(member, event.currentTarget.value)}>
+            <span class="role-edit"><select id=${`role-${member.user_id}`} value=${draft(member)}
+                    onChange=${(event) => choose(member, event.currentTarget.value)}>
               ${member.role ? null : html`<option value="">(no role)</option>`}
               <${RoleOptions} roles=${roles} current=${member.role} />
-            </select>` : member.role || "—"}</td>
+            </select>
+            ${draft(member) !== (member.role || "") ? html`<button type="button" class="button small primary"
+                aria-label=${`Save role of ${member.username}`} disabled=${saving === member.user_id || !draft(member)}
+                aria-busy=${saving === member.user_id ? "true" : undefined}
+                onClick=${() => setRole(member)}>${saving === member.user_id ? "Saving…" : "Save"}</button>
+              <button type="button" class="button small" aria-label=${`Keep the role of ${member.username}`}
+                onClick=${() => forget(member)}>Cancel</button>` : null}</span>` : member.role || "—"}</td>
         <td>${member.is_default ? "Yes" : "No"}</td>
         <td>${when(member.created_at)}</td>
         ${manage ? html`<td class="row-actions"><button type="button" class="button small"
             aria-label=${`Remove ${member.username} from ${tenant.name}`} onClick=${() => setRemoving(member)}>Remove</button></td>` : null}
       </tr>`)}</tbody>
     </table></div>` : null}
+    <${MoreRows} page=${listing} what="members" onMore=${async () => setListing(await appendNextPage(path, { limit: 200 }, listing))} />
     ${removing ? html`<${ConfirmDialog} open title=${`Remove ${removing.username} from ${tenant.name}?`}
         confirmLabel="Remove from tenant" busyLabel="Removing…" danger onClose=${() => setRemoving(null)}
         onConfirm=${async () => {
@@ -149,7 +198,7 @@ function Connections({ tenant, superAdmin }) {
   const [reloads, setReloads] = useState(0);
   useEffect(() => {
     let live = true;
-    api.get("/connections", { limit: 200, tenant: tenant.id }).then(
+    api.get("/connections", { limit: 200, ...(superAdmin ? { tenant: tenant.id } : {}) }).then(
       (answer) => { if (live) setItems(answer.data.items); }, (problem) => { if (live) setError(problem); });
     if (superAdmin) api.get("/tenants", { limit: 200 }).then((answer) => { if (live) setTenants(answer.data.items); }, () => {});
     return () => { live = false; };

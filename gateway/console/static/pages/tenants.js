@@ -7,12 +7,14 @@ import {
   ErrorAlert, EmptyState, Loading, ConfirmDialog, Link, TextareaField,
 } from "./connections-kit.js";
 import { load as reloadSession } from "../session.js";
+import { MoreRows, appendNextPage } from "../components/paging.js";
 
 export function TenantsPage() {
   const session = useSession();
   const superAdmin = Boolean(session.access && session.access.super_admin);
   const [status, setStatus] = useState(null);
-  const [tenants, setTenants] = useState(null);
+  const [listing, setListing] = useState(null);  // the GET /tenants answer: {items, next_cursor, total}
+  const tenants = listing && listing.items;
   const [error, setError] = useState(null);
   const [notice, setNotice] = useState("");
   const [dialog, setDialog] = useState(null);  // {kind, tenant}
@@ -21,8 +23,8 @@ export function TenantsPage() {
   useEffect(() => {
     let live = true;
     api.get("/tenancy").then(async (answer) => {
-      const list = answer.data.enabled ? (await api.get("/tenants", { limit: 200 })).data.items : [];
-      if (live) { setStatus(answer.data); setTenants(list); setError(null); }
+      const list = answer.data.enabled ? (await api.get("/tenants", { limit: 200 })).data : { items: [] };
+      if (live) { setStatus(answer.data); setListing(list); setError(null); }
     }).catch((problem) => { if (live) setError(problem); });
     return () => { live = false; };
   }, [reloads]);
@@ -79,7 +81,9 @@ export function TenantsPage() {
                 aria-label=${`Delete ${tenant.name}`} onClick=${() => setDialog({ kind: "delete", tenant })}>Delete</button>` : null}
           </td>` : null}
         </tr>`)}</tbody>
-      </table></div>` : null}`}
+      </table></div>` : null}
+      <${MoreRows} page=${listing} what="tenants"
+        onMore=${async () => setListing(await appendNextPage("/tenants", { limit: 200 }, listing))} />`}
     ${dialog && dialog.kind === "enable" && html`<${ConfirmDialog} open title="Enable multi-tenancy?"
         confirmLabel="Enable multi-tenancy" busyLabel="Enabling…" onConfirm=${enable} onClose=${close}>
         <p>A tenant named <b>default</b> is created and takes <b>every existing user and every existing

@@ -2,57 +2,20 @@
 // forms and dialogs, plus what only these pages need (select and textarea fields bound to a
 // form, the generated password shown once, the rules of which row action applies).
 // Everything goes through the frame's API client: the public REST API, nothing else.
-import { html, useEffect, useId, useState } from "../lib/preact.js";
+import { html, useEffect, useState } from "../lib/preact.js";
 import { api } from "../api.js";
 import { CopyButton } from "../components/secrets.js";
+import { areaStylesheet } from "../components/stylesheet.js";
 
 export { html, useEffect, useState, api };
-export { useForm, Field, FormError, SubmitButton } from "../components/form.js";
+export { useForm, Field, FormError, SubmitButton, SelectField, TextareaField } from "../components/form.js";
+export { when } from "../components/format.js";
 export { Dialog } from "../components/dialog.js";
 export { Alert, ErrorAlert, EmptyState, Loading, describe } from "../components/feedback.js";
 export { navigate, Link } from "../router.js";
 export { useSession, can } from "../session.js";
 
-// This area's stylesheet (console.css stays the frame's), loaded once with its pages.
-if (typeof document !== "undefined" && !document.querySelector("link[data-area=users]")) {
-  const sheet = document.createElement("link");
-  sheet.rel = "stylesheet";
-  sheet.href = new URL("./users.css", import.meta.url).href;
-  sheet.dataset.area = "users";
-  document.head.appendChild(sheet);
-}
-
-/** A <select> bound to form.values[name], its API error next to it (as the frame's Field). */
-export function SelectField({ form, name, label, hint, disabled, children }) {
-  const id = `f-${name}-${useId()}`;
-  form.fields.add(name);
-  const error = form.errors[name];
-  const described = [hint ? `${id}-hint` : null, error ? `${id}-error` : null].filter(Boolean).join(" ") || undefined;
-  return html`<div class=${`field${error ? " has-error" : ""}`}>
-    <label for=${id}>${label}</label>
-    <select id=${id} name=${name} value=${form.values[name] ?? ""} disabled=${disabled}
-      aria-invalid=${error ? "true" : undefined} aria-describedby=${described}
-      onChange=${(event) => form.set(name, event.currentTarget.value)}>${children}</select>
-    ${hint ? html`<div class="hint" id=${`${id}-hint`}>${hint}</div>` : null}
-    ${error ? html`<div class="field-error" id=${`${id}-error`}>${error}</div>` : null}
-  </div>`;
-}
-
-/** A <textarea> bound to form.values[name], its API error next to it. */
-export function TextareaField({ form, name, label, hint, placeholder, rows = 4 }) {
-  const id = `f-${name}-${useId()}`;
-  form.fields.add(name);
-  const error = form.errors[name];
-  const described = [hint ? `${id}-hint` : null, error ? `${id}-error` : null].filter(Boolean).join(" ") || undefined;
-  return html`<div class=${`field${error ? " has-error" : ""}`}>
-    <label for=${id}>${label}</label>
-    <textarea id=${id} name=${name} rows=${rows} placeholder=${placeholder} value=${form.values[name] ?? ""}
-      aria-invalid=${error ? "true" : undefined} aria-describedby=${described}
-      onInput=${(event) => form.set(name, event.currentTarget.value)}></textarea>
-    ${hint ? html`<div class="hint" id=${`${id}-hint`}>${hint}</div>` : null}
-    ${error ? html`<div class="field-error" id=${`${id}-error`}>${error}</div>` : null}
-  </div>`;
-}
+areaStylesheet("users");
 
 /** A generated password, shown this once: selectable text and a copy button. */
 export function SecretOnce({ label, value }) {
@@ -84,12 +47,6 @@ export function protection(user, me, action) {
 }
 
 // --- formatting ------------------------------------------------------------------------------
-
-export function when(iso) {
-  if (!iso) return "—";
-  const date = new Date(iso);
-  return Number.isNaN(date.getTime()) ? iso : date.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
-}
 
 export function fullName(user) {
   return user.full_name || [user.first_name, user.last_name].filter(Boolean).join(" ") || "—";

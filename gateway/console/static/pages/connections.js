@@ -2,6 +2,7 @@
 // of the active tenant with their sync state (GET /sync/status, when sync.view is held), and per
 // connection: test (the answer in words), edit, set up the LDAP realm, delete. Adding and editing
 // live in connections-dialogs.js (with the certificate fingerprint fetched for the admin to confirm).
+import { closeRowMenusOutside } from "../components/rowmenu.js";
 import {
   api, html, useEffect, useState, useSession, can, Alert, ErrorAlert, EmptyState, Loading, ConfirmDialog,
   tlsWords, authWords, SyncBadge, testWords,
@@ -42,7 +43,7 @@ export function ConnectionsPage() {
   const [error, setError] = useState(null);
   const [testing, setTesting] = useState(null);  // the name of the connection under test
   const active = (session.tenants || []).find((tenant) => tenant.active);
-  useEffect(() => closeMenusOutside(), []);
+  useEffect(() => closeRowMenusOutside(), []);
 
   const done = (text) => {
     setDialog(null);
@@ -139,23 +140,3 @@ export function RowMenu({ name, actions }) {
   </details>`;
 }
 
-/** Row menus close on a click elsewhere and on Escape (focus back on their button), as on the Users page. */
-function closeMenusOutside() {
-  const menus = () => document.querySelectorAll("details.row-menu[open]");
-  const click = (event) => {
-    for (const menu of menus()) if (!menu.contains(event.target)) menu.open = false;
-  };
-  const key = (event) => {
-    if (event.key !== "Escape") return;
-    for (const menu of menus()) {
-      menu.open = false;
-      menu.querySelector("summary").focus();
-    }
-  };
-  document.addEventListener("click", click);
-  document.addEventListener("keydown", key);
-  return () => {
-    document.removeEventListener("click", click);
-    document.removeEventListener("keydown", key);
-  };
-}

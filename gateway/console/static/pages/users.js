@@ -2,6 +2,7 @@
 // search, sort by any column, status filter (pending users one click away) and server-side
 // paging; the row actions that apply to each user; create and invite. The Invitations and
 // All tenants tabs live in users-invitations.js and users-all-tenants.js.
+import { closeRowMenusOutside } from "../components/rowmenu.js";
 import {
   api, html, useEffect, useState, useSession, Link, Alert, ErrorAlert, EmptyState, Loading,
   fullName, when, StatusBadge, twoFactorWords, protection,
@@ -167,26 +168,6 @@ export function UsersPage({ query: urlQuery }) {
   </section>`;
 }
 
-/** Row menus (<details>) close on a click elsewhere and on Escape (focus back on their button). */
-function closeRowMenusOutside() {
-  const menus = () => document.querySelectorAll("details.row-menu[open]");
-  const click = (event) => {
-    for (const menu of menus()) if (!menu.contains(event.target)) menu.open = false;
-  };
-  const key = (event) => {
-    if (event.key !== "Escape") return;
-    for (const menu of menus()) {
-      menu.open = false;
-      menu.querySelector("summary").focus();
-    }
-  };
-  document.addEventListener("click", click);
-  document.addEventListener("keydown", key);
-  return () => {
-    document.removeEventListener("click", click);
-    document.removeEventListener("keydown", key);
-  };
-}
 
 /** The ETag of a user as listed (its version), for If-Match. */
 export function versionOf(user) {

@@ -150,6 +150,7 @@ def world(platform, root, mailbox):
                              if path.startswith(SETTINGS_PREFIXES) for method, operation in item.items()
                              if isinstance(operation, dict) and operation.get("x-permission") == "super_admin")
     forwarding = root.get("/api/v1/settings/audit-forwarding").json()
+    registration = root.get("/api/v1/settings/registration").json()
     tenants = [DEFAULT, new_tenant(root, f"Auth P {tag} 1")["id"], new_tenant(root, f"Auth P {tag} 2")["id"]]
     groups = []  # one per tenant: groups belong to a tenant
     for index, tenant in enumerate(tenants):
@@ -166,6 +167,7 @@ def world(platform, root, mailbox):
     first.api = root
     world = {"tag": tag, "tenants": tenants, "groups": groups, "actors": {}, "first": first, "mailbox": mailbox,
              "count": [0], "root": root, "settings": settings_routes, "turns": {},
+             "registration": {key: registration[key] for key in ("self_registration", "allowed_email_domains")},
              "forwarding": {key: forwarding[key] for key in ("enabled", "host", "port", "protocol", "app_name")
                             if forwarding.get(key) is not None}}
     unknown = [f"{method.upper()} {path}" for method, path in settings_routes
@@ -289,6 +291,10 @@ def settings_changes(world) -> dict:
             "base_dn": "dc=example,dc=org"}), {422}, None),
         ("put", "/api/v1/settings/audit-forwarding"): (
             lambda api: api.put("/api/v1/settings/audit-forwarding", json=world["forwarding"]), {200}, None),
+        ("post", "/api/v1/settings/smtp/test"): (lambda api: api.post("/api/v1/settings/smtp/test", json={
+            "to": f"authority-{world['tag']}@example.com"}), {200}, None),
+        ("put", "/api/v1/settings/registration"): (
+            lambda api: api.put("/api/v1/settings/registration", json=world["registration"]), {200}, None),
         ("post", "/api/v1/tenancy/enable"): (lambda api: api.post("/api/v1/tenancy/enable"), {200}, None),
         ("post", "/api/v1/tenancy/disable"): (lambda api: api.post("/api/v1/tenancy/disable"), {409}, None),
     }

@@ -36,10 +36,21 @@ def eventually(check, timeout: float = 10, interval: float = 0.1, message: str =
         time.sleep(interval)
 
 
+def ephemeral_ports_start() -> int:
+    """The first port the kernel hands out for bind(0) and outgoing connections."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as ports:
+            return int(ports.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port_range(count: int) -> int:
-    """The first of `count` consecutive ports that are free now."""
+    """The first of `count` consecutive ports that are free now, below the kernel's ephemeral range:
+    ports of the range bound only later (a second instance's metrics) are never taken meanwhile by
+    a server another test started on free_port()."""
     while True:
-        base = random.randrange(20000, 60000 - count)
+        base = random.randrange(10000, ephemeral_ports_start() - count)
         try:
             for port in range(base, base + count):
                 with socket.socket() as sock:

@@ -2,7 +2,8 @@
 global-uniqueness exceptions that are not identity's (docs/security.md: a refused duplicate group
 name or GID, or connection name, tells that it exists somewhere; each attempt counts, so probing for
 names is bounded), and on proxmox_sync's certificate fetches (a TLS handshake with any address an
-administrator types: probing the network is bounded too). identity keeps its own mail and sign-up limits (services/identity/limits.py).
+administrator types: probing the network is bounded too). identity keeps its own mail and sign-up
+limits (services/identity/limits.py) on the same windows and upsert (`window_bounds`, `add_to_window`).
 
 A service declares its table with `counter_table(metadata, "<service>_rate_counters")` in storage.py
 (and a migration), and calls `count_attempt` at the top of the use case, before the name is looked at.
@@ -44,14 +45,20 @@ def take(session, table: sa.Table, key: str, now: datetime, window_seconds: int,
     """Counts `units` for `key` in the window holding `now` (one upsert: concurrent requests of any
     instance queue on the row) and returns the window's count; ended windows of every key go."""
     start, end = window_bounds(now, window_seconds)
+    count = add_to_window(session, table, key, start, end, units)
+    session.execute(sa.delete(table).where(table.c.expires_at <= now))
+    return count
+
+
+def add_to_window(session, table: sa.Table, key: str, start: datetime, end: datetime, units: int) -> int:
+    """Adds `units` to `key`'s count in the window [start, end) in one upsert (concurrent requests of
+    any instance queue on the row); returns the count with them. Ended windows are the caller's to drop."""
     insert = (postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert)(table)
-    count = session.execute(
+    return session.execute(
         insert.values(key=key, window_start=start, expires_at=end, count=units)
         .on_conflict_do_update(index_elements=[table.c.key, table.c.window_start],
                                set_={"count": table.c.count + units})
         .returning(table.c.count)).scalar_one()
-    session.execute(sa.delete(table).where(table.c.expires_at <= now))
-    return count
 
 
 def count_attempt(uow, table: sa.Table, limit: str, actor: Actor | dict, maximum: int, window_seconds: int,

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+from kernel.ratelimit import window_bounds  # identity's windows are every service's (kernel/ratelimit.py)
 
 
 @dataclass(frozen=True)
@@ -51,13 +51,6 @@ def limits_from_config(config) -> dict[str, Limit]:
 
 def refusal_message(name: str) -> str:
     return LIMITS[name][1] + " Try again later."
-
-
-def window_bounds(now: datetime, window_seconds: int) -> tuple[datetime, datetime]:
-    """The fixed window holding `now`: [start, end)."""
-    elapsed = (now - EPOCH).total_seconds()
-    start = EPOCH + timedelta(seconds=math.floor(elapsed / window_seconds) * window_seconds)
-    return start, start + timedelta(seconds=window_seconds)
 
 
 def allows(count_with_this: int, limit: Limit) -> bool:

@@ -9,12 +9,10 @@ from datetime import datetime
 from typing import NamedTuple
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from kernel import paging
+from kernel import paging, ratelimit
 from kernel.db import iso  # noqa: F401  (iso: storage.iso for the service)
 from kernel.envelope import utc_now
 from services.identity import domain, twofactor
@@ -359,13 +357,7 @@ def first_refusal(session: Session, key: str, start: datetime, end: datetime) ->
 
 def _count_in_window(session: Session, key: str, start: datetime, end: datetime, units: int) -> int:
     table = RateCounter.__table__
-    dialect = session.get_bind().dialect.name
-    insert = (postgresql_insert if dialect == "postgresql" else sqlite_insert)(table)
-    count = session.execute(
-        insert.values(key=key, window_start=start, expires_at=end, count=units)
-        .on_conflict_do_update(index_elements=[table.c.key, table.c.window_start],
-                               set_={"count": table.c.count + units})
-        .returning(table.c.count)).scalar_one()
+    count = ratelimit.add_to_window(session, table, key, start, end, units)
     session.execute(sa.delete(table).where(table.c.key == key, table.c.window_start < start))
     return count
 
